@@ -1,0 +1,5 @@
+"""``python -m autopyfactory`` is the same as the ``autopyfactory`` command."""
+
+from autopyfactory.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""The ``autopyfactory`` command: argument parsing and dispatch to the subcommands.
+
+Exit codes: 0 success, 1 configuration or runtime error, 2 usage error (argparse's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from autopyfactory import __version__, config, config_schema
+from autopyfactory.config_schema import Scope
+from autopyfactory.http import make_session
+from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
+from autopyfactory.model import Demand, QueueStatus, Supply
+from autopyfactory.policy import PolicySettings, Situation, decide
+from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+NOT_GIVEN = -1  # default of simulate --pending (argparse does not run type= on non-string defaults)
+
+
+class UsageError(Exception):
+    """Bad command-line input that argparse could not catch itself."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(f"autopyfactory {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except config.ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autopyfactory", description="Pilot factory for the PanDA workload system."
+    )
+    parser.add_argument("--version", action="version", version=f"autopyfactory {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", help="load the configuration and schedconfig; show every label's settings"
+    )
+    check.add_argument("-c", "--config", required=True, help="factory.conf")
+    check.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
+    check.set_defaults(handler=run_check)
+
+    simulate = commands.add_parser("simulate", help="run the policy on given numbers and show every step")
+    _add_simulate_arguments(simulate)
+    simulate.set_defaults(handler=run_simulate)
+
+    reference = commands.add_parser("config-reference", help="print the configuration reference (markdown)")
+    reference.set_defaults(handler=lambda _args: print(config_schema.reference_markdown(), end="") or EXIT_OK)
+    return parser
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+def run_check(args: argparse.Namespace) -> int:
+    loaded = config.load(args.config)
+    factory = loaded.factory
+    source = SchedconfigSource(
+        args.schedconfig or factory.schedconfig,
+        factory.schedconfig_cache_path,
+        0,
+        make_session(factory.http_retries, factory.proxy, factory.ca_path),
+        factory.http_timeout,
+        time.time,
+        keep_copy=False,
+    )
+    try:
+        snapshot = source.get()
+        dump = snapshot.data
+        print(f"schedconfig: {len(dump)} queues from {snapshot.source}")
+    except SchedconfigError as exc:
+        print(f"schedconfig: {exc}")
+        dump = None
+    result = build_labels(loaded, dump)
+    for label in result.labels:
+        print_label(label)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    for problem in result.problems:
+        print(f"error: {problem}")
+    print(f"{len(result.labels)} labels, {len(result.problems)} errors, {len(result.warnings)} warnings")
+    return EXIT_ERROR if result.problems or dump is None else EXIT_OK
+
+
+def print_label(label: Label) -> None:
+    print(
+        f"\n[{label.name}]  PQ={label.pq} CE={label.ce.flavour} {label.ce.endpoint}"
+        f" queue={label.ce.queue or '-'} status={label.status.value} batch={label.batch}"
+    )
+    width = max(len(key) for key in label.settings)
+    for key, setting in sorted(label.settings.items(), key=lambda item: item[0].lower()):
+        shown = ", ".join(setting.value) if isinstance(setting.value, tuple) else setting.value
+        where = "" if setting.origin == "built-in" else f"  ({setting.origin})"
+        print(f"  {key:<{width}}  {setting.source.value:<13}  {shown}{where}")
+
+
+# --- simulate --------------------------------------------------------------------------------
+
+
+def _count_or_unknown(text: str) -> int | None:
+    if text.lower() in ("unknown", "none"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'unknown', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = _count_or_unknown(text)
+    if value is None:
+        raise argparse.ArgumentTypeError("'unknown' is only allowed for --activated and --pending")
+    return value
+
+
+def _add_simulate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--activated",
+        type=_count_or_unknown,
+        default=0,
+        help="activated jobs (this label's share); 'unknown' = PanDA data missing",
+    )
+    p.add_argument(
+        "--pending",
+        type=_count_or_unknown,
+        default=NOT_GIVEN,
+        help="idle + held pilots; 'unknown' = condor data missing (default: --idle + --held)",
+    )
+    p.add_argument("--idle", type=_non_negative, default=None, help="idle pilots (default: pending - held)")
+    p.add_argument("--held", type=_non_negative, default=0)
+    p.add_argument("--running", type=_non_negative, default=0)
+    p.add_argument(
+        "--total", type=_non_negative, default=None, help="all pilots (default: pending + running)"
+    )
+    p.add_argument("--transferring", type=_non_negative, default=0)
+    p.add_argument(
+        "--status", default="online", help="online, brokeroff, test, offline, standby, maintenance"
+    )
+    p.add_argument("--cycle", type=_non_negative, default=0)
+    p.add_argument("--schedplugin", default=None, help="comma-separated plugin chain (default: Classic)")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a queue policy key, e.g. sched.maxpending.maximum=25 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    try:
+        status = QueueStatus.from_schedconfig(args.status)
+        policy = simulate_settings(args.schedplugin, args.settings)
+        situation = Situation(status, _demand(args), _supply(args), args.cycle)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    decision = decide(policy, situation)
+    if args.json:
+        steps = [{"plugin": s.plugin, "in": s.inp, "out": s.out, "reason": s.reason} for s in decision.steps]
+        print(json.dumps({"n": decision.n, "steps": steps}))
+    else:
+        for step in decision.steps:
+            print(step.render())
+        print(f"=> {decision.n} pilots")
+    return EXIT_OK
+
+
+def _demand(args: argparse.Namespace) -> Demand | None:
+    return None if args.activated is None else Demand(args.activated, args.transferring)
+
+
+def _supply(args: argparse.Namespace) -> Supply | None:
+    pending, held = args.pending, args.held
+    if pending is None:
+        return None
+    if args.idle is not None:
+        if pending != NOT_GIVEN and pending != args.idle + held:
+            raise ValueError(f"--pending={pending} is not --idle + --held = {args.idle + held}")
+        idle = args.idle
+    elif pending == NOT_GIVEN:
+        idle = 0
+    elif held > pending:
+        raise ValueError(f"--held={held} is more than --pending={pending}")
+    else:
+        idle = pending - held
+    return Supply(idle=idle, running=args.running, held=held, total=args.total)
+
+
+def simulate_settings(chain: str | None, assignments: Sequence[str]) -> PolicySettings:
+    """PolicySettings from ``--schedplugin`` and ``--set key=value``, checked against the schema."""
+    values: dict[str, object] = {}
+    if chain is not None:
+        assignments = [*assignments, f"schedplugin={chain}"]
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        option = config_schema.find(key.strip(), Scope.QUEUE)
+        if not sep or option is None or option.key not in POLICY_FIELDS:
+            close = difflib.get_close_matches(key.strip(), list(POLICY_FIELDS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"--set {assignment!r}: not a policy key{hint}")
+        try:
+            values[POLICY_FIELDS[option.key]] = option.parse(raw)
+        except config_schema.UnknownPluginError as exc:
+            close = difflib.get_close_matches(exc.name, exc.known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown plugin {exc.name!r}{hint}; known: {', '.join(exc.known)}") from None
+        except ValueError as exc:
+            raise ValueError(f"--set {assignment!r}: {exc}") from None
+    return PolicySettings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,439 @@
+"""The configuration schema: every key of factory.conf, its type, default and help, in one table.
+
+The table drives parsing and validation (config.py), the "did you mean" hints, ``check`` output
+and the configuration reference in the README (``autopyfactory config-reference`` prints it; a
+test keeps the README current). Keys are matched case-insensitively, as configparser does, and
+shown in their canonical spelling.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from autopyfactory.policy import PLUGINS
+
+
+class Scope(enum.Enum):
+    FACTORY = "Factory"  # only in [Factory]
+    QUEUE = "queue"  # in [QueueDefaults] and in queue sections
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A value type: its name for the docs and a parser that raises ValueError with a clear text."""
+
+    name: str
+    parse: Callable[[str], object]
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"expected a finite number, got {text!r}")
+    return value
+
+
+_BOOLEANS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+
+
+def _parse_bool(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"expected true or false, got {text!r}") from None
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _optional(kind: Kind) -> Kind:
+    """An optional value: empty (or ``none``) means unset."""
+
+    def parse(text: str) -> object:
+        return None if text.strip().lower() in ("", "none") else kind.parse(text)
+
+    return Kind(f"{kind.name} (empty = unset)", parse)
+
+
+def _choice(*choices: str) -> Kind:
+    def parse(text: str) -> str:
+        value = text.strip()
+        for choice in choices:
+            if value.lower() == choice.lower():
+                return choice
+        raise ValueError(f"expected one of {', '.join(choices)}; got {text!r}")
+
+    return Kind("one of " + ", ".join(choices), parse)
+
+
+def _identifier(text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise ValueError(f"expected 1-64 letters, digits, '_', '.' or '-'; got {text!r}")
+    return value
+
+
+def _plugins(text: str) -> tuple[str, ...]:
+    names = _parse_list(text)
+    if not names:
+        raise ValueError("expected at least one plugin name")
+    canonical = {name.lower(): name for name in PLUGINS}
+    unknown = [n for n in names if n.lower() not in canonical]
+    if unknown:
+        raise UnknownPluginError(unknown[0], sorted(PLUGINS))
+    return tuple(canonical[n.lower()] for n in names)
+
+
+class UnknownPluginError(ValueError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown plugin {name!r}")
+        self.name = name
+        self.known = known
+
+
+INT = Kind("integer", _parse_int)
+FLOAT = Kind("number", _parse_float)
+BOOL = Kind("boolean", _parse_bool)
+STR = Kind("string", str.strip)
+LIST = Kind("comma-separated list", _parse_list)
+IDENT = Kind("identifier", _identifier)
+PLUGIN_LIST = Kind("comma-separated plugin names", _plugins)
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    kind: Kind
+    default: object
+    help: str
+    scope: Scope = Scope.QUEUE
+    required: bool = False
+    minimum: float | None = None
+    #: the CRIC panda-queue field that fills this queue option (precedence: above [QueueDefaults])
+    schedconfig: str | None = None
+
+    def parse(self, text: str) -> object:
+        value = self.kind.parse(text)
+        if self.minimum is not None and isinstance(value, int | float) and value < self.minimum:
+            raise ValueError(f"must be at least {self.minimum:g}, got {value}")
+        return value
+
+
+def _factory(key: str, kind: Kind, default: object, text: str, **extra: object) -> Option:
+    return Option(key, kind, default, text, Scope.FACTORY, **extra)  # type: ignore[arg-type]
+
+
+OPTIONS: tuple[Option, ...] = (
+    # ---- [Factory] ----
+    _factory(
+        "factoryId",
+        IDENT,
+        None,
+        "This factory's name; tags every pilot (FactoryId) and the monitor.",
+        required=True,
+    ),
+    _factory(
+        "factoryOwner", STR, None, "Administrator's e-mail address, shown by the monitor.", required=True
+    ),
+    _factory(
+        "pandaserver",
+        STR,
+        None,
+        "PanDA server base URL, e.g. https://pandaserver.cern.ch:25443.",
+        required=True,
+    ),
+    _factory(
+        "schedconfig",
+        STR,
+        None,
+        "CRIC panda-queue dump {PQ: record}: an http(s) URL, a file:// URL or a path.",
+        required=True,
+    ),
+    _factory(
+        "baseLogDir",
+        STR,
+        "/var/log/autopyfactory/pilots",
+        "Directory for pilot logs: <baseLogDir>/<YYYY-MM-DD>/<label>/<cluster>.<proc>.{out,err,log}.",
+    ),
+    _factory(
+        "baseLogDirUrl", STR, "", "URL under which baseLogDir is served (pilot GTAG and monitor links)."
+    ),
+    _factory("stateDir", STR, "/var/lib/autopyfactory", "Directory for the factory's state files."),
+    _factory("sleep", INT, 120, "Seconds between the starts of two cycles.", minimum=1),
+    _factory("schedconfigRefresh", INT, 600, "Seconds between two schedconfig downloads.", minimum=0),
+    _factory(
+        "schedconfigCache",
+        STR,
+        "",
+        "Path of the last-good schedconfig copy; default <stateDir>/schedconfig.json.",
+    ),
+    _factory(
+        "pandaMaxAge",
+        INT,
+        600,
+        "PanDA statistics older than this many seconds count as no data (nothing is submitted).",
+        minimum=0,
+    ),
+    _factory(
+        "httpTimeout", FLOAT, 30.0, "Seconds to wait for PanDA and CRIC (connect and read).", minimum=0.1
+    ),
+    _factory("httpRetries", INT, 2, "Retries (with backoff) of a failed PanDA or CRIC request.", minimum=0),
+    _factory("proxy", STR, "", "X.509 proxy for PanDA/CRIC HTTPS client authentication (optional)."),
+    _factory(
+        "caPath", STR, "", "CA directory (or bundle) to verify PanDA/CRIC servers; default: system CAs."
+    ),
+    _factory("pandaTokenFile", STR, "", "File with a bearer token for the PanDA API (optional)."),
+    _factory("pandaVO", STR, "atlas", "VO sent as Origin with the PanDA token."),
+    _factory("monitorURL", STR, "", "Monitoring API root, e.g. http://apfmon.example.org/api; empty = off."),
+    _factory(
+        "monitorToken", STR, "", "Bearer token of this factory at the monitor (see autopyfactory-monitor)."
+    ),
+    _factory("condorSchedd", STR, "", "Schedd to submit to and query (-name); empty = the local schedd."),
+    _factory("condorPool", STR, "", "Collector of the schedd's pool (-pool); empty = the local pool."),
+    _factory(
+        "condorTimeout",
+        FLOAT,
+        60.0,
+        "Seconds after which a condor_q or condor_submit call is abandoned.",
+        minimum=1,
+    ),
+    _factory(
+        "numFactories", INT, 1, "How many factories serve the same queues; each takes its share.", minimum=1
+    ),
+    _factory(
+        "maxPerCycle", _optional(INT), None, "Most pilots the whole factory submits in one cycle.", minimum=0
+    ),
+    _factory(
+        "maxPilots",
+        _optional(INT),
+        None,
+        "Most pilots of this factory in the batch system at once.",
+        minimum=0,
+    ),
+    _factory("queuesDir", STR, "", "Directory whose *.conf files add queue sections."),
+    # ---- queues: selection and identity ----
+    Option("enabled", BOOL, True, "false keeps the queue configured but inactive."),
+    Option(
+        "autoconfigure",
+        BOOL,
+        True,
+        "Fill the queue in from schedconfig; false = a local queue whose section gives the CE.",
+    ),
+    Option("wmsqueue", STR, "", "PanDA queue name in schedconfig and PanDA; default: the section name."),
+    Option(
+        "siteid",
+        STR,
+        "",
+        "PanDA site id passed to the pilot (-s); default: the PanDA queue name.",
+        schedconfig="siteid",
+    ),
+    Option(
+        "status",
+        _choice("online", "brokeroff", "test", "offline", "standby", "maintenance"),
+        "online",
+        "Queue status; standby and maintenance count as offline.",
+        schedconfig="status",
+    ),
+    Option("cloud", STR, "", "PanDA cloud (informational).", schedconfig="cloud"),
+    Option(
+        "batch",
+        _choice("condor", "local"),
+        "condor",
+        "Batch backend: condor (condor_submit to the CEs) or local (pilots as local processes).",
+    ),
+    # ---- queues: CE (only for autoconfigure = false; otherwise from schedconfig) ----
+    Option(
+        "ceFlavour",
+        _choice("HTCONDOR-CE", "ARC-CE", "CREAM-CE", "OSG-CE", "LCG-CE", "LOCAL"),
+        None,
+        "CE flavour of a local queue (LOCAL = vanilla universe in this pool).",
+    ),
+    Option("ceEndpoint", STR, "", "CE host[:port] of a local queue."),
+    Option("ceQueue", STR, "", "Batch queue behind the CE of a local queue."),
+    # ---- queues: resources ----
+    Option(
+        "corecount", INT, 1, "Cores per pilot (xcount / request_cpus).", minimum=1, schedconfig="corecount"
+    ),
+    Option(
+        "maxrss",
+        INT,
+        2000,
+        "Memory per pilot in MB (maxMemory / request_memory).",
+        minimum=0,
+        schedconfig="maxrss",
+    ),
+    Option(
+        "maxtime",
+        INT,
+        172800,
+        "Wall time per pilot in seconds (maxWallTime).",
+        minimum=0,
+        schedconfig="maxtime",
+    ),
+    Option(
+        "maxwdir",
+        INT,
+        0,
+        "Scratch space per pilot in MB (request_disk); 0 = not requested.",
+        minimum=0,
+        schedconfig="maxwdir",
+    ),
+    Option(
+        "environ",
+        STR,
+        "",
+        "Extra pilot environment, space-separated NAME=value pairs.",
+        schedconfig="environ",
+    ),
+    # ---- queues: policy ----
+    Option(
+        "schedplugin",
+        PLUGIN_LIST,
+        ("Classic",),
+        "Policy plugins applied left to right: Classic, or a chain of "
+        + ", ".join(name for name in PLUGINS if name != "Classic")
+        + ".",
+    ),
+    Option("nqueue", INT, 20, "Classic: pilots to keep queued while jobs are activated.", minimum=0),
+    Option(
+        "depthboost",
+        INT,
+        2,
+        "Classic: queue up to nqueue x depthboost while activated > pending.",
+        minimum=1,
+        schedconfig="depthboost",
+    ),
+    Option(
+        "idlepilotsuppression",
+        INT,
+        1,
+        "Classic: with no activated jobs, send the idle pilot only every N-th cycle.",
+        minimum=1,
+    ),
+    Option(
+        "pilotlimit",
+        _optional(INT),
+        None,
+        "Classic: most pilots of this label in the batch system.",
+        minimum=0,
+        schedconfig="pilotlimit",
+    ),
+    Option(
+        "transferringlimit",
+        _optional(INT),
+        None,
+        "Classic: no pilots while PanDA counts this many transferring jobs.",
+        minimum=0,
+        schedconfig="transferringlimit",
+    ),
+    Option("testpilots", INT, 1, "Classic: pilots for a queue in test status with none pending.", minimum=0),
+    Option("sched.ready.offset", INT, 0, "Ready: activated - offset - pending.", minimum=0),
+    Option("sched.scale.factor", FLOAT, 1.0, "Scale: ceil(in x factor).", minimum=0),
+    Option("sched.maxpercycle.maximum", _optional(INT), None, "MaxPerCycle: min(in, maximum).", minimum=0),
+    Option("sched.minpercycle.minimum", INT, 0, "MinPerCycle: max(in, minimum).", minimum=0),
+    Option(
+        "sched.maxpending.maximum",
+        _optional(INT),
+        None,
+        "MaxPending: min(in, maximum - pending), >= 0.",
+        minimum=0,
+    ),
+    Option("sched.minpending.minimum", INT, 0, "MinPending: max(in, minimum - pending).", minimum=0),
+    Option(
+        "sched.maxtorun.maximum",
+        _optional(INT),
+        None,
+        "MaxToRun: min(in, maximum - pending - running), >= 0.",
+        minimum=0,
+    ),
+    Option("sched.maxheld.maximum", _optional(INT), None, "MaxHeld: 0 when held >= maximum.", minimum=0),
+    Option("sched.statustest.pilots", INT, 1, "StatusTest: pilots for a queue in test status.", minimum=0),
+    Option("sched.statusoffline.pilots", INT, 0, "StatusOffline: pilots for an offline queue.", minimum=0),
+    Option("sched.fixed.pilots", INT, 0, "Fixed: always this many.", minimum=0),
+    # ---- queues: submission ----
+    Option("executable", STR, "/usr/libexec/autopyfactory/runpilot3-wrapper.sh", "The pilot wrapper."),
+    Option(
+        "arguments",
+        STR,
+        "-s %(siteid)s -h %(pq)s -p %(port)s -w %(pandaserver)s -u managed",
+        "Wrapper arguments; %(...)s fields: siteid, pq, label, port, pandaserver, pandaserver_host, "
+        "corecount, maxrss, factoryId.",
+    ),
+    Option("x509userproxy", STR, "", "X.509 proxy the pilots carry (condor x509userproxy)."),
+    Option("scitokensFile", STR, "", "Token file the pilots carry (condor scitokens_file)."),
+    Option("condorSchedd", STR, "", "Override of [Factory] condorSchedd for this queue."),
+    Option("condorPool", STR, "", "Override of [Factory] condorPool for this queue."),
+    Option(
+        "holdIdleAfter",
+        INT,
+        3600,
+        "Hold a grid pilot idle this many seconds, never accepted by the CE.",
+        minimum=0,
+    ),
+    Option("holdRerun", BOOL, True, "Hold a pilot that starts a second time (JobRunCount > 0)."),
+    Option("removeHeldAfter", INT, 3600, "Remove a pilot held this many seconds.", minimum=0),
+    Option("removeIdleAfter", INT, 86400, "Remove a pilot idle this many seconds.", minimum=0),
+    Option("removeRunningAfter", INT, 604800, "Remove a pilot running this many seconds.", minimum=0),
+)
+
+_BY_SCOPE_AND_LOWER = {(option.scope, option.key.lower()): option for option in OPTIONS}
+
+
+def find(key: str, scope: Scope) -> Option | None:
+    """The option for ``key`` (case-insensitive) in ``scope``, or None."""
+    return _BY_SCOPE_AND_LOWER.get((scope, key.lower()))
+
+
+def options(scope: Scope) -> Iterator[Option]:
+    return (option for option in OPTIONS if option.scope is scope)
+
+
+def reference_markdown() -> str:
+    """The configuration reference as README markdown (kept current by a test)."""
+    lines: list[str] = []
+    for scope, title in (
+        (Scope.FACTORY, "`[Factory]`"),
+        (Scope.QUEUE, "`[QueueDefaults]` and queue sections"),
+    ):
+        lines += [f"#### {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for option in options(scope):
+            default = "**required**" if option.required else _show(option.default)
+            meaning = option.help + (
+                f" Filled from schedconfig `{option.schedconfig}`." if option.schedconfig else ""
+            )
+            lines.append(f"| `{option.key}` | {option.kind.name} | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _show(value: object) -> str:
+    if value is None or value == "":
+        return "(unset)"
+    if isinstance(value, tuple):
+        return "`" + ", ".join(value) + "`"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    return f"`{value}`"

@@ -1,0 +1,302 @@
+"""Autoconfiguration: from a queue section and its schedconfig record to labels.
+
+A label is one PanDA queue x one usable CE queue (``ce_state`` ACTIVE, ``ce_status`` production,
+a known flavour), named ``<section>-<ce host>[-<ce queue>]``. Settings resolve with the
+precedence built-in default < [QueueDefaults] < schedconfig < the queue's own section, and each
+label keeps where every value came from (``autopyfactory check`` prints it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autopyfactory import config_schema as schema
+from autopyfactory.config import FactoryConfig, QueueConfig, Setting, Source
+from autopyfactory.config_schema import Scope
+from autopyfactory.model import QueueStatus
+from autopyfactory.policy import PolicySettings
+from autopyfactory.schedconfig import Dump, Record
+
+log = logging.getLogger(__name__)
+
+GRID_FLAVOURS = frozenset({"HTCONDOR-CE", "ARC-CE", "CREAM-CE", "OSG-CE", "LCG-CE"})
+#: For these schedconfig fields 0 means "not set", as in CRIC.
+ZERO_IS_UNSET = frozenset({"corecount", "maxrss", "maxtime", "maxwdir"})
+
+#: Config key -> PolicySettings field.
+POLICY_FIELDS: Mapping[str, str] = {
+    "schedplugin": "schedplugin",
+    "nqueue": "nqueue",
+    "depthboost": "depthboost",
+    "idlepilotsuppression": "idlepilotsuppression",
+    "pilotlimit": "pilotlimit",
+    "transferringlimit": "transferringlimit",
+    "testpilots": "testpilots",
+    "sched.ready.offset": "ready_offset",
+    "sched.scale.factor": "scale_factor",
+    "sched.maxpercycle.maximum": "maxpercycle",
+    "sched.minpercycle.minimum": "minpercycle",
+    "sched.maxpending.maximum": "maxpending",
+    "sched.minpending.minimum": "minpending",
+    "sched.maxtorun.maximum": "maxtorun",
+    "sched.maxheld.maximum": "maxheld",
+    "sched.statustest.pilots": "statustest_pilots",
+    "sched.statusoffline.pilots": "statusoffline_pilots",
+    "sched.fixed.pilots": "fixed_pilots",
+}
+
+
+class LabelError(Exception):
+    """A queue that cannot be served this time (reported, the queue skipped)."""
+
+
+@dataclass(frozen=True)
+class CE:
+    flavour: str  # one of GRID_FLAVOURS or LOCAL
+    host: str
+    port: int | None
+    queue: str
+    jobmanager: str = ""  # the CE's batch system (CRIC ce_jobmanager), used by gt2 and CREAM
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}" if self.port else self.host
+
+
+@dataclass(frozen=True)
+class Resources:
+    corecount: int
+    maxrss: int  # MB
+    maxtime: int  # seconds
+    maxwdir: int  # MB
+    environ: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SubmitSettings:
+    executable: str
+    arguments: str
+    x509userproxy: str
+    scitokens_file: str
+    schedd: str
+    pool: str
+    hold_idle_after: int
+    hold_rerun: bool
+    remove_held_after: int
+    remove_idle_after: int
+    remove_running_after: int
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    queue: str  # the config section
+    pq: str  # PanDA queue name (statistics are keyed by it)
+    siteid: str
+    status: QueueStatus
+    cloud: str
+    batch: str
+    ce: CE
+    resources: Resources
+    policy: PolicySettings
+    submit: SubmitSettings
+    settings: Mapping[str, Setting]
+
+
+def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Setting], list[str]]:
+    """The queue's settings with schedconfig applied, and warnings about unusable record fields."""
+    resolved = dict(queue.defaults)
+    warnings: list[str] = []
+    for option in schema.options(Scope.QUEUE):
+        field = option.schedconfig
+        if record is None or field is None or record.get(field) in (None, ""):
+            continue
+        raw = record[field]
+        if field in ZERO_IS_UNSET and raw == 0:
+            continue
+        try:
+            value = option.parse(str(raw).lower() if isinstance(raw, bool) else str(raw))
+        except ValueError as exc:
+            if option.key == "status":  # never guess a status: an unknown one must not mean online
+                raise LabelError(f"schedconfig {queue.pq}.status={raw!r}: {exc}") from None
+            warnings.append(f"schedconfig {queue.pq}.{field}={raw!r} ignored: {exc}")
+            continue
+        resolved[option.key] = Setting(value, Source.SCHEDCONFIG, f"schedconfig {queue.pq}.{field}")
+    resolved.update(queue.local)
+    return resolved, warnings
+
+
+def usable_ces(record: Record) -> tuple[list[CE], list[str]]:
+    """The record's usable CE queues, and why each other one was skipped."""
+    ces: list[CE] = []
+    skipped: list[str] = []
+    for entry in record.get("queues") or []:
+        if not isinstance(entry, dict):
+            skipped.append(f"CE entry {entry!r} is not an object")
+            continue
+        why = _unusable(entry)
+        if why:
+            skipped.append(f"{entry.get('ce_endpoint', '?')}: {why}")
+            continue
+        try:
+            host, port = split_endpoint(str(entry["ce_endpoint"]))
+        except LabelError as exc:
+            skipped.append(str(exc))
+            continue
+        flavour = str(entry["ce_flavour"]).upper()
+        ce = CE(flavour, host, port, str(entry.get("ce_queue_name") or ""), str(entry.get("ce_jobmanager") or ""))
+        if any(c.host == ce.host and c.queue == ce.queue for c in ces):
+            skipped.append(f"{entry['ce_endpoint']}: listed twice for queue {ce.queue!r}")
+            continue
+        ces.append(ce)
+    return ces, skipped
+
+
+def _unusable(entry: Mapping[str, Any]) -> str:
+    if str(entry.get("ce_state", "")).upper() != "ACTIVE":
+        return f"ce_state={entry.get('ce_state')!r}"
+    if str(entry.get("ce_status", "")).lower() != "production":
+        return f"ce_status={entry.get('ce_status')!r}"
+    if str(entry.get("ce_flavour", "")).upper() not in GRID_FLAVOURS:
+        return f"unknown ce_flavour {entry.get('ce_flavour')!r}"
+    if not entry.get("ce_endpoint"):
+        return "no ce_endpoint"
+    return ""
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int | None]:
+    """``host:port`` -> (host, port); a bare host has no port."""
+    host, _, port = endpoint.strip().partition(":")
+    if port and not port.isdigit():
+        raise LabelError(f"bad CE endpoint {endpoint!r}")
+    return host, int(port) if port else None
+
+
+def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str]) -> list[Label]:
+    """All labels of one queue section. Raises LabelError if the queue cannot be served."""
+    record: Record | None = None
+    if queue.get("autoconfigure"):
+        if dump is None:
+            raise LabelError("schedconfig is not available")
+        record = dump.get(queue.pq)
+        if record is None:
+            raise LabelError(f"PanDA queue {queue.pq!r} is not in schedconfig")
+    settings, problems = resolve(queue, record)
+    warnings.extend(f"[{queue.name}] {p}" for p in problems)
+    ces = _ces_for(queue, settings, record, warnings)
+    return [_label(queue, settings, ce, record) for ce in ces]
+
+
+def _ces_for(
+    queue: QueueConfig, settings: Mapping[str, Setting], record: Record | None, warnings: list[str]
+) -> list[CE]:
+    if settings["batch"].value == "local":
+        return [CE("LOCAL", "localhost", None, "")]
+    if record is None:
+        host, port = split_endpoint(str(settings["ceEndpoint"].value or "localhost"))
+        return [CE(str(settings["ceFlavour"].value), host, port, str(settings["ceQueue"].value))]
+    ces, skipped = usable_ces(record)
+    warnings.extend(f"[{queue.name}] CE skipped: {why}" for why in skipped)
+    if not ces:
+        raise LabelError(f"PanDA queue {queue.pq!r} has no usable CE ({len(skipped)} skipped)")
+    return ces
+
+
+def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
+    value = {key: s.value for key, s in settings.items()}
+    suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
+    name = f"{queue.name}-{suffix}" + (f"-{ce.queue}" if ce.queue else "")
+    return Label(
+        name=name,
+        queue=queue.name,
+        pq=queue.pq,
+        siteid=str(value["siteid"] or queue.pq),
+        status=QueueStatus.from_schedconfig(str(value["status"])),
+        cloud=str(value["cloud"]),
+        batch=str(value["batch"]),
+        ce=ce,
+        resources=_resources(value, ce, record, settings),
+        policy=PolicySettings(**{f: value[k] for k, f in POLICY_FIELDS.items()}),  # type: ignore[arg-type]
+        submit=_submit(value),
+        settings=settings,
+    )
+
+
+def _resources(
+    value: Mapping[str, Any], ce: CE, record: Record | None, settings: Mapping[str, Setting]
+) -> Resources:
+    maxtime = int(value["maxtime"])
+    ce_limit = _ce_wallclock_limit(record, ce)
+    if ce_limit and settings["maxtime"].source is not Source.LOCAL:
+        maxtime = min(maxtime, ce_limit)
+    return Resources(
+        corecount=int(value["corecount"]),
+        maxrss=int(value["maxrss"]),
+        maxtime=maxtime,
+        maxwdir=int(value["maxwdir"]),
+        environ=parse_environ(str(value["environ"])),
+    )
+
+
+def _ce_wallclock_limit(record: Record | None, ce: CE) -> int:
+    """The CE queue's own wall-clock limit in seconds (CRIC ``ce_queue_maxwctime``, minutes; 0 = unset)."""
+    for entry in (record or {}).get("queues") or []:
+        if (
+            isinstance(entry, dict)
+            and split_endpoint(str(entry.get("ce_endpoint", "")))[0] == ce.host
+            and str(entry.get("ce_queue_name") or "") == ce.queue
+        ):
+            minutes = entry.get("ce_queue_maxwctime")
+            return int(minutes) * 60 if isinstance(minutes, int) and minutes > 0 else 0
+    return 0
+
+
+def parse_environ(text: str) -> tuple[tuple[str, str], ...]:
+    """``A=1 B=two`` -> (("A", "1"), ("B", "two")); words without ``=`` are ignored."""
+    pairs = []
+    for word in text.split():
+        name, sep, val = word.partition("=")
+        if sep and name:
+            pairs.append((name, val))
+    return tuple(pairs)
+
+
+def _submit(value: Mapping[str, Any]) -> SubmitSettings:
+    return SubmitSettings(
+        executable=str(value["executable"]),
+        arguments=str(value["arguments"]),
+        x509userproxy=str(value["x509userproxy"]),
+        scitokens_file=str(value["scitokensFile"]),
+        schedd=str(value["condorSchedd"]),
+        pool=str(value["condorPool"]),
+        hold_idle_after=int(value["holdIdleAfter"]),
+        hold_rerun=bool(value["holdRerun"]),
+        remove_held_after=int(value["removeHeldAfter"]),
+        remove_idle_after=int(value["removeIdleAfter"]),
+        remove_running_after=int(value["removeRunningAfter"]),
+    )
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    labels: tuple[Label, ...]
+    problems: tuple[str, ...]  # queues skipped this time, with the reason
+    warnings: tuple[str, ...]  # things worth knowing that did not stop a queue
+
+
+def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
+    """Labels for every enabled queue; a queue that cannot be served is reported and skipped."""
+    labels: list[Label] = []
+    problems = [str(error) for error in config.errors]
+    warnings: list[str] = []
+    for queue in config.queues:
+        if not queue.get("enabled"):
+            continue
+        try:
+            labels.extend(labels_for_queue(queue, dump, warnings))
+        except (LabelError, ValueError) as exc:
+            problems.append(f"[{queue.name}] skipped: {exc}")
+    return LabelSet(tuple(labels), tuple(problems), tuple(warnings))

@@ -1,0 +1,392 @@
+"""The policy: tables for every plugin and for Classic, the issue's worked example, and properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autopyfactory.model import Decision, Demand, QueueStatus, Step, Supply
+from autopyfactory.policy import (
+    PLUGINS,
+    STATUS_AWARE,
+    FactoryCaps,
+    PolicySettings,
+    Situation,
+    apply_factory_caps,
+    decide,
+    fair_share,
+    split_activated,
+)
+
+ONLINE, TEST, OFFLINE, BROKEROFF = (
+    QueueStatus.ONLINE,
+    QueueStatus.TEST,
+    QueueStatus.OFFLINE,
+    QueueStatus.BROKEROFF,
+)
+
+
+def situation(activated=0, idle=0, held=0, running=0, total=None, transferring=0, status=ONLINE, cycle=0):
+    return Situation(status, Demand(activated, transferring), Supply(idle, running, held, total), cycle)
+
+
+def chain(*names: str, **values) -> PolicySettings:
+    return PolicySettings(schedplugin=names, **values)
+
+
+# --- the issue's worked example ------------------------------------------------------------------
+
+
+def test_worked_example_from_the_issue():
+    cfg = chain(
+        "Ready",
+        "Scale",
+        "MaxPerCycle",
+        "MinPerCycle",
+        "StatusTest",
+        "StatusOffline",
+        "MaxPending",
+        ready_offset=4,
+        scale_factor=0.5,
+        maxpercycle=100,
+        minpercycle=0,
+        maxpending=25,
+    )
+    decision = decide(cfg, situation(activated=100, idle=10))
+    assert [s.out for s in decision.steps] == [86, 43, 43, 43, 43, 43, 15]
+    assert decision.n == 15
+    assert decision.steps[-1].render() == "MaxPending: in=43 pending=10 max=25 -> 15"
+
+
+# --- Classic (APF 1.x) ---------------------------------------------------------------------------
+
+CLASSIC = [
+    # (description, situation kwargs, settings kwargs, expected)
+    ("offline", dict(activated=100, status=OFFLINE), {}, 0),
+    ("activated, nothing pending: nqueue", dict(activated=5), {}, 20),
+    ("activated, pending below nqueue", dict(activated=5, idle=19), {}, 20),
+    ("activated > pending, pending < nqueue*depthboost", dict(activated=100, idle=25), {}, 20),
+    ("activated <= pending", dict(activated=25, idle=25), {}, 0),
+    ("pending at nqueue*depthboost", dict(activated=100, idle=40), {}, 0),
+    ("held counts as pending", dict(activated=100, idle=20, held=20), {}, 0),
+    ("no activated: idle pilot", dict(activated=0, idle=3), {}, 1),
+    ("no activated, pending >= nqueue", dict(activated=0, idle=20), {}, 0),
+    ("idle pilot suppressed off-cycle", dict(activated=0, cycle=3), dict(idlepilotsuppression=4), 0),
+    ("idle pilot on the cycle", dict(activated=0, cycle=8), dict(idlepilotsuppression=4), 1),
+    ("pilotlimit reached", dict(activated=100, running=50), dict(pilotlimit=50), 0),
+    ("pilotlimit caps the submission", dict(activated=100, running=45), dict(pilotlimit=50), 5),
+    ("transferringlimit reached", dict(activated=100, transferring=30), dict(transferringlimit=30), 0),
+    ("transferring below limit", dict(activated=100, transferring=29), dict(transferringlimit=30), 20),
+    ("test: something pending", dict(activated=100, idle=1, status=TEST), {}, 0),
+    ("test: many pilots", dict(activated=100, running=21, status=TEST), {}, 1),
+    ("test: testpilots", dict(activated=0, status=TEST), dict(testpilots=3), 3),
+    ("brokeroff behaves as online", dict(activated=5, status=BROKEROFF), {}, 20),
+    ("zeros everywhere", dict(), dict(nqueue=0), 0),
+]
+
+
+@pytest.mark.parametrize(("what", "sit", "cfg", "expected"), CLASSIC, ids=[c[0] for c in CLASSIC])
+def test_classic(what, sit, cfg, expected):
+    decision = decide(PolicySettings(**cfg), situation(**sit))
+    assert decision.n == expected
+    assert [s.plugin for s in decision.steps] == ["Classic"]
+
+
+# --- the APF 2 plugins, one at a time ----------------------------------------------------------
+
+PLUGIN_TABLE = [
+    # (plugin chain, situation kwargs, settings kwargs, expected n)
+    (("Ready",), dict(activated=10, idle=3), dict(ready_offset=2), 5),
+    (("Ready",), dict(activated=3, idle=3), {}, 0),
+    (("Ready",), dict(activated=1, idle=5), {}, 0),
+    (("Ready",), dict(activated=10, held=4), {}, 6),
+    (("Fixed", "Scale"), {}, dict(fixed_pilots=7, scale_factor=0.5), 4),
+    (("Fixed", "Scale"), {}, dict(fixed_pilots=7, scale_factor=0.0), 0),
+    (("Fixed", "Scale"), {}, dict(fixed_pilots=3, scale_factor=2.5), 8),
+    (("Fixed", "MaxPerCycle"), {}, dict(fixed_pilots=30, maxpercycle=10), 10),
+    (("Fixed", "MaxPerCycle"), {}, dict(fixed_pilots=30), 30),
+    (("Fixed", "MinPerCycle"), {}, dict(fixed_pilots=1, minpercycle=5), 5),
+    (("Fixed", "MinPerCycle"), {}, dict(fixed_pilots=9, minpercycle=5), 9),
+    (("Fixed", "MaxPending"), dict(idle=5), dict(fixed_pilots=30, maxpending=25), 20),
+    (("Fixed", "MaxPending"), dict(idle=30), dict(fixed_pilots=30, maxpending=25), 0),
+    (("Fixed", "MaxPending"), {}, dict(fixed_pilots=30, maxpending=25), 25),  # also with nothing pending
+    (("Fixed", "MinPending"), dict(idle=2), dict(minpending=5), 3),
+    (("Fixed", "MinPending"), dict(idle=9), dict(fixed_pilots=1, minpending=5), 1),
+    (("Fixed", "MaxToRun"), dict(idle=5, running=10), dict(fixed_pilots=30, maxtorun=20), 5),
+    (("Fixed", "MaxToRun"), dict(idle=5, running=30), dict(fixed_pilots=30, maxtorun=20), 0),
+    (("Fixed", "MaxHeld"), dict(held=3), dict(fixed_pilots=30, maxheld=3), 0),
+    (("Fixed", "MaxHeld"), dict(held=2), dict(fixed_pilots=30, maxheld=3), 30),
+    (("Fixed", "StatusTest"), dict(status=TEST), dict(fixed_pilots=30, statustest_pilots=2), 2),
+    (("Fixed", "StatusTest"), dict(status=ONLINE), dict(fixed_pilots=30, statustest_pilots=2), 30),
+    (("Fixed", "StatusOffline"), dict(status=OFFLINE), dict(fixed_pilots=30), 0),
+    (("Fixed", "StatusOffline"), dict(status=OFFLINE), dict(fixed_pilots=30, statusoffline_pilots=1), 1),
+    (("Fixed", "StatusOffline"), dict(status=BROKEROFF), dict(fixed_pilots=30), 30),
+    (("Fixed",), dict(status=OFFLINE), dict(fixed_pilots=30), 0),  # the offline guard
+    (("Fixed",), {}, dict(fixed_pilots=4), 4),
+]
+
+
+@pytest.mark.parametrize(("names", "sit", "cfg", "expected"), PLUGIN_TABLE)
+def test_plugin_table(names, sit, cfg, expected):
+    decision = decide(chain(*names, **cfg), situation(**sit))
+    assert decision.n == expected
+    for before, after in zip(decision.steps, decision.steps[1:], strict=False):
+        assert after.inp == before.out
+
+
+def test_every_plugin_is_in_the_table():
+    tabled = {name for names, *_ in PLUGIN_TABLE for name in names} | {"Classic"}
+    assert tabled == set(PLUGINS)
+
+
+def test_offline_guard_is_a_visible_step():
+    decision = decide(chain("Fixed", fixed_pilots=5), situation(status=OFFLINE))
+    assert decision.steps[-1] == Step("Offline", 5, 0, "status=offline")
+
+
+# --- missing data ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("demand", "supply", "reason"),
+    [
+        (None, Supply(), "PanDA job statistics unknown or stale"),
+        (Demand(5), None, "pilot counts unknown or stale"),
+        (None, None, "PanDA job statistics unknown or stale, pilot counts unknown or stale"),
+    ],
+)
+@pytest.mark.parametrize("names", [("Classic",), ("Fixed", "MinPerCycle"), ("MinPending",)])
+def test_missing_data_gives_zero_whatever_the_chain(demand, supply, reason, names):
+    cfg = chain(*names, fixed_pilots=10, minpercycle=10, minpending=10)
+    decision = decide(cfg, Situation(ONLINE, demand, supply))
+    assert decision == Decision(0, (Step("NoData", 0, 0, reason),))
+
+
+# --- input validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Demand(-1),
+        lambda: Demand(1, -1),
+        lambda: Supply(idle=-1),
+        lambda: Supply(running=-2),
+        lambda: Supply(held=-3),
+        lambda: Supply(idle=5, total=4),
+        lambda: Situation(ONLINE, Demand(1), Supply(), cycle=-1),
+        lambda: split_activated(-1, ["a"], 1, 0),
+        lambda: split_activated(1, ["a"], 0, 0),
+    ],
+)
+def test_negative_or_inconsistent_inputs_are_rejected(build):
+    with pytest.raises(ValueError):
+        build()
+
+
+def test_supply_total_defaults_to_the_sum_and_pending_is_idle_plus_held():
+    supply = Supply(idle=2, running=3, held=4)
+    assert supply.all == 9
+    assert supply.pending == 6
+
+
+def test_standby_and_maintenance_count_as_offline():
+    assert QueueStatus.from_schedconfig("standby") is OFFLINE
+    assert QueueStatus.from_schedconfig("Maintenance") is OFFLINE
+    with pytest.raises(ValueError, match="unknown queue status 'paused'"):
+        QueueStatus.from_schedconfig("paused")
+
+
+def test_explain_joins_the_rendered_steps():
+    decision = decide(chain("Fixed", "MaxPerCycle", fixed_pilots=9, maxpercycle=4), situation())
+    assert decision.explain() == "Fixed: in=0 pilots=9 -> 9; MaxPerCycle: in=9 max=4 -> 4"
+
+
+# --- sharing activated jobs between labels and factories -----------------------------------------
+
+
+def test_one_activated_job_yields_one_pilot_not_one_per_ce():
+    shares = split_activated(1, [f"CE{i}" for i in range(13)], 1, cycle=0)
+    assert sum(shares.values()) == 1
+
+
+def test_remainder_rotates_with_the_cycle():
+    labels = ["a", "b", "c"]
+    assert split_activated(7, labels, 1, cycle=0) == {"a": 3, "b": 2, "c": 2}
+    assert split_activated(7, labels, 1, cycle=1) == {"a": 2, "b": 3, "c": 2}
+    assert split_activated(8, labels, 1, cycle=2) == {"a": 3, "b": 2, "c": 3}
+
+
+def test_factories_divide_before_labels():
+    assert split_activated(100, ["a", "b"], 3, cycle=0) == {"a": 17, "b": 16}
+
+
+@given(
+    activated=st.integers(0, 10**6),
+    n_labels=st.integers(1, 50),
+    factories=st.integers(1, 10),
+    cycle=st.integers(0, 10**4),
+)
+def test_shares_add_up_and_differ_by_at_most_one(activated, n_labels, factories, cycle):
+    labels = [f"L{i}" for i in range(n_labels)]
+    shares = split_activated(activated, labels, factories, cycle)
+    assert sum(shares.values()) == activated // factories
+    assert max(shares.values()) - min(shares.values()) <= 1
+
+
+# --- factory-wide caps -------------------------------------------------------------------------
+
+
+def decisions(**wanted: int) -> dict[str, Decision]:
+    return {label: Decision(n, (Step("Fixed", 0, n, ""),)) for label, n in wanted.items()}
+
+
+def test_max_per_cycle_is_shared_fairly_and_explained():
+    capped = apply_factory_caps(decisions(a=2, b=50, c=50), FactoryCaps(max_per_cycle=30), cycle=0)
+    assert {k: d.n for k, d in capped.items()} == {"a": 2, "b": 14, "c": 14}
+    assert capped["b"].steps[-1].render() == "FactoryMaxPerCycle: in=50 requested=102 maxPerCycle=30 -> 14"
+
+
+def test_max_pilots_counts_what_is_already_there():
+    capped = apply_factory_caps(
+        decisions(a=10, b=10), FactoryCaps(max_pilots=100, current_pilots=95), cycle=0
+    )
+    assert sum(d.n for d in capped.values()) == 5
+
+
+def test_max_pilots_with_unknown_current_total_submits_nothing():
+    capped = apply_factory_caps(decisions(a=10), FactoryCaps(max_pilots=100, current_pilots=None), cycle=0)
+    assert capped["a"].n == 0
+    assert "current=unknown" in capped["a"].steps[-1].reason
+
+
+def test_no_caps_configured_changes_nothing():
+    original = decisions(a=10, b=3)
+    assert apply_factory_caps(original, FactoryCaps(), cycle=0) == original
+
+
+@given(
+    wanted=st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 1000), max_size=30),
+    capacity=st.integers(0, 5000),
+    cycle=st.integers(0, 100),
+)
+def test_fair_share_properties(wanted, capacity, cycle):
+    granted = fair_share(wanted, capacity, cycle)
+    assert set(granted) == set(wanted)
+    assert sum(granted.values()) == min(capacity, sum(wanted.values()))
+    for label, n in granted.items():
+        assert 0 <= n <= wanted[label]
+    # max-min fairness: a label that got less than it wanted got at least as much as any other, minus one
+    for label, n in granted.items():
+        if n < wanted[label]:
+            assert all(n >= other - 1 for other in granted.values())
+
+
+# --- properties of decide ------------------------------------------------------------------------
+
+counts = st.integers(0, 5000)
+optional_caps = st.none() | st.integers(0, 500)
+statuses = st.sampled_from(list(QueueStatus))
+plugin_chains = st.lists(st.sampled_from(sorted(PLUGINS)), min_size=1, max_size=8)
+
+
+@st.composite
+def policy_settings(draw, names=plugin_chains):
+    return PolicySettings(
+        schedplugin=tuple(draw(names)),
+        nqueue=draw(st.integers(0, 100)),
+        depthboost=draw(st.integers(1, 5)),
+        idlepilotsuppression=draw(st.integers(1, 10)),
+        pilotlimit=draw(optional_caps),
+        transferringlimit=draw(optional_caps),
+        testpilots=draw(st.integers(0, 5)),
+        ready_offset=draw(st.integers(0, 100)),
+        scale_factor=draw(st.floats(0, 10, allow_nan=False)),
+        maxpercycle=draw(optional_caps),
+        minpercycle=draw(st.integers(0, 50)),
+        maxpending=draw(optional_caps),
+        minpending=draw(st.integers(0, 50)),
+        maxtorun=draw(optional_caps),
+        maxheld=draw(optional_caps),
+        statustest_pilots=draw(st.integers(0, 5)),
+        statusoffline_pilots=draw(st.integers(0, 5)),
+        fixed_pilots=draw(st.integers(0, 1000)),
+    )
+
+
+@st.composite
+def situations(draw):
+    idle, running, held = draw(counts), draw(counts), draw(counts)
+    return Situation(
+        draw(statuses),
+        Demand(draw(counts), draw(counts)),
+        Supply(idle, running, held, idle + running + held + draw(st.integers(0, 50))),
+        draw(st.integers(0, 10**6)),
+    )
+
+
+@settings(max_examples=300)
+@given(cfg=policy_settings(), s=situations())
+def test_never_negative_and_steps_chain(cfg, s):
+    decision = decide(cfg, s)
+    assert decision.n >= 0
+    assert decision.n == decision.steps[-1].out
+    assert all(step.out >= 0 for step in decision.steps)
+    for before, after in zip(decision.steps, decision.steps[1:], strict=False):
+        assert after.inp == before.out
+
+
+@settings(max_examples=300)
+@given(
+    cfg=policy_settings(),
+    s=situations(),
+    cap=st.sampled_from(["MaxPending", "MaxToRun", "MaxPerCycle", "MaxHeld"]),
+)
+def test_a_cap_at_the_end_of_the_chain_always_holds(cfg, s, cap):
+    cfg = PolicySettings(**{**cfg.__dict__, "schedplugin": (*cfg.schedplugin, cap)})
+    n = decide(cfg, s).n
+    pending, running, held = s.supply.pending, s.supply.running, s.supply.held
+    if cap == "MaxPending" and cfg.maxpending is not None:
+        assert n <= max(0, cfg.maxpending - pending)
+    if cap == "MaxToRun" and cfg.maxtorun is not None:
+        assert n <= max(0, cfg.maxtorun - pending - running)
+    if cap == "MaxPerCycle" and cfg.maxpercycle is not None:
+        assert n <= cfg.maxpercycle
+    if cap == "MaxHeld" and cfg.maxheld is not None and held >= cfg.maxheld:
+        assert n == 0
+
+
+@settings(max_examples=200)
+@given(cfg=policy_settings(st.just(["Classic"])), s=situations())
+def test_classic_never_exceeds_nqueue_or_pilotlimit(cfg, s):
+    n = decide(cfg, s).n
+    assert n <= max(cfg.nqueue, cfg.testpilots, 1)
+    if cfg.pilotlimit is not None:
+        assert s.supply.all + n <= max(cfg.pilotlimit, s.supply.all)
+
+
+@settings(max_examples=300)
+@given(cfg=policy_settings(), s=situations())
+def test_offline_gives_zero_unless_configured(cfg, s):
+    offline = Situation(QueueStatus.OFFLINE, s.demand, s.supply, s.cycle)
+    decision = decide(cfg, offline)
+    handled_by = [name for name in cfg.schedplugin if name in STATUS_AWARE]
+    if not handled_by or (handled_by[-1] == "Classic" and cfg.schedplugin[-1] == "Classic"):
+        assert decision.n == 0
+
+
+@settings(max_examples=200)
+@given(cfg=policy_settings(), s=situations(), which=st.sampled_from(["demand", "supply", "both"]))
+def test_missing_or_stale_input_gives_zero(cfg, s, which):
+    demand = None if which in ("demand", "both") else s.demand
+    supply = None if which in ("supply", "both") else s.supply
+    assert decide(cfg, Situation(s.status, demand, supply, s.cycle)).n == 0
+
+
+@given(factor=st.floats(0, 10, allow_nan=False), n=st.integers(0, 10**6))
+def test_scale_rounds_up(factor, n):
+    cfg = chain("Fixed", "Scale", fixed_pilots=n, scale_factor=factor)
+    assert decide(cfg, situation()).n == math.ceil(n * factor)

@@ -1,0 +1,69 @@
+"""The batch side of the factory, behind one small interface.
+
+A backend (HTCondor, local processes) answers two questions per cycle: how many pilots of each
+label are there (:meth:`Backend.census`), and please start N more (:meth:`Backend.submit`). It can
+also remove and release pilots. The cycle only talks to this interface, so a new backend slots in
+without touching it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from autopyfactory.labels import Label
+from autopyfactory.model import Supply
+
+
+class BatchError(Exception):
+    """A batch command failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Census:
+    """This factory's pilots as the batch system sees them this cycle.
+
+    ``supply`` has an entry for every label asked about: a Supply, or None when the label's
+    schedd could not be asked (the policy then submits nothing for it). ``total`` counts all of
+    this factory's pilots, also of labels no longer configured; None if any query failed.
+    """
+
+    supply: Mapping[str, Supply | None]
+    total: int | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubmitContext:
+    """What a submission needs besides the label: factory identity, URLs and where logs go."""
+
+    factory_id: str
+    pandaserver: str
+    base_log_dir: str
+    base_log_dir_url: str
+    monitor_url: str
+    date: str  # YYYY-MM-DD, from the cycle's clock: logs go to <baseLogDir>/<date>/<label>/
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """Job ids submitted (``cluster.proc``), the submit file written, or the error."""
+
+    job_ids: tuple[str, ...] = ()
+    submit_file: str = ""
+    error: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def census(self, labels: Sequence[Label]) -> Census: ...
+
+    def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
+
+    def remove(self, label: Label, job_ids: Sequence[str]) -> None: ...
+
+    def release(self, label: Label, job_ids: Sequence[str]) -> None: ...

@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
     check.set_defaults(handler=run_check)
 
+    run = commands.add_parser("run", help="run the factory: poll PanDA and HTCondor, submit pilots")
+    run.add_argument("-c", "--config", required=True, help="factory.conf")
+    how_long = run.add_mutually_exclusive_group()
+    how_long.add_argument("--once", action="store_true", help="run one cycle and exit")
+    how_long.add_argument("--cycles", type=_positive, help="run this many cycles and exit")
+    run.add_argument("--dry-run", action="store_true", help="write submit files but submit nothing")
+    run.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
+    run.set_defaults(handler=run_factory)
+
     simulate = commands.add_parser("simulate", help="run the policy on given numbers and show every step")
     _add_simulate_arguments(simulate)
     simulate.set_defaults(handler=run_simulate)
@@ -71,6 +80,30 @@ def build_parser() -> argparse.ArgumentParser:
     reference = commands.add_parser("config-reference", help="print the configuration reference (markdown)")
     reference.set_defaults(handler=lambda _args: print(config_schema.reference_markdown(), end="") or EXIT_OK)
     return parser
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run_factory(args: argparse.Namespace) -> int:
+    from autopyfactory.service import RunOptions, run  # the edges load only for this command
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    loaded = config.load(args.config)
+    for error in loaded.errors:
+        logging.getLogger("autopyfactory").error("%s", error)
+    cycles = 1 if args.once else args.cycles
+    return run(loaded, RunOptions(cycles=cycles, dry_run=args.dry_run, schedconfig=args.schedconfig or ""))
 
 
 # --- check -----------------------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""The HTCondor batch backend: census with condor_q, submission with condor_submit.
+
+Labels are grouped by schedd (``condorSchedd``/``condorPool``, per queue or factory-wide). Each
+schedd is asked once per cycle; when one fails, its labels' supply is unknown (None) and the
+others are unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome
+from autopyfactory.condor.command import Schedd, run_condor
+from autopyfactory.condor.status import PilotAd, count_by_label, query_pilots
+from autopyfactory.condor.submit import submit_pilots
+from autopyfactory.labels import Label
+from autopyfactory.model import Supply
+
+log = logging.getLogger(__name__)
+
+
+class CondorBackend:
+    name = "condor"
+
+    def __init__(self, factory_id: str, default: Schedd, timeout: float) -> None:
+        self._factory_id, self._default, self._timeout = factory_id, default, timeout
+
+    def schedd_of(self, label: Label) -> Schedd:
+        return Schedd(label.submit.schedd or self._default.name, label.submit.pool or self._default.pool)
+
+    def pilots(self, schedd: Schedd) -> list[PilotAd]:
+        """All of this factory's pilots in one schedd (raises BatchError)."""
+        return query_pilots(schedd, self._factory_id, self._timeout)
+
+    def census(self, labels: Sequence[Label]) -> Census:
+        supply: dict[str, Supply | None] = {}
+        total: int | None = 0
+        problems: list[str] = []
+        for schedd, members in self._by_schedd(labels).items():
+            try:
+                counts = count_by_label(self.pilots(schedd))
+            except BatchError as exc:
+                problems.append(str(exc))
+                supply.update(dict.fromkeys((label.name for label in members), None))
+                total = None
+                continue
+            supply.update({label.name: counts.get(label.name, Supply()) for label in members})
+            if total is not None:
+                total += sum(s.all for s in counts.values())
+        return Census(supply, total, tuple(problems))
+
+    def _by_schedd(self, labels: Sequence[Label]) -> dict[Schedd, list[Label]]:
+        groups: dict[Schedd, list[Label]] = {}
+        for label in labels:
+            groups.setdefault(self.schedd_of(label), []).append(label)
+        if not groups:
+            groups[self._default] = []
+        return groups
+
+    def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome:
+        return submit_pilots(label, n, context, self.schedd_of(label), self._timeout)
+
+    def remove(self, label: Label, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            run_condor("condor_rm", self.schedd_of(label), list(job_ids), self._timeout)
+
+    def release(self, label: Label, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            run_condor("condor_release", self.schedd_of(label), list(job_ids), self._timeout)

@@ -1,0 +1,265 @@
+"""The factory cycle: schedconfig -> PanDA -> batch census -> policy -> caps -> submit -> report.
+
+The I/O happens in :class:`Factory` (one method per edge); the decision for all labels is the
+pure function :func:`plan`, which joins the policy (policy.py) with the PanDA shares and the
+factory-wide caps. A failure in one label never stops the others, and a cycle that raises is
+logged with its traceback by :func:`run_cycles`, which goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from autopyfactory.batch import Backend, Census, SubmitContext, SubmitOutcome
+from autopyfactory.config import FactoryConfig
+from autopyfactory.labels import Label, LabelSet, build_labels
+from autopyfactory.model import Decision, Demand, Supply
+from autopyfactory.panda import JobStats, PandaView
+from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
+from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """One label's inputs and decision for this cycle."""
+
+    label: Label
+    pq_activated: int | None  # the whole PQ's activated jobs (None = unknown)
+    demand: Demand | None  # this label's share
+    supply: Supply | None
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    plan: LabelPlan
+    outcome: SubmitOutcome
+
+    @property
+    def submitted(self) -> int:
+        return len(self.outcome.job_ids)
+
+    def line(self) -> str:
+        """The one concise log line per label and cycle (also the monitor's label message)."""
+        p, s = self.plan, self.plan.supply
+        pilots = f"idle={s.idle} running={s.running} held={s.held}" if s else "pilots=unknown"
+        activated = "unknown" if p.pq_activated is None else str(p.pq_activated)
+        share = "" if p.demand is None else f" share={p.demand.activated}"
+        result = f"submitted={self.submitted}"
+        if self.outcome.job_ids:
+            result += f" ids={self.outcome.job_ids[0]}..{self.outcome.job_ids[-1]}"
+        if self.outcome.error:
+            result += f" error={self.outcome.error!r}"
+        if self.outcome.submit_file and not self.outcome.job_ids and not self.outcome.error:
+            result += f" file={self.outcome.submit_file}"
+        return (
+            f"{p.label.name} pq={p.label.pq} activated={activated}{share} {pilots} "
+            f"decision={p.decision.n} {result} | {p.decision.explain()}"
+        )
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    cycle: int
+    started: float
+    duration: float
+    results: tuple[LabelResult, ...]
+    problems: tuple[str, ...]
+    skipped_queues: tuple[str, ...] = field(default=())
+
+    @property
+    def submitted(self) -> int:
+        return sum(r.submitted for r in self.results)
+
+    def summary(self) -> str:
+        errors = sum(1 for r in self.results if r.outcome.error)
+        wanted = sum(r.plan.decision.n for r in self.results)
+        return (
+            f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
+            f"{errors} submit errors, {len(self.problems)} problems, "
+            f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
+        )
+
+
+# --- the pure part --------------------------------------------------------------------------
+
+
+def plan(
+    labels: Sequence[Label],
+    stats: JobStats | None,
+    census: Census,
+    num_factories: int,
+    caps: FactoryCaps,
+    cycle: int,
+) -> list[LabelPlan]:
+    """Every label's decision for this cycle, with PanDA shares and factory-wide caps applied."""
+    shares = _shares(labels, stats, num_factories, cycle)
+    plans: dict[str, LabelPlan] = {}
+    for label in labels:
+        demand = shares.get(label.name)
+        supply = census.supply.get(label.name)
+        decision = decide(label.policy, Situation(label.status, demand, supply, cycle))
+        pq_activated = None if stats is None else _activated(stats, label.pq)
+        plans[label.name] = LabelPlan(label, pq_activated, demand, supply, decision)
+    capped = apply_factory_caps({name: p.decision for name, p in plans.items()}, caps, cycle)
+    return [LabelPlan(p.label, p.pq_activated, p.demand, p.supply, capped[name]) for name, p in plans.items()]
+
+
+def _activated(stats: JobStats, pq: str) -> int:
+    site = stats.get(pq)
+    return site.activated if site else 0  # PanDA lists only sites with jobs: absent means none
+
+
+def _shares(
+    labels: Sequence[Label], stats: JobStats | None, num_factories: int, cycle: int
+) -> dict[str, Demand]:
+    if stats is None:
+        return {}
+    by_pq: dict[str, list[str]] = {}
+    for label in labels:
+        by_pq.setdefault(label.pq, []).append(label.name)
+    shares: dict[str, Demand] = {}
+    for pq, names in by_pq.items():
+        site = stats.get(pq)
+        activated = split_activated(site.activated if site else 0, names, num_factories, cycle)
+        transferring = site.transferring if site else 0  # a PQ-wide limit: every label sees the whole count
+        shares.update({name: Demand(n, transferring) for name, n in activated.items()})
+    return shares
+
+
+# --- the I/O around it ---------------------------------------------------------------------
+
+
+class CycleObserver(Protocol):
+    """Who hears about each cycle (the monitor client); must never block or raise."""
+
+    def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
+
+
+class Factory:
+    def __init__(
+        self,
+        config: FactoryConfig,
+        schedconfig: SchedconfigSource,
+        panda: PandaView,
+        backends: Mapping[str, Backend],
+        clock: Callable[[], float] = time.time,
+        dry_run: bool = False,
+        observers: Sequence[CycleObserver] = (),
+    ) -> None:
+        self.config = config
+        self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
+        self._clock, self._dry_run, self._observers = clock, dry_run, observers
+        self._labels_for: tuple[object, LabelSet] | None = None
+
+    def run_cycle(self, cycle: int) -> CycleReport:
+        started = self._clock()
+        problems: list[str] = []
+        label_set = self._labels(problems)
+        stats, panda_problem = self._panda.update()
+        if panda_problem:
+            problems.append(panda_problem)
+        census = self._census(label_set.labels, problems)
+        f = self.config.factory
+        caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
+        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle)
+        results = tuple(self._submit(p, started) for p in plans)
+        report = CycleReport(
+            cycle, started, self._clock() - started, results, tuple(problems), label_set.problems
+        )
+        self._log(report)
+        for observer in self._observers:
+            observer.cycle_done(report, label_set.labels)
+        return report
+
+    def _labels(self, problems: list[str]) -> LabelSet:
+        """Labels from the current schedconfig; rebuilt only when schedconfig changed."""
+        try:
+            snapshot = self._schedconfig.get()
+        except SchedconfigError as exc:
+            problems.append(f"schedconfig: {exc}")
+            return build_labels(self.config, None)
+        if self._labels_for is None or self._labels_for[0] is not snapshot:
+            label_set = build_labels(self.config, snapshot.data)
+            for warning in label_set.warnings:
+                log.info("%s", warning)
+            self._labels_for = (snapshot, label_set)
+        return self._labels_for[1]
+
+    def _census(self, labels: Sequence[Label], problems: list[str]) -> Census:
+        supply: dict[str, Supply | None] = {}
+        total: int | None = 0
+        for name, backend in self._backends.items():
+            members = [label for label in labels if label.batch == name]
+            if not members:
+                continue
+            census = backend.census(members)
+            supply.update(census.supply)
+            problems.extend(census.problems)
+            total = None if total is None or census.total is None else total + census.total
+        return Census(supply, total)
+
+    def _submit(self, p: LabelPlan, started: float) -> LabelResult:
+        if p.decision.n <= 0:
+            return LabelResult(p, SubmitOutcome())
+        backend = self._backends.get(p.label.batch)
+        if backend is None:
+            return LabelResult(p, SubmitOutcome(error=f"no batch backend {p.label.batch!r}"))
+        f = self.config.factory
+        context = SubmitContext(
+            f.factory_id,
+            f.pandaserver,
+            f.base_log_dir,
+            f.base_log_dir_url,
+            f.monitor_url,
+            datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d"),
+            self._dry_run,
+        )
+        try:
+            return LabelResult(p, backend.submit(p.label, p.decision.n, context))
+        except Exception as exc:  # one label's failure never stops the others
+            log.exception("%s: submission failed", p.label.name)
+            return LabelResult(p, SubmitOutcome(error=f"{type(exc).__name__}: {exc}"))
+
+    def _log(self, report: CycleReport) -> None:
+        for problem in (*report.problems, *report.skipped_queues):
+            log.warning("%s", problem)
+        for result in report.results:
+            level = logging.WARNING if result.outcome.error else logging.INFO
+            log.log(level, "%s", result.line())
+        log.info("%s", report.summary())
+
+
+def run_cycles(
+    factory: Factory,
+    sleep: float,
+    cycles: int | None,
+    should_stop: Callable[[float], bool],
+    first_cycle: int = 0,
+) -> int:
+    """Run cycles until ``cycles`` are done or ``should_stop(timeout)`` says so; returns cycles run.
+
+    ``should_stop`` waits up to its argument in seconds (e.g. ``threading.Event.wait``), so a
+    signal handler can end the sleep at once. The next cycle starts ``sleep`` seconds after the
+    previous one started.
+    """
+    done = 0
+    while cycles is None or done < cycles:
+        started = time.monotonic()
+        try:
+            factory.run_cycle(first_cycle + done)
+        except Exception:
+            log.exception("cycle %d failed; going on with the next one", first_cycle + done)
+        done += 1
+        if cycles is not None and done >= cycles:
+            break
+        if should_stop(max(0.0, sleep - (time.monotonic() - started))):
+            break
+    return done

@@ -19,10 +19,14 @@ from autopyfactory.condor.command import Schedd
 from autopyfactory.config import FactoryConfig
 from autopyfactory.factory import CycleObserver, Factory, run_cycles
 from autopyfactory.http import make_session
+from autopyfactory.monitor_client import MonitorClient, MonitorSettings
 from autopyfactory.panda import PandaClient, PandaView
 from autopyfactory.schedconfig import SchedconfigSource
 
 log = logging.getLogger(__name__)
+
+#: How long a stopping factory waits for the monitor queue to drain.
+MONITOR_FLUSH_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,21 @@ def build_factory(
     return Factory(config, schedconfig, panda, build_backends(config), time.time, options.dry_run, observers)
 
 
+def build_monitor(config: FactoryConfig) -> MonitorClient | None:
+    f = config.factory
+    if not f.monitor_url:
+        return None
+    return MonitorClient(
+        MonitorSettings(f.monitor_url, f.monitor_token, f.factory_id, f.factory_owner, f.base_log_dir_url)
+    )
+
+
 def run(config: FactoryConfig, options: RunOptions) -> int:
     """Run cycles in the foreground; SIGTERM/SIGINT end the sleep and stop after the current cycle."""
-    factory = build_factory(config, options)
+    monitor = build_monitor(config)
+    if monitor:
+        monitor.start()
+    factory = build_factory(config, options, [monitor] if monitor else [])
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -73,5 +89,7 @@ def run(config: FactoryConfig, options: RunOptions) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if monitor:
+            monitor.close(timeout=MONITOR_FLUSH_SECONDS)
     log.info("stopped after %d cycles", done)
     return 0

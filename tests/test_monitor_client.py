@@ -1,0 +1,211 @@
+"""The factory's monitor client against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug import Response
+
+from autopyfactory import __version__, config
+from autopyfactory.batch import Census, SubmitOutcome
+from autopyfactory.factory import CycleReport, LabelResult, plan
+from autopyfactory.labels import build_labels
+from autopyfactory.model import Supply
+from autopyfactory.monitor_client import MonitorClient, MonitorSettings
+from autopyfactory.panda import SiteJobs
+from autopyfactory.policy import FactoryCaps
+
+DUMP = json.loads((Path(__file__).parent / "data" / "cric_dump.json").read_text())
+CONF = """
+[Factory]
+factoryId = mon-test
+factoryOwner = ops@example.org
+pandaserver = https://panda.example.org:25443
+schedconfig = /dev/null
+baseLogDirUrl = http://logs.example.org/pilots
+
+[NDGF-T1]
+"""
+
+
+@pytest.fixture
+def labels(tmp_path):
+    path = tmp_path / "factory.conf"
+    path.write_text(CONF)
+    return build_labels(config.load(path), DUMP).labels
+
+
+def report_for(labels, job_ids=("1.0", "1.1")):
+    census = Census({label.name: Supply() for label in labels}, 0)
+    plans = plan(labels, {"NDGF-T1": SiteJobs({"activated": 4})}, census, 1, FactoryCaps(), 0)
+    results = [LabelResult(p, SubmitOutcome(job_ids=job_ids if i == 0 else ())) for i, p in enumerate(plans)]
+    return CycleReport(0, 0.0, 0.1, tuple(results), ())
+
+
+def client_for(server, **overrides):
+    settings = MonitorSettings(
+        server.url_for("/api"),
+        "tok",
+        "mon-test",
+        "ops@example.org",
+        "http://logs.example.org/pilots",
+        **{"timeout": 1.0, **overrides},
+    )
+    client = MonitorClient(settings, sleep=lambda _seconds: False)
+    client.start()
+    return client
+
+
+def wait_for(condition, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def requests_seen(server):
+    return [(r.method, r.path, r.get_json(silent=True)) for r, _ in server.log]
+
+
+def test_events_in_order_with_exact_bodies(httpserver, labels):
+    httpserver.expect_request(
+        "/api/factories/mon-test", method="PUT", headers={"Authorization": "Bearer tok"}
+    ).respond_with_json({})
+    httpserver.expect_request("/api/labels", method="PUT").respond_with_json({})
+    httpserver.expect_request("/api/jobs", method="PUT").respond_with_json({})
+    httpserver.expect_request(
+        "/api/labels/mon-test:NDGF-T1-arc01.ndgf.org-atlas", method="POST"
+    ).respond_with_json({})
+    httpserver.expect_request(
+        "/api/labels/mon-test:NDGF-T1-arc02.ndgf.org-atlas", method="POST"
+    ).respond_with_json({})
+    client = client_for(httpserver)
+    report = report_for(labels)
+    client.cycle_done(report, labels)
+    wait_for(lambda: client.sent == 5)
+    seen = requests_seen(httpserver)
+    assert seen[0] == (
+        "PUT",
+        "/api/factories/mon-test",
+        {"url": "http://logs.example.org/pilots", "email": "ops@example.org", "version": __version__},
+    )
+    assert seen[1] == (
+        "PUT",
+        "/api/labels",
+        [
+            {
+                "name": "NDGF-T1-arc01.ndgf.org-atlas",
+                "factory": "mon-test",
+                "batchqueue": "NDGF-T1",
+                "wmsqueue": "NDGF-T1",
+                "resource": "arc01.ndgf.org:2811",
+                "localqueue": "atlas",
+            },
+            {
+                "name": "NDGF-T1-arc02.ndgf.org-atlas",
+                "factory": "mon-test",
+                "batchqueue": "NDGF-T1",
+                "wmsqueue": "NDGF-T1",
+                "resource": "arc02.ndgf.org:443",
+                "localqueue": "atlas",
+            },
+        ],
+    )
+    assert seen[2] == (
+        "PUT",
+        "/api/jobs",
+        [
+            {"cid": "1.0", "label": "NDGF-T1-arc01.ndgf.org-atlas", "factory": "mon-test"},
+            {"cid": "1.1", "label": "NDGF-T1-arc01.ndgf.org-atlas", "factory": "mon-test"},
+        ],
+    )
+    assert seen[3][2] == {"status": report.results[0].line()}
+    client.close(1.0)
+
+
+def test_heartbeat_every_cycle_labels_only_when_changed(httpserver, labels):
+    httpserver.expect_request("/api/labels", method="PUT").respond_with_json({})
+    httpserver.expect_request("/api/factories/mon-test", method="PUT").respond_with_json({})
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc01.ndgf.org-atlas").respond_with_json({})
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc02.ndgf.org-atlas").respond_with_json({})
+    client = client_for(httpserver)
+    for _ in range(3):
+        client.cycle_done(report_for(labels, job_ids=()), labels)
+    wait_for(lambda: client.sent == 3 + 1 + 3 * 2)
+    paths = [path for _, path, _ in requests_seen(httpserver)]
+    assert paths.count("/api/factories/mon-test") == 3
+    assert paths.count("/api/labels") == 1
+    assert "/api/jobs" not in paths
+    client.close(1.0)
+
+
+def test_monitor_answering_503_gets_the_events_once_it_is_back(httpserver, labels):
+    state = {"down": True}
+
+    def handler(request):
+        return (
+            Response("down", status=503) if state["down"] else Response("{}", content_type="application/json")
+        )
+
+    httpserver.expect_request("/api/factories/mon-test").respond_with_handler(handler)
+    httpserver.expect_request("/api/labels").respond_with_handler(handler)
+    httpserver.expect_request("/api/jobs").respond_with_handler(handler)
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc01.ndgf.org-atlas").respond_with_handler(
+        handler
+    )
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc02.ndgf.org-atlas").respond_with_handler(
+        handler
+    )
+    client = client_for(httpserver)
+    client.cycle_done(report_for(labels), labels)
+    wait_for(lambda: client.failed_attempts >= 3)
+    assert client.sent == 0
+    state["down"] = False
+    wait_for(lambda: client.sent == 5)
+    assert client.dropped == 0
+    ok_paths = [r.path for r, resp in httpserver.log if resp.status_code == 200]
+    assert ok_paths[:3] == ["/api/factories/mon-test", "/api/labels", "/api/jobs"]
+    client.close(1.0)
+
+
+def test_a_hanging_monitor_never_delays_the_cycle(httpserver, labels):
+    release = threading.Event()
+
+    def hang(_request):
+        release.wait(5)
+        return Response("{}")
+
+    httpserver.expect_request("/api/factories/mon-test").respond_with_handler(hang)
+    client = client_for(httpserver, timeout=0.2)
+    started = time.monotonic()
+    for _ in range(20):
+        client.cycle_done(report_for(labels), labels)
+    assert time.monotonic() - started < 0.5  # 20 cycles of events queued without waiting
+    before = time.monotonic()
+    client.close(timeout=0.3)
+    assert time.monotonic() - before < 1.5
+    release.set()
+
+
+def test_full_queue_drops_and_counts(labels):
+    settings = MonitorSettings("http://127.0.0.1:9/api", "tok", "mon-test", "o", "u", queue_size=3)
+    client = MonitorClient(settings, sleep=lambda _s: False)  # not started: nothing drains the queue
+    client.cycle_done(report_for(labels), labels)  # 1 heartbeat + 1 labels + 1 jobs + 2 messages
+    assert client.dropped == 2
+
+
+def test_a_rejected_event_is_dropped_and_the_rest_goes_on(httpserver, labels):
+    httpserver.expect_request("/api/factories/mon-test").respond_with_data("bad token", status=401)
+    httpserver.expect_request("/api/labels").respond_with_json({})
+    httpserver.expect_request("/api/jobs").respond_with_json({})
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc01.ndgf.org-atlas").respond_with_json({})
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc02.ndgf.org-atlas").respond_with_json({})
+    client = client_for(httpserver)
+    client.cycle_done(report_for(labels), labels)
+    wait_for(lambda: client.sent == 4)
+    assert client.dropped == 1
+    client.close(1.0)

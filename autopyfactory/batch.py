@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from autopyfactory.labels import Label
-from autopyfactory.model import Supply
+from autopyfactory.model import Pilot, Supply
 
 
 class BatchError(Exception):
@@ -27,11 +27,13 @@ class Census:
     ``supply`` has an entry for every label asked about: a Supply, or None when the label's
     schedd could not be asked (the policy then submits nothing for it). ``total`` counts all of
     this factory's pilots, also of labels no longer configured; None if any query failed.
+    ``pilots`` lists the pilots themselves by label (for housekeeping and log cleanup).
     """
 
     supply: Mapping[str, Supply | None]
     total: int | None
     problems: tuple[str, ...] = ()
+    pilots: Mapping[str, tuple[Pilot, ...]] = field(default_factory=dict)  # by label, where known
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from autopyfactory.batch import Backend, Census, SubmitContext, SubmitOutcome
+from autopyfactory.batch import Backend, BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.config import FactoryConfig
+from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.model import Decision, Demand, Supply
 from autopyfactory.panda import JobStats, PandaView
@@ -41,6 +42,7 @@ class LabelPlan:
 class LabelResult:
     plan: LabelPlan
     outcome: SubmitOutcome
+    housekeeping: str = ""  # "released 2, removed 1", or an error
 
     @property
     def submitted(self) -> int:
@@ -59,10 +61,23 @@ class LabelResult:
             result += f" error={self.outcome.error!r}"
         if self.outcome.submit_file and not self.outcome.job_ids and not self.outcome.error:
             result += f" file={self.outcome.submit_file}"
+        if self.housekeeping:
+            result += f" housekeeping: {self.housekeeping}"
         return (
             f"{p.label.name} pq={p.label.pq} activated={activated}{share} {pilots} "
             f"decision={p.decision.n} {result} | {p.decision.explain()}"
         )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that went wrong at an edge this cycle; ``kind`` is schedconfig, panda or batch."""
+
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -71,8 +86,12 @@ class CycleReport:
     started: float
     duration: float
     results: tuple[LabelResult, ...]
-    problems: tuple[str, ...]
+    problems: tuple[Problem, ...]
     skipped_queues: tuple[str, ...] = field(default=())
+
+    def ok(self, kind: str) -> bool:
+        """Whether the edge ``kind`` answered well this cycle."""
+        return not any(p.kind == kind for p in self.problems)
 
     @property
     def submitted(self) -> int:
@@ -161,16 +180,16 @@ class Factory:
 
     def run_cycle(self, cycle: int) -> CycleReport:
         started = self._clock()
-        problems: list[str] = []
+        problems: list[Problem] = []
         label_set = self._labels(problems)
         stats, panda_problem = self._panda.update()
         if panda_problem:
-            problems.append(panda_problem)
+            problems.append(Problem("panda", panda_problem))
         census = self._census(label_set.labels, problems)
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle)
-        results = tuple(self._submit(p, started) for p in plans)
+        results = tuple(self._tidy(self._submit(p, started), census, started) for p in plans)
         report = CycleReport(
             cycle, started, self._clock() - started, results, tuple(problems), label_set.problems
         )
@@ -179,12 +198,12 @@ class Factory:
             observer.cycle_done(report, label_set.labels)
         return report
 
-    def _labels(self, problems: list[str]) -> LabelSet:
+    def _labels(self, problems: list[Problem]) -> LabelSet:
         """Labels from the current schedconfig; rebuilt only when schedconfig changed."""
         try:
             snapshot = self._schedconfig.get()
         except SchedconfigError as exc:
-            problems.append(f"schedconfig: {exc}")
+            problems.append(Problem("schedconfig", f"schedconfig: {exc}"))
             return build_labels(self.config, None)
         if self._labels_for is None or self._labels_for[0] is not snapshot:
             label_set = build_labels(self.config, snapshot.data)
@@ -193,7 +212,7 @@ class Factory:
             self._labels_for = (snapshot, label_set)
         return self._labels_for[1]
 
-    def _census(self, labels: Sequence[Label], problems: list[str]) -> Census:
+    def _census(self, labels: Sequence[Label], problems: list[Problem]) -> Census:
         supply: dict[str, Supply | None] = {}
         total: int | None = 0
         for name, backend in self._backends.items():
@@ -202,7 +221,7 @@ class Factory:
                 continue
             census = backend.census(members)
             supply.update(census.supply)
-            problems.extend(census.problems)
+            problems.extend(Problem("batch", message) for message in census.problems)
             total = None if total is None or census.total is None else total + census.total
         return Census(supply, total)
 
@@ -227,6 +246,22 @@ class Factory:
         except Exception as exc:  # one label's failure never stops the others
             log.exception("%s: submission failed", p.label.name)
             return LabelResult(p, SubmitOutcome(error=f"{type(exc).__name__}: {exc}"))
+
+    def _tidy(self, result: LabelResult, census: Census, now: float) -> LabelResult:
+        """Release or remove this label's held and stuck pilots (see housekeeping.py)."""
+        label = result.plan.label
+        actions = plan_actions(census.pilots.get(label.name, ()), label.housekeeping, now)
+        backend = self._backends.get(label.batch)
+        if not actions or backend is None or self._dry_run:
+            return result
+        for action in actions:
+            log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)
+        try:
+            backend.release(label, [a.job_id for a in actions if a.kind is ActionKind.RELEASE])
+            backend.remove(label, [a.job_id for a in actions if a.kind is ActionKind.REMOVE])
+        except BatchError as exc:
+            return replace(result, housekeeping=f"failed: {exc}")
+        return replace(result, housekeeping=summarize(actions))
 
     def _log(self, report: CycleReport) -> None:
         for problem in (*report.problems, *report.skipped_queues):

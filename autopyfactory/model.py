@@ -123,3 +123,19 @@ class Decision:
     def explain(self) -> str:
         """One line for logs, the monitor and ``status``."""
         return "; ".join(step.render() for step in self.steps)
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """One pilot as the batch system reports it: the part of its job ad the factory acts on."""
+
+    job_id: str  # cluster.proc
+    label: str  # MATCH_APF_QUEUE; "" if missing
+    status: JobStatus
+    entered_status: int  # EnteredCurrentStatus, epoch seconds
+    queued: int  # QDate, epoch seconds
+    run_count: int = 0
+    hold_reason: str = ""
+    hold_reason_code: int | None = None
+    num_holds: int = 0  # NumHolds: how often it was held so far
+    grid_status: str = ""

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.condor.command import Schedd, run_condor
-from autopyfactory.condor.status import PilotAd, count_by_label, query_pilots
+from autopyfactory.condor.status import count_by_label, query_pilots
 from autopyfactory.condor.submit import submit_pilots
 from autopyfactory.labels import Label
-from autopyfactory.model import Supply
+from autopyfactory.model import Pilot, Supply
 
 log = logging.getLogger(__name__)
 
@@ -29,26 +29,32 @@ class CondorBackend:
     def schedd_of(self, label: Label) -> Schedd:
         return Schedd(label.submit.schedd or self._default.name, label.submit.pool or self._default.pool)
 
-    def pilots(self, schedd: Schedd) -> list[PilotAd]:
+    def pilots(self, schedd: Schedd) -> list[Pilot]:
         """All of this factory's pilots in one schedd (raises BatchError)."""
         return query_pilots(schedd, self._factory_id, self._timeout)
 
     def census(self, labels: Sequence[Label]) -> Census:
         supply: dict[str, Supply | None] = {}
+        pilots: dict[str, list[Pilot]] = {}
         total: int | None = 0
         problems: list[str] = []
         for schedd, members in self._by_schedd(labels).items():
             try:
-                counts = count_by_label(self.pilots(schedd))
+                found = self.pilots(schedd)
             except BatchError as exc:
                 problems.append(str(exc))
                 supply.update(dict.fromkeys((label.name for label in members), None))
                 total = None
                 continue
+            counts = count_by_label(found)
             supply.update({label.name: counts.get(label.name, Supply()) for label in members})
+            for pilot in found:
+                pilots.setdefault(pilot.label, []).append(pilot)
             if total is not None:
                 total += sum(s.all for s in counts.values())
-        return Census(supply, total, tuple(problems))
+        return Census(
+            supply, total, tuple(problems), {label: tuple(found) for label, found in pilots.items()}
+        )
 
     def _by_schedd(self, labels: Sequence[Label]) -> dict[Schedd, list[Label]]:
         groups: dict[Schedd, list[Label]] = {}

@@ -11,46 +11,30 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 import classad2
 
 from autopyfactory.batch import BatchError
 from autopyfactory.condor.command import Schedd, run_condor
-from autopyfactory.model import JobStatus, Supply
+from autopyfactory.model import JobStatus, Pilot, Supply
 
 ATTRIBUTES = (
     "ClusterId", "ProcId", "JobStatus", "GridJobStatus", "EnteredCurrentStatus", "MATCH_APF_QUEUE",
-    "JobRunCount", "HoldReason", "HoldReasonCode", "QDate",
+    "JobRunCount", "HoldReason", "HoldReasonCode", "QDate", "NumHolds",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class PilotAd:
-    """The part of a pilot's job ad the factory acts on."""
-
-    job_id: str  # cluster.proc
-    label: str  # MATCH_APF_QUEUE; "" if missing
-    status: JobStatus
-    entered_status: int  # EnteredCurrentStatus, epoch seconds
-    queued: int  # QDate
-    run_count: int
-    hold_reason: str
-    hold_reason_code: int | None
-    grid_status: str
 
 
 def factory_constraint(factory_id: str) -> str:
     return f"FactoryId == {classad2.quote(factory_id)}"
 
 
-def query_pilots(schedd: Schedd, factory_id: str, timeout: float) -> list[PilotAd]:
+def query_pilots(schedd: Schedd, factory_id: str, timeout: float) -> list[Pilot]:
     """This factory's pilots in one schedd. Raises BatchError when the answer is unusable."""
     args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", ",".join(ATTRIBUTES)]
     return parse_ads(run_condor("condor_q", schedd, args, timeout), f"condor_q ({schedd})")
 
 
-def parse_ads(text: str, origin: str) -> list[PilotAd]:
+def parse_ads(text: str, origin: str) -> list[Pilot]:
     if not text.strip():
         return []
     try:
@@ -62,12 +46,12 @@ def parse_ads(text: str, origin: str) -> list[PilotAd]:
     return [_pilot(ad, origin) for ad in ads]
 
 
-def _pilot(ad: object, origin: str) -> PilotAd:
+def _pilot(ad: object, origin: str) -> Pilot:
     if not isinstance(ad, dict):
         raise BatchError(f"{origin}: a job ad is a {type(ad).__name__}, not an object")
     try:
         status = JobStatus(_int(ad, "JobStatus"))
-        return PilotAd(
+        return Pilot(
             job_id=f"{_int(ad, 'ClusterId')}.{_int(ad, 'ProcId')}",
             label=str(ad.get("MATCH_APF_QUEUE", "")),
             status=status,
@@ -76,6 +60,7 @@ def _pilot(ad: object, origin: str) -> PilotAd:
             run_count=_int(ad, "JobRunCount", 0),
             hold_reason=str(ad.get("HoldReason", "")),
             hold_reason_code=_int(ad, "HoldReasonCode", None) if "HoldReasonCode" in ad else None,
+            num_holds=_int(ad, "NumHolds", 0),
             grid_status=str(ad.get("GridJobStatus", "")),
         )
     except (ValueError, TypeError) as exc:
@@ -94,7 +79,7 @@ def _int(ad: Mapping[str, object], key: str, default: object = _MISSING) -> int:
     return value
 
 
-def count_by_label(pilots: Iterable[PilotAd]) -> dict[str, Supply]:
+def count_by_label(pilots: Iterable[Pilot]) -> dict[str, Supply]:
     """Idle, running, held and total per label. Removed/completed jobs still listed are leaving
     the queue and are not counted; transferring-output and suspended ones count in the total."""
     tally: dict[str, Counter[JobStatus]] = {}

@@ -1,0 +1,153 @@
+"""The state the daemon writes every cycle, and the ``status`` table built from it.
+
+``<stateDir>/status.json`` is rewritten atomically at the end of each cycle, so ``autopyfactory
+status`` can read it at any time while the daemon runs. It holds, per label, the last inputs,
+decision and reason, and the time of the last successful submission (carried over from earlier
+cycles).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autopyfactory import __version__
+from autopyfactory.factory import CycleReport, LabelResult
+from autopyfactory.files import atomic_write_text
+from autopyfactory.labels import Label
+
+STATE_FILE = "status.json"
+FORMAT = 1
+
+
+class StateError(Exception):
+    """The state file is missing or unreadable."""
+
+
+def state_record(report: CycleReport, factory_id: str, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The JSON-able state after ``report``; ``previous`` supplies the last submit times."""
+    earlier = (previous or {}).get("labels", {})
+    return {
+        "format": FORMAT,
+        "factory": factory_id,
+        "version": __version__,
+        "cycle": report.cycle,
+        "time": report.started,
+        "duration": round(report.duration, 3),
+        "problems": [str(p) for p in report.problems],
+        "skipped_queues": list(report.skipped_queues),
+        "labels": {
+            r.plan.label.name: _label_record(r, report.started, earlier.get(r.plan.label.name, {}))
+            for r in report.results
+        },
+    }
+
+
+def _label_record(result: LabelResult, now: float, earlier: Mapping[str, Any]) -> dict[str, Any]:
+    p = result.plan
+    return {
+        "pq": p.label.pq,
+        "ce": p.label.ce.endpoint,
+        "status": p.label.status.value,
+        "activated": p.pq_activated,
+        "share": None if p.demand is None else p.demand.activated,
+        "idle": None if p.supply is None else p.supply.idle,
+        "running": None if p.supply is None else p.supply.running,
+        "held": None if p.supply is None else p.supply.held,
+        "decision": p.decision.n,
+        "reason": p.decision.explain(),
+        "submitted": result.submitted,
+        "error": result.outcome.error,
+        "last_submit": now if result.submitted else earlier.get("last_submit"),
+    }
+
+
+class StateWriter:
+    """A cycle observer writing ``status.json`` atomically after every cycle."""
+
+    def __init__(self, state_dir: Path, factory_id: str) -> None:
+        self.path = state_dir / STATE_FILE
+        self._factory_id = factory_id
+        self._previous: dict[str, Any] | None = None
+        try:
+            self._previous = read_state(self.path)
+        except StateError:
+            self._previous = None
+
+    def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None:
+        record = state_record(report, self._factory_id, self._previous)
+        atomic_write_text(self.path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        self._previous = record
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except OSError as exc:
+        raise StateError(f"{path}: {exc.strerror or exc} (has the factory run a cycle yet?)") from None
+    except ValueError as exc:
+        raise StateError(f"{path}: not JSON: {exc}") from None
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != FORMAT
+        or not isinstance(record.get("labels"), dict)
+    ):
+        raise StateError(f"{path}: not an autopyfactory state file of format {FORMAT}")
+    return record
+
+
+COLUMNS = (
+    "label",
+    "PQ",
+    "CE",
+    "status",
+    "activated",
+    "idle",
+    "running",
+    "held",
+    "decision",
+    "last submit",
+    "reason",
+)
+
+
+def format_status(record: Mapping[str, Any], now: float) -> str:
+    """A table per label, preceded by a one-line header about the cycle."""
+    when = datetime.fromtimestamp(record["time"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    age = max(0, int(now - record["time"]))
+    lines = [
+        f"factory {record['factory']} (autopyfactory {record['version']}): cycle {record['cycle']} at {when}"
+        f" ({age} s ago), {len(record['labels'])} labels"
+    ]
+    lines += [f"problem: {problem}" for problem in record.get("problems", [])]
+    rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _row(name: str, label: Mapping[str, Any]) -> tuple[str, ...]:
+    def show(value: object) -> str:
+        return "?" if value is None else str(value)
+
+    last = label.get("last_submit")
+    last_text = datetime.fromtimestamp(last, UTC).strftime("%m-%d %H:%M") if last else "-"
+    reason = label["reason"] + (f" [error: {label['error']}]" if label.get("error") else "")
+    return (
+        name,
+        label["pq"],
+        label["ce"],
+        label["status"],
+        show(label["activated"]),
+        show(label["idle"]),
+        show(label["running"]),
+        show(label["held"]),
+        str(label["decision"]),
+        last_text,
+        reason,
+    )

@@ -9,17 +9,22 @@ import argparse
 import difflib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from autopyfactory import __version__, config, config_schema
+from autopyfactory import __version__, config, config_schema, daemon, logs
 from autopyfactory.config_schema import Scope
 from autopyfactory.http import make_session
 from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
 from autopyfactory.model import Demand, QueueStatus, Supply
 from autopyfactory.policy import PolicySettings, Situation, decide
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
+from autopyfactory.service import RunOptions, Service, install_signal_handlers
+from autopyfactory.state import STATE_FILE, StateError, format_status, read_state
+from autopyfactory.systemd import Notifier
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 NOT_GIVEN = -1  # default of simulate --pending (argparse does not run type= on non-string defaults)
@@ -71,7 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     how_long.add_argument("--cycles", type=_positive, help="run this many cycles and exit")
     run.add_argument("--dry-run", action="store_true", help="write submit files but submit nothing")
     run.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
+    run.add_argument("--log-file", default="", help="log here (reopened after logrotate) instead of stderr")
+    run.add_argument(
+        "--pidfile", default="", help="locked pidfile: a second factory with it refuses to start"
+    )
+    run.add_argument("--daemon", action="store_true", help="detach from the terminal (not under systemd)")
+    run.add_argument("--runas", default="", help="drop root privileges to this user")
     run.set_defaults(handler=run_factory)
+
+    status = commands.add_parser(
+        "status", help="show each label's last cycle, as the running factory wrote it"
+    )
+    status.add_argument("-c", "--config", required=True, help="factory.conf")
+    status.add_argument("--json", action="store_true", help="print the state file as JSON")
+    status.set_defaults(handler=run_status)
 
     simulate = commands.add_parser("simulate", help="run the policy on given numbers and show every step")
     _add_simulate_arguments(simulate)
@@ -96,14 +114,53 @@ def _positive(text: str) -> int:
 
 
 def run_factory(args: argparse.Namespace) -> int:
-    from autopyfactory.service import RunOptions, run  # the edges load only for this command
-
-    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    loaded = config.load(args.config)
+    handler = logs.setup_logging(args.log_file, args.verbose)
+    path = Path(args.config)
+    loaded = config.load(path)
     for error in loaded.errors:
         logging.getLogger("autopyfactory").error("%s", error)
-    cycles = 1 if args.once else args.cycles
-    return run(loaded, RunOptions(cycles=cycles, dry_run=args.dry_run, schedconfig=args.schedconfig or ""))
+    options = RunOptions(1 if args.once else args.cycles, args.dry_run, args.schedconfig or "")
+    pidfile = daemon.PidFile(Path(args.pidfile)) if args.pidfile else None
+    try:
+        if args.runas:
+            daemon.user_ids(args.runas)  # fail early, before detaching, on an unknown user
+        if args.daemon:
+            with daemon.detach(pidfile, logs.stream_fileno(handler)):
+                return _serve(path, loaded, options, args.runas, Notifier(None))
+        if pidfile:
+            pidfile.acquire()
+        return _serve(path, loaded, options, args.runas, Notifier(os.environ.get("NOTIFY_SOCKET")))
+    except daemon.DaemonError as exc:
+        print(f"autopyfactory run: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if pidfile and not args.daemon:
+            pidfile.release()
+
+
+def _serve(
+    path: Path, loaded: config.FactoryConfig, options: RunOptions, runas: str, notifier: Notifier
+) -> int:
+    if runas:
+        daemon.drop_privileges(runas)
+    service = Service(path, loaded, options, notifier)
+    install_signal_handlers(service)
+    service.run()
+    return EXIT_OK
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def run_status(args: argparse.Namespace) -> int:
+    loaded = config.load(args.config)
+    try:
+        record = read_state(Path(loaded.factory.state_dir) / STATE_FILE)
+    except StateError as exc:
+        print(f"autopyfactory status: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(record, indent=1, sort_keys=True) if args.json else format_status(record, time.time()))
+    return EXIT_OK
 
 
 # --- check -----------------------------------------------------------------------------------

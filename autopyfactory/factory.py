@@ -172,10 +172,12 @@ class Factory:
         clock: Callable[[], float] = time.time,
         dry_run: bool = False,
         observers: Sequence[CycleObserver] = (),
+        stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
+        self._stop_requested = stop_requested  # checked before each label's submission
         self._labels_for: tuple[object, LabelSet] | None = None
 
     def run_cycle(self, cycle: int) -> CycleReport:
@@ -228,6 +230,8 @@ class Factory:
     def _submit(self, p: LabelPlan, started: float) -> LabelResult:
         if p.decision.n <= 0:
             return LabelResult(p, SubmitOutcome())
+        if self._stop_requested():
+            return LabelResult(p, SubmitOutcome(error="not submitted: the factory is stopping"))
         backend = self._backends.get(p.label.batch)
         if backend is None:
             return LabelResult(p, SubmitOutcome(error=f"no batch backend {p.label.batch!r}"))
@@ -270,31 +274,3 @@ class Factory:
             level = logging.WARNING if result.outcome.error else logging.INFO
             log.log(level, "%s", result.line())
         log.info("%s", report.summary())
-
-
-def run_cycles(
-    factory: Factory,
-    sleep: float,
-    cycles: int | None,
-    should_stop: Callable[[float], bool],
-    first_cycle: int = 0,
-) -> int:
-    """Run cycles until ``cycles`` are done or ``should_stop(timeout)`` says so; returns cycles run.
-
-    ``should_stop`` waits up to its argument in seconds (e.g. ``threading.Event.wait``), so a
-    signal handler can end the sleep at once. The next cycle starts ``sleep`` seconds after the
-    previous one started.
-    """
-    done = 0
-    while cycles is None or done < cycles:
-        started = time.monotonic()
-        try:
-            factory.run_cycle(first_cycle + done)
-        except Exception:
-            log.exception("cycle %d failed; going on with the next one", first_cycle + done)
-        done += 1
-        if cycles is not None and done >= cycles:
-            break
-        if should_stop(max(0.0, sleep - (time.monotonic() - started))):
-            break
-    return done

@@ -1,7 +1,17 @@
 """Putting the factory together from its configuration, and running it until told to stop.
 
 This is the composition root: the only place that knows which concrete edge (HTTP session,
-schedconfig source, PanDA client, batch backends, monitor client) goes with which setting.
+schedconfig source, PanDA client, batch backends, monitor client, state file, metrics) goes with
+which setting. :class:`Service` runs the cycles:
+
+* SIGTERM/SIGINT: the submission in progress finishes, no further label is submitted, the state
+  is written, the monitor queue is flushed (bounded), and the process exits 0.
+* SIGHUP: factory.conf and queuesDir are read again before the next cycle. A good new config
+  replaces the old one whole (queues added, removed or changed take effect; the state file, the
+  metrics, the monitor client and the cycle count carry on); a broken one is rejected with its
+  errors and the old one stays in force. Never a half-applied config.
+* systemd: READY=1 when the first cycle starts, STATUS= with the cycle summary and WATCHDOG=1
+  after every cycle, STOPPING=1 at the end.
 """
 
 from __future__ import annotations
@@ -10,18 +20,23 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from autopyfactory import config
 from autopyfactory.batch import Backend
 from autopyfactory.condor.backend import CondorBackend
 from autopyfactory.condor.command import Schedd
 from autopyfactory.config import FactoryConfig
-from autopyfactory.factory import CycleObserver, Factory, run_cycles
+from autopyfactory.factory import CycleObserver, CycleReport, Factory
 from autopyfactory.http import make_session
+from autopyfactory.metrics import FactoryMetrics
 from autopyfactory.monitor_client import MonitorClient, MonitorSettings
 from autopyfactory.panda import PandaClient, PandaView
 from autopyfactory.schedconfig import SchedconfigSource
+from autopyfactory.state import StateWriter
+from autopyfactory.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +51,18 @@ class RunOptions:
     schedconfig: str = ""  # overrides [Factory] schedconfig when set
 
 
-def build_backends(config: FactoryConfig) -> dict[str, Backend]:
-    f = config.factory
+def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
+    f = cfg.factory
     return {"condor": CondorBackend(f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout)}
 
 
 def build_factory(
-    config: FactoryConfig, options: RunOptions, observers: Sequence[CycleObserver] = ()
+    cfg: FactoryConfig,
+    options: RunOptions,
+    observers: Sequence[CycleObserver] = (),
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> Factory:
-    f = config.factory
+    f = cfg.factory
     session = make_session(f.http_retries, f.proxy, f.ca_path)
     schedconfig = SchedconfigSource(
         options.schedconfig or f.schedconfig,
@@ -59,11 +77,13 @@ def build_factory(
         f.panda_max_age,
         time.time,
     )
-    return Factory(config, schedconfig, panda, build_backends(config), time.time, options.dry_run, observers)
+    return Factory(
+        cfg, schedconfig, panda, build_backends(cfg), time.time, options.dry_run, observers, stop_requested
+    )
 
 
-def build_monitor(config: FactoryConfig) -> MonitorClient | None:
-    f = config.factory
+def build_monitor(cfg: FactoryConfig) -> MonitorClient | None:
+    f = cfg.factory
     if not f.monitor_url:
         return None
     return MonitorClient(
@@ -71,25 +91,108 @@ def build_monitor(config: FactoryConfig) -> MonitorClient | None:
     )
 
 
-def run(config: FactoryConfig, options: RunOptions) -> int:
-    """Run cycles in the foreground; SIGTERM/SIGINT end the sleep and stop after the current cycle."""
-    monitor = build_monitor(config)
-    if monitor:
-        monitor.start()
-    factory = build_factory(config, options, [monitor] if monitor else [])
-    stop = threading.Event()
+class Service:
+    """Runs cycles until stopped; see the module docstring for signals and systemd."""
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping after the current cycle", signal.Signals(signum).name)
-        stop.set()
+    def __init__(
+        self, config_path: Path, cfg: FactoryConfig, options: RunOptions, notifier: Notifier
+    ) -> None:
+        self._config_path, self._options, self._notifier = config_path, options, notifier
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._monitor = build_monitor(cfg)
+        self._metrics = FactoryMetrics()
+        self._observers: list[CycleObserver] = [
+            StateWriter(Path(cfg.factory.state_dir), cfg.factory.factory_id),
+            self._metrics,
+        ]
+        if self._monitor:
+            self._observers.append(self._monitor)
+        self.factory = build_factory(cfg, options, self._observers, self._stop.is_set)
+        self.last_report: CycleReport | None = None
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        done = run_cycles(factory, config.factory.sleep, options.cycles, stop.wait)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if monitor:
-            monitor.close(timeout=MONITOR_FLUSH_SECONDS)
-    log.info("stopped after %d cycles", done)
-    return 0
+    @property
+    def config(self) -> FactoryConfig:
+        return self.factory.config
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def run(self) -> int:
+        """Run cycles; returns the number run."""
+        if self._monitor:
+            self._monitor.start()
+        f = self.config.factory
+        if f.metrics_port:
+            self._metrics.serve(f.metrics_port, f.metrics_address)
+        done = 0
+        try:
+            done = self._loop()
+        finally:
+            self._notifier.stopping()
+            if self._monitor:
+                self._monitor.close(timeout=MONITOR_FLUSH_SECONDS)
+        log.info("stopped after %d cycles", done)
+        return done
+
+    def _loop(self) -> int:
+        done = 0
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._apply_reload()
+            started = time.monotonic()
+            if done == 0:
+                self._notifier.ready(f"cycle 0 started, {len(self.config.queues)} queues")
+            self._cycle(done)
+            done += 1
+            if self._options.cycles is not None and done >= self._options.cycles:
+                break
+            self._stop.wait(max(0.0, self.config.factory.sleep - (time.monotonic() - started)))
+        return done
+
+    def _cycle(self, number: int) -> None:
+        try:
+            self.last_report = self.factory.run_cycle(number)
+            self._notifier.status(self.last_report.summary())
+        except Exception:
+            log.exception("cycle %d failed; going on with the next one", number)
+            self._notifier.status(f"cycle {number} failed, see the log")
+
+    def _apply_reload(self) -> None:
+        self._reload.clear()
+        self._notifier.reloading()
+        try:
+            new = config.load(self._config_path)
+        except config.ConfigError as exc:
+            log.error("reload rejected, the previous configuration stays in force:\n%s", exc)
+            self._notifier.status("reload rejected: configuration error, see the log")
+            return
+        for error in new.errors:
+            log.error("%s", error)
+        before = {q.name for q in self.config.queues}
+        after = {q.name for q in new.queues}
+        self.factory = build_factory(new, self._options, self._observers, self._stop.is_set)
+        log.info(
+            "configuration reloaded: %d queues (%d added, %d removed)",
+            len(after),
+            len(after - before),
+            len(before - after),
+        )
+        self._notifier.ready(f"configuration reloaded: {len(after)} queues")
+
+
+def install_signal_handlers(service: Service) -> None:
+    def stop(signum: int, _frame: object) -> None:
+        log.info("%s: stopping after the submission in progress", signal.Signals(signum).name)
+        service.request_stop()
+
+    def reload(_signum: int, _frame: object) -> None:
+        log.info("SIGHUP: reloading the configuration before the next cycle")
+        service.request_reload()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)

@@ -1,0 +1,671 @@
+"""wrappers/runpilot3-wrapper.sh, run with real bash and real curl against servers on 127.0.0.1.
+
+Each test runs the wrapper as the batch system would; the served test pilot (tests/wrappers/pilots.py)
+records what it saw, and the server records every monitor call.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.wrappers.harness import ARGS, CID, FID, JOB_PATH, WRAPPER, Wrapper
+from tests.wrappers.pilots import make_tarball, write_tarball
+from tests.wrappers.servers import RecordingServer, SilentServer, closed_port
+
+pytestmark = pytest.mark.slow
+
+
+def v2(state: str, **fields: str) -> tuple[str, str, dict[str, list[str]]]:
+    """The v2 monitor call the wrapper should make."""
+    return ("POST", JOB_PATH, {"state": [state], **{name: [value] for name, value in fields.items()}})
+
+
+def only_error(result_errors: list[str], prefix: str) -> None:
+    assert len(result_errors) == 1, result_errors
+    assert result_errors[0].startswith(prefix), result_errors
+
+
+# ---- the happy path and exit codes ----------------------------------------------------------
+
+
+def test_happy_path_reports_running_then_exiting_and_cleans_up(wrapper: Wrapper, server: RecordingServer):
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout + result.stderr
+    assert result.errors == []
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="0")]
+    assert server.fetches() == ["/pilot/pilot3.tar.gz"]
+    seen = result.marker()
+    assert seen["argv"] == ARGS
+    workdir = Path(seen["cwd"])
+    assert workdir.parent == wrapper.tmpdir
+    assert workdir.name.startswith("apf_pilot.")
+    assert not workdir.exists(), "work dir must be removed"
+    assert list(wrapper.tmpdir.iterdir()) == []
+    assert "TEST PILOT running with" in result.stdout
+    assert result.log_lines("wrapper exiting with code 0")
+
+
+@pytest.mark.parametrize("pilot_rc", [3, 65, 143])
+def test_pilot_exit_code_is_passed_through_and_reported(
+    wrapper: Wrapper, server: RecordingServer, pilot_rc: int
+):
+    wrapper.env["TEST_PILOT_RC"] = str(pilot_rc)
+
+    result = wrapper.run()
+
+    assert result.rc == pilot_rc
+    assert result.errors == []
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc=str(pilot_rc))]
+    assert result.log_lines(f"==== pilot END: exit code {pilot_rc} ====")
+
+
+def test_statuscode_file_wins_and_panda_ids_are_reported(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env.update(
+        {"TEST_PILOT_RC": "0", "TEST_PILOT_STATUSCODE": " 70\n", "TEST_PILOT_PANDAIDS": "4711\n4712\n"}
+    )
+
+    result = wrapper.run()
+
+    assert result.rc == 70
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="70", ids="4711,4712")]
+    assert result.log_lines("STATUSCODE file says 70 (pilot exit code was 0)")
+    assert result.log_lines("PanDA job ids: 4711,4712")
+
+
+def test_statuscode_file_without_a_number_is_ignored(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env.update({"TEST_PILOT_RC": "5", "TEST_PILOT_STATUSCODE": "finished"})
+
+    result = wrapper.run()
+
+    assert result.rc == 5
+    assert server.monitor_calls()[-1] == v2("exiting", rc="5")
+    assert result.log_lines("WARNING: ignoring STATUSCODE file with 'finished'")
+
+
+def test_flat_tarball_layout_runs_top_level_pilot(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env["PILOT_HTTP_SOURCES"] = server.serve("/pilotcode.tar.gz", make_tarball("flat"))
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    workdir = Path(result.marker()["cwd"])
+    assert result.log_lines(f"pilot fetched from {server.base}/pilotcode.tar.gz: {workdir}/pilot.py")
+
+
+def test_keep_workdir(wrapper: Wrapper):
+    wrapper.env["APF_KEEP_WORKDIR"] = "1"
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    workdir = Path(result.marker()["cwd"])
+    assert (workdir / "pilot3" / "pilot.py").is_file()
+    assert result.log_lines(f"APF_KEEP_WORKDIR is set: keeping {workdir}")
+
+
+# ---- monitor -----------------------------------------------------------------------------
+
+
+def test_monitor_v1_uses_get_urls(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env.update({"APFMON": server.base + "/mon/", "APFMON_API": "v1", "TEST_PILOT_RC": "7"})
+
+    result = wrapper.run()
+
+    assert result.rc == 7
+    assert server.monitor_calls() == [
+        ("GET", f"/mon/rn/{FID}/{CID}/", {}),
+        ("GET", f"/mon/ex/{FID}/{CID}/7/", {}),
+    ]
+
+
+def test_monitor_v1_wrapper_failure_reports_exit_code(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env.update({"APFMON": server.base + "/mon", "APFMON_API": "v1"})
+    wrapper.env["PILOT_HTTP_SOURCES"] = server.base + "/missing.tar.gz"
+
+    result = wrapper.run()
+
+    assert result.rc == 116
+    assert server.monitor_calls() == [
+        ("GET", f"/mon/rn/{FID}/{CID}/", {}),
+        ("GET", f"/mon/ex/{FID}/{CID}/116/", {}),
+    ]
+
+
+def test_no_monitor_when_apfmon_unset(wrapper: Wrapper, server: RecordingServer):
+    del wrapper.env["APFMON"]
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    assert server.monitor_calls() == []
+    assert result.log_lines("monitor: APFMON is not set, no reports")
+
+
+def test_monitor_down_never_stops_the_pilot(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env.update(
+        {"APFMON": f"http://127.0.0.1:{closed_port()}/api", "APFMON_RETRIES": "2", "TEST_PILOT_RC": "4"}
+    )
+
+    result = wrapper.run()
+
+    assert result.rc == 4
+    assert result.ran_pilot
+    assert result.errors == []
+    for state in ("running", "exiting"):
+        assert len(result.log_lines(f"WARNING: monitor: {state} attempt")) == 3
+        assert result.log_lines(f"WARNING: monitor: giving up on {state}; the pilot is not affected")
+
+
+def test_monitor_hanging_costs_only_the_configured_timeouts(wrapper: Wrapper):
+    silent = SilentServer()
+    try:
+        wrapper.env.update(
+            {
+                "APFMON": silent.base + "/api",
+                "APFMON_CONNECT_TIMEOUT": "1",
+                "APFMON_MAX_TIME": "0.5",
+                "APFMON_RETRIES": "1",
+            }
+        )
+
+        result = wrapper.run(timeout=30)
+
+        assert result.rc == 0
+        assert result.ran_pilot
+        # running and exiting, two attempts each, every one cut at 0.5 s
+        assert silent.wait_accepted(4, within=5) == 4
+        assert 2.0 <= result.elapsed < 2.0 + 8, result.elapsed
+        assert result.log_lines("WARNING: monitor: running attempt 2 failed (curl exit 28")
+    finally:
+        silent.stop()
+
+
+@pytest.mark.parametrize(("status", "calls_per_state"), [(500, 2), (409, 1)])
+def test_monitor_retries_server_errors_but_not_refusals(
+    wrapper: Wrapper, server: RecordingServer, status: int, calls_per_state: int
+):
+    server.monitor_status = status
+    wrapper.env["APFMON_RETRIES"] = "1"
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    states = [form["state"][0] for _, _, form in server.monitor_calls()]
+    assert states == ["running"] * calls_per_state + ["exiting"] * calls_per_state
+
+
+# ---- pilot sources -------------------------------------------------------------------------
+
+
+def test_html_error_page_then_good_source(wrapper: Wrapper, server: RecordingServer):
+    html = server.serve(
+        "/proxy/pilot3.tar.gz",
+        b"<html><body>Access denied by site proxy</body></html>",
+        content_type="text/html",
+    )
+    wrapper.env["PILOT_HTTP_SOURCES"] = f"{html} {wrapper.good_url}"
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    assert server.fetches() == ["/proxy/pilot3.tar.gz", "/pilot/pilot3.tar.gz"]
+    assert result.log_lines(f"WARNING: source failed: {html}: not a gzip file, it starts with: <html>")
+    assert result.log_lines(f"pilot fetched from {wrapper.good_url}")
+    assert result.log_lines("PILOTVERSION: 3.99.0.test")
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="0")]
+
+
+def test_all_sources_failing(wrapper: Wrapper, server: RecordingServer):
+    missing = server.base + "/missing.tar.gz"
+    html = server.serve("/html.tar.gz", b"<html>proxy error</html>", content_type="text/html")
+    nopilot = server.serve("/nopilot.tar.gz", make_tarball("nopilot"))
+    corrupt = server.serve("/corrupt.tar.gz", b"\x1f\x8b" + b"not really gzip" * 20)
+    refused = f"http://127.0.0.1:{closed_port()}/pilot3.tar.gz"
+    wrapper.env["PILOT_HTTP_SOURCES"] = f"  {missing} {html}\t{nopilot} {corrupt} {refused} "
+
+    result = wrapper.run()
+
+    assert result.rc == 116
+    only_error(result.errors, "WRAPPER ERROR: pilot code not fetched: no source gave a gzip tarball")
+    assert server.fetches() == ["/missing.tar.gz", "/html.tar.gz", "/nopilot.tar.gz", "/corrupt.tar.gz"]
+    assert result.log_lines(f"source failed: {missing}: download failed (curl exit 22)")
+    assert result.log_lines(f"source failed: {html}: not a gzip file, it starts with: <html>proxy error")
+    assert result.log_lines(f"source failed: {nopilot}: the tarball holds no pilot.py")
+    assert result.log_lines(f"source failed: {corrupt}: not a readable gzip tarball")
+    assert result.log_lines(f"source failed: {refused}: download failed (curl exit 7)")
+    assert server.monitor_calls() == [v2("running"), v2("fault", rc="116")]
+    assert not result.ran_pilot
+    assert list(wrapper.tmpdir.iterdir()) == []
+
+
+def test_transient_source_error_is_retried(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env["PILOT_HTTP_SOURCES"] = server.serve(
+        "/flaky/pilot3.tar.gz", make_tarball("pilot3"), fail_first=1
+    )
+    wrapper.env["PILOT_HTTP_RETRIES"] = "1"
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    assert server.fetches() == ["/flaky/pilot3.tar.gz", "/flaky/pilot3.tar.gz"]
+
+
+def test_default_sources_built_from_w_with_cvmfs_fallback(wrapper: Wrapper, tmp_path: Path):
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 25085)) == 0:
+            pytest.skip("something listens on 127.0.0.1:25085")
+    del wrapper.env["PILOT_HTTP_SOURCES"]
+    cvmfs = tmp_path / "cvmfs"
+    write_tarball(cvmfs / "atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz")
+
+    result = wrapper.run(
+        ["-s", "TEST_SITE", "-h", "TEST_QUEUE", "-p", "25443", "-w", "https://127.0.0.1:25443/server"]
+    )
+
+    assert result.rc == 0, result.stdout
+    cache = "http://127.0.0.1:25085/cache/pilot/pilot3.tar.gz"
+    fallback = f"file://{cvmfs}/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz"
+    assert result.log_lines(f"pilot sources: {cache} {fallback}")
+    assert result.log_lines(f"source failed: {cache}: download failed (curl exit 7)")
+    assert result.log_lines(f"pilot fetched from {fallback}")
+
+
+# ---- work dir -----------------------------------------------------------------------------
+
+
+def test_osg_wn_tmp_is_preferred(wrapper: Wrapper, tmp_path: Path):
+    osg = tmp_path / "osg"
+    osg.mkdir()
+    wrapper.env["OSG_WN_TMP"] = str(osg)
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    assert Path(result.marker()["cwd"]).parent == osg
+
+
+def test_readonly_tmpdir_falls_back_to_current_dir(wrapper: Wrapper, readonly_dir: Path):
+    wrapper.env["TMPDIR"] = str(readonly_dir)
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    assert Path(result.marker()["cwd"]).parent == wrapper.cwd
+    assert result.log_lines(f"WARNING: cannot make a work dir in TMPDIR={readonly_dir}")
+    assert list(wrapper.cwd.iterdir()) == []
+
+
+def test_no_usable_work_dir(wrapper: Wrapper, server: RecordingServer, readonly_dir: Path):
+    wrapper.env["TMPDIR"] = str(readonly_dir)
+    wrapper.env["OSG_WN_TMP"] = str(readonly_dir)
+
+    result = wrapper.run(cwd=readonly_dir)
+
+    assert result.rc == 115
+    assert result.errors == [
+        "WRAPPER ERROR: no usable work directory (tried OSG_WN_TMP, TMPDIR, current dir)"
+    ]
+    assert len(result.log_lines("WARNING: cannot make a work dir in")) == 3
+    assert server.monitor_calls() == [v2("running"), v2("fault", rc="115")]
+    assert server.fetches() == []
+
+
+# ---- signals ------------------------------------------------------------------------------
+
+
+def _start(wrapper: Wrapper, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    out = tmp_path / "wrapper.out"
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            wrapper.command(), env=wrapper.env, cwd=wrapper.cwd, stdout=stdout, stderr=subprocess.STDOUT
+        )
+    return proc, out
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("sig", "mode", "expected_rc"),
+    [
+        (signal.SIGTERM, "handlers", 200 + signal.SIGTERM),
+        (signal.SIGINT, "handlers", 200 + signal.SIGINT),
+        (signal.SIGUSR1, "handlers", 200 + signal.SIGUSR1),
+        (signal.SIGQUIT, "handlers", 200 + signal.SIGQUIT),
+        # no handler in the pilot: the signal must arrive with its default action (not ignored)
+        (signal.SIGTERM, "default", 128 + signal.SIGTERM),
+        (signal.SIGINT, "default", 128 + signal.SIGINT),
+    ],
+)
+def test_signal_to_wrapper_reaches_the_pilot(
+    wrapper: Wrapper,
+    server: RecordingServer,
+    tmp_path: Path,
+    sig: signal.Signals,
+    mode: str,
+    expected_rc: int,
+):
+    wrapper.env["TEST_PILOT_WAIT_SIGNAL"] = mode
+    proc, out = _start(wrapper, tmp_path)
+    try:
+        assert _wait_for(Path(f"{wrapper.marker_path}.ready"), proc, within=20), out.read_text()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    output = out.read_text()
+    assert rc == expected_rc, output
+    assert f"got {sig.name}: forwarding it to the pilot" in output
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc=str(expected_rc))]
+    if mode == "handlers":
+        assert Path(f"{wrapper.marker_path}.signals").read_text() == f"{int(sig)}\n"
+    assert list(wrapper.tmpdir.iterdir()) == []
+
+
+def test_signal_before_the_pilot_starts(wrapper: Wrapper, server: RecordingServer, tmp_path: Path):
+    silent = SilentServer()
+    try:
+        # two hanging sources: the signal lands while curl waits on one of them
+        url = silent.base + "/pilot3.tar.gz"
+        wrapper.env.update({"PILOT_HTTP_SOURCES": f"{url} {url}", "PILOT_HTTP_MAX_TIME": "2"})
+        proc, out = _start(wrapper, tmp_path)
+        try:
+            assert silent.wait_accepted(1, within=20) >= 1
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        silent.stop()
+
+    output = out.read_text()
+    assert rc == 128 + signal.SIGTERM, output
+    errors = [line for line in output.splitlines() if line.startswith("WRAPPER ERROR:")]
+    assert errors == ["WRAPPER ERROR: got SIGTERM before the pilot was started"]
+    assert server.monitor_calls() == [v2("running"), v2("fault", rc="143")]
+    assert not wrapper.marker_path.exists()
+    assert list(wrapper.tmpdir.iterdir()) == []
+
+
+# ---- environment, limits, site set-up -----------------------------------------------------
+
+
+def test_apf_force_variables_are_exported_first(wrapper: Wrapper, tmp_path: Path):
+    forced_tmp = tmp_path / "forced-tmp"
+    forced_tmp.mkdir()
+    wrapper.env.update(
+        {
+            "SITE_VAR": "condor value",
+            "APF_FORCE_SITE_VAR": "forced value",
+            "APF_FORCE_NEW_VAR": "new",
+            "APF_FORCE_TMPDIR": str(forced_tmp),
+            "APF_FORCE_UID": "0",
+            "TEST_PILOT_SHOW_ENV": "SITE_VAR,NEW_VAR,TMPDIR",
+        }
+    )
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    seen = result.marker()
+    assert seen["env"] == {"SITE_VAR": "forced value", "NEW_VAR": "new", "TMPDIR": str(forced_tmp)}
+    assert Path(seen["cwd"]).parent == forced_tmp  # forced before the work dir was chosen
+    assert result.log_lines("APF_FORCE_SITE_VAR: exported as SITE_VAR")
+    assert result.log_lines("WARNING: APF_FORCE_UID: cannot set UID (read-only in bash), ignored")
+
+
+def test_memory_limit_from_k(wrapper: Wrapper):
+    result = wrapper.run([*ARGS, "-k", "3000"])
+
+    assert result.rc == 0, result.stdout
+    assert result.marker()["rlimit_as"] == 3000 * 1024 * 1024
+    assert result.marker()["argv"] == [*ARGS, "-k", "3000"]
+
+
+def test_no_memory_limit_without_k(wrapper: Wrapper):
+    result = wrapper.run()
+
+    assert result.marker()["rlimit_as"] == resource.getrlimit(resource.RLIMIT_AS)[0]
+
+
+def test_site_setups_are_sourced_in_the_work_dir(wrapper: Wrapper, tmp_path: Path):
+    sw = tmp_path / "sw"
+    (sw / "ddm/latest").mkdir(parents=True)
+    (sw / "local").mkdir()
+    # site scripts are not nounset-clean and may change directory
+    (sw / "ddm/latest/setup.sh").write_text('export DDM_SETUP="done${UNSET_IN_SITE_SCRIPT}"\ncd /\n')
+    (sw / "local/setup.sh").write_text('export LOCAL_SETUP_ARGS="$*"\n')
+    wrapper.env.update({"VO_ATLAS_SW_DIR": str(sw), "TEST_PILOT_SHOW_ENV": "DDM_SETUP,LOCAL_SETUP_ARGS"})
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout + result.stderr
+    seen = result.marker()
+    assert seen["env"] == {"DDM_SETUP": "done", "LOCAL_SETUP_ARGS": "-s TEST_SITE"}
+    assert Path(seen["cwd"]).parent == wrapper.tmpdir
+    assert result.log_lines(f"sourcing DDM set-up: {sw}/ddm/latest/setup.sh")
+
+
+def test_atlas_local_area_overrides_the_local_setup(wrapper: Wrapper, tmp_path: Path):
+    sw, area = tmp_path / "sw", tmp_path / "area"
+    (sw / "local").mkdir(parents=True)
+    area.mkdir()
+    (sw / "local/setup.sh").write_text("export WRONG_SETUP=1\n")
+    (area / "setup.sh").write_text("export AREA_SETUP=1\n")
+    wrapper.env.update(
+        {
+            "VO_ATLAS_SW_DIR": str(sw),
+            "ATLAS_LOCAL_AREA": str(area),
+            "TEST_PILOT_SHOW_ENV": "AREA_SETUP,WRONG_SETUP",
+        }
+    )
+
+    result = wrapper.run()
+
+    assert result.marker()["env"] == {"AREA_SETUP": "1", "WRONG_SETUP": None}
+
+
+def test_missing_site_setups_are_only_noted(wrapper: Wrapper, tmp_path: Path):
+    result = wrapper.run()
+
+    assert result.rc == 0
+    sw = tmp_path / "cvmfs/atlas.cern.ch/repo/sw"
+    assert result.log_lines(f"note: no DDM set-up ({sw}/ddm/latest/setup.sh), continuing without it")
+    assert result.log_lines(f"note: no ATLAS local site set-up ({sw}/local/setup.sh), continuing without it")
+
+
+def test_debug_information_with_secrets_masked(wrapper: Wrapper):
+    secrets = {
+        "PANDA_AUTH_TOKEN": "tok-0123456789",
+        "DB_PASSWORD": "pw-0123456789",
+        "MY_SECRET_THING": "sec-0123456789",
+        "INLINE_PROXY": "-----BEGIN CERTIFICATE-----\nMIIBproxy0123456789\n-----END CERTIFICATE-----",
+        "APF_FORCE_OIDC_TOKEN": "forced-tok-0123456789",
+    }
+    wrapper.env.update({**secrets, "PLAIN_SETTING": "visible-value"})
+
+    result = wrapper.run([*ARGS, "-k", "2500"])
+
+    assert result.rc == 0
+    output = result.stdout + result.stderr
+    for value in secrets.values():
+        assert "0123456789" not in output, value
+    lines = result.stdout.splitlines()
+    for name in ("PANDA_AUTH_TOKEN", "DB_PASSWORD", "MY_SECRET_THING", "INLINE_PROXY", "OIDC_TOKEN"):
+        assert f"{name}=<masked>" in lines
+    assert "PLAIN_SETTING=visible-value" in lines
+    env_block = lines[lines.index("---- environment (secrets masked) ----") + 1 :]
+    env_names = [line.split("=", 1)[0] for line in env_block[: env_block.index("")]]
+    assert env_names == sorted(env_names)
+    assert result.log_lines("runpilot3-wrapper version ")
+    assert result.log_lines("uname -a: Linux")
+    assert result.log_lines("host: ")
+    assert result.log_lines(f"work dir: {result.marker()['cwd']}")
+    assert any(line.startswith("Filesystem") for line in lines)  # df of the work dir
+    assert any("virtual memory" in line and line.endswith(str(2500 * 1024)) for line in lines)
+    assert "---- proxy ----" in lines
+
+
+# ---- python -------------------------------------------------------------------------------
+
+# The tools the wrapper uses besides python; bash, curl, tar and gzip are required for these tests.
+_TOOLS = ("bash", "curl", "tar", "gzip", "mktemp", "rm", "chmod", "date", "hostname", "uname", "id")
+_TOOLS += ("df", "od", "head", "tr", "sort", "sleep", "timeout", "cat")
+
+
+def _bin_without_python(tmp_path: Path) -> Path:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in _TOOLS:
+        found = shutil.which(tool)
+        if found:
+            (bindir / tool).symlink_to(found)
+        elif tool in ("bash", "curl", "tar", "gzip"):
+            pytest.skip(f"{tool} not installed")
+    return bindir
+
+
+def _script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def test_no_working_python(wrapper: Wrapper, server: RecordingServer, tmp_path: Path):
+    bindir = _bin_without_python(tmp_path)
+    _script(bindir / "python3", "#!/bin/sh\necho 'python3: cannot load libpython' >&2\nexit 1\n")
+    wrapper.env["PATH"] = str(bindir)
+
+    result = wrapper.run()
+
+    assert result.rc == 117, result.stdout + result.stderr
+    assert result.errors == [f"WRAPPER ERROR: no working python (tried python3 python; PATH={bindir})"]
+    assert result.log_lines("WARNING: python: python3 does not run")
+    assert result.log_lines("python: python not found")
+    assert server.monitor_calls() == [v2("running"), v2("fault", rc="117")]
+    assert not result.ran_pilot
+    assert list(wrapper.tmpdir.iterdir()) == []
+
+
+def test_apf_python_is_used(wrapper: Wrapper, tmp_path: Path):
+    wrapper.env["PATH"] = str(_bin_without_python(tmp_path))
+    wrapper.env["APF_PYTHON"] = sys.executable
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout + result.stderr
+    assert os.path.realpath(result.marker()["executable"]) == os.path.realpath(sys.executable)
+
+
+def test_broken_apf_python_falls_back(wrapper: Wrapper, tmp_path: Path):
+    wrapper.env["APF_PYTHON"] = str(tmp_path / "no-such-python")
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    assert result.log_lines(f"python: {tmp_path}/no-such-python not found")
+
+
+def test_python_36_or_newer_is_preferred(wrapper: Wrapper, tmp_path: Path):
+    bindir = _bin_without_python(tmp_path)
+    _script(bindir / "python3", "#!/bin/sh\necho 2.7.18\n")  # runs, but reports an old version
+    (bindir / "python").symlink_to(sys.executable)
+    wrapper.env["PATH"] = str(bindir)
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout + result.stderr
+    assert result.log_lines("python: python3 is 2.7.18, older than 3.6")
+    assert result.log_lines(f"using python {bindir}/python (")
+    assert os.path.realpath(result.marker()["executable"]) == os.path.realpath(sys.executable)
+
+
+# ---- arguments ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "missing -s <site>"),
+        (["-s", "TEST_SITE"], "missing -h <queue>"),
+        (["-s", "TEST_SITE", "-h"], "option -h needs a value"),
+        (["-s", "-h", "TEST_QUEUE"], "option -s needs a value"),
+        ([*ARGS, "-k", "lots"], "-k lots is not a memory size in MB"),
+        ([*ARGS, "-k", "0"], "-k 0 is not a memory size in MB"),
+        (["-s", "TEST_SITE", "-h", "TEST_QUEUE", "-p", "http"], "-p http is not a port number"),
+    ],
+)
+def test_bad_arguments(wrapper: Wrapper, server: RecordingServer, args: list[str], message: str):
+    result = wrapper.run(args)
+
+    assert result.rc == 114
+    assert result.errors == [f"WRAPPER ERROR: {message}"]
+    assert "usage: runpilot3-wrapper.sh" in result.stderr
+    assert server.monitor_calls() == [v2("fault", rc="114")]
+    assert server.fetches() == []
+
+
+def test_no_source_and_no_server(wrapper: Wrapper, server: RecordingServer):
+    del wrapper.env["PILOT_HTTP_SOURCES"]
+
+    result = wrapper.run(["-s", "TEST_SITE", "-h", "TEST_QUEUE"])
+
+    assert result.rc == 114
+    assert result.errors == ["WRAPPER ERROR: no pilot source: give -w <server> or set PILOT_HTTP_SOURCES"]
+
+
+def test_help(wrapper: Wrapper, server: RecordingServer):
+    result = wrapper.run(["--help"])
+
+    assert result.rc == 0
+    assert result.stdout.count("usage: runpilot3-wrapper.sh") == 1
+    assert result.errors == []
+    assert server.monitor_calls() == []
+
+
+def test_bad_numeric_settings_fall_back_to_defaults(wrapper: Wrapper):
+    wrapper.env.update({"APFMON_MAX_TIME": "0", "PILOT_HTTP_RETRIES": "two"})
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    assert result.log_lines("WARNING: APFMON_MAX_TIME=0 is not a valid timeout, using 20")
+    assert result.log_lines("WARNING: PILOT_HTTP_RETRIES=two is not a valid count, using 2")
+
+
+# ---- static checks ------------------------------------------------------------------------
+
+
+def test_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed")
+    proc = subprocess.run(["shellcheck", str(WRAPPER)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bash_syntax_and_nounset():
+    assert subprocess.run(["bash", "-n", str(WRAPPER)], timeout=30).returncode == 0
+    assert "\nset -u\n" in WRAPPER.read_text()

@@ -1,0 +1,562 @@
+#!/bin/bash
+#
+# runpilot3-wrapper.sh - the autopyfactory pilot wrapper: what every pilot runs on a worker node.
+#
+# It reports to the monitor, makes a fresh work dir, fetches and checks the pilot code, prints
+# what is needed to debug a bad node, finds a python, sources the site set-up, runs the pilot
+# with this script's arguments, forwards signals to it, and exits with the pilot's exit code.
+# Every failure of the wrapper itself prints one line starting with "WRAPPER ERROR:" on stderr,
+# reports "fault" to the monitor and exits with one of the codes below.
+#
+# Usage (as the batch system calls it; every argument is passed on to pilot.py unchanged):
+#   runpilot3-wrapper.sh -s <site> -h <queue> [-p <port>] [-w <server>] [-u managed|user|ptest]
+#                        [-k <memory MB>] [other pilot arguments]
+#   runpilot3-wrapper.sh --help
+# -s and -h are required; -w is required unless PILOT_HTTP_SOURCES is set (the default pilot
+# sources are built from its host); -k sets the pilot's virtual memory limit (ulimit -v, applied to
+# the pilot process only, not to the wrapper's own curl calls).
+#
+# Exit codes:
+#   0-113, 126-255  the pilot's own exit code, or the number in the STATUSCODE file it wrote
+#                   (pilot3 keeps its codes in 64-113 and uses 128+N for "killed by signal N")
+#   114  usage: bad or missing arguments
+#   115  no usable work directory ($OSG_WN_TMP, $TMPDIR and the current dir all failed)
+#   116  pilot code not fetched: no source gave a gzip tarball containing pilot.py (or no curl)
+#   117  no working python (APF_PYTHON, python3, python)
+#   128+N  the wrapper got signal N before the pilot was started (its WRAPPER ERROR line tells
+#          this apart from a pilot killed by signal N)
+#
+# Environment read (production defaults in brackets; a timeout must be > 0, a bad value is
+# reported and replaced by its default):
+#   APF_FORCE_<VAR>            exported as <VAR> before anything else (sites overwrite condor's env)
+#   APFMON                     monitor API root, e.g. http://host:port/api [unset: no reports]
+#   APFMON_API                 v2 (POST $APFMON/jobs/$APFFID:$APFCID) or v1 (GET $APFMON/rn|ex/...) [v2]
+#   APFFID, APFCID             factory id and condor cluster.proc of this pilot (set by the factory)
+#   APFMON_CONNECT_TIMEOUT     seconds to connect to the monitor [10]
+#   APFMON_MAX_TIME            seconds for one monitor call [20]
+#   APFMON_RETRIES             extra attempts after a failed monitor call [2]
+#   APFMON_RETRY_DELAY         seconds between monitor attempts [5]
+#   PILOT_HTTP_SOURCES         space separated URLs of the pilot tarball, tried in order (file:// works)
+#                              [http://<host of -w>:25085/cache/pilot/pilot3.tar.gz, then
+#                               file://$ATLAS_SW_BASE/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz]
+#   PILOT_HTTP_CONNECT_TIMEOUT seconds to connect to a pilot source [30]
+#   PILOT_HTTP_MAX_TIME        seconds for one download attempt [180]
+#   PILOT_HTTP_RETRIES         curl --retry for one source (transient errors only) [2]
+#   PILOT_HTTP_RETRY_DELAY     whole seconds between download attempts [5]
+#   ATLAS_SW_BASE              CVMFS mount point [/cvmfs]
+#   OSG_WN_TMP, TMPDIR         where the work dir is made (first usable of these, then the current dir)
+#   APF_KEEP_WORKDIR           non-empty: do not remove the work dir at the end
+#   APF_PYTHON                 python interpreter to try first (then python3, then python)
+#   VO_ATLAS_SW_DIR            ATLAS software area [$ATLAS_SW_BASE/atlas.cern.ch/repo/sw];
+#                              $VO_ATLAS_SW_DIR/ddm/latest/setup.sh is sourced when present
+#   ATLAS_LOCAL_AREA           site set-up area [$VO_ATLAS_SW_DIR/local]; its setup.sh is sourced
+#                              with "-s <site>" when present
+#   X509_USER_PROXY            shown (path only) with voms-proxy-info/arcproxy output when available
+#   FACTORYQUEUE, GTAG, PANDA_JSID  set by the factory; passed to the pilot untouched
+# Values of variables named like *TOKEN*, *PASSW*, *SECRET*, *CREDENTIAL*, *KEY, and any value
+# holding a PEM block (proxy contents), are masked in the printed environment.
+#
+# Needs bash >= 4.2, curl, tar, gzip and coreutils. Functions and globals are prefixed "apf_" so
+# that sourced site scripts are unlikely to clobber them.
+
+set -u
+
+apf_version="0.1.0"
+apf_startdir=$PWD
+apf_workdir=""
+apf_pilot_pid=""
+apf_pending_signal=""
+apf_signalled=""
+# Numeric settings, filled from the environment by apf_setting.
+apf_mon_connect="" apf_mon_max_time="" apf_mon_retries="" apf_mon_delay=""
+apf_http_connect="" apf_http_max_time="" apf_http_retries="" apf_http_delay=""
+
+apf_log() {
+    printf '%(%Y-%m-%dT%H:%M:%S%z)T [wrapper] %s\n' -1 "$*"
+}
+
+apf_section() {
+    printf '\n---- %s ----\n' "$*"
+}
+
+apf_usage() {
+    cat <<EOF
+usage: runpilot3-wrapper.sh -s <site> -h <queue> [-p <port>] [-w <server>] [-u managed|user|ptest]
+                            [-k <memory MB>] [other pilot arguments]
+       runpilot3-wrapper.sh --help
+All arguments are passed on to pilot.py. -w is required unless PILOT_HTTP_SOURCES is set.
+Exit codes: the pilot's own, or 114 usage, 115 no work dir, 116 pilot not fetched, 117 no python,
+128+N killed by signal N before the pilot started. See the header of this script for the environment.
+EOF
+}
+
+# Print the one error line, tell the monitor, exit (the EXIT trap removes the work dir).
+apf_die() {
+    local code=$1
+    shift
+    printf 'WRAPPER ERROR: %s\n' "$*" >&2
+    apf_monitor fault "$code"
+    exit "$code"
+}
+
+apf_usage_error() {
+    apf_usage >&2
+    apf_die 114 "$*"
+}
+
+# apf_setting VAR ENVNAME DEFAULT KIND: a numeric setting from the environment. KIND is count
+# (integer >= 0), seconds (>= 0, decimals allowed) or timeout (seconds > 0: curl reads 0 as "none").
+apf_setting() {
+    local value=${!2:-} pattern='^[0-9]+$'
+    case $4 in
+        seconds) pattern='^[0-9]+([.][0-9]+)?$' ;;
+        timeout) pattern='^([0-9]*[1-9][0-9]*([.][0-9]+)?|[0-9]+[.][0-9]*[1-9][0-9]*)$' ;;
+    esac
+    if [ -z "$value" ]; then
+        value=$3
+    elif ! [[ $value =~ $pattern ]]; then
+        apf_log "WARNING: $2=$value is not a valid $4, using $3"
+        value=$3
+    fi
+    printf -v "$1" '%s' "$value"
+}
+
+apf_apply_forced_env() {
+    local var name
+    for var in $(compgen -e); do
+        case $var in
+            APF_FORCE_?*) ;;
+            *) continue ;;
+        esac
+        name=${var#APF_FORCE_}
+        if export "$name=${!var}" 2>/dev/null; then
+            apf_log "$var: exported as $name"
+        else
+            apf_log "WARNING: $var: cannot set $name (read-only in bash), ignored"
+        fi
+    done
+}
+
+# ---- monitor ------------------------------------------------------------------------------
+
+apf_monitor_init() {
+    apf_setting apf_mon_connect APFMON_CONNECT_TIMEOUT 10 timeout
+    apf_setting apf_mon_max_time APFMON_MAX_TIME 20 timeout
+    apf_setting apf_mon_retries APFMON_RETRIES 2 count
+    apf_setting apf_mon_delay APFMON_RETRY_DELAY 5 seconds
+    apf_mon_api=${APFMON_API:-v2}
+    case $apf_mon_api in
+        v1 | v2) ;;
+        *)
+            apf_log "WARNING: APFMON_API=$apf_mon_api is not v1 or v2, using v2"
+            apf_mon_api=v2
+            ;;
+    esac
+    apf_mon_url=${APFMON:-}
+    apf_mon_url=${apf_mon_url%/}
+    if [ -z "$apf_mon_url" ]; then
+        apf_log "monitor: APFMON is not set, no reports"
+    elif [ -z "${APFFID:-}" ] || [ -z "${APFCID:-}" ]; then
+        apf_log "monitor: APFFID or APFCID is not set, no reports to $apf_mon_url"
+        apf_mon_url=""
+    else
+        apf_log "monitor: $apf_mon_url (API $apf_mon_api) as $APFFID:$APFCID"
+    fi
+}
+
+# apf_monitor running | exiting RC [IDS] | fault RC. Bounded by timeouts and retries; a monitor
+# failure is logged and never changes what the wrapper does next.
+apf_monitor() {
+    local state=$1 rc=${2:-} ids=${3:-} url attempt=0 http status
+    local -a args
+    [ -n "${apf_mon_url:-}" ] || return 0
+    if [ "$apf_mon_api" = v1 ]; then
+        # v1 has no fault state: a failing wrapper reports "exiting" with its own non-zero code.
+        case $state in
+            running) url="$apf_mon_url/rn/$APFFID/$APFCID/" ;;
+            *) url="$apf_mon_url/ex/$APFFID/$APFCID/$rc/" ;;
+        esac
+        args=(--get)
+    else
+        url="$apf_mon_url/jobs/$APFFID:$APFCID"
+        args=(--data "state=$state")
+        [ -n "$rc" ] && args+=(--data "rc=$rc")
+        [ -n "$ids" ] && args+=(--data-urlencode "ids=$ids")
+    fi
+    while :; do
+        attempt=$((attempt + 1))
+        http=$(curl -sS -o /dev/null -w '%{http_code}' --connect-timeout "$apf_mon_connect" \
+            --max-time "$apf_mon_max_time" "${args[@]}" "$url")
+        status=$?
+        if [ "$status" -eq 0 ] && [[ $http == 2[0-9][0-9] ]]; then
+            apf_log "monitor: $state reported (HTTP $http)"
+            return 0
+        fi
+        if [ "$status" -eq 0 ] && [[ $http == 4[0-9][0-9] ]]; then
+            apf_log "WARNING: monitor refused $state (HTTP $http), not retrying"
+            return 0
+        fi
+        apf_log "WARNING: monitor: $state attempt $attempt failed (curl exit $status, HTTP ${http:-none})"
+        if [ "$attempt" -gt "$apf_mon_retries" ]; then
+            apf_log "WARNING: monitor: giving up on $state; the pilot is not affected"
+            return 0
+        fi
+        sleep "$apf_mon_delay"
+    done
+}
+
+# ---- arguments ----------------------------------------------------------------------------
+
+apf_parse_args() {
+    apf_site="" apf_queue="" apf_port="" apf_server="" apf_memory_mb=""
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --help)
+                apf_usage
+                exit 0
+                ;;
+            -s | -h | -p | -w | -k)
+                if [ $# -lt 2 ] || [ -z "$2" ] || [[ $2 == -* ]]; then
+                    apf_usage_error "option $1 needs a value"
+                fi
+                case $1 in
+                    -s) apf_site=$2 ;;
+                    -h) apf_queue=$2 ;;
+                    -p) apf_port=$2 ;;
+                    -w) apf_server=$2 ;;
+                    -k) apf_memory_mb=$2 ;;
+                esac
+                shift 2
+                ;;
+            *) shift ;; # a pilot argument: passed on as it is
+        esac
+    done
+    [ -n "$apf_site" ] || apf_usage_error "missing -s <site>"
+    [ -n "$apf_queue" ] || apf_usage_error "missing -h <queue>"
+    if [ -n "$apf_port" ] && ! [[ $apf_port =~ ^[0-9]+$ && $apf_port -ge 1 && $apf_port -le 65535 ]]; then
+        apf_usage_error "-p $apf_port is not a port number"
+    fi
+    if [ -n "$apf_memory_mb" ] && ! [[ $apf_memory_mb =~ ^[1-9][0-9]{0,8}$ ]]; then
+        apf_usage_error "-k $apf_memory_mb is not a memory size in MB"
+    fi
+    if [[ ${PILOT_HTTP_SOURCES:-} =~ [^[:space:]] ]]; then
+        read -r -a apf_sources <<<"$PILOT_HTTP_SOURCES"
+    elif [ -z "$apf_server" ]; then
+        apf_usage_error "no pilot source: give -w <server> or set PILOT_HTTP_SOURCES"
+    else
+        # The PanDA server's static cache (port 25085) serves the pilot, as ATLAS wrappers use it;
+        # CVMFS holds the same tarball as a fallback.
+        local hostport=${apf_server#*://}
+        hostport=${hostport%%/*}
+        if ! [[ $hostport =~ ^(\[[^]]+\]|[^:/]+)(:[0-9]+)?$ ]]; then
+            apf_usage_error "-w $apf_server: cannot find a host name in it"
+        fi
+        apf_sources=(
+            "http://${BASH_REMATCH[1]}:25085/cache/pilot/pilot3.tar.gz"
+            "file://${ATLAS_SW_BASE:-/cvmfs}/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz"
+        )
+    fi
+}
+
+# ---- signals and cleanup ------------------------------------------------------------------
+
+# shellcheck disable=SC2317 # called from a trap
+apf_early_signal() {
+    apf_die $((128 + $2)) "got SIG$1 before the pilot was started"
+}
+
+apf_forward_signal() {
+    apf_signalled=yes
+    if [ -z "$apf_pilot_pid" ]; then
+        apf_pending_signal=$1
+        return
+    fi
+    apf_log "got SIG$1: forwarding it to the pilot (pid $apf_pilot_pid)"
+    kill -s "$1" "$apf_pilot_pid" 2>/dev/null || apf_log "WARNING: could not signal pid $apf_pilot_pid"
+}
+
+# shellcheck disable=SC2317 # called from a trap
+apf_cleanup() {
+    [ -n "$apf_workdir" ] && [ -d "$apf_workdir" ] || return 0
+    if [ -n "${APF_KEEP_WORKDIR:-}" ]; then
+        apf_log "APF_KEEP_WORKDIR is set: keeping $apf_workdir"
+        return 0
+    fi
+    cd "$apf_startdir" 2>/dev/null || cd / || return 0
+    chmod -R u+rwX "$apf_workdir" 2>/dev/null
+    if rm -rf -- "$apf_workdir"; then
+        apf_log "removed work dir $apf_workdir"
+    else
+        apf_log "WARNING: could not remove work dir $apf_workdir"
+    fi
+}
+
+# ---- steps ----------------------------------------------------------------------------------
+
+apf_host_info() {
+    apf_section "host"
+    apf_log "runpilot3-wrapper version $apf_version"
+    apf_log "date: $(date -u 2>/dev/null)"
+    apf_log "host: $(hostname -f 2>/dev/null || hostname 2>/dev/null || uname -n)"
+    apf_log "uname -a: $(uname -a)"
+    apf_log "id: $(id 2>/dev/null)"
+    apf_log "start dir: $apf_startdir"
+}
+
+apf_make_workdir() {
+    local base label dir
+    apf_section "work dir"
+    for label in OSG_WN_TMP TMPDIR PWD; do
+        if [ "$label" = PWD ]; then base=$apf_startdir; else base=${!label:-}; fi
+        [ -n "$base" ] || continue
+        if dir=$(mktemp -d "$base/apf_pilot.XXXXXXXX" 2>&1); then
+            apf_workdir=$dir
+            break
+        fi
+        apf_log "WARNING: cannot make a work dir in $label=$base: $dir"
+    done
+    [ -n "$apf_workdir" ] || apf_die 115 "no usable work directory (tried OSG_WN_TMP, TMPDIR, current dir)"
+    cd "$apf_workdir" || apf_die 115 "cannot enter work directory $apf_workdir"
+    apf_log "work dir: $apf_workdir"
+    if command -v df >/dev/null 2>&1; then df -hP . 2>&1; fi
+}
+
+# apf_check_tarball FILE: sets apf_entry to the tarball's pilot.py member, or says what is wrong.
+apf_check_tarball() {
+    local magic listing line
+    apf_entry=""
+    magic=$(od -An -tx1 -N2 "$1" 2>/dev/null)
+    if [ "${magic//[[:space:]]/}" != 1f8b ]; then
+        apf_problem="not a gzip file, it starts with: $(head -c 80 "$1" | tr -c '[:print:]' ' ')"
+        return 1
+    fi
+    if ! listing=$(tar -tzf "$1" 2>&1); then
+        apf_problem="not a readable gzip tarball: $(printf '%s' "$listing" | head -n 1)"
+        return 1
+    fi
+    while IFS= read -r line; do
+        case $line in
+            pilot.py | ./pilot.py)
+                apf_entry=$line
+                break
+                ;;
+        esac
+        if [ -z "$apf_entry" ] && [[ $line =~ ^(\./)?[^/]+/pilot\.py$ ]]; then apf_entry=$line; fi
+    done <<<"$listing"
+    if [ -z "$apf_entry" ]; then
+        apf_problem="the tarball holds no pilot.py"
+        return 1
+    fi
+}
+
+apf_fetch_pilot() {
+    local url status tarball=$apf_workdir/.pilot-download.tar.gz pilot_dir
+    apf_section "pilot code"
+    command -v curl >/dev/null 2>&1 || apf_die 116 "curl not found in PATH, cannot fetch the pilot"
+    apf_setting apf_http_connect PILOT_HTTP_CONNECT_TIMEOUT 30 timeout
+    apf_setting apf_http_max_time PILOT_HTTP_MAX_TIME 180 timeout
+    apf_setting apf_http_retries PILOT_HTTP_RETRIES 2 count
+    apf_setting apf_http_delay PILOT_HTTP_RETRY_DELAY 5 count
+    apf_log "pilot sources: ${apf_sources[*]}"
+    for url in "${apf_sources[@]}"; do
+        rm -f "$tarball"
+        apf_log "fetching $url"
+        curl -fsSL --connect-timeout "$apf_http_connect" --max-time "$apf_http_max_time" \
+            --retry "$apf_http_retries" --retry-delay "$apf_http_delay" -o "$tarball" "$url"
+        status=$?
+        if [ "$status" -ne 0 ]; then
+            apf_log "WARNING: source failed: $url: download failed (curl exit $status)"
+            continue
+        fi
+        if ! apf_check_tarball "$tarball"; then
+            apf_log "WARNING: source failed: $url: $apf_problem"
+            continue
+        fi
+        if ! tar -xzf "$tarball" -C "$apf_workdir" || [ ! -f "$apf_workdir/${apf_entry#./}" ]; then
+            apf_log "WARNING: source failed: $url: could not unpack the tarball"
+            continue
+        fi
+        rm -f "$tarball"
+        apf_pilot_py=$apf_workdir/${apf_entry#./}
+        apf_log "pilot fetched from $url: $apf_pilot_py"
+        pilot_dir=${apf_pilot_py%/*}
+        if [ -f "$pilot_dir/PILOTVERSION" ]; then apf_log "PILOTVERSION: $(head -n 1 "$pilot_dir/PILOTVERSION")"; fi
+        return 0
+    done
+    rm -f "$tarball"
+    apf_die 116 "pilot code not fetched: no source gave a gzip tarball with pilot.py (${apf_sources[*]})"
+}
+
+# apf_source LABEL FILE [ARGS]: source a site script if present; its absence is only noted.
+apf_source() {
+    local label=$1 file=$2 status
+    shift 2
+    if [ ! -f "$file" ]; then
+        apf_log "note: no $label ($file), continuing without it"
+        return 0
+    fi
+    apf_log "sourcing $label: $file $*"
+    set +u # site scripts are not written for nounset
+    # shellcheck disable=SC1090
+    source "$file" "$@"
+    status=$?
+    set -u
+    cd "$apf_workdir" || apf_die 115 "cannot return to work directory $apf_workdir after $file"
+    apf_log "$label returned $status"
+}
+
+apf_site_setup() {
+    local sw_dir=${VO_ATLAS_SW_DIR:-${ATLAS_SW_BASE:-/cvmfs}/atlas.cern.ch/repo/sw}
+    apf_section "site set-up"
+    apf_source "DDM set-up" "$sw_dir/ddm/latest/setup.sh"
+    apf_source "ATLAS local site set-up" "${ATLAS_LOCAL_AREA:-$sw_dir/local}/setup.sh" -s "$apf_site"
+}
+
+apf_find_python() {
+    local candidate version fallback="" fallback_version=""
+    local -a candidates=(python3 python)
+    apf_section "python"
+    [ -n "${APF_PYTHON:-}" ] && candidates=("$APF_PYTHON" "${candidates[@]}")
+    for candidate in "${candidates[@]}"; do
+        if ! command -v "$candidate" >/dev/null 2>&1; then
+            apf_log "python: $candidate not found"
+            continue
+        fi
+        if ! version=$("$candidate" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null); then
+            apf_log "WARNING: python: $candidate does not run ('$candidate -c \"import sys\"' failed)"
+            continue
+        fi
+        if [[ $version =~ ^([3-9]|[1-9][0-9])\.([0-9]+)\. ]] &&
+            { [ "${BASH_REMATCH[1]}" -gt 3 ] || [ "${BASH_REMATCH[2]}" -ge 6 ]; }; then
+            apf_python=$(command -v "$candidate")
+            apf_log "using python $apf_python ($version)"
+            return 0
+        fi
+        apf_log "python: $candidate is $version, older than 3.6"
+        if [ -z "$fallback" ]; then fallback=$(command -v "$candidate") fallback_version=$version; fi
+    done
+    if [ -n "$fallback" ]; then
+        apf_python=$fallback
+        apf_log "WARNING: no python >= 3.6, using $apf_python ($fallback_version)"
+        return 0
+    fi
+    apf_die 117 "no working python (tried ${candidates[*]}; PATH=$PATH)"
+}
+
+apf_print_env() {
+    local name value
+    apf_section "environment (secrets masked)"
+    while IFS= read -r name; do
+        value=${!name-}
+        case ${name^^} in
+            *TOKEN* | *PASSW* | *SECRET* | *CREDENTIAL* | *KEY) value="<masked>" ;;
+        esac
+        case $value in
+            *-----BEGIN*) value="<masked>" ;;
+        esac
+        printf '%s=%s\n' "$name" "$value"
+    done < <(compgen -e | LC_ALL=C sort)
+}
+
+apf_proxy_info() {
+    local -a limit=()
+    apf_section "proxy"
+    apf_log "X509_USER_PROXY=${X509_USER_PROXY:-<unset>}"
+    command -v timeout >/dev/null 2>&1 && limit=(timeout 60)
+    if command -v voms-proxy-info >/dev/null 2>&1; then
+        "${limit[@]}" voms-proxy-info -all 2>&1 || apf_log "WARNING: voms-proxy-info -all failed"
+    elif command -v arcproxy >/dev/null 2>&1; then
+        "${limit[@]}" arcproxy -I 2>&1 || apf_log "WARNING: arcproxy -I failed"
+    else
+        apf_log "note: neither voms-proxy-info nor arcproxy found, no proxy info"
+    fi
+}
+
+# apf_pilot_file NAME: path of a file the pilot left in the work dir or in its own dir.
+apf_pilot_file() {
+    local dir
+    for dir in "$apf_workdir" "${apf_pilot_py%/*}"; do
+        if [ -f "$dir/$1" ]; then
+            printf '%s\n' "$dir/$1"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# apf_run_pilot ARGS: run the pilot, forward signals, set apf_rc and apf_ids.
+apf_run_pilot() {
+    local sig status file code
+    apf_section "limits for the pilot (ulimit -a)"
+    for sig in TERM INT USR1 QUIT; do
+        # shellcheck disable=SC2064
+        trap "apf_forward_signal $sig" "$sig"
+    done
+    (
+        # Background jobs of a non-interactive shell may start with SIGINT/SIGQUIT ignored.
+        trap - INT QUIT
+        if [ -n "$apf_memory_mb" ]; then
+            ulimit -v $((apf_memory_mb * 1024)) ||
+                apf_log "WARNING: could not set ulimit -v for -k $apf_memory_mb MB, pilot runs without it"
+        fi
+        ulimit -a
+        apf_log "==== pilot BEGIN: $apf_python $apf_pilot_py $* ===="
+        exec "$apf_python" "$apf_pilot_py" "$@"
+    ) &
+    apf_pilot_pid=$!
+    if [ -n "$apf_pending_signal" ]; then apf_forward_signal "$apf_pending_signal"; fi
+    # wait returns early (>128) when a trapped signal arrives; then wait again for the real end.
+    apf_rc=""
+    while :; do
+        apf_signalled=""
+        wait "$apf_pilot_pid"
+        status=$?
+        if [ -n "$apf_rc" ] && [ "$status" -eq 127 ]; then break; fi # already reaped
+        apf_rc=$status
+        if [ -z "$apf_signalled" ] || [ "$status" -le 128 ]; then break; fi
+    done
+    apf_log "==== pilot END: exit code $apf_rc ===="
+    if file=$(apf_pilot_file STATUSCODE); then
+        read -r code <"$file"
+        code=${code//[[:space:]]/}
+        if [[ $code =~ ^[0-9]{1,3}$ ]] && [ "$code" -le 255 ]; then
+            apf_log "STATUSCODE file says $code (pilot exit code was $apf_rc)"
+            apf_rc=$code
+        else
+            apf_log "WARNING: ignoring STATUSCODE file with '$code', not an exit code"
+        fi
+    fi
+    apf_ids=""
+    if file=$(apf_pilot_file pandaIDs.out); then
+        apf_ids=$(tr -cs '0-9' ',' <"$file")
+        apf_ids=${apf_ids#,}
+        apf_ids=${apf_ids%,}
+        apf_log "PanDA job ids: ${apf_ids:-none}"
+    fi
+}
+
+apf_main() {
+    apf_apply_forced_env
+    apf_host_info
+    apf_log "arguments: $*"
+    apf_monitor_init
+    apf_parse_args "$@"
+    trap apf_cleanup EXIT
+    trap 'apf_early_signal TERM 15' TERM
+    trap 'apf_early_signal INT 2' INT
+    trap 'apf_early_signal USR1 10' USR1
+    trap 'apf_early_signal QUIT 3' QUIT
+    apf_monitor running
+    apf_make_workdir
+    apf_fetch_pilot
+    apf_site_setup
+    apf_find_python
+    apf_print_env
+    apf_proxy_info
+    apf_run_pilot "$@"
+    apf_monitor exiting "$apf_rc" "$apf_ids"
+    apf_log "wrapper exiting with code $apf_rc"
+    exit "$apf_rc"
+}
+
+apf_main "$@"

@@ -144,66 +144,102 @@ class RawSection:
     file: str
     line: int
     items: tuple[tuple[str, str, int], ...]  # (key as written, raw value, line)
+    repeats: tuple[tuple[int, str, str], ...] = ()  # (line, key or "", message): repeated keys/headers
 
 
-_SECTION_LINE = re.compile(r"\[(?P<name>[^\]]+)\]")
+_SECTION_LINE = configparser.ConfigParser.SECTCRE
 _OPTION_LINE = re.compile(r"(?P<key>[^=:\s][^=:]*?)\s*[=:]")
 
 
 def read_ini(path: Path) -> list[RawSection]:
-    """Parse one INI file strictly, keeping the line of every section and key."""
-    parser = configparser.ConfigParser(interpolation=None, strict=True, default_section="\0none")
+    """Parse one INI file, keeping the line of every section and key.
+
+    A repeated section or key is not a file-wide error here (configparser's strict mode would make
+    it one): it is recorded on its section, so that it disables only that queue.
+    """
+    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0none")
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)
+        ) from None
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
-        raise ConfigError(
-            _describe_parse_error(exc), file=str(path), line=getattr(exc, "lineno", 0) or 0
-        ) from None
-    lines = _line_index(text)
+        raise _parse_error(exc, text, str(path)) from None
+    lines, repeats = _line_index(text)
     return [
         RawSection(
             name,
             str(path),
             lines.get((name, ""), 0),
-            tuple((key, value, lines.get((name, key.lower()), 0)) for key, value in parser[name].items()),
+            tuple((key, value, lines.get((name, key), 0)) for key, value in parser[name].items()),
+            tuple(repeats.get(name, ())),
         )
         for name in parser.sections()
     ]
 
 
-def _describe_parse_error(exc: configparser.Error) -> str:
-    if isinstance(exc, configparser.DuplicateSectionError):
-        return f"section [{exc.section}] appears twice"
-    if isinstance(exc, configparser.DuplicateOptionError):
-        return f"key {exc.option!r} appears twice in [{exc.section}]"
+def _parse_error(exc: configparser.Error, text: str, file: str) -> ConfigError:
+    line = getattr(exc, "lineno", 0) or 0
     if isinstance(exc, configparser.MissingSectionHeaderError):
-        return "text before the first [section] header"
-    if isinstance(exc, configparser.ParsingError):
-        return "cannot parse line(s): " + ", ".join(repr(line) for _, line in exc.errors)
-    return str(exc).splitlines()[0]
+        message = "text before the first [section] header"
+    elif isinstance(exc, configparser.ParsingError) and exc.errors:
+        # a plain ParsingError has no lineno; its errors are (line number, repr of the line)
+        line = exc.errors[0][0]
+        shown = text.splitlines()[line - 1].strip() if 0 < line <= len(text.splitlines()) else ""
+        message = f"cannot parse {shown!r} (expected [section], key = value or a comment)"
+    else:
+        message = str(exc).splitlines()[0]
+    return ConfigError(message, file=file, line=line)
 
 
-def _line_index(text: str) -> dict[tuple[str, str], int]:
-    """(section, lower-case key) -> line number; (section, "") -> line of the header."""
+def _line_index(
+    text: str,
+) -> tuple[dict[tuple[str, str], int], dict[str, list[tuple[int, str, str]]]]:
+    """(section, key as written) -> line number; (section, "") -> line of the header; and, per
+    section, the headers and keys that appear again: (line, key or "", message).
+
+    Follows configparser: a line indented deeper than the key before it continues that key's
+    value; any other line (indented or not) is a header or a key.
+    """
     index: dict[tuple[str, str], int] = {}
+    repeats: dict[str, list[tuple[int, str, str]]] = {}
     section = ""
+    in_value, indent = False, 0
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip()[0] in "#;" or line[0].isspace():
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
             continue
-        header = _SECTION_LINE.match(line.strip())
+        current = len(line) - len(line.lstrip())
+        if in_value and current > indent:
+            continue
+        indent = current
+        header = _SECTION_LINE.match(stripped)
         if header:
-            section = header.group("name")
+            section, in_value = header.group("header"), False
+            if (section, "") in index:
+                first = index[(section, "")]
+                repeats.setdefault(section, []).append(
+                    (number, "", f"section appears twice (first at line {first})")
+                )
             index.setdefault((section, ""), number)
             continue
-        option = _OPTION_LINE.match(line)
+        option = _OPTION_LINE.match(stripped)
         if option:
-            index.setdefault((section, option.group("key").strip().lower()), number)
-    return index
+            in_value = True
+            key = option.group("key").strip()
+            if (section, key) in index:
+                first = index[(section, key)]
+                repeats.setdefault(section, []).append(
+                    (number, key, f"key appears twice (first at line {first})")
+                )
+            index.setdefault((section, key), number)
+    return index, repeats
 
 
 # --- validating sections against the schema -----------------------------------------------------
@@ -219,12 +255,17 @@ def _parse_items(
     section: RawSection, scope: Scope, source: Source
 ) -> tuple[dict[str, Setting], list[ConfigError]]:
     values: dict[str, Setting] = {}
-    errors: list[ConfigError] = []
+    errors = [_error(section, line, key, message) for line, key, message in section.repeats]
+    seen: dict[str, int] = {}  # canonical key -> line (configparser only catches exact repeats)
     for key, raw, line in section.items:
         option = schema.find(key, scope)
         if option is None:
             errors.append(_unknown_key_error(section, key, line, scope))
             continue
+        if option.key in seen:
+            errors.append(_error(section, line, key, f"key appears twice (first at line {seen[option.key]})"))
+            continue
+        seen[option.key] = line
         try:
             values[option.key] = Setting(option.parse(raw), source, f"{section.file}:{line}")
         except schema.UnknownPluginError as exc:
@@ -252,8 +293,9 @@ def _factory_settings(section: RawSection | None, path: str) -> FactorySettings:
     if section is None:
         raise ConfigError(f"no [{FACTORY_SECTION}] section", file=path)
     values, errors = _parse_items(section, Scope.FACTORY, Source.LOCAL)
+    given = {found.key for key, _, _ in section.items if (found := schema.find(key, Scope.FACTORY))}
     for option in schema.options(Scope.FACTORY):
-        if option.required and option.key not in values:
+        if option.required and option.key not in given:  # a bad value is reported as such
             errors.append(
                 ConfigError(
                     "missing required key",
@@ -325,7 +367,8 @@ def load(path: str | Path) -> FactoryConfig:
             raise ConfigErrors(errors)
         defaults.update(overrides)
     queue_sections = [s for s in sections if s.name not in (FACTORY_SECTION, DEFAULTS_SECTION)]
-    extra, errors = _queues_dir_sections(factory.queues_dir, path)
+    line = next((n for key, _, n in by_name[FACTORY_SECTION].items if key.lower() == "queuesdir"), 0)
+    extra, errors = _queues_dir_sections(factory.queues_dir, path, line)
     queue_sections += extra
     return _with_queues(str(path), factory, defaults, queue_sections, errors)
 
@@ -368,11 +411,12 @@ def _reject_default_section(by_name: Mapping[str, RawSection]) -> None:
                 f"[{name}] is not used; put defaults for every queue in [{DEFAULTS_SECTION}]",
                 file=s.file,
                 line=s.line,
-                section=name,
             )
 
 
-def _queues_dir_sections(queues_dir: str, main: Path) -> tuple[list[RawSection], list[ConfigError]]:
+def _queues_dir_sections(
+    queues_dir: str, main: Path, line: int
+) -> tuple[list[RawSection], list[ConfigError]]:
     """Queue sections from queuesDir/*.conf; an unreadable file disables its queues only."""
     if not queues_dir:
         return [], []
@@ -380,8 +424,9 @@ def _queues_dir_sections(queues_dir: str, main: Path) -> tuple[list[RawSection],
     if not directory.is_dir():
         return [], [
             ConfigError(
-                f"queuesDir {str(directory)!r} is not a directory",
+                f"{str(directory)!r} is not a directory",
                 file=str(main),
+                line=line,
                 section=FACTORY_SECTION,
                 key="queuesDir",
             )
@@ -401,7 +446,6 @@ def _queues_dir_sections(queues_dir: str, main: Path) -> tuple[list[RawSection],
                         f"[{section.name}] belongs in the main factory.conf, not in queuesDir",
                         file=section.file,
                         line=section.line,
-                        section=section.name,
                     )
                 )
             else:

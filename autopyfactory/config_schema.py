@@ -136,6 +136,8 @@ class Option:
     schedconfig: str | None = None
 
     def parse(self, text: str) -> object:
+        if self.required and not text.strip():
+            raise ValueError("a value is required")
         value = self.kind.parse(text)
         if self.minimum is not None and isinstance(value, int | float) and value < self.minimum:
             raise ValueError(f"must be at least {self.minimum:g}, got {value}")

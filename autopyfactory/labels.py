@@ -114,6 +114,8 @@ def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Settin
         field = option.schedconfig
         if record is None or field is None or record.get(field) in (None, ""):
             continue
+        if option.key in queue.local:  # the queue's own section wins; schedconfig's value is moot
+            continue
         raw = record[field]
         if field in ZERO_IS_UNSET and raw == 0:
             continue
@@ -139,7 +141,7 @@ def usable_ces(record: Record) -> tuple[list[CE], list[str]]:
             continue
         why = _unusable(entry)
         if why:
-            skipped.append(f"{entry.get('ce_endpoint', '?')}: {why}")
+            skipped.append(f"{entry.get('ce_endpoint') or '?'}: {why}")
             continue
         try:
             host, port = split_endpoint(str(entry["ce_endpoint"]))
@@ -147,7 +149,8 @@ def usable_ces(record: Record) -> tuple[list[CE], list[str]]:
             skipped.append(str(exc))
             continue
         flavour = str(entry["ce_flavour"]).upper()
-        ce = CE(flavour, host, port, str(entry.get("ce_queue_name") or ""), str(entry.get("ce_jobmanager") or ""))
+        queue_name, jobmanager = str(entry.get("ce_queue_name") or ""), str(entry.get("ce_jobmanager") or "")
+        ce = CE(flavour, host, port, queue_name, jobmanager)
         if any(c.host == ce.host and c.queue == ce.queue for c in ces):
             skipped.append(f"{entry['ce_endpoint']}: listed twice for queue {ce.queue!r}")
             continue

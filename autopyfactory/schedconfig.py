@@ -37,7 +37,8 @@ def parse_dump(text: str, origin: str) -> dict[str, Record]:
     except ValueError as exc:
         raise SchedconfigError(f"{origin}: not JSON ({exc})") from None
     if not isinstance(data, dict) or not data:
-        raise SchedconfigError(f"{origin}: expected a JSON object {{PQ: record}}, got {type(data).__name__}")
+        got = "an empty object" if isinstance(data, dict) else type(data).__name__
+        raise SchedconfigError(f"{origin}: expected a JSON object {{PQ: record}}, got {got}")
     if isinstance(data.get("queues"), list) and isinstance(data.get("nickname"), str):
         return {data["nickname"]: data}
     bad = [name for name, record in data.items() if not isinstance(record, dict)]
@@ -58,10 +59,16 @@ def read_source(location: str, session: requests.Session, timeout: float) -> str
             raise SchedconfigError(f"{location}: HTTP {answer.status_code}")
         return answer.text
     path = Path(unquote(urlparse(location).path)) if scheme == "file" else Path(location)
+    return _read_file(path)
+
+
+def _read_file(path: Path) -> str:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SchedconfigError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SchedconfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 class SchedconfigSource:
@@ -95,7 +102,10 @@ class SchedconfigSource:
         except SchedconfigError as exc:
             return self._fallback(str(exc))
         if self._keep_copy:
-            atomic_write_text(self._cache, text)
+            try:
+                atomic_write_text(self._cache, text)
+            except OSError as exc:  # the fresh dump is still good; only the copy is missing
+                log.warning("schedconfig: cannot write the last-good copy %s: %s", self._cache, exc)
         self._current = Snapshot(dump, now, self._location)
         log.info("schedconfig: %d queues from %s", len(dump), self._location)
         return self._current
@@ -105,8 +115,8 @@ class SchedconfigSource:
             log.warning("schedconfig: %s; keeping the copy from %s", problem, self._current.source)
             return self._current
         try:
-            dump = parse_dump(self._cache.read_text(), str(self._cache))
-        except (OSError, SchedconfigError) as exc:
+            dump = parse_dump(_read_file(self._cache), str(self._cache))
+        except SchedconfigError as exc:
             raise SchedconfigError(f"{problem}; no last-good copy either ({exc})") from None
         log.warning("schedconfig: %s; using the last-good copy %s", problem, self._cache)
         self._current = Snapshot(dump, self._cache.stat().st_mtime, f"last-good copy {self._cache}")

@@ -1,0 +1,181 @@
+"""`autopyfactory check` and `config-reference`, run as a user runs them (python -m autopyfactory)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autopyfactory import __version__, config_schema
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "etc" / "factory.conf.example"
+DUMP = REPO / "tests" / "data" / "cric_dump.json"
+CERN_HOSTS = [f"ce{n}.cern.ch" for n in range(503, 515)] + ["condorce01.cern.ch"]
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "autopyfactory", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def example_with(tmp_path: Path, after: str, lines: str) -> tuple[Path, int]:
+    """The example config with ``lines`` inserted after the line ``after``; returns (path, first line)."""
+    text = EXAMPLE.read_text().splitlines(keepends=True)
+    at = text.index(after + "\n") + 1
+    text[at:at] = [lines]
+    path = tmp_path / "factory.conf"
+    path.write_text("".join(text))
+    return path, at + 1
+
+
+def setting(output: str, key: str) -> list[str]:
+    """Every printed line for a setting: [source, value (origin)] per label."""
+    return [m.group(1) for m in re.finditer(rf"^  {re.escape(key)} +(.*)$", output, re.MULTILINE)]
+
+
+def test_check_example_shows_13_labels_for_cern() -> None:
+    result = run("check", "-c", EXAMPLE, "--schedconfig", DUMP)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    out = result.stdout
+    assert out.startswith(f"schedconfig: 6 queues from {DUMP}\n")
+    headers = re.findall(r"^\[(\S+)\]  (.*)$", out, re.MULTILINE)
+    assert headers == [
+        (
+            f"CERN-{host}-share",
+            f"PQ=CERN CE=HTCONDOR-CE {host}:9619 queue=share status=online batch=condor",
+        )
+        for host in CERN_HOSTS
+    ]
+    assert out.endswith("\n13 labels, 0 errors, 0 warnings\n")
+    assert set(setting(out, "corecount")) == {"schedconfig    8  (schedconfig CERN.corecount)"}
+    assert set(setting(out, "maxrss")) == {"schedconfig    32000  (schedconfig CERN.maxrss)"}
+    assert set(setting(out, "status")) == {"schedconfig    online  (schedconfig CERN.status)"}
+    nqueue_line = EXAMPLE.read_text().splitlines().index("nqueue = 20") + 1
+    assert set(setting(out, "nqueue")) == {f"QueueDefaults  20  ({EXAMPLE}:{nqueue_line})"}
+    assert set(setting(out, "testpilots")) == {"default        1"}
+    assert set(setting(out, "schedplugin")) == {f"QueueDefaults  Classic  ({EXAMPLE}:{nqueue_line - 1})"}
+
+
+def test_check_shows_all_four_sources(tmp_path: Path) -> None:
+    path, line = example_with(tmp_path, "[CERN]", "maxtime = 1000\n")
+    defaults_line = path.read_text().splitlines().index("holdIdleAfter = 3600") + 1
+    result = run("check", "-c", path, "--schedconfig", f"file://{DUMP}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert set(setting(out, "maxtime")) == {f"local          1000  ({path}:{line})"}
+    assert set(setting(out, "maxrss")) == {"schedconfig    32000  (schedconfig CERN.maxrss)"}
+    assert set(setting(out, "holdIdleAfter")) == {f"QueueDefaults  3600  ({path}:{defaults_line})"}
+    assert set(setting(out, "maxwdir")) == {"schedconfig    160000  (schedconfig CERN.maxwdir)"}
+    assert set(setting(out, "ceFlavour")) == {"default        None"}
+
+
+def test_check_misspelt_key_in_a_queue(tmp_path: Path) -> None:
+    path, line = example_with(tmp_path, "[CERN]", "nqeue = 5\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert f"error: {path}:{line}: [CERN] nqeue: unknown key (did you mean 'nqueue'?)\n" in result.stdout
+    assert result.stdout.endswith("\n0 labels, 1 errors, 0 warnings\n")
+
+
+def test_check_misspelt_key_in_queue_defaults_stops(tmp_path: Path) -> None:
+    path, line = example_with(tmp_path, "[QueueDefaults]", "depthbost = 3\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"configuration error:\n{path}:{line}: [QueueDefaults] depthbost: unknown key"
+        " (did you mean 'depthboost'?)\n"
+    )
+
+
+def test_check_misspelt_key_in_factory_stops(tmp_path: Path) -> None:
+    path, line = example_with(tmp_path, "[Factory]", "pandaserverr = https://x\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"configuration error:\n{path}:{line}: [Factory] pandaserverr: unknown key"
+        " (did you mean 'pandaserver'?)\n"
+    )
+
+
+def test_check_reports_skipped_queues(tmp_path: Path) -> None:
+    path, _ = example_with(tmp_path, "[CERN]", "[NOCE-SITE]\n[NO-SUCH-PQ]\n[TEST-SITE]\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    out = result.stdout
+    assert "error: [NOCE-SITE] skipped: PanDA queue 'NOCE-SITE' has no usable CE (3 skipped)\n" in out
+    assert "error: [NO-SUCH-PQ] skipped: PanDA queue 'NO-SUCH-PQ' is not in schedconfig\n" in out
+    assert "warning: [NOCE-SITE] CE skipped: ce01.noce.example:9619: ce_state='INACTIVE'\n" in out
+    assert "\n[TEST-SITE-ce01.test.example-default]  PQ=TEST-SITE" in out
+    assert out.endswith("\n14 labels, 2 errors, 3 warnings\n")
+
+
+def test_check_without_schedconfig_fails(tmp_path: Path) -> None:
+    path, _ = example_with(
+        tmp_path, "stateDir = /var/lib/autopyfactory", f"schedconfigCache = {tmp_path}/sc.json\n"
+    )
+    missing = tmp_path / "missing.json"
+    result = run("check", "-c", path, "--schedconfig", missing)
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        f"schedconfig: {missing}: No such file or directory; no last-good copy either"
+        f" ({tmp_path}/sc.json: No such file or directory)\n"
+    )
+    assert "error: [CERN] skipped: schedconfig is not available\n" in result.stdout
+
+
+def test_check_writes_no_last_good_copy(tmp_path: Path) -> None:
+    cache = tmp_path / "state" / "sc.json"
+    path, _ = example_with(tmp_path, "stateDir = /var/lib/autopyfactory", f"schedconfigCache = {cache}\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not cache.parent.exists()
+
+
+def test_check_missing_config_file(tmp_path: Path) -> None:
+    result = run("check", "-c", tmp_path / "none.conf")
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == f"configuration error:\n{tmp_path}/none.conf: cannot read: No such file or directory\n"
+    )
+
+
+def test_check_needs_a_config() -> None:
+    result = run("check")
+    assert result.returncode == 2
+    assert "the following arguments are required: -c/--config" in result.stderr
+
+
+def test_config_reference_is_the_schema_table() -> None:
+    result = run("config-reference")
+    assert result.returncode == 0
+    assert result.stdout == config_schema.reference_markdown()
+    for option in config_schema.OPTIONS:
+        assert f"| `{option.key}` | {option.kind.name} |" in result.stdout
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"autopyfactory {__version__}\n")
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_lists_check(flag: str) -> None:
+    result = run(flag)
+    assert result.returncode == 0
+    assert "check" in result.stdout and "config-reference" in result.stdout

@@ -197,9 +197,14 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def print_label(label: Label) -> None:
+    r = label.resources
     print(
         f"\n[{label.name}]  PQ={label.pq} CE={label.ce.flavour} {label.ce.endpoint}"
         f" queue={label.ce.queue or '-'} status={label.status.value} batch={label.batch}"
+    )
+    print(
+        f"  effective resources: corecount={r.corecount} maxrss={r.maxrss} MB maxtime={r.maxtime} s"
+        f" (after the CE's own limit) maxwdir={r.maxwdir} MB"
     )
     width = max(len(key) for key in label.settings)
     for key, setting in sorted(label.settings.items(), key=lambda item: item[0].lower()):

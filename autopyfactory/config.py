@@ -97,6 +97,8 @@ class FactorySettings:
     max_per_cycle: int | None
     max_pilots: int | None
     queues_dir: str
+    metrics_port: int
+    metrics_address: str
 
     @property
     def schedconfig_cache_path(self) -> Path:
@@ -157,7 +159,9 @@ def read_ini(path: Path) -> list[RawSection]:
     A repeated section or key is not a file-wide error here (configparser's strict mode would make
     it one): it is recorded on its section, so that it disables only that queue.
     """
-    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0none")
+    parser = configparser.ConfigParser(
+        interpolation=None, strict=False, default_section="\0none", inline_comment_prefixes=("#", ";")
+    )
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
         text = path.read_text(encoding="utf-8")
@@ -421,16 +425,14 @@ def _queues_dir_sections(
     if not queues_dir:
         return [], []
     directory = Path(queues_dir) if Path(queues_dir).is_absolute() else main.parent / queues_dir
-    if not directory.is_dir():
-        return [], [
-            ConfigError(
-                f"{str(directory)!r} is not a directory",
-                file=str(main),
-                line=line,
-                section=FACTORY_SECTION,
-                key="queuesDir",
-            )
-        ]
+    if not directory.is_dir():  # a [Factory] error: it stops start-up like the others
+        raise ConfigError(
+            f"{str(directory)!r} is not a directory",
+            file=str(main),
+            line=line,
+            section=FACTORY_SECTION,
+            key="queuesDir",
+        )
     sections: list[RawSection] = []
     errors: list[ConfigError] = []
     for file in sorted(directory.glob("*.conf")):

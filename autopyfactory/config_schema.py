@@ -119,6 +119,13 @@ FLOAT = Kind("number", _parse_float)
 BOOL = Kind("boolean", _parse_bool)
 STR = Kind("string", str.strip)
 LIST = Kind("comma-separated list", _parse_list)
+
+
+def _parse_int_list(text: str) -> frozenset[int]:
+    return frozenset(_parse_int(item) for item in _parse_list(text))
+
+
+INT_SET = Kind("comma-separated whole numbers", _parse_int_list)
 IDENT = Kind("identifier", _identifier)
 PLUGIN_LIST = Kind("comma-separated plugin names", _plugins)
 
@@ -236,6 +243,8 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     _factory("queuesDir", STR, "", "Directory whose *.conf files add queue sections."),
+    _factory("metricsPort", INT, 0, "Port of the Prometheus metrics endpoint; 0 = off.", minimum=0),
+    _factory("metricsAddress", STR, "127.0.0.1", "Address the metrics endpoint listens on (0.0.0.0 = all)."),
     # ---- queues: selection and identity ----
     Option("enabled", BOOL, True, "false keeps the queue configured but inactive."),
     Option(
@@ -399,6 +408,28 @@ OPTIONS: tuple[Option, ...] = (
     Option("removeHeldAfter", INT, 3600, "Remove a pilot held this many seconds.", minimum=0),
     Option("removeIdleAfter", INT, 86400, "Remove a pilot idle this many seconds.", minimum=0),
     Option("removeRunningAfter", INT, 604800, "Remove a pilot running this many seconds.", minimum=0),
+    # ---- queues: held and stuck pilots (the factory's own housekeeping, see housekeeping.py) ----
+    Option(
+        "holdRecoverableCodes",
+        INT_SET,
+        frozenset(),
+        "HoldReasonCodes worth a release (e.g. 6,12,13 for transient errors).",
+    ),
+    Option(
+        "holdRecoverableReasons",
+        LIST,
+        ("Connection refused", "timed out", "Failed to connect"),
+        "Hold reason substrings (case-insensitive) worth a release.",
+    ),
+    Option("holdMaxReleases", INT, 3, "Release a recoverable hold at most this many times.", minimum=0),
+    Option(
+        "holdReleaseBackoff", INT, 600, "Seconds held before the first release; doubles each time.", minimum=0
+    ),
+    Option(
+        "holdTimeout", INT, 3600, "Remove a pilot held (and not to be released) this many seconds.", minimum=0
+    ),
+    Option("idleTimeout", INT, 0, "Remove a pilot idle this many seconds; 0 = never.", minimum=0),
+    Option("maxActionsPerCycle", INT, 50, "Most releases and removals per label and cycle.", minimum=0),
 )
 
 _BY_SCOPE_AND_LOWER = {(option.scope, option.key.lower()): option for option in OPTIONS}
@@ -432,8 +463,10 @@ def reference_markdown() -> str:
 
 
 def _show(value: object) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or value == frozenset() or value == ():
         return "(unset)"
+    if isinstance(value, frozenset):
+        return "`" + ", ".join(str(v) for v in sorted(value)) + "`"
     if isinstance(value, tuple):
         return "`" + ", ".join(value) + "`"
     if isinstance(value, bool):

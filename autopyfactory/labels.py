@@ -16,6 +16,7 @@ from typing import Any
 from autopyfactory import config_schema as schema
 from autopyfactory.config import FactoryConfig, QueueConfig, Setting, Source
 from autopyfactory.config_schema import Scope
+from autopyfactory.housekeeping import HousekeepingSettings
 from autopyfactory.model import QueueStatus
 from autopyfactory.policy import PolicySettings
 from autopyfactory.schedconfig import Dump, Record
@@ -103,6 +104,7 @@ class Label:
     resources: Resources
     policy: PolicySettings
     submit: SubmitSettings
+    housekeeping: HousekeepingSettings
     settings: Mapping[str, Setting]
 
 
@@ -224,6 +226,7 @@ def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: 
         resources=_resources(value, ce, record, settings),
         policy=PolicySettings(**{f: value[k] for k, f in POLICY_FIELDS.items()}),  # type: ignore[arg-type]
         submit=_submit(value),
+        housekeeping=_housekeeping(value),
         settings=settings,
     )
 
@@ -280,6 +283,18 @@ def _submit(value: Mapping[str, Any]) -> SubmitSettings:
         remove_held_after=int(value["removeHeldAfter"]),
         remove_idle_after=int(value["removeIdleAfter"]),
         remove_running_after=int(value["removeRunningAfter"]),
+    )
+
+
+def _housekeeping(value: Mapping[str, Any]) -> HousekeepingSettings:
+    return HousekeepingSettings(
+        recoverable_codes=frozenset(value["holdRecoverableCodes"]),
+        recoverable_reasons=tuple(value["holdRecoverableReasons"]),
+        max_releases=int(value["holdMaxReleases"]),
+        release_backoff=int(value["holdReleaseBackoff"]),
+        hold_timeout=int(value["holdTimeout"]),
+        idle_timeout=int(value["idleTimeout"]),
+        max_actions=int(value["maxActionsPerCycle"]),
     )
 
 

@@ -57,7 +57,10 @@ def read_source(location: str, session: requests.Session, timeout: float) -> str
             raise SchedconfigError(f"{location}: {exc}") from None
         if answer.status_code != 200:
             raise SchedconfigError(f"{location}: HTTP {answer.status_code}")
-        return answer.text
+        try:  # JSON is UTF-8 whatever the Content-Type header says
+            return answer.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchedconfigError(f"{location}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     path = Path(unquote(urlparse(location).path)) if scheme == "file" else Path(location)
     return _read_file(path)
 

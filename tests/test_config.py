@@ -473,10 +473,19 @@ def test_queues_dir_unreadable_file(tmp_path: Path) -> None:
     assert names(cfg) == ["NDGF-T1"]
 
 
-def test_queues_dir_that_is_not_a_directory(tmp_path: Path) -> None:
-    path, cfg = load(tmp_path, FACTORY + "queuesDir = /nonexistent/queues.d\n[CERN]\n")
-    assert messages(cfg) == [f"{path}:6: [Factory] queuesDir: '/nonexistent/queues.d' is not a directory"]
-    assert names(cfg) == ["CERN"]
+def test_queues_dir_that_is_not_a_directory_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "factory.conf"
+    path.write_text(FACTORY + "queuesDir = /nonexistent/queues.d\n[CERN]\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert str(caught.value) == f"{path}:6: [Factory] queuesDir: '/nonexistent/queues.d' is not a directory"
+
+
+def test_inline_comments_are_allowed(tmp_path: Path) -> None:
+    _, cfg = load(tmp_path, FACTORY + "[CERN]\nnqueue = 5  # five is plenty\nmaxrss = 4000 ; MB\n")
+    [queue] = cfg.queues
+    assert queue.local["nqueue"].value == 5
+    assert queue.local["maxrss"].value == 4000
 
 
 def test_queues_dir_queue_defined_twice_in_the_directory(tmp_path: Path) -> None:

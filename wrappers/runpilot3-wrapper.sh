@@ -487,6 +487,7 @@ apf_pilot_file() {
 # apf_run_pilot ARGS: run the pilot, forward signals, set apf_rc and apf_ids.
 apf_run_pilot() {
     local sig status file code
+    local -a ids
     apf_section "limits for the pilot (ulimit -a)"
     for sig in TERM INT USR1 QUIT; do
         # shellcheck disable=SC2064
@@ -532,6 +533,12 @@ apf_run_pilot() {
         apf_ids=${apf_ids#,}
         apf_ids=${apf_ids%,}
         apf_log "PanDA job ids: ${apf_ids:-none}"
+        # The monitor takes at most 100 ids; more would get the whole exiting report refused.
+        IFS=, read -r -a ids <<<"$apf_ids"
+        if [ "${#ids[@]}" -gt 100 ]; then
+            apf_ids=$(IFS=,; printf '%s' "${ids[*]:0:100}")
+            apf_log "reporting the first 100 of ${#ids[@]} PanDA job ids to the monitor"
+        fi
     fi
 }
 

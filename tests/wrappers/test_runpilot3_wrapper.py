@@ -83,6 +83,17 @@ def test_statuscode_file_wins_and_panda_ids_are_reported(wrapper: Wrapper, serve
     assert result.log_lines("PanDA job ids: 4711,4712")
 
 
+def test_at_most_100_panda_ids_are_reported(wrapper: Wrapper, server: RecordingServer):
+    ids = [str(1000 + n) for n in range(150)]
+    wrapper.env["TEST_PILOT_PANDAIDS"] = "\n".join(ids) + "\n"
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    assert server.monitor_calls()[-1] == v2("exiting", rc="0", ids=",".join(ids[:100]))
+    assert result.log_lines("reporting the first 100 of 150 PanDA job ids to the monitor")
+
+
 def test_statuscode_file_without_a_number_is_ignored(wrapper: Wrapper, server: RecordingServer):
     wrapper.env.update({"TEST_PILOT_RC": "5", "TEST_PILOT_STATUSCODE": "finished"})
 

@@ -11,6 +11,7 @@ import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -454,3 +455,22 @@ def test_checker_misuse() -> None:
         checker.new_cycle(datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="negative"):
         CredentialChecker(-1.0)
+
+
+def test_permission_denied_is_unreadable_also_under_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same verdict as the chmod 000 case, with the denial injected (it runs as root too)."""
+    path = write(tmp_path, proxy_pem(24))
+    real_open = open
+
+    def denying_open(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == path:
+            raise PermissionError(13, "Permission denied", name)
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", denying_open)
+    check = check_credential(path, PROXY, MIN, NOW, None)
+    monkeypatch.undo()
+    assert check.state is CredentialState.UNREADABLE
+    assert check.message == f"proxy {path}: cannot read: Permission denied: nothing submitted"

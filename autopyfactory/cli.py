@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=run_simulate)
 
     reference = commands.add_parser("config-reference", help="print the configuration reference (markdown)")
-    reference.set_defaults(handler=lambda _args: print(config_schema.reference_markdown(), end="") or EXIT_OK)
+    reference.add_argument("--readme", help="rewrite the reference block in this README instead of printing")
+    reference.set_defaults(handler=run_config_reference)
     return parser
 
 
@@ -160,6 +161,26 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"autopyfactory status: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(json.dumps(record, indent=1, sort_keys=True) if args.json else format_status(record, time.time()))
+    return EXIT_OK
+
+
+# --- config-reference -----------------------------------------------------------------------
+
+README_START, README_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def run_config_reference(args: argparse.Namespace) -> int:
+    reference = config_schema.reference_markdown()
+    if not args.readme:
+        print(reference, end="")
+        return EXIT_OK
+    path = Path(args.readme)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise UsageError(f"{path} has no {README_START} ... {README_END} block")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    path.write_text(f"{head}{README_START}\n\n{reference.rstrip()}\n\n{README_END}{tail}")
     return EXIT_OK
 
 

@@ -18,7 +18,7 @@ import difflib
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autopyfactory import config_schema as schema
@@ -99,6 +99,10 @@ class FactorySettings:
     queues_dir: str
     metrics_port: int
     metrics_address: str
+    proxy_min_lifetime: int
+    log_min_free_gb: float
+    log_compress_days: int
+    log_cleanup_interval: int
 
     @property
     def schedconfig_cache_path(self) -> Path:
@@ -135,6 +139,7 @@ class FactoryConfig:
     factory: FactorySettings
     queues: tuple[QueueConfig, ...]
     errors: tuple[ConfigError, ...]  # problems that disabled a queue (its section is not in queues)
+    queue_defaults: Mapping[str, Setting] = field(default_factory=dict)  # built-in < [QueueDefaults]
 
 
 # --- reading INI files with line numbers ---------------------------------------------------------
@@ -404,7 +409,7 @@ def _with_queues(
             queues.append(_queue_config(section, defaults))
         except ConfigErrors as exc:
             errors.extend(exc.errors)
-    return FactoryConfig(path, factory, tuple(queues), tuple(errors))
+    return FactoryConfig(path, factory, tuple(queues), tuple(errors), defaults)
 
 
 def _reject_default_section(by_name: Mapping[str, RawSection]) -> None:

@@ -243,6 +243,24 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     _factory("queuesDir", STR, "", "Directory whose *.conf files add queue sections."),
+    _factory(
+        "proxyMinLifetime",
+        INT,
+        21600,
+        "Submit nothing for queues whose x509userproxy/scitokensFile has less than this many seconds "
+        "left (VOMS AC included); warn below twice that.",
+        minimum=0,
+    ),
+    _factory(
+        "logMinFreeGB",
+        FLOAT,
+        10.0,
+        "Below this much free space (GB) under baseLogDir, delete the oldest pilot log days first "
+        "(never those of pilots in the queue); 0 = off.",
+        minimum=0,
+    ),
+    _factory("logCompressDays", INT, 0, "Gzip pilot logs of days older than this; 0 = off.", minimum=0),
+    _factory("logCleanupInterval", INT, 3600, "Seconds between two pilot log cleanups.", minimum=60),
     _factory("metricsPort", INT, 0, "Port of the Prometheus metrics endpoint; 0 = off.", minimum=0),
     _factory("metricsAddress", STR, "127.0.0.1", "Address the metrics endpoint listens on (0.0.0.0 = all)."),
     # ---- queues: selection and identity ----
@@ -408,6 +426,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("removeHeldAfter", INT, 3600, "Remove a pilot held this many seconds.", minimum=0),
     Option("removeIdleAfter", INT, 86400, "Remove a pilot idle this many seconds.", minimum=0),
     Option("removeRunningAfter", INT, 604800, "Remove a pilot running this many seconds.", minimum=0),
+    Option(
+        "logKeepDays",
+        INT,
+        30,
+        "Delete this label's pilot log directories older than this many days; 0 = keep forever.",
+        minimum=0,
+    ),
     # ---- queues: held and stuck pilots (the factory's own housekeeping, see housekeeping.py) ----
     Option(
         "holdRecoverableCodes",

@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from autopyfactory.batch import Backend, BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.config import FactoryConfig
+from autopyfactory.credentials import CredentialCheck, CredentialChecker, CredentialKind
 from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
-from autopyfactory.model import Decision, Demand, Supply
+from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
+from autopyfactory.model import Decision, Demand, Step, Supply
 from autopyfactory.panda import JobStats, PandaView
 from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
@@ -88,6 +91,7 @@ class CycleReport:
     results: tuple[LabelResult, ...]
     problems: tuple[Problem, ...]
     skipped_queues: tuple[str, ...] = field(default=())
+    credentials: tuple[CredentialCheck, ...] = field(default=())
 
     def ok(self, kind: str) -> bool:
         """Whether the edge ``kind`` answered well this cycle."""
@@ -117,14 +121,21 @@ def plan(
     num_factories: int,
     caps: FactoryCaps,
     cycle: int,
+    blocked: Mapping[str, str] | None = None,
 ) -> list[LabelPlan]:
-    """Every label's decision for this cycle, with PanDA shares and factory-wide caps applied."""
+    """Every label's decision for this cycle, with PanDA shares and factory-wide caps applied.
+
+    ``blocked`` maps labels that must get nothing (a credential about to expire) to the reason;
+    they drop out before the factory-wide caps are shared.
+    """
     shares = _shares(labels, stats, num_factories, cycle)
     plans: dict[str, LabelPlan] = {}
     for label in labels:
         demand = shares.get(label.name)
         supply = census.supply.get(label.name)
         decision = decide(label.policy, Situation(label.status, demand, supply, cycle))
+        if blocked and label.name in blocked:
+            decision = decision.then(Step("Credentials", decision.n, 0, blocked[label.name]))
         pq_activated = None if stats is None else _activated(stats, label.pq)
         plans[label.name] = LabelPlan(label, pq_activated, demand, supply, decision)
     capped = apply_factory_caps({name: p.decision for name, p in plans.items()}, caps, cycle)
@@ -173,11 +184,14 @@ class Factory:
         dry_run: bool = False,
         observers: Sequence[CycleObserver] = (),
         stop_requested: Callable[[], bool] = lambda: False,
+        credentials: CredentialChecker | None = None,
+        log_cleanup: CleanupSchedule | None = None,
     ) -> None:
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
         self._stop_requested = stop_requested  # checked before each label's submission
+        self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
 
     def run_cycle(self, cycle: int) -> CycleReport:
@@ -188,12 +202,14 @@ class Factory:
         if panda_problem:
             problems.append(Problem("panda", panda_problem))
         census = self._census(label_set.labels, problems)
+        checks, blocked = self._check_credentials(label_set.labels, started)
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
-        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle)
+        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked)
         results = tuple(self._tidy(self._submit(p, started), census, started) for p in plans)
+        self._clean_logs(label_set.labels, census, started)
         report = CycleReport(
-            cycle, started, self._clock() - started, results, tuple(problems), label_set.problems
+            cycle, started, self._clock() - started, results, tuple(problems), label_set.problems, checks
         )
         self._log(report)
         for observer in self._observers:
@@ -213,6 +229,46 @@ class Factory:
                 log.info("%s", warning)
             self._labels_for = (snapshot, label_set)
         return self._labels_for[1]
+
+    def _check_credentials(
+        self, labels: Sequence[Label], now: float
+    ) -> tuple[tuple[CredentialCheck, ...], dict[str, str]]:
+        """Each credential the labels' pilots carry, checked once; labels whose one is too short."""
+        if self._credentials is None:
+            return (), {}
+        self._credentials.new_cycle(datetime.fromtimestamp(now, UTC))
+        blocked: dict[str, str] = {}
+        for label in labels:
+            for path, kind in (
+                (label.submit.x509userproxy, CredentialKind.PROXY),
+                (label.submit.scitokens_file, CredentialKind.TOKEN),
+            ):
+                check = self._credentials.check(path, kind) if path else None
+                if check is not None and check.blocks:
+                    blocked[label.name] = check.message
+        return self._credentials.checks(), blocked
+
+    def _clean_logs(self, labels: Sequence[Label], census: Census, now: float) -> None:
+        """Pilot log cleanup, at most every logCleanupInterval; never while pilots' dirs are unknown."""
+        if self._log_cleanup is None or self._dry_run or not self._log_cleanup.claim():
+            return
+        f = self.config.factory
+        in_use = None
+        if census.total is not None:
+            queued = ((p.queued, p.label) for found in census.pilots.values() for p in found)
+            unknown = [name for name, supply in census.supply.items() if supply is None]
+            in_use = dirs_in_use(queued, unknown_labels=unknown)
+        default_keep = self.config.queue_defaults["logKeepDays"].value  # for labels no longer configured
+        policy = CleanupPolicy(
+            keep_days=int(str(default_keep)),
+            keep_days_by_label={label.name: label.log_keep_days for label in labels},
+            min_free_bytes=int(f.log_min_free_gb * 10**9),
+            compress_days=f.log_compress_days,
+        )
+        try:
+            run_cleanup(Path(f.base_log_dir), datetime.fromtimestamp(now, UTC).date(), policy, in_use)
+        except Exception:  # cleanup must never take the cycle down
+            log.exception("log cleanup failed")
 
     def _census(self, labels: Sequence[Label], problems: list[Problem]) -> Census:
         supply: dict[str, Supply | None] = {}

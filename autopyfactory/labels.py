@@ -105,6 +105,7 @@ class Label:
     policy: PolicySettings
     submit: SubmitSettings
     housekeeping: HousekeepingSettings
+    log_keep_days: int
     settings: Mapping[str, Setting]
 
 
@@ -211,7 +212,7 @@ def _ces_for(
 
 
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
-    value = {key: s.value for key, s in settings.items()}
+    value: dict[str, Any] = {key: s.value for key, s in settings.items()}
     suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
     name = f"{queue.name}-{suffix}" + (f"-{ce.queue}" if ce.queue else "")
     return Label(
@@ -224,9 +225,10 @@ def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: 
         batch=str(value["batch"]),
         ce=ce,
         resources=_resources(value, ce, record, settings),
-        policy=PolicySettings(**{f: value[k] for k, f in POLICY_FIELDS.items()}),  # type: ignore[arg-type]
+        policy=PolicySettings(**{f: value[k] for k, f in POLICY_FIELDS.items()}),
         submit=_submit(value),
         housekeeping=_housekeeping(value),
+        log_keep_days=int(value["logKeepDays"]),
         settings=settings,
     )
 

@@ -64,6 +64,8 @@ class FactoryMetrics:
                 self.last_success.labels(kind).set(when)
         for result in report.results:
             self._label(result.plan.label.name, result)
+        for check in report.credentials:
+            self.credential(check.path, check.lifetime_seconds)
 
     def _label(self, name: str, result: LabelResult) -> None:
         p = result.plan

@@ -29,8 +29,10 @@ from autopyfactory.batch import Backend
 from autopyfactory.condor.backend import CondorBackend
 from autopyfactory.condor.command import Schedd
 from autopyfactory.config import FactoryConfig
+from autopyfactory.credentials import CredentialChecker
 from autopyfactory.factory import CycleObserver, CycleReport, Factory
 from autopyfactory.http import make_session
+from autopyfactory.logcleanup import CleanupSchedule
 from autopyfactory.metrics import FactoryMetrics
 from autopyfactory.monitor_client import MonitorClient, MonitorSettings
 from autopyfactory.panda import PandaClient, PandaView
@@ -78,7 +80,16 @@ def build_factory(
         time.time,
     )
     return Factory(
-        cfg, schedconfig, panda, build_backends(cfg), time.time, options.dry_run, observers, stop_requested
+        cfg,
+        schedconfig,
+        panda,
+        build_backends(cfg),
+        time.time,
+        options.dry_run,
+        observers,
+        stop_requested,
+        credentials=CredentialChecker(f.proxy_min_lifetime),
+        log_cleanup=CleanupSchedule(f.log_cleanup_interval),
     )
 
 

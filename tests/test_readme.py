@@ -14,7 +14,9 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 def test_configuration_reference_is_current():
     start, end = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
     embedded = README[README.index(start) + len(start) : README.index(end)]
-    assert embedded.strip() == reference_markdown().strip(), "run: autopyfactory config-reference"
+    assert embedded.strip() == reference_markdown().strip(), (
+        "run: autopyfactory config-reference --readme README.md"
+    )
 
 
 def test_every_autopyfactory_command_in_the_readme_exists():

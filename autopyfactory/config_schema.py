@@ -422,7 +422,7 @@ OPTIONS: tuple[Option, ...] = (
         "Hold a grid pilot idle this many seconds, never accepted by the CE.",
         minimum=0,
     ),
-    Option("holdRerun", BOOL, True, "Hold a pilot that starts a second time (JobRunCount > 0)."),
+    Option("holdRerun", BOOL, True, "Hold a pilot that would start a second time (grid: NumJobStarts, vanilla: JobRunCount)."),
     Option("removeHeldAfter", INT, 3600, "Remove a pilot held this many seconds.", minimum=0),
     Option("removeIdleAfter", INT, 86400, "Remove a pilot idle this many seconds.", minimum=0),
     Option("removeRunningAfter", INT, 604800, "Remove a pilot running this many seconds.", minimum=0),

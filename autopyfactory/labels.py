@@ -9,6 +9,7 @@ label keeps where every value came from (``autopyfactory check`` prints it).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -214,7 +215,7 @@ def _ces_for(
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
     value: dict[str, Any] = {key: s.value for key, s in settings.items()}
     suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
-    name = f"{queue.name}-{suffix}" + (f"-{ce.queue}" if ce.queue else "")
+    name = safe_name(f"{queue.name}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
     return Label(
         name=name,
         queue=queue.name,
@@ -260,6 +261,11 @@ def _ce_wallclock_limit(record: Record | None, ce: CE) -> int:
             minutes = entry.get("ce_queue_maxwctime")
             return int(minutes) * 60 if isinstance(minutes, int) and minutes > 0 else 0
     return 0
+
+
+def safe_name(name: str) -> str:
+    """A label name usable as a directory and a URL path part: other characters become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.:+-]", "_", name).lstrip(".") or "_"
 
 
 def parse_environ(text: str) -> tuple[tuple[str, str], ...]:

@@ -437,3 +437,11 @@ def test_local_queue_with_a_bad_endpoint_is_skipped(tmp_path: Path) -> None:
         "[MYSITE] skipped: bad CE endpoint 'ce:port'",
         "[CERN] skipped: PanDA queue 'CERN' is not in schedconfig",
     )
+
+
+def test_a_ce_queue_name_with_a_slash_gives_a_safe_label_name() -> None:
+    from autopyfactory.labels import safe_name
+
+    assert safe_name("SITE-ce.example.org-long/queue") == "SITE-ce.example.org-long_queue"
+    assert safe_name("../etc") == "_etc"
+    assert safe_name("CERN-ce503.cern.ch-share") == "CERN-ce503.cern.ch-share"

@@ -1,0 +1,178 @@
+"""The app factory: ``create_app(settings)`` builds a FastAPI app with its own database, store and
+optional in-process expiry; nothing is global, so tests run several apps side by side."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from autopyfactory import __version__
+from autopyfactory.monitor_service import routes_read, routes_write
+from autopyfactory.monitor_service.db import Database
+from autopyfactory.monitor_service.deps import Services
+from autopyfactory.monitor_service.errors import MonitorError, Unauthorized
+from autopyfactory.monitor_service.expiry import Expiry, ExpiryThread
+from autopyfactory.monitor_service.migrations import upgrade
+from autopyfactory.monitor_service.queries import Queries
+from autopyfactory.monitor_service.settings import MonitorSettings
+from autopyfactory.monitor_service.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error may quote input that is not valid UTF-8 text."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def build_services(settings: MonitorSettings) -> Services:
+    db = Database.open(settings.db_url)
+    if settings.migrate:
+        upgrade(db.engines.write)
+    return Services(
+        settings=settings,
+        db=db,
+        store=Store(db, settings.clock, settings.messages_kept),
+        queries=Queries(db, settings),
+        expiry=Expiry(db, settings.clock, settings.expiry),
+    )
+
+
+def create_app(settings: MonitorSettings) -> FastAPI:
+    """A ready app: the schema is upgraded now; in-process expiry starts with the app's lifespan."""
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        thread = ExpiryThread(services.expiry, settings.expire_every) if settings.expire_every else None
+        if thread is not None:
+            thread.start()
+        try:
+            yield
+        finally:
+            if thread is not None:
+                thread.stop()
+            services.db.close()
+
+    app = FastAPI(
+        title="autopyfactory-monitor",
+        version=__version__,
+        description="Monitoring webservice for autopyfactory pilots (apfmon API v2, with v1 pilot calls).",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.include_router(routes_write.router)
+    app.include_router(routes_read.router)
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MonitorError)
+    async def monitor_error(_request: Request, exc: MonitorError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return AsciiJSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_error(e) for e in exc.errors()]
+        detail = "; ".join(f"{e['where']}: {e['msg']}" if e["where"] else e["msg"] for e in errors)
+        return AsciiJSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+        log.error("database error: %s", exc)
+        return AsciiJSONResponse({"detail": "database unavailable, try again later"}, status_code=503)
+
+
+def _error(error: Any) -> dict[str, Any]:
+    """A validation error without the input it quotes: location, message and type."""
+    loc: Sequence[Any] = error.get("loc", ())
+    where = ".".join(str(part) for part in loc)
+    return {"where": where, "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+
+
+class BodyLimit:
+    """Refuses bodies larger than ``max_bytes`` with 413, before any parsing (ASGI middleware).
+
+    The body is read here, up to the limit, and replayed to the app: that bounds chunked uploads
+    too, which a Content-Length check alone would not.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is None:
+            await _plain(send, 400, "invalid Content-Length header")
+            return
+        if declared > self.max_bytes:
+            await _plain(send, 413, f"body larger than {self.max_bytes} bytes")
+            return
+        body = await self._read(receive)
+        if body is None:
+            await _plain(send, 413, f"body larger than {self.max_bytes} bytes")
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared length (0 when absent), or None when the header is not a number."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isdigit() and len(text) < 19 else None
+    return 0
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _plain(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

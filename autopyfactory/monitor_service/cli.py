@@ -1,0 +1,204 @@
+"""``autopyfactory-monitor``: serve the API, register factories, run expiry and retention, migrate.
+
+Every command takes ``--db`` (a SQLite file path, or a URL such as
+``postgresql+psycopg://user@host/apfmon``) and upgrades the schema before it does anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+
+from autopyfactory.monitor_service.db import Database, DatabaseUrlError
+from autopyfactory.monitor_service.errors import AlreadyExists
+from autopyfactory.monitor_service.expiry import Expiry
+from autopyfactory.monitor_service.migrations import upgrade
+from autopyfactory.monitor_service.schemas import FID_PATTERN
+from autopyfactory.monitor_service.settings import (
+    DEFAULT_DB,
+    Clock,
+    ExpiryRules,
+    MonitorSettings,
+    database_url,
+    utc_now,
+)
+from autopyfactory.monitor_service.store import Store
+
+DB_ENV = "AUTOPYFACTORY_MONITOR_DB"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autopyfactory-monitor", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--db",
+        default=os.environ.get(DB_ENV, DEFAULT_DB),
+        help=f"SQLite file or database URL (env {DB_ENV}; default {DEFAULT_DB})",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the webservice (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    serve.add_argument("--port", type=int, default=8080, help="port [8080]")
+    serve.add_argument(
+        "--expire-every",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="run expiry inside the service every SECONDS (default: off, use the expire command from cron)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies whose X-Forwarded-For is trusted for the client address [127.0.0.1]",
+    )
+    serve.add_argument("--root-path", default="", help="URL prefix when served below a path by a proxy")
+    _expiry_options(serve)
+
+    add = commands.add_parser("add-factory", help="register a factory and print its token (shown once)")
+    add.add_argument("name", help="factory id, as in the factory's config (1-64 of A-Z a-z 0-9 _ . -)")
+    add.add_argument("--new-token", action="store_true", help="replace the token of an existing factory")
+
+    expire = commands.add_parser("expire", help="apply the expiry rules once (run from cron)")
+    _expiry_options(expire)
+
+    clean = commands.add_parser("clean", help="delete DONE/FAULT jobs older than N days, in batches")
+    clean.add_argument("--days", type=_positive_float, required=True, help="age of the last change, in days")
+    clean.add_argument("--batch", type=_positive_int, default=1000, help="jobs per transaction [1000]")
+
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+    return parser
+
+
+def _expiry_options(parser: argparse.ArgumentParser) -> None:
+    default = ExpiryRules()
+    hours = default.created / timedelta(hours=1)
+    parser.add_argument(
+        "--created-hours", type=_positive_float, default=hours, help=f"flag CREATED after [{hours:g}]"
+    )
+    hours = default.running / timedelta(hours=1)
+    parser.add_argument(
+        "--running-hours", type=_positive_float, default=hours, help=f"flag RUNNING after [{hours:g}]"
+    )
+    minutes = default.exiting / timedelta(minutes=1)
+    parser.add_argument(
+        "--exiting-minutes",
+        type=_positive_float,
+        default=minutes,
+        help=f"EXITING becomes DONE after [{minutes:g}]",
+    )
+    hours = default.flagged / timedelta(hours=1)
+    parser.add_argument(
+        "--flagged-hours",
+        type=_positive_float,
+        default=hours,
+        help=f"flagged becomes FAULT after [{hours:g}]",
+    )
+
+
+def expiry_rules(args: argparse.Namespace) -> ExpiryRules:
+    return ExpiryRules(
+        created=timedelta(hours=args.created_hours),
+        running=timedelta(hours=args.running_hours),
+        exiting=timedelta(minutes=args.exiting_minutes),
+        flagged=timedelta(hours=args.flagged_hours),
+    )
+
+
+def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_now) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = MonitorSettings(db_url=database_url(args.db), clock=clock)
+    try:
+        return _run(args, settings)
+    except DatabaseUrlError as exc:
+        print(f"autopyfactory-monitor: {exc}", file=sys.stderr)
+        return 2
+    except AlreadyExists as exc:
+        print(f"autopyfactory-monitor: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: MonitorSettings) -> int:
+    if args.command == "serve":
+        return _serve(args, replace(settings, expiry=expiry_rules(args), expire_every=args.expire_every))
+    if args.command == "add-factory":
+        return _add_factory(args, settings)
+    db = Database.open(settings.db_url)
+    try:
+        revision = upgrade(db.engines.write)
+        if args.command == "migrate":
+            print(f"schema at revision {revision}")
+        elif args.command == "expire":
+            print(Expiry(db, settings.clock, expiry_rules(args)).run().line())
+        elif args.command == "clean":
+            deleted = Expiry(db, settings.clock, settings.expiry).clean(args.days, args.batch)
+            print(f"clean: deleted {deleted} DONE/FAULT jobs older than {args.days:g} days")
+    finally:
+        db.close()
+    return 0
+
+
+def _add_factory(args: argparse.Namespace, settings: MonitorSettings) -> int:
+    if not re.fullmatch(FID_PATTERN.strip("^$"), args.name):
+        print(
+            f"autopyfactory-monitor: invalid factory id {args.name!r} (1-64 of A-Z a-z 0-9 _ . -)",
+            file=sys.stderr,
+        )
+        return 2
+    db = Database.open(settings.db_url)
+    try:
+        upgrade(db.engines.write)
+        token = Store(db, settings.clock).add_factory(args.name, new_token_if_exists=args.new_token)
+    finally:
+        db.close()
+    print(token)
+    print(
+        f"token for factory {args.name!r} (shown once; only its digest is stored): "
+        "put it in the factory's monitor token setting",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: MonitorSettings) -> int:
+    import uvicorn
+
+    from autopyfactory.monitor_service.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        root_path=args.root_path,
+        log_level="debug" if args.verbose else "info",
+    )
+    return 0

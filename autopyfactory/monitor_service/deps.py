@@ -1,0 +1,128 @@
+"""Request-scoped helpers shared by the routes: the app's services, the factory token, the client
+address, and bodies that may come as form data or JSON (wrappers send forms, clients JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from autopyfactory.monitor_service.db import Database
+from autopyfactory.monitor_service.errors import Forbidden, MonitorError, Unauthorized
+from autopyfactory.monitor_service.expiry import Expiry
+from autopyfactory.monitor_service.queries import Queries
+from autopyfactory.monitor_service.settings import MonitorSettings
+from autopyfactory.monitor_service.store import Store
+
+M = TypeVar("M", bound=BaseModel)
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_MAX_FORM_FIELDS = 20
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: MonitorSettings
+    db: Database
+    store: Store
+    queries: Queries
+    expiry: Expiry
+
+
+def services(request: Request) -> Services:
+    found = request.app.state.services
+    if not isinstance(found, Services):
+        raise RuntimeError("app.state.services is not set: build the app with create_app()")
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+_bearer = HTTPBearer(
+    auto_error=False, description="the factory's token, from `autopyfactory-monitor add-factory`"
+)
+
+
+def authenticated_factory(
+    svc: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> str:
+    """The name of the factory whose token came with the request (401 without a valid one)."""
+    if credentials is None:
+        raise Unauthorized("missing 'Authorization: Bearer <factory token>'")
+    name = svc.store.factory_for_token(credentials.credentials)
+    if name is None:
+        raise Unauthorized("invalid factory token")
+    return name
+
+
+FactoryAuth = Annotated[str, Depends(authenticated_factory)]
+
+
+def require_owner(authenticated: str, factory: str) -> None:
+    """A token may only write its own factory's data."""
+    if authenticated != factory:
+        raise Forbidden(f"this token belongs to factory {authenticated!r}, not to {factory!r}")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+class UnsupportedMediaType(MonitorError):
+    status = 415
+
+
+async def body_fields(request: Request) -> dict[str, Any]:
+    """The request body as a dict, from JSON or from form data (a repeated form key is refused)."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind == "application/json":
+        return _json_object(await request.body())
+    if kind in _FORM_TYPES:
+        return await _form_fields(request)
+    if kind == "" and not await request.body():
+        return {}
+    raise UnsupportedMediaType(f"send application/x-www-form-urlencoded or application/json, not {kind!r}")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise MonitorError("the body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise MonitorError("the JSON body must be an object")
+    return data
+
+
+async def _form_fields(request: Request) -> dict[str, Any]:
+    form = await request.form(max_files=0, max_fields=_MAX_FORM_FIELDS)
+    fields: dict[str, Any] = {}
+    for key in form:
+        values = form.getlist(key)
+        if len(values) > 1:
+            raise MonitorError(f"form field {key!r} given more than once")
+        if isinstance(values[0], UploadFile):
+            raise MonitorError(f"form field {key!r}: files are not accepted")
+        fields[key] = values[0]
+    return fields
+
+
+def validated(model: type[M], data: dict[str, Any]) -> M:
+    """Validate a hand-parsed body; errors look like FastAPI's own (422, located in the body)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from exc
+
+
+def form_or_json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring that an endpoint takes ``model`` as form data or JSON."""
+    schema = model.model_json_schema()
+    content = {kind: {"schema": schema} for kind in ("application/x-www-form-urlencoded", "application/json")}
+    return {"requestBody": {"required": True, "content": content}}

@@ -1,0 +1,325 @@
+"""Read-only views: everything is counted by aggregation in the database (GROUP BY over the
+indexes of :mod:`models`), never by loading job rows; only pages of jobs are loaded.
+
+State counts mean "jobs now in CREATED/RUNNING/EXITING, and jobs that became DONE/FAULT in the
+last ``hours`` hours": the active jobs matter whatever their age, the finished ones only recently.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from autopyfactory.monitor_service.db import Database
+from autopyfactory.monitor_service.errors import NotFound
+from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
+from autopyfactory.monitor_service.schemas import (
+    EventOut,
+    FactoryDetail,
+    FactoryOut,
+    FactoryStatus,
+    FaultReport,
+    FaultRow,
+    JobDetail,
+    JobOut,
+    JobPage,
+    LabelDetail,
+    LabelOut,
+    MessageOut,
+    PqDetail,
+    PqSummary,
+    StateCounts,
+)
+from autopyfactory.monitor_service.settings import MonitorSettings
+from autopyfactory.monitor_service.states import ACTIVE_STATES, FINAL_STATES, JobState
+from autopyfactory.monitor_service.store import find_factory
+
+_ACTIVE = [state.value for state in ACTIVE_STATES]
+_FINAL = [state.value for state in FINAL_STATES]
+
+
+def counted(since: datetime) -> ColumnElement[bool]:
+    """The jobs that state counts include (see the module docstring)."""
+    return or_(Job.state.in_(_ACTIVE), and_(Job.state.in_(_FINAL), Job.state_changed_at >= since))
+
+
+def count_states(
+    session: Session, group: Any, where: Sequence[ColumnElement[bool]], since: datetime
+) -> dict[Any, StateCounts]:
+    """State counts per value of the ``group`` column, in one aggregated query."""
+    flagged = func.sum(case((and_(Job.flagged.is_(True), Job.state.in_(_ACTIVE)), 1), else_=0))
+    rows = session.execute(
+        select(group, Job.state, func.count(), flagged)
+        .where(*where, counted(since))
+        .group_by(group, Job.state)
+    )
+    raw: dict[Any, dict[str, int]] = defaultdict(lambda: {"flagged": 0})
+    for key, state, number, flagged_number in rows:
+        raw[key][state] = number
+        raw[key]["flagged"] += int(flagged_number or 0)
+    return {key: StateCounts.model_validate(values) for key, values in raw.items()}
+
+
+def job_out(job: Job, factory: str, label: str) -> JobOut:
+    return JobOut(
+        factory=factory,
+        cid=job.cid,
+        label=label,
+        state=JobState(job.state),
+        flagged=job.flagged,
+        flagged_at=job.flagged_at,
+        rc=job.rc,
+        ids=job.ids,
+        created_at=job.created_at,
+        state_changed_at=job.state_changed_at,
+    )
+
+
+def label_out(label: Label, factory: str, counts: StateCounts | None) -> LabelOut:
+    return LabelOut(
+        name=label.name,
+        factory=factory,
+        batchqueue=label.batchqueue,
+        wmsqueue=label.wmsqueue,
+        resource=label.resource,
+        localqueue=label.localqueue,
+        created_at=label.created_at,
+        updated_at=label.updated_at,
+        last_message=label.last_message,
+        last_message_at=label.last_message_at,
+        counts=counts or StateCounts(),
+    )
+
+
+class Queries:
+    def __init__(self, db: Database, settings: MonitorSettings) -> None:
+        self._db = db
+        self._settings = settings
+
+    def _since(self, hours: int) -> datetime:
+        return self._settings.clock() - timedelta(hours=hours)
+
+    def status(self, last_seen: datetime | None) -> FactoryStatus:
+        """apfmon's index colours: ok < 20 min since the heartbeat, warning < 1 h, else error."""
+        if last_seen is None:
+            return "error"
+        age = self._settings.clock() - last_seen
+        if age < self._settings.heartbeat_ok:
+            return "ok"
+        return "warning" if age < self._settings.heartbeat_warning else "error"
+
+    def _factory_out(self, factory: Factory) -> dict[str, Any]:
+        return {
+            "name": factory.name,
+            "url": factory.url,
+            "email": factory.email,
+            "version": factory.version,
+            "created_at": factory.created_at,
+            "last_seen": factory.last_seen,
+            "status": self.status(factory.last_seen),
+        }
+
+    # --- factories and labels ------------------------------------------------------------
+
+    def factories(self) -> list[FactoryOut]:
+        with self._db.read() as session:
+            rows = session.scalars(select(Factory).order_by(Factory.name))
+            return [FactoryOut(**self._factory_out(factory)) for factory in rows]
+
+    def factory(self, name: str, hours: int) -> FactoryDetail:
+        with self._db.read() as session:
+            factory = find_factory(session, name)
+            labels = session.scalar(
+                select(func.count()).select_from(Label).where(Label.factory_id == factory.id)
+            )
+            counts = count_states(session, Job.factory_id, [Job.factory_id == factory.id], self._since(hours))
+            return FactoryDetail(
+                **self._factory_out(factory),
+                labels=labels or 0,
+                counts=counts.get(factory.id, StateCounts()),
+                hours=hours,
+            )
+
+    def labels(self, factory_name: str, hours: int) -> list[LabelOut]:
+        with self._db.read() as session:
+            factory = find_factory(session, factory_name)
+            labels = session.scalars(
+                select(Label).where(Label.factory_id == factory.id).order_by(Label.name)
+            ).all()
+            counts = count_states(session, Job.label_id, [Job.factory_id == factory.id], self._since(hours))
+            return [label_out(label, factory.name, counts.get(label.id)) for label in labels]
+
+    def label(self, factory_name: str, label_name: str, hours: int) -> LabelDetail:
+        with self._db.read() as session:
+            label = _label(session, factory_name, label_name)
+            counts = count_states(session, Job.label_id, [Job.label_id == label.id], self._since(hours))
+            messages = session.scalars(
+                select(LabelMessage)
+                .where(LabelMessage.label_id == label.id)
+                .order_by(LabelMessage.id.desc())
+                .limit(self._settings.messages_kept)
+            )
+            return LabelDetail(
+                **label_out(label, factory_name, counts.get(label.id)).model_dump(),
+                hours=hours,
+                messages=[MessageOut(at=m.at, text=m.text) for m in messages],
+            )
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def jobs(
+        self, factory_name: str, label_name: str, state: JobState | None, limit: int, offset: int
+    ) -> JobPage:
+        """A page of a label's jobs, newest first."""
+        with self._db.read() as session:
+            label = _label(session, factory_name, label_name)
+            where = [Job.label_id == label.id]
+            if state is not None:
+                where.append(Job.state == state.value)
+            total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+            jobs = session.scalars(
+                select(Job)
+                .where(*where)
+                .order_by(Job.created_at.desc(), Job.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return JobPage(
+                total=total,
+                offset=offset,
+                limit=limit,
+                jobs=[job_out(job, factory_name, label_name) for job in jobs],
+            )
+
+    def job(self, factory_name: str, cid: str) -> JobDetail:
+        with self._db.read() as session:
+            row = session.execute(
+                select(Job, Label)
+                .join(Factory, Factory.id == Job.factory_id)
+                .join(Label, Label.id == Job.label_id)
+                .where(Factory.name == factory_name, Job.cid == cid)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"no job {factory_name}:{cid}")
+            job, label = row
+            events = session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
+            return JobDetail(
+                **job_out(job, factory_name, label.name).model_dump(),
+                batchqueue=label.batchqueue,
+                events=[_event_out(event) for event in events],
+            )
+
+    # --- PanDA queues and reports -------------------------------------------------------------
+
+    def pqs(self, hours: int) -> list[PqSummary]:
+        with self._db.read() as session:
+            rows = session.execute(
+                select(Label.batchqueue, Factory.name, func.count())
+                .join(Factory, Factory.id == Label.factory_id)
+                .group_by(Label.batchqueue, Factory.name)
+            )
+            factories: dict[str, list[str]] = defaultdict(list)
+            labels: dict[str, int] = defaultdict(int)
+            for pq, factory, number in rows:
+                factories[pq].append(factory)
+                labels[pq] += number
+            counts = count_states(
+                session,
+                Label.batchqueue,
+                [Label.id == Job.label_id],
+                self._since(hours),
+            )
+            return [
+                PqSummary(
+                    pq=pq,
+                    factories=sorted(factories[pq]),
+                    labels=labels[pq],
+                    counts=counts.get(pq, StateCounts()),
+                )
+                for pq in sorted(factories)
+            ]
+
+    def pq(self, pq: str, hours: int) -> PqDetail:
+        with self._db.read() as session:
+            rows = session.execute(
+                select(Label, Factory.name)
+                .join(Factory, Factory.id == Label.factory_id)
+                .where(Label.batchqueue == pq)
+                .order_by(Factory.name, Label.name)
+            ).all()
+            if not rows:
+                raise NotFound(f"no label serves PanDA queue {pq!r}")
+            ids = [label.id for label, _ in rows]
+            counts = count_states(session, Job.label_id, [Job.label_id.in_(ids)], self._since(hours))
+            labels = [label_out(label, factory, counts.get(label.id)) for label, factory in rows]
+            return PqDetail(pq=pq, hours=hours, counts=_total(c.counts for c in labels), labels=labels)
+
+    def faults(self, hours: int, min_created: int, min_percent: float) -> FaultReport:
+        """Labels with at least ``min_created`` jobs created in the last ``hours`` hours of which at
+        least ``min_percent`` % are FAULT, worst first."""
+        since = self._since(hours)
+        faults = func.sum(case((Job.state == JobState.FAULT.value, 1), else_=0))
+        created = func.count()
+        per_label = (
+            select(Job.label_id, created.label("created"), faults.label("faults"))
+            .where(Job.created_at >= since)
+            .group_by(Job.label_id)
+            .having(created >= min_created, faults * 100 >= created * min_percent)
+            .subquery()
+        )
+        with self._db.read() as session:
+            rows = session.execute(
+                select(Factory.name, Label.name, Label.batchqueue, per_label.c.created, per_label.c.faults)
+                .join(Label, Label.id == per_label.c.label_id)
+                .join(Factory, Factory.id == Label.factory_id)
+            )
+            report = [
+                FaultRow(
+                    factory=factory,
+                    label=label,
+                    batchqueue=pq,
+                    created=number,
+                    faults=int(fault_number),
+                    percent=round(100.0 * int(fault_number) / number, 1),
+                )
+                for factory, label, pq, number, fault_number in rows
+            ]
+        report.sort(key=lambda row: (-row.percent, -row.faults, row.factory, row.label))
+        return FaultReport(
+            since=since, hours=hours, min_created=min_created, min_percent=min_percent, labels=report
+        )
+
+
+def _label(session: Session, factory_name: str, label_name: str) -> Label:
+    label = session.scalars(
+        select(Label)
+        .join(Factory, Factory.id == Label.factory_id)
+        .where(Factory.name == factory_name, Label.name == label_name)
+    ).one_or_none()
+    if label is None:
+        raise NotFound(f"no label {factory_name}:{label_name}")
+    return label
+
+
+def _event_out(event: JobEvent) -> EventOut:
+    return EventOut(
+        at=event.at,
+        old_state=JobState(event.old_state) if event.old_state else None,
+        new_state=JobState(event.new_state),
+        accepted=event.accepted,
+        source=event.source,
+        text=event.text,
+    )
+
+
+def _total(counts: Any) -> StateCounts:
+    total: dict[str, int] = defaultdict(int)
+    for one in counts:
+        for key, value in one.model_dump().items():
+            total[key] += value
+    return StateCounts.model_validate(total)

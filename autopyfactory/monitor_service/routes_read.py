@@ -1,0 +1,118 @@
+"""Read endpoints (JSON, no token): factories, labels, jobs, PanDA queues, the faults report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BeforeValidator
+
+from autopyfactory.monitor_service.deps import ServicesDep
+from autopyfactory.monitor_service.migrations import current_revision
+from autopyfactory.monitor_service.routes_write import FactoryPath, JobKey, LabelKey
+from autopyfactory.monitor_service.schemas import (
+    HOURS_MAX,
+    LABEL_PATTERN,
+    PAGE_MAX,
+    ErrorOut,
+    FactoryDetail,
+    FactoryOut,
+    FaultReport,
+    Health,
+    JobDetail,
+    JobPage,
+    LabelDetail,
+    LabelOut,
+    PqDetail,
+    PqSummary,
+)
+from autopyfactory.monitor_service.states import JobState
+
+router = APIRouter(tags=["read"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "not found"}}
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Hours = Annotated[int, Query(ge=1, le=HOURS_MAX, description="window for the DONE/FAULT counts, in hours")]
+StateFilter = Annotated[
+    JobState | None, BeforeValidator(_upper), Query(description="only jobs in this state")
+]
+PqPath = Annotated[str, Path(pattern=LABEL_PATTERN, description="PanDA queue name")]
+
+
+@router.get("/api/health", response_model=Health)
+def health(svc: ServicesDep) -> Health:
+    """Liveness and the schema revision of the database."""
+    revision = current_revision(svc.db.engines.read)
+    return Health(status="ok", schema_revision=revision, time=svc.settings.clock())
+
+
+@router.get("/api/factories", response_model=list[FactoryOut])
+def factories(svc: ServicesDep) -> list[FactoryOut]:
+    """Every factory, with its status from the age of its last heartbeat."""
+    return svc.queries.factories()
+
+
+@router.get("/api/factories/{fid}", response_model=FactoryDetail, responses=_NOT_FOUND)
+def factory(fid: FactoryPath, svc: ServicesDep, hours: Hours = 24) -> FactoryDetail:
+    return svc.queries.factory(fid, hours)
+
+
+@router.get("/api/factories/{fid}/labels", response_model=list[LabelOut], responses=_NOT_FOUND)
+def labels(fid: FactoryPath, svc: ServicesDep, hours: Hours = 24) -> list[LabelOut]:
+    """The factory's labels with their job counts per state and last cycle message."""
+    return svc.queries.labels(fid, hours)
+
+
+@router.get("/api/labels/{key}", response_model=LabelDetail, responses=_NOT_FOUND)
+def label(key: LabelKey, svc: ServicesDep, hours: Hours = 24) -> LabelDetail:
+    """One label: counts per state and its latest cycle messages."""
+    fid, name = key.split(":", 1)
+    return svc.queries.label(fid, name, hours)
+
+
+@router.get("/api/labels/{key}/jobs", response_model=JobPage, responses=_NOT_FOUND)
+def label_jobs(
+    key: LabelKey,
+    svc: ServicesDep,
+    state: StateFilter = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> JobPage:
+    """A page of the label's jobs, newest first, optionally only those in one state."""
+    fid, name = key.split(":", 1)
+    return svc.queries.jobs(fid, name, state, limit, offset)
+
+
+@router.get("/api/jobs/{key}", response_model=JobDetail, responses=_NOT_FOUND)
+def job(key: JobKey, svc: ServicesDep) -> JobDetail:
+    """One job with its event timeline (every transition, flag and refused report)."""
+    fid, cid = key.split(":", 1)
+    return svc.queries.job(fid, cid)
+
+
+@router.get("/api/pqs", response_model=list[PqSummary])
+def pqs(svc: ServicesDep, hours: Hours = 24) -> list[PqSummary]:
+    """Every PanDA queue served by a label, with the factories serving it and job counts."""
+    return svc.queries.pqs(hours)
+
+
+@router.get("/api/pqs/{pq}", response_model=PqDetail, responses=_NOT_FOUND)
+def pq(pq: PqPath, svc: ServicesDep, hours: Hours = 24) -> PqDetail:
+    """One PanDA queue across factories: every label serving it, with counts."""
+    return svc.queries.pq(pq, hours)
+
+
+@router.get("/api/report/faults", response_model=FaultReport)
+def faults(
+    svc: ServicesDep,
+    hours: Annotated[int, Query(ge=1, le=HOURS_MAX, description="jobs created in the last N hours")] = 24,
+    min_created: Annotated[int, Query(ge=1, le=10**9)] = 20,
+    min_percent: Annotated[float, Query(ge=0, le=100, allow_inf_nan=False)] = 20.0,
+) -> FaultReport:
+    """Labels with at least `min_created` jobs created in the window, `min_percent` % of them FAULT."""
+    return svc.queries.faults(hours, min_created, min_percent)

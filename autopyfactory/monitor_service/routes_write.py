@@ -1,0 +1,193 @@
+"""Write endpoints: the factory's (bearer token, only its own data) and the wrapper's (no token,
+only legal moves of existing jobs), plus API v1's GET calls so that old wrappers keep working."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Request
+
+from autopyfactory.monitor_service.deps import (
+    FactoryAuth,
+    ServicesDep,
+    body_fields,
+    client_address,
+    form_or_json_body,
+    require_owner,
+    validated,
+)
+from autopyfactory.monitor_service.errors import Conflict
+from autopyfactory.monitor_service.schemas import (
+    CID_PATTERN,
+    FID_PATTERN,
+    JOB_KEY_PATTERN,
+    LABEL_KEY_PATTERN,
+    MAX_ITEMS,
+    ErrorOut,
+    FactoryIn,
+    FactoryOut,
+    JobIn,
+    JobsWritten,
+    JobUpdateIn,
+    LabelIn,
+    LabelStatusIn,
+    LabelsWritten,
+    MessageWritten,
+    TransitionOut,
+)
+from autopyfactory.monitor_service.states import JobState, legacy_exit_target
+from autopyfactory.monitor_service.store import TargetRule, Transition
+
+router = APIRouter()
+
+FactoryPath = Annotated[str, Path(pattern=FID_PATTERN, description="factory id")]
+JobKey = Annotated[str, Path(pattern=JOB_KEY_PATTERN, description="`<factory>:<cluster.proc>`")]
+LabelKey = Annotated[str, Path(pattern=LABEL_KEY_PATTERN, description="`<factory>:<label>`")]
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "missing or invalid token"},
+    403: {"model": ErrorOut, "description": "the token belongs to another factory"},
+    404: {"model": ErrorOut, "description": "unknown factory"},
+    413: {"model": ErrorOut, "description": "body too large"},
+}
+_PILOT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "unreadable body"},
+    404: {"model": ErrorOut, "description": "unknown job"},
+    409: {"model": ErrorOut, "description": "illegal transition (recorded in the job's events)"},
+    415: {"model": ErrorOut, "description": "neither form data nor JSON"},
+}
+
+
+async def _label_status_body(request: Request) -> LabelStatusIn:
+    return validated(LabelStatusIn, await body_fields(request))
+
+
+async def _pilot_report_body(request: Request) -> JobUpdateIn:
+    return validated(JobUpdateIn, await body_fields(request))
+
+
+# Bodies parsed by hand (form data or JSON); the endpoints themselves stay synchronous and run in
+# the thread pool, as the database calls block.
+LabelStatusBody = Annotated[LabelStatusIn, Depends(_label_status_body)]
+PilotReportBody = Annotated[JobUpdateIn, Depends(_pilot_report_body)]
+
+
+# --- factory side ---------------------------------------------------------------------------
+
+
+@router.put("/api/factories/{fid}", response_model=FactoryOut, responses=_AUTH_ERRORS, tags=["factory"])
+def heartbeat(
+    fid: FactoryPath, body: FactoryIn, factory: FactoryAuth, svc: ServicesDep, request: Request
+) -> FactoryOut:
+    """The factory's heartbeat (start-up and every cycle): its log URL, owner and version."""
+    require_owner(factory, fid)
+    record = svc.store.heartbeat(fid, body, client_address(request))
+    return FactoryOut(
+        name=record.name,
+        url=record.url,
+        email=record.email,
+        version=record.version,
+        created_at=record.created_at,
+        last_seen=record.last_seen,
+        status=svc.queries.status(record.last_seen),
+    )
+
+
+@router.put("/api/labels", response_model=LabelsWritten, responses=_AUTH_ERRORS, tags=["factory"])
+def put_labels(
+    labels: Annotated[list[LabelIn], Body(max_length=MAX_ITEMS)], factory: FactoryAuth, svc: ServicesDep
+) -> LabelsWritten:
+    """Create or update the factory's labels (one PanDA queue × one CE queue each)."""
+    for label in labels:
+        require_owner(factory, label.factory)
+    created, updated = svc.store.upsert_labels(factory, labels)
+    return LabelsWritten(created=created, updated=updated)
+
+
+@router.put("/api/jobs", response_model=JobsWritten, responses=_AUTH_ERRORS, tags=["factory"])
+def put_jobs(
+    jobs: Annotated[list[JobIn], Body(max_length=MAX_ITEMS)],
+    factory: FactoryAuth,
+    svc: ServicesDep,
+    request: Request,
+) -> JobsWritten:
+    """Announce created pilots (state CREATED). Replaying a create changes nothing."""
+    for job in jobs:
+        require_owner(factory, job.factory)
+    outcome = svc.store.create_jobs(factory, jobs, client_address(request))
+    return JobsWritten(
+        created=outcome.created, duplicates=outcome.duplicates, labels_created=outcome.labels_created
+    )
+
+
+@router.post(
+    "/api/labels/{key}",
+    response_model=MessageWritten,
+    responses=_AUTH_ERRORS | {415: _PILOT_ERRORS[415]},
+    openapi_extra=form_or_json_body(LabelStatusIn),
+    tags=["factory"],
+)
+def post_label_message(
+    key: LabelKey, factory: FactoryAuth, body: LabelStatusBody, svc: ServicesDep, request: Request
+) -> MessageWritten:
+    """The label's one-line cycle message (`status=...`, form data or JSON)."""
+    fid, label = key.split(":", 1)
+    require_owner(factory, fid)
+    at = svc.store.add_message(fid, label, body.status, client_address(request))
+    return MessageWritten(factory=fid, label=label, at=at)
+
+
+# --- wrapper side ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/api/jobs/{key}",
+    response_model=TransitionOut,
+    responses=_PILOT_ERRORS,
+    openapi_extra=form_or_json_body(JobUpdateIn),
+    tags=["pilot"],
+)
+def post_job_state(key: JobKey, body: PilotReportBody, svc: ServicesDep, request: Request) -> TransitionOut:
+    """A wrapper's report: `state=running`, `state=exiting&rc=N[&ids=...]` or `state=fault[&rc=N]`."""
+    fid, cid = key.split(":", 1)
+    target = body.state.target
+    return _answer(
+        svc.store.report(fid, cid, lambda _current: target, client_address(request), body.rc, body.ids)
+    )
+
+
+CidPath = Annotated[str, Path(pattern=CID_PATTERN)]
+RcPath = Annotated[int, Path(ge=0, le=255)]
+
+
+def _legacy(
+    svc: ServicesDep, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None
+) -> TransitionOut:
+    return _answer(svc.store.report(fid, cid, target, client_address(request), rc, None))
+
+
+@router.get("/mon/rn/{fid}/{cid}/", response_model=TransitionOut, responses=_PILOT_ERRORS, tags=["pilot v1"])
+def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, request: Request) -> TransitionOut:
+    """API v1: the pilot is running."""
+    return _legacy(svc, request, fid, cid, lambda _current: JobState.RUNNING, None)
+
+
+@router.get(
+    "/mon/ex/{fid}/{cid}/{rc}/", response_model=TransitionOut, responses=_PILOT_ERRORS, tags=["pilot v1"]
+)
+def legacy_exiting(
+    fid: FactoryPath, cid: CidPath, rc: RcPath, svc: ServicesDep, request: Request
+) -> TransitionOut:
+    """API v1: the pilot is exiting with ``rc``; from CREATED with rc != 0 this means fault."""
+    return _legacy(svc, request, fid, cid, lambda current: legacy_exit_target(current, rc), rc)
+
+
+# The same without the trailing slash, so that no client is sent a redirect it may not follow.
+router.add_api_route("/mon/rn/{fid}/{cid}", legacy_running, methods=["GET"], include_in_schema=False)
+router.add_api_route("/mon/ex/{fid}/{cid}/{rc}", legacy_exiting, methods=["GET"], include_in_schema=False)
+
+
+def _answer(outcome: Transition) -> TransitionOut:
+    if not outcome.accepted:
+        raise Conflict(f"job {outcome.job}: {outcome.detail}")
+    return TransitionOut(job=outcome.job, state=outcome.state, changed=outcome.changed, detail=outcome.detail)

@@ -1,0 +1,254 @@
+"""Request and response bodies. Every input field is bounded and checked by a pattern, so bad
+input ends in a 4xx with a clear message and never reaches the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from autopyfactory.monitor_service.states import JobState, PilotReport
+
+FID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+CID_PATTERN = r"^[0-9]{1,20}\.[0-9]{1,10}$"
+NAME_CHARS = r"A-Za-z0-9_.+@=-"
+LABEL_PATTERN = rf"^[{NAME_CHARS}]{{1,128}}$"
+JOB_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[0-9]{1,20}\.[0-9]{1,10}$"
+LABEL_KEY_PATTERN = rf"^[A-Za-z0-9_.-]{{1,64}}:[{NAME_CHARS}]{{1,128}}$"
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+MAX_ITEMS = 20000  # labels or jobs in one bulk PUT
+PAGE_MAX = 1000  # jobs per page
+HOURS_MAX = 24 * 366  # longest window of a read endpoint
+
+FactoryId = Annotated[str, StringConstraints(pattern=FID_PATTERN)]
+ClusterId = Annotated[str, StringConstraints(pattern=CID_PATTERN)]
+LabelName = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
+QueueName = Annotated[str, StringConstraints(pattern=rf"^[{NAME_CHARS}]{{0,128}}$")]
+PandaQueue = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
+
+
+def _text(max_length: int, min_length: int = 0) -> StringConstraints:
+    return StringConstraints(pattern=_PRINTABLE, min_length=min_length, max_length=max_length)
+
+
+def _stripped(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _lowered(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- factory side -------------------------------------------------------------------------
+
+
+class FactoryIn(StrictModel):
+    """Heartbeat of a factory, sent at start-up and every cycle."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^(https?://[^\s\x00-\x1f\x7f]*)?$", max_length=512)] = (
+        Field(default="", description="base URL of the factory's pilot logs")
+    )
+    email: Annotated[str, _text(256)] = ""
+    version: Annotated[str, _text(64)] = ""
+
+
+class LabelIn(StrictModel):
+    name: LabelName
+    factory: FactoryId
+    batchqueue: PandaQueue = Field(description="the PanDA queue (PQ)")
+    wmsqueue: QueueName = Field(default="", description="the PanDA siteid")
+    resource: Annotated[str, _text(256)] = Field(default="", description="the compute element")
+    localqueue: Annotated[str, _text(128)] = Field(default="", description="the CE's batch queue")
+
+
+class JobIn(StrictModel):
+    cid: ClusterId = Field(description="HTCondor cluster.proc")
+    label: LabelName
+    factory: FactoryId
+
+
+class LabelStatusIn(StrictModel):
+    status: Annotated[str, BeforeValidator(_stripped), _text(2048, min_length=1)] = Field(
+        description="the label's one-line cycle message"
+    )
+
+
+# --- wrapper side -------------------------------------------------------------------------
+
+
+class JobUpdateIn(BaseModel):
+    """A wrapper's report. Unknown keys are ignored: wrappers in the field are old and varied."""
+
+    state: Annotated[PilotReport, BeforeValidator(_lowered)]
+    rc: Annotated[int | None, BeforeValidator(_blank_is_none), Field(ge=0, le=255)] = None
+    ids: Annotated[
+        str | None,
+        BeforeValidator(_blank_is_none),
+        StringConstraints(pattern=r"^[0-9]{1,20}(,[0-9]{1,20}){0,99}$"),
+    ] = Field(default=None, description="comma-separated PanDA job ids the pilot ran")
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class StateCounts(BaseModel):
+    """Jobs now in CREATED/RUNNING/EXITING, and jobs that became DONE/FAULT in the window."""
+
+    CREATED: int = 0
+    RUNNING: int = 0
+    EXITING: int = 0
+    DONE: int = 0
+    FAULT: int = 0
+    flagged: int = Field(default=0, description="active jobs flagged by expiry")
+
+
+FactoryStatus = Literal["ok", "warning", "error"]
+
+
+class FactoryOut(BaseModel):
+    name: str
+    url: str
+    email: str
+    version: str
+    created_at: datetime
+    last_seen: datetime | None
+    status: FactoryStatus = Field(description="from the age of the last heartbeat")
+
+
+class FactoryDetail(FactoryOut):
+    labels: int
+    counts: StateCounts
+    hours: int = Field(description="window for the DONE/FAULT counts")
+
+
+class LabelOut(BaseModel):
+    name: str
+    factory: str
+    batchqueue: str
+    wmsqueue: str
+    resource: str
+    localqueue: str
+    created_at: datetime
+    updated_at: datetime
+    last_message: str
+    last_message_at: datetime | None
+    counts: StateCounts
+
+
+class MessageOut(BaseModel):
+    at: datetime
+    text: str
+
+
+class LabelDetail(LabelOut):
+    hours: int
+    messages: list[MessageOut] = Field(description="the latest cycle messages, newest first")
+
+
+class JobOut(BaseModel):
+    factory: str
+    cid: str
+    label: str
+    state: JobState
+    flagged: bool
+    flagged_at: datetime | None
+    rc: int | None
+    ids: str
+    created_at: datetime
+    state_changed_at: datetime
+
+
+class EventOut(BaseModel):
+    at: datetime
+    old_state: JobState | None
+    new_state: JobState
+    accepted: bool
+    source: str
+    text: str
+
+
+class JobDetail(JobOut):
+    batchqueue: str
+    events: list[EventOut] = Field(description="the job's timeline, oldest first")
+
+
+class JobPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    jobs: list[JobOut]
+
+
+class PqSummary(BaseModel):
+    pq: str
+    factories: list[str]
+    labels: int
+    counts: StateCounts
+
+
+class PqDetail(BaseModel):
+    pq: str
+    hours: int
+    counts: StateCounts
+    labels: list[LabelOut]
+
+
+class FaultRow(BaseModel):
+    factory: str
+    label: str
+    batchqueue: str
+    created: int
+    faults: int
+    percent: float
+
+
+class FaultReport(BaseModel):
+    since: datetime
+    hours: int
+    min_created: int
+    min_percent: float
+    labels: list[FaultRow]
+
+
+class LabelsWritten(BaseModel):
+    created: int
+    updated: int
+
+
+class JobsWritten(BaseModel):
+    created: int
+    duplicates: int = Field(description="jobs already known: a replayed create changes nothing")
+    labels_created: int = Field(description="labels not announced before, created empty")
+
+
+class MessageWritten(BaseModel):
+    factory: str
+    label: str
+    at: datetime
+
+
+class TransitionOut(BaseModel):
+    job: str
+    state: JobState
+    changed: bool
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    schema_revision: str | None
+    time: datetime

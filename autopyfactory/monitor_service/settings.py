@@ -1,0 +1,57 @@
+"""Typed settings of the monitoring webservice, built once (by the CLI or a test) and passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+Clock = Callable[[], datetime]
+"""Returns the current time as an aware UTC datetime. Injected so that tests control time."""
+
+
+def utc_now() -> datetime:
+    """The real clock; the only place the service reads the system time."""
+    return datetime.now(UTC)
+
+
+DEFAULT_DB = "/var/lib/autopyfactory/monitor.sqlite"
+
+
+def database_url(value: str) -> str:
+    """``--db`` accepts a SQLAlchemy URL or a plain file path (the embedded SQLite default)."""
+    if "://" in value:
+        return value
+    return "sqlite:///" + str(Path(value).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class ExpiryRules:
+    """apfmon's server-side timeouts (CONTRACTS §5)."""
+
+    created: timedelta = timedelta(hours=6)  # CREATED longer than this: flagged
+    running: timedelta = timedelta(hours=72)  # RUNNING longer than this: flagged
+    exiting: timedelta = timedelta(minutes=30)  # EXITING longer than this: DONE
+    flagged: timedelta = timedelta(hours=24)  # flagged longer than this and not final: FAULT
+    batch: int = 1000  # jobs changed per transaction
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits (item counts are fixed in :mod:`schemas`, as they are part of the API schema)."""
+
+    max_body_bytes: int = 4 * 1024 * 1024  # larger requests get 413 before they are parsed
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    db_url: str
+    clock: Clock = utc_now
+    expiry: ExpiryRules = field(default_factory=ExpiryRules)
+    limits: Limits = field(default_factory=Limits)
+    expire_every: float | None = None  # seconds between in-process expiry runs; None: off (cron)
+    messages_kept: int = 50  # cycle messages kept per label
+    heartbeat_ok: timedelta = timedelta(minutes=20)  # factory status ok below this age
+    heartbeat_warning: timedelta = timedelta(hours=1)  # warning below this age, else error
+    migrate: bool = True  # upgrade the schema when the app starts

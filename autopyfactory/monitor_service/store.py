@@ -1,0 +1,334 @@
+"""What changes the monitor's data: factories and their tokens, labels and their cycle messages,
+job creation (bulk, idempotent) and job transitions (checked by :mod:`states`, logged as events).
+
+Every method is one short write transaction. Inserts that may race with a replay of the same
+request use ``INSERT ... ON CONFLICT DO NOTHING``, and a transition is a conditional
+``UPDATE ... WHERE state = <the state it was judged from>``, so concurrent requests never produce
+a duplicate or skip a check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Insert, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from autopyfactory.monitor_service.auth import looks_like_token, new_token, token_digest
+from autopyfactory.monitor_service.db import Database
+from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
+from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
+from autopyfactory.monitor_service.schemas import FactoryIn, JobIn, LabelIn
+from autopyfactory.monitor_service.settings import Clock
+from autopyfactory.monitor_service.states import JobState, Verdict, decide
+
+CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+SOURCE_MAX = 64
+_TRANSITION_ATTEMPTS = 3
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def insert_ignoring(dialect: str, model: type[Any], keys: Sequence[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for SQLite and PostgreSQL."""
+    if dialect == "postgresql":
+        return pg_insert(model).on_conflict_do_nothing(index_elements=list(keys))
+    return sqlite_insert(model).on_conflict_do_nothing(index_elements=list(keys))
+
+
+def job_event(job_id: int, at: datetime, old: str | None, new: str, source: str, text: str) -> dict[str, Any]:
+    """One row of ``job_events`` as a dict for a bulk insert."""
+    return {
+        "job_id": job_id,
+        "at": at,
+        "old_state": old,
+        "new_state": new,
+        "accepted": True,
+        "source": source[:SOURCE_MAX],
+        "text": text[:512],
+    }
+
+
+@dataclass(frozen=True)
+class JobsCreated:
+    created: int
+    duplicates: int
+    labels_created: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The outcome of a pilot's report. ``accepted`` False means refused (HTTP 409)."""
+
+    job: str
+    state: JobState
+    changed: bool
+    accepted: bool
+    detail: str
+
+
+TargetRule = Callable[[JobState], JobState]
+"""Chooses the requested state from the current one (API v1 ``ex`` depends on it)."""
+
+
+class Store:
+    def __init__(self, db: Database, clock: Clock, messages_kept: int = 50) -> None:
+        self._db = db
+        self._clock = clock
+        self._messages_kept = messages_kept
+
+    # --- factories and tokens --------------------------------------------------------------
+
+    def add_factory(self, name: str, *, new_token_if_exists: bool = False) -> str:
+        """Register a factory; return its token (shown once, only its digest is kept)."""
+        token = new_token()
+        now = self._clock()
+        with self._db.write.begin() as session:
+            factory = session.scalars(select(Factory).where(Factory.name == name)).one_or_none()
+            if factory is not None and not new_token_if_exists:
+                raise AlreadyExists(f"factory {name!r} exists; use --new-token to replace its token")
+            if factory is None:
+                factory = Factory(name=name, created_at=now, url="", email="", version="", last_ip="")
+                session.add(factory)
+            factory.token_hash = token_digest(token)
+        return token
+
+    def factory_for_token(self, token: str) -> str | None:
+        """The name of the factory owning ``token``, or None."""
+        if not looks_like_token(token):
+            return None
+        with self._db.read() as session:
+            return session.scalars(
+                select(Factory.name).where(Factory.token_hash == token_digest(token))
+            ).one_or_none()
+
+    def heartbeat(self, name: str, data: FactoryIn, source: str) -> Factory:
+        with self._db.write.begin() as session:
+            factory = find_factory(session, name)
+            factory.url, factory.email, factory.version = data.url, data.email, data.version
+            factory.last_seen = self._clock()
+            factory.last_ip = source[:SOURCE_MAX]
+            return factory
+
+    # --- labels -----------------------------------------------------------------------------
+
+    def upsert_labels(self, factory_name: str, labels: Sequence[LabelIn]) -> tuple[int, int]:
+        """Create or update the labels (last record wins for a repeated name); (created, updated)."""
+        records = {label.name: label for label in labels}
+        now = self._clock()
+        with self._db.write.begin() as session:
+            factory_id = find_factory(session, factory_name).id
+            ids = _ensure_labels(session, self._db.dialect, factory_id, list(records), now)
+            existing = len(records) - ids.created
+            rows = [
+                {
+                    "id": ids.by_name[name],
+                    "batchqueue": record.batchqueue,
+                    "wmsqueue": record.wmsqueue,
+                    "resource": record.resource,
+                    "localqueue": record.localqueue,
+                    "updated_at": now,
+                }
+                for name, record in records.items()
+            ]
+            if rows:
+                session.execute(update(Label), rows)  # ORM bulk UPDATE by primary key
+        return ids.created, existing
+
+    def add_message(self, factory_name: str, label: str, text: str, source: str) -> datetime:
+        """Keep a label's cycle message; only the last ``messages_kept`` per label stay."""
+        now = self._clock()
+        with self._db.write.begin() as session:
+            factory_id = find_factory(session, factory_name).id
+            label_id = _ensure_labels(session, self._db.dialect, factory_id, [label], now).by_name[label]
+            session.add(LabelMessage(label_id=label_id, at=now, text=text, source=source[:SOURCE_MAX]))
+            session.execute(
+                update(Label).where(Label.id == label_id).values(last_message=text, last_message_at=now)
+            )
+            session.flush()
+            oldest_kept = (
+                select(LabelMessage.id)
+                .where(LabelMessage.label_id == label_id)
+                .order_by(LabelMessage.id.desc())
+                .offset(self._messages_kept - 1)
+                .limit(1)
+                .scalar_subquery()
+            )
+            session.execute(
+                delete(LabelMessage).where(LabelMessage.label_id == label_id, LabelMessage.id < oldest_kept)
+            )
+        return now
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def create_jobs(self, factory_name: str, jobs: Sequence[JobIn], source: str) -> JobsCreated:
+        """Record created pilots. A cid already known is a duplicate and is left as it is."""
+        wanted: dict[str, str] = {}
+        for job in jobs:
+            wanted.setdefault(job.cid, job.label)
+        now = self._clock()
+        with self._db.write.begin() as session:
+            factory_id = find_factory(session, factory_name).id
+            labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
+            known = _known_cids(session, factory_id, list(wanted))
+            rows = [
+                {
+                    "factory_id": factory_id,
+                    "label_id": labels.by_name[label],
+                    "cid": cid,
+                    "state": JobState.CREATED.value,
+                    "created_at": now,
+                    "state_changed_at": now,
+                    "flagged": False,
+                    "ids": "",
+                }
+                for cid, label in wanted.items()
+                if cid not in known
+            ]
+            new_ids = _insert_jobs(session, self._db.dialect, rows)
+            text = f"created by factory {factory_name}"
+            events = [job_event(job_id, now, None, JobState.CREATED, source, text) for job_id in new_ids]
+            if events:
+                session.execute(insert(JobEvent), events)
+        return JobsCreated(len(new_ids), len(jobs) - len(new_ids), labels.created)
+
+    def report(
+        self, factory_name: str, cid: str, target: TargetRule, source: str, rc: int | None, ids: str | None
+    ) -> Transition:
+        """Apply a pilot's report to an existing job, if the state machine allows it.
+
+        A refused report is recorded in the job's events and returned with ``accepted`` False.
+        The update is conditional on the state it was judged from; when a concurrent report won,
+        the report is judged again against the new state.
+        """
+        key = f"{factory_name}:{cid}"
+        for _ in range(_TRANSITION_ATTEMPTS):
+            outcome = self._try_report(key, factory_name, cid, target, source, rc, ids)
+            if outcome is not None:
+                return outcome
+        raise Conflict(f"job {key} is changing concurrently, try again")
+
+    def _try_report(
+        self,
+        key: str,
+        factory_name: str,
+        cid: str,
+        target: TargetRule,
+        source: str,
+        rc: int | None,
+        ids: str | None,
+    ) -> Transition | None:
+        now = self._clock()
+        with self._db.write.begin() as session:
+            row = session.execute(
+                select(Job.id, Job.state)
+                .join(Factory, Factory.id == Job.factory_id)
+                .where(Factory.name == factory_name, Job.cid == cid)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"no job {key}: the factory has not announced it")
+            current = JobState(row.state)
+            decision = decide(current, target(current))
+            if decision.verdict is Verdict.REPLAY:
+                return Transition(key, current, False, True, decision.reason)
+            text = decision.reason + (f" rc={rc}" if rc is not None else "") + (f" ids={ids}" if ids else "")
+            event = job_event(row.id, now, current, decision.target, source, text)
+            if decision.verdict is Verdict.ILLEGAL:
+                session.execute(insert(JobEvent), [event | {"accepted": False}])
+                return Transition(key, current, False, False, decision.reason)
+            values: dict[str, Any] = {
+                "state": decision.target.value,
+                "state_changed_at": now,
+                "flagged": False,
+                "flagged_at": None,
+            }
+            if rc is not None:
+                values["rc"] = rc
+            if ids:
+                values["ids"] = ids
+            changed = session.execute(
+                update(Job)
+                .where(Job.id == row.id, Job.state == current.value)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], changed).rowcount != 1:
+                return None
+            session.execute(insert(JobEvent), [event])
+            return Transition(key, decision.target, True, True, decision.reason)
+
+
+@dataclass(frozen=True)
+class _LabelIds:
+    by_name: dict[str, int]
+    created: int
+
+
+def find_factory(session: Session, name: str) -> Factory:
+    factory = session.scalars(select(Factory).where(Factory.name == name)).one_or_none()
+    if factory is None:
+        raise NotFound(f"no factory {name!r}")
+    return factory
+
+
+def _label_ids(session: Session, factory_id: int, names: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for part in chunks(names):
+        rows = session.execute(
+            select(Label.name, Label.id).where(Label.factory_id == factory_id, Label.name.in_(part))
+        )
+        found.update({name: label_id for name, label_id in rows})
+    return found
+
+
+def _ensure_labels(
+    session: Session, dialect: str, factory_id: int, names: Sequence[str], now: datetime
+) -> _LabelIds:
+    """Ids of the factory's labels ``names``, creating missing ones empty (filled in by PUT /labels)."""
+    found = _label_ids(session, factory_id, names)
+    missing = [name for name in names if name not in found]
+    if not missing:
+        return _LabelIds(found, 0)
+    rows = [_empty_label(factory_id, name, now) for name in missing]
+    statement = insert_ignoring(dialect, Label, ["factory_id", "name"]).returning(Label.id)
+    created = len(session.scalars(statement, rows).all())  # a concurrent request may have won some
+    found.update(_label_ids(session, factory_id, missing))
+    return _LabelIds(found, created)
+
+
+def _empty_label(factory_id: int, name: str, now: datetime) -> dict[str, Any]:
+    return {
+        "factory_id": factory_id,
+        "name": name,
+        "batchqueue": "",
+        "wmsqueue": "",
+        "resource": "",
+        "localqueue": "",
+        "created_at": now,
+        "updated_at": now,
+        "last_message": "",
+    }
+
+
+def _known_cids(session: Session, factory_id: int, cids: Sequence[str]) -> set[str]:
+    known: set[str] = set()
+    for part in chunks(cids):
+        known.update(session.scalars(select(Job.cid).where(Job.factory_id == factory_id, Job.cid.in_(part))))
+    return known
+
+
+def _insert_jobs(session: Session, dialect: str, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert jobs, skipping any that a concurrent request inserted meanwhile; the new ids."""
+    new_ids: list[int] = []
+    statement = insert_ignoring(dialect, Job, ["factory_id", "cid"]).returning(Job.id)
+    for part in chunks(rows):
+        new_ids.extend(session.scalars(statement, list(part)))
+    return new_ids

@@ -1,0 +1,64 @@
+"""The schema is made by the service's own migrations, matches the models, and the CLI works as
+an installed command would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from autopyfactory.monitor_service.cli import main
+from autopyfactory.monitor_service.db import Database
+from autopyfactory.monitor_service.migrations import current_revision, head_revision, upgrade
+from autopyfactory.monitor_service.models import Base
+from tests.monitor_service.conftest import Monitor
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_migrations_match_the_models(monitor: Monitor) -> None:
+    db = Database.open(monitor.settings.db_url)
+    try:
+        assert current_revision(db.engines.read) == head_revision()
+        with db.engines.write.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+        assert upgrade(db.engines.write) == head_revision()  # again: nothing to do
+    finally:
+        db.close()
+
+
+def test_cli_migrate_and_add_factory(monitor: Monitor, capsys: object) -> None:
+    db = ["--db", monitor.settings.db_url]
+    assert main([*db, "migrate"]) == 0
+    assert main([*db, "add-factory", "cli-factory"]) == 0
+    assert main([*db, "add-factory", "cli-factory"]) == 1  # exists
+    assert main([*db, "add-factory", "cli-factory", "--new-token"]) == 0
+    assert main([*db, "add-factory", "bad name"]) == 2
+
+
+def test_installed_command(tmp_path: Path) -> None:
+    """``python -m autopyfactory.monitor_service`` (= the console script) on a new SQLite file."""
+    path = tmp_path / "sub" / "monitor.sqlite"
+    path.parent.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AUTOPYFACTORY_MONITOR_DB": str(path)}
+    command = [sys.executable, "-m", "autopyfactory.monitor_service"]
+    done = subprocess.run(
+        [*command, "add-factory", "f1"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert token.startswith("apfm_")
+    assert "shown once" in done.stderr
+    done = subprocess.run([*command, "expire"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("expiry: done=0")
+    done = subprocess.run(
+        [*command, "--db", "mysql://x/y", "migrate"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 2
+    assert "unsupported database" in done.stderr

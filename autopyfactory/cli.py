@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"autopyfactory {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # -v also after the command; SUPPRESS keeps a subcommand's default from hiding a top-level -v
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    commands = _Subcommands(parser.add_subparsers(dest="command", metavar="COMMAND"), common)
 
     check = commands.add_parser(
         "check", help="load the configuration and schedconfig; show every label's settings"
@@ -99,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--readme", help="rewrite the reference block in this README instead of printing")
     reference.set_defaults(handler=run_config_reference)
     return parser
+
+
+class _Subcommands:
+    """``add_subparsers`` whose every command also takes the common options."""
+
+    def __init__(
+        self, actions: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    ) -> None:
+        self._actions, self._common = actions, common
+        self.choices = actions.choices
+
+    def add_parser(self, name: str, **kwargs: str) -> argparse.ArgumentParser:
+        return self._actions.add_parser(name, parents=[self._common], **kwargs)  # type: ignore[arg-type]
 
 
 # --- run -------------------------------------------------------------------------------------

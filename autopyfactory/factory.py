@@ -22,7 +22,7 @@ from autopyfactory.credentials import CredentialCheck, CredentialChecker, Creden
 from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
-from autopyfactory.model import Decision, Demand, Step, Supply
+from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
 from autopyfactory.panda import JobStats, PandaView
 from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
@@ -271,7 +271,9 @@ class Factory:
             log.exception("log cleanup failed")
 
     def _census(self, labels: Sequence[Label], problems: list[Problem]) -> Census:
+        """All backends' censuses as one (a backend no label uses is not asked)."""
         supply: dict[str, Supply | None] = {}
+        pilots: dict[str, tuple[Pilot, ...]] = {}
         total: int | None = 0
         for name, backend in self._backends.items():
             members = [label for label in labels if label.batch == name]
@@ -279,9 +281,10 @@ class Factory:
                 continue
             census = backend.census(members)
             supply.update(census.supply)
+            pilots.update(census.pilots)
             problems.extend(Problem("batch", message) for message in census.problems)
             total = None if total is None or census.total is None else total + census.total
-        return Census(supply, total)
+        return Census(supply, total, (), pilots)
 
     def _submit(self, p: LabelPlan, started: float) -> LabelResult:
         if p.decision.n <= 0:

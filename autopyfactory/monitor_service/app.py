@@ -12,7 +12,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autopyfactory import __version__
@@ -91,10 +94,31 @@ def _add_error_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{e['where']}: {e['msg']}" if e["where"] else e["msg"] for e in errors)
         return AsciiJSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return AsciiJSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(DBAPIError)
     async def database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
         log.error("database error: %s", exc)
         return AsciiJSONResponse({"detail": "database unavailable, try again later"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def bug(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error", exc_info=exc)
+        return AsciiJSONResponse({"detail": "internal error (logged by the service)"}, status_code=500)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of every route on the request's path (Starlette only names the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 def _error(error: Any) -> dict[str, Any]:

@@ -77,13 +77,14 @@ class UnsupportedMediaType(MonitorError):
     status = 415
 
 
-async def body_fields(request: Request) -> dict[str, Any]:
-    """The request body as a dict, from JSON or from form data (a repeated form key is refused)."""
+async def body_fields(request: Request, model: type[BaseModel]) -> dict[str, Any]:
+    """The request body as a dict, from JSON or from form data (a field of ``model`` given twice
+    in a form is refused)."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind == "application/json":
         return _json_object(await request.body())
     if kind in _FORM_TYPES:
-        return await _form_fields(request)
+        return await _form_fields(request, model)
     if kind == "" and not await request.body():
         return {}
     raise UnsupportedMediaType(f"send application/x-www-form-urlencoded or application/json, not {kind!r}")
@@ -99,17 +100,22 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-async def _form_fields(request: Request) -> dict[str, Any]:
+async def _form_fields(request: Request, model: type[BaseModel]) -> dict[str, Any]:
     form = await request.form(max_files=0, max_fields=_MAX_FORM_FIELDS)
     fields: dict[str, Any] = {}
     for key in form:
         values = form.getlist(key)
-        if len(values) > 1:
+        if len(values) > 1 and key in model.model_fields:
             raise MonitorError(f"form field {key!r} given more than once")
         if isinstance(values[0], UploadFile):
             raise MonitorError(f"form field {key!r}: files are not accepted")
         fields[key] = values[0]
     return fields
+
+
+async def parsed_body(request: Request, model: type[M]) -> M:
+    """The body as ``model``, from form data or JSON."""
+    return validated(model, await body_fields(request, model))
 
 
 def validated(model: type[M], data: dict[str, Any]) -> M:
@@ -122,7 +128,21 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
 
 
 def form_or_json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` declaring that an endpoint takes ``model`` as form data or JSON."""
+    """``openapi_extra`` declaring that an endpoint takes ``model`` as form data or JSON.
+
+    Form data cannot say null: there an optional field is either absent or a value.
+    """
     schema = model.model_json_schema()
-    content = {kind: {"schema": schema} for kind in ("application/x-www-form-urlencoded", "application/json")}
+    if "$defs" in schema:
+        raise ValueError(f"{model.__name__}: nested models would be unresolvable references in openapi_extra")
+    form = {**schema, "properties": {name: _not_null(p) for name, p in schema["properties"].items()}}
+    content = {"application/x-www-form-urlencoded": {"schema": form}, "application/json": {"schema": schema}}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    choices = [c for c in prop.get("anyOf", []) if c.get("type") != "null"]
+    if len(choices) != 1:
+        return prop
+    rest = {key: value for key, value in prop.items() if key not in ("anyOf", "default")}
+    return {**rest, **choices[0]}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BeforeValidator
 
 from autopyfactory.monitor_service.deps import ServicesDep
 from autopyfactory.monitor_service.migrations import current_revision
-from autopyfactory.monitor_service.routes_write import FactoryPath, JobKey, LabelKey
+from autopyfactory.monitor_service.routes_write import INVALID_INPUT, FactoryPath, JobKey, LabelKey
 from autopyfactory.monitor_service.schemas import (
     HOURS_MAX,
     LABEL_PATTERN,
@@ -28,19 +27,13 @@ from autopyfactory.monitor_service.schemas import (
 )
 from autopyfactory.monitor_service.states import JobState
 
-router = APIRouter(tags=["read"])
+router = APIRouter(tags=["read"], responses=INVALID_INPUT)
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "not found"}}
 
 
-def _upper(value: object) -> object:
-    return value.strip().upper() if isinstance(value, str) else value
-
-
 Hours = Annotated[int, Query(ge=1, le=HOURS_MAX, description="window for the DONE/FAULT counts, in hours")]
-StateFilter = Annotated[
-    JobState | None, BeforeValidator(_upper), Query(description="only jobs in this state")
-]
+StateFilter = Annotated[JobState | None, Query(description="only jobs in this state")]
 PqPath = Annotated[str, Path(pattern=LABEL_PATTERN, description="PanDA queue name")]
 
 

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 from autopyfactory.monitor_service.deps import (
     FactoryAuth,
     ServicesDep,
-    body_fields,
     client_address,
     form_or_json_body,
+    parsed_body,
     require_owner,
-    validated,
 )
 from autopyfactory.monitor_service.errors import Conflict
 from autopyfactory.monitor_service.schemas import (
@@ -34,11 +33,19 @@ from autopyfactory.monitor_service.schemas import (
     LabelsWritten,
     MessageWritten,
     TransitionOut,
+    ValidationErrorOut,
 )
 from autopyfactory.monitor_service.states import JobState, legacy_exit_target
 from autopyfactory.monitor_service.store import TargetRule, Transition
 
-router = APIRouter()
+INVALID_INPUT: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrorOut, "description": "invalid input: what and where"}
+}
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "unreadable body (not JSON, not form data)"},
+    413: {"model": ErrorOut, "description": "body too large"},
+}
+router = APIRouter(responses=INVALID_INPUT)
 
 FactoryPath = Annotated[str, Path(pattern=FID_PATTERN, description="factory id")]
 JobKey = Annotated[str, Path(pattern=JOB_KEY_PATTERN, description="`<factory>:<cluster.proc>`")]
@@ -48,10 +55,9 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing or invalid token"},
     403: {"model": ErrorOut, "description": "the token belongs to another factory"},
     404: {"model": ErrorOut, "description": "unknown factory"},
-    413: {"model": ErrorOut, "description": "body too large"},
+    **_BODY_ERRORS,
 }
-_PILOT_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "unreadable body"},
+_PILOT_ERRORS: dict[int | str, dict[str, Any]] = _BODY_ERRORS | {
     404: {"model": ErrorOut, "description": "unknown job"},
     409: {"model": ErrorOut, "description": "illegal transition (recorded in the job's events)"},
     415: {"model": ErrorOut, "description": "neither form data nor JSON"},
@@ -59,11 +65,11 @@ _PILOT_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def _label_status_body(request: Request) -> LabelStatusIn:
-    return validated(LabelStatusIn, await body_fields(request))
+    return await parsed_body(request, LabelStatusIn)
 
 
 async def _pilot_report_body(request: Request) -> JobUpdateIn:
-    return validated(JobUpdateIn, await body_fields(request))
+    return await parsed_body(request, JobUpdateIn)
 
 
 # Bodies parsed by hand (form data or JSON); the endpoints themselves stay synchronous and run in
@@ -150,7 +156,7 @@ def post_label_message(
 def post_job_state(key: JobKey, body: PilotReportBody, svc: ServicesDep, request: Request) -> TransitionOut:
     """A wrapper's report: `state=running`, `state=exiting&rc=N[&ids=...]` or `state=fault[&rc=N]`."""
     fid, cid = key.split(":", 1)
-    target = body.state.target
+    target = body.target
     return _answer(
         svc.store.report(fid, cid, lambda _current: target, client_address(request), body.rc, body.ids)
     )

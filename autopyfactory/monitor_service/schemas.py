@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from autopyfactory.monitor_service.states import JobState, PilotReport
+from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState
 
 FID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 CID_PATTERN = r"^[0-9]{1,20}\.[0-9]{1,10}$"
@@ -31,14 +31,6 @@ PandaQueue = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
 
 def _text(max_length: int, min_length: int = 0) -> StringConstraints:
     return StringConstraints(pattern=_PRINTABLE, min_length=min_length, max_length=max_length)
-
-
-def _stripped(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
-
-
-def _lowered(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _blank_is_none(value: object) -> object:
@@ -78,7 +70,7 @@ class JobIn(StrictModel):
 
 
 class LabelStatusIn(StrictModel):
-    status: Annotated[str, BeforeValidator(_stripped), _text(2048, min_length=1)] = Field(
+    status: Annotated[str, _text(2048, min_length=1)] = Field(
         description="the label's one-line cycle message"
     )
 
@@ -89,13 +81,19 @@ class LabelStatusIn(StrictModel):
 class JobUpdateIn(BaseModel):
     """A wrapper's report. Unknown keys are ignored: wrappers in the field are old and varied."""
 
-    state: Annotated[PilotReport, BeforeValidator(_lowered)]
-    rc: Annotated[int | None, BeforeValidator(_blank_is_none), Field(ge=0, le=255)] = None
-    ids: Annotated[
-        str | None,
+    state: Literal["running", "exiting", "fault"]
+    rc: Annotated[
+        Annotated[int, Field(ge=0, le=255)] | None,
         BeforeValidator(_blank_is_none),
-        StringConstraints(pattern=r"^[0-9]{1,20}(,[0-9]{1,20}){0,99}$"),
-    ] = Field(default=None, description="comma-separated PanDA job ids the pilot ran")
+    ] = Field(default=None, description="the pilot's exit code (empty: none)")
+    ids: Annotated[
+        Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}(,[0-9]{1,20}){0,99}$")] | None,
+        BeforeValidator(_blank_is_none),
+    ] = Field(default=None, description="comma-separated PanDA job ids the pilot ran (empty: none)")
+
+    @property
+    def target(self) -> JobState:
+        return PILOT_REPORTS[self.state]
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -103,6 +101,19 @@ class JobUpdateIn(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+class InputError(BaseModel):
+    where: str = Field(description="location of the bad value, e.g. body.0.cid")
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422 answer: ``detail`` sums up every error in one line."""
+
+    detail: str
+    errors: list[InputError]
 
 
 class StateCounts(BaseModel):

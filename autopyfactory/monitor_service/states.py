@@ -66,16 +66,8 @@ def decide(current: JobState, target: JobState) -> Decision:
     return Decision(Verdict.ILLEGAL, current, target, f"illegal transition {current} -> {target}: {why}")
 
 
-class PilotReport(enum.StrEnum):
-    """What a wrapper may report (API v2 ``state=`` values)."""
-
-    RUNNING = "running"
-    EXITING = "exiting"
-    FAULT = "fault"
-
-    @property
-    def target(self) -> JobState:
-        return JobState(self.value.upper())
+PILOT_REPORTS = {"running": JobState.RUNNING, "exiting": JobState.EXITING, "fault": JobState.FAULT}
+"""What a wrapper may report (API v2 ``state=`` values) and the state each one asks for."""
 
 
 def legacy_exit_target(current: JobState, rc: int) -> JobState:

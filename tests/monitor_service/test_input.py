@@ -195,7 +195,7 @@ def test_bad_heartbeats(factory: FactoryClient, body: dict[str, object]) -> None
     assert_refused(factory.call("PUT", f"/factories/{factory.name}", body), 422)
 
 
-@pytest.mark.parametrize("status", ["", "   ", "x" * 2049, "two\nlines", None, 5])
+@pytest.mark.parametrize("status", ["", "x" * 2049, "two\nlines", "tab\t", None, 5])
 def test_bad_messages(factory: FactoryClient, status: object) -> None:
     assert_refused(factory.call("POST", f"/labels/{factory.name}:L", {"status": status}), 422)
 
@@ -281,10 +281,20 @@ def test_bad_queries(factory: FactoryClient, http: requests.Session, query: str)
     assert name in assert_refused(http.get(f"{factory.monitor.api}{path}?{query}", timeout=10), 422)
 
 
-def test_lower_case_state_filter(factory: FactoryClient, http: requests.Session) -> None:
+def test_states_are_spelled_exactly(factory: FactoryClient, http: requests.Session) -> None:
+    """As the schema says: reports in lower case (the wrapper's words), filters in upper case."""
     factory.create("L", "1.0")
-    answer = http.get(f"{factory.monitor.api}/labels/{factory.name}:L/jobs?state=created", timeout=10)
-    assert answer.json()["total"] == 1
+    assert (
+        http.get(f"{factory.monitor.api}/labels/{factory.name}:L/jobs?state=created", timeout=10).status_code
+        == 422
+    )
+    assert (
+        http.get(f"{factory.monitor.api}/labels/{factory.name}:L/jobs?state=CREATED", timeout=10).json()[
+            "total"
+        ]
+        == 1
+    )
+    assert factory.pilot("1.0", state="RUNNING").status_code == 422
 
 
 def test_unknown_things_are_404(monitor: Monitor, http: requests.Session) -> None:

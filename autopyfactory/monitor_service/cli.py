@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+from sqlalchemy.exc import OperationalError
+
 from autopyfactory.monitor_service.db import Database, DatabaseUrlError
 from autopyfactory.monitor_service.errors import AlreadyExists
 from autopyfactory.monitor_service.expiry import Expiry
@@ -141,6 +143,9 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_now) -> int:
         return 2
     except AlreadyExists as exc:
         print(f"autopyfactory-monitor: {exc}", file=sys.stderr)
+        return 1
+    except (OperationalError, ImportError) as exc:
+        print(f"autopyfactory-monitor: cannot use the database {args.db!r}: {exc}", file=sys.stderr)
         return 1
 
 

@@ -21,6 +21,9 @@ DEFAULT_DB = "/var/lib/autopyfactory/monitor.sqlite"
 
 def database_url(value: str) -> str:
     """``--db`` accepts a SQLAlchemy URL or a plain file path (the embedded SQLite default)."""
+    for bare in ("postgresql://", "postgres://"):
+        if value.startswith(bare):  # SQLAlchemy would pick psycopg2, which the extra does not install
+            return "postgresql+psycopg://" + value[len(bare) :]
     if "://" in value:
         return value
     return "sqlite:///" + str(Path(value).expanduser().resolve())

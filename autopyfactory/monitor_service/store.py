@@ -111,9 +111,11 @@ class Store:
             ).one_or_none()
 
     def heartbeat(self, name: str, data: FactoryIn, source: str) -> Factory:
+        """The factory is alive: note when and from where, and the fields it sent."""
         with self._db.write.begin() as session:
             factory = find_factory(session, name)
-            factory.url, factory.email, factory.version = data.url, data.email, data.version
+            for field in data.model_fields_set:  # fields left out keep their value
+                setattr(factory, field, getattr(data, field))
             factory.last_seen = self._clock()
             factory.last_ip = source[:SOURCE_MAX]
             return factory

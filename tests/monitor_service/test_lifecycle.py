@@ -123,6 +123,15 @@ def test_factory_heartbeat_and_status(
     assert http.get(f"{monitor.api}/factories/{factory.name}", timeout=10).json()["status"] == "error"
 
 
+def test_a_bare_heartbeat_keeps_the_factory_fields(factory: FactoryClient, monitor: Monitor) -> None:
+    factory.heartbeat()
+    monitor.clock.advance(timedelta(minutes=5))
+    answer = factory.call("PUT", f"/factories/{factory.name}", {})
+    assert answer.status_code == 200
+    assert answer.json()["version"] == "3.0.0"
+    assert answer.json()["last_seen"].startswith(monitor.clock().strftime("%Y-%m-%dT%H:%M"))
+
+
 def test_labels_counts_and_messages(factory: FactoryClient, monitor: Monitor, http: requests.Session) -> None:
     factory.labels("A", "B")
     factory.create("A", "1.0", "1.1", "1.2")

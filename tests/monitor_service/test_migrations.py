@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -15,6 +16,7 @@ from autopyfactory.monitor_service.cli import main
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.migrations import current_revision, head_revision, upgrade
 from autopyfactory.monitor_service.models import Base
+from autopyfactory.monitor_service.settings import database_url
 from tests.monitor_service.conftest import Monitor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +64,15 @@ def test_installed_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "unsupported database" in done.stderr
+
+
+def test_database_urls() -> None:
+    assert database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert database_url("/var/lib/x.sqlite") == "sqlite:////var/lib/x.sqlite"
+
+
+def test_cli_reports_a_database_it_cannot_open(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--db", str(tmp_path / "missing" / "x.sqlite"), "migrate"]) == 1
+    assert "cannot use the database" in capsys.readouterr().err

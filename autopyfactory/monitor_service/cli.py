@@ -26,6 +26,7 @@ from autopyfactory.monitor_service.settings import (
     DEFAULT_DB,
     Clock,
     ExpiryRules,
+    Limits,
     MonitorSettings,
     database_url,
     utc_now,
@@ -77,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="proxies whose X-Forwarded-For is trusted for the client address [127.0.0.1]",
     )
     serve.add_argument("--root-path", default="", help="URL prefix when served below a path by a proxy")
+    serve.add_argument(
+        "--messages-kept", type=_positive_int, default=50, help="cycle messages kept per label [50]"
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=Limits().max_body_bytes,
+        help="larger requests get 413",
+    )
     _expiry_options(serve)
 
     add = commands.add_parser("add-factory", help="register a factory and print its token (shown once)")
@@ -151,7 +161,14 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_now) -> int:
 
 def _run(args: argparse.Namespace, settings: MonitorSettings) -> int:
     if args.command == "serve":
-        return _serve(args, replace(settings, expiry=expiry_rules(args), expire_every=args.expire_every))
+        settings = replace(
+            settings,
+            expiry=expiry_rules(args),
+            expire_every=args.expire_every,
+            messages_kept=args.messages_kept,
+            limits=Limits(max_body_bytes=args.max_body_bytes),
+        )
+        return _serve(args, settings)
     if args.command == "add-factory":
         return _add_factory(args, settings)
     db = Database.open(settings.db_url)

@@ -4,11 +4,14 @@ an installed command would run it."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -76,3 +79,32 @@ def test_database_urls() -> None:
 def test_cli_reports_a_database_it_cannot_open(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--db", str(tmp_path / "missing" / "x.sqlite"), "migrate"]) == 1
     assert "cannot use the database" in capsys.readouterr().err
+
+
+def test_serve(tmp_path: Path) -> None:
+    """``serve`` as an operator starts it: the schema is created and the API answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "autopyfactory.monitor_service", "--db", str(tmp_path / "m.sqlite")]
+    server = subprocess.Popen(
+        [*command, "serve", "--port", str(port), "--expire-every", "60", "--messages-kept", "5"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.1)
+        assert answer.json()["schema_revision"] == head_revision()
+    finally:
+        server.terminate()
+        server.wait(20)

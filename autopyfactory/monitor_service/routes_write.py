@@ -62,6 +62,7 @@ _PILOT_ERRORS: dict[int | str, dict[str, Any]] = _BODY_ERRORS | {
     409: {"model": ErrorOut, "description": "illegal transition (recorded in the job's events)"},
     415: {"model": ErrorOut, "description": "neither form data nor JSON"},
 }
+_LEGACY_ERRORS: dict[int | str, dict[str, Any]] = {code: _PILOT_ERRORS[code] for code in (404, 409)}
 
 
 async def _label_status_body(request: Request) -> LabelStatusIn:
@@ -172,14 +173,14 @@ def _legacy(
     return _answer(svc.store.report(fid, cid, target, client_address(request), rc, None))
 
 
-@router.get("/mon/rn/{fid}/{cid}/", response_model=TransitionOut, responses=_PILOT_ERRORS, tags=["pilot v1"])
+@router.get("/mon/rn/{fid}/{cid}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"])
 def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, request: Request) -> TransitionOut:
     """API v1: the pilot is running."""
     return _legacy(svc, request, fid, cid, lambda _current: JobState.RUNNING, None)
 
 
 @router.get(
-    "/mon/ex/{fid}/{cid}/{rc}/", response_model=TransitionOut, responses=_PILOT_ERRORS, tags=["pilot v1"]
+    "/mon/ex/{fid}/{cid}/{rc}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"]
 )
 def legacy_exiting(
     fid: FactoryPath, cid: CidPath, rc: RcPath, svc: ServicesDep, request: Request

@@ -97,6 +97,8 @@ class FactorySettings:
     max_per_cycle: int | None
     max_pilots: int | None
     queues_dir: str
+    local_max_running: int | None
+    local_kill_grace: float
     metrics_port: int
     metrics_address: str
     proxy_min_lifetime: int

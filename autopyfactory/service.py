@@ -32,6 +32,7 @@ from autopyfactory.config import FactoryConfig
 from autopyfactory.credentials import CredentialChecker
 from autopyfactory.factory import CycleObserver, CycleReport, Factory
 from autopyfactory.http import make_session
+from autopyfactory.local_batch import LocalBackend
 from autopyfactory.logcleanup import CleanupSchedule
 from autopyfactory.metrics import FactoryMetrics
 from autopyfactory.monitor_client import MonitorClient, MonitorSettings
@@ -55,7 +56,12 @@ class RunOptions:
 
 def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
     f = cfg.factory
-    return {"condor": CondorBackend(f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout)}
+    return {
+        "condor": CondorBackend(f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout),
+        "local": LocalBackend(
+            f.factory_id, Path(f.state_dir), time.time, f.local_max_running, kill_grace=f.local_kill_grace
+        ),
+    }
 
 
 def build_factory(

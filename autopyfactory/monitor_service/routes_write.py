@@ -17,11 +17,15 @@ from autopyfactory.monitor_service.deps import (
 )
 from autopyfactory.monitor_service.errors import Conflict
 from autopyfactory.monitor_service.schemas import (
+    BATCH_REPORTS_MAX,
     CID_PATTERN,
     FID_PATTERN,
     JOB_KEY_PATTERN,
     LABEL_KEY_PATTERN,
     MAX_ITEMS,
+    BatchReportIn,
+    BatchReportOut,
+    BatchReportsOut,
     ErrorOut,
     FactoryIn,
     FactoryOut,
@@ -142,6 +146,33 @@ def post_label_message(
     require_owner(factory, fid)
     at = svc.store.add_message(fid, label, body.status, client_address(request))
     return MessageWritten(factory=fid, label=label, at=at)
+
+
+@router.post(
+    "/api/factories/{fid}/jobs", response_model=BatchReportsOut, responses=_AUTH_ERRORS, tags=["factory"]
+)
+def post_batch_reports(
+    fid: FactoryPath,
+    reports: Annotated[list[BatchReportIn], Body(max_length=BATCH_REPORTS_MAX)],
+    factory: FactoryAuth,
+    svc: ServicesDep,
+    request: Request,
+) -> BatchReportsOut:
+    """What the factory's batch system saw (cron helpers): `done` (Completed), `exiting`,
+    `fault` (Removed, or vanished) or `flag` (stale), applied through legal moves only.
+
+    Completed while RUNNING passes through EXITING to DONE (two events: the wrapper's own report
+    was lost); Completed while CREATED is FAULT (the pilot never reported running); a final job
+    is left as it is. The answer says per job what happened; an unknown cid is not an error.
+    """
+    require_owner(factory, fid)
+    outcomes = svc.store.batch_reports(fid, reports, client_address(request))
+    jobs = [BatchReportOut(cid=o.cid, result=o.result, state=o.state, detail=o.detail) for o in outcomes]
+    counts = {result: sum(1 for o in outcomes if o.result == result) for result in _BATCH_RESULTS}
+    return BatchReportsOut(jobs=jobs, **counts)
+
+
+_BATCH_RESULTS = ("changed", "unchanged", "unknown", "retry")
 
 
 # --- wrapper side ---------------------------------------------------------------------------

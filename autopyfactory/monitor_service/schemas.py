@@ -263,3 +263,44 @@ class Health(BaseModel):
     status: Literal["ok"]
     schema_revision: str | None
     time: datetime
+
+
+# --- the factory's view of finished pilots --------------------------------------------------
+
+BATCH_REPORTS_MAX = 5000  # jobs in one POST /api/factories/{fid}/jobs
+
+BatchState = Literal["done", "fault", "exiting", "flag"]
+BatchResult = Literal["changed", "unchanged", "unknown", "retry"]
+
+
+class BatchReportIn(StrictModel):
+    """What the factory's batch system says about one of its pilots (cron helpers).
+
+    ``done``: Completed; ``exiting``: Completed, but let expiry make it DONE; ``fault``: Removed or
+    vanished (AWOL); ``flag``: stale (idle or running far too long): flagged, state unchanged.
+    """
+
+    cid: ClusterId
+    state: BatchState
+    rc: Annotated[int, Field(ge=0, le=255)] | None = Field(
+        default=None, description="the pilot's exit code; kept only when the wrapper sent none"
+    )
+    reason: Annotated[str, _text(256)] = Field(default="", description="for people: why (job events)")
+
+
+class BatchReportOut(BaseModel):
+    cid: str
+    result: BatchResult = Field(
+        description="changed; unchanged (already there, or already final); unknown (no such job); "
+        "retry (changed concurrently: send it again)"
+    )
+    state: JobState | None = Field(description="the job's state after the request (None: unknown)")
+    detail: str
+
+
+class BatchReportsOut(BaseModel):
+    changed: int
+    unchanged: int
+    unknown: int
+    retry: int
+    jobs: list[BatchReportOut]

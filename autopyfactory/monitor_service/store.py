@@ -23,7 +23,7 @@ from autopyfactory.monitor_service.auth import looks_like_token, new_token, toke
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
 from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
-from autopyfactory.monitor_service.schemas import FactoryIn, JobIn, LabelIn
+from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobIn, LabelIn
 from autopyfactory.monitor_service.settings import Clock
 from autopyfactory.monitor_service.states import JobState, Verdict, decide
 
@@ -73,6 +73,59 @@ class Transition:
     changed: bool
     accepted: bool
     detail: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a factory's batch report did to one job (see :func:`batch_plan`)."""
+
+    cid: str
+    result: BatchResult
+    state: JobState | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The legal moves that bring a job in line with its batch system's view.
+
+    ``path`` lists the states it passes through (each one a job event); ``flag`` sets the flag
+    and keeps the state; neither means nothing to do, for the reason in ``detail``.
+    """
+
+    path: tuple[JobState, ...] = ()
+    flag: bool = False
+    detail: str = ""
+
+
+_NEVER_RAN = "finished in the batch system, never reported running"
+_BATCH_PATHS: dict[tuple[str, JobState], tuple[JobState, ...]] = {
+    ("done", JobState.CREATED): (JobState.FAULT,),
+    ("done", JobState.RUNNING): (JobState.EXITING, JobState.DONE),
+    ("done", JobState.EXITING): (JobState.DONE,),
+    ("exiting", JobState.CREATED): (JobState.FAULT,),
+    ("exiting", JobState.RUNNING): (JobState.EXITING,),
+}
+
+
+def batch_plan(request: str, current: JobState, flagged: bool) -> BatchPlan:
+    """Moves for a factory's report ``request`` (done, exiting, fault, flag) on a job in ``current``.
+
+    Completed (``done``/``exiting``) while the monitor still has RUNNING means the wrapper's own
+    report was lost: the job passes through EXITING. Completed while still CREATED means the
+    pilot never said it ran: FAULT. A final job stays as it is; so does a job already there.
+    """
+    if current.final:
+        return BatchPlan(detail=f"already {current}, final")
+    if request == "flag":
+        return BatchPlan(detail="already flagged") if flagged else BatchPlan(flag=True, detail="flagged")
+    if request == "fault":
+        return BatchPlan((JobState.FAULT,), detail=f"{current} -> FAULT")
+    path = _BATCH_PATHS.get((request, current), ())
+    if not path:
+        return BatchPlan(detail=f"already {current}")
+    detail = " -> ".join([current, *path]) + (f" ({_NEVER_RAN})" if current is JobState.CREATED else "")
+    return BatchPlan(path, detail=detail)
 
 
 TargetRule = Callable[[JobState], JobState]
@@ -266,6 +319,81 @@ class Store:
                 return None
             session.execute(insert(JobEvent), [event])
             return Transition(key, decision.target, True, True, decision.reason)
+
+    # --- the factory's batch view -----------------------------------------------------------
+
+    def batch_reports(
+        self, factory_name: str, reports: Sequence[BatchReportIn], source: str
+    ) -> list[BatchOutcome]:
+        """Apply the factory's reports (the last one wins for a repeated cid), in chunks of
+        :data:`CHUNK`, one transaction each; every move is checked by :func:`states.decide`."""
+        latest = {report.cid: report for report in reports}
+        outcomes: list[BatchOutcome] = []
+        for part in chunks(list(latest.values())):
+            outcomes.extend(self._batch_chunk(factory_name, part, source))
+        return outcomes
+
+    def _batch_chunk(
+        self, factory_name: str, reports: Sequence[BatchReportIn], source: str
+    ) -> list[BatchOutcome]:
+        now = self._clock()
+        with self._db.write.begin() as session:
+            factory_id = find_factory(session, factory_name).id
+            rows = {
+                row.cid: row
+                for row in session.execute(
+                    select(Job.id, Job.cid, Job.state, Job.rc, Job.flagged).where(
+                        Job.factory_id == factory_id, Job.cid.in_([r.cid for r in reports])
+                    )
+                )
+            }
+            return [
+                _apply_batch(session, rows[r.cid], r, now, source)
+                if r.cid in rows
+                else BatchOutcome(r.cid, "unknown", None, f"no job {factory_name}:{r.cid}")
+                for r in reports
+            ]
+
+
+def _apply_batch(
+    session: Session, row: Any, report: BatchReportIn, now: datetime, source: str
+) -> BatchOutcome:
+    current = JobState(row.state)
+    plan = batch_plan(report.state, current, bool(row.flagged))
+    if not plan.path and not plan.flag:
+        return BatchOutcome(report.cid, "unchanged", current, plan.detail)
+    why = f"batch system: {report.state}" + (f" rc={report.rc}" if report.rc is not None else "")
+    why += f": {report.reason}" if report.reason else ""
+    values: dict[str, Any] = {"flagged": True, "flagged_at": now}
+    events = [job_event(row.id, now, current, current, source, f"flagged, {why}")]
+    if plan.path:
+        values = {"state": plan.path[-1].value, "state_changed_at": now, "flagged": False, "flagged_at": None}
+        if report.rc is not None and row.rc is None:
+            values["rc"] = report.rc  # the wrapper's own rc, when it sent one, wins
+        events = _path_events(row.id, current, plan.path, now, source, why)
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == row.id, Job.state == current.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if cast(CursorResult[Any], changed).rowcount != 1:
+        return BatchOutcome(report.cid, "retry", None, "changed concurrently, send it again")
+    session.execute(insert(JobEvent), events)
+    return BatchOutcome(report.cid, "changed", plan.path[-1] if plan.path else current, plan.detail)
+
+
+def _path_events(
+    job_id: int, current: JobState, path: Sequence[JobState], now: datetime, source: str, why: str
+) -> list[dict[str, Any]]:
+    events = []
+    for target in path:
+        decision = decide(current, target)
+        if decision.verdict is not Verdict.APPLY:  # batch_plan only plans legal moves
+            raise AssertionError(decision.reason)
+        events.append(job_event(job_id, now, current, target, source, f"{decision.reason}, {why}"))
+        current = target
+    return events
 
 
 @dataclass(frozen=True)

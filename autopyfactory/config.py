@@ -105,6 +105,12 @@ class FactorySettings:
     log_min_free_gb: float
     log_compress_days: int
     log_cleanup_interval: int
+    stale_idle: int
+    stale_running: int
+    stale_remove: bool
+    stale_remove_max: int
+    mon_exiting_lookback: int
+    awol_grace: int
 
     @property
     def schedconfig_cache_path(self) -> Path:

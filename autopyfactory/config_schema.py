@@ -277,6 +277,33 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _factory("metricsPort", INT, 0, "Port of the Prometheus metrics endpoint; 0 = off.", minimum=0),
     _factory("metricsAddress", STR, "127.0.0.1", "Address the metrics endpoint listens on (0.0.0.0 = all)."),
+    _factory(
+        "staleIdle", INT, 86400, "mon-stale: a pilot idle longer than this many seconds is stale.", minimum=60
+    ),
+    _factory(
+        "staleRunning",
+        INT,
+        172800,
+        "mon-stale: a pilot running longer than this many seconds is stale.",
+        minimum=60,
+    ),
+    _factory("staleRemove", BOOL, False, "mon-stale: also condor_rm stale pilots (else only flag them)."),
+    _factory("staleRemoveMax", INT, 50, "mon-stale: most pilots removed in one run.", minimum=0),
+    _factory(
+        "monExitingLookback",
+        INT,
+        86400,
+        "mon-exiting: seconds of condor_history read on the first run (or after a long pause).",
+        minimum=60,
+    ),
+    _factory(
+        "awolGrace",
+        INT,
+        3600,
+        "mon-exiting: a pilot active at the monitor, older than this many seconds and in neither "
+        "condor_q nor condor_history, is reported as fault (AWOL).",
+        minimum=60,
+    ),
     # ---- queues: selection and identity ----
     Option("enabled", BOOL, True, "false keeps the queue configured but inactive."),
     Option(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from autopyfactory import __version__, config, config_schema, daemon, logs
 from autopyfactory.config_schema import Scope
+from autopyfactory.demo_arguments import add_demo_arguments
 from autopyfactory.http import make_session
 from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
 from autopyfactory.model import Demand, QueueStatus, Supply
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the state file as JSON")
     status.set_defaults(handler=run_status)
 
+    demo = commands.add_parser(
+        "demo", help="run PanDA/CRIC stand-ins, the monitor and the factory on this host"
+    )
+    add_demo_arguments(demo)
+    demo.set_defaults(handler=_run_demo)
+
     simulate = commands.add_parser("simulate", help="run the policy on given numbers and show every step")
     _add_simulate_arguments(simulate)
     simulate.set_defaults(handler=run_simulate)
@@ -166,6 +173,20 @@ def _serve(
     install_signal_handlers(service)
     service.run()
     return EXIT_OK
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn  # noqa: F401  (the monitor extra)
+    except ImportError:
+        print("autopyfactory demo needs the monitor extra: pip install '.[monitor]'", file=sys.stderr)
+        return EXIT_ERROR
+    from autopyfactory.demo import run_demo
+
+    logs.setup_logging("", args.verbose)
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    return run_demo(args)
 
 
 # --- status ----------------------------------------------------------------------------------

@@ -112,7 +112,12 @@ class Service:
     """Runs cycles until stopped; see the module docstring for signals and systemd."""
 
     def __init__(
-        self, config_path: Path, cfg: FactoryConfig, options: RunOptions, notifier: Notifier
+        self,
+        config_path: Path,
+        cfg: FactoryConfig,
+        options: RunOptions,
+        notifier: Notifier,
+        observers: Sequence[CycleObserver] = (),
     ) -> None:
         self._config_path, self._options, self._notifier = config_path, options, notifier
         self._stop = threading.Event()
@@ -125,6 +130,7 @@ class Service:
         ]
         if self._monitor:
             self._observers.append(self._monitor)
+        self._observers.extend(observers)
         self.factory = build_factory(cfg, options, self._observers, self._stop.is_set)
         self.last_report: CycleReport | None = None
 

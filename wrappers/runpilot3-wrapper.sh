@@ -192,7 +192,8 @@ apf_monitor() {
             apf_log "monitor: $state reported (HTTP $http)"
             return 0
         fi
-        if [ "$status" -eq 0 ] && [[ $http == 4[0-9][0-9] ]]; then
+        # 404: the factory's announcement of this pilot may still be on its way; other 4xx are final.
+        if [ "$status" -eq 0 ] && [[ $http == 4[0-9][0-9] ]] && [ "$http" != 404 ]; then
             apf_log "WARNING: monitor refused $state (HTTP $http), not retrying"
             return 0
         fi

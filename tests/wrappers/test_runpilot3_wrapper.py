@@ -202,7 +202,7 @@ def test_monitor_hanging_costs_only_the_configured_timeouts(wrapper: Wrapper):
         silent.stop()
 
 
-@pytest.mark.parametrize(("status", "calls_per_state"), [(500, 2), (409, 1)])
+@pytest.mark.parametrize(("status", "calls_per_state"), [(500, 2), (404, 2), (409, 1), (422, 1)])
 def test_monitor_retries_server_errors_but_not_refusals(
     wrapper: Wrapper, server: RecordingServer, status: int, calls_per_state: int
 ):

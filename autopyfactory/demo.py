@@ -1,0 +1,353 @@
+"""``autopyfactory demo``: the whole system on one machine, on 127.0.0.1, with nothing else installed.
+
+It starts:
+
+* a PanDA and CRIC stand-in (:class:`StandIn`): job statistics from a small evolving scenario, a
+  CRIC dump with three queues, the pilot tarball whose ``pilot.py`` takes a job from the stand-in,
+  "runs" it for a few seconds and exits 0 (or 20, PanDA's "no job", when there was none), and
+  the pilots' log files;
+* the monitoring webservice on SQLite (expiry in-process, EXITING -> DONE after a few seconds);
+* the factory itself with ``batch = local``: pilots are local processes running the real wrapper,
+  which fetches the tarball with curl and reports to the monitor.
+
+Everything lives in a temporary directory that is removed at the end (``--keep`` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import signal
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import requests
+
+from autopyfactory import config
+from autopyfactory.factory import CycleReport
+from autopyfactory.labels import Label
+from autopyfactory.local_batch import LocalBackend
+from autopyfactory.panda import STATS_PATH
+from autopyfactory.service import RunOptions, Service, install_signal_handlers
+from autopyfactory.systemd import Notifier
+
+FACTORY_ID = "demo-factory"
+QUEUES = {"DEMO_A": ("online", 10), "DEMO_B": ("online", 4), "DEMO_TEST": ("test", 2)}  # status, jobs
+
+PILOT = r'''"""A stand-in pilot: take one job from the demo's PanDA stand-in, run it a while, report."""
+import json, sys, time, urllib.request
+
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+server = "%s:%s" % (args.get("-w", "http://127.0.0.1"), args.get("-p", "80"))
+site = args.get("-s", "?")
+with urllib.request.urlopen(server + "/demo/getjob?site=" + site, data=b"", timeout=10) as answer:
+    job = json.load(answer)
+if not job:
+    print("no job for", site)
+    sys.exit(20)
+print("running PanDA job", job["PandaID"], "at", site, flush=True)
+time.sleep(job["seconds"])
+with open("pandaIDs.out", "w") as ids:
+    ids.write(str(job["PandaID"]) + "\n")
+urllib.request.urlopen(server + "/demo/finish?id=%d" % job["PandaID"], data=b"", timeout=10).close()
+print("job done")
+'''
+
+
+def pilot_tarball() -> bytes:
+    data = PILOT.encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("pilot.py")
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def cric_dump() -> dict[str, dict[str, Any]]:
+    return {
+        name: {"nickname": name, "siteid": name, "panda_resource": name, "cloud": "DEMO", "status": status,
+               "corecount": 1, "maxrss": 2000, "maxtime": 3600, "maxwdir": 1000, "environ": "",
+               "queues": [{"ce_endpoint": "localhost", "ce_flavour": "HTCONDOR-CE", "ce_queue_name": "",
+                           "ce_state": "ACTIVE", "ce_status": "production"}]}
+        for name, (status, _jobs) in QUEUES.items()
+    }  # fmt: skip
+
+
+class Scenario:
+    """Activated jobs per site: a few at the start, more arriving now and then; pilots take them."""
+
+    def __init__(self, job_seconds: float) -> None:
+        self.lock = threading.Lock()
+        self.activated = {name: jobs for name, (_status, jobs) in QUEUES.items()}
+        self.running: dict[int, str] = {}
+        self.next_id = 4_000_000_001
+        self.job_seconds = job_seconds
+        self.started = time.monotonic()
+        self.arrivals = 0
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        with self.lock:
+            waves = int((time.monotonic() - self.started) // 20)  # a new wave of jobs every 20 s
+            while self.arrivals < waves:
+                self.activated["DEMO_A"] += 5
+                self.arrivals += 1
+            running = {site: list(self.running.values()).count(site) for site in self.activated}
+            return {
+                s: {"activated": n, "assigned": 0, "running": running[s]} for s, n in self.activated.items()
+            }
+
+    def take(self, site: str) -> dict[str, Any]:
+        with self.lock:
+            if self.activated.get(site, 0) <= 0:
+                return {}
+            self.activated[site] -= 1
+            self.next_id += 1
+            self.running[self.next_id] = site
+            return {"PandaID": self.next_id, "seconds": self.job_seconds}
+
+    def finish(self, panda_id: int) -> None:
+        with self.lock:
+            self.running.pop(panda_id, None)
+
+
+class StandIn:
+    """PanDA statistics, CRIC dump, pilot tarball and pilot logs on 127.0.0.1 (one thread)."""
+
+    def __init__(self, scenario: Scenario, log_dir: Path) -> None:
+        self.scenario, self.log_dir = scenario, log_dir
+        self.tarball, self.dump = pilot_tarball(), json.dumps(cric_dump()).encode()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="stand-in", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlparse(self.path).path
+                if path == STATS_PATH:
+                    body = {"success": True, "message": "", "data": stand_in.scenario.stats()}
+                    self._send(200, json.dumps(body).encode(), "application/json")
+                elif path == "/cric.json":
+                    self._send(200, stand_in.dump, "application/json")
+                elif path == "/cache/pilot/pilot3.tar.gz":
+                    self._send(200, stand_in.tarball, "application/gzip")
+                elif path.startswith("/logs/"):
+                    self._log_file(path[len("/logs/") :])
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                if url.path == "/demo/getjob":
+                    job = stand_in.scenario.take(query.get("site", [""])[0])
+                    self._send(200, json.dumps(job).encode(), "application/json")
+                elif url.path == "/demo/finish" and query.get("id", [""])[0].isdigit():
+                    stand_in.scenario.finish(int(query["id"][0]))
+                    self._send(200, b"{}", "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _log_file(self, relative: str) -> None:
+                root = stand_in.log_dir.resolve()
+                target = (root / relative).resolve()
+                if root not in target.parents or not target.is_file():
+                    self._send(404, b"not found\n", "text/plain")
+                    return
+                self._send(200, target.read_bytes(), "text/plain; charset=utf-8")
+
+            def _send(self, status: int, body: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        return Handler
+
+
+class Monitor:
+    """The monitoring webservice on SQLite in a thread, with fast expiry so pilots reach DONE."""
+
+    def __init__(self, db_path: Path) -> None:
+        import uvicorn
+
+        from autopyfactory.monitor_service.app import create_app
+        from autopyfactory.monitor_service.db import Database
+        from autopyfactory.monitor_service.migrations import upgrade
+        from autopyfactory.monitor_service.settings import ExpiryRules, MonitorSettings, database_url
+        from autopyfactory.monitor_service.store import Store
+
+        url = database_url(str(db_path))
+        db = Database.open(url)
+        try:
+            upgrade(db.engines.write)
+            self.token = Store(db, MonitorSettings(url).clock).add_factory(FACTORY_ID)
+        finally:
+            db.close()
+        settings = MonitorSettings(url, expiry=ExpiryRules(exiting=timedelta(seconds=3)), expire_every=1.0)
+        config_ = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning",
+                                 access_log=False)  # fmt: skip
+        self._server = uvicorn.Server(config_)
+        self._thread = threading.Thread(target=self._server.run, name="monitor", daemon=True)
+        self.url = ""
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the monitoring webservice did not start")
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self._server.servers[0].sockets[0].getsockname()[1]}"
+
+    def counts(self) -> dict[str, int]:
+        try:
+            answer = requests.get(f"{self.url}/api/factories/{FACTORY_ID}", timeout=5)
+            counts: dict[str, int] = answer.json()["counts"]
+        except (requests.RequestException, ValueError, KeyError):
+            return {}
+        return counts
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+def factory_conf(work: Path, stand_in: StandIn, monitor: Monitor, wrapper: Path, sleep: int) -> Path:
+    path = work / "factory.conf"
+    queues = "\n".join(f"[{name}]" for name in QUEUES)
+    path.write_text(f"""# Written by `autopyfactory demo`.
+[Factory]
+factoryId = {FACTORY_ID}
+factoryOwner = demo@localhost
+pandaserver = {stand_in.url}
+schedconfig = {stand_in.url}/cric.json
+baseLogDir = {work}/logs
+baseLogDirUrl = {stand_in.url}/logs
+stateDir = {work}/state
+sleep = {sleep}
+httpRetries = 0
+monitorURL = {monitor.url}/api
+monitorToken = {monitor.token}
+logMinFreeGB = 0
+
+[QueueDefaults]
+batch = local
+executable = {wrapper}
+# one pilot per activated job, at most 4 running per queue; a test queue gets its one test pilot
+schedplugin = Ready, StatusTest, MaxToRun
+sched.maxtorun.maximum = 4
+environ = PILOT_HTTP_SOURCES={stand_in.url}/cache/pilot/pilot3.tar.gz APFMON_RETRIES=5 APFMON_RETRY_DELAY=1
+
+{queues}
+""")
+    return path
+
+
+def packaged_wrapper(work: Path) -> Path:
+    """A private, executable copy of the wrapper shipped in the package (or in a checkout)."""
+    shipped = resources.files("autopyfactory") / "data" / "runpilot3-wrapper.sh"
+    source = Path(str(shipped))
+    if not source.is_file():
+        source = Path(__file__).resolve().parent.parent / "wrappers" / "runpilot3-wrapper.sh"
+    target = work / "runpilot3-wrapper.sh"
+    shutil.copyfile(source, target)
+    target.chmod(0o755)
+    return target
+
+
+class Printer:
+    """A cycle observer printing one line per cycle with the monitor's view."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None:
+        print(f"{report.summary()} | monitor: {format_counts(self._monitor.counts())}", flush=True)
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    states = ("CREATED", "RUNNING", "EXITING", "DONE", "FAULT")
+    return " ".join(f"{state}={counts.get(state, 0)}" for state in states) if counts else "unreachable"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="autopyfactory-demo-"))
+    scenario = Scenario(args.job_seconds)
+    stand_in = StandIn(scenario, work / "logs")
+    monitor = Monitor(work / "monitor.sqlite")
+    stand_in.start()
+    monitor.start()
+    path = factory_conf(work, stand_in, monitor, packaged_wrapper(work), args.sleep)
+    print(f"demo directory:        {work}")
+    jobs = ", ".join(f"{queue} {n}" for queue, (_status, n) in QUEUES.items())
+    print(f"PanDA/CRIC stand-in:   {stand_in.url}  (activated jobs: {jobs})")
+    print(f"monitoring webservice: {monitor.url}/  (API {monitor.url}/api, docs {monitor.url}/docs)")
+    print(f"factory config:        {path}")
+    print("the factory runs pilots as local processes; Ctrl-C stops everything", flush=True)
+    service = Service(
+        path, config.load(path), RunOptions(cycles=args.cycles), Notifier(None), [Printer(monitor)]
+    )
+    install_signal_handlers(service)
+    try:
+        service.run()
+        _drain(monitor, timeout=30 if args.cycles else 5)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _stop_pilots(service, work)
+        monitor.stop()
+        stand_in.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _drain(monitor: Monitor, timeout: float) -> None:
+    """Wait (bounded) until the pilots have finished and the monitor has them DONE or FAULT."""
+    deadline = time.monotonic() + timeout
+    counts = monitor.counts()
+    while time.monotonic() < deadline and any(counts.get(s, 0) for s in ("CREATED", "RUNNING", "EXITING")):
+        time.sleep(0.5)
+        counts = monitor.counts()
+    print(f"final: monitor: {format_counts(counts)}", flush=True)
+
+
+def _stop_pilots(service: Service, work: Path) -> None:
+    """Stop the pilots still running (they are detached processes and would outlive the demo)."""
+    if service.last_report is None:
+        return
+    labels = [result.plan.label for result in service.last_report.results]
+    backend = LocalBackend(FACTORY_ID, work / "state", kill_grace=2.0)
+    census = backend.census(labels)
+    for label in labels:
+        left = [pilot.job_id for pilot in census.pilots.get(label.name, ())]
+        if left:
+            print(f"stopping {len(left)} pilots of {label.name}", file=sys.stderr)
+            backend.remove(label, left)

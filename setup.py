@@ -1,8 +1,39 @@
-"""Packaging for autopyfactory (setuptools; see README "Install")."""
+"""Packaging for autopyfactory (setuptools; see README "Install" and "Building the RPM").
 
+Two kinds of install use this file:
+
+* ``pip install .`` (or ``-e .``): the Python package, its data (``autopyfactory/data``: the
+  pilot wrapper; the monitor's templates, static files and alembic migrations) and the two
+  console scripts ``autopyfactory`` and ``autopyfactory-monitor``. Nothing else: no file with an
+  absolute path, so even ``pip install .`` as root into a virtualenv never writes to ``/etc`` or
+  ``/usr/libexec``.
+
+* ``python setup.py bdist --formats=rpm`` (setuptools' ``bdist_rpm``, options in ``setup.cfg``):
+  the RPM. Its ``%install`` section is ``packaging/rpm-install.sh``, which runs ``setup.py
+  install --root=$RPM_BUILD_ROOT`` for the Python part and then the custom command
+  ``install_system_files`` defined here, which copies the host files listed in
+  :data:`SYSTEM_FILES` (``/etc/autopyfactory/factory.conf``, cron, logrotate, sysconfig, the
+  systemd units, ``/usr/libexec/autopyfactory/*.sh``) under that root and records them. That
+  command is never part of ``install``, ``build`` or a wheel, and it refuses to run without an
+  explicit ``--root`` (``--root=/`` installs onto this host, by hand). ``packaging/rpm_files.py``
+  then turns the two records into the RPM's file list: ``%config(noreplace)`` for ``/etc``,
+  directory entries for the Python package (so whatever byte-compiled files exist are owned
+  without listing them one by one), and ``%dir %attr(...)`` for ``/var/log/autopyfactory`` and
+  ``/var/lib/autopyfactory``.
+
+The wrapper's only source is ``wrappers/runpilot3-wrapper.sh``;
+``autopyfactory/data/runpilot3-wrapper.sh`` is a relative symlink to it, which ``build_py``
+copies as a regular file into wheels and installs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Command, find_packages, setup
+from setuptools.errors import OptionError
 
 
 def read_version() -> str:
@@ -11,6 +42,66 @@ def read_version() -> str:
         if line.startswith("__version__"):
             return line.split("=", 1)[1].strip().strip('"')
     raise RuntimeError("no __version__ in autopyfactory/__init__.py")
+
+
+# Host files of the RPM: (source in this tree, absolute destination, mode). Destinations under
+# /etc are configuration (%config(noreplace), see packaging/rpm_files.py).
+SYSTEM_FILES: list[tuple[str, str, int]] = [
+    ("etc/factory.conf.example", "/etc/autopyfactory/factory.conf", 0o644),
+    ("etc/sysconfig/autopyfactory", "/etc/sysconfig/autopyfactory", 0o644),
+    ("etc/cron.d/autopyfactory", "/etc/cron.d/autopyfactory", 0o644),
+    ("etc/logrotate/autopyfactory", "/etc/logrotate.d/autopyfactory", 0o644),
+    ("etc/systemd/autopyfactory.service", "/usr/lib/systemd/system/autopyfactory.service", 0o644),
+    (
+        "etc/systemd/autopyfactory-monitor.service",
+        "/usr/lib/systemd/system/autopyfactory-monitor.service",
+        0o644,
+    ),
+    ("wrappers/runpilot3-wrapper.sh", "/usr/libexec/autopyfactory/runpilot3-wrapper.sh", 0o755),
+    ("cron/mon-exiting.sh", "/usr/libexec/autopyfactory/mon-exiting.sh", 0o755),
+    ("cron/mon-stale.sh", "/usr/libexec/autopyfactory/mon-stale.sh", 0o755),
+]
+
+# Empty directories the RPM creates (and owns; ownership and modes in packaging/rpm_files.py).
+SYSTEM_DIRS: list[str] = [
+    "/etc/autopyfactory/queues.d",
+    "/var/log/autopyfactory",
+    "/var/lib/autopyfactory",
+]
+
+
+class install_system_files(Command):  # distutils command names are lower case
+    """Copy :data:`SYSTEM_FILES` under ``--root`` (used by the RPM's %install, never by pip)."""
+
+    description = "install the host files (/etc, /usr/libexec, systemd units) under --root"
+    user_options = [  # noqa: RUF012 (distutils API)
+        ("root=", None, "install everything relative to this directory (required; '/' for this host)"),
+        ("record=", None, "append the installed files, as absolute paths without root, to this file"),
+    ]
+
+    def initialize_options(self) -> None:
+        self.root: str | None = None
+        self.record: str | None = None
+
+    def finalize_options(self) -> None:
+        if not self.root:
+            raise OptionError("install_system_files needs --root (e.g. --root=$RPM_BUILD_ROOT)")
+
+    def run(self) -> None:
+        assert self.root is not None
+        root = Path(self.root)
+        installed: list[str] = []
+        for source, dest, mode in SYSTEM_FILES:
+            target = root / dest.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            os.chmod(target, mode)
+            installed.append(dest)
+        for directory in SYSTEM_DIRS:
+            (root / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        if self.record:
+            with open(self.record, "a") as f:
+                f.writelines(path + "\n" for path in installed)
 
 
 MONITOR = [
@@ -23,7 +114,8 @@ MONITOR = [
     "psycopg[binary]>=3.1",
 ]
 
-TEST = MONITOR + [
+TEST = [
+    *MONITOR,
     "pytest>=8",
     "pytest-timeout>=2.3",
     "hypothesis>=6.100",
@@ -31,6 +123,7 @@ TEST = MONITOR + [
     "mypy>=1.10",
     "ruff>=0.5",
     "types-requests",
+    "selenium>=4.15",
 ]
 
 setup(
@@ -42,7 +135,20 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["autopyfactory", "autopyfactory.*"]),
-    package_data={"autopyfactory": ["data/*", "data/**/*", "py.typed"]},
+    package_data={
+        "autopyfactory": [
+            "py.typed",
+            "data/*",
+            "data/**/*",
+            "monitor_service/templates/*",
+            "monitor_service/templates/**/*",
+            "monitor_service/static/*",
+            "monitor_service/static/**/*",
+            "monitor_service/migrations/*",
+            "monitor_service/migrations/**/*",
+        ]
+    },
+    exclude_package_data={"autopyfactory": ["*.pyc", "*.pyo", "*/__pycache__/*"]},
     include_package_data=True,
     install_requires=[
         "htcondor>=24.0",
@@ -60,4 +166,5 @@ setup(
         ]
     },
     scripts=[],
+    cmdclass={"install_system_files": install_system_files},
 )

@@ -1,0 +1,1 @@
+../../wrappers/runpilot3-wrapper.sh

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from pydantic import BaseModel, Field
+from sqlalchemy import BigInteger, ColumnElement, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from autopyfactory.monitor_service.db import Database
@@ -42,6 +43,74 @@ from autopyfactory.monitor_service.store import find_factory
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _FINAL = [state.value for state in FINAL_STATES]
 
+BIN = timedelta(minutes=10)  # width of an activity bin
+ACTIVITY_SPAN = timedelta(hours=24)  # the activity charts' window
+# The state a job reached at its latest change, as an activity series.
+_SERIES_OF_STATE = {
+    JobState.RUNNING.value: "running",
+    JobState.EXITING.value: "done",
+    JobState.DONE.value: "done",
+    JobState.FAULT.value: "fault",
+}
+RC_PAYLOAD, RC_MISS = 0, 20  # pilot exit codes: the payload ran / there was no job ("miss")
+SEARCH_LIMIT = 50  # hits per kind
+
+
+# --- views of the pages (their JSON twins answer these models) ---------------------------------
+
+
+class Activity(BaseModel):
+    """Per bin of ``bin_minutes`` from ``start``: jobs created in it, and jobs whose latest state
+    change fell in it by the state they reached (running: RUNNING; done: EXITING or DONE; fault)."""
+
+    start: datetime
+    bin_minutes: int
+    created: list[int]
+    running: list[int]
+    done: list[int]
+    fault: list[int]
+
+    def series(self) -> dict[str, list[int]]:
+        return {"created": self.created, "running": self.running, "done": self.done, "fault": self.fault}
+
+    def last(self, name: str, span: timedelta) -> int:
+        """The sum of a series over the last ``span`` of the window."""
+        bins = int(span / timedelta(minutes=self.bin_minutes))
+        return sum(self.series()[name][-bins:])
+
+
+class FactoryOverview(FactoryOut):
+    """A factory on the index page."""
+
+    created_1h: int = Field(description="pilots created in the last hour")
+    running: int = Field(description="pilots running now")
+    faults_6h: int = Field(description="pilots that became FAULT in the last 6 hours")
+    activity: Activity
+
+
+class Outcomes(BaseModel):
+    """How a label's pilots that finished in the window ended, by rc."""
+
+    hours: int
+    payload: int = Field(description=f"rc {RC_PAYLOAD}: the pilot ran a payload")
+    miss: int = Field(description=f"rc {RC_MISS}: no job for the pilot")
+    other: int = Field(description="any other rc")
+
+
+SearchKind = Literal["factory", "label", "pq", "site"]
+
+
+class SearchHit(BaseModel):
+    kind: SearchKind
+    name: str
+    factory: str = ""  # for a label
+    pq: str = ""  # for a label or a site
+
+
+class SearchResult(BaseModel):
+    q: str
+    hits: list[SearchHit]
+
 
 def count_states(
     session: Session, group: Any, where: Sequence[ColumnElement[bool]], since: datetime
@@ -66,6 +135,73 @@ def count_states(
 def of_factory(factory_id: int) -> ColumnElement[bool]:
     """Jobs of a factory, through its labels (so that the per-label indexes apply)."""
     return Job.label_id.in_(select(Label.id).where(Label.factory_id == factory_id))
+
+
+def epoch_seconds(column: Any, dialect: str) -> ColumnElement[int]:
+    """Whole seconds since 1970 of a (naive UTC) timestamp column, in SQL."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), BigInteger)
+    return cast(func.floor(func.extract("epoch", column)), BigInteger)
+
+
+def bin_of(column: Any, start: datetime, dialect: str) -> ColumnElement[int]:
+    """The index of the activity bin of ``column`` (rows at or after ``start`` only)."""
+    offset = epoch_seconds(column, dialect) - int(start.timestamp())
+    return offset // int(BIN.total_seconds())
+
+
+def activity(
+    session: Session, group: Any, where: Sequence[ColumnElement[bool]], start: datetime, dialect: str
+) -> dict[Any, Activity]:
+    """Activity per value of ``group`` (a column of Job or Label), binned in the database."""
+    bins = int(ACTIVITY_SPAN / BIN)
+    end = start + ACTIVITY_SPAN
+    raw: dict[Any, dict[str, list[int]]] = defaultdict(
+        lambda: {name: [0] * bins for name in ("created", "running", "done", "fault")}
+    )
+    created_bin = bin_of(Job.created_at, start, dialect)
+    created = (
+        select(group, created_bin, literal("created"), func.count())
+        .select_from(Job)
+        .join(Label, Label.id == Job.label_id)
+        .where(*where, Job.created_at >= start, Job.created_at < end)
+        .group_by(group, created_bin)
+    )
+    changed_bin = bin_of(Job.state_changed_at, start, dialect)
+    changed = (
+        select(group, changed_bin, Job.state, func.count())
+        .select_from(Job)
+        .join(Label, Label.id == Job.label_id)
+        .where(*where, Job.state.in_(list(_SERIES_OF_STATE)))
+        .where(Job.state_changed_at >= start, Job.state_changed_at < end)
+        .group_by(group, changed_bin, Job.state)
+    )
+    for query in (created, changed):
+        for key, index, kind, number in session.execute(query):
+            if 0 <= index < bins:
+                raw[key][_SERIES_OF_STATE.get(kind, kind)][index] += number
+    return {
+        key: Activity(start=start, bin_minutes=int(BIN.total_seconds() // 60), **series)
+        for key, series in raw.items()
+    }
+
+
+def empty_activity(start: datetime) -> Activity:
+    zeros = [0] * int(ACTIVITY_SPAN / BIN)
+    return Activity(
+        start=start,
+        bin_minutes=int(BIN.total_seconds() // 60),
+        created=zeros,
+        running=zeros,
+        done=zeros,
+        fault=zeros,
+    )
+
+
+def like(text: str) -> str:
+    """A case-insensitive substring pattern for ``text``, with LIKE's wildcards escaped by a backslash."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def job_out(job: Job, factory: str, label: str) -> JobOut:
@@ -286,6 +422,121 @@ class Queries:
         return FaultReport(
             since=since, hours=hours, min_created=min_created, min_percent=min_percent, labels=report
         )
+
+    # --- pages: overview, activity, outcomes, search ----------------------------------------------
+
+    def _activity_start(self) -> datetime:
+        return self._settings.clock() - ACTIVITY_SPAN
+
+    def overview(self) -> list[FactoryOverview]:
+        """Every factory with the index page's numbers: created in 1 h, running now, faults in 6 h."""
+        start = self._activity_start()
+        with self._db.read() as session:
+            factories = session.scalars(select(Factory).order_by(Factory.name)).all()
+            charts = activity(session, Label.factory_id, [], start, self._db.dialect)
+            running = dict(
+                session.execute(
+                    select(Label.factory_id, func.count())
+                    .select_from(Job)
+                    .join(Label, Label.id == Job.label_id)
+                    .where(Job.state == JobState.RUNNING.value)
+                    .group_by(Label.factory_id)
+                ).all()
+            )
+        result = []
+        for factory in factories:
+            chart = charts.get(factory.id) or empty_activity(start)
+            result.append(
+                FactoryOverview(
+                    **self._factory_out(factory),
+                    created_1h=chart.last("created", timedelta(hours=1)),
+                    running=running.get(factory.id, 0),
+                    faults_6h=chart.last("fault", timedelta(hours=6)),
+                    activity=chart,
+                )
+            )
+        return result
+
+    def factory_activity(self, name: str) -> Activity:
+        start = self._activity_start()
+        with self._db.read() as session:
+            factory = find_factory(session, name)
+            found = activity(session, Label.factory_id, [of_factory(factory.id)], start, self._db.dialect)
+        return found.get(factory.id) or empty_activity(start)
+
+    def label_activity(self, factory_name: str, label_name: str) -> Activity:
+        start = self._activity_start()
+        with self._db.read() as session:
+            label = _label(session, factory_name, label_name)
+            found = activity(session, Job.label_id, [Job.label_id == label.id], start, self._db.dialect)
+        return found.get(label.id) or empty_activity(start)
+
+    def pq_activity(self, pq: str) -> Activity:
+        start = self._activity_start()
+        ids = select(Label.id).where(Label.batchqueue == pq)
+        with self._db.read() as session:
+            found = activity(session, Label.batchqueue, [Job.label_id.in_(ids)], start, self._db.dialect)
+        return found.get(pq) or empty_activity(start)
+
+    def outcomes(self, factory_name: str, label_name: str, hours: int) -> Outcomes:
+        """Pilots of the label that exited (EXITING or DONE) in the window, by rc."""
+        with self._db.read() as session:
+            label = _label(session, factory_name, label_name)
+            rows = session.execute(
+                select(Job.rc, func.count())
+                .where(Job.label_id == label.id, Job.state.in_([JobState.EXITING.value, JobState.DONE.value]))
+                .where(Job.state_changed_at >= self._since(hours))
+                .group_by(Job.rc)
+            )
+            by_rc: dict[int | None, int] = {rc: number for rc, number in rows}
+        payload, miss = by_rc.pop(RC_PAYLOAD, 0), by_rc.pop(RC_MISS, 0)
+        return Outcomes(hours=hours, payload=payload, miss=miss, other=sum(by_rc.values()))
+
+    def factory_url(self, name: str) -> str:
+        """The factory's log URL (its heartbeat's ``url``), "" when unknown."""
+        with self._db.read() as session:
+            return find_factory(session, name).url
+
+    def search(self, text: str) -> SearchResult:
+        """Factories, labels, PanDA queues and sites whose name contains ``text`` (any case)."""
+        pattern = like(text.strip())
+        with self._db.read() as session:
+            hits = [
+                SearchHit(kind="factory", name=name)
+                for name in session.scalars(
+                    select(Factory.name)
+                    .where(func.lower(Factory.name).like(pattern, escape="\\"))
+                    .order_by(Factory.name)
+                    .limit(SEARCH_LIMIT)
+                )
+            ]
+            hits += _search_labels(session, pattern)
+            hits += _search_queues(session, "pq", Label.batchqueue, pattern)
+            hits += _search_queues(session, "site", Label.wmsqueue, pattern)
+        return SearchResult(q=text, hits=hits)
+
+
+def _search_labels(session: Session, pattern: str) -> list[SearchHit]:
+    rows = session.execute(
+        select(Label.name, Factory.name, Label.batchqueue)
+        .join(Factory, Factory.id == Label.factory_id)
+        .where(func.lower(Label.name).like(pattern, escape="\\"))
+        .order_by(Label.name, Factory.name)
+        .limit(SEARCH_LIMIT)
+    )
+    return [SearchHit(kind="label", name=name, factory=factory, pq=pq) for name, factory, pq in rows]
+
+
+def _search_queues(session: Session, kind: SearchKind, column: Any, pattern: str) -> list[SearchHit]:
+    """Distinct PanDA queues (``batchqueue``) or sites (``wmsqueue``) matching ``pattern``."""
+    rows = session.execute(
+        select(column, func.min(Label.batchqueue))
+        .where(column != "", func.lower(column).like(pattern, escape="\\"))
+        .group_by(column)
+        .order_by(column)
+        .limit(SEARCH_LIMIT)
+    )
+    return [SearchHit(kind=kind, name=name, pq=pq) for name, pq in rows]
 
 
 def _label(session: Session, factory_name: str, label_name: str) -> Label:

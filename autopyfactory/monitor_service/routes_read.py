@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from autopyfactory.monitor_service.deps import ServicesDep
 from autopyfactory.monitor_service.migrations import current_revision
+from autopyfactory.monitor_service.queries import Activity, FactoryOverview, Outcomes, SearchResult
 from autopyfactory.monitor_service.routes_write import INVALID_INPUT, FactoryPath, JobKey, LabelKey
 from autopyfactory.monitor_service.schemas import (
     HOURS_MAX,
@@ -109,3 +110,42 @@ def faults(
 ) -> FaultReport:
     """Labels with at least `min_created` jobs created in the window, `min_percent` % of them FAULT."""
     return svc.queries.faults(hours, min_created, min_percent)
+
+
+# --- JSON twins of the pages ------------------------------------------------------------------------
+
+
+@router.get("/api/overview", response_model=list[FactoryOverview])
+def overview(svc: ServicesDep) -> list[FactoryOverview]:
+    """The index page: every factory with pilots created in 1 h, running now, faults in 6 h, activity."""
+    return svc.queries.overview()
+
+
+@router.get("/api/factories/{fid}/activity", response_model=Activity, responses=_NOT_FOUND)
+def factory_activity(fid: FactoryPath, svc: ServicesDep) -> Activity:
+    """Created/running/done/fault per 10 min over the last 24 h."""
+    return svc.queries.factory_activity(fid)
+
+
+@router.get("/api/labels/{key}/activity", response_model=Activity, responses=_NOT_FOUND)
+def label_activity(key: LabelKey, svc: ServicesDep) -> Activity:
+    fid, name = key.split(":", 1)
+    return svc.queries.label_activity(fid, name)
+
+
+@router.get("/api/labels/{key}/outcomes", response_model=Outcomes, responses=_NOT_FOUND)
+def label_outcomes(key: LabelKey, svc: ServicesDep, hours: Hours = 24) -> Outcomes:
+    """Pilots that exited in the window: with a payload (rc 0), miss (rc 20), other."""
+    fid, name = key.split(":", 1)
+    return svc.queries.outcomes(fid, name, hours)
+
+
+@router.get("/api/pqs/{pq}/activity", response_model=Activity)
+def pq_activity(pq: PqPath, svc: ServicesDep) -> Activity:
+    return svc.queries.pq_activity(pq)
+
+
+@router.get("/api/search", response_model=SearchResult)
+def search(svc: ServicesDep, q: Annotated[str, Query(min_length=1, max_length=128)]) -> SearchResult:
+    """Factories, labels, PanDA queues and sites whose name contains `q`."""
+    return svc.queries.search(q)

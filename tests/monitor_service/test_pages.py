@@ -1,0 +1,364 @@
+"""The monitor's pages: pure helpers (message humaniser, ages, log links, SVG charts), the view
+functions over a realistic data set, and the rendered HTML and JSON twins from a live server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from autopyfactory.monitor_service import pages
+from autopyfactory.monitor_service.charts import Frame, activity_svg, points
+from autopyfactory.monitor_service.queries import like
+from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
+
+MESSAGE = (
+    "NDGF-T1-arc01.ndgf.org-atlas pq=NDGF-T1 activated=812 share=406 idle=3 running=10 held=0 "
+    "decision=12 submitted=12 ids=5.0..5.11 | Ready: in=0 activated=406 offset=0 pending=3 -> 403; "
+    "MaxPending: in=403 pending=3 max=15 -> 12"
+)
+UCORE, MCORE = "CERN-PROD_UCORE-ce503.cern.ch-condor", "CERN-PROD_MCORE-ce504.cern.ch-condor"
+BNL, BNL_UCORE = "BNL_PROD-gridgk01.racf.bnl.gov-condor", "CERN-PROD_UCORE-ce505.cern.ch-condor"
+STALE = "INFN-T1-ce01.cr.cnaf.infn.it-condor"
+EVIL = "<script>alert('x')</script> & done"
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+# --- pure helpers ---------------------------------------------------------------------------------
+
+
+def test_humanise_the_factory_message() -> None:
+    assert (
+        pages.humanise(MESSAGE) == "12 pilots submitted: 812 activated, 3 pending, 10 running, MaxPending 15"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "human"),
+    [
+        (
+            "L pq=P activated=0 share=0 idle=0 running=0 held=0 decision=0 submitted=0 | "
+            "Ready: in=0 activated=0 offset=0 pending=0 -> 0",
+            "0 pilots submitted: 0 activated, 0 pending",
+        ),
+        (
+            "L pq=P activated=unknown pilots=unknown decision=0 submitted=0 | Ready: in=0 -> 0",
+            "0 pilots submitted: unknown activated",
+        ),
+        (
+            "L pq=P activated=9 idle=1 running=0 held=2 decision=5 submitted=0 error='condor: boom x' | "
+            "Ready: in=0 -> 9; MaxPerCycle: in=9 max=5 -> 5",
+            "0 pilots submitted of 5 decided: 9 activated, 3 pending, 2 held, MaxPerCycle 5, "
+            "error: condor: boom x",
+        ),
+        (
+            "L decision=1 submitted=1 | Odd: in=7 -> 1; garbage; Other: in=2 -> 3",
+            "1 pilot submitted: Odd 7 → 1",
+        ),
+        ("the factory said something else", None),
+        ("", None),
+    ],
+)
+def test_humanise_parses_defensively(text: str, human: str | None) -> None:
+    assert pages.humanise(text) == human
+
+
+def test_ages_and_health_of_messages() -> None:
+    now = T0
+    assert pages.ago(None, now) == "never"
+    assert pages.ago(now - timedelta(seconds=42), now) == "42 s"
+    assert pages.ago(now - timedelta(minutes=12), now) == "12 min"
+    assert pages.ago(now - timedelta(hours=3, minutes=5), now) == "3 h 5 min"
+    assert pages.ago(now - timedelta(days=2, hours=4), now) == "2 d 4 h"
+    assert pages.ago(now + timedelta(minutes=1), now) == "0 s"
+    assert pages.message_health(now - timedelta(minutes=9), now) == "ok"
+    assert pages.message_health(now - timedelta(minutes=10), now) == "warning"
+    assert pages.message_health(now - timedelta(minutes=30), now) == "error"
+    assert pages.message_health(None, now) == "error"
+
+
+def test_log_links_use_the_utc_day_of_creation() -> None:
+    created = datetime(2025, 3, 1, 23, 30, tzinfo=UTC)
+    links = pages.log_links("https://apf.example.org/logs/", created, "A+B", "12.0")
+    assert links == [
+        (suffix, f"https://apf.example.org/logs/2025-03-01/A%2BB/12.0.{suffix}")
+        for suffix in ("out", "err", "log")
+    ]
+    assert pages.log_links("", created, "A", "1.0") == []
+    assert pages.log_links("javascript:alert(1)", created, "A", "1.0") == []
+
+
+def test_activity_svg_is_escaped_and_scaled() -> None:
+    svg = activity_svg({"created": [0, 4, 2], "fault": [1, 0, 0]}, span="<24 h>")
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert "&lt;24 h&gt;" in svg and "<24 h>" not in svg
+    assert "created 6, running 0, done 0, fault 1 in &lt;24 h&gt;" in svg
+    assert svg.count("<polyline") == 4
+    frame = Frame(width=20, height=30, left=0, right=0, top=0, bottom=10)
+    assert points([0, 2, 4], 4, frame) == "0.0,20.0 10.0,10.0 20.0,0.0"
+    assert points([0, 0], 0, frame) == "0.0,20.0 20.0,20.0"
+
+
+def test_like_escapes_wildcards() -> None:
+    assert like("A_b%c\\") == "%a\\_b\\%c\\\\%"
+
+
+# --- a realistic data set ----------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    monitor: Monitor
+    cern: FactoryClient
+    bnl: FactoryClient
+    stale: FactoryClient
+
+
+def _labels(client: FactoryClient, pq_of: dict[str, str]) -> None:
+    for name, pq in pq_of.items():
+        assert client.labels(name, pq=pq).status_code == 200
+
+
+def _hour(client: FactoryClient, label: str, cluster: int, hour: int, faulty: bool) -> None:
+    """Four pilots created now; those of an hour ago run; those of two hours ago exit or fault."""
+    assert client.create(label, *(f"{cluster + hour}.{i}" for i in range(4))).status_code == 200
+    if hour >= 1:
+        for i in range(4):
+            client.pilot(f"{cluster + hour - 1}.{i}", state="running")
+    if hour >= 2:
+        old = cluster + hour - 2
+        for i, rc in enumerate(("0", "0", "20", "0")):
+            if faulty and i >= 2:
+                client.pilot(f"{old}.{i}", state="fault")
+            else:
+                client.pilot(f"{old}.{i}", state="exiting", rc=rc)
+
+
+def fill(monitor: Monitor, http: requests.Session) -> Dataset:
+    """Three factories over 24 simulated hours: CERN fresh (ok), BNL 42 min old (warning), one
+    silent for hours (error); one label with many faults; one PQ served by two factories."""
+    store = monitor.services.store
+    clients = {}
+    for name in ("CERN-apf01", "BNL-apf02", "stale-apf03"):
+        clients[name] = FactoryClient(name, store.add_factory(name), monitor, http)
+    cern, bnl, stale = clients["CERN-apf01"], clients["BNL-apf02"], clients["stale-apf03"]
+    monitor.clock.advance(T0 - monitor.clock())
+    _labels(cern, {UCORE: "CERN-PROD_UCORE", MCORE: "CERN-PROD_MCORE"})
+    _labels(bnl, {BNL: "BNL_PROD", BNL_UCORE: "CERN-PROD_UCORE"})
+    _labels(stale, {STALE: "INFN-T1"})
+    plan = [(cern, UCORE, 1000, False), (cern, MCORE, 2000, True), (bnl, BNL, 3000, False)]
+    plan += [(bnl, BNL_UCORE, 4000, False), (stale, STALE, 5000, False)]
+    for hour in range(24):
+        for client, label, cluster, faulty in plan:
+            if client is not stale or hour < 20:
+                _hour(client, label, cluster, hour, faulty)
+        if hour == 20:
+            stale.heartbeat()
+            stale.message(STALE, EVIL)
+        monitor.services.expiry.run()
+        monitor.clock.advance(timedelta(hours=1))
+    bnl.heartbeat()
+    bnl.message(BNL, MESSAGE.replace("submitted=12", "submitted=11"))
+    bnl.message(BNL_UCORE, "just a note from an older factory")
+    monitor.clock.advance(timedelta(minutes=25))
+    cern.message(MCORE, MESSAGE.replace("NDGF-T1", "CERN-PROD_MCORE"))
+    monitor.clock.advance(timedelta(minutes=15))
+    cern.heartbeat()
+    for n in (3, 7, 12):
+        cern.message(UCORE, MESSAGE.replace("submitted=12", f"submitted={n}"))
+    monitor.clock.advance(timedelta(minutes=2))
+    return Dataset(monitor, cern, bnl, stale)
+
+
+@pytest.fixture(scope="module")
+def data(db_url: str) -> Iterator[Dataset]:
+    service = start_monitor(db_url)
+    try:
+        with requests.Session() as http:
+            http.trust_env = False
+            yield fill(service, http)
+    finally:
+        service.server.stop()
+
+
+def get(data: Dataset, path: str, status: int = 200) -> str:
+    answer = requests.get(data.monitor.url + path, timeout=10)
+    assert answer.status_code == status, answer.text[:500]
+    return answer.text
+
+
+def row_of(html: str, marker: str) -> str:
+    """The ``<tr>`` of a table that contains ``marker``."""
+    for row in re.findall(r"<tr.*?</tr>", html, flags=re.S):
+        if marker in row:
+            return row
+    raise AssertionError(f"no row with {marker!r}")
+
+
+# --- view functions ----------------------------------------------------------------------------------
+
+
+def test_index_view(data: Dataset) -> None:
+    page = pages.index_view(data.monitor.services)
+    rows = {row["f"].name: row for row in page.context["rows"]}
+    assert {name: row["f"].status for name, row in rows.items()} == {
+        "BNL-apf02": "warning",
+        "CERN-apf01": "ok",
+        "stale-apf03": "error",
+    }
+    cern = rows["CERN-apf01"]["f"]
+    assert cern.created_1h == 0  # the last pilots were created 1 h 42 min ago
+    assert cern.running == 8  # two labels, the pilots of the last hour
+    assert cern.faults_6h == 10  # MCORE: 2 per hour, 5 hours of the last 6
+    assert sum(cern.activity.created) == 2 * 4 * 23  # the first hour is older than 24 h
+    assert rows["CERN-apf01"]["age"] == "2 min"
+    assert page.json == {"factories": "/api/overview"}
+
+
+def test_factory_view(data: Dataset) -> None:
+    page = pages.factory_view(data.monitor.services, "CERN-apf01")
+    health = {row["label"].name: row["health"] for row in page.context["labels"]}
+    assert health == {MCORE: "warning", UCORE: "ok"}
+    ucore = next(row for row in page.context["labels"] if row["label"].name == UCORE)
+    assert ucore["human"].startswith("12 pilots submitted: 812 activated")
+    assert ucore["label"].counts.FAULT == 0 and ucore["label"].counts.RUNNING == 4
+    assert "<svg" in page.context["chart"]
+
+
+def test_label_view(data: Dataset) -> None:
+    page = pages.label_view(data.monitor.services, "CERN-apf01", UCORE)
+    ctx = page.context
+    assert [m["human"].split(" ")[0] for m in ctx["messages"]] == ["12", "7", "3"]
+    assert len(ctx["jobs"]) == ctx["total"] == 96
+    newest = ctx["jobs"][0]
+    assert newest["job"].cid == "1023.3" and newest["job"].state.value == "CREATED"
+    assert newest["logs"][0] == ("out", f"http://CERN-apf01.example.org/logs/2025-03-02/{UCORE}/1023.3.out")
+    # 22 hours of exits in the last 24 h: rc 0, 0, 20, 0 per hour (two hours' DONE left the window)
+    assert (ctx["outcomes"].payload, ctx["outcomes"].miss, ctx["outcomes"].other) == (66, 22, 0)
+
+
+def test_job_view(data: Dataset) -> None:
+    page = pages.job_view(data.monitor.services, "CERN-apf01", "2005.3")
+    timeline = [(e["e"].old_state, e["e"].new_state.value) for e in page.context["events"]]
+    assert [new for _, new in timeline] == ["CREATED", "RUNNING", "FAULT"]
+    assert page.context["logs"][2][1].endswith(f"/2025-03-01/{MCORE}/2005.3.log")
+
+
+def test_pq_view_spans_factories(data: Dataset) -> None:
+    page = pages.pq_view(data.monitor.services, "CERN-PROD_UCORE")
+    assert {(row["label"].factory, row["label"].name) for row in page.context["labels"]} == {
+        ("BNL-apf02", BNL_UCORE),
+        ("CERN-apf01", UCORE),
+    }
+    assert page.context["pq"].counts.RUNNING == 8
+
+
+def test_report_view_worst_first(data: Dataset) -> None:
+    report = pages.report_view(data.monitor.services, 24, 10, 20.0).context["r"]
+    assert [(row.factory, row.label) for row in report.labels] == [("CERN-apf01", MCORE)]
+    assert pages.report_view(data.monitor.services, 24, 10, 60.0).context["r"].labels == []
+
+
+def test_search_view(data: Dataset) -> None:
+    hits = pages.search_view(data.monitor.services, "cern-prod_u").context["hits"]
+    assert {(hit.kind, hit.name) for hit in hits} == {
+        ("label", UCORE),
+        ("label", BNL_UCORE),
+        ("pq", "CERN-PROD_UCORE"),
+        ("site", "CERN-PROD_UCORE"),
+    }
+    assert pages.search_view(data.monitor.services, "%").context["hits"] == []
+    assert pages.search_view(data.monitor.services, "  ").context["hits"] == []
+
+
+# --- rendered pages and JSON twins -----------------------------------------------------------------
+
+
+def test_index_page(data: Dataset) -> None:
+    html = get(data, "/")
+    assert 'class="health ok"' in row_of(html, "CERN-apf01")
+    assert 'class="health warning"' in row_of(html, "BNL-apf02")
+    assert 'class="health error"' in row_of(html, "stale-apf03")
+    assert (
+        "<svg" in row_of(html, "CERN-apf01") and "http://" not in html.split("<svg", 1)[0].split("<body>")[1]
+    )
+    assert 'href="/api/overview"' in html
+    assert 'href="/static/monitor.css"' in html
+
+
+def test_pages_escape_what_factories_send(data: Dataset) -> None:
+    html = get(data, "/factory/stale-apf03")
+    assert EVIL not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; done" in html
+
+
+def test_label_page(data: Dataset) -> None:
+    html = get(data, f"/factory/CERN-apf01/{UCORE}")
+    assert "12 pilots submitted: 812 activated, 3 pending, 10 running, MaxPending 15" in html
+    assert 'href="/job/CERN-apf01:1023.0"' in html
+    assert f'href="http://CERN-apf01.example.org/logs/2025-03-02/{UCORE}/1023.0.err"' in html
+    assert '<td class="num" id="miss">22</td>' in html
+
+
+def test_job_and_pq_and_report_pages(data: Dataset) -> None:
+    html = get(data, "/job/CERN-apf01:2005.3")
+    assert "FAULT" in html and "127.0.0.1" in html
+    assert "BNL-apf02" in get(data, "/pq/CERN-PROD_UCORE")
+    report = get(data, "/report?hours=24&min_created=10&min_percent=20")
+    assert MCORE in row_of(report, "suspect")
+    assert 'href="/api/report/faults?hours=24&amp;min_created=10&amp;min_percent=20"' in report
+    assert "No label above" in get(data, "/report?min_percent=90")
+
+
+def test_search_page(data: Dataset) -> None:
+    html = get(data, "/search?q=bnl")
+    assert 'href="/factory/BNL-apf02"' in html and 'value="bnl"' in html
+    assert "Nothing matches" in get(data, "/search?q=nothing-like-this")
+
+
+def test_unknown_names_are_404_pages(data: Dataset) -> None:
+    for path in ("/factory/nope", "/factory/CERN-apf01/nope", "/job/CERN-apf01:9.9", "/job/x", "/pq/NOPE"):
+        assert "Not found" in get(data, path, 404)
+
+
+def test_static_css(data: Dataset) -> None:
+    answer = requests.get(data.monitor.url + "/static/monitor.css", timeout=10)
+    assert answer.status_code == 200 and ".health.ok" in answer.text
+
+
+def test_json_twins(data: Dataset) -> None:
+    base = data.monitor.api
+    overview = requests.get(base + "/overview", timeout=10).json()
+    assert [f["name"] for f in overview] == ["BNL-apf02", "CERN-apf01", "stale-apf03"]
+    assert len(overview[1]["activity"]["created"]) == 144
+    activity = requests.get(base + "/factories/CERN-apf01/activity", timeout=10).json()
+    assert activity["created"] == overview[1]["activity"]["created"]
+    label = requests.get(f"{base}/labels/CERN-apf01:{UCORE}/activity", timeout=10).json()
+    assert sum(label["created"]) == 92
+    outcomes = requests.get(f"{base}/labels/CERN-apf01:{UCORE}/outcomes", timeout=10).json()
+    assert outcomes == {"hours": 24, "payload": 66, "miss": 22, "other": 0}
+    pq = requests.get(base + "/pqs/CERN-PROD_UCORE/activity", timeout=10).json()
+    assert sum(pq["created"]) == 184
+    hits = requests.get(base + "/search", params={"q": "infn"}, timeout=10).json()["hits"]
+    assert {h["kind"] for h in hits} == {"label", "pq", "site"}
+    assert requests.get(base + "/factories/nope/activity", timeout=10).status_code == 404
+
+
+def test_empty_service_pages(tmp_path: Path, http: requests.Session) -> None:
+    monitor = start_monitor(f"sqlite:///{tmp_path}/empty.sqlite")
+    try:
+        _empty_pages(monitor, http)
+    finally:
+        monitor.server.stop()
+
+
+def _empty_pages(monitor: Monitor, http: requests.Session) -> None:
+    assert "No factory has registered yet." in http.get(monitor.url + "/", timeout=10).text
+    client = new_factory(monitor, http)
+    client.labels("L1")
+    html = http.get(f"{monitor.url}/factory/{client.name}", timeout=10).text
+    assert "never" in html and "(no message yet)" in html

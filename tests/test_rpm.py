@@ -115,6 +115,12 @@ def test_the_rpm_lists_every_installed_path(built_rpm: Path) -> None:
         "data/runpilot3-wrapper.sh",
     ):
         assert f"{package}/{module}" in listed, module
+    # every template and static file of the monitor (whatever there is in the checkout)
+    for sub in ("templates", "static"):
+        for f in (ROOT / "autopyfactory" / "monitor_service" / sub).rglob("*"):
+            if f.is_file() and "__pycache__" not in f.parts:
+                rel = f.relative_to(ROOT / "autopyfactory").as_posix()
+                assert f"{package}/{rel}" in listed, rel
     # byte-compiled files are shipped (owned through the package directory)
     tag = sys.implementation.cache_tag
     assert f"{package}/__pycache__/cli.{tag}.pyc" in listed

@@ -1,0 +1,35 @@
+"""The package stays ruff clean and mypy --strict clean; the shell scripts stay shellcheck clean."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff():
+    result = run(sys.executable, "-m", "ruff", "check", "autopyfactory", "tests", "benchmarks")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict():
+    result = run(sys.executable, "-m", "mypy", "autopyfactory")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (.ci/run installs it)")
+    scripts = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("wrappers/*.sh"), *ROOT.glob("cron/*.sh")])
+    assert scripts
+    result = run("shellcheck", *scripts)
+    assert result.returncode == 0, result.stdout

@@ -293,3 +293,41 @@ def test_status_before_any_cycle_says_so(tmp_path, stand):
     )
     assert result.returncode == 1
     assert "has the factory run a cycle yet?" in result.stderr
+
+
+def test_daemon_mode_detaches_and_holds_the_pidfile(tmp_path, stand, condor):
+    conf = write_config(tmp_path, stand, "[TEST-SITE]")
+    pidfile, log = tmp_path / "apf.pid", tmp_path / "daemon.log"
+    result = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--daemon", "--pidfile", str(pidfile),
+         "--log-file", str(log)],
+        env=condor.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr  # the launcher returns at once
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the pidfile"))
+    try:
+        wait_for(lambda: log.exists() and "cycle 0:" in log.read_text(), what="the daemon's first cycle")
+        os.kill(pid, 0)  # alive, detached from us
+        second = subprocess.run(
+            [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--daemon",
+             "--pidfile", str(pidfile)],
+            env=condor.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert f"already runs as pid {pid}" in second.stderr  # reported before detaching, not lost
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pidfile.exists(), what="the pidfile to go")
+    assert "stopped after" in log.read_text()
+
+
+def test_runas_an_unknown_user_fails_before_starting(tmp_path, stand, condor):
+    conf = write_config(tmp_path, stand, "[TEST-SITE]")
+    result = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--once",
+         "--runas", "no-such-user-apf"],
+        env=condor.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "--runas: no user 'no-such-user-apf'" in result.stderr
+    assert condor.calls("condor_q") == []

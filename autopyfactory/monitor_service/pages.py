@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup
 
 from autopyfactory import __version__
-from autopyfactory.monitor_service.charts import activity_svg, legend
+from autopyfactory.monitor_service.charts import Frame, activity_svg, legend
 from autopyfactory.monitor_service.deps import Services, ServicesDep
 from autopyfactory.monitor_service.errors import NotFound
 from autopyfactory.monitor_service.queries import Activity
@@ -38,6 +38,7 @@ MESSAGE_ERROR = timedelta(minutes=30)  # older than this: error
 LAST_JOBS = 100  # jobs listed on a label page
 STATES = [state.value for state in JobState]
 LOG_SUFFIXES = ("out", "err", "log")
+WIDE = Frame(width=720, height=120, top=14, bottom=14)  # the chart of a factory, label or PQ page
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,9 @@ def log_links(url: str, created_at: datetime, label: str, cid: str) -> list[tupl
     return [(suffix, f"{base}.{suffix}") for suffix in LOG_SUFFIXES]
 
 
-def chart(activity: Activity) -> Markup:
+def chart(activity: Activity, frame: Frame | None = None) -> Markup:
     """The activity chart, already escaped (see :func:`charts.activity_svg`)."""
-    return Markup(activity_svg(activity.series()))  # noqa: S704 - every text in it is escaped
+    return Markup(activity_svg(activity.series(), frame=frame))  # noqa: S704 - every text in it is escaped
 
 
 def label_row(label: LabelOut, now: datetime) -> dict[str, Any]:
@@ -167,7 +168,7 @@ def factory_view(svc: Services, fid: str, hours: int = 24) -> Page:
         "f": detail,
         "age": ago(detail.last_seen, now),
         "labels": labels,
-        "chart": chart(svc.queries.factory_activity(fid)),
+        "chart": chart(svc.queries.factory_activity(fid), WIDE),
     }
     api = f"/api/factories/{quote(fid)}"
     return Page(
@@ -190,7 +191,7 @@ def label_view(svc: Services, fid: str, name: str, hours: int = 24) -> Page:
         "messages": messages,
         "jobs": [job_row(job, url) for job in jobs.jobs],
         "total": jobs.total,
-        "chart": chart(svc.queries.label_activity(fid, name)),
+        "chart": chart(svc.queries.label_activity(fid, name), WIDE),
     }
     api = f"/api/labels/{quote(fid)}:{quote(name)}"
     twins = {
@@ -218,7 +219,7 @@ def pq_view(svc: Services, pq: str, hours: int = 24) -> Page:
         "title": f"PanDA queue {pq}",
         "pq": detail,
         "labels": [label_row(label, now) for label in detail.labels],
-        "chart": chart(svc.queries.pq_activity(pq)),
+        "chart": chart(svc.queries.pq_activity(pq), WIDE),
     }
     api = f"/api/pqs/{quote(pq)}"
     return Page("pq.html", context, {"pq": api, "activity": api + "/activity"})

@@ -137,14 +137,19 @@ class _Subcommands:
 # --- run -------------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        rule = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
+        raise argparse.ArgumentTypeError(f"{rule}, got {value}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def run_factory(args: argparse.Namespace) -> int:
@@ -285,15 +290,8 @@ def print_label(label: Label) -> None:
 
 
 def _count_or_unknown(text: str) -> int | None:
-    if text.lower() in ("unknown", "none"):
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'unknown', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+    """A count, or ``unknown`` (no data from PanDA or condor)."""
+    return None if text.lower() in ("unknown", "none") else _whole_number(text, 0)
 
 
 def _non_negative(text: str) -> int:

@@ -339,7 +339,8 @@ OPTIONS: tuple[Option, ...] = (
         "ceFlavour",
         _choice("HTCONDOR-CE", "ARC-CE", "CREAM-CE", "OSG-CE", "LCG-CE", "LOCAL"),
         None,
-        "CE flavour of a local queue (LOCAL = vanilla universe in this pool).",
+        "CE flavour of a local queue (LOCAL = vanilla universe in this pool; CREAM-CE, OSG-CE and"
+        " LCG-CE are refused: HTCondor has no cream/gt2 grid types).",
     ),
     Option("ceEndpoint", STR, "", "CE host[:port] of a local queue."),
     Option("ceQueue", STR, "", "Batch queue behind the CE of a local queue."),

@@ -25,6 +25,17 @@ from autopyfactory.schedconfig import Dump, Record
 log = logging.getLogger(__name__)
 
 GRID_FLAVOURS = frozenset({"HTCONDOR-CE", "ARC-CE", "CREAM-CE", "OSG-CE", "LCG-CE"})
+#: Flavours HTCondor can no longer submit to (its grid types since 24: condor, batch, arc, ec2,
+#: gce, azure): such a CE gets no label, so no share of its queue's activated jobs.
+RETIRED_FLAVOURS: Mapping[str, str] = {"CREAM-CE": "cream", "OSG-CE": "gt2", "LCG-CE": "gt2"}
+
+
+def retired(flavour: str) -> str:
+    """Why a CE of ``flavour`` cannot be used, or "" when it can."""
+    grid_type = RETIRED_FLAVOURS.get(flavour.upper())
+    if not grid_type:
+        return ""
+    return f"{flavour.upper()} is not supported: HTCondor (24 and later) has no '{grid_type}' grid type"
 #: For these schedconfig fields 0 means "not set", as in CRIC.
 ZERO_IS_UNSET = frozenset({"corecount", "maxrss", "maxtime", "maxwdir"})
 
@@ -61,7 +72,7 @@ class CE:
     host: str
     port: int | None
     queue: str
-    jobmanager: str = ""  # the CE's batch system (CRIC ce_jobmanager), used by gt2 and CREAM
+    jobmanager: str = ""  # the CE's batch system (CRIC ce_jobmanager); informational
 
     @property
     def endpoint(self) -> str:
@@ -169,6 +180,8 @@ def _unusable(entry: Mapping[str, Any]) -> str:
         return f"ce_status={entry.get('ce_status')!r}"
     if str(entry.get("ce_flavour", "")).upper() not in GRID_FLAVOURS:
         return f"unknown ce_flavour {entry.get('ce_flavour')!r}"
+    if retired(str(entry["ce_flavour"])):
+        return retired(str(entry["ce_flavour"]))
     if not entry.get("ce_endpoint"):
         return "no ce_endpoint"
     return ""
@@ -203,6 +216,9 @@ def _ces_for(
     if settings["batch"].value == "local":
         return [CE("LOCAL", "localhost", None, "")]
     if record is None:
+        why = retired(str(settings["ceFlavour"].value))
+        if why:
+            raise LabelError(f"ceFlavour: {why}")
         host, port = split_endpoint(str(settings["ceEndpoint"].value or "localhost"))
         return [CE(str(settings["ceFlavour"].value), host, port, str(settings["ceQueue"].value))]
     ces, skipped = usable_ces(record)

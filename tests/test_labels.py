@@ -222,20 +222,41 @@ def test_local_maxtime_is_not_capped(tmp_path: Path, dump: dict[str, Any]) -> No
 
 
 def test_statuses(tmp_path: Path, dump: dict[str, Any]) -> None:
-    _, result = build(tmp_path, "[TEST-SITE]\n[DOWN-SITE]\n[LEGACY-SITE]\n", dump)
+    _, result = build(tmp_path, "[TEST-SITE]\n[DOWN-SITE]\n", dump)
     assert result.problems == ()
     assert [(label.name, label.status) for label in result.labels] == [
         ("TEST-SITE-ce01.test.example-default", QueueStatus.TEST),
         ("DOWN-SITE-ce01.down.example-default", QueueStatus.OFFLINE),
-        ("LEGACY-SITE-cream01.legacy.example-long", QueueStatus.BROKEROFF),
-        ("LEGACY-SITE-gk01.legacy.example-pbs", QueueStatus.BROKEROFF),
     ]
-    legacy = result.labels[2:]
-    assert [(label.ce.flavour, label.ce.port, label.ce.jobmanager) for label in legacy] == [
-        ("CREAM-CE", 8443, "pbs"),
-        ("OSG-CE", None, "pbs"),
-    ]
-    assert legacy[1].ce.endpoint == "gk01.legacy.example"
+
+
+def test_cream_and_gt2_ces_are_unusable_with_the_reason(tmp_path: Path, dump: dict[str, Any]) -> None:
+    """HTCondor has no cream/gt2 grid types any more: such CEs get no label (and so no share)."""
+    dump["CERN"]["queues"] += dump["LEGACY-SITE"]["queues"]
+    _, result = build(tmp_path, "[CERN]\n[LEGACY-SITE]\n", dump)
+    assert all(label.ce.flavour == "HTCONDOR-CE" for label in result.labels)
+    assert len(result.labels) == len(dump["CERN"]["queues"]) - 2
+    assert "[LEGACY-SITE] skipped: PanDA queue 'LEGACY-SITE' has no usable CE (2 skipped)" in result.problems
+    assert (
+        "[CERN] CE skipped: cream01.legacy.example:8443: CREAM-CE is not supported: "
+        "HTCondor (24 and later) has no 'cream' grid type"
+    ) in result.warnings
+    assert (
+        "[LEGACY-SITE] CE skipped: gk01.legacy.example: OSG-CE is not supported: "
+        "HTCondor (24 and later) has no 'gt2' grid type"
+    ) in result.warnings
+
+
+@pytest.mark.parametrize("flavour", ["CREAM-CE", "OSG-CE", "LCG-CE"])
+def test_a_local_queue_with_a_retired_flavour_is_skipped_with_the_reason(
+    tmp_path: Path, dump: dict[str, Any], flavour: str
+) -> None:
+    conf = f"[OLD]\nautoconfigure = false\nceFlavour = {flavour}\nceEndpoint = gk.example\n"
+    _, result = build(tmp_path, conf, dump)
+    assert result.labels == ()
+    (problem,) = result.problems
+    assert problem.startswith(f"[OLD] skipped: ceFlavour: {flavour} is not supported: HTCondor")
+    assert "jobmanager" not in problem
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ CE flavours (CONTRACTS §3)::
     HTCONDOR-CE  universe = grid, grid_resource = condor <host> <host>:<port, default 9619>
     ARC-CE       universe = grid, grid_resource = arc https://<host>:443/arex (2811 -> 443),
                  resources as ADL elements in arc_resources, ENV/PROXY in arc_rte with a proxy
-    CREAM-CE     universe = grid, grid_resource = cream https://<host>:8443/ce-cream/services/CREAM2
-                 <jobmanager> <queue>
-    OSG-CE, LCG-CE  universe = grid, grid_resource = gt2 <host>[:port]/jobmanager-<jobmanager>,
-                 resources in globusrsl
     LOCAL        universe = vanilla in the schedd's own pool, request_cpus/memory/disk
+
+CREAM-CE, OSG-CE and LCG-CE (grid types ``cream`` and ``gt2``) are gone from HTCondor: its
+condor_submit accepts only the grid types in :data:`GRID_TYPES`. Such CEs get no label
+(labels.py), and a description for any other grid type is refused here, before condor_submit.
 
 ``arguments`` is a template: it is split into words like a shell would (quotes group words, a
 backslash escapes, nothing is expanded), then ``%(field)s`` is filled in each word, and each word
@@ -69,12 +69,13 @@ DEFAULT_PANDA_PORTS = {"https": 25443, "http": 25080}
 HTCONDOR_CE_PORT = 9619
 ARC_REST_PORT = 443
 ARC_GRIDFTP_PORT = 2811  # the old ARC interface; the same host serves REST on 443
-CREAM_PORT = 8443
+#: The grid types HTCondor's condor_submit accepts (25.0: "Must be one of: condor, batch, arc,
+#: ec2, gce, or azure").
+GRID_TYPES = frozenset({"condor", "batch", "arc", "ec2", "gce", "azure"})
 #: Submit commands HTCondor evaluates as ClassAd expressions; validate() parses them.
 EXPRESSION_COMMANDS = ("periodic_hold", "periodic_remove")
 
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TERSE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
 _SUBMIT_FILE = re.compile(r"^submit-(\d+)\.sub$")
@@ -124,11 +125,6 @@ def condor_environment(pairs: Iterable[tuple[str, str]]) -> str:
 def xml_escape(text: str) -> str:
     """Text content for an XML element."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _rsl_value(value: str) -> str:
-    """A Globus RSL value: bare when plain, else double-quoted with doubled double quotes."""
-    return value if _WORD.match(value) else '"' + value.replace('"', '""') + '"'
 
 
 # ---- periodic expressions ----------------------------------------------------------------------
@@ -296,12 +292,6 @@ def _host(ce: CE) -> str:
     return ce.host
 
 
-def _word(what: str, value: str) -> str:
-    if not _WORD.match(value):
-        raise SubmitRenderError(f"{what} {value!r} cannot be used in grid_resource")
-    return value
-
-
 def minutes(seconds: int) -> int:
     """Seconds to whole minutes, rounded up (a wall-time limit must not shrink)."""
     return -(-seconds // 60)
@@ -362,35 +352,6 @@ def _arc_ce(ce: CE, resources: Resources, submit: SubmitSettings) -> list[str]:
     return lines
 
 
-def _cream_ce(ce: CE, resources: Resources, submit: SubmitSettings) -> list[str]:
-    url = f"https://{_host(ce)}:{_port(ce, CREAM_PORT)}/ce-cream/services/CREAM2"
-    resource = f"cream {url} {_word('CE jobmanager', ce.jobmanager)} {_word('CE queue', ce.queue)}"
-    return ["universe = grid", f"grid_resource = {resource}", *grid_attributes(ce, resources)]
-
-
-def globus_rsl(ce: CE, resources: Resources) -> str:
-    """GRAM RSL: queue, cores (one process with N cores, not N copies), wall time, memory."""
-    rsl = [("queue", ce.queue)] if ce.queue else []
-    if resources.corecount > 1:
-        rsl += [("jobtype", "single"), ("count", str(resources.corecount))]
-    if resources.maxtime > 0:
-        rsl.append(("maxWallTime", str(minutes(resources.maxtime))))
-    if resources.maxrss > 0:
-        rsl.append(("maxMemory", str(resources.maxrss)))
-    return literal("".join(f"({name}={_rsl_value(value)})" for name, value in rsl))
-
-
-def _gt2_ce(ce: CE, resources: Resources, submit: SubmitSettings) -> list[str]:
-    contact = _host(ce) + (f":{ce.port}" if ce.port else "")
-    lines = [
-        "universe = grid",
-        f"grid_resource = gt2 {contact}/jobmanager-{_word('CE jobmanager', ce.jobmanager)}",
-    ]
-    lines += grid_attributes(ce, resources)
-    rsl = globus_rsl(ce, resources)
-    return [*lines, f"globusrsl = {rsl}"] if rsl else lines
-
-
 def _local(ce: CE, resources: Resources, submit: SubmitSettings) -> list[str]:
     lines = ["universe = vanilla", f"request_cpus = {resources.corecount}"]
     if resources.maxrss > 0:
@@ -404,9 +365,6 @@ FlavourLines = Callable[[CE, Resources, SubmitSettings], list[str]]
 FLAVOURS: Mapping[str, FlavourLines] = {
     "HTCONDOR-CE": _htcondor_ce,
     "ARC-CE": _arc_ce,
-    "CREAM-CE": _cream_ce,
-    "OSG-CE": _gt2_ce,
-    "LCG-CE": _gt2_ce,
     "LOCAL": _local,
 }
 
@@ -439,6 +397,14 @@ STANDARD = (
 )
 
 
+def _check_grid_type(name: str, lines: Sequence[str]) -> None:
+    for line in lines:
+        key, _, value = line.partition(" = ")
+        if key == "grid_resource" and value.split(" ", 1)[0] not in GRID_TYPES:
+            known = ", ".join(sorted(GRID_TYPES))
+            raise SubmitRenderError(f"{name}: grid_resource {value!r}: HTCondor's grid types are {known}")
+
+
 def render_submit(label: Label, n: int, context: SubmitContext) -> str:
     """The submit description for ``n`` pilots of ``label``: deterministic text, no I/O."""
     if n < 1:
@@ -446,6 +412,7 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
     flavour_lines = FLAVOURS.get(label.ce.flavour)
     if flavour_lines is None:
         raise SubmitRenderError(f"{label.name}: unsupported CE flavour {label.ce.flavour!r}")
+    _check_grid_type(label.name, flavour_lines(label.ce, label.resources, label.submit))
     submit = label.submit
     words = render_arguments(submit.arguments, template_fields(label, context))
     lines = [

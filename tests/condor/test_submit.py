@@ -50,7 +50,6 @@ x509userproxy = /tmp/x509up_u1000
 
 [CERN]
 [NDGF-T1]
-[LEGACY-SITE]
 
 [NDGF-MCORE]
 wmsqueue = NDGF-T1
@@ -249,29 +248,25 @@ def test_arc_without_proxy_requests_no_rte(labels):
     assert "scitokens_file = /etc/apf/pilot.token" in lines(text)
 
 
-def test_legacy_cream(labels):
-    text = render_submit(labels["LEGACY-SITE-cream01.legacy.example-long"], 1, CONTEXT)
-    validate(text)
-    assert (
-        "grid_resource = cream https://cream01.legacy.example:8443/ce-cream/services/CREAM2 pbs long"
-    ) in lines(text)
+@pytest.mark.parametrize("flavour", ["CREAM-CE", "OSG-CE", "LCG-CE"])
+def test_retired_flavours_are_not_rendered(labels, flavour):
+    """HTCondor 25's condor_submit: "Invalid value 'cream' for grid type Must be one of: condor,
+    batch, arc, ec2, gce, or azure" (same for gt2); the factory says so before submitting."""
+    label = labels["CERN-ce503.cern.ch-share"]
+    ce = dataclasses.replace(label.ce, flavour=flavour, jobmanager="pbs")
+    with pytest.raises(SubmitRenderError, match="unsupported CE flavour"):
+        render_submit(dataclasses.replace(label, ce=ce), 1, CONTEXT)
 
 
-def test_legacy_gt2_globusrsl(labels):
-    text = render_submit(labels["LEGACY-SITE-gk01.legacy.example-pbs"], 1, CONTEXT)
-    validate(text)
-    assert "grid_resource = gt2 gk01.legacy.example/jobmanager-pbs" in lines(text)
-    # one process with 8 cores (jobtype=single), not 8 copies; minutes and MB
-    assert "globusrsl = (queue=pbs)(jobtype=single)(count=8)(maxWallTime=4800)(maxMemory=32000)" in lines(
-        text
-    )
+def test_grid_types_are_checked_when_rendering(labels, monkeypatch):
+    from autopyfactory.condor import submit
 
+    def gt2(ce, resources, settings):
+        return ["universe = grid", "grid_resource = gt2 gk01.legacy.example/jobmanager-pbs"]
 
-def test_lcg_ce_is_gt2_too(labels):
-    label = labels["LEGACY-SITE-gk01.legacy.example-pbs"]
-    ce = dataclasses.replace(label.ce, flavour="LCG-CE", port=2119)
-    text = render_submit(dataclasses.replace(label, ce=ce), 1, CONTEXT)
-    assert "grid_resource = gt2 gk01.legacy.example:2119/jobmanager-pbs" in lines(text)
+    monkeypatch.setitem(submit.FLAVOURS, "HTCONDOR-CE", gt2)  # type: ignore[index]
+    with pytest.raises(SubmitRenderError, match=r"grid_resource 'gt2 .*grid types are arc, azure, batch"):
+        render_submit(labels["CERN-ce503.cern.ch-share"], 1, CONTEXT)
 
 
 def test_local_vanilla(labels):

@@ -1,0 +1,34 @@
+"""CE flavours HTCondor 25 cannot submit to (issue 16 item 3), on the real condor_submit."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.htcondor.stand import RealStand, ours
+from tests.support.htcondor_pool import HTCondorPool
+
+pytestmark = pytest.mark.htcondor
+
+
+def test_a_cream_ce_takes_no_share_and_fails_no_submission(real_condor: HTCondorPool, httpserver) -> None:
+    stand = RealStand(real_condor, httpserver, "cream")
+    record = stand.ce_record("MIXED")
+    record["queues"].append(
+        {"ce_endpoint": "cream01.legacy.example:8443", "ce_flavour": "CREAM-CE", "ce_queue_name": "long",
+         "ce_jobmanager": "pbs", "ce_state": "ACTIVE", "ce_status": "production"}
+    )  # fmt: skip
+    stand.dump = {"MIXED": record}
+    stand.stats = {"MIXED": {"activated": 4, "assigned": 0, "running": 0}}
+    conf = stand.write_config("[MIXED]", defaults={"nqueue": 4})
+
+    check = stand.factory("check", "-c", str(conf), check=False)
+    reason = "CREAM-CE is not supported: HTCondor (24 and later) has no 'cream' grid type"
+    assert reason in check.stdout + check.stderr
+
+    result = stand.cycle(conf)
+    assert "Invalid value 'cream'" not in result.stderr
+    assert "0 submit errors" in result.stderr
+    labels = {job["MATCH_APF_QUEUE"] for job in ours(real_condor.jobs())}
+    assert labels == {f"MIXED-{real_condor.hostname}"}
+    # the working CE got the whole queue's demand (4 activated), not half of it
+    assert len(ours(real_condor.jobs())) == 4

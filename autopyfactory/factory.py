@@ -19,7 +19,7 @@ from typing import Protocol
 from autopyfactory.batch import Backend, BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.config import FactoryConfig
 from autopyfactory.credentials import CredentialCheck, CredentialChecker, CredentialKind
-from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
+from autopyfactory.housekeeping import ActionKind, plan_actions, removals_by_cause, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
@@ -321,7 +321,8 @@ class Factory:
             log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)
         try:
             backend.release(label, [a.job_id for a in actions if a.kind is ActionKind.RELEASE])
-            backend.remove(label, [a.job_id for a in actions if a.kind is ActionKind.REMOVE])
+            for cause, job_ids in removals_by_cause(actions).items():
+                backend.remove(label, job_ids, f"autopyfactory housekeeping: {cause}")
         except BatchError as exc:
             return replace(result, housekeeping=f"failed: {exc}")
         return replace(result, housekeeping=summarize(actions))

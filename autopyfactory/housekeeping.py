@@ -40,6 +40,9 @@ class Action:
     job_id: str
     reason: str
     since: int  # EnteredCurrentStatus: the oldest go first
+    #: Why, without this pilot's own numbers: condor_rm's ``-reason`` (one call per cause), which
+    #: the job keeps as ``RemoveReason`` and the monitor shows.
+    cause: str = ""
 
 
 def recoverable(pilot: Pilot, cfg: HousekeepingSettings) -> bool:
@@ -62,7 +65,7 @@ def _action(pilot: Pilot, cfg: HousekeepingSettings, now: float) -> Action | Non
         return _held(pilot, cfg, age)
     if pilot.status is JobStatus.IDLE and cfg.idle_timeout and age > cfg.idle_timeout:
         return Action(ActionKind.REMOVE, pilot.job_id, f"idle {age} s > idleTimeout {cfg.idle_timeout}",
-                      pilot.entered_status)
+                      pilot.entered_status, f"idle longer than idleTimeout ({cfg.idle_timeout} s)")
     return None
 
 
@@ -76,9 +79,19 @@ def _held(pilot: Pilot, cfg: HousekeepingSettings, age: int) -> Action | None:
         return None
     if age >= cfg.hold_timeout:
         why = "released too often" if recoverable(pilot, cfg) else "not recoverable"
+        cause = f"held longer than holdTimeout ({cfg.hold_timeout} s), {why}"
         return Action(ActionKind.REMOVE, pilot.job_id, f"held {age} s ({why}): {pilot.hold_reason[:80]}",
-                      pilot.entered_status)
+                      pilot.entered_status, cause)
     return None
+
+
+def removals_by_cause(actions: Iterable[Action]) -> dict[str, list[str]]:
+    """The pilots to remove, grouped by cause: one condor_rm ``-reason`` per group."""
+    groups: dict[str, list[str]] = {}
+    for action in actions:
+        if action.kind is ActionKind.REMOVE:
+            groups.setdefault(action.cause, []).append(action.job_id)
+    return groups
 
 
 def summarize(actions: Sequence[Action]) -> str:

@@ -755,12 +755,13 @@ class LocalBackend:
 
     # -- remove / release --
 
-    def remove(self, label: Label, job_ids: Sequence[str]) -> None:
+    def remove(self, label: Label, job_ids: Sequence[str], reason: str = "") -> None:
         """Remove pilots of ``label``: a waiting one is dropped, a running one's process group
         gets SIGTERM, then SIGKILL after ``kill_grace`` seconds. All are recorded as removed
         (``rc`` None); one that had already ended keeps its exit code and is not marked removed.
 
         Raises BatchError if a group survived SIGKILL (it is still recorded as removed).
+        ``reason`` is not kept: a local pilot's record has no place for it.
         """
         if not job_ids:
             return

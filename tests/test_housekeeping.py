@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from autopyfactory.housekeeping import Action, ActionKind, HousekeepingSettings, plan_actions, summarize
+from autopyfactory.housekeeping import (
+    Action,
+    ActionKind,
+    HousekeepingSettings,
+    plan_actions,
+    removals_by_cause,
+    summarize,
+)
 from autopyfactory.model import JobStatus, Pilot
 
 NOW = 1_700_000_000
@@ -80,6 +87,23 @@ def test_reasons_explain_the_action():
     assert release.reason == "recoverable hold #1 after 700 s"
     [remove] = plan_actions([held(code=3, age=4000, reason="PeriodicHold: idle too long")], CFG, NOW)
     assert remove.reason == "held 4000 s (not recoverable): PeriodicHold: idle too long"
+
+
+def test_removals_are_grouped_by_a_cause_without_the_pilots_numbers():
+    """condor_rm -reason is one text per call: pilots removed for the same cause share it."""
+    pilots = [
+        held("1.0", age=4000, code=3, reason="PeriodicHold"),
+        held("1.1", age=5000, code=2, reason="auth failed"),
+        held("1.2", age=4000, code=12, holds=4),
+        idle("2.0", age=8000),
+        held("3.0", age=700, code=12),
+    ]
+    groups = removals_by_cause(plan_actions(pilots, CFG, NOW))
+    assert groups == {
+        "held longer than holdTimeout (3600 s), released too often": ["1.2"],
+        "held longer than holdTimeout (3600 s), not recoverable": ["1.1", "1.0"],
+        "idle longer than idleTimeout (7200 s)": ["2.0"],
+    }
 
 
 def test_summary():

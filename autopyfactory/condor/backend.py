@@ -67,9 +67,11 @@ class CondorBackend:
     def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome:
         return submit_pilots(label, n, context, self.schedd_of(label), self._timeout)
 
-    def remove(self, label: Label, job_ids: Sequence[str]) -> None:
+    def remove(self, label: Label, job_ids: Sequence[str], reason: str = "") -> None:
+        """condor_rm; ``reason`` becomes the jobs' RemoveReason (else "via condor_rm")."""
         if job_ids:
-            run_condor("condor_rm", self.schedd_of(label), list(job_ids), self._timeout)
+            args = ["-reason", reason, *job_ids] if reason else list(job_ids)
+            run_condor("condor_rm", self.schedd_of(label), args, self._timeout)
 
     def release(self, label: Label, job_ids: Sequence[str]) -> None:
         if job_ids:

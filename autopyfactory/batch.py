@@ -59,6 +59,10 @@ class SubmitOutcome:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
+#: What one cycle asks a backend to submit: (label, number of pilots), each label once.
+SubmitRequests = Sequence[tuple[Label, int]]
+
+
 class Backend(Protocol):
     name: str
 
@@ -66,6 +70,27 @@ class Backend(Protocol):
 
     def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
 
+    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+        """All of a cycle's submissions at once; an outcome for every label asked, by name."""
+        ...
+
     def remove(self, label: Label, job_ids: Sequence[str]) -> None: ...
 
     def release(self, label: Label, job_ids: Sequence[str]) -> None: ...
+
+
+class _Submits(Protocol):
+    def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
+
+
+def submit_each(
+    backend: _Submits, requests: SubmitRequests, context: SubmitContext
+) -> dict[str, SubmitOutcome]:
+    """The batch interface for a backend that submits label by label (one failure stays local)."""
+    outcomes: dict[str, SubmitOutcome] = {}
+    for label, n in requests:
+        try:
+            outcomes[label.name] = backend.submit(label, n, context)
+        except Exception as exc:
+            outcomes[label.name] = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
+    return outcomes

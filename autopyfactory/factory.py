@@ -190,7 +190,7 @@ class Factory:
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
-        self._stop_requested = stop_requested  # checked before each label's submission
+        self._stop_requested = stop_requested  # checked before each backend's batch of submissions
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
 
@@ -206,7 +206,7 @@ class Factory:
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked)
-        results = tuple(self._tidy(self._submit(p, started), census, started) for p in plans)
+        results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
         self._clean_logs(label_set.labels, census, started)
         report = CycleReport(
             cycle, started, self._clock() - started, results, tuple(problems), label_set.problems, checks
@@ -286,14 +286,28 @@ class Factory:
             total = None if total is None or census.total is None else total + census.total
         return Census(supply, total, (), pilots)
 
-    def _submit(self, p: LabelPlan, started: float) -> LabelResult:
-        if p.decision.n <= 0:
-            return LabelResult(p, SubmitOutcome())
-        if self._stop_requested():
-            return LabelResult(p, SubmitOutcome(error="not submitted: the factory is stopping"))
-        backend = self._backends.get(p.label.batch)
+    def _submit_all(self, plans: Sequence[LabelPlan], started: float) -> list[LabelResult]:
+        """Every label's submission: one batch per backend (one condor_submit per schedd)."""
+        outcomes: dict[str, SubmitOutcome] = {}
+        by_backend: dict[str, list[tuple[Label, int]]] = {}
+        for p in plans:
+            if p.decision.n > 0:
+                by_backend.setdefault(p.label.batch, []).append((p.label, p.decision.n))
+        for name, requests in by_backend.items():
+            outcomes.update(self._submit_batch(name, requests, started))
+        return [LabelResult(p, outcomes.get(p.label.name, SubmitOutcome())) for p in plans]
+
+    def _submit_batch(
+        self, name: str, requests: Sequence[tuple[Label, int]], started: float
+    ) -> dict[str, SubmitOutcome]:
+        backend = self._backends.get(name)
         if backend is None:
-            return LabelResult(p, SubmitOutcome(error=f"no batch backend {p.label.batch!r}"))
+            return {label.name: SubmitOutcome(error=f"no batch backend {name!r}") for label, _ in requests}
+        if self._stop_requested():
+            return {
+                label.name: SubmitOutcome(error="not submitted: the factory is stopping")
+                for label, _ in requests
+            }
         f = self.config.factory
         context = SubmitContext(
             f.factory_id,
@@ -305,10 +319,12 @@ class Factory:
             self._dry_run,
         )
         try:
-            return LabelResult(p, backend.submit(p.label, p.decision.n, context))
-        except Exception as exc:  # one label's failure never stops the others
-            log.exception("%s: submission failed", p.label.name)
-            return LabelResult(p, SubmitOutcome(error=f"{type(exc).__name__}: {exc}"))
+            outcomes = backend.submit_batch(requests, context)
+        except Exception as exc:  # one backend's failure never stops the others
+            log.exception("%s: submission failed", name)
+            return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}
+        missing = SubmitOutcome(error="no outcome from the batch backend")
+        return {label.name: outcomes.get(label.name, missing) for label, _ in requests}
 
     def _tidy(self, result: LabelResult, census: Census, now: float) -> LabelResult:
         """Release or remove this label's held and stuck pilots (see housekeeping.py)."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome
+from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
+from autopyfactory.condor.bulk import submit_batch
 from autopyfactory.condor.command import Schedd, run_condor
 from autopyfactory.condor.status import count_by_label, query_pilots
 from autopyfactory.condor.submit import submit_pilots
@@ -23,8 +25,9 @@ log = logging.getLogger(__name__)
 class CondorBackend:
     name = "condor"
 
-    def __init__(self, factory_id: str, default: Schedd, timeout: float) -> None:
+    def __init__(self, factory_id: str, default: Schedd, timeout: float, parallel: int = 4) -> None:
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
+        self._parallel = max(1, parallel)  # schedds submitted to at the same time
 
     def schedd_of(self, label: Label) -> Schedd:
         return Schedd(label.submit.schedd or self._default.name, label.submit.pool or self._default.pool)
@@ -66,6 +69,22 @@ class CondorBackend:
 
     def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome:
         return submit_pilots(label, n, context, self.schedd_of(label), self._timeout)
+
+    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+        """One condor_submit per schedd (see bulk.py); schedds in parallel, at most ``parallel``."""
+        by_schedd: dict[Schedd, list[tuple[Label, int]]] = {}
+        for label, n in requests:
+            by_schedd.setdefault(self.schedd_of(label), []).append((label, n))
+        if len(by_schedd) <= 1 or self._parallel == 1:
+            results = [submit_batch(items, context, s, self._timeout) for s, items in by_schedd.items()]
+        else:
+            with ThreadPoolExecutor(min(self._parallel, len(by_schedd)), "condor-submit") as pool:
+                futures = [
+                    pool.submit(submit_batch, items, context, s, self._timeout)
+                    for s, items in by_schedd.items()
+                ]
+                results = [future.result() for future in futures]
+        return {name: outcome for result in results for name, outcome in result.outcomes.items()}
 
     def remove(self, label: Label, job_ids: Sequence[str]) -> None:
         if job_ids:

@@ -94,7 +94,6 @@ def test_submit_queues_n_jobs_with_custom_attributes_and_expanded_macros(
         ("universe = vanila", "ERROR: I don't know about the 'vanila' universe."),
         ("executable = /no/such/wrapper.sh", "ERROR: Executable file /no/such/wrapper.sh does not exist"),
         ("log = /no/such/dir/$(Cluster).log", 'ERROR: Invalid log file: "/no/such/dir/1.log"'),
-        ("queue 1", "ERROR: multiple queue statements"),
     ],
 )
 def test_invalid_submit_file_fails_like_condor_submit_and_queues_nothing(

@@ -170,8 +170,8 @@ def _job_ad(submit: htcondor2.Submit, context: Context, proc_id: int, total: int
             continue
         if (value := _get(submit, key)) is not None:
             ad[key[3:]] = _expr(value, f"{key[3:]} = {value}")
-        elif key[3:] in ad:
-            del ad[key[3:]]  # an empty +Attr clears what an earlier queue statement set
+        elif key[3:] in ad:  # an empty +Attr clears what an earlier queue statement set
+            ad[key[3:]] = classad2.ExprTree("undefined")  # condor_q -json: null
     return from_classad(ad)
 
 

@@ -92,6 +92,7 @@ class CycleReport:
     problems: tuple[Problem, ...]
     skipped_queues: tuple[str, ...] = field(default=())
     credentials: tuple[CredentialCheck, ...] = field(default=())
+    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
 
     def ok(self, kind: str) -> bool:
         """Whether the edge ``kind`` answered well this cycle."""
@@ -209,7 +210,14 @@ class Factory:
         results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
         self._clean_logs(label_set.labels, census, started)
         report = CycleReport(
-            cycle, started, self._clock() - started, results, tuple(problems), label_set.problems, checks
+            cycle,
+            started,
+            self._clock() - started,
+            results,
+            tuple(problems),
+            label_set.problems,
+            checks,
+            census.recent,
         )
         self._log(report)
         for observer in self._observers:
@@ -255,9 +263,8 @@ class Factory:
         f = self.config.factory
         in_use = None
         if census.total is not None:
-            queued = ((p.queued, p.label) for found in census.pilots.values() for p in found)
             unknown = [name for name, supply in census.supply.items() if supply is None]
-            in_use = dirs_in_use(queued, unknown_labels=unknown)
+            in_use = dirs_in_use(census.queue_dates(), unknown_labels=unknown)
         default_keep = self.config.queue_defaults["logKeepDays"].value  # for labels no longer configured
         policy = CleanupPolicy(
             keep_days=int(str(default_keep)),
@@ -274,6 +281,8 @@ class Factory:
         """All backends' censuses as one (a backend no label uses is not asked)."""
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
+        queued: dict[str, frozenset[int]] = {}
+        recent: dict[str, tuple[str, ...]] = {}
         total: int | None = 0
         for name, backend in self._backends.items():
             members = [label for label in labels if label.batch == name]
@@ -282,9 +291,11 @@ class Factory:
             census = backend.census(members)
             supply.update(census.supply)
             pilots.update(census.pilots)
+            queued.update(census.queued_by_label())
+            recent.update(census.recent)
             problems.extend(Problem("batch", message) for message in census.problems)
             total = None if total is None or census.total is None else total + census.total
-        return Census(supply, total, (), pilots)
+        return Census(supply, total, (), pilots, queued, recent)
 
     def _submit_all(self, plans: Sequence[LabelPlan], started: float) -> list[LabelResult]:
         """Every label's submission: one batch per backend (one condor_submit per schedd)."""

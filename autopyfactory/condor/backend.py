@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
 from autopyfactory.condor.bulk import submit_batch
 from autopyfactory.condor.command import Schedd, run_condor
-from autopyfactory.condor.status import count_by_label, query_pilots
+from autopyfactory.condor.status import census_query, query_pilots
 from autopyfactory.condor.submit import submit_pilots
 from autopyfactory.labels import Label
 from autopyfactory.model import Pilot, Supply
@@ -37,27 +37,32 @@ class CondorBackend:
         return query_pilots(schedd, self._factory_id, self._timeout)
 
     def census(self, labels: Sequence[Label]) -> Census:
+        """One ``condor_q`` per schedd, counted in one pass (see status.read_census)."""
         supply: dict[str, Supply | None] = {}
-        pilots: dict[str, list[Pilot]] = {}
+        pilots: dict[str, tuple[Pilot, ...]] = {}
+        queued: dict[str, frozenset[int]] = {}
+        recent: dict[str, tuple[str, ...]] = {}
         total: int | None = 0
         problems: list[str] = []
+        keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
         for schedd, members in self._by_schedd(labels).items():
             try:
-                found = self.pilots(schedd)
+                found = census_query(schedd, self._factory_id, self._timeout, keep_idle)
             except BatchError as exc:
                 problems.append(str(exc))
                 supply.update(dict.fromkeys((label.name for label in members), None))
                 total = None
                 continue
-            counts = count_by_label(found)
-            supply.update({label.name: counts.get(label.name, Supply()) for label in members})
-            for pilot in found:
-                pilots.setdefault(pilot.label, []).append(pilot)
+            supply.update({label.name: found.supply.get(label.name, Supply()) for label in members})
+            for name, held in found.pilots.items():
+                pilots[name] = (*pilots.get(name, ()), *held)
+            for name, dates in found.queued.items():
+                queued[name] = queued.get(name, frozenset()) | dates
+            for name, ids in found.recent.items():
+                recent[name] = (*recent.get(name, ()), *ids)
             if total is not None:
-                total += sum(s.all for s in counts.values())
-        return Census(
-            supply, total, tuple(problems), {label: tuple(found) for label, found in pilots.items()}
-        )
+                total += found.total
+        return Census(supply, total, tuple(problems), pilots, queued, recent)
 
     def _by_schedd(self, labels: Sequence[Label]) -> dict[Schedd, list[Label]]:
         groups: dict[Schedd, list[Label]] = {}

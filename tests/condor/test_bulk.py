@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from autopyfactory.batch import SubmitContext
 from autopyfactory.condor.backend import CondorBackend
 from autopyfactory.condor.bulk import BATCH_DIR, assign, render_block, submit_batch, terse_clusters
 from autopyfactory.condor.command import Schedd
+from autopyfactory.condor.submit import write_submit_file
 from autopyfactory.labels import Label, build_labels
 from tests.support.condor_emulator.driver import CondorEmulator
 
@@ -194,3 +196,15 @@ def test_one_cluster_for_all_labels_is_still_mapped_in_order(labels, tmp_path):
     ]
     outcomes = assign(blocks, [("9.0", "9.1", "9.2", "9.3")], "")
     assert [o.job_ids for o in outcomes.values()] == [("9.0", "9.1"), ("9.2",), ("9.3",)]
+
+
+def test_submit_files_are_written_without_fsync(labels, tmp_path, condor, monkeypatch):
+    """Written once, read once: durability would cost two fsyncs per file (issue 17.3)."""
+
+    def no_fsync(_fd: int) -> None:
+        raise AssertionError("fsync of a submit file")
+
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    assert write_submit_file(tmp_path / "one", "queue 1\n").read_text() == "queue 1\n"
+    result = submit_batch([(labels[CERN[0]], 1)], context(tmp_path), Schedd(), timeout=30)
+    assert result.outcomes[CERN[0]].job_ids == ("1.0",)

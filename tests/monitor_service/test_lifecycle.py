@@ -281,13 +281,14 @@ def test_label_messages_in_bulk(factory: FactoryClient, monitor: Monitor, http: 
         answer = factory.call("POST", f"/factories/{factory.name}/messages", body)
         assert answer.status_code == 200, answer.text
         assert answer.json()["written"] == 2
-    answer = factory.call("POST", f"/factories/{factory.name}/messages", [{"label": "C", "status": "new label"}])
-    assert answer.status_code == 200
+    bulk = f"/factories/{factory.name}/messages"
+    assert factory.call("POST", bulk, [{"label": "C", "status": "new label"}]).status_code == 200
     for label in ("A", "B"):
         detail = http.get(f"{monitor.api}/labels/{factory.name}:{label}", timeout=10).json()
         assert detail["last_message"] == f"cycle {kept + 1}: {label}"
         assert len(detail["messages"]) == kept
-    assert http.get(f"{monitor.api}/labels/{factory.name}:C", timeout=10).json()["last_message"] == "new label"
+    new = http.get(f"{monitor.api}/labels/{factory.name}:C", timeout=10).json()
+    assert new["last_message"] == "new label"
     other = factory.call("POST", "/factories/someone-else/messages", [{"label": "A", "status": "x"}])
     assert other.status_code in (403, 404)
     bad = factory.call("POST", f"/factories/{factory.name}/messages", [{"label": "A", "status": ""}])

@@ -256,6 +256,16 @@ def test_a_failing_condor_submit_is_not_retried_and_the_next_cycle_decides_again
     assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 5, "NDGF-T1-arc02.ndgf.org-atlas": 5}
 
 
+def test_ids_condor_submit_printed_before_failing_are_kept(tmp_path, stand, condor):
+    """Issue 13.3: the jobs were queued and their ids printed, then condor_submit failed."""
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    condor.fail_next("condor_submit", "queued-exit")
+    result = run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
+    assert len(condor.jobs()) == 10
+    assert result.stderr.count("decision=5 submitted=5 ids=") == 2
+    assert "submitted 10" in result.stderr
+
+
 def test_max_pilots_holds_across_cycles(tmp_path, stand, condor):
     stand.stats = {"CERN": {"activated": 1000}}
     conf = write_config(tmp_path, stand, "[CERN]", factory="maxPilots = 30\nmaxPerCycle = 20")

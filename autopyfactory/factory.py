@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -52,7 +53,12 @@ class LabelResult:
         return len(self.outcome.job_ids)
 
     def line(self) -> str:
-        """The one concise log line per label and cycle (also the monitor's label message)."""
+        """The one concise log line per label and cycle (also the monitor's label message);
+        built once, as the log and the monitor both use it."""
+        return self._line
+
+    @cached_property
+    def _line(self) -> str:
         p, s = self.plan, self.plan.supply
         pilots = f"idle={s.idle} running={s.running} held={s.held}" if s else "pilots=unknown"
         activated = "unknown" if p.pq_activated is None else str(p.pq_activated)
@@ -356,7 +362,10 @@ class Factory:
     def _log(self, report: CycleReport) -> None:
         for problem in (*report.problems, *report.skipped_queues):
             log.warning("%s", problem)
+        info = log.isEnabledFor(logging.INFO)
         for result in report.results:
-            level = logging.WARNING if result.outcome.error else logging.INFO
-            log.log(level, "%s", result.line())
+            if result.outcome.error:
+                log.warning("%s", result.line())
+            elif info:
+                log.info("%s", result.line())
         log.info("%s", report.summary())

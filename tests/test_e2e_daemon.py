@@ -253,6 +253,7 @@ def test_status_and_metrics_while_running(tmp_path, stand, condor, daemons):
         port = probe.getsockname()[1]
     stand.stats = {"NDGF-T1": {"activated": 7}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]", factory=f"metricsPort = {port}")
+    conf.write_text(conf.read_text().replace("\nsleep = 1\n", "\nsleep = 60\n"))  # status shows cycle 0
     daemon = start(daemons, conf, condor, tmp_path / "f.log")
     daemon.wait_log("cycle 0:")
 

@@ -33,8 +33,10 @@ from autopyfactory.monitor_service.schemas import (
     JobsWritten,
     JobUpdateIn,
     LabelIn,
+    LabelMessageIn,
     LabelStatusIn,
     LabelsWritten,
+    MessagesWritten,
     MessageWritten,
     TransitionOut,
     ValidationErrorOut,
@@ -146,6 +148,23 @@ def post_label_message(
     require_owner(factory, fid)
     at = svc.store.add_message(fid, label, body.status, client_address(request))
     return MessageWritten(factory=fid, label=label, at=at)
+
+
+@router.post(
+    "/api/factories/{fid}/messages", response_model=MessagesWritten, responses=_AUTH_ERRORS, tags=["factory"]
+)
+def post_label_messages(
+    fid: FactoryPath,
+    messages: Annotated[list[LabelMessageIn], Body(max_length=MAX_ITEMS)],
+    factory: FactoryAuth,
+    svc: ServicesDep,
+    request: Request,
+) -> MessagesWritten:
+    """Many labels' one-line cycle messages at once (one request per cycle instead of one per
+    label); the same as `POST /api/labels/{fid}:{label}` for each, in one transaction."""
+    require_owner(factory, fid)
+    at = svc.store.add_messages(fid, [(m.label, m.status) for m in messages], client_address(request))
+    return MessagesWritten(factory=fid, written=len(messages), at=at)
 
 
 @router.post(

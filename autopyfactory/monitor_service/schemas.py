@@ -75,6 +75,13 @@ class LabelStatusIn(StrictModel):
     )
 
 
+class LabelMessageIn(StrictModel):
+    label: LabelName
+    status: Annotated[str, _text(2048, min_length=1)] = Field(
+        description="the label's one-line cycle message"
+    )
+
+
 # --- wrapper side -------------------------------------------------------------------------
 
 
@@ -249,6 +256,12 @@ class JobsWritten(BaseModel):
 class MessageWritten(BaseModel):
     factory: str
     label: str
+    at: datetime
+
+
+class MessagesWritten(BaseModel):
+    factory: str
+    written: int
     at: datetime
 
 

@@ -24,7 +24,7 @@ from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
-from autopyfactory.panda import JobStats, PandaView
+from autopyfactory.panda import JobStats, PandaReading, PandaView
 from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
 
@@ -61,7 +61,7 @@ class LabelResult:
     def _line(self) -> str:
         p, s = self.plan, self.plan.supply
         pilots = f"idle={s.idle} running={s.running} held={s.held}" if s else "pilots=unknown"
-        activated = "unknown" if p.pq_activated is None else str(p.pq_activated)
+        activated = "unknown(no PanDA data)" if p.pq_activated is None else str(p.pq_activated)
         share = "" if p.demand is None else f" share={p.demand.activated}"
         result = f"submitted={self.submitted}"
         if self.outcome.job_ids:
@@ -99,6 +99,7 @@ class CycleReport:
     skipped_queues: tuple[str, ...] = field(default=())
     credentials: tuple[CredentialCheck, ...] = field(default=())
     recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
+    panda: PandaReading | None = None  # this cycle's PanDA answer (None: not asked)
 
     def ok(self, kind: str) -> bool:
         """Whether the edge ``kind`` answered well this cycle."""
@@ -111,9 +112,16 @@ class CycleReport:
     def summary(self) -> str:
         errors = sum(1 for r in self.results if r.outcome.error)
         wanted = sum(r.plan.decision.n for r in self.results)
+        panda = ""
+        if self.panda is not None:
+            panda = (
+                f"PanDA answer {self.panda.asked - self.started:.0f} s into the cycle"
+                if self.panda.ok
+                else self.panda.describe(self.started + self.duration).split(":", 1)[0]
+            ) + ", "
         return (
             f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{errors} submit errors, {len(self.problems)} problems, "
+            f"{panda}{errors} submit errors, {len(self.problems)} problems, "
             f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
         )
 
@@ -205,9 +213,10 @@ class Factory:
         started = self._clock()
         problems: list[Problem] = []
         label_set = self._labels(problems)
-        stats, panda_problem = self._panda.update()
-        if panda_problem:
-            problems.append(Problem("panda", panda_problem))
+        reading = self._panda.update()
+        stats = reading.stats
+        if not reading.ok:
+            problems.append(Problem("panda", reading.problem))
         census = self._census(label_set.labels, problems)
         checks, blocked = self._check_credentials(label_set.labels, started)
         f = self.config.factory
@@ -224,6 +233,7 @@ class Factory:
             label_set.problems,
             checks,
             census.recent,
+            reading,
         )
         self._log(report)
         for observer in self._observers:

@@ -82,7 +82,6 @@ def build_factory(
     )
     panda = PandaView(
         PandaClient(f.pandaserver, session, f.http_timeout, f.panda_token_file, f.panda_vo),
-        f.panda_max_age,
         time.time,
     )
     return Factory(

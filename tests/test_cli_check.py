@@ -179,3 +179,16 @@ def test_help_lists_check(flag: str) -> None:
     result = run(flag)
     assert result.returncode == 0
     assert "check" in result.stdout and "config-reference" in result.stdout
+
+
+def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace(
+        "pandaserver = https://pandaserver.cern.ch:25443\n",
+        "pandaserver = https://pandaserver.cern.ch:25443/server/panda\n",
+    )
+    path = tmp_path / "factory.conf"
+    path.write_text(text)
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert "pandaserver: bad value: the base URL of the PanDA server takes no path" in result.stderr
+    assert "write 'https://pandaserver.cern.ch:25443'" in result.stderr

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     how_long = run.add_mutually_exclusive_group()
     how_long.add_argument("--once", action="store_true", help="run one cycle and exit")
     how_long.add_argument("--cycles", type=_positive, help="run this many cycles and exit")
-    run.add_argument("--dry-run", action="store_true", help="write submit files but submit nothing")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read everything, submit nothing, send nothing to the monitor; write only to a directory"
+        " of its own (printed)",
+    )
+    run.add_argument("--dry-run-dir", default="", help="that directory (default: a new one in $TMPDIR)")
     run.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
     run.add_argument("--log-file", default="", help="log here (reopened after logrotate) instead of stderr")
     run.add_argument(
@@ -158,7 +165,9 @@ def run_factory(args: argparse.Namespace) -> int:
     loaded = config.load(path)
     for error in loaded.errors:
         logging.getLogger("autopyfactory").error("%s", error)
-    options = RunOptions(1 if args.once else args.cycles, args.dry_run, args.schedconfig or "")
+    options = RunOptions(
+        1 if args.once else args.cycles, args.dry_run, args.schedconfig or "", _dry_run_dir(args)
+    )
     pidfile = daemon.PidFile(Path(args.pidfile)) if args.pidfile else None
     try:
         if args.runas:
@@ -175,6 +184,27 @@ def run_factory(args: argparse.Namespace) -> int:
     finally:
         if pidfile and not args.daemon:
             pidfile.release()
+
+
+def _dry_run_dir(args: argparse.Namespace) -> str:
+    """The dry run's own directory, created and announced; "" for a real run."""
+    if args.dry_run_dir and not args.dry_run:
+        raise UsageError("--dry-run-dir needs --dry-run")
+    if not args.dry_run:
+        return ""
+    try:
+        if args.dry_run_dir:
+            Path(args.dry_run_dir).mkdir(parents=True, exist_ok=True)
+            directory = str(Path(args.dry_run_dir).resolve())
+        else:
+            directory = tempfile.mkdtemp(prefix="autopyfactory-dry-run-")
+    except OSError as exc:
+        raise UsageError(f"cannot create the dry run's directory: {exc}") from None
+    print(
+        f"dry run: nothing is submitted or sent to the monitor; submit files and the state go to {directory}",
+        flush=True,
+    )
+    return directory
 
 
 def _serve(

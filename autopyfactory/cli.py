@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("-c", "--config", required=True, help="factory.conf")
     check.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
+    check.add_argument(
+        "--config-only",
+        action="store_true",
+        help="only read factory.conf and queuesDir, as a reload does (exit 1 on any error)",
+    )
     check.set_defaults(handler=run_check)
 
     run = commands.add_parser("run", help="run the factory: poll PanDA and HTCondor, submit pilots")
@@ -271,6 +276,8 @@ def run_config_reference(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     loaded = config.load(args.config)
+    if args.config_only:
+        return check_config_only(loaded)
     factory = loaded.factory
     source = SchedconfigSource(
         args.schedconfig or factory.schedconfig,
@@ -297,6 +304,21 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"error: {problem}")
     print(f"{len(result.labels)} labels, {len(result.problems)} errors, {len(result.warnings)} warnings")
     return EXIT_ERROR if result.problems or dump is None else EXIT_OK
+
+
+def check_config_only(loaded: config.FactoryConfig) -> int:
+    """What a SIGHUP reload would do with this config: any error, a queue section's too, rejects it."""
+    if loaded.errors:
+        errors = "\n".join(str(error) for error in loaded.errors)
+        print(f"configuration error:\n{errors}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{loaded.path}: configuration ok, {plural(len(loaded.queues), 'queue section')}")
+    return EXIT_OK
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 pilot``, ``2 pilots``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def print_label(label: Label) -> None:

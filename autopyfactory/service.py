@@ -8,8 +8,10 @@ which setting. :class:`Service` runs the cycles:
   is written, the monitor queue is flushed (bounded), and the process exits 0.
 * SIGHUP: factory.conf and queuesDir are read again before the next cycle. A good new config
   replaces the old one whole (queues added, removed or changed take effect; the state file, the
-  metrics, the monitor client and the cycle count carry on); a broken one is rejected with its
-  errors and the old one stays in force. Never a half-applied config.
+  metrics, the monitor client and the cycle count carry on); a broken one, also one with an error
+  in a single queue section (which at start-up would only disable that queue), is rejected with
+  its errors and the old one stays in force. Never a half-applied config. ``check --config-only``
+  answers the same question beforehand (the unit's ExecReload runs it).
 * ``--dry-run`` (``RunOptions.dry_run_dir``): everything is read as in a real run (schedconfig,
   PanDA, the batch census, the last-good schedconfig copy), but nothing is submitted and the only
   writes go to the dry run's own directory: submit files under ``<dir>/logs``, the state file
@@ -204,19 +206,21 @@ class Service:
             self._notifier.status(f"cycle {number} failed, see the log")
 
     def _apply_reload(self) -> None:
+        """All or nothing: any error in the new config, a queue section's too, keeps the old one."""
         self._reload.clear()
         self._notifier.reloading()
         try:
             new = config.load(self._config_path)
-        except config.ConfigError as exc:
+            if new.errors:
+                raise config.ConfigError("\n".join(str(error) for error in new.errors))
+            factory = build_factory(new, self._options, self._observers, self._stop.is_set)
+        except (config.ConfigError, ValueError, OSError) as exc:
             log.error("reload rejected, the previous configuration stays in force:\n%s", exc)
-            self._notifier.status("reload rejected: configuration error, see the log")
+            self._notifier.ready("reload rejected: configuration error, see the log")
             return
-        for error in new.errors:
-            log.error("%s", error)
         before = {q.name for q in self.config.queues}
         after = {q.name for q in new.queues}
-        self.factory = build_factory(new, self._options, self._observers, self._stop.is_set)
+        self.factory = factory
         log.info(
             "configuration reloaded: %d queues (%d added, %d removed)",
             len(after),

@@ -179,3 +179,17 @@ def test_help_lists_check(flag: str) -> None:
     result = run(flag)
     assert result.returncode == 0
     assert "check" in result.stdout and "config-reference" in result.stdout
+
+
+def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:
+    """Issue 14.3: ExecReload runs this before the SIGHUP, so `systemctl reload` reports errors."""
+    good = run("check", "--config-only", "-c", EXAMPLE)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout == f"{EXAMPLE}: configuration ok, 1 queue section\n"
+    path, line = example_with(tmp_path, "[CERN]", "nqeue = 5\n")
+    bad = run("check", "--config-only", "-c", path)
+    assert bad.returncode == 1
+    assert bad.stdout == ""
+    assert bad.stderr == (
+        f"configuration error:\n{path}:{line}: [CERN] nqeue: unknown key (did you mean 'nqueue'?)\n"
+    )

@@ -204,20 +204,6 @@ def test_two_ces_of_one_pq_share_the_activated_jobs(tmp_path, stand, condor):
     assert sorted(per_label(condor.jobs()).values()) == [1, 2]
 
 
-def test_dry_run_writes_one_submit_file_per_schedd_and_submits_nothing(tmp_path, stand, condor):
-    stand.stats = {"CERN": {"activated": 26}}
-    run(write_config(tmp_path, stand, "[CERN]"), condor, "--once", "--dry-run")
-    assert condor.calls("condor_submit") == []
-    [path] = (tmp_path / "logs").glob("*/_submit/*.sub")
-    text = path.read_text()
-    comments = [line for line in text.splitlines() if line.startswith("# autopyfactory label ")]
-    assert {c.split()[3].rstrip(":") for c in comments} == {f"CERN-{host}-share" for host in CERN_CES}
-    block = text.split("# autopyfactory label CERN-ce504.cern.ch-share:")[1].split("queue 5")[0]
-    assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in block
-    assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
-    assert text.count("\nqueue 5\n") == 13
-
-
 # --- never over-submit ----------------------------------------------------------------------------
 
 
@@ -339,3 +325,48 @@ def test_a_broken_queue_section_disables_only_that_queue(tmp_path, stand, condor
     result = run(write_config(tmp_path, stand, "[NDGF-T1]\nnqeue = 3\n[TEST-SITE]"), condor, "--once")
     assert set(per_label(condor.jobs())) == {"TEST-SITE-ce01.test.example-default"}
     assert "[NDGF-T1] nqeue: unknown key (did you mean 'nqueue'?)" in result.stderr
+
+
+def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
+    """Issue 14.2: no monitor traffic, the live state and pilot log tree untouched, the
+    directory it wrote to printed."""
+    stand.stats = {"CERN": {"activated": 26}}
+    monitor = f"{stand.server.url_for('/mon')}"
+    conf = write_config(tmp_path, stand, "[CERN]", factory=f"monitorURL = {monitor}\nmonitorToken = t\n")
+    live = tmp_path / "state" / "status.json"
+    live.parent.mkdir()
+    live.write_text("the live daemon's state\n")
+    env = {**condor.env, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--once", "--dry-run"],
+        env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert condor.calls("condor_submit") == []
+    assert not [r for r, _ in stand.server.log if r.path.startswith("/mon")]
+    assert live.read_text() == "the live daemon's state\n"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["status.json"]  # no schedconfig copy
+    assert not (tmp_path / "logs").exists()
+    [own] = list((tmp_path / "tmp").iterdir())
+    assert str(own) in result.stdout
+    assert "dry run" in result.stdout
+    [path] = own.glob("logs/*/_submit/*.sub")  # one submit file per schedd, a comment per label
+    text = path.read_text()
+    comments = [line for line in text.splitlines() if line.startswith("# autopyfactory label ")]
+    assert {c.split()[3].rstrip(":") for c in comments} == {f"CERN-{host}-share" for host in CERN_CES}
+    block = text.split("# autopyfactory label CERN-ce504.cern.ch-share:")[1].split("queue 5")[0]
+    assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in block
+    assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
+    assert text.count("\nqueue 5\n") == 13
+    assert json.loads((own / "status.json").read_text())["labels"]
+
+
+def test_dry_run_directory_can_be_given(tmp_path, stand, condor):
+    stand.stats = {"CERN": {"activated": 26}}
+    own = tmp_path / "mine"
+    conf = write_config(tmp_path, stand, "[CERN]")
+    result = run(conf, condor, "--once", "--dry-run", "--dry-run-dir", str(own))
+    assert str(own) in result.stdout
+    assert sorted(own.glob("logs/*/_submit/*.sub"))
+    assert not (tmp_path / "logs").exists()

@@ -62,3 +62,13 @@ def test_the_example_config_loads_without_errors():
     loaded = config.load(ETC / "factory.conf.example")
     assert loaded.errors == ()
     assert [q.name for q in loaded.queues] == ["CERN"]
+
+
+def test_factory_unit_reload_checks_the_config_before_the_sighup():
+    """Issue 14.3: `systemctl reload` fails, saying why, when the new config is broken."""
+    lines = (ETC / "systemd" / "autopyfactory.service").read_text().splitlines()
+    reload = [expand(t.removeprefix("ExecReload="), sysconfig()) for t in lines if "ExecReload=" in t[:11]]
+    assert [argv[0] for argv in reload] == ["/usr/bin/autopyfactory", "/bin/kill"]
+    args = factory_parser().parse_args(reload[0][1:])
+    assert args.command == "check" and args.config_only and args.config == "/etc/autopyfactory/factory.conf"
+    assert reload[1][1:] == ["-HUP"]  # $MAINPID is systemd's, empty here

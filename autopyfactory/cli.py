@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from autopyfactory import __version__, config, config_schema, daemon, logs, pilot_reports
+from autopyfactory import __version__, config, config_schema, control_cli, daemon, logs, pilot_reports
 from autopyfactory.config_schema import Scope
 from autopyfactory.demo_arguments import add_demo_arguments
 from autopyfactory.http import make_session
@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     reference = commands.add_parser("config-reference", help="print the configuration reference (markdown)")
     reference.add_argument("--readme", help="rewrite the reference block in this README instead of printing")
     reference.set_defaults(handler=run_config_reference)
+
+    control_cli.add_commands(commands)
 
     for name, text in (
         ("mon-exiting", "cron: report finished, removed and vanished pilots to the monitor"),

@@ -39,6 +39,7 @@ def state_record(report: CycleReport, factory_id: str, previous: Mapping[str, An
         "duration": round(report.duration, 3),
         "problems": [str(p) for p in report.problems],
         "skipped_queues": list(report.skipped_queues),
+        "control": list(report.control),
         "labels": {
             r.plan.label.name: _label_record(r, report.started, earlier.get(r.plan.label.name, {}))
             for r in report.results
@@ -123,6 +124,7 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
         f" ({age} s ago), {len(record['labels'])} labels"
     ]
     lines += [f"problem: {problem}" for problem in record.get("problems", [])]
+    lines += [f"control: {note}" for note in record.get("control", [])]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
     for row in rows:

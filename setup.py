@@ -110,6 +110,7 @@ MONITOR = [
     "alembic>=1.13",
     "uvicorn>=0.29",
     "jinja2>=3.1",
+    "fastapi-offline>=1.7",  # Swagger UI and ReDoc assets for /docs and /redoc, served locally
     "python-multipart>=0.0.9",
     "psycopg[binary]>=3.1",
 ]

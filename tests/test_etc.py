@@ -62,3 +62,88 @@ def test_the_example_config_loads_without_errors():
     loaded = config.load(ETC / "factory.conf.example")
     assert loaded.errors == ()
     assert [q.name for q in loaded.queues] == ["CERN"]
+
+
+# --- systemd hardening ----------------------------------------------------------------------
+
+UNITS = ("autopyfactory.service", "autopyfactory-monitor.service")
+MAX_EXPOSURE = 5.0
+
+
+def unit_settings(unit: str) -> dict[str, list[str]]:
+    """Each key of the [Service] section with all its values, in order."""
+    settings: dict[str, list[str]] = {}
+    section = ""
+    for line in (ETC / "systemd" / unit).read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "Service" and "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_units_are_hardened(unit):
+    s = unit_settings(unit)
+    for key, value in (
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateDevices", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictSUIDSGID", "yes"),
+        ("SystemCallArchitectures", "native"),
+    ):
+        assert s.get(key) == [value], f"{unit}: {key}={s.get(key)}"
+    assert "PrivateTmp" in s and s["User"] == ["autopyfactory"]
+
+
+def writable(s: dict[str, list[str]]) -> list[str]:
+    """Directories a ProtectSystem=strict unit may write."""
+    paths = [p for v in s.get("ReadWritePaths", []) for p in v.split()]
+    paths += [f"/var/lib/{d}" for v in s.get("StateDirectory", []) for d in v.split()]
+    paths += [f"/var/log/{d}" for v in s.get("LogsDirectory", []) for d in v.split()]
+    return paths
+
+
+def is_under(path: str, directories: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in directories)
+
+
+def test_the_factory_may_write_its_default_dirs_and_condor_can_authenticate():
+    from autopyfactory.config_schema import Scope, find
+
+    s = unit_settings("autopyfactory.service")
+    for key in ("baseLogDir", "stateDir"):
+        option = find(key, Scope.FACTORY)
+        assert option is not None
+        assert is_under(str(option.default), writable(s)), f"{key} default {option.default} read-only"
+    assert is_under("/var/log/autopyfactory/factory.log", writable(s))  # ExecStart's --log-file
+    # FS authentication: condor_submit creates a directory the schedd names in its /tmp
+    assert s["PrivateTmp"] == ["no"] and is_under("/tmp/FS_XXXXXXXXX", writable(s))
+    families = s["RestrictAddressFamilies"][0].split()
+    assert {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"} <= set(families)  # schedd, interfaces
+
+
+def test_the_monitor_may_write_its_default_database():
+    database = sysconfig()["AUTOPYFACTORY_MONITOR_DB"]
+    assert is_under(database, writable(unit_settings("autopyfactory-monitor.service")))
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_analyze_security_scores_at_most_5(unit, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is missing (apt-get install systemd; .ci/run does)")
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(ETC / "systemd" / unit)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout + result.stderr)
+    if found is None and "offline" in result.stderr.lower():
+        pytest.skip(f"this systemd-analyze cannot analyse offline: {result.stderr.strip()[:200]}")
+    assert found, result.stdout + result.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE, result.stdout

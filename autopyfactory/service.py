@@ -36,6 +36,7 @@ from autopyfactory.batch import Backend
 from autopyfactory.condor.backend import CondorBackend
 from autopyfactory.condor.command import Schedd
 from autopyfactory.config import FactoryConfig
+from autopyfactory.control import ControlStore
 from autopyfactory.credentials import CredentialChecker
 from autopyfactory.factory import CycleObserver, CycleReport, Factory
 from autopyfactory.http import make_session
@@ -115,6 +116,7 @@ def build_factory(
         stop_requested,
         credentials=CredentialChecker(f.proxy_min_lifetime),
         log_cleanup=CleanupSchedule(f.log_cleanup_interval),
+        controls=ControlStore(Path(f.state_dir)),
     )
 
 

@@ -288,7 +288,7 @@ def test_status_and_metrics_while_running(tmp_path, stand, condor, daemons):
     lines = status.stdout.splitlines()
     assert lines[0].startswith("factory e2e-factory (autopyfactory ")
     header = lines[1].split()
-    assert header[:9] == ["label", "PQ", "CE", "status", "activated", "idle", "running", "held", "decision"]
+    assert header[:5] == ["label", "PQ", "CE", "status", "PQ-activated"]
     row = next(line for line in lines if line.startswith("NDGF-T1-arc01.ndgf.org-atlas"))
     assert row.split()[1:5] == ["NDGF-T1", "arc01.ndgf.org:2811", "online", "7"]
     as_json = json.loads(subprocess.run(

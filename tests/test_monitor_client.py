@@ -209,3 +209,21 @@ def test_a_rejected_event_is_dropped_and_the_rest_goes_on(httpserver, labels):
     wait_for(lambda: client.sent == 4)
     assert client.dropped == 1
     client.close(1.0)
+
+
+def test_items_the_monitor_rejects_are_counted_and_logged(httpserver, labels, caplog):
+    """Issue 13.7: the monitor writes the valid items of a bulk request and lists the others."""
+    rejected = {"index": 1, "detail": "label: String should match pattern", "errors": []}
+    httpserver.expect_request("/api/factories/mon-test").respond_with_json({})
+    httpserver.expect_request("/api/labels").respond_with_json(
+        {"created": 1, "updated": 0, "rejected": [rejected]}
+    )
+    httpserver.expect_request("/api/jobs").respond_with_json({"created": 2, "rejected": []})
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc01.ndgf.org-atlas").respond_with_json({})
+    httpserver.expect_request("/api/labels/mon-test:NDGF-T1-arc02.ndgf.org-atlas").respond_with_json({})
+    client = client_for(httpserver)
+    client.cycle_done(report_for(labels), labels)
+    wait_for(lambda: client.sent == 5)
+    client.close(1.0)
+    assert client.rejected_items == 1
+    assert "1 items rejected as invalid (first: item 1: label: String should match pattern)" in caplog.text

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -80,6 +81,7 @@ def create_app(settings: MonitorSettings) -> FastAPI:
     pages.install(app)
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(NulQueryGuard)
     return app
 
 
@@ -174,6 +176,37 @@ class BodyLimit:
         return b"".join(chunks)
 
 
+class NulQueryGuard:
+    """Refuses a NUL character in any query parameter with 422, before any route sees it.
+
+    PostgreSQL cannot store or compare text with NUL in it (the driver raises, which became a 503),
+    and no name, state or search term has one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            bad = _nul_parameter(scope.get("query_string", b""))
+            if bad is not None:
+                where = f"query.{bad}"
+                error = {"where": where, "msg": "NUL character not allowed", "type": "nul_character"}
+                await _json(send, 422, {"detail": f"{where}: {error['msg']}", "errors": [error]})
+                return
+        await self.app(scope, receive, send)
+
+
+def _nul_parameter(query: bytes) -> str | None:
+    """The name of the first query parameter with a NUL in its name or value, or None."""
+    if b"\x00" not in query and b"%00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "\\0")
+    return None
+
+
 def _content_length(scope: Scope) -> int | None:
     """The declared length (0 when absent), or None when the header is not a number."""
     for name, value in scope.get("headers", []):
@@ -197,7 +230,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _plain(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    await _json(send, status, {"detail": detail})
+
+
+async def _json(send: Send, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content, ensure_ascii=True).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

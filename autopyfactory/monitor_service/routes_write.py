@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
+from pydantic import AfterValidator
 
 from autopyfactory.monitor_service.deps import (
     FactoryAuth,
     ServicesDep,
+    bulk_body,
     client_address,
     form_or_json_body,
     parsed_body,
     require_owner,
+    valid_items,
 )
 from autopyfactory.monitor_service.errors import Conflict
 from autopyfactory.monitor_service.schemas import (
@@ -38,6 +41,7 @@ from autopyfactory.monitor_service.schemas import (
     MessageWritten,
     TransitionOut,
     ValidationErrorOut,
+    checked_label_key,
 )
 from autopyfactory.monitor_service.states import JobState, legacy_exit_target
 from autopyfactory.monitor_service.store import TargetRule, Transition
@@ -53,7 +57,11 @@ router = APIRouter(responses=INVALID_INPUT)
 
 FactoryPath = Annotated[str, Path(pattern=FID_PATTERN, description="factory id")]
 JobKey = Annotated[str, Path(pattern=JOB_KEY_PATTERN, description="`<factory>:<cluster.proc>`")]
-LabelKey = Annotated[str, Path(pattern=LABEL_KEY_PATTERN, description="`<factory>:<label>`")]
+LabelKey = Annotated[
+    str,
+    Path(pattern=LABEL_KEY_PATTERN, description="`<factory>:<label>`"),
+    AfterValidator(checked_label_key),
+]
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing or invalid token"},
@@ -104,30 +112,45 @@ def heartbeat(
     )
 
 
-@router.put("/api/labels", response_model=LabelsWritten, responses=_AUTH_ERRORS, tags=["factory"])
-def put_labels(
-    labels: Annotated[list[LabelIn], Body(max_length=MAX_ITEMS)], factory: FactoryAuth, svc: ServicesDep
-) -> LabelsWritten:
-    """Create or update the factory's labels (one PanDA queue × one CE queue each)."""
+BulkItems = Annotated[list[dict[str, Any]], Body(max_length=MAX_ITEMS)]
+
+
+@router.put(
+    "/api/labels",
+    response_model=LabelsWritten,
+    responses=_AUTH_ERRORS,
+    openapi_extra=bulk_body(LabelIn, MAX_ITEMS),
+    tags=["factory"],
+)
+def put_labels(items: BulkItems, factory: FactoryAuth, svc: ServicesDep) -> LabelsWritten:
+    """Create or update the factory's labels (one PanDA queue × one CE queue each). Invalid
+    labels are left out and listed in ``rejected``; the valid ones are written."""
+    labels, rejected = valid_items(LabelIn, items)
     for label in labels:
         require_owner(factory, label.factory)
     created, updated = svc.store.upsert_labels(factory, labels)
-    return LabelsWritten(created=created, updated=updated)
+    return LabelsWritten(created=created, updated=updated, rejected=rejected)
 
 
-@router.put("/api/jobs", response_model=JobsWritten, responses=_AUTH_ERRORS, tags=["factory"])
-def put_jobs(
-    jobs: Annotated[list[JobIn], Body(max_length=MAX_ITEMS)],
-    factory: FactoryAuth,
-    svc: ServicesDep,
-    request: Request,
-) -> JobsWritten:
-    """Announce created pilots (state CREATED). Replaying a create changes nothing."""
+@router.put(
+    "/api/jobs",
+    response_model=JobsWritten,
+    responses=_AUTH_ERRORS,
+    openapi_extra=bulk_body(JobIn, MAX_ITEMS),
+    tags=["factory"],
+)
+def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request) -> JobsWritten:
+    """Announce created pilots (state CREATED). Replaying a create changes nothing. Invalid jobs
+    are left out and listed in ``rejected``; the valid ones are written."""
+    jobs, rejected = valid_items(JobIn, items)
     for job in jobs:
         require_owner(factory, job.factory)
     outcome = svc.store.create_jobs(factory, jobs, client_address(request))
     return JobsWritten(
-        created=outcome.created, duplicates=outcome.duplicates, labels_created=outcome.labels_created
+        created=outcome.created,
+        duplicates=outcome.duplicates,
+        labels_created=outcome.labels_created,
+        rejected=rejected,
     )
 
 

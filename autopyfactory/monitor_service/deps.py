@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import Forbidden, MonitorError, Unauthorized
 from autopyfactory.monitor_service.expiry import Expiry
+from autopyfactory.monitor_service.group_commit import GroupCommit
 from autopyfactory.monitor_service.queries import Queries
 from autopyfactory.monitor_service.schemas import InputError, RejectedItem
 from autopyfactory.monitor_service.settings import MonitorSettings
@@ -34,9 +35,11 @@ class Services:
     store: Store
     queries: Queries
     expiry: Expiry
+    writer: GroupCommit | None = None  # None: one transaction per request (group commit off)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async, so that FastAPI does not send this lookup through its thread pool."""
     found = request.app.state.services
     if not isinstance(found, Services):
         raise RuntimeError("app.state.services is not set: build the app with create_app()")

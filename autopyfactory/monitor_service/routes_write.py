@@ -3,13 +3,16 @@ only legal moves of existing jobs), plus API v1's GET calls so that old wrappers
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import AfterValidator
+from starlette.concurrency import run_in_threadpool
 
 from autopyfactory.monitor_service.deps import (
     FactoryAuth,
+    Services,
     ServicesDep,
     bulk_body,
     client_address,
@@ -139,13 +142,19 @@ def put_labels(items: BulkItems, factory: FactoryAuth, svc: ServicesDep) -> Labe
     openapi_extra=bulk_body(JobIn, MAX_ITEMS),
     tags=["factory"],
 )
-def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request) -> JobsWritten:
+async def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request) -> JobsWritten:
     """Announce created pilots (state CREATED). Replaying a create changes nothing. Invalid jobs
     are left out and listed in ``rejected``; the valid ones are written."""
     jobs, rejected = valid_items(JobIn, items)
     for job in jobs:
         require_owner(factory, job.factory)
-    outcome = svc.store.create_jobs(factory, jobs, client_address(request))
+    source = client_address(request)
+    if svc.writer is None:
+        outcome = await run_in_threadpool(svc.store.create_jobs, factory, jobs, source)
+    else:
+        outcome = await svc.writer.run(
+            partial(svc.store.create_jobs_in, factory_name=factory, jobs=jobs, source=source)
+        )
     return JobsWritten(
         created=outcome.created,
         duplicates=outcome.duplicates,
@@ -208,39 +217,53 @@ _BATCH_RESULTS = ("changed", "unchanged", "unknown", "retry")
     openapi_extra=form_or_json_body(JobUpdateIn),
     tags=["pilot"],
 )
-def post_job_state(key: JobKey, body: PilotReportBody, svc: ServicesDep, request: Request) -> TransitionOut:
+async def post_job_state(
+    key: JobKey, body: PilotReportBody, svc: ServicesDep, request: Request
+) -> TransitionOut:
     """A wrapper's report: `state=running`, `state=exiting&rc=N[&ids=...]` or `state=fault[&rc=N]`."""
     fid, cid = key.split(":", 1)
     target = body.target
-    return _answer(
-        svc.store.report(fid, cid, lambda _current: target, client_address(request), body.rc, body.ids)
-    )
+    return _answer(await _report(svc, request, fid, cid, lambda _current: target, body.rc, body.ids))
 
 
 CidPath = Annotated[str, Path(pattern=CID_PATTERN)]
 RcPath = Annotated[int, Path(ge=0, le=255)]
 
 
-def _legacy(
-    svc: ServicesDep, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None
+async def _report(
+    svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None, ids: str | None
+) -> Transition:
+    """One report, by group commit when it is on (the answer waits for the commit), else in a
+    transaction of its own."""
+    source = client_address(request)
+    if svc.writer is None:
+        return await run_in_threadpool(svc.store.report, fid, cid, target, source, rc, ids)
+    work = partial(
+        svc.store.report_in, factory_name=fid, cid=cid, target=target, source=source, rc=rc, ids=ids
+    )
+    return await svc.writer.run(work)
+
+
+async def _legacy(
+    svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None
 ) -> TransitionOut:
-    return _answer(svc.store.report(fid, cid, target, client_address(request), rc, None))
+    return _answer(await _report(svc, request, fid, cid, target, rc, None))
 
 
 @router.get("/mon/rn/{fid}/{cid}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"])
-def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, request: Request) -> TransitionOut:
+async def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, request: Request) -> TransitionOut:
     """API v1: the pilot is running."""
-    return _legacy(svc, request, fid, cid, lambda _current: JobState.RUNNING, None)
+    return await _legacy(svc, request, fid, cid, lambda _current: JobState.RUNNING, None)
 
 
 @router.get(
     "/mon/ex/{fid}/{cid}/{rc}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"]
 )
-def legacy_exiting(
+async def legacy_exiting(
     fid: FactoryPath, cid: CidPath, rc: RcPath, svc: ServicesDep, request: Request
 ) -> TransitionOut:
     """API v1: the pilot is exiting with ``rc``; from CREATED with rc != 0 this means fault."""
-    return _legacy(svc, request, fid, cid, lambda current: legacy_exit_target(current, rc), rc)
+    return await _legacy(svc, request, fid, cid, lambda current: legacy_exit_target(current, rc), rc)
 
 
 # The same without the trailing slash, so that no client is sent a redirect it may not follow.

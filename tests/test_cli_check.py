@@ -245,3 +245,23 @@ def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:
     assert bad.stderr == (
         f"configuration error:\n{path}:{line}: [CERN] nqeue: unknown key (did you mean 'nqueue'?)\n"
     )
+
+
+def test_check_reports_label_names_that_collide(tmp_path: Path) -> None:
+    """Issue 13.7: names are made valid for the monitor; two CE queues that end up with the same
+    name are an error that `check` shows, not two labels silently sharing one name."""
+    import json
+
+    dump = json.loads(DUMP.read_text())
+    entry = dump["TEST-SITE"]["queues"][0]
+    dump["TEST-SITE"]["queues"] = [entry | {"ce_queue_name": "a:b"}, entry | {"ce_queue_name": "a b"}]
+    path = tmp_path / "cric.json"
+    path.write_text(json.dumps(dump))
+    config_path, _ = example_with(tmp_path, "[CERN]", "\n[TEST-SITE]\n")
+    result = run("check", "-c", config_path, "--schedconfig", path)
+    assert "[TEST-SITE-ce01.test.example-a_b]" in result.stdout
+    assert (
+        "error: [TEST-SITE] label 'TEST-SITE-ce01.test.example-a_b' (CE ce01.test.example:9619 queue a b)"
+        " skipped: the name is already used by [TEST-SITE]" in result.stdout
+    )
+    assert result.returncode != 0

@@ -56,7 +56,6 @@ import htcondor2
 
 from autopyfactory.batch import BatchError, SubmitContext, SubmitOutcome
 from autopyfactory.condor.command import Schedd, run_condor
-from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import CE, Label, Resources, SubmitSettings
 from autopyfactory.model import JobStatus
 
@@ -494,6 +493,7 @@ def parse_terse(output: str) -> tuple[str, ...]:
 def write_submit_file(directory: Path, text: str) -> Path:
     """Write ``submit-<N>.sub``, N one past the highest present; a name is reserved exclusively,
     so two cycles of one day (or two factories sharing the directory) never overwrite each other.
+    No fsync: the file is read once, right away, by condor_submit and kept for troubleshooting.
     """
     directory.mkdir(parents=True, exist_ok=True)
     numbers = [int(m[1]) for m in (_SUBMIT_FILE.match(p.name) for p in directory.iterdir()) if m]
@@ -501,12 +501,13 @@ def write_submit_file(directory: Path, text: str) -> Path:
     while True:
         path = directory / f"submit-{number:04d}.sub"
         try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
             number += 1
     try:
-        atomic_write_text(path, text)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
     except OSError:
         path.unlink(missing_ok=True)
         raise

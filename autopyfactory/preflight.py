@@ -6,6 +6,7 @@ factory needs on its host and around it, and says so per finding:
 * the credential files the pilots carry (``x509userproxy``, ``scitokensFile``) and the PanDA
   token file: missing, unreadable, expired or below ``proxyMinLifetime`` is an error, below twice
   that a warning; the same rule (credentials.check_credential) the run applies every cycle;
+  an ARC-CE label with neither a proxy nor a token is an error (every pilot would be held);
 * the pilot wrapper (``executable``): it must exist and be executable on this host (condor
   transfers it from here; the local backend runs it);
 * values left from etc/factory.conf.example: ``factoryId = example-factory`` and any host under
@@ -123,6 +124,7 @@ def config_findings(
     """Everything ``check`` judges offline, errors first within each rule."""
     return [
         *credential_findings(cfg, labels, now, voms),
+        *arc_credential_findings(labels),
         *executable_findings(labels),
         *placeholder_findings(cfg, labels),
         *monitor_url_findings(cfg, labels),
@@ -163,6 +165,16 @@ def credential_findings(
             continue
         level = WARNING if verdict.state is CredentialState.WARN else ERROR
         yield Finding(level, f"{verdict.message} ({who})")
+
+
+def arc_credential_findings(labels: Sequence[Label]) -> Iterator[Finding]:
+    """An ARC-CE label needs a proxy or a token: without one HTCondor's gridmanager holds every
+    pilot ("ARC job has no credentials") before it reaches the CE."""
+    bare = [label.name for label in labels if label.ce.flavour == "ARC-CE"
+            and not (label.submit.x509userproxy or label.submit.scitokens_file)]  # fmt: skip
+    if bare:
+        yield Finding(ERROR, f"ARC-CE without x509userproxy or scitokensFile: HTCondor would hold every"
+                      f" pilot (\"ARC job has no credentials\") ({_used_by(bare)})")  # fmt: skip
 
 
 def executable_findings(labels: Sequence[Label]) -> Iterator[Finding]:

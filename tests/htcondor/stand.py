@@ -10,6 +10,7 @@ steers it otherwise (``TEST_PILOT_*`` variables through the queue's ``environ``)
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -135,3 +136,17 @@ def by_status(jobs: list[Ad]) -> dict[int, int]:
     for job in jobs:
         counts[int(job["JobStatus"])] = counts.get(int(job["JobStatus"]), 0) + 1
     return counts
+
+
+def logged_census(stderr: str, label: str) -> dict[str, int] | None:
+    """The factory's own census of ``label`` from its cycle log line (None: not in the log)."""
+    match = re.search(rf"^.* {re.escape(label)} pq=\S+ .*?idle=(\d+) running=(\d+) held=(\d+)", stderr, re.M)
+    if match is None:
+        return None
+    return {"idle": int(match[1]), "running": int(match[2]), "held": int(match[3])}
+
+
+def condor_census(jobs: list[Ad], label: str) -> dict[str, int]:
+    """The same counts from condor_q's own answer."""
+    statuses = by_status(ours(jobs, label))
+    return {"idle": statuses.get(IDLE, 0), "running": statuses.get(RUNNING, 0), "held": statuses.get(HELD, 0)}

@@ -79,7 +79,11 @@ class RealStand:
         }
 
     def write_config(
-        self, queues: str, defaults: Mapping[str, object] | None = None, factory: str = ""
+        self,
+        queues: str,
+        defaults: Mapping[str, object] | None = None,
+        factory: str = "",
+        factory_id: str = "real-pool-factory",
     ) -> Path:
         """factory.conf: ``queues`` as written, [QueueDefaults] = wrapper, nqueue 3, ``defaults``."""
         values = {"executable": WRAPPER, "nqueue": 3, **(defaults or {})}
@@ -87,7 +91,7 @@ class RealStand:
         path = self.work / "factory.conf"
         path.write_text(f"""
 [Factory]
-factoryId = real-pool-factory
+factoryId = {factory_id}
 factoryOwner = ops@example.org
 pandaserver = {self.server.url_for("/").rstrip("/")}
 schedconfig = {self.server.url_for("/cric.json")}

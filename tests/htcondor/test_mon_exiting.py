@@ -1,0 +1,86 @@
+"""``mon-exiting`` on the real ``condor_history``, reporting to the real monitor service.
+
+The factory (real CLI, pool user) submits three vanilla pilots and announces them to the monitor;
+two run the real wrapper (which reports running and exiting itself) and exit 0 and 3, one is
+removed by an operator with a reason before it says anything. mon-exiting, as the pool user,
+reads the real condor_history and reports done (rc 0), done (rc 3) and fault (with the reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.htcondor.stand import RealStand, job_id, ours
+from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
+from tests.support.htcondor_pool import HTCondorPool
+
+pytestmark = pytest.mark.htcondor
+
+
+@pytest.fixture
+def monitor(tmp_path: Path) -> Iterator[Monitor]:
+    service = start_monitor("sqlite:///" + str(tmp_path / "monitor.sqlite"))
+    service.clock.advance(datetime.now(UTC) - service.clock())
+    try:
+        yield service
+    finally:
+        service.server.stop()
+
+
+@pytest.fixture
+def monitor_factory(monitor: Monitor) -> Iterator[FactoryClient]:
+    with requests.Session() as session:
+        session.trust_env = False
+        yield new_factory(monitor, session)
+
+
+def _script(directory: Path, name: str, body: str) -> Path:
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_mon_exiting_reports_the_real_history(
+    real_condor: HTCondorPool, httpserver, monitor_factory: FactoryClient
+) -> None:
+    stand = RealStand(real_condor, httpserver, "mon-exiting")
+    work = stand.work
+    queues = (
+        f"[OK]\nautoconfigure = false\nceFlavour = LOCAL\nnqueue = 1\nenviron = {stand.pilot_environ()}\n"
+        f"[BAD]\nautoconfigure = false\nceFlavour = LOCAL\nnqueue = 1\n"
+        f"environ = {stand.pilot_environ(TEST_PILOT_RC='3')}\n"
+        f"[SLOW]\nautoconfigure = false\nceFlavour = LOCAL\nnqueue = 1\n"
+        f"executable = {_script(work, 'slow.sh', 'sleep 300')}\n"
+    )
+    stand.stats = {pq: {"activated": 1, "assigned": 0, "running": 0} for pq in ("OK", "BAD", "SLOW")}
+    factory = f"monitorURL = {monitor_factory.monitor.api}\nmonitorToken = {monitor_factory.token}\n"
+    conf = stand.write_config(queues, factory=factory, factory_id=monitor_factory.name)
+    stand.cycle(conf)
+    pilots = {j["MATCH_APF_QUEUE"]: job_id(j) for j in ours(real_condor.jobs())}
+    assert set(pilots) == {"OK-local", "BAD-local", "SLOW-local"}
+    for cid in pilots.values():
+        assert monitor_factory.job(cid)["state"] == "CREATED"
+
+    slow = pilots["SLOW-local"]
+    real_condor.run(["condor_rm", "-reason", "operator: CE drained", slow])
+    real_condor.wait_for(
+        lambda: {job_id(j) for j in real_condor.jobs(history=True)} >= set(pilots.values()),
+        what="every pilot in condor_history",
+    )
+    result = stand.factory("mon-exiting", "-c", str(conf))
+    assert "3 reports (0 AWOL)" in result.stdout + result.stderr, result.stderr
+
+    ok, bad, removed = (monitor_factory.job(pilots[name]) for name in ("OK-local", "BAD-local", "SLOW-local"))
+    assert (ok["state"], ok["rc"]) == ("DONE", 0)
+    assert (bad["state"], bad["rc"]) == ("DONE", 3)  # it ran: the monitor keeps the pilot's exit code
+    assert removed["state"] == "FAULT"
+    assert any("operator: CE drained" in str(event["text"]) for event in removed["events"])  # type: ignore[attr-defined]
+    # a second run reads from its checkpoint and changes nothing
+    again = stand.factory("mon-exiting", "-c", str(conf))
+    assert monitor_factory.job(pilots["OK-local"])["state"] == "DONE", again.stderr

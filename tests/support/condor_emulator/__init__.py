@@ -6,6 +6,18 @@ tools for what the factory uses. Submit files are parsed by the real ``htcondor2
 constraints are evaluated and ``-json`` is printed by the real ``classad2``; each schedd's queue and
 history live in a state directory of JSON files shared by all invocations. Tests drive it through
 :class:`CondorEmulator`: move jobs between states, inject failures, read the call log.
+
+Checked against a real HTCondor 25.0 pool (tests/htcondor/test_emulator_agreement.py runs the same
+steps on both): ``condor_submit -terse`` with several clusters and its multi-queue warning,
+``condor_q -json`` with the census projection and with no match (no output, exit 0), hold,
+release and ``condor_rm -reason`` texts (``<reason> (by user <user>)``), and the removed jobs'
+``condor_history -json``. Differences found and fixed here:
+
+* a hold did not count: real schedds increment ``NumHolds`` on every hold (the factory's
+  ``holdMaxReleases`` reads it); the emulator left it unset.
+
+Known and kept: the emulator never starts, completes or evicts a job by itself (tests drive it),
+has no gridmanager (``GridJobStatus`` is whatever a test sets) and no ``condor_hold`` command.
 """
 
 from .ads import JobStatus

@@ -156,6 +156,7 @@ def enter(ad: Ad, status: JobStatus, at: int) -> None:
 def hold(ad: Ad, at: int, reason: str, code: int, subcode: int = 0) -> None:
     enter(ad, JobStatus.HELD, at)
     ad.update(HoldReason=reason, HoldReasonCode=code, HoldReasonSubCode=subcode)
+    ad["NumHolds"] = int(ad.get("NumHolds", 0)) + 1  # the schedd counts every hold
 
 
 def set_grid_status(ad: Ad, status: JobStatus, grid_status: str | None) -> None:

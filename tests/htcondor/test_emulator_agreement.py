@@ -1,0 +1,109 @@
+"""The emulator against the real tools: the same steps on both, the same answers (Deliver 3).
+
+Each step runs the real command names, once with the emulator first on PATH and once as the
+pool user against the real pool, and compares what the factory reads: ``condor_submit -terse``
+with several clusters, ``condor_q -json`` (the census projection, and an empty answer),
+hold reasons, ``condor_rm -reason`` and the ads ``condor_history -json`` keeps after removal.
+Job ids, times and the user name are normalised. Differences found are listed in the emulator's
+module docstring (tests/support/condor_emulator/__init__.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autopyfactory.condor.status import CENSUS_ATTRIBUTES
+from tests.support.condor_emulator.driver import CondorEmulator
+from tests.support.htcondor_pool import HTCondorPool
+
+pytestmark = pytest.mark.htcondor
+
+Run = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
+Hold = Callable[[str], None]
+
+# Two labels in one file, as a bulk submission writes them; requirements = false keeps the real
+# jobs idle (the emulator never starts a job by itself).
+SUBMIT = """universe = vanilla
+executable = /bin/sleep
+arguments = 600
+requirements = false
++FactoryId = "agree"
++MATCH_APF_QUEUE = "A"
+queue 2
++MATCH_APF_QUEUE = "B"
+queue 3
+"""
+CONSTRAINT = ["-constraint", 'FactoryId == "agree"']
+
+
+def _normal(text: str, user: str) -> str:
+    return re.sub(r"\b\d+\.(\d+)\b", r"C.\1", text.replace(user, "<user>"))
+
+
+def _ads(out: str, keys: Sequence[str]) -> list[dict[str, Any]]:
+    ads = json.loads(out) if out.strip() else []
+    return [{k: ad.get(k) for k in keys} for ad in sorted(ads, key=lambda a: (a["ClusterId"], a["ProcId"]))]
+
+
+def _scenario(run: Run, hold: Hold, user: str, workdir: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    (workdir / "pilots.sub").write_text(SUBMIT)
+    submitted = run(["condor_submit", "-terse", str(workdir / "pilots.sub")])
+    seen["submit rc"], seen["terse"] = submitted.returncode, _normal(submitted.stdout, user)
+    seen["submit stderr"] = _normal(submitted.stderr, user)
+    ids = [f"{c}.{p}" for c, first, last in re.findall(r"(\d+)\.(\d+) - \d+\.(\d+)", submitted.stdout)
+           for p in range(int(first), int(last) + 1)]  # fmt: skip
+    census = run(["condor_q", *CONSTRAINT, "-json", "-attributes", ",".join(CENSUS_ATTRIBUTES)])
+    keys = ("JobStatus", "MATCH_APF_QUEUE", "ProcId", "HoldReason", "HoldReasonCode", "NumHolds")
+    seen["census"] = _ads(census.stdout, keys)
+    seen["census keys"] = sorted({k for ad in json.loads(census.stdout) for k in ad})
+    nothing = run(["condor_q", "-constraint", 'FactoryId == "nobody"', "-json"])
+    seen["empty condor_q"] = (nothing.returncode, nothing.stdout)
+    hold(ids[0])
+    held = run(["condor_q", ids[0], "-json", "-attributes", "JobStatus,HoldReason,HoldReasonCode,NumHolds"])
+    seen["held"] = [{k: _normal(str(v), user) for k, v in ad.items()} for ad in json.loads(held.stdout)]
+    hold(ids[2])
+    released = run(["condor_release", ids[2]])
+    seen["release"] = (released.returncode, _normal(released.stdout, user))
+    again = run(["condor_q", ids[2], "-json", "-attributes", "JobStatus,ReleaseReason,NumHolds,HoldReason"])
+    seen["released"] = [{k: _normal(str(v), user) for k, v in ad.items()} for ad in json.loads(again.stdout)]
+    removed = run(["condor_rm", "-reason", "autopyfactory housekeeping: test", ids[0], ids[1]])
+    seen["rm"] = (removed.returncode, _normal(removed.stdout, user))
+    history = run(["condor_history", *CONSTRAINT, "-json", "-attributes",
+                   "ClusterId,ProcId,JobStatus,RemoveReason,MATCH_APF_QUEUE,ExitCode"])  # fmt: skip
+    seen["history"] = [{k: _normal(str(v), user) for k, v in ad.items() if k not in ("ClusterId",)}
+                       for ad in _ads(history.stdout, ("ClusterId", "ProcId", "JobStatus", "RemoveReason",
+                                                       "MATCH_APF_QUEUE", "ExitCode"))]  # fmt: skip
+    return seen
+
+
+def test_the_emulator_answers_like_htcondor(real_condor: HTCondorPool, tmp_path: Path) -> None:
+    emulator = CondorEmulator(tmp_path / "emulator")
+
+    def emulated(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(argv), env=emulator.env, capture_output=True, text=True, timeout=60)
+
+    def emulated_hold(jid: str) -> None:
+        emulator.set_status(jid, 5)
+
+    work = real_condor.workdir("agreement")
+
+    def real(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return real_condor.run(argv, check=False, cwd=work)
+
+    def real_hold(jid: str) -> None:
+        real_condor.run(["condor_hold", jid])
+
+    (tmp_path / "emulated").mkdir()
+    expected = _scenario(real, real_hold, real_condor.user, work)
+    got = _scenario(emulated, emulated_hold, __import__("getpass").getuser(), tmp_path / "emulated")
+    assert {k: v for k, v in got.items() if v != expected[k]} == {
+        k: v for k, v in expected.items() if v != got[k]
+    }

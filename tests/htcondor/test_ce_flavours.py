@@ -7,7 +7,7 @@ import pytest
 from tests.htcondor.stand import RealStand, ours
 from tests.support.htcondor_pool import HTCondorPool
 
-pytestmark = pytest.mark.htcondor
+pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
 
 def test_a_cream_ce_takes_no_share_and_fails_no_submission(real_condor: HTCondorPool, httpserver) -> None:
@@ -32,3 +32,21 @@ def test_a_cream_ce_takes_no_share_and_fails_no_submission(real_condor: HTCondor
     assert labels == {f"MIXED-{real_condor.hostname}"}
     # the working CE got the whole queue's demand (4 activated), not half of it
     assert len(ours(real_condor.jobs())) == 4
+
+
+def test_an_arc_ce_without_credentials_is_reported_by_check_and_held_by_htcondor(
+    real_condor: HTCondorPool, httpserver
+) -> None:
+    """Issue 16 item 6: what `check` now says is what the real gridmanager does."""
+    stand = RealStand(real_condor, httpserver, "arc-nocred")
+    stand.dump = {"ARCPQ": stand.ce_record("ARCPQ", flavour="ARC-CE", endpoint="127.0.0.1:9")}
+    stand.stats = {"ARCPQ": {"activated": 1, "assigned": 0, "running": 0}}
+    conf = stand.write_config("[ARCPQ]", defaults={"nqueue": 1})
+    check = stand.factory("check", "-c", str(conf), check=False)
+    assert check.returncode == 1
+    assert "ARC-CE without x509userproxy or scitokensFile" in check.stdout
+    stand.cycle(conf)
+    held = real_condor.wait_for(
+        lambda: [j for j in ours(real_condor.jobs()) if j["JobStatus"] == 5], what="the ARC pilot held"
+    )
+    assert "no credentials" in held[0]["HoldReason"].lower(), held[0]["HoldReason"]

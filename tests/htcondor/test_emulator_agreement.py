@@ -23,7 +23,7 @@ from autopyfactory.condor.status import CENSUS_ATTRIBUTES
 from tests.support.condor_emulator.driver import CondorEmulator
 from tests.support.htcondor_pool import HTCondorPool
 
-pytestmark = pytest.mark.htcondor
+pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
 Run = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 Hold = Callable[[str], None]

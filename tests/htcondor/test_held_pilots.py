@@ -13,7 +13,7 @@ import pytest
 from tests.htcondor.stand import HELD, IDLE, RUNNING, RealStand, job_id, ours
 from tests.support.htcondor_pool import Ad, HTCondorPool
 
-pytestmark = pytest.mark.htcondor
+pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
 QUEUE = """[HOLDS]
 autoconfigure = false

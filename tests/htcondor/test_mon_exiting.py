@@ -19,7 +19,7 @@ from tests.htcondor.stand import RealStand, job_id, ours
 from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
 from tests.support.htcondor_pool import HTCondorPool
 
-pytestmark = pytest.mark.htcondor
+pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from tests.htcondor.stand import COMPLETED, HELD, RUNNING, RealStand, job_id, ours
 from tests.support.htcondor_pool import HTCondorPool
 
-pytestmark = pytest.mark.htcondor
+pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
 
 def test_quick_htcondor_c_pilots_complete_and_are_not_held(real_condor: HTCondorPool, httpserver) -> None:

@@ -26,7 +26,7 @@ from tests.htcondor.stand import (
 )
 from tests.support.htcondor_pool import HTCondorPool
 
-pytestmark = pytest.mark.htcondor
+pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
 
 def _census_agrees(stand: RealStand, conf: Path, labels: list[str]) -> dict[str, dict[str, int]]:

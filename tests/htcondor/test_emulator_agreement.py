@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from autopyfactory.condor.status import CENSUS_ATTRIBUTES
+from tests.htcondor.stand import RealStand, ours
 from tests.support.condor_emulator.driver import CondorEmulator
 from tests.support.htcondor_pool import HTCondorPool
 
@@ -107,3 +109,49 @@ def test_the_emulator_answers_like_htcondor(real_condor: HTCondorPool, tmp_path:
     assert {k: v for k, v in got.items() if v != expected[k]} == {
         k: v for k, v in expected.items() if v != got[k]
     }
+
+
+# The attributes of a submitted pilot that the factory writes or a CE/monitor reads.
+PILOT_ATTRIBUTES = (
+    "JobUniverse", "GridResource", "Arguments", "Environment", "FactoryId", "MATCH_APF_QUEUE",
+    "APF_PANDA_QUEUE", "PeriodicHold", "PeriodicRemove", "xcount", "maxMemory", "JobStatus",
+    "TransferExecutable", "ShouldTransferFiles", "WhenToTransferOutput", "JobNotification", "Out", "Err",
+    "UserLog", "RequestCpus", "RequestMemory", "RequestDisk",
+)  # fmt: skip
+
+
+def test_a_factory_cycle_submits_the_same_pilots_to_the_emulator_and_to_htcondor(
+    real_condor: HTCondorPool, httpserver, tmp_path: Path
+) -> None:
+    """One factory cycle (HTCondor-C and vanilla labels) against each; the pilots' ads agree."""
+    stand = RealStand(real_condor, httpserver, "agreement-cycle")
+    stand.dump = {"GRIDPQ": stand.ce_record("GRIDPQ", endpoint="127.0.0.1:9")}  # stays idle
+    stand.stats = {pq: {"activated": 2, "assigned": 0, "running": 0} for pq in ("GRIDPQ", "LOCALPQ")}
+    sleeper = stand.work / "sleeper.sh"
+    sleeper.write_text("#!/bin/sh\nsleep 600\n")
+    sleeper.chmod(0o755)
+    queues = f"[GRIDPQ]\n[LOCALPQ]\nautoconfigure = false\nceFlavour = LOCAL\nexecutable = {sleeper}\n"
+    conf = stand.write_config(queues, defaults={"nqueue": 1})
+    stand.cycle(conf)
+    real = {j["MATCH_APF_QUEUE"]: j for j in ours(real_condor.jobs())}
+
+    emulator = CondorEmulator(tmp_path / "emulator")
+    subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--once"],
+        env={**emulator.env, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120, check=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    emulated = {j["MATCH_APF_QUEUE"]: j for j in emulator.jobs()}
+    assert set(emulated) == set(real) == {"GRIDPQ-127.0.0.1", "LOCALPQ-local"}
+    differences = {
+        f"{label} {key}": (emulated[label].get(key), job.get(key))
+        for label, job in real.items()
+        for key in PILOT_ATTRIBUTES
+        if _comparable(emulated[label].get(key)) != _comparable(job.get(key))
+    }
+    assert differences == {}, json.dumps(differences, indent=1)
+
+
+def _comparable(value: Any) -> Any:
+    """Job ids differ between the two schedds; everything else must not."""
+    return re.sub(r"\b\d+\.\d+\b", "C.P", value) if isinstance(value, str) else value

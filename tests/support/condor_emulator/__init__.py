@@ -15,6 +15,11 @@ release and ``condor_rm -reason`` texts (``<reason> (by user <user>)``), and the
 
 * a hold did not count: real schedds increment ``NumHolds`` on every hold (the factory's
   ``holdMaxReleases`` reads it); the emulator left it unset.
+* a factory cycle's pilots (HTCondor-C and vanilla), compared attribute by attribute with the
+  ads condor_submit 25.0 made of the same descriptions: condor_submit sorts ``Environment`` by
+  variable name, writes ``TransferExecutable`` only when false, and adds ``RequestCpus = 1``,
+  ``RequestMemory`` (MemoryUsage or ImageSize) and ``RequestDisk = DiskUsage`` when the
+  description does not ask; htcondor2.Submit alone does none of these (submit.py now does).
 
 Known and kept: the emulator never starts, completes or evicts a job by itself (tests drive it),
 has no gridmanager (``GridJobStatus`` is whatever a test sets) and no ``condor_hold`` command.

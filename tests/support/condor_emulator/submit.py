@@ -165,6 +165,7 @@ def _job_ad(submit: htcondor2.Submit, context: Context, proc_id: int, total: int
     _executable(submit, ad, iwd)
     _arguments_and_environment(submit, ad)
     _check_grid_and_log(ad, universe)
+    _as_condor_submit_25(ad)
     for key in submit:
         if not key.lower().startswith("my."):
             continue
@@ -213,6 +214,45 @@ def _arguments_and_environment(submit: htcondor2.Submit, ad: classad2.ClassAd) -
             ad[new] = value[1:-1].replace('""', '"')
         else:
             ad[old] = value
+
+
+#: condor_submit 25.0's defaults when the description does not ask (seen on a real schedd).
+DEFAULT_REQUESTS = {
+    "RequestCpus": "1",
+    "RequestMemory": "ifthenelse(MemoryUsage isnt undefined,MemoryUsage,(ImageSize + 1023) / 1024)",
+    "RequestDisk": "DiskUsage",
+}
+
+
+def _as_condor_submit_25(ad: classad2.ClassAd) -> None:
+    """What condor_submit 25.0 writes and htcondor2 alone does not: default requests, no
+    ``TransferExecutable`` unless it is false, ``Environment`` entries sorted by name."""
+    for attribute, expression in DEFAULT_REQUESTS.items():
+        if attribute not in ad:
+            ad[attribute] = classad2.ExprTree(expression)
+    if ad.get("TransferExecutable") is True:
+        del ad["TransferExecutable"]
+    if isinstance(ad.get("Environment"), str):
+        ad["Environment"] = " ".join(sorted(_env_entries(ad["Environment"]), key=_env_name))
+
+
+def _env_entries(text: str) -> list[str]:
+    """The entries of a new-syntax environment, each as written (single quotes group words)."""
+    entries, current, quoted = [], "", False
+    for char in text:
+        if char == "'":
+            quoted = not quoted
+        if char.isspace() and not quoted:
+            if current:
+                entries.append(current)
+            current = ""
+            continue
+        current += char
+    return [*entries, current] if current else entries
+
+
+def _env_name(entry: str) -> str:
+    return entry.lstrip("'").split("=", 1)[0]
 
 
 def _check_grid_and_log(ad: classad2.ClassAd, universe: int) -> None:

@@ -84,6 +84,7 @@ class RealStand:
         defaults: Mapping[str, object] | None = None,
         factory: str = "",
         factory_id: str = "real-pool-factory",
+        condor_timeout: int = 30,
     ) -> Path:
         """factory.conf: ``queues`` as written, [QueueDefaults] = wrapper, nqueue 3, ``defaults``."""
         values = {"executable": WRAPPER, "nqueue": 3, **(defaults or {})}
@@ -99,7 +100,7 @@ baseLogDir = {self.work}/logs
 baseLogDirUrl = http://logs.example.org/pilots
 stateDir = {self.work}/state
 sleep = 1
-condorTimeout = 30
+condorTimeout = {condor_timeout}
 httpTimeout = 5
 httpRetries = 0
 logMinFreeGB = 0
@@ -154,3 +155,18 @@ def condor_census(jobs: list[Ad], label: str) -> dict[str, int]:
     """The same counts from condor_q's own answer."""
     statuses = by_status(ours(jobs, label))
     return {"idle": statuses.get(IDLE, 0), "running": statuses.get(RUNNING, 0), "held": statuses.get(HELD, 0)}
+
+
+def census_agrees(stand: RealStand, conf: Path, labels: list[str]) -> dict[str, dict[str, int]]:
+    """A dry-run cycle's census equals condor_q's, taken just before and after it (retried
+    while pilots change state during the cycle)."""
+    pool = stand.pool
+    for _ in range(20):
+        before = pool.jobs()
+        result = stand.cycle(conf, "--dry-run")
+        after = pool.jobs()
+        expected = {label: condor_census(before, label) for label in labels}
+        if expected == {label: condor_census(after, label) for label in labels}:
+            assert {label: logged_census(result.stderr, label) for label in labels} == expected, result.stderr
+            return expected
+    raise AssertionError("the pilots never held still for one cycle")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.htcondor.stand import HELD, IDLE, RUNNING, RealStand, job_id, ours
+from tests.htcondor.stand import HELD, IDLE, RUNNING, RealStand, census_agrees, job_id, ours
 from tests.support.htcondor_pool import Ad, HTCondorPool
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
@@ -58,6 +58,9 @@ def test_held_pilots_are_released_and_removed_with_the_reason(real_condor: HTCon
         what="the pilot held by a failing input transfer",
     )
     assert "Transfer input files failure" in failed["HoldReason"]
+    assert census_agrees(stand, conf, ["HOLDS-local"]) == {
+        "HOLDS-local": {"idle": 0, "running": 0, "held": 2}
+    }
 
     conf = stand.write_config(QUEUE, defaults={"executable": sleeper, "nqueue": 2}, factory="maxPerCycle = 0")
     result = stand.cycle(conf)

@@ -4,13 +4,15 @@
   ``<hostname>:<collector port>``, and vanilla pilots on the submit schedd, in one factory:
   pilots reach the CE schedd, run the real wrapper with the real arguments and finish; at every
   step the factory's census equals what ``condor_q`` says;
-* depth over several cycles without over-submission, a schedd stopped mid-run (nothing
+* depth over several cycles without over-submission, a schedd stopped mid-run or hung (nothing
   submitted, the reason said) and restarted (recovery).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from tests.htcondor.stand import (
     HELD,
     IDLE,
     RealStand,
+    census_agrees,
     condor_census,
     job_id,
     logged_census,
@@ -27,21 +30,6 @@ from tests.htcondor.stand import (
 from tests.support.htcondor_pool import HTCondorPool
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
-
-
-def _census_agrees(stand: RealStand, conf: Path, labels: list[str]) -> dict[str, dict[str, int]]:
-    """A dry-run cycle's census equals condor_q's, taken just before and after it (retried
-    while pilots change state during the cycle)."""
-    pool = stand.pool
-    for _ in range(20):
-        before = pool.jobs()
-        result = stand.cycle(conf, "--dry-run")
-        after = pool.jobs()
-        expected = {label: condor_census(before, label) for label in labels}
-        if expected == {label: condor_census(after, label) for label in labels}:
-            assert {label: logged_census(result.stderr, label) for label in labels} == expected, result.stderr
-            return expected
-    raise AssertionError("the pilots never held still for one cycle")
 
 
 def test_htcondor_c_and_vanilla_pilots_run_the_wrapper_and_the_census_matches_condor_q(
@@ -63,7 +51,7 @@ def test_htcondor_c_and_vanilla_pilots_run_the_wrapper_and_the_census_matches_co
     assert sorted(j["MATCH_APF_QUEUE"] for j in submitted.values()) == [grid, grid, local, local]
     grid_job = next(j for j in submitted.values() if j["MATCH_APF_QUEUE"] == grid)
     assert grid_job["GridResource"] == f"condor {real_condor.hostname} {real_condor.ce_endpoint}"
-    _census_agrees(stand, conf, [grid, local])
+    census_agrees(stand, conf, [grid, local])
 
     # the grid pilots reach the CE schedd (as vanilla jobs there), or have already finished on it
     def on_ce() -> bool:
@@ -74,7 +62,7 @@ def test_htcondor_c_and_vanilla_pilots_run_the_wrapper_and_the_census_matches_co
 
     real_condor.wait_for(on_ce, timeout=180, what="both grid pilots at the CE schedd")
     real_condor.wait_for(lambda: not ours(real_condor.jobs()), timeout=180, what="every pilot finished")
-    _census_agrees(stand, conf, [grid, local])
+    census_agrees(stand, conf, [grid, local])
 
     history = {job_id(j): j for j in ours(real_condor.jobs(history=True))}
     assert set(submitted) <= set(history)
@@ -126,6 +114,17 @@ def test_depth_over_cycles_and_a_schedd_stopped_mid_run(real_condor: HTCondorPoo
     real_condor.wait_for(
         lambda: real_condor.run(["condor_q"], check=False).returncode == 0, what="the schedd up"
     )
+    assert sum(condor_census(real_condor.jobs(), label).values()) == 6
+
+    # a hung schedd (SIGSTOP): condor_q times out (condorTimeout), nothing is submitted
+    (schedd,) = [pid for pid, argv in real_condor.processes().items() if argv == ["condor_schedd"]]
+    hung = stand.write_config("[DEEP]", defaults={"nqueue": 3, "depthboost": 2}, condor_timeout=3)
+    os.kill(schedd, signal.SIGSTOP)
+    try:
+        result = stand.cycle(hung)
+    finally:
+        os.kill(schedd, signal.SIGCONT)
+    assert "submitted 0" in result.stderr and "pilot counts unknown" in result.stderr, result.stderr
     assert sum(condor_census(real_condor.jobs(), label).values()) == 6
     real_condor.run(["condor_rm", "-all"])
     real_condor.wait_for(lambda: not ours(real_condor.jobs()), what="the pilots removed")

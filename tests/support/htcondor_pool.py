@@ -16,13 +16,15 @@ with the reason. Environment honoured: ``APF_HTCONDOR_HOME`` (where the pool liv
 ``APF_HTCONDOR_HOME`` and ``COLLECTOR_PORT``.
 
 One pool per test session: it is stopped if it is left over from an earlier session, its state
-(job queues, logs) wiped, started, and stopped at the end of the session. Interface
+(job queues, logs) wiped, started, and stopped at the end of the session. ``real_condor`` is the
+same pool with both schedds' queues emptied before and after each test. Interface
 (:class:`HTCondorPool`): ``env`` (CONDOR_CONFIG and PATH for the pool), ``command(argv)`` (argv
 run as the pool user with that environment), ``run(argv)``, ``workdir(name)`` (a fresh
 directory the pool user owns: factory state, logs, submit files), ``submit_schedd`` /
 ``ce_schedd`` (the schedd names), ``ce_endpoint`` (``<hostname>:<collector port>``, the CRIC
 HTCONDOR-CE endpoint that makes the factory write ``grid_resource = condor <host> <host>:<port>``),
-``jobs(schedd)`` (``condor_q -json`` of one schedd as a list of ads), ``wait_for(predicate)`` and
+``jobs(schedd)`` (``condor_q -json`` of one schedd as a list of ads), ``processes()`` (pid ->
+command line of the pool's daemons and jobs, e.g. to SIGSTOP a schedd), ``wait_for(predicate)`` and
 ``python_command(argv)`` (this checkout's python as the pool user, e.g. ``-m autopyfactory``).
 """
 
@@ -174,6 +176,16 @@ class HTCondorPool:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(0.5)
+
+    def processes(self) -> dict[int, list[str]]:
+        """This pool's processes (daemons and jobs) and their command lines."""
+        found = {}
+        for pid in _pool_processes(self.config):
+            with contextlib.suppress(OSError):
+                found[pid] = (
+                    Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+                )
+        return found
 
     def remove_all(self) -> None:
         """Empty both schedds' queues (between tests), including jobs in the middle of removal."""

@@ -76,7 +76,7 @@ def test_submit_queues_n_jobs_with_custom_attributes_and_expanded_macros(
     assert before <= job["QDate"] == job["EnteredCurrentStatus"] <= time.time()
     assert job["JobUniverse"] == 9 and job["GridResource"] == CE
     assert job["FactoryId"] == "fac" and job["MATCH_APF_QUEUE"] == "CERN-PROD-ce1" and job["xcount"] == 8
-    assert job["Environment"] == "APFFID=fac APFCID=1.1 GTAG=http://logs/1.1.out"
+    assert job["Environment"] == "APFCID=1.1 APFFID=fac GTAG=http://logs/1.1.out"  # sorted, as condor_submit
     assert (job["Out"], job["UserLog"]) == (f"{logs}/1.1.out", f"{logs}/1.1.log")
     assert job["Cmd"] == "/bin/true" and job["Args"] == "-s CERN -h CERN-PROD"
     assert job["PeriodicRemove"] == "/Expr(JobStatus == 5 && time() - EnteredCurrentStatus > 3600)/"

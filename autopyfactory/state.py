@@ -64,6 +64,7 @@ def _label_record(result: LabelResult, now: float, earlier: Mapping[str, Any]) -
     p = result.plan
     return {
         "pq": p.label.pq,
+        "resource_type": p.label.resource_type,
         "ce": p.label.ce.endpoint,
         "status": p.label.status.value,
         "activated": p.pq_activated,
@@ -138,7 +139,7 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
     ]
     panda = _panda_line(record.get("panda"), now)
     if panda:
-        lines.append(panda)
+        lines[0] += f"; {panda}"
     lines += [f"problem: {problem}" for problem in record.get("problems", [])]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]

@@ -192,3 +192,20 @@ def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "pandaserver: bad value: the base URL of the PanDA server takes no path" in result.stderr
     assert "write 'https://pandaserver.cern.ch:25443'" in result.stderr
+
+
+def test_check_shows_the_resource_type_labels_with_their_sizes_and_caps(tmp_path: Path) -> None:
+    path, _ = example_with(tmp_path, "[CERN]", "resourceTypes = auto\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.endswith("\n52 labels, 0 errors, 0 warnings\n")
+    block = out.split("[CERN-ce503.cern.ch-share-MCORE_HIMEM]", 1)[1].split("\n[", 1)[0]
+    assert "effective resources: corecount=8 maxrss=32000 MB" in block
+    assert "demand: resource type MCORE_HIMEM (sized for it), job labels any" in block
+    assert (
+        "CRIC caps of the PQ: resource_type_limits.MCORE_HIMEM=100 resource_type_limits.SCORE=5000"
+        " resource_type_limits.SCORE_HIMEM=2000 maxNewWorkersPerCycle=400" in block
+    )
+    score = out.split("[CERN-ce503.cern.ch-share-SCORE]", 1)[1].split("\n[", 1)[0]
+    assert "effective resources: corecount=1 maxrss=2000 MB" in score

@@ -522,7 +522,7 @@ OPTIONS: tuple[Option, ...] = (
         "holdRerun",
         BOOL,
         True,
-        "Hold a pilot that would start a second time (grid: NumJobStarts, vanilla: JobRunCount).",
+        "Hold a pilot that would start a second time (NumJobStarts; a schedd restart is not a start).",
     ),
     Option("removeHeldAfter", INT, 3600, "Remove a pilot held this many seconds.", minimum=0),
     Option("removeIdleAfter", INT, 86400, "Remove a pilot idle this many seconds.", minimum=0),

@@ -154,11 +154,15 @@ def test_pilots_reach_every_ce_with_tags_environment_and_resources(tmp_path, sta
     assert "submitted 65" in result.stderr
 
 
-def test_condor_is_asked_once_per_cycle_and_submitted_once_per_label(tmp_path, stand, condor):
+def test_condor_is_asked_once_per_cycle_and_submitted_once_per_schedd(tmp_path, stand, condor):
     stand.stats = {"CERN": {"activated": 26}}
     run(write_config(tmp_path, stand, "[CERN]"), condor, "--once")
     assert len(condor.calls("condor_q")) == 1
-    assert len(condor.calls("condor_submit")) == 13
+    assert len(condor.calls("condor_submit")) == 1  # 13 labels, one cluster each
+    clusters: dict[int, set[str]] = {}
+    for job in condor.jobs():
+        clusters.setdefault(job["ClusterId"], set()).add(job["MATCH_APF_QUEUE"])
+    assert len(clusters) == 13 and all(len(labels) == 1 for labels in clusters.values())
     [query] = condor.calls("condor_q")
     assert 'FactoryId == "e2e-factory"' in query.argv
     assert "-json" in query.argv
@@ -206,18 +210,6 @@ def test_two_ces_of_one_pq_share_the_activated_jobs(tmp_path, stand, condor):
     run(conf, condor, "--once")
     assert len(condor.jobs()) == 3  # one pilot per activated job, not one per job per CE
     assert sorted(per_label(condor.jobs()).values()) == [1, 2]
-
-
-def test_dry_run_writes_a_submit_file_per_label_and_submits_nothing(tmp_path, stand, condor):
-    stand.stats = {"CERN": {"activated": 26}}
-    run(write_config(tmp_path, stand, "[CERN]"), condor, "--once", "--dry-run")
-    assert condor.calls("condor_submit") == []
-    files = sorted((tmp_path / "logs").glob("*/*/submit-*.sub"))
-    assert {f.parent.name for f in files} == {f"CERN-{host}-share" for host in CERN_CES}
-    text = next(f for f in files if f.parent.name == "CERN-ce504.cern.ch-share").read_text()
-    assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in text
-    assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in text
-    assert text.rstrip().endswith("queue 5")
 
 
 # --- never over-submit ----------------------------------------------------------------------------
@@ -332,13 +324,26 @@ def test_one_failing_schedd_does_not_stop_the_other(tmp_path, stand, condor):
     assert per_label(condor.jobs()) == {"TEST-SITE-ce01.test.example-default": 1}
 
 
-def test_a_failing_condor_submit_is_not_retried_and_the_rest_goes_on(tmp_path, stand, condor):
+def test_a_failing_condor_submit_is_not_retried_and_the_next_cycle_decides_again(tmp_path, stand, condor):
     stand.stats = {"NDGF-T1": {"activated": 50}}
     condor.fail_next("condor_submit", "exit", count=1)
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    result = run(conf, condor, "--once")
+    assert len(condor.calls("condor_submit")) == 1  # one per schedd, no retry
+    assert condor.jobs() == []
+    assert result.stderr.count("submitted=0 error='not submitted: condor_submit (local schedd) exited 1") == 2
+    run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 5, "NDGF-T1-arc02.ndgf.org-atlas": 5}
+
+
+def test_ids_condor_submit_printed_before_failing_are_kept(tmp_path, stand, condor):
+    """Issue 13.3: the jobs were queued and their ids printed, then condor_submit failed."""
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    condor.fail_next("condor_submit", "queued-exit")
     result = run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
-    assert len(condor.calls("condor_submit")) == 2  # one per label, no retry
-    assert len(condor.jobs()) == 5
-    assert "submitted=0 error='condor_submit (local schedd) exited 1" in result.stderr
+    assert len(condor.jobs()) == 10
+    assert result.stderr.count("decision=5 submitted=5 ids=") == 2
+    assert "submitted 10" in result.stderr
 
 
 def test_max_pilots_holds_across_cycles(tmp_path, stand, condor):
@@ -357,3 +362,48 @@ def test_a_broken_queue_section_disables_only_that_queue(tmp_path, stand, condor
     result = run(write_config(tmp_path, stand, "[NDGF-T1]\nnqeue = 3\n[TEST-SITE]"), condor, "--once")
     assert set(per_label(condor.jobs())) == {"TEST-SITE-ce01.test.example-default"}
     assert "[NDGF-T1] nqeue: unknown key (did you mean 'nqueue'?)" in result.stderr
+
+
+def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
+    """Issue 14.2: no monitor traffic, the live state and pilot log tree untouched, the
+    directory it wrote to printed."""
+    stand.stats = {"CERN": {"activated": 26}}
+    monitor = f"{stand.server.url_for('/mon')}"
+    conf = write_config(tmp_path, stand, "[CERN]", factory=f"monitorURL = {monitor}\nmonitorToken = t\n")
+    live = tmp_path / "state" / "status.json"
+    live.parent.mkdir()
+    live.write_text("the live daemon's state\n")
+    env = {**condor.env, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--once", "--dry-run"],
+        env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert condor.calls("condor_submit") == []
+    assert not [r for r, _ in stand.server.log if r.path.startswith("/mon")]
+    assert live.read_text() == "the live daemon's state\n"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["status.json"]  # no schedconfig copy
+    assert not (tmp_path / "logs").exists()
+    [own] = list((tmp_path / "tmp").iterdir())
+    assert str(own) in result.stdout
+    assert "dry run" in result.stdout
+    [path] = own.glob("logs/*/_submit/*.sub")  # one submit file per schedd, a comment per label
+    text = path.read_text()
+    comments = [line for line in text.splitlines() if line.startswith("# autopyfactory label ")]
+    assert {c.split()[3].rstrip(":") for c in comments} == {f"CERN-{host}-share" for host in CERN_CES}
+    block = text.split("# autopyfactory label CERN-ce504.cern.ch-share:")[1].split("queue 5")[0]
+    assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in block
+    assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
+    assert text.count("\nqueue 5\n") == 13
+    assert json.loads((own / "status.json").read_text())["labels"]
+
+
+def test_dry_run_directory_can_be_given(tmp_path, stand, condor):
+    stand.stats = {"CERN": {"activated": 26}}
+    own = tmp_path / "mine"
+    conf = write_config(tmp_path, stand, "[CERN]")
+    result = run(conf, condor, "--once", "--dry-run", "--dry-run-dir", str(own))
+    assert str(own) in result.stdout
+    assert sorted(own.glob("logs/*/_submit/*.sub"))
+    assert not (tmp_path / "logs").exists()

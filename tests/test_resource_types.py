@@ -263,3 +263,18 @@ def test_group_caps_properties(wanted, groups, cycle):
             assert decision.n == wanted[label]  # labels outside every group untouched
     for members, capacity in groups:  # every cap holds at the end
         assert sum(capped[label].n for label in members if label in capped) <= max(0, capacity or 0)
+
+
+def test_pr_pilots_count_managed_jobs():
+    """Once the pilot settings (pilotType) exist, PR pilots count only managed jobs."""
+    from autopyfactory.config import Setting, Source
+    from autopyfactory.labels import job_labels_for
+
+    settings = {
+        "demandJobLabels": Setting((), Source.DEFAULT, "built-in"),
+        "pilotType": Setting("PR", Source.LOCAL, "x"),
+    }
+    assert job_labels_for(settings, {"type": "unified"}) == ("managed",)
+    assert job_labels_for(settings, {"type": "analysis"}) == ("user",)
+    settings["pilotType"] = Setting("RC", Source.LOCAL, "x")
+    assert job_labels_for(settings, None) == ()

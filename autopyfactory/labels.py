@@ -220,6 +220,12 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     jobs = job_labels_for(settings, record)
     if not types:
         return [replace(_label(queue, settings, ce, record), job_labels=jobs, limits=limits) for ce in ces]
+    arguments = str(settings["arguments"].value)
+    if "%(resource_type)s" not in arguments and "--resource-type" not in arguments:
+        warnings.append(
+            f"[{queue.name}] typed labels, but arguments pass no --resource-type: their pilots may take "
+            "jobs of any type (add --resource-type %(resource_type)s)"
+        )
     return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
 
 

@@ -78,6 +78,13 @@ def test_auto_gives_a_unified_queue_one_label_per_ce_and_type(tmp_path):
     assert label.limits == QueueLimits({"MCORE_HIMEM": 100, "SCORE": 5000, "SCORE_HIMEM": 2000}, 400, None)
 
 
+def test_typed_labels_whose_pilots_get_no_resource_type_are_warned_about(tmp_path):
+    warned = labels_for(tmp_path, "[TEST-SITE]\nresourceTypes = SCORE\n").warnings
+    assert any("arguments pass no --resource-type" in w for w in warned)
+    text = "[TEST-SITE]\nresourceTypes = SCORE\narguments = -q %(pq)s --resource-type %(resource_type)s\n"
+    assert not any("--resource-type" in w for w in labels_for(tmp_path, text).warnings)
+
+
 def test_without_resource_types_nothing_changes(tmp_path):
     result = labels_for(tmp_path, "[CERN]\n")
     assert len(result.labels) == 13 and all(lb.resource_type is None for lb in result.labels)

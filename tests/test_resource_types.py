@@ -4,6 +4,7 @@ the detailed PanDA statistics, the shares per (PQ, resource type) and the PQ's C
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,7 @@ def test_resource_type_limit_caps_the_pilots_of_that_type_across_the_queue(tmp_p
         tmp_path, "[QueueDefaults]\nresourceTypes = SCORE, MCORE\nschedplugin = Ready\n[CERN]\n"
     ).labels
     dump_limits = QueueLimits({"SCORE": 20}, None, None)
-    labels = [lb.__class__(**{**lb.__dict__, "limits": dump_limits}) for lb in labels]
+    labels = [dataclasses.replace(lb, limits=dump_limits) for lb in labels]
     stats = parse_detailed_stats(ps.envelope(ps.detailed_job_stats(JOBS), detailed=True))
     supply = {lb.name: Supply(running=1) for lb in labels}
     plans = plan(labels, stats, Census(supply, total=26), 1, FactoryCaps(), cycle=0)
@@ -285,3 +286,38 @@ def test_pr_pilots_count_managed_jobs():
     assert job_labels_for(settings, {"type": "analysis"}) == ("user",)
     settings["pilotType"] = Setting("RC", Source.LOCAL, "x")
     assert job_labels_for(settings, None) == ()
+
+
+def _typed_cern_labels():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        text = "[QueueDefaults]\nresourceTypes = auto\nschedplugin = Ready\n[CERN]\n"
+        return labels_for(Path(work), text).labels
+
+
+TYPED_CERN = _typed_cern_labels()
+TYPES = ("SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM")
+
+
+@given(
+    jobs=st.fixed_dictionaries({rt: st.integers(0, 300) for rt in (*TYPES, None)}),
+    factories=st.integers(1, 3),
+    cycle=st.integers(0, 20),
+)
+def test_each_type_gets_exactly_its_share_of_its_own_jobs(jobs, factories, cycle):
+    answer = ps.envelope(
+        ps.detailed_job_stats({("CERN", rt, "managed", "activated"): n for rt, n in jobs.items()}), True
+    )
+    stats = parse_detailed_stats(answer) if answer["success"] else {}
+    census = Census({lb.name: Supply() for lb in TYPED_CERN}, total=0)
+    unlimited = [dataclasses.replace(lb, limits=QueueLimits()) for lb in TYPED_CERN]
+    plans = plan(unlimited, stats, census, factories, FactoryCaps(), cycle)
+    for rt in TYPES:
+        sent = sum(p.decision.n for p in plans if p.label.resource_type == rt)
+        assert sent == jobs[rt] // factories  # jobs without a type never count for a typed label
+    limited = plan(TYPED_CERN, stats, census, factories, FactoryCaps(), cycle)  # CERN's CRIC caps
+    assert sum(p.decision.n for p in limited) <= 400  # maxNewWorkersPerCycle
+    for rt in TYPES:
+        sent = sum(p.decision.n for p in limited if p.label.resource_type == rt)
+        assert sent <= min(jobs[rt] // factories, TYPED_CERN[0].limits.resource_type_limits.get(rt, 10**9))

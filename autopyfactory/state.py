@@ -149,7 +149,7 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
     ]
     panda = _panda_line(record.get("panda"), now)
     if panda:
-        lines[0] += f"; {panda}"
+        lines.append(panda)  # the age of the numbers in the table, or why there are none
     lines += [f"problem: {problem}" for problem in record.get("problems", [])]
     lines += [f"control: {note}" for note in record.get("control", [])]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]

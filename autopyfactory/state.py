@@ -72,6 +72,7 @@ def _label_record(result: LabelResult, now: float, earlier: Mapping[str, Any]) -
     p, submit = result.plan, result.plan.label.submit
     return {
         "pq": p.label.pq,
+        "resource_type": p.label.resource_type,
         "ce": p.label.ce.endpoint,
         "status": p.label.status.value,
         "activated": p.pq_activated,
@@ -148,7 +149,7 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
     ]
     panda = _panda_line(record.get("panda"), now)
     if panda:
-        lines.append(panda)
+        lines.append(panda)  # the age of the numbers in the table, or why there are none
     lines += [f"problem: {problem}" for problem in record.get("problems", [])]
     lines += [f"control: {note}" for note in record.get("control", [])]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]

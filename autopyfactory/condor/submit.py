@@ -400,12 +400,14 @@ STANDARD = (
 )
 
 
-def _check_grid_type(name: str, lines: Sequence[str]) -> None:
+def _check_grid_type(name: str, lines: list[str]) -> list[str]:
+    """``lines``, when their grid_resource (if any) names a grid type HTCondor has."""
     for line in lines:
         key, _, value = line.partition(" = ")
         if key == "grid_resource" and value.split(" ", 1)[0] not in GRID_TYPES:
             known = ", ".join(sorted(GRID_TYPES))
             raise SubmitRenderError(f"{name}: grid_resource {value!r}: HTCondor's grid types are {known}")
+    return lines
 
 
 def render_submit(label: Label, n: int, context: SubmitContext) -> str:
@@ -415,12 +417,12 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
     flavour_lines = FLAVOURS.get(label.ce.flavour)
     if flavour_lines is None:
         raise SubmitRenderError(f"{label.name}: unsupported CE flavour {label.ce.flavour!r}")
-    _check_grid_type(label.name, flavour_lines(label.ce, label.resources, label.submit))
     submit = label.submit
+    flavour = _check_grid_type(label.name, flavour_lines(label.ce, label.resources, submit))
     words = render_arguments(submit.arguments, template_fields(label, context))
     lines = [
         " ".join(f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".splitlines()),
-        *flavour_lines(label.ce, label.resources, submit),
+        *flavour,
         f"executable = {literal(submit.executable)}",
         f"arguments = {condor_arguments(words)}",
         f"environment = {condor_environment(pilot_environment(label, context))}",

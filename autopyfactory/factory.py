@@ -26,6 +26,7 @@ from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
 from autopyfactory.panda import JobStats, PandaView
 from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,10 @@ class CycleReport:
         errors = sum(1 for r in self.results if r.outcome.error)
         wanted = sum(r.plan.decision.n for r in self.results)
         return (
-            f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{errors} submit errors, {len(self.problems)} problems, "
-            f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
+            f"cycle {self.cycle}: {plural(len(self.results), 'label')}, decided {wanted},"
+            f" submitted {self.submitted}, {plural(errors, 'submit error')},"
+            f" {plural(len(self.problems), 'problem')},"
+            f" {plural(len(self.skipped_queues), 'queue')} skipped, {self.duration:.1f} s"
         )
 
 

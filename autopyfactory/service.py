@@ -47,6 +47,7 @@ from autopyfactory.panda import PandaClient, PandaView
 from autopyfactory.schedconfig import SchedconfigSource
 from autopyfactory.state import StateWriter
 from autopyfactory.systemd import Notifier
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class Service:
             self._notifier.stopping()
             if self._monitor:
                 self._monitor.close(timeout=MONITOR_FLUSH_SECONDS)
-        log.info("stopped after %d cycles", done)
+        log.info("stopped after %s", plural(done, "cycle"))
         return done
 
     def _loop(self) -> int:
@@ -189,7 +190,7 @@ class Service:
                 self._apply_reload()
             started = time.monotonic()
             if done == 0:
-                self._notifier.ready(f"cycle 0 started, {len(self.config.queues)} queues")
+                self._notifier.ready(f"cycle 0 started, {plural(len(self.config.queues), 'queue')}")
             self._cycle(done)
             done += 1
             if self._options.cycles is not None and done >= self._options.cycles:
@@ -222,12 +223,12 @@ class Service:
         after = {q.name for q in new.queues}
         self.factory = factory
         log.info(
-            "configuration reloaded: %d queues (%d added, %d removed)",
-            len(after),
+            "configuration reloaded: %s (%d added, %d removed)",
+            plural(len(after), "queue"),
             len(after - before),
             len(before - after),
         )
-        self._notifier.ready(f"configuration reloaded: {len(after)} queues")
+        self._notifier.ready(f"configuration reloaded: {plural(len(after), 'queue')}")
 
 
 def install_signal_handlers(service: Service) -> None:

@@ -88,3 +88,10 @@ def test_version_and_help():
     )
     assert helptext.returncode == 0
     assert "simulate" in helptext.stdout and "check" in helptext.stdout
+
+
+def test_one_pilot_is_singular():
+    """Issue 14.11: "1 pilot", not "1 pilots"."""
+    result = simulate("--activated", "1", "--schedplugin", "Ready")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "=> 1 pilot"

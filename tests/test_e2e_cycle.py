@@ -284,6 +284,7 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
     assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in text
     assert text.rstrip().endswith("queue 5")
     assert json.loads((own / "status.json").read_text())["labels"]
+    assert "stopped after 1 cycle\n" in result.stderr  # issue 14.11: not "1 cycles"
 
 
 def test_dry_run_directory_can_be_given(tmp_path, stand, condor):

@@ -17,7 +17,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autopyfactory import __version__, config, config_schema, daemon, logs, pilot_reports, preflight
+from autopyfactory import (
+    __version__,
+    config,
+    config_schema,
+    control_cli,
+    daemon,
+    logs,
+    pilot_reports,
+    preflight,
+    status_check,
+)
+from autopyfactory.cli_common import add_config_option
 from autopyfactory.config_schema import Scope
 from autopyfactory.credentials import voms_actimeleft
 from autopyfactory.demo_arguments import add_demo_arguments
@@ -27,13 +38,10 @@ from autopyfactory.model import Demand, QueueStatus, Supply
 from autopyfactory.policy import PolicySettings, Situation, decide
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
 from autopyfactory.service import RunOptions, Service, install_signal_handlers
-from autopyfactory.state import STATE_FILE, StateError, format_status, read_state
 from autopyfactory.systemd import Notifier
 from autopyfactory.text import plural
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-DEFAULT_CONFIG = "/etc/autopyfactory/factory.conf"
-CONFIG_ENV = "AUTOPYFACTORY_CONFIG"
 NOT_GIVEN = -1  # default of simulate --pending (argparse does not run type= on non-string defaults)
 
 
@@ -117,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="show each label's last cycle, as the running factory wrote it"
     )
     add_config_option(status)
-    status.add_argument("--json", action="store_true", help="print the state file as JSON")
-    status.set_defaults(handler=run_status)
+    status_check.add_arguments(status)
+    status.set_defaults(handler=status_check.run_status)
 
     demo = commands.add_parser(
         "demo", help="run PanDA/CRIC stand-ins, the monitor and the factory on this host"
@@ -134,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--readme", help="rewrite the reference block in this README instead of printing")
     reference.set_defaults(handler=run_config_reference)
 
+    control_cli.add_commands(commands)
+
     for name, text in (
         ("mon-exiting", "cron: report finished, removed and vanished pilots to the monitor"),
         ("mon-stale", "cron: flag pilots idle or running too long at the monitor (staleRemove: condor_rm)"),
@@ -142,16 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_option(helper)
         helper.set_defaults(handler=pilot_reports.run_command)
     return parser
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    """``-c``: defaults to $AUTOPYFACTORY_CONFIG, else the installed /etc/autopyfactory/factory.conf."""
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG,
-        help=f"factory.conf (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})",
-    )
 
 
 class _Subcommands:
@@ -256,20 +256,6 @@ def _run_demo(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger().setLevel(logging.WARNING)
     return run_demo(args)
-
-
-# --- status ----------------------------------------------------------------------------------
-
-
-def run_status(args: argparse.Namespace) -> int:
-    loaded = config.load(args.config)
-    try:
-        record = read_state(Path(loaded.factory.state_dir) / STATE_FILE)
-    except StateError as exc:
-        print(f"autopyfactory status: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    print(json.dumps(record, indent=1, sort_keys=True) if args.json else format_status(record, time.time()))
-    return EXIT_OK
 
 
 # --- config-reference -----------------------------------------------------------------------

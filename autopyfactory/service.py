@@ -36,6 +36,7 @@ from autopyfactory.batch import Backend
 from autopyfactory.condor.backend import CondorBackend
 from autopyfactory.condor.command import Schedd
 from autopyfactory.config import FactoryConfig
+from autopyfactory.control import ControlStore
 from autopyfactory.credentials import CredentialChecker
 from autopyfactory.factory import CycleObserver, CycleReport, Factory
 from autopyfactory.http import make_session
@@ -103,7 +104,6 @@ def build_factory(
     )
     panda = PandaView(
         PandaClient(f.pandaserver, session, f.http_timeout, f.panda_token_file, f.panda_vo),
-        f.panda_max_age,
         time.time,
     )
     return Factory(
@@ -117,6 +117,7 @@ def build_factory(
         stop_requested,
         credentials=CredentialChecker(f.proxy_min_lifetime),
         log_cleanup=CleanupSchedule(f.log_cleanup_interval),
+        controls=ControlStore(Path(f.state_dir)),
     )
 
 

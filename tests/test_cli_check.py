@@ -231,6 +231,19 @@ def test_help_lists_check(flag: str) -> None:
     assert "check" in result.stdout and "config-reference" in result.stdout
 
 
+def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace(
+        "pandaserver = https://pandaserver.cern.ch:25443\n",
+        "pandaserver = https://pandaserver.cern.ch:25443/server/panda\n",
+    )
+    path = tmp_path / "factory.conf"
+    path.write_text(text)
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert "pandaserver: bad value: the base URL of the PanDA server takes no path" in result.stderr
+    assert "write 'https://pandaserver.cern.ch:25443'" in result.stderr
+
+
 def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:
     """Issue 14.3: ExecReload runs this before the SIGHUP, so `systemctl reload` reports errors."""
     good = run("check", "--config-only", "-c", EXAMPLE)
@@ -243,3 +256,23 @@ def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:
     assert bad.stderr == (
         f"configuration error:\n{path}:{line}: [CERN] nqeue: unknown key (did you mean 'nqueue'?)\n"
     )
+
+
+def test_check_reports_label_names_that_collide(tmp_path: Path) -> None:
+    """Issue 13.7: names are made valid for the monitor; two CE queues that end up with the same
+    name are an error that `check` shows, not two labels silently sharing one name."""
+    import json
+
+    dump = json.loads(DUMP.read_text())
+    entry = dump["TEST-SITE"]["queues"][0]
+    dump["TEST-SITE"]["queues"] = [entry | {"ce_queue_name": "a:b"}, entry | {"ce_queue_name": "a b"}]
+    path = tmp_path / "cric.json"
+    path.write_text(json.dumps(dump))
+    config_path, _ = example_with(tmp_path, "[CERN]", "\n[TEST-SITE]\n")
+    result = run("check", "-c", config_path, "--schedconfig", path)
+    assert "\nTEST-SITE-ce01.test.example-a_b  PQ=TEST-SITE" in result.stdout
+    assert (
+        "error: [TEST-SITE] label 'TEST-SITE-ce01.test.example-a_b' (CE ce01.test.example:9619 queue a b)"
+        " skipped: the name is already used by [TEST-SITE]" in result.stdout
+    )
+    assert result.returncode != 0

@@ -74,12 +74,18 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
     return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
 
 
-def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
+def build_backends(cfg: FactoryConfig, read_only: bool = False) -> dict[str, Backend]:
+    """The batch backends; ``read_only`` (a dry run): the local census changes nothing."""
     f = cfg.factory
     return {
         "condor": CondorBackend(f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout),
         "local": LocalBackend(
-            f.factory_id, Path(f.state_dir), time.time, f.local_max_running, kill_grace=f.local_kill_grace
+            f.factory_id,
+            Path(f.state_dir),
+            time.time,
+            f.local_max_running,
+            kill_grace=f.local_kill_grace,
+            read_only=read_only,
         ),
     }
 
@@ -110,7 +116,7 @@ def build_factory(
         cfg,
         schedconfig,
         panda,
-        build_backends(cfg),
+        build_backends(cfg, options.dry_run),
         time.time,
         options.dry_run,
         observers,

@@ -43,6 +43,7 @@ from autopyfactory.policy import (
     split_activated,
 )
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,10 @@ class CycleReport:
                 else self.panda.describe(self.started + self.duration).split(":", 1)[0]
             ) + ", "
         return (
-            f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{panda}{errors} submit errors, {len(self.problems)} problems, "
-            f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
+            f"cycle {self.cycle}: {plural(len(self.results), 'label')}, decided {wanted},"
+            f" submitted {self.submitted}, {panda}{plural(errors, 'submit error')},"
+            f" {plural(len(self.problems), 'problem')},"
+            f" {plural(len(self.skipped_queues), 'queue')} skipped, {self.duration:.1f} s"
         )
 
 

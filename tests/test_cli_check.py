@@ -195,10 +195,21 @@ def test_check_missing_config_file(tmp_path: Path) -> None:
     )
 
 
-def test_check_needs_a_config() -> None:
-    result = run("check")
-    assert result.returncode == 2
-    assert "the following arguments are required: -c/--config" in result.stderr
+def test_check_config_defaults_to_the_environment_then_etc(tmp_path: Path) -> None:
+    """Issue 14.11: -c defaults to $AUTOPYFACTORY_CONFIG, else /etc/autopyfactory/factory.conf."""
+    path, _ = example_with(tmp_path, "[CERN]", "")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOPYFACTORY_CONFIG": str(path)}
+    command = [sys.executable, "-m", "autopyfactory", "check", "--config-only"]
+    found = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (found.returncode, found.stdout) == (0, f"{path}: configuration ok, 1 queue section\n")
+    del env["AUTOPYFACTORY_CONFIG"]
+    if Path("/etc/autopyfactory/factory.conf").exists():
+        pytest.skip("this host has an /etc/autopyfactory/factory.conf")
+    missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        "configuration error:\n/etc/autopyfactory/factory.conf: cannot read: No such file or directory\n"
+    )
 
 
 def test_config_reference_is_the_schema_table() -> None:

@@ -397,6 +397,7 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
     assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
     assert text.count("\nqueue 5\n") == 13
     assert json.loads((own / "status.json").read_text())["labels"]
+    assert "stopped after 1 cycle\n" in result.stderr  # issue 14.11: not "1 cycles"
 
 
 def test_dry_run_directory_can_be_given(tmp_path, stand, condor):

@@ -93,6 +93,18 @@ class SubmitSettings:
 
 
 @dataclass(frozen=True)
+class PilotSettings:
+    """What the pilot is told beyond the queue: pilot 3's options and the wrapper's pilot source."""
+
+    user: str = "ATLAS"  # pilot 3 --pilot-user
+    job_label: str = "managed"  # pilot 3 -j: the prodSourceLabel it asks PanDA for
+    pilot_type: str = "PR"  # pilot 3 -i (PR, RC, PT, ALRB)
+    version: str = ""  # wrapper --pilotversion
+    url: str = ""  # wrapper --piloturl
+    extra_args: str = ""  # more pilot.py arguments, shell-like words
+
+
+@dataclass(frozen=True)
 class Label:
     name: str
     queue: str  # the config section
@@ -108,6 +120,10 @@ class Label:
     housekeeping: HousekeepingSettings
     log_keep_days: int
     settings: Mapping[str, Setting]
+    pilot: PilotSettings = PilotSettings()
+    #: PanDA resource type (SCORE, MCORE, SCORE_HIMEM, MCORE_HIMEM) this label's pilots ask for;
+    #: empty = none (the pilot takes any job of the queue)
+    resource_type: str = ""
 
 
 def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Setting], list[str]]:
@@ -231,6 +247,14 @@ def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: 
         housekeeping=_housekeeping(value),
         log_keep_days=int(value["logKeepDays"]),
         settings=settings,
+        pilot=PilotSettings(
+            user=str(value["pilotUser"]),
+            job_label=str(value["jobLabel"]),
+            pilot_type=str(value["pilotType"]),
+            version=str(value["pilotVersion"]),
+            url=str(value["pilotURL"]),
+            extra_args=str(value["pilotExtraArgs"]),
+        ),
     )
 
 

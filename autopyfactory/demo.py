@@ -3,9 +3,11 @@
 It starts:
 
 * a PanDA and CRIC stand-in (:class:`StandIn`): job statistics from a small evolving scenario, a
-  CRIC dump with three queues, the pilot tarball whose ``pilot.py`` takes a job from the stand-in,
-  "runs" it for a few seconds and exits 0 (or 20, PanDA's "no job", when there was none), and
-  the pilots' log files;
+  CRIC dump with three queues, PanDA's job dispatcher (``POST /server/panda/getJob``: a job of the
+  pilot's site whose payload sleeps a few seconds, or ``StatusCode`` 20, no job), the pilot
+  tarball and the pilots' log files. The tarball's ``pilot.py`` is a stand-in for pilot 3 that
+  parses its arguments with pilot 3's grammar (a wrong argument fails as in pilot 3), asks for a
+  job, and like pilot 3 exits 0 with or without one (the wrapper reports 20 for "no job");
 * the monitoring webservice on SQLite (expiry in-process, EXITING -> DONE after a few seconds);
 * the factory itself with ``batch = local``: pilots are local processes running the real wrapper,
   which fetches the tarball with curl and reports to the monitor.
@@ -44,33 +46,69 @@ from autopyfactory.service import RunOptions, Service, install_signal_handlers
 from autopyfactory.systemd import Notifier
 
 FACTORY_ID = "demo-factory"
+NO_JOBS = 20  # PanDA's getJob StatusCode: no job for this pilot
 QUEUES = {"DEMO_A": ("online", 10), "DEMO_B": ("online", 4), "DEMO_TEST": ("test", 2)}  # status, jobs
 
-PILOT = r'''"""A stand-in pilot: take one job from the demo's PanDA stand-in, run it a while, report."""
-import json, sys, time, urllib.request
+PILOT = r'''"""A stand-in for PanDA pilot 3: its command-line grammar, one getJob, a sleep "payload".
 
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-server = "%s:%s" % (args.get("-w", "http://127.0.0.1"), args.get("-p", "80"))
-site = args.get("-s", "?")
-with urllib.request.urlopen(server + "/demo/getjob?site=" + site, data=b"", timeout=10) as answer:
+It parses its arguments as pilot 3's pilot.py does (required -q and --pilot-user, -w from a fixed
+list, flags without values; a wrong argument is a usage error, exit 2; -h prints the usage and
+exits 0), asks the PanDA server given by --url and -p for a job (POST /server/panda/getJob), and
+like pilot 3 exits 0 without a job id when there is none. With a job it writes the job id to
+pandaIDs.out next to pilot.py, runs the payload (a sleep) and reports the job finished.
+"""
+import argparse, json, os, sys, time, urllib.parse, urllib.request
+
+parser = argparse.ArgumentParser()
+add = parser.add_argument
+for flags in (("--no-pilot-log",), ("-d", "--debug"), ("-z", "--noserverupdate"),
+              ("-t", "--noproxyverification"), ("-u", "--verifypayloadproxy"), ("--pod",),
+              ("--use-realtime-logging",)):
+    add(*flags, action="store_true")
+add("-q", "--queue", required=True)
+add("--pilot-user", required=True)
+add("-w", "--workflow", default="generic", choices=[
+    "generic", "generic_hpc", "production", "production_hpc", "analysis", "analysis_hpc",
+    "eventservice_hpc", "stager", "payload_stageout"])
+add("--resource-type", default="", choices=["SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM"])
+for flags in (("-l", "--lifetime"), ("-L", "--leasetime"), ("-v", "--getjobrequests"),
+              ("-x", "--getjobfailures")):
+    add(*flags, type=int)
+add("-p", "--port", default=25443)
+add("-j", "--joblabel", default="ptest")
+add("-i", "--versiontag", default="PR")
+for flags in (("-a", "--workdir"), ("-r", "--resource"), ("-s", "--site"), ("--url",), ("--cacert",),
+              ("--capath",), ("--queuedata-url",), ("--storagedata-url",), ("--rucio-host",),
+              ("--redirect-stdout",), ("--country-group",), ("--working-group",),
+              ("--allow-other-country",), ("--allow-same-user",), ("--job-type",), ("--use-https",),
+              ("--cleanup",)):
+    add(*flags)
+args = parser.parse_args()
+
+server = "%s:%s/server/panda/" % (args.url or "https://pandaserver.cern.ch", args.port)
+form = {"siteName": args.queue, "computingElement": args.queue, "prodSourceLabel": args.joblabel,
+        "resourceType": args.resource_type, "node": os.uname()[1]}
+with urllib.request.urlopen(server + "getJob", urllib.parse.urlencode(form).encode(), timeout=30) as answer:
     job = json.load(answer)
-if not job:
-    print("no job for", site)
-    sys.exit(20)
-print("running PanDA job", job["PandaID"], "at", site, flush=True)
-time.sleep(job["seconds"])
-with open("pandaIDs.out", "w") as ids:
-    ids.write(str(job["PandaID"]) + "\n")
-urllib.request.urlopen(server + "/demo/finish?id=%d" % job["PandaID"], data=b"", timeout=10).close()
+if job.get("StatusCode") != 0:
+    print("no job for", args.queue, "(StatusCode %s)" % job.get("StatusCode"), flush=True)
+    sys.exit(0)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pandaIDs.out"), "a") as ids:
+    ids.write("%d\n" % job["PandaID"])
+print("running PanDA job", job["PandaID"], "at", args.queue, flush=True)
+time.sleep(float(job["jobPars"]))
+done = urllib.parse.urlencode({"jobId": job["PandaID"], "state": "finished"}).encode()
+urllib.request.urlopen(server + "updateJob", done, timeout=30).close()
 print("job done")
 '''
 
 
 def pilot_tarball() -> bytes:
+    """The stand-in pilot as ``pilot3/pilot.py``, the layout of pilot 3's tarball."""
     data = PILOT.encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("pilot.py")
+        info = tarfile.TarInfo("pilot3/pilot.py")
         info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
         archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
@@ -123,6 +161,16 @@ class Scenario:
             self.running.pop(panda_id, None)
 
 
+def get_job_answer(scenario: Scenario, form: dict[str, list[str]]) -> dict[str, Any]:
+    """PanDA's getJob answer: a job of the pilot's site (``siteName``), else ``StatusCode`` 20."""
+    job = scenario.take(form.get("siteName", [""])[0])
+    if not job:
+        return {"StatusCode": NO_JOBS}
+    label = form.get("prodSourceLabel", ["managed"])[0]
+    return {"StatusCode": 0, "PandaID": job["PandaID"], "prodSourceLabel": label,
+            "transformation": "sleep", "jobPars": str(job["seconds"])}  # fmt: skip
+
+
 class StandIn:
     """PanDA statistics, CRIC dump, pilot tarball and pilot logs on 127.0.0.1 (one thread)."""
 
@@ -160,14 +208,17 @@ class StandIn:
                     self._send(404, b"not found\n", "text/plain")
 
             def do_POST(self) -> None:
-                url = urlparse(self.path)
-                query = parse_qs(url.query)
-                if url.path == "/demo/getjob":
-                    job = stand_in.scenario.take(query.get("site", [""])[0])
-                    self._send(200, json.dumps(job).encode(), "application/json")
-                elif url.path == "/demo/finish" and query.get("id", [""])[0].isdigit():
-                    stand_in.scenario.finish(int(query["id"][0]))
-                    self._send(200, b"{}", "application/json")
+                path = urlparse(self.path).path
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode(errors="replace") if length else "")
+                if path == "/server/panda/getJob":
+                    answer = get_job_answer(stand_in.scenario, form)
+                    self._send(200, json.dumps(answer).encode(), "application/json")
+                elif path == "/server/panda/updateJob":
+                    job_id = form.get("jobId", [""])[0]
+                    if job_id.isdigit() and form.get("state", [""])[0] in ("finished", "failed"):
+                        stand_in.scenario.finish(int(job_id))
+                    self._send(200, json.dumps({"StatusCode": 0}).encode(), "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 

@@ -27,3 +27,54 @@ def test_demo_runs_pilots_through_to_done_and_cleans_up():
     assert counts == {"CREATED": "0", "RUNNING": "0", "EXITING": "0", "DONE": str(submitted), "FAULT": "0"}
     work = Path(re.search(r"^demo directory: +(\S+)", out, re.MULTILINE).group(1))
     assert not work.exists()
+
+
+def _standin_pilot(tmp_path: Path) -> Path:
+    from autopyfactory.demo import PILOT
+
+    path = tmp_path / "pilot3" / "pilot.py"
+    path.parent.mkdir()
+    path.write_text(PILOT)
+    return path
+
+
+def test_stand_in_pilot_fails_on_arguments_as_pilot3_does(tmp_path: Path):
+    pilot = _standin_pilot(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(pilot), *args], capture_output=True, text=True, timeout=30)
+
+    old = run(
+        "-s", "SITE", "-h", "QUEUE", "-p", "25443", "-w", "https://pandaserver.cern.ch", "-u", "managed"
+    )
+    assert old.returncode == 0 and old.stdout.startswith("usage:")  # pilot 3: -h is help, exit 0
+    missing = run("-q", "QUEUE", "-w", "generic")
+    assert missing.returncode == 2 and "--pilot-user" in missing.stderr
+    bad = run("-q", "QUEUE", "--pilot-user", "ATLAS", "-w", "https://pandaserver.cern.ch")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
+    from autopyfactory.config_schema import DEFAULT_ARGUMENTS
+    from autopyfactory.demo import QUEUES, Scenario, StandIn
+
+    pilot = _standin_pilot(tmp_path)
+    scenario = Scenario(job_seconds=0.1)
+    stand_in = StandIn(scenario, tmp_path / "logs")
+    stand_in.start()
+    try:
+        port = stand_in.url.rsplit(":", 1)[1]
+        fields = {"pq": "DEMO_B", "siteid": "DEMO_B", "jobLabel": "managed", "pilotType": "PR",
+                  "pilotUser": "ATLAS", "pandaurl": "http://127.0.0.1", "port": port}  # fmt: skip
+        args = (DEFAULT_ARGUMENTS % fields).split()
+        # what the wrapper hands to pilot.py: it keeps -r and -s
+        to_pilot = args[:2] + args[6:]
+        first = subprocess.run(
+            [sys.executable, str(pilot), *to_pilot], capture_output=True, text=True, timeout=30
+        )
+        assert first.returncode == 0, first.stderr
+        assert "running PanDA job" in first.stdout
+        assert (pilot.parent / "pandaIDs.out").read_text().strip().isdigit()
+        assert scenario.activated["DEMO_B"] == QUEUES["DEMO_B"][1] - 1 and not scenario.running  # finished
+    finally:
+        stand_in.stop()

@@ -58,8 +58,8 @@
 # forwarded to it; a pilot still running APF_PILOT_GRACE seconds later is killed (SIGKILL). After a
 # signal every monitor call gets at most APFMON_SIGNAL_MAX_TIME seconds and no retry. So the
 # wrapper exits within APFMON_SIGNAL_MAX_TIME + 1 s of a signal before the pilot started, and within
-# APF_PILOT_GRACE + APFMON_SIGNAL_MAX_TIME + 1 s while it runs (4 s and 9 s with the defaults; a
-# batch system's kill grace, e.g. HTCondor's 10 s JobMaxVacateTime, should be at least that much).
+# APF_PILOT_GRACE + APFMON_SIGNAL_MAX_TIME + 1 s while it runs (4 s and 9 s with the defaults; the
+# batch system's kill grace should be at least that much).
 #
 # Environment read (production defaults in brackets; a timeout must be > 0, a bad value is
 # reported and replaced by its default):

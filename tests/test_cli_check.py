@@ -106,7 +106,8 @@ def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -
     assert "frozenset(" not in out and "None" not in out and "True" not in out
     assert set(setting(out, "holdRecoverableCodes")) == {"default        -"}
     assert set(setting(out, "pilotlimit")) == {"default        -"}
-    assert set(setting(out, "holdRerun")) == {f"QueueDefaults  true  ({path}:{nqueue_line + 21})"}
+    hold_rerun_line = EXAMPLE.read_text().splitlines().index("holdRerun = true") + 1
+    assert set(setting(out, "holdRerun")) == {f"QueueDefaults  true  ({path}:{hold_rerun_line})"}
 
 
 def test_check_shows_all_four_sources(tmp_path: Path) -> None:

@@ -300,8 +300,9 @@ OPTIONS: tuple[Option, ...] = (
     _factory(
         "localKillGrace",
         FLOAT,
-        5.0,
-        "batch = local: seconds between SIGTERM and SIGKILL when a local pilot is removed.",
+        10.0,
+        "batch = local: seconds between SIGTERM and SIGKILL when a local pilot is removed (the wrapper "
+        "needs 9 s at most to stop its pilot, report and clean up).",
         minimum=0,
     ),
     _factory("metricsPort", INT, 0, "Port of the Prometheus metrics endpoint; 0 = off.", minimum=0),

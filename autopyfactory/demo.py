@@ -7,7 +7,10 @@ It starts:
   pilot's site whose payload sleeps a few seconds, or ``StatusCode`` 20, no job), the pilot
   tarball and the pilots' log files. The tarball's ``pilot.py`` is a stand-in for pilot 3 that
   parses its arguments with pilot 3's grammar (a wrong argument fails as in pilot 3), asks for a
-  job, and like pilot 3 exits 0 with or without one (the wrapper reports 20 for "no job");
+  job, and like pilot 3 exits 0 with or without one (the wrapper reports 20 for "no job").
+  With ``--pilot3`` the tarball is the real pilot 3 (the panda-pilot sdist): it reads the queue
+  from a CVMFS directory, its queuedata and DDM endpoints from the stand-in, takes a job and runs
+  the job's payload (a sleep, with pilot 3's generic plug-in), with PILOT_NOKILL set;
 * the monitoring webservice on SQLite (expiry in-process, EXITING -> DONE after a few seconds);
 * the factory itself with ``batch = local``: pilots are local processes running the real wrapper,
   which fetches the tarball with curl and reports to the monitor.
@@ -42,11 +45,16 @@ from autopyfactory.factory import CycleReport
 from autopyfactory.labels import Label
 from autopyfactory.local_batch import LocalBackend
 from autopyfactory.panda import STATS_PATH
+from autopyfactory.pilot3_tarball import cache_dir, download_sdist, tarball_from_sdist
 from autopyfactory.service import RunOptions, Service, install_signal_handlers
 from autopyfactory.systemd import Notifier
 
 FACTORY_ID = "demo-factory"
 NO_JOBS = 20  # PanDA's getJob StatusCode: no job for this pilot
+#: The demo job's payload for the real pilot 3 (--pilot3): pilot 3's generic plug-in runs
+#: ``./<transformation's file name> <jobPars>``, taking the file from $HARVESTER_WORKDIR when there.
+PAYLOAD_NAME = "jobO.demo.tar.gz"
+PAYLOAD = '#!/bin/sh\necho "demo payload: sleeping $1 s"\nsleep "$1"\n'
 QUEUES = {"DEMO_A": ("online", 10), "DEMO_B": ("online", 4), "DEMO_TEST": ("test", 2)}  # status, jobs
 
 PILOT = r'''"""A stand-in for PanDA pilot 3: its command-line grammar, one getJob, a sleep "payload".
@@ -167,8 +175,10 @@ def get_job_answer(scenario: Scenario, form: dict[str, list[str]]) -> dict[str, 
     if not job:
         return {"StatusCode": NO_JOBS}
     label = form.get("prodSourceLabel", ["managed"])[0]
-    return {"StatusCode": 0, "PandaID": job["PandaID"], "prodSourceLabel": label,
-            "transformation": "sleep", "jobPars": str(job["seconds"])}  # fmt: skip
+    return {"StatusCode": 0, "PandaID": job["PandaID"], "prodSourceLabel": label, "jobsetID": 1,
+            "taskID": 1, "attemptNr": 1, "coreCount": 1, "inFiles": "", "outFiles": "", "logFile": "",
+            "swRelease": "", "homepackage": "", "transformation": "http://127.0.0.1/" + PAYLOAD_NAME,
+            "jobPars": str(job["seconds"])}  # fmt: skip
 
 
 class StandIn:
@@ -179,10 +189,10 @@ class StandIn:
     counts other than ``assigned`` refresh only every ``lag`` seconds (PanDA: 60).
     """
 
-    def __init__(self, scenario: Scenario, log_dir: Path, lag: float = 0.0) -> None:
+    def __init__(self, scenario: Scenario, log_dir: Path, lag: float = 0.0, tarball: bytes = b"") -> None:
         self.scenario, self.log_dir = scenario, log_dir
         self.lag, self._lag_lock = panda_standin.Lag(lag, time.monotonic), threading.Lock()
-        self.tarball, self.dump = pilot_tarball(), json.dumps(cric_dump()).encode()
+        self.tarball, self.dump = tarball or pilot_tarball(), json.dumps(cric_dump()).encode()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -216,6 +226,12 @@ class StandIn:
                     self._send(200, stand_in.dump, "application/json")
                 elif path == "/cache/pilot/pilot3.tar.gz":
                     self._send(200, stand_in.tarball, "application/gzip")
+                elif path.startswith("/cache/schedconfig/") and path.endswith(".all.json"):
+                    # pilot 3's queuedata (--queuedata-url): the queue's CRIC record
+                    record = pilot3_queues().get(path[len("/cache/schedconfig/") : -len(".all.json")])
+                    self._send(200 if record else 404, json.dumps(record or {}).encode(), "application/json")
+                elif path == "/cache/ddmendpoints.json":  # pilot 3's --storagedata-url: none
+                    self._send(200, b"{}", "application/json")
                 elif path.startswith("/logs/"):
                     self._log_file(path[len("/logs/") :])
                 else:
@@ -228,7 +244,7 @@ class StandIn:
                 if path == "/server/panda/getJob":
                     answer = get_job_answer(stand_in.scenario, form)
                     self._send(200, json.dumps(answer).encode(), "application/json")
-                elif path == "/server/panda/updateJob":
+                elif path in ("/server/panda/updateJob", "/server/panda/updateJobsInBulk"):
                     job_id = form.get("jobId", [""])[0]
                     if job_id.isdigit() and form.get("state", [""])[0] in ("finished", "failed"):
                         stand_in.scenario.finish(int(job_id))
@@ -305,9 +321,22 @@ class Monitor:
         self._thread.join(10)
 
 
-def factory_conf(work: Path, stand_in: StandIn, monitor: Monitor, wrapper: Path, sleep: int) -> Path:
+def factory_conf(
+    work: Path, stand_in: StandIn, monitor: Monitor, wrapper: Path, sleep: int, pilot3: bool = False
+) -> Path:
     path = work / "factory.conf"
     queues = "\n".join(f"[{name}]" for name in QUEUES)
+    environ = (
+        f"PILOT_HTTP_SOURCES={stand_in.url}/cache/pilot/pilot3.tar.gz APFMON_RETRIES=5 APFMON_RETRY_DELAY=1"
+    )
+    extra = ""
+    if pilot3:
+        environ += f" ATLAS_SW_BASE={work}/cvmfs HARVESTER_WORKDIR={work}/payload PILOT_NOKILL=1"
+        extra = f"""# the real pilot 3: generic plug-in, queuedata and DDM endpoints from the stand-in
+pilotUser = generic
+pilotExtraArgs = -t --queuedata-url {stand_in.url}/cache/schedconfig/{{pandaqueue}}.all.json \
+ --storagedata-url {stand_in.url}/cache/ddmendpoints.json
+"""
     path.write_text(f"""# Written by `autopyfactory demo`.
 [Factory]
 factoryId = {FACTORY_ID}
@@ -329,8 +358,8 @@ executable = {wrapper}
 # one pilot per activated job, at most 4 running per queue; a test queue gets its one test pilot
 schedplugin = Ready, StatusTest, MaxToRun
 sched.maxtorun.maximum = 4
-environ = PILOT_HTTP_SOURCES={stand_in.url}/cache/pilot/pilot3.tar.gz APFMON_RETRIES=5 APFMON_RETRY_DELAY=1
-
+environ = {environ}
+{extra}
 {queues}
 """)
     return path
@@ -364,13 +393,18 @@ def format_counts(counts: dict[str, int]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    tarball = real_pilot3() if args.pilot3 else b""
+    if tarball is None:
+        return 1
     work = Path(tempfile.mkdtemp(prefix="autopyfactory-demo-"))
+    if args.pilot3:
+        worker_node(work)
     scenario = Scenario(args.job_seconds)
-    stand_in = StandIn(scenario, work / "logs", args.panda_lag)
+    stand_in = StandIn(scenario, work / "logs", args.panda_lag, tarball)
     monitor = Monitor(work / "monitor.sqlite")
     stand_in.start()
     monitor.start()
-    path = factory_conf(work, stand_in, monitor, packaged_wrapper(work), args.sleep)
+    path = factory_conf(work, stand_in, monitor, packaged_wrapper(work), args.sleep, args.pilot3)
     print(f"demo directory:        {work}")
     jobs = ", ".join(f"{queue} {n}" for queue, (_status, n) in QUEUES.items())
     print(f"PanDA/CRIC stand-in:   {stand_in.url}  (activated jobs: {jobs})")
@@ -383,7 +417,7 @@ def run_demo(args: argparse.Namespace) -> int:
     install_signal_handlers(service)
     try:
         service.run()
-        _drain(monitor, timeout=30 if args.cycles else 5)
+        _drain(monitor, timeout=(90 if args.pilot3 else 30) if args.cycles else 5)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _stop_pilots(service, work)
@@ -392,6 +426,37 @@ def run_demo(args: argparse.Namespace) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def real_pilot3() -> bytes | None:
+    """The real pilot 3's tarball (the panda-pilot sdist, downloaded with pip on first use)."""
+    try:
+        sdist = download_sdist(cache_dir())
+        print(f"pilot:                 PanDA pilot 3 from {sdist}", flush=True)
+        return tarball_from_sdist(sdist)
+    except RuntimeError as exc:
+        print(f"autopyfactory demo --pilot3: {exc}", file=sys.stderr)
+        return None
+
+
+def pilot3_queues() -> dict[str, dict[str, Any]]:
+    """The demo's CRIC records as pilot 3 reads them: it runs only on an ``ACTIVE`` queue."""
+    return {
+        name: record | {"state": "ACTIVE", "site": name, "atlas_site": name}
+        for name, record in cric_dump().items()
+    }
+
+
+def worker_node(work: Path) -> None:
+    """What pilot 3 finds on a worker node: the CRIC dumps on CVMFS, and the demo job's payload."""
+    etc = work / "cvmfs" / "atlas.cern.ch" / "repo" / "sw" / "local" / "etc"
+    etc.mkdir(parents=True)
+    (etc / "cric_pandaqueues.json").write_text(json.dumps(pilot3_queues()))
+    (etc / "cric_ddmendpoints.json").write_text("{}")
+    payload = work / "payload" / PAYLOAD_NAME
+    payload.parent.mkdir()
+    payload.write_text(PAYLOAD)
+    payload.chmod(0o755)
 
 
 def _drain(monitor: Monitor, timeout: float) -> None:

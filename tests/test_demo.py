@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from autopyfactory.pilot3_tarball import cache_dir, download_sdist
 
 
 def test_demo_runs_pilots_through_to_done_and_cleans_up():
@@ -78,3 +83,37 @@ def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
         assert scenario.activated["DEMO_B"] == QUEUES["DEMO_B"][1] - 1 and not scenario.running  # finished
     finally:
         stand_in.stop()
+
+
+@pytest.mark.slow
+def test_demo_with_the_real_pilot3_runs_jobs():
+    """Issue 11.5: `demo --pilot3` serves the real pilot 3, which takes the stand-in's jobs and runs
+    their sleep payload; every pilot ends DONE at the monitor with rc 0 and its PanDA job id."""
+    try:
+        download_sdist(cache_dir())
+    except RuntimeError as exc:
+        pytest.skip(f"no panda-pilot sdist (pip could not get it): {exc}")
+    result = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "demo", "--pilot3", "--cycles", "2", "--sleep", "3",
+         "--job-seconds", "1", "--keep"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    work = Path(re.search(r"^demo directory: +(\S+)", result.stdout, re.MULTILINE).group(1))
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PanDA pilot 3 from" in result.stdout
+        submitted = sum(
+            int(n) for n in re.findall(r"^cycle \d: .*?submitted (\d+)", result.stdout, re.MULTILINE)
+        )
+        final = re.search(r"^final: monitor: (.*)$", result.stdout, re.MULTILINE)
+        assert final and f"DONE={submitted} FAULT=0" in final.group(1), result.stdout
+        outcomes = [
+            line.split("pilot outcome: ", 1)[1]
+            for log in work.glob("logs/*/*/*.out")
+            for line in log.read_text(errors="replace").splitlines()
+            if "pilot outcome: " in line
+        ]
+        assert len(outcomes) == submitted > 0
+        assert all(re.fullmatch(r"0, ran PanDA job\(s\) \d+", outcome) for outcome in outcomes), outcomes
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -111,6 +111,18 @@ HIMEM_MB_PER_CORE = 2000
 
 
 @dataclass(frozen=True)
+class PilotSettings:
+    """What the pilot is told beyond the queue: pilot 3's options and the wrapper's pilot source."""
+
+    user: str = "ATLAS"  # pilot 3 --pilot-user
+    job_label: str = "managed"  # pilot 3 -j: the prodSourceLabel it asks PanDA for
+    pilot_type: str = "PR"  # pilot 3 -i (PR, RC, PT, ALRB)
+    version: str = ""  # wrapper --pilotversion
+    url: str = ""  # wrapper --piloturl
+    extra_args: str = ""  # more pilot.py arguments, shell-like words
+
+
+@dataclass(frozen=True)
 class Label:
     name: str
     queue: str  # the config section
@@ -126,9 +138,12 @@ class Label:
     housekeeping: HousekeepingSettings
     log_keep_days: int
     settings: Mapping[str, Setting]
-    resource_type: str | None = None  # counts only this type's jobs (None: every job)
+    #: PanDA resource type (SCORE, MCORE, SCORE_HIMEM, MCORE_HIMEM) whose jobs this label counts and
+    #: whose pilots it sends (``--resource-type``); None: every job, no type asked for
+    resource_type: str | None = None
     job_labels: tuple[str, ...] = ()  # counts only these job labels' jobs (empty: every label)
     limits: QueueLimits = QueueLimits()  # the PQ's CRIC caps shared by all its labels
+    pilot: PilotSettings = PilotSettings()
 
 
 def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Setting], list[str]]:
@@ -220,12 +235,6 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     jobs = job_labels_for(settings, record)
     if not types:
         return [replace(_label(queue, settings, ce, record), job_labels=jobs, limits=limits) for ce in ces]
-    arguments = str(settings["arguments"].value)
-    if "%(resource_type)s" not in arguments and "--resource-type" not in arguments:
-        warnings.append(
-            f"[{queue.name}] typed labels, but arguments pass no --resource-type: their pilots may take "
-            "jobs of any type (add --resource-type %(resource_type)s)"
-        )
     return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
 
 
@@ -373,6 +382,14 @@ def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: 
         housekeeping=_housekeeping(value),
         log_keep_days=int(value["logKeepDays"]),
         settings=settings,
+        pilot=PilotSettings(
+            user=str(value["pilotUser"]),
+            job_label=str(value["jobLabel"]),
+            pilot_type=str(value["pilotType"]),
+            version=str(value["pilotVersion"]),
+            url=str(value["pilotURL"]),
+            extra_args=str(value["pilotExtraArgs"]),
+        ),
     )
 
 

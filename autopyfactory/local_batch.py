@@ -66,9 +66,8 @@ from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.condor.submit import (
     SubmitRenderError,
     log_dir,
+    pilot_arguments,
     pilot_environment,
-    render_arguments,
-    template_fields,
 )
 from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import Label
@@ -322,7 +321,7 @@ def describe(label: Label, context: SubmitContext) -> tuple[list[str], list[tupl
     resolved = shutil.which(exe) if exe else None
     if resolved is None:
         raise SubmitRenderError(f"{label.name}: executable {exe!r} is not an executable file")
-    words = render_arguments(label.submit.arguments, template_fields(label, context))
+    words = pilot_arguments(label, context)
     return [os.path.abspath(resolved), *words], pilot_environment(label, context)
 
 

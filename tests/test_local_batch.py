@@ -249,9 +249,19 @@ def test_pilot_sees_rendered_arguments_and_condor_environment(
 
     seen = json.loads((record / "1.0.json").read_text())
     assert seen["argv"] == [
-        "-s", "SITE$X", "-h", "LOCALQ", "-p", "25443", "-w", "https://pandaserver.example.org",
-        "two words", "$HOME", "it's", "id=1",
-    ]  # fmt: skip
+        "-s",
+        "SITE$X",
+        "-h",
+        "LOCALQ",
+        "-p",
+        "25443",
+        "-w",
+        "https://pandaserver.example.org",
+        "two words",
+        "$HOME",
+        "it's",
+        "id=$(Cluster)",
+    ]  # the operator's $(Cluster) is text: only the factory's own macros expand
     env = seen["env"]
     assert env["APFFID"] == FID and env["PANDA_JSID"] == FID  # environ cannot override the factory's
     assert env["APFCID"] == "1.0"
@@ -350,7 +360,8 @@ def test_dry_run_starts_and_writes_nothing(
     assert outcome.job_ids == () and outcome.error == ""
     assert (
         outcome.extra["command"]
-        == f"{pilot} -s LOCALQ -h LOCALQ -p 25443 -w https://pandaserver.example.org -u managed"
+        == f"{pilot} -q LOCALQ -r LOCALQ -s LOCALQ -j managed -i PR --pilot-user ATLAS"
+        " --url https://pandaserver.example.org -p 25443 -w generic"
     )
     assert "'APFCID=$(Cluster).$(Process)'" in outcome.extra["environment"]
     assert "'X=a b'" in outcome.extra["environment"]
@@ -570,17 +581,21 @@ def test_runs_the_real_wrapper_with_a_file_pilot_source(
     assert "TEST PILOT running with" in out
     seen = json.loads(marker.read_text())
     assert seen["argv"] == [
-        "-s",
+        "-q",
         "LOCALQ",
-        "-h",
-        "LOCALQ",
+        "-j",
+        "managed",
+        "-i",
+        "PR",
+        "--pilot-user",
+        "ATLAS",
+        "--url",
+        "https://pandaserver.example.org",
         "-p",
         "25443",
         "-w",
-        "https://pandaserver.example.org",
-        "-u",
-        "managed",
-    ]
+        "generic",
+    ]  # pilot 3's grammar; the wrapper keeps -r and -s
     assert seen["env"] == {"APFCID": "1.0", "FACTORYQUEUE": A}
     assert seen["cwd"].startswith(str(state / "local" / "work" / "1.0"))
 

@@ -30,7 +30,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autopyfactory.batch import BatchError, SubmitContext, SubmitOutcome
@@ -45,6 +45,7 @@ BATCH_DIR = "_submit"  # below <baseLogDir>/<date>/, beside the label directorie
 _TERSE_LINE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
 _MULTI_QUEUE_REFUSED = re.compile(r"multiple queue statements", re.IGNORECASE)
 _SLUG = re.compile(r"[^A-Za-z0-9_.@-]+")
+_COUNT = re.compile(r": \d+ pilots")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,28 @@ def render_block(label: Label, n: int, context: SubmitContext) -> Block:
     rendered = text.splitlines()
     lines = tuple((line.split("=", 1)[0].strip().lower(), line) for line in rendered[1:-1] if line.strip())
     return Block(label, n, rendered[0], lines)
+
+
+class BlockCache:
+    """Each label's rendered and validated block, kept while the label object and the context stay
+    the same (labels are rebuilt only when schedconfig changes; the context changes daily): a
+    steady cycle renders and validates nothing again, only the count changes."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Label, SubmitContext, Block]] = {}
+
+    def block(self, label: Label, n: int, context: SubmitContext) -> Block:
+        entry = self._entries.get(label.name)
+        if entry is not None and entry[0] is label and entry[1] == context:
+            cached = entry[2]
+            return (
+                cached
+                if cached.n == n
+                else replace(cached, n=n, comment=_COUNT.sub(f": {n} pilots", cached.comment, 1))
+            )
+        block = render_block(label, n, context)
+        self._entries[label.name] = (label, context, block)
+        return block
 
 
 def batch_text(blocks: Sequence[Block], header: str) -> str:
@@ -121,7 +144,8 @@ def assign(
     """Job ids per label, in file order: exact where ``-terse`` printed them all, else an error.
 
     condor_submit that exited with a message and printed nothing queued nothing (one
-    transaction): every label gets "not submitted". Otherwise (a timeout, or fewer ids than
+    transaction): every label gets "not submitted" (the backend still lists those labels' pilots
+    in the next censuses, in case jobs were queued after all). Otherwise (a timeout, or fewer ids than
     asked for) the first label without all its ids keeps what was printed and it and all after it
     are "outcome unknown": their pilots, if any, are found by the next census.
     """
@@ -155,14 +179,18 @@ class BatchResult:
 
 
 def submit_batch(
-    requests: Sequence[tuple[Label, int]], context: SubmitContext, schedd: Schedd, timeout: float
+    requests: Sequence[tuple[Label, int]],
+    context: SubmitContext,
+    schedd: Schedd,
+    timeout: float,
+    cache: BlockCache | None = None,
 ) -> BatchResult:
     """Submit all ``requests`` (label, n) of one schedd; one outcome per label, never raises."""
     outcomes: dict[str, SubmitOutcome] = {}
     groups: dict[frozenset[str], list[Block]] = {}
     for label, n in requests:
         try:
-            block = render_block(label, n, context)
+            block = cache.block(label, n, context) if cache else render_block(label, n, context)
             Path(log_dir(context.base_log_dir, context.date, label.name)).mkdir(parents=True, exist_ok=True)
         except (SubmitRenderError, OSError) as exc:
             log.error("%s: no submission: %s", label.name, exc)

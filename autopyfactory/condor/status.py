@@ -30,8 +30,6 @@ CENSUS_ATTRIBUTES = (
     "ClusterId", "ProcId", "JobStatus", "MATCH_APF_QUEUE", "QDate", "EnteredCurrentStatus",
     "HoldReason", "HoldReasonCode", "NumHolds",
 )  # fmt: skip
-#: Pilots queued this long before the newest one count as *recent* (see :class:`ScheddCensus`).
-RECENT_SECONDS = 3600
 _STATUSES = range(1, 8)
 
 
@@ -41,9 +39,9 @@ class ScheddCensus:
 
     ``pilots``: Pilot objects only for held pilots and for idle ones of the labels in
     ``keep_idle`` (what housekeeping acts on). ``queued``: per label the QDates, floored to the
-    hour (enough for the log directories' dates; 0 = unknown). ``recent``: per label the ids of
-    pilots queued at most RECENT_SECONDS before the newest pilot of the schedd (no clock needed),
-    so that pilots the monitor never heard of can be announced (issue 13.3).
+    hour (enough for the log directories' dates; 0 = unknown). ``recent``: the ids of the pilots
+    of the labels asked for (those whose last submission's outcome was not known exactly), so
+    that pilots the monitor never heard of can be announced (issue 13.3).
     """
 
     supply: dict[str, Supply] = field(default_factory=dict)
@@ -53,19 +51,19 @@ class ScheddCensus:
     recent: dict[str, list[str]] = field(default_factory=dict)
 
 
-def census_query(schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str]) -> ScheddCensus:
+def census_query(
+    schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str], recent: Container[str] = ()
+) -> ScheddCensus:
     """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable."""
-    args = [
-        "-constraint",
-        factory_constraint(factory_id),
-        "-json",
-        "-attributes",
-        ",".join(CENSUS_ATTRIBUTES),
-    ]
-    return read_census(run_condor("condor_q", schedd, args, timeout), f"condor_q ({schedd})", keep_idle)
+    attributes = ",".join(CENSUS_ATTRIBUTES)
+    args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", attributes]
+    text = run_condor("condor_q", schedd, args, timeout)
+    return read_census(text, f"condor_q ({schedd})", keep_idle, recent)
 
 
-def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> ScheddCensus:
+def read_census(
+    text: str, origin: str, keep_idle: Container[str] = (), recent: Container[str] = ()
+) -> ScheddCensus:
     """Count ``condor_q -json`` output per label and state in one pass (see :class:`ScheddCensus`)."""
     if not text.strip():
         return ScheddCensus()
@@ -77,7 +75,7 @@ def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> Sched
         raise BatchError(f"{origin}: expected a JSON list of job ads, got {type(ads).__name__}")
     tallies: dict[str, list[int]] = {}
     result = ScheddCensus()
-    newest, candidates = 0, []
+    listed = []
     for ad in ads:
         if type(ad) is not dict:
             raise BatchError(f"{origin}: a job ad is a {type(ad).__name__}, not an object")
@@ -93,13 +91,11 @@ def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> Sched
         result.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
         if status == 5 or (status == 1 and label in keep_idle):
             result.pilots.setdefault(label, []).append(_pilot(ad, origin))
-        if qdate >= newest - RECENT_SECONDS:
-            newest = max(newest, qdate)
-            candidates.append((qdate, label, ad))
+        if label in recent:
+            listed.append((label, ad))
     try:
-        for qdate, label, ad in candidates:
-            if qdate >= newest - RECENT_SECONDS:
-                result.recent.setdefault(label, []).append(f"{_int(ad, 'ClusterId')}.{_int(ad, 'ProcId')}")
+        for label, ad in listed:
+            result.recent.setdefault(label, []).append(f"{_int(ad, 'ClusterId')}.{_int(ad, 'ProcId')}")
     except ValueError as exc:
         raise BatchError(f"{origin}: bad job ad: {exc}") from None
     result.supply = {label: _tally_supply(t) for label, t in tallies.items()}

@@ -138,7 +138,7 @@ def _option(word: str, names: Sequence[str]) -> str:
 def _after_work(state: State, command: str, argv: list[str], fault: Fault) -> int:
     """Do the work and print its output, then fail (``queued-exit``) or hang (``queued-hang``)."""
     outcome = run(state, command, argv)
-    sys.stdout.write(outcome.out)
+    sys.stdout.write(outcome.out if fault.output is None else fault.output)
     sys.stdout.flush()
     if fault.kind == "queued-hang":
         with state.hanging():

@@ -195,8 +195,8 @@ class CondorEmulator:
         ``exit``: print ``message`` (default: condor-like) on stderr and exit ``exit_code``;
         ``hang``: sleep ``seconds`` (default ``hang_seconds``) then behave normally;
         ``garbage``: print ``output`` (default: truncated JSON) and exit 0, doing nothing;
-        ``queued-exit``: do the work (queue the jobs, print the ids), then print ``message`` and
-        exit ``exit_code``; ``queued-hang``: do the work, print its output, then hang.
+        ``queued-exit``: do the work (queue the jobs, print the ids, or ``output`` instead), then
+        print ``message`` and exit ``exit_code``; ``queued-hang``: do the work, print, then hang.
         """
         if command not in COMMAND_NAMES or kind not in FAULT_KINDS:
             raise ValueError(f"unknown command {command!r} or kind {kind!r} (kinds: {FAULT_KINDS})")

@@ -101,6 +101,7 @@ class CondorBackend:
         for name, outcome in outcomes.items():
             if outcome.error and not context.dry_run:  # even "not submitted": condor may be wrong
                 self._watch[name] = WATCH_CENSUSES
+                self._blocks.made_dirs.clear()  # a log directory may have gone: make them again
         return outcomes
 
     def remove(self, label: Label, job_ids: Sequence[str]) -> None:

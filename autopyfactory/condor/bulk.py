@@ -79,6 +79,7 @@ class BlockCache:
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[Label, SubmitContext, Block]] = {}
+        self.made_dirs: set[str] = set()  # label log directories known to exist
 
     def block(self, label: Label, n: int, context: SubmitContext) -> Block:
         entry = self._entries.get(label.name)
@@ -191,7 +192,11 @@ def submit_batch(
     for label, n in requests:
         try:
             block = cache.block(label, n, context) if cache else render_block(label, n, context)
-            Path(log_dir(context.base_log_dir, context.date, label.name)).mkdir(parents=True, exist_ok=True)
+            directory = log_dir(context.base_log_dir, context.date, label.name)
+            if cache is None or directory not in cache.made_dirs:
+                Path(directory).mkdir(parents=True, exist_ok=True)
+                if cache is not None:
+                    cache.made_dirs.add(directory)
         except (SubmitRenderError, OSError) as exc:
             log.error("%s: no submission: %s", label.name, exc)
             outcomes[label.name] = SubmitOutcome(error=str(exc))

@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import classad2
 
@@ -64,43 +65,59 @@ def census_query(
 def read_census(
     text: str, origin: str, keep_idle: Container[str] = (), recent: Container[str] = ()
 ) -> ScheddCensus:
-    """Count ``condor_q -json`` output per label and state in one pass (see :class:`ScheddCensus`)."""
+    """Count ``condor_q -json`` output per label and state (see :class:`ScheddCensus`).
+
+    Each job ad is counted by the JSON parser's ``object_hook`` as soon as it is parsed and then
+    dropped, so the whole answer never exists as Python objects at once (a 100,000-pilot answer
+    is ~25 MB of text and would be ~100 MB of dicts).
+    """
     if not text.strip():
         return ScheddCensus()
+    counter = _Counter(origin, keep_idle, recent)
     try:
-        ads = json.loads(text)
+        ads = json.loads(text, object_hook=counter.ad)
     except ValueError as exc:
         raise BatchError(f"{origin}: unparsable output ({exc}): {text[:80]!r}") from None
     if not isinstance(ads, list):
         raise BatchError(f"{origin}: expected a JSON list of job ads, got {type(ads).__name__}")
-    tallies: dict[str, list[int]] = {}
-    result = ScheddCensus()
-    listed = []
-    for ad in ads:
-        if type(ad) is not dict:
-            raise BatchError(f"{origin}: a job ad is a {type(ad).__name__}, not an object")
+    if any(ad is not None for ad in ads):
+        bad = next(ad for ad in ads if ad is not None)
+        raise BatchError(f"{origin}: a job ad is a {type(bad).__name__}, not an object")
+    return counter.result()
+
+
+class _Counter:
+    """The census of one answer, fed one job ad at a time (a JSON ``object_hook``)."""
+
+    def __init__(self, origin: str, keep_idle: Container[str], recent: Container[str]) -> None:
+        self.origin, self.keep_idle, self.recent = origin, keep_idle, recent
+        self.tallies: dict[str, list[int]] = {}
+        self.census = ScheddCensus()
+
+    def ad(self, ad: dict[str, Any]) -> None:
         status, label, qdate = ad.get("JobStatus"), ad.get("MATCH_APF_QUEUE", ""), ad.get("QDate", 0)
         if type(status) is not int or status not in _STATUSES or type(qdate) is not int:
-            raise BatchError(f"{origin}: bad job ad {json.dumps(ad)[:120]}: JobStatus or QDate")
+            raise BatchError(f"{self.origin}: bad job ad {json.dumps(ad)[:120]}: JobStatus or QDate")
         label = label if type(label) is str else str(label)
-        tally = tallies.get(label)
+        tally = self.tallies.get(label)
         if tally is None:
-            tally = tallies[label] = [0] * 8
-            result.queued[label] = set()
+            tally = self.tallies[label] = [0] * 8
+            self.census.queued[label] = set()
         tally[status] += 1
-        result.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
-        if status == 5 or (status == 1 and label in keep_idle):
-            result.pilots.setdefault(label, []).append(_pilot(ad, origin))
-        if label in recent:
-            listed.append((label, ad))
-    try:
-        for label, ad in listed:
-            result.recent.setdefault(label, []).append(f"{_int(ad, 'ClusterId')}.{_int(ad, 'ProcId')}")
-    except ValueError as exc:
-        raise BatchError(f"{origin}: bad job ad: {exc}") from None
-    result.supply = {label: _tally_supply(t) for label, t in tallies.items()}
-    result.total = sum(s.all for s in result.supply.values())
-    return result
+        self.census.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
+        if status == 5 or (status == 1 and label in self.keep_idle):
+            self.census.pilots.setdefault(label, []).append(_pilot(ad, self.origin))
+        if label in self.recent:
+            try:
+                job_id = f"{_int(ad, 'ClusterId')}.{_int(ad, 'ProcId')}"
+            except ValueError as exc:
+                raise BatchError(f"{self.origin}: bad job ad: {exc}") from None
+            self.census.recent.setdefault(label, []).append(job_id)
+
+    def result(self) -> ScheddCensus:
+        self.census.supply = {label: _tally_supply(t) for label, t in self.tallies.items()}
+        self.census.total = sum(s.all for s in self.census.supply.values())
+        return self.census
 
 
 def _tally_supply(t: list[int]) -> Supply:

@@ -19,12 +19,20 @@ from typing import Protocol
 
 from autopyfactory.batch import Backend, BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.config import FactoryConfig
+from autopyfactory.control import (
+    ControlError,
+    Controls,
+    ControlStore,
+    LabelView,
+    drop_removals,
+    plan_removals,
+)
 from autopyfactory.credentials import CredentialCheck, CredentialChecker, CredentialKind
 from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
-from autopyfactory.panda import JobStats, PandaView
+from autopyfactory.panda import JobStats, PandaReading, PandaView
 from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
 
@@ -61,7 +69,7 @@ class LabelResult:
     def _line(self) -> str:
         p, s = self.plan, self.plan.supply
         pilots = f"idle={s.idle} running={s.running} held={s.held}" if s else "pilots=unknown"
-        activated = "unknown" if p.pq_activated is None else str(p.pq_activated)
+        activated = "unknown(no PanDA data)" if p.pq_activated is None else str(p.pq_activated)
         share = "" if p.demand is None else f" share={p.demand.activated}"
         result = f"submitted={self.submitted}"
         if self.outcome.job_ids:
@@ -99,6 +107,8 @@ class CycleReport:
     skipped_queues: tuple[str, ...] = field(default=())
     credentials: tuple[CredentialCheck, ...] = field(default=())
     recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
+    panda: PandaReading | None = None  # this cycle's PanDA answer (None: not asked)
+    control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (control.py)
 
     def ok(self, kind: str) -> bool:
         """Whether the edge ``kind`` answered well this cycle."""
@@ -111,9 +121,16 @@ class CycleReport:
     def summary(self) -> str:
         errors = sum(1 for r in self.results if r.outcome.error)
         wanted = sum(r.plan.decision.n for r in self.results)
+        panda = ""
+        if self.panda is not None:
+            panda = (
+                f"PanDA answer {self.panda.asked - self.started:.0f} s into the cycle"
+                if self.panda.ok
+                else self.panda.describe(self.started + self.duration).split(":", 1)[0]
+            ) + ", "
         return (
             f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{errors} submit errors, {len(self.problems)} problems, "
+            f"{panda}{errors} submit errors, {len(self.problems)} problems, "
             f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
         )
 
@@ -129,11 +146,13 @@ def plan(
     caps: FactoryCaps,
     cycle: int,
     blocked: Mapping[str, str] | None = None,
+    disabled: Mapping[str, str] | None = None,
 ) -> list[LabelPlan]:
     """Every label's decision for this cycle, with PanDA shares and factory-wide caps applied.
 
-    ``blocked`` maps labels that must get nothing (a credential about to expire) to the reason;
-    they drop out before the factory-wide caps are shared.
+    ``blocked`` maps labels that must get nothing (a credential about to expire) to the reason,
+    ``disabled`` those an operator disabled (``autopyfactory queue disable``); both drop out
+    before the factory-wide caps are shared.
     """
     shares = _shares(labels, stats, num_factories, cycle)
     plans: dict[str, LabelPlan] = {}
@@ -141,6 +160,8 @@ def plan(
         demand = shares.get(label.name)
         supply = census.supply.get(label.name)
         decision = decide(label.policy, Situation(label.status, demand, supply, cycle))
+        if disabled and label.name in disabled:
+            decision = decision.then(Step("Disabled", decision.n, 0, disabled[label.name]))
         if blocked and label.name in blocked:
             decision = decision.then(Step("Credentials", decision.n, 0, blocked[label.name]))
         pq_activated = None if stats is None else _activated(stats, label.pq)
@@ -193,6 +214,7 @@ class Factory:
         stop_requested: Callable[[], bool] = lambda: False,
         credentials: CredentialChecker | None = None,
         log_cleanup: CleanupSchedule | None = None,
+        controls: ControlStore | None = None,
     ) -> None:
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
@@ -200,21 +222,32 @@ class Factory:
         self._stop_requested = stop_requested  # checked before each backend's batch of submissions
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
+        self._controls = controls
 
     def run_cycle(self, cycle: int) -> CycleReport:
         started = self._clock()
         problems: list[Problem] = []
         label_set = self._labels(problems)
-        stats, panda_problem = self._panda.update()
-        if panda_problem:
-            problems.append(Problem("panda", panda_problem))
+        reading = self._panda.update()
+        stats = reading.stats
+        if not reading.ok:
+            problems.append(Problem("panda", reading.problem))
         census = self._census(label_set.labels, problems)
         checks, blocked = self._check_credentials(label_set.labels, started)
+        controls = self._controls.read_or_hold() if self._controls else Controls()
+        disabled = {
+            label.name: reason
+            for label in label_set.labels
+            if (reason := controls.disabled_reason(label.name, label.pq, started)) is not None
+        }
+        notes = self._remove_requested(controls, label_set.labels, census)
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
-        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked)
+        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
         results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
         self._clean_logs(label_set.labels, census, started)
+        if controls.problem:
+            problems.append(Problem("control", controls.problem))
         report = CycleReport(
             cycle,
             started,
@@ -224,11 +257,43 @@ class Factory:
             label_set.problems,
             checks,
             census.recent,
+            reading,
+            (*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
         )
         self._log(report)
         for observer in self._observers:
             observer.cycle_done(report, label_set.labels)
         return report
+
+    def _remove_requested(self, controls: Controls, labels: Sequence[Label], census: Census) -> list[str]:
+        """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
+        if self._controls is None or not controls.removals or self._dry_run:
+            return []
+        views = [
+            LabelView(
+                label.name,
+                label.pq,
+                label.ce.endpoint,
+                None if census.supply.get(label.name) is None else census.pilots.get(label.name, ()),
+            )
+            for label in labels
+        ]
+        removals = plan_removals(controls.removals, views)
+        notes = list(removals.notes)
+        by_name = {label.name: label for label in labels}
+        for name, job_ids in removals.by_label.items():
+            label, backend = by_name[name], self._backends.get(by_name[name].batch)
+            try:
+                if backend is not None:
+                    backend.remove(label, job_ids)
+            except BatchError as exc:
+                notes.append(f"{name}: removing {len(job_ids)} pilots failed: {exc}")
+        done = removals.done
+        try:
+            self._controls.update(lambda current: drop_removals(current, done))
+        except (ControlError, OSError) as exc:  # the pilots are gone; a repeat would find none
+            log.error("could not mark removal requests done: %s", exc)
+        return notes
 
     def _labels(self, problems: list[Problem]) -> LabelSet:
         """Labels from the current schedconfig; rebuilt only when schedconfig changed."""
@@ -363,6 +428,8 @@ class Factory:
         for problem in (*report.problems, *report.skipped_queues):
             log.warning("%s", problem)
         info = log.isEnabledFor(logging.INFO)
+        for note in report.control:
+            log.info("control: %s", note)
         for result in report.results:
             if result.outcome.error:
                 log.warning("%s", result.line())

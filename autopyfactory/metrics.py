@@ -6,6 +6,7 @@ server on ``metricsAddress:metricsPort`` when ``metricsPort`` is set.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +49,11 @@ class FactoryMetrics:
             ["source"],
             registry=r,
         )
+        self.panda_ok = Gauge(
+            "apf_panda_data_ok",
+            "1 when the last cycle had good PanDA statistics, 0 when it had none",
+            registry=r,
+        )
         self.proxy_lifetime = Gauge(
             "apf_credential_lifetime_seconds", "Lifetime left of a credential", ["path"], registry=r
         )
@@ -73,6 +79,10 @@ class FactoryMetrics:
             when = self._last_update(kind)
             if when is not None:
                 self.last_success.labels(kind).set(when)
+        if report.panda is not None:
+            self.panda_ok.set(1 if report.panda.ok else 0)
+            if report.panda.last_good is not None:
+                self.last_success.labels("panda").set(report.panda.last_good)
         for result in report.results:
             self._label(result.plan.label.name, result)
         for check in report.credentials:
@@ -89,8 +99,8 @@ class FactoryMetrics:
             self.child(self.pilots, name, "idle").set(p.supply.idle)
             self.child(self.pilots, name, "running").set(p.supply.running)
             self.child(self.pilots, name, "held").set(p.supply.held)
-        if p.pq_activated is not None:
-            self.child(self.activated, p.label.pq).set(p.pq_activated)
+        # no PanDA data: NaN rather than the last number, which PanDA no longer confirms
+        self.child(self.activated, p.label.pq).set(math.nan if p.pq_activated is None else p.pq_activated)
 
     def credential(self, path: str, lifetime: float | None) -> None:
         if lifetime is not None:

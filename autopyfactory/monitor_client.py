@@ -100,6 +100,7 @@ class MonitorClient:
         self.reconciled = 0
         self.sent = 0
         self.failed_attempts = 0
+        self.rejected_items = 0  # items of bulk requests the monitor left out as invalid
 
     @property
     def dropped(self) -> int:
@@ -305,4 +306,23 @@ class MonitorClient:
             return "dropped"
         self._slow = 1.0
         self.sent += 1
+        self._note_rejected(event, answer)
         return "sent"
+
+    def _note_rejected(self, event: Event, answer: requests.Response) -> None:
+        """A bulk request is written except its invalid items, which the answer lists: log them."""
+        try:
+            rejected = answer.json().get("rejected") or []
+        except (ValueError, AttributeError):
+            return
+        if not isinstance(rejected, list) or not rejected:
+            return
+        self.rejected_items += len(rejected)
+        first = rejected[0] if isinstance(rejected[0], dict) else {}
+        log.error(
+            "monitor: %s: %d items rejected as invalid (first: item %s: %s)",
+            event.what,
+            len(rejected),
+            first.get("index", "?"),
+            str(first.get("detail", ""))[:200],
+        )

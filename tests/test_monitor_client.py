@@ -298,3 +298,20 @@ def test_an_old_monitor_without_bulk_messages_gets_one_per_label(httpserver, lab
     wait_for(lambda: client.sent == 3 + len(labels))
     assert client.dropped == 0
     client.close(1.0)
+
+
+def test_items_the_monitor_rejects_are_counted_and_logged(httpserver, labels, caplog):
+    """Issue 13.7: the monitor writes the valid items of a bulk request and lists the others."""
+    rejected = {"index": 1, "detail": "label: String should match pattern", "errors": []}
+    httpserver.expect_request("/api/factories/mon-test").respond_with_json({})
+    httpserver.expect_request("/api/labels").respond_with_json(
+        {"created": 1, "updated": 0, "rejected": [rejected]}
+    )
+    httpserver.expect_request("/api/jobs").respond_with_json({"created": 2, "rejected": []})
+    httpserver.expect_request("/api/factories/mon-test/messages").respond_with_json({})
+    client = client_for(httpserver)
+    client.cycle_done(report_for(labels), labels)
+    wait_for(lambda: client.sent == 4)
+    client.close(1.0)
+    assert client.rejected_items == 1
+    assert "1 items rejected as invalid (first: item 1: label: String should match pattern)" in caplog.text

@@ -17,11 +17,12 @@ LABEL = "CERN-PROD_UCORE-ce503.cern.ch-condor"
 
 def test_full_life_cycle_v2(factory: FactoryClient) -> None:
     assert factory.heartbeat().status_code == 200
-    assert factory.labels(LABEL).json() == {"created": 1, "updated": 0}
+    assert factory.labels(LABEL).json() == {"created": 1, "updated": 0, "rejected": []}
     assert factory.create(LABEL, "1001.0", "1001.1").json() == {
         "created": 2,
         "duplicates": 0,
         "labels_created": 0,
+        "rejected": [],
     }
 
     assert factory.pilot("1001.0", state="running").json()["state"] == "RUNNING"
@@ -259,7 +260,7 @@ def test_faults_report(factory: FactoryClient, monitor: Monitor, http: requests.
 
 def test_jobs_for_an_unannounced_label_create_it(factory: FactoryClient, http: requests.Session) -> None:
     answer = factory.create("NEWLABEL", "40.0")
-    assert answer.json() == {"created": 1, "duplicates": 0, "labels_created": 1}
+    assert answer.json() == {"created": 1, "duplicates": 0, "labels_created": 1, "rejected": []}
     factory.labels("NEWLABEL")  # announced later: filled in
     detail = http.get(f"{factory.monitor.api}/labels/{factory.name}:NEWLABEL", timeout=10).json()
     assert detail["batchqueue"] == "CERN-PROD_UCORE"

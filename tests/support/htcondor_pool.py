@@ -22,11 +22,13 @@ run as the pool user with that environment), ``run(argv)``, ``workdir(name)`` (a
 directory the pool user owns: factory state, logs, submit files), ``submit_schedd`` /
 ``ce_schedd`` (the schedd names), ``ce_endpoint`` (``<hostname>:<collector port>``, the CRIC
 HTCONDOR-CE endpoint that makes the factory write ``grid_resource = condor <host> <host>:<port>``),
-``jobs(schedd)`` (``condor_q -json`` of one schedd as a list of ads) and ``wait_for(predicate)``.
+``jobs(schedd)`` (``condor_q -json`` of one schedd as a list of ads), ``wait_for(predicate)`` and
+``python_command(argv)`` (this checkout's python as the pool user, e.g. ``-m autopyfactory``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -34,6 +36,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +47,7 @@ from typing import Any
 import pytest
 
 ENV_VAR = "APF_TEST_HTCONDOR"
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "personal-pool.sh"
 Ad = dict[str, Any]
 
@@ -83,6 +88,10 @@ class HTCondorPool:
     user: str
     collector_port: int
     hostname: str = field(default_factory=socket.gethostname)
+    #: An interpreter the pool user can run with this checkout and its dependencies importable
+    #: (this session's own when it can; a virtualenv made from a python under /root cannot).
+    python: str = sys.executable
+    python_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def config(self) -> Path:
@@ -130,6 +139,10 @@ class HTCondorPool:
             raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr}")
         return result
 
+    def python_command(self, argv: Sequence[str], extra_env: dict[str, str] | None = None) -> list[str]:
+        """``python <argv>`` as the pool user, with this checkout importable."""
+        return self.command([self.python, *argv], {**self.python_env, **(extra_env or {})})
+
     def workdir(self, name: str) -> Path:
         """A fresh, empty directory under the pool's home, owned by the pool user."""
         path = self.home / "work" / name
@@ -175,19 +188,34 @@ def _settings(environ: dict[str, str] | os._Environ[str]) -> tuple[Path, int, st
     return home, int(environ.get("COLLECTOR_PORT", "19618")), environ.get("POOL_USER", "condorpool")
 
 
-def _stop_master(pidfile: Path) -> None:
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        return
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return
+def _pool_processes(config: Path) -> list[int]:
+    """This pool's processes: started with its CONDOR_CONFIG (the master and its daemons), or
+    working in its directory (jobs, whose environment is their own)."""
+    marker = f"CONDOR_CONFIG={config}".encode()
+    pool_dir = str(config.parent) + "/"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0") or (
+                os.readlink(entry / "cwd") + "/"
+            ).startswith(pool_dir):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _stop_pool(config: Path, pidfile: Path) -> None:
+    """Fast shutdown (SIGQUIT to the master: daemons and jobs go at once), then SIGKILL to
+    whatever of this pool is left, so that no daemon outlives the session or meets the next one."""
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGQUIT)
+    deadline = time.monotonic() + 30
+    while _pool_processes(config) and time.monotonic() < deadline:
         time.sleep(0.2)
+    for pid in _pool_processes(config):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 #: Added to the pool's configuration (config.d): periodic_hold/_remove are evaluated every 5 s
@@ -278,6 +306,7 @@ class _Lifecycle:
             self._script("start")
         else:
             self._start_prefix()
+        self.choose_python()
         return self.pool
 
     def _start_prefix(self) -> None:
@@ -293,13 +322,30 @@ class _Lifecycle:
         self.pool.run(["condor_master", "-pidfile", str(pool / "master.pid")])
         self.pool.wait_for(self._up, timeout=90, what="the personal pool's slots and schedds")
 
+    def choose_python(self) -> None:
+        """Use this session's interpreter if the pool user can run it, else a system python3 of
+        the same version with this checkout and the session's site-packages on PYTHONPATH."""
+        probe = ["-c", "import sys; print(sys.version_info[:2])"]
+        if self.pool.run([sys.executable, *probe], check=False).returncode == 0:
+            return
+        paths = {str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        same = str(sys.version_info[:2])
+        for candidate in (f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}", "/usr/bin/python3"):
+            result = self.pool.run([candidate, *probe], check=False)
+            if result.returncode == 0 and result.stdout.strip() == same:
+                self.pool.python = candidate
+                self.pool.python_env = {"PYTHONPATH": ":".join(sorted(paths))}
+                return
+        why = f"the pool user {self.user} can run neither {sys.executable} nor a python {same}"
+        raise AssertionError(why)
+
     def _up(self) -> bool:
         slots = self.pool.run(["condor_status", "-af", "Name"], check=False).stdout.split()
         schedds = self.pool.run(["condor_status", "-schedd", "-af", "Name"], check=False).stdout.split()
         return len(slots) >= 1 and len(schedds) >= 2
 
     def stop(self) -> None:
-        _stop_master(self.home / "pool" / "master.pid")
+        _stop_pool(self.pool.config, self.home / "pool" / "master.pid")
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import Label, build_labels
 from autopyfactory.metrics import FactoryMetrics
 from autopyfactory.model import Pilot, Supply
-from autopyfactory.panda import SiteJobs
+from autopyfactory.panda import PandaReading, SiteJobs
 from autopyfactory.policy import FactoryCaps
 from autopyfactory.snapshot import Snapshot
 
@@ -248,8 +248,8 @@ class FixedPanda:
     def __init__(self, queues: int) -> None:
         self.stats = {f"PQ{q:05d}": SiteJobs({"activated": (q * 37) % 500}) for q in range(queues)}
 
-    def update(self) -> tuple[dict[str, SiteJobs], str]:
-        return self.stats, ""
+    def update(self) -> PandaReading:
+        return PandaReading(self.stats, NOW, "", NOW)
 
 
 class FixedSchedconfig:

@@ -80,6 +80,7 @@ class BlockCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[Label, SubmitContext, Block]] = {}
         self.made_dirs: set[str] = set()  # label log directories known to exist
+        self.one_by_one: set[Schedd] = set()  # schedds whose condor_submit refuses several queues
 
     def block(self, label: Label, n: int, context: SubmitContext) -> Block:
         entry = self._entries.get(label.name)
@@ -204,14 +205,14 @@ def submit_batch(
         groups.setdefault(block.signature, []).append(block)
     calls = 0
     for blocks in groups.values():
-        result, used = _submit_group(blocks, context, schedd, timeout)
+        result, used = _submit_group(blocks, context, schedd, timeout, cache or BlockCache())
         outcomes.update(result)
         calls += used
     return BatchResult(outcomes, calls)
 
 
 def _submit_group(
-    blocks: Sequence[Block], context: SubmitContext, schedd: Schedd, timeout: float
+    blocks: Sequence[Block], context: SubmitContext, schedd: Schedd, timeout: float, cache: BlockCache
 ) -> tuple[dict[str, SubmitOutcome], int]:
     total = sum(b.n for b in blocks)
     header = f"# autopyfactory: {len(blocks)} labels, {total} pilots, {schedd}, one cluster per label"
@@ -224,10 +225,14 @@ def _submit_group(
     if context.dry_run:
         log.info("%s: dry run, %d pilots of %d labels described in %s", schedd, total, len(blocks), path)
         return {b.label.name: SubmitOutcome(submit_file=str(path)) for b in blocks}, 0
+    if len(blocks) > 1 and schedd in cache.one_by_one:
+        return _one_by_one(blocks, context, schedd, timeout, path)
     output, error = run_condor_keep("condor_submit", schedd, ["-terse", str(path)], timeout)
     if error and len(blocks) > 1 and _MULTI_QUEUE_REFUSED.search(error) and not output.strip():
-        log.warning("%s: condor_submit refuses several queue statements: one call per label", schedd)
-        return _one_by_one(blocks, context, schedd, timeout, path)
+        log.warning("%s: condor_submit refuses several queue statements: one call per label from now", schedd)
+        cache.one_by_one.add(schedd)
+        outcomes, used = _one_by_one(blocks, context, schedd, timeout, path)
+        return outcomes, used + 1
     try:
         clusters = terse_clusters(output)
     except BatchError as exc:

@@ -17,7 +17,14 @@ import pytest
 from autopyfactory import config
 from autopyfactory.batch import SubmitContext
 from autopyfactory.condor.backend import CondorBackend
-from autopyfactory.condor.bulk import BATCH_DIR, assign, render_block, submit_batch, terse_clusters
+from autopyfactory.condor.bulk import (
+    BATCH_DIR,
+    BlockCache,
+    assign,
+    render_block,
+    submit_batch,
+    terse_clusters,
+)
 from autopyfactory.condor.command import Schedd
 from autopyfactory.condor.submit import write_submit_file
 from autopyfactory.labels import Label, build_labels
@@ -244,3 +251,15 @@ def test_a_steady_cycle_renders_and_validates_each_label_once(labels, tmp_path, 
     assert bulk.batch_text([second], "#") == bulk.batch_text([original(label, 5, context(tmp_path))], "#")
     cache.block(label, 5, context(tmp_path, dry_run=True))  # another context: rendered again
     assert rendered == [CERN[0]] * 2
+
+
+def test_a_condor_submit_without_several_queue_statements_gets_one_call_per_label(labels, tmp_path, condor):
+    """HTCondor announced the removal of several queue statements for the 25.x feature series."""
+    condor.configure(MULTI_QUEUE=False)
+    cache = BlockCache()
+    requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 1)]
+    result = submit_batch(requests, context(tmp_path), Schedd(), 30, cache)
+    assert result.calls == 3 and len(condor.calls("condor_submit")) == 3  # the refused one, then 2
+    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1") and result.outcomes[CERN[1]].job_ids == ("2.0",)
+    assert all(o.error == "" for o in result.outcomes.values())
+    assert submit_batch(requests, context(tmp_path), Schedd(), 30, cache).calls == 2  # not asked again

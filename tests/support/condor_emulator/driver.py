@@ -75,7 +75,8 @@ class CondorEmulator:
         self._state.add_schedd(name)
 
     def configure(self, schedd: str | None = None, **knobs: object) -> None:
-        """Set schedd configuration the emulator honours, e.g. ``MAX_JOBS_PER_OWNER=4``."""
+        """Set schedd configuration the emulator honours: ``MAX_JOBS_PER_OWNER=4``, or
+        ``MULTI_QUEUE=False`` (refuse several queue statements, as a future HTCondor may)."""
         self._state.set_config(schedd, **knobs)
 
     def schedds(self) -> list[str]:

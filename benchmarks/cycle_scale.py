@@ -138,7 +138,8 @@ echo >> "$BENCH_COUNTS/{tool}"
 
 
 def job_ads(labels: Sequence[str], per_label: int) -> list[dict[str, object]]:
-    """Per label: 2 idle, 1 held (recently: no housekeeping action), the rest running."""
+    """Per label: 2 idle, 1 held (recently: no housekeeping action), the rest running; queued
+    over the last day (one every 1,700 s), so that 2 of 50 were queued in the last hour."""
     ads = []
     cluster = 1
     for label in labels:
@@ -146,7 +147,7 @@ def job_ads(labels: Sequence[str], per_label: int) -> list[dict[str, object]]:
             status = 1 if proc < 2 else 5 if proc == 2 else 2
             ad: dict[str, object] = {
                 "ClusterId": cluster, "ProcId": proc, "JobStatus": status, "MATCH_APF_QUEUE": label,
-                "EnteredCurrentStatus": NOW - 60, "QDate": NOW - 7200 - proc, "JobRunCount": int(status == 2),
+                "EnteredCurrentStatus": NOW - 60, "QDate": NOW - 600 - 1700 * proc, "JobRunCount": int(status == 2),
                 "NumHolds": int(status == 5), "GridJobStatus": "RUNNING" if status == 2 else "IDLE",
             }  # fmt: skip
             if status == 5:

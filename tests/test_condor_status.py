@@ -88,14 +88,12 @@ def test_census_keeps_idle_pilots_only_for_labels_that_need_them():
     assert census.supply["B"] == Supply(idle=1, running=1)
 
 
-def test_census_queue_hours_and_the_ids_of_watched_labels():
+def test_census_queue_hours_and_recent_pilots():
     hour = 3600 * 500_000
-    text = json.dumps(
-        [ad(1, "A", 2, hour + 5), ad(2, "A", 1, hour + 7300), ad(3, "B", 1, hour + 3700), ad(4, "B", 1, 0)]
-    )
-    census = read_census(text, "condor_q", recent={"B"})
+    ads = [ad(1, "A", 2, hour + 5), ad(2, "A", 1, hour + 7300), ad(3, "B", 1, hour + 3700), ad(4, "B", 1, 0)]
+    census = read_census(json.dumps(ads), "condor_q")
     assert census.queued == {"A": {hour, hour + 7200}, "B": {hour + 3600, 0}}
-    assert census.recent == {"B": ["3.0", "4.0"]}  # ids only for the labels asked for
+    assert census.recent == {"A": ["2.0"], "B": ["3.0"]}  # within an hour of the newest (hour + 7300)
 
 
 @pytest.mark.parametrize(

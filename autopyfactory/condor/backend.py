@@ -55,7 +55,7 @@ class CondorBackend:
         self._watch = {name: left - 1 for name, left in self._watch.items() if left > 1}
         for schedd, members in self._by_schedd(labels).items():
             try:
-                found = census_query(schedd, self._factory_id, self._timeout, keep_idle, watched)
+                found = census_query(schedd, self._factory_id, self._timeout, keep_idle)
             except BatchError as exc:
                 problems.append(str(exc))
                 supply.update(dict.fromkeys((label.name for label in members), None))
@@ -66,8 +66,8 @@ class CondorBackend:
                 pilots[name] = (*pilots.get(name, ()), *held)
             for name, dates in found.queued.items():
                 queued[name] = queued.get(name, frozenset()) | dates
-            for name, ids in found.recent.items():
-                recent[name] = (*recent.get(name, ()), *ids)
+            for name in watched.intersection(found.recent):  # the monitor is told of these (13.3)
+                recent[name] = (*recent.get(name, ()), *found.recent[name])
             if total is not None:
                 total += found.total
         return Census(supply, total, tuple(problems), pilots, queued, recent)

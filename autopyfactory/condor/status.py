@@ -26,6 +26,8 @@ ATTRIBUTES = (
 )  # fmt: skip
 
 
+#: Pilots queued this long before the newest one count as *recent* (see :class:`ScheddCensus`).
+RECENT_SECONDS = 3600
 #: What the cycle's census reads: counts, housekeeping of held (and stuck idle) pilots, log dirs.
 CENSUS_ATTRIBUTES = (
     "ClusterId", "ProcId", "JobStatus", "MATCH_APF_QUEUE", "QDate", "EnteredCurrentStatus",
@@ -40,9 +42,10 @@ class ScheddCensus:
 
     ``pilots``: Pilot objects only for held pilots and for idle ones of the labels in
     ``keep_idle`` (what housekeeping acts on). ``queued``: per label the QDates, floored to the
-    hour (enough for the log directories' dates; 0 = unknown). ``recent``: the ids of the pilots
-    of the labels asked for (those whose last submission's outcome was not known exactly), so
-    that pilots the monitor never heard of can be announced (issue 13.3).
+    hour (enough for the log directories' dates; 0 = unknown). ``recent``: per label the ids of
+    pilots queued at most RECENT_SECONDS before the newest pilot of the schedd (no clock needed):
+    what a submission of the last cycles queued (issue 13.3: announce what the monitor never heard
+    of; issue 13.4: check that recent submissions did not vanish).
     """
 
     supply: dict[str, Supply] = field(default_factory=dict)
@@ -52,19 +55,15 @@ class ScheddCensus:
     recent: dict[str, list[str]] = field(default_factory=dict)
 
 
-def census_query(
-    schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str], recent: Container[str] = ()
-) -> ScheddCensus:
+def census_query(schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str]) -> ScheddCensus:
     """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable."""
     attributes = ",".join(CENSUS_ATTRIBUTES)
     args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", attributes]
     text = run_condor("condor_q", schedd, args, timeout)
-    return read_census(text, f"condor_q ({schedd})", keep_idle, recent)
+    return read_census(text, f"condor_q ({schedd})", keep_idle)
 
 
-def read_census(
-    text: str, origin: str, keep_idle: Container[str] = (), recent: Container[str] = ()
-) -> ScheddCensus:
+def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> ScheddCensus:
     """Count ``condor_q -json`` output per label and state (see :class:`ScheddCensus`).
 
     Each job ad is counted by the JSON parser's ``object_hook`` as soon as it is parsed and then
@@ -73,7 +72,7 @@ def read_census(
     """
     if not text.strip():
         return ScheddCensus()
-    counter = _Counter(origin, keep_idle, recent)
+    counter = _Counter(origin, keep_idle)
     try:
         ads = json.loads(text, object_hook=counter.ad)
     except ValueError as exc:
@@ -89,10 +88,12 @@ def read_census(
 class _Counter:
     """The census of one answer, fed one job ad at a time (a JSON ``object_hook``)."""
 
-    def __init__(self, origin: str, keep_idle: Container[str], recent: Container[str]) -> None:
-        self.origin, self.keep_idle, self.recent = origin, keep_idle, recent
+    def __init__(self, origin: str, keep_idle: Container[str]) -> None:
+        self.origin, self.keep_idle = origin, keep_idle
         self.tallies: dict[str, list[int]] = {}
         self.census = ScheddCensus()
+        self.newest = 0
+        self.candidates: list[tuple[int, str, object, object]] = []  # (QDate, label, cluster, proc)
 
     def ad(self, ad: dict[str, Any]) -> None:
         status, label, qdate = ad.get("JobStatus"), ad.get("MATCH_APF_QUEUE", ""), ad.get("QDate", 0)
@@ -107,14 +108,16 @@ class _Counter:
         self.census.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
         if status == 5 or (status == 1 and label in self.keep_idle):
             self.census.pilots.setdefault(label, []).append(_pilot(ad, self.origin))
-        if label in self.recent:
-            try:
-                job_id = f"{_int(ad, 'ClusterId')}.{_int(ad, 'ProcId')}"
-            except ValueError as exc:
-                raise BatchError(f"{self.origin}: bad job ad: {exc}") from None
-            self.census.recent.setdefault(label, []).append(job_id)
+        if qdate >= self.newest - RECENT_SECONDS:  # maybe recent: kept as ints, checked at the end
+            self.newest = max(self.newest, qdate)
+            self.candidates.append((qdate, label, ad.get("ClusterId"), ad.get("ProcId")))
 
     def result(self) -> ScheddCensus:
+        for qdate, label, cluster, proc in self.candidates:
+            if qdate >= self.newest - RECENT_SECONDS:
+                if type(cluster) is not int or type(proc) is not int:
+                    raise BatchError(f"{self.origin}: bad job ad: ClusterId={cluster!r} ProcId={proc!r}")
+                self.census.recent.setdefault(label, []).append(f"{cluster}.{proc}")
         self.census.supply = {label: _tally_supply(t) for label, t in self.tallies.items()}
         self.census.total = sum(s.all for s in self.census.supply.values())
         return self.census

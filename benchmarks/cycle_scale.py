@@ -147,8 +147,9 @@ def job_ads(labels: Sequence[str], per_label: int) -> list[dict[str, object]]:
             status = 1 if proc < 2 else 5 if proc == 2 else 2
             ad: dict[str, object] = {
                 "ClusterId": cluster, "ProcId": proc, "JobStatus": status, "MATCH_APF_QUEUE": label,
-                "EnteredCurrentStatus": NOW - 60, "QDate": NOW - 600 - 1700 * proc, "JobRunCount": int(status == 2),
-                "NumHolds": int(status == 5), "GridJobStatus": "RUNNING" if status == 2 else "IDLE",
+                "EnteredCurrentStatus": NOW - 60, "QDate": NOW - 600 - 1700 * proc,
+                "JobRunCount": int(status == 2), "NumHolds": int(status == 5),
+                "GridJobStatus": "RUNNING" if status == 2 else "IDLE",
             }  # fmt: skip
             if status == 5:
                 ad.update(HoldReason="Error from ce: temporary failure", HoldReasonCode=12)

@@ -55,7 +55,7 @@ import shlex
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -624,8 +624,9 @@ class LocalBackend:
 
     # -- census --
 
-    def census(self, labels: Sequence[Label]) -> Census:
-        """Finish what ended, start what may start, then count per label (see the module doc)."""
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+        """Finish what ended, start what may start, then count per label (see the module doc);
+        every pilot is listed, whatever ``keep`` says."""
         try:
             with self._locked():
                 return self._census(labels)

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from autopyfactory import config
@@ -206,7 +206,7 @@ _plain_submit_file = condor_submit_module.write_submit_file
 class PerLabelBackend(CondorBackend):
     """(a): the census builds a Pilot per job ad; one condor_submit per label."""
 
-    def census(self, labels: Sequence[Label]) -> Census:
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, list[Pilot]] = {}
         total: int | None = 0
@@ -226,7 +226,7 @@ class PerLabelBackend(CondorBackend):
 class Apf1Backend(PerLabelBackend):
     """(c): one constrained condor_q per label, one condor_submit per label."""
 
-    def census(self, labels: Sequence[Label]) -> Census:
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
         total = 0

@@ -8,7 +8,7 @@ others are unaffected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
@@ -42,7 +42,7 @@ class CondorBackend:
         """All of this factory's pilots in one schedd (raises BatchError)."""
         return query_pilots(schedd, self._factory_id, self._timeout)
 
-    def census(self, labels: Sequence[Label]) -> Census:
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
         """One ``condor_q`` per schedd, counted in one pass (see status.read_census)."""
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
@@ -55,7 +55,7 @@ class CondorBackend:
         self._watch = {name: left - 1 for name, left in self._watch.items() if left > 1}
         for schedd, members in self._by_schedd(labels).items():
             try:
-                found = census_query(schedd, self._factory_id, self._timeout, keep_idle)
+                found = census_query(schedd, self._factory_id, self._timeout, keep_idle, set(keep))
             except BatchError as exc:
                 problems.append(str(exc))
                 supply.update(dict.fromkeys((label.name for label in members), None))

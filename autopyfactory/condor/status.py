@@ -40,9 +40,10 @@ _STATUSES = range(1, 8)
 class ScheddCensus:
     """One schedd's answer, read in one pass without an object per job.
 
-    ``pilots``: Pilot objects only for held pilots and for idle ones of the labels in
-    ``keep_idle`` (what housekeeping acts on). ``queued``: per label the QDates, floored to the
-    hour (enough for the log directories' dates; 0 = unknown). ``recent``: per label the ids of
+    ``pilots``: Pilot objects only for held pilots, idle ones of the labels in ``keep_idle``
+    (what housekeeping acts on) and all of the labels in ``keep_all`` (``pilots remove``).
+    ``queued``: per label the QDates, floored to the hour (enough for the log directories'
+    dates; 0 = unknown). ``recent``: per label the ids of
     pilots queued at most RECENT_SECONDS before the newest pilot of the schedd (no clock needed):
     what a submission of the last cycles queued (issue 13.3: announce what the monitor never heard
     of; issue 13.4: check that recent submissions did not vanish).
@@ -55,15 +56,19 @@ class ScheddCensus:
     recent: dict[str, list[str]] = field(default_factory=dict)
 
 
-def census_query(schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str]) -> ScheddCensus:
+def census_query(
+    schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str], keep_all: Container[str] = ()
+) -> ScheddCensus:
     """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable."""
     attributes = ",".join(CENSUS_ATTRIBUTES)
     args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", attributes]
     text = run_condor("condor_q", schedd, args, timeout)
-    return read_census(text, f"condor_q ({schedd})", keep_idle)
+    return read_census(text, f"condor_q ({schedd})", keep_idle, keep_all)
 
 
-def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> ScheddCensus:
+def read_census(
+    text: str, origin: str, keep_idle: Container[str] = (), keep_all: Container[str] = ()
+) -> ScheddCensus:
     """Count ``condor_q -json`` output per label and state (see :class:`ScheddCensus`).
 
     Each job ad is counted by the JSON parser's ``object_hook`` as soon as it is parsed and then
@@ -72,7 +77,7 @@ def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> Sched
     """
     if not text.strip():
         return ScheddCensus()
-    counter = _Counter(origin, keep_idle)
+    counter = _Counter(origin, keep_idle, keep_all)
     try:
         ads = json.loads(text, object_hook=counter.ad)
     except ValueError as exc:
@@ -88,8 +93,8 @@ def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> Sched
 class _Counter:
     """The census of one answer, fed one job ad at a time (a JSON ``object_hook``)."""
 
-    def __init__(self, origin: str, keep_idle: Container[str]) -> None:
-        self.origin, self.keep_idle = origin, keep_idle
+    def __init__(self, origin: str, keep_idle: Container[str], keep_all: Container[str]) -> None:
+        self.origin, self.keep_idle, self.keep_all = origin, keep_idle, keep_all
         self.tallies: dict[str, list[int]] = {}
         self.census = ScheddCensus()
         self.newest = 0
@@ -106,7 +111,7 @@ class _Counter:
             self.census.queued[label] = set()
         tally[status] += 1
         self.census.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
-        if status == 5 or (status == 1 and label in self.keep_idle):
+        if status == 5 or (status == 1 and label in self.keep_idle) or label in self.keep_all:
             self.census.pilots.setdefault(label, []).append(_pilot(ad, self.origin))
         if qdate >= self.newest - RECENT_SECONDS:  # maybe recent: kept as ints, checked at the end
             self.newest = max(self.newest, qdate)

@@ -108,4 +108,5 @@ def test_census_lists_every_pilot_of_the_labels_asked_for():
     """``autopyfactory pilots remove`` needs a label's pilots, not just the held ones."""
     text = json.dumps([ad(1, "A", 1, 1000), ad(2, "A", 2, 1000), ad(3, "B", 2, 1000)])
     census = read_census(text, "condor_q", keep_all={"A"})
-    assert {label: [p.job_id for p in found] for label, found in census.pilots.items()} == {"A": ["1.0", "2.0"]}
+    listed = {label: [p.job_id for p in found] for label, found in census.pilots.items()}
+    assert listed == {"A": ["1.0", "2.0"]}

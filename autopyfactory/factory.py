@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -285,6 +285,15 @@ class CycleObserver(Protocol):
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
 
 
+def _removal_targets(controls: Controls, labels: Sequence[Label]) -> set[str]:
+    """Labels an ``autopyfactory pilots remove`` request waits for: their pilots must be listed."""
+    return {
+        label.name
+        for label in labels
+        if any(r.matches(label.name, label.pq, label.ce.endpoint) for r in controls.removals)
+    }
+
+
 class Factory:
     def __init__(
         self,
@@ -318,9 +327,9 @@ class Factory:
         stats = reading.stats
         if not reading.ok:
             problems.append(Problem("panda", reading.problem))
-        census = self._census(label_set.labels, problems)
-        checks, blocked = self._check_credentials(label_set.labels, started)
         controls = self._controls.read_or_hold() if self._controls else Controls()
+        census = self._census(label_set.labels, problems, _removal_targets(controls, label_set.labels))
+        checks, blocked = self._check_credentials(label_set.labels, started)
         disabled = {
             label.name: reason
             for label in label_set.labels
@@ -434,8 +443,9 @@ class Factory:
         except Exception:  # cleanup must never take the cycle down
             log.exception("log cleanup failed")
 
-    def _census(self, labels: Sequence[Label], problems: list[Problem]) -> Census:
-        """All backends' censuses as one (a backend no label uses is not asked)."""
+    def _census(self, labels: Sequence[Label], problems: list[Problem], keep: Collection[str] = ()) -> Census:
+        """All backends' censuses as one (a backend no label uses is not asked); every pilot of
+        the labels in ``keep`` is listed (the others' only as far as housekeeping needs)."""
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
         queued: dict[str, frozenset[int]] = {}
@@ -445,7 +455,7 @@ class Factory:
             members = [label for label in labels if label.batch == name]
             if not members:
                 continue
-            census = backend.census(members)
+            census = backend.census(members, keep)
             supply.update(census.supply)
             pilots.update(census.pilots)
             queued.update(census.queued_by_label())

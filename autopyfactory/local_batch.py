@@ -56,7 +56,7 @@ import shlex
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -626,8 +626,9 @@ class LocalBackend:
 
     # -- census --
 
-    def census(self, labels: Sequence[Label]) -> Census:
-        """Finish what ended, start what may start, then count per label (see the module doc)."""
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+        """Finish what ended, start what may start, then count per label (see the module doc);
+        every pilot is listed, whatever ``keep`` says."""
         if self._read_only:
             entries, broken = self._scan()
             live = [entry for entry in entries if entry.state is not RunState.RUNNING or self._running(entry)]

@@ -8,11 +8,11 @@ others are unaffected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
-from autopyfactory.condor.bulk import submit_batch
+from autopyfactory.condor.bulk import BatchResult, BlockCache, submit_batch
 from autopyfactory.condor.command import Schedd, run_condor
 from autopyfactory.condor.status import census_query, query_pilots
 from autopyfactory.condor.submit import submit_pilots
@@ -21,6 +21,8 @@ from autopyfactory.model import Pilot, Supply
 
 log = logging.getLogger(__name__)
 
+WATCH_CENSUSES = 3
+
 
 class CondorBackend:
     name = "condor"
@@ -28,6 +30,10 @@ class CondorBackend:
     def __init__(self, factory_id: str, default: Schedd, timeout: float, parallel: int = 4) -> None:
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
+        self._blocks = BlockCache()
+        #: labels whose last submission's outcome is not exactly known -> censuses left to list
+        #: their pilots' ids in (so the monitor hears of pilots queued by a failed condor_submit)
+        self._watch: dict[str, int] = {}
 
     def schedd_of(self, label: Label) -> Schedd:
         return Schedd(label.submit.schedd or self._default.name, label.submit.pool or self._default.pool)
@@ -36,7 +42,7 @@ class CondorBackend:
         """All of this factory's pilots in one schedd (raises BatchError)."""
         return query_pilots(schedd, self._factory_id, self._timeout)
 
-    def census(self, labels: Sequence[Label]) -> Census:
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
         """One ``condor_q`` per schedd, counted in one pass (see status.read_census)."""
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
@@ -45,9 +51,11 @@ class CondorBackend:
         total: int | None = 0
         problems: list[str] = []
         keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
+        watched = set(self._watch)
+        self._watch = {name: left - 1 for name, left in self._watch.items() if left > 1}
         for schedd, members in self._by_schedd(labels).items():
             try:
-                found = census_query(schedd, self._factory_id, self._timeout, keep_idle)
+                found = census_query(schedd, self._factory_id, self._timeout, keep_idle, set(keep))
             except BatchError as exc:
                 problems.append(str(exc))
                 supply.update(dict.fromkeys((label.name for label in members), None))
@@ -58,8 +66,8 @@ class CondorBackend:
                 pilots[name] = (*pilots.get(name, ()), *held)
             for name, dates in found.queued.items():
                 queued[name] = queued.get(name, frozenset()) | dates
-            for name, ids in found.recent.items():
-                recent[name] = (*recent.get(name, ()), *ids)
+            for name in watched.intersection(found.recent):  # the monitor is told of these (13.3)
+                recent[name] = (*recent.get(name, ()), *found.recent[name])
             if total is not None:
                 total += found.total
         return Census(supply, total, tuple(problems), pilots, queued, recent)
@@ -80,16 +88,21 @@ class CondorBackend:
         by_schedd: dict[Schedd, list[tuple[Label, int]]] = {}
         for label, n in requests:
             by_schedd.setdefault(self.schedd_of(label), []).append((label, n))
+
+        def one(schedd: Schedd, items: list[tuple[Label, int]]) -> BatchResult:
+            return submit_batch(items, context, schedd, self._timeout, self._blocks)
+
         if len(by_schedd) <= 1 or self._parallel == 1:
-            results = [submit_batch(items, context, s, self._timeout) for s, items in by_schedd.items()]
+            results = [one(schedd, items) for schedd, items in by_schedd.items()]
         else:
             with ThreadPoolExecutor(min(self._parallel, len(by_schedd)), "condor-submit") as pool:
-                futures = [
-                    pool.submit(submit_batch, items, context, s, self._timeout)
-                    for s, items in by_schedd.items()
-                ]
-                results = [future.result() for future in futures]
-        return {name: outcome for result in results for name, outcome in result.outcomes.items()}
+                results = list(pool.map(one, by_schedd.keys(), by_schedd.values()))
+        outcomes = {name: outcome for result in results for name, outcome in result.outcomes.items()}
+        for name, outcome in outcomes.items():
+            if outcome.error and not context.dry_run:  # even "not submitted": condor may be wrong
+                self._watch[name] = WATCH_CENSUSES
+                self._blocks.made_dirs.clear()  # a log directory may have gone: make them again
+        return outcomes
 
     def remove(self, label: Label, job_ids: Sequence[str]) -> None:
         if job_ids:

@@ -152,9 +152,8 @@ async def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, req
     if svc.writer is None:
         outcome = await run_in_threadpool(svc.store.create_jobs, factory, jobs, source)
     else:
-        outcome = await svc.writer.run(
-            partial(svc.store.create_jobs_in, factory_name=factory, jobs=jobs, source=source)
-        )
+        work = partial(svc.store.create_jobs_in, factory_name=factory, jobs=jobs, source=source)
+        outcome = await svc.writer.run(work, weight=len(jobs))
     return JobsWritten(
         created=outcome.created,
         duplicates=outcome.duplicates,

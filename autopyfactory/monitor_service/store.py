@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from autopyfactory.monitor_service.auth import looks_like_token, new_token, token_digest
+from autopyfactory.monitor_service.bulk import insert_events, insert_jobs
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
 from autopyfactory.monitor_service.group_commit import Batch
@@ -232,8 +233,7 @@ class Store:
         with self._db.write.begin() as session:
             batch = Batch(session, self._clock())
             created = self.create_jobs_in(batch, factory_name, jobs, source)
-            if batch.events:
-                session.connection().execute(insert(JOB_EVENTS), batch.events)
+            insert_events(session.connection(), batch.events)
         return created
 
     def create_jobs_in(
@@ -246,20 +246,8 @@ class Store:
         session, now = batch.session, batch.now
         factory_id = find_factory(session, factory_name).id
         labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
-        rows = [
-            {
-                "factory_id": factory_id,
-                "label_id": labels.by_name[label],
-                "cid": cid,
-                "state": JobState.CREATED.value,
-                "created_at": now,
-                "state_changed_at": now,
-                "flagged": False,
-                "ids": "",
-            }
-            for cid, label in wanted.items()
-        ]
-        new_ids = _insert_jobs(session, self._db.dialect, rows)  # a known cid is skipped: a duplicate
+        pairs = [(labels.by_name[label], cid) for cid, label in wanted.items()]
+        new_ids = insert_jobs(session.connection(), factory_id, now, pairs)  # known cids are skipped
         text = f"created by factory {factory_name}"
         batch.events.extend(
             job_event(job_id, now, None, JobState.CREATED, source, text) for job_id in new_ids
@@ -506,13 +494,3 @@ def _empty_label(factory_id: int, name: str, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "last_message": "",
     }
-
-
-def _insert_jobs(session: Session, dialect: str, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert jobs, skipping any that a concurrent request inserted meanwhile; the new ids."""
-    new_ids: list[int] = []
-    statement = insert_ignoring(dialect, JOBS, ["factory_id", "cid"]).returning(JOBS.c.id)
-    connection = session.connection()  # Core executemany: the ORM's bulk insert costs twice as much
-    for part in chunks(rows):
-        new_ids.extend(connection.execute(statement, list(part)).scalars())
-    return new_ids

@@ -9,12 +9,13 @@ a duplicate or skip a check.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Table, delete, insert, select, update
+from sqlalchemy import CursorResult, Insert, Table, Update, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -270,14 +271,12 @@ class Store:
         connection = batch.session.connection()
         factory_id = batch.factory_ids.get(factory_name)
         if factory_id is None:
-            factory_id = connection.scalar(select(Factory.id).where(Factory.name == factory_name))
+            factory_id = connection.scalar(_FACTORY_ID, {"name": factory_name})
             if factory_id is None:
                 raise NotFound(f"no job {key}: the factory has not announced it")
             batch.factory_ids[factory_name] = factory_id
         for _ in range(_TRANSITION_ATTEMPTS):
-            row = connection.execute(
-                select(JOBS.c.id, JOBS.c.state).where(JOBS.c.factory_id == factory_id, JOBS.c.cid == cid)
-            ).one_or_none()
+            row = connection.execute(_JOB_STATE, {"factory_id": factory_id, "cid": cid}).one_or_none()
             if row is None:
                 raise NotFound(f"no job {key}: the factory has not announced it")
             current = JobState(row.state)
@@ -290,9 +289,8 @@ class Store:
                 batch.events.append(event | {"accepted": False})
                 return Transition(key, current, False, False, decision.reason)
             values = _transition_values(decision.target, batch.now, rc, ids)
-            changed = connection.execute(
-                update(JOBS).where(JOBS.c.id == row.id, JOBS.c.state == current.value).values(**values)
-            )
+            statement = _job_update(tuple(sorted(values)))
+            changed = connection.execute(statement, {**values, "job_id": row.id, "judged": current.value})
             if cast(CursorResult[Any], changed).rowcount == 1:
                 batch.events.append(event)
                 return Transition(key, decision.target, True, True, decision.reason)
@@ -387,6 +385,23 @@ class Store:
                 else BatchOutcome(r.cid, "unknown", None, f"no job {factory_name}:{r.cid}")
                 for r in reports
             ]
+
+
+# Statements of the group-commit report path, built once (their SQL is compiled once and cached).
+_FACTORY_ID = select(Factory.id).where(Factory.name == bindparam("name"))
+_JOB_STATE = select(JOBS.c.id, JOBS.c.state).where(
+    JOBS.c.factory_id == bindparam("factory_id"), JOBS.c.cid == bindparam("cid")
+)
+
+
+@functools.cache
+def _job_update(columns: tuple[str, ...]) -> Update:
+    """``UPDATE jobs SET <columns> WHERE id = :job_id AND state = :judged`` (one per column set)."""
+    return (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("job_id"), JOBS.c.state == bindparam("judged"))
+        .values({name: bindparam(name) for name in columns})
+    )
 
 
 def _transition_values(target: JobState, now: datetime, rc: int | None, ids: str | None) -> dict[str, Any]:

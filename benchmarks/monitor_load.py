@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +188,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     errors: dict[int, int] = field(default_factory=dict)
     reads: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # CPU seconds the service (all its processes) used in the phase
 
     def rate(self) -> float:
         return self.items / self.seconds if self.seconds else 0.0
@@ -199,10 +200,24 @@ class Phase:
             r50, r99 = percentiles(self.reads)
             reads = f"  reads p50/p99 {r50:.0f}/{r99:.0f} ms"
         errors = " ".join(f"{code or 'none'}x{n}" for code, n in sorted(self.errors.items())) or "0"
+        per_item = self.cpu / self.items * 1000 if self.items else 0.0
         return (
             f"{backend:<10} {path:<4} {self.name:<7} c={self.concurrency:<3} {self.rate():>9.0f}/s"
-            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  errors {errors}{reads}"
+            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  cpu {per_item:.3f} ms/item  errors {errors}{reads}"
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its children (the workers), from /proc (Linux)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -254,7 +269,13 @@ async def bulk_phase(svc: Service, cids: Cids, concurrency: int, seconds: float,
 
 
 async def report_phase(
-    svc: Service, cids: Cids, concurrency: int, seconds: float, max_events: int, acked: list[tuple[str, str]]
+    svc: Service,
+    cids: Cids,
+    concurrency: int,
+    seconds: float,
+    max_events: int,
+    acked: list[tuple[str, str]],
+    cpu: Callable[[int], float],
 ) -> Phase:
     """Each job gets ``running`` then ``exiting`` (2 events); the jobs are created first."""
     jobs = cids.take(max_events // 2 + 1)
@@ -300,10 +321,11 @@ async def report_phase(
             await asyncio.sleep(0.1)
         connection.close()
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu(svc.process.pid)
     read_task = asyncio.create_task(reader())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - started
+    phase.cpu = cpu(svc.process.pid) - cpu_before
     done.set()
     await read_task
     return phase
@@ -333,11 +355,15 @@ async def run_one(backend: str, path: str, db: str, args: argparse.Namespace, lo
     with service(db, options, log, tree) as svc:
         cids = Cids()
         for concurrency in args.bulk_concurrency:
+            cpu = cpu_seconds(svc.process.pid)
             phase = await bulk_phase(svc, cids, concurrency, args.seconds, args.max_jobs)
+            phase.cpu = cpu_seconds(svc.process.pid) - cpu
             lines.append(phase.line(backend, path))
             print(lines[-1], flush=True)
         for concurrency in args.concurrency:
-            phase = await report_phase(svc, cids, concurrency, args.seconds, args.max_events, acked)
+            phase = await report_phase(
+                svc, cids, concurrency, args.seconds, args.max_events, acked, cpu_seconds
+            )
             lines.append(phase.line(backend, path))
             print(lines[-1], flush=True)
     lost = lost_events(db, "bench", acked)
@@ -361,7 +387,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="longest phase [10]")
     parser.add_argument("--max-events", type=int, default=30000, help="reports per phase, at most [30000]")
     parser.add_argument("--max-jobs", type=int, default=300000, help="jobs created per phase, at most")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes, new path on PostgreSQL [2]")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, new path on PostgreSQL [1]")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL where a scratch database is made")
     parser.add_argument(
         "--old-tree",

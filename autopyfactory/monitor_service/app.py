@@ -20,7 +20,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autopyfactory import __version__
-from autopyfactory.monitor_service import pages, routes_read, routes_write
+from autopyfactory.monitor_service import docs, pages, routes_read, routes_write
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.deps import Services
 from autopyfactory.monitor_service.errors import MonitorError, Unauthorized
@@ -85,11 +85,14 @@ def create_app(settings: MonitorSettings) -> FastAPI:
         version=__version__,
         description="Monitoring webservice for autopyfactory pilots (apfmon API v2, with v1 pilot calls).",
         lifespan=lifespan,
+        docs_url=None,  # docs.py serves them without a CDN
+        redoc_url=None,
     )
     app.state.services = services
     app.include_router(routes_write.router)
     app.include_router(routes_read.router)
     pages.install(app)
+    docs.install(app)
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(NulQueryGuard)

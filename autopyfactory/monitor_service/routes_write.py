@@ -39,8 +39,10 @@ from autopyfactory.monitor_service.schemas import (
     JobsWritten,
     JobUpdateIn,
     LabelIn,
+    LabelMessageIn,
     LabelStatusIn,
     LabelsWritten,
+    MessagesWritten,
     MessageWritten,
     TransitionOut,
     ValidationErrorOut,
@@ -177,6 +179,25 @@ def post_label_message(
     require_owner(factory, fid)
     at = svc.store.add_message(fid, label, body.status, client_address(request))
     return MessageWritten(factory=fid, label=label, at=at)
+
+
+@router.post(
+    "/api/factories/{fid}/messages",
+    response_model=MessagesWritten,
+    responses=_AUTH_ERRORS,
+    openapi_extra=bulk_body(LabelMessageIn, MAX_ITEMS),
+    tags=["factory"],
+)
+def post_label_messages(
+    fid: FactoryPath, items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request
+) -> MessagesWritten:
+    """Many labels' one-line cycle messages at once (one request per cycle instead of one per
+    label); the same as `POST /api/labels/{fid}:{label}` for each, in one transaction. Invalid
+    messages are left out and listed in ``rejected``; the valid ones are written."""
+    require_owner(factory, fid)
+    messages, rejected = valid_items(LabelMessageIn, items)
+    at = svc.store.add_messages(fid, [(m.label, m.status) for m in messages], client_address(request))
+    return MessagesWritten(factory=fid, written=len(messages), at=at, rejected=rejected)
 
 
 @router.post(

@@ -85,6 +85,13 @@ class LabelStatusIn(StrictModel):
     )
 
 
+class LabelMessageIn(StrictModel):
+    label: LabelName
+    status: Annotated[str, _text(2048, min_length=1)] = Field(
+        description="the label's one-line cycle message"
+    )
+
+
 # --- wrapper side -------------------------------------------------------------------------
 
 
@@ -270,6 +277,13 @@ class MessageWritten(BaseModel):
     factory: str
     label: str
     at: datetime
+
+
+class MessagesWritten(BaseModel):
+    factory: str
+    written: int
+    at: datetime
+    rejected: list[RejectedItem] = Field(default=[], description="invalid messages, left out")
 
 
 class TransitionOut(BaseModel):

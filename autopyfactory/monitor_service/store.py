@@ -205,27 +205,39 @@ class Store:
 
     def add_message(self, factory_name: str, label: str, text: str, source: str) -> datetime:
         """Keep a label's cycle message; only the last ``messages_kept`` per label stay."""
+        return self.add_messages(factory_name, [(label, text)], source)
+
+    def add_messages(self, factory_name: str, messages: Sequence[tuple[str, str]], source: str) -> datetime:
+        """Keep cycle messages of many labels ((label, text), one transaction); only the last
+        ``messages_kept`` per label stay."""
         now = self._clock()
         with self._db.write.begin() as session:
             factory_id = find_factory(session, factory_name).id
-            label_id = _ensure_labels(session, self._db.dialect, factory_id, [label], now).by_name[label]
-            session.add(LabelMessage(label_id=label_id, at=now, text=text, source=source[:SOURCE_MAX]))
-            session.execute(
-                update(Label).where(Label.id == label_id).values(last_message=text, last_message_at=now)
-            )
+            names = sorted({label for label, _ in messages})
+            by_name = _ensure_labels(session, self._db.dialect, factory_id, names, now).by_name
+            for label, text in messages:
+                label_id = by_name[label]
+                session.add(LabelMessage(label_id=label_id, at=now, text=text, source=source[:SOURCE_MAX]))
+                session.execute(
+                    update(Label).where(Label.id == label_id).values(last_message=text, last_message_at=now)
+                )
             session.flush()
-            oldest_kept = (
-                select(LabelMessage.id)
-                .where(LabelMessage.label_id == label_id)
-                .order_by(LabelMessage.id.desc())
-                .offset(self._messages_kept - 1)
-                .limit(1)
-                .scalar_subquery()
-            )
-            session.execute(
-                delete(LabelMessage).where(LabelMessage.label_id == label_id, LabelMessage.id < oldest_kept)
-            )
+            for label in names:
+                self._prune_messages(session, by_name[label])
         return now
+
+    def _prune_messages(self, session: Session, label_id: int) -> None:
+        oldest_kept = (
+            select(LabelMessage.id)
+            .where(LabelMessage.label_id == label_id)
+            .order_by(LabelMessage.id.desc())
+            .offset(self._messages_kept - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        session.execute(
+            delete(LabelMessage).where(LabelMessage.label_id == label_id, LabelMessage.id < oldest_kept)
+        )
 
     # --- jobs -------------------------------------------------------------------------------
 

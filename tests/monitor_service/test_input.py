@@ -394,6 +394,7 @@ _PATHS = st.sampled_from(
     [
         ("POST", "/api/jobs/{f}:1.0"),
         ("POST", "/api/labels/{f}:L"),
+        ("POST", "/api/factories/{f}/messages"),
         ("PUT", "/api/jobs"),
         ("PUT", "/api/labels"),
         ("PUT", "/api/factories/{f}"),

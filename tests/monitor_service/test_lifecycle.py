@@ -271,3 +271,33 @@ def test_health(monitor: Monitor, http: requests.Session) -> None:
     answer = http.get(monitor.api + "/health", timeout=10).json()
     assert answer["status"] == "ok"
     assert answer["schema_revision"] == "0001"
+
+
+def test_label_messages_in_bulk(factory: FactoryClient, monitor: Monitor, http: requests.Session) -> None:
+    """One request per cycle for every label's message (issue 17.4); the per-label call stays."""
+    factory.labels("A", "B")
+    kept = monitor.settings.messages_kept
+    for n in range(kept + 2):
+        body = [{"label": "A", "status": f"cycle {n}: A"}, {"label": "B", "status": f"cycle {n}: B"}]
+        answer = factory.call("POST", f"/factories/{factory.name}/messages", body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["written"] == 2
+    bulk = f"/factories/{factory.name}/messages"
+    assert factory.call("POST", bulk, [{"label": "C", "status": "new label"}]).status_code == 200
+    for label in ("A", "B"):
+        detail = http.get(f"{monitor.api}/labels/{factory.name}:{label}", timeout=10).json()
+        assert detail["last_message"] == f"cycle {kept + 1}: {label}"
+        assert len(detail["messages"]) == kept
+    new = http.get(f"{monitor.api}/labels/{factory.name}:C", timeout=10).json()
+    assert new["last_message"] == "new label"
+    other = factory.call("POST", "/factories/someone-else/messages", [{"label": "A", "status": "x"}])
+    assert other.status_code in (403, 404)
+    body = [{"label": "A", "status": ""}, {"label": "..", "status": "x"}, {"label": "B", "status": "good"}]
+    bad = factory.call("POST", f"/factories/{factory.name}/messages", body)
+    assert bad.status_code == 200, bad.text  # issue 13.7: the good ones are written, the bad listed
+    assert bad.json()["written"] == 1
+    assert [(r["index"], r["errors"][0]["where"]) for r in bad.json()["rejected"]] == [
+        (0, "status"),
+        (1, "label"),
+    ]
+    assert http.get(f"{monitor.api}/labels/{factory.name}:B", timeout=10).json()["last_message"] == "good"

@@ -28,6 +28,7 @@ from autopyfactory import config
 from autopyfactory.batch import Backend
 from autopyfactory.condor.backend import CondorBackend
 from autopyfactory.condor.command import Schedd
+from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
 from autopyfactory.config import FactoryConfig
 from autopyfactory.credentials import CredentialChecker
 from autopyfactory.factory import CycleObserver, CycleReport, Factory
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 
 #: How long a stopping factory waits for the monitor queue to drain.
 MONITOR_FLUSH_SECONDS = 5.0
+#: Pilots submitted in the last RECENT_CYCLES cycles (at least MIN_RECENT_WINDOW seconds) must be
+#: in condor_q or condor_history, else that schedd's census is suspect (condor/memory.py).
+RECENT_CYCLES = 3
+MIN_RECENT_WINDOW = 300.0
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,13 @@ class RunOptions:
 
 def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
     f = cfg.factory
+    memory = SubmissionMemory(
+        Path(f.state_dir) / MEMORY_FILE, time.time, max(RECENT_CYCLES * f.sleep, MIN_RECENT_WINDOW)
+    )
     return {
-        "condor": CondorBackend(f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout),
+        "condor": CondorBackend(
+            f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout, memory
+        ),
         "local": LocalBackend(
             f.factory_id, Path(f.state_dir), time.time, f.local_max_running, kill_grace=f.local_kill_grace
         ),

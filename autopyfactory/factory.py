@@ -168,7 +168,8 @@ def _shares(
 
 
 class CycleObserver(Protocol):
-    """Who hears about each cycle (the monitor client); must never block or raise."""
+    """Who hears about each cycle (state file, metrics, monitor client); must never block. One
+    that raises is logged and counted, and the others are still told."""
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
 
@@ -186,13 +187,16 @@ class Factory:
         stop_requested: Callable[[], bool] = lambda: False,
         credentials: CredentialChecker | None = None,
         log_cleanup: CleanupSchedule | None = None,
+        observer_failed: Callable[[str], None] = lambda _name: None,
     ) -> None:
+        """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
         self._stop_requested = stop_requested  # checked before each label's submission
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
+        self._observer_failed = observer_failed
 
     def run_cycle(self, cycle: int) -> CycleReport:
         started = self._clock()
@@ -212,9 +216,20 @@ class Factory:
             cycle, started, self._clock() - started, results, tuple(problems), label_set.problems, checks
         )
         self._log(report)
-        for observer in self._observers:
-            observer.cycle_done(report, label_set.labels)
+        self._notify(report, label_set.labels)
         return report
+
+    def _notify(self, report: CycleReport, labels: Sequence[Label]) -> None:
+        """Tell every observer; one that fails (a full state disk) is a warning, never a failed
+        cycle, and the others still hear of it."""
+        for observer in self._observers:
+            try:
+                observer.cycle_done(report, labels)
+            except Exception as exc:
+                name = type(observer).__name__
+                why = f"{type(exc).__name__}: {exc}"
+                log.warning("cycle %d: observer %s failed: %s", report.cycle, name, why)
+                self._observer_failed(name)
 
     def _labels(self, problems: list[Problem]) -> LabelSet:
         """Labels from the current schedconfig; rebuilt only when schedconfig changed."""

@@ -47,6 +47,12 @@ class FactoryMetrics:
             ["source"],
             registry=r,
         )
+        self.observer_errors = Counter(
+            "apf_observer_errors",
+            "Cycle observers that failed (StateWriter: the state file could not be written)",
+            ["observer"],
+            registry=r,
+        )
         self.proxy_lifetime = Gauge(
             "apf_credential_lifetime_seconds", "Lifetime left of a credential", ["path"], registry=r
         )
@@ -83,6 +89,9 @@ class FactoryMetrics:
                 self.pilots.labels(name, state).set(value)
         if p.pq_activated is not None:
             self.activated.labels(p.label.pq).set(p.pq_activated)
+
+    def observer_failed(self, name: str) -> None:
+        self.observer_errors.labels(name).inc()
 
     def credential(self, path: str, lifetime: float | None) -> None:
         if lifetime is not None:

@@ -79,6 +79,7 @@ def build_factory(
     options: RunOptions,
     observers: Sequence[CycleObserver] = (),
     stop_requested: Callable[[], bool] = lambda: False,
+    observer_failed: Callable[[str], None] = lambda _name: None,
 ) -> Factory:
     f = cfg.factory
     session = make_session(f.http_retries, f.proxy, f.ca_path)
@@ -106,6 +107,7 @@ def build_factory(
         stop_requested,
         credentials=CredentialChecker(f.proxy_min_lifetime),
         log_cleanup=CleanupSchedule(f.log_cleanup_interval),
+        observer_failed=observer_failed,
     )
 
 
@@ -141,12 +143,18 @@ class Service:
         if self._monitor:
             self._observers.append(self._monitor)
         self._observers.extend(observers)
-        self.factory = build_factory(cfg, options, self._observers, self._stop.is_set)
+        self.factory = build_factory(
+            cfg, options, self._observers, self._stop.is_set, self._metrics.observer_failed
+        )
         self.last_report: CycleReport | None = None
 
     @property
     def config(self) -> FactoryConfig:
         return self.factory.config
+
+    @property
+    def metrics(self) -> FactoryMetrics:
+        return self._metrics
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -207,7 +215,9 @@ class Service:
             log.error("%s", error)
         before = {q.name for q in self.config.queues}
         after = {q.name for q in new.queues}
-        self.factory = build_factory(new, self._options, self._observers, self._stop.is_set)
+        self.factory = build_factory(
+            new, self._options, self._observers, self._stop.is_set, self._metrics.observer_failed
+        )
         log.info(
             "configuration reloaded: %d queues (%d added, %d removed)",
             len(after),

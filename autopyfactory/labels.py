@@ -135,11 +135,25 @@ def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Settin
     return resolved, warnings
 
 
+def ce_entries(record: Record) -> list[Any]:
+    """The record's ``queues`` list (empty when absent); LabelError when it is not a list, so that
+    one malformed record skips its own queue only."""
+    entries = record.get("queues")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        name = record.get("nickname") or record.get("name") or "?"
+        shown = f"{type(entries).__name__} {str(entries)[:60]!r}"
+        raise LabelError(f"schedconfig {name}.queues is {shown}, not a list of CE queues")
+    return entries
+
+
 def usable_ces(record: Record) -> tuple[list[CE], list[str]]:
-    """The record's usable CE queues, and why each other one was skipped."""
+    """The record's usable CE queues, and why each other one was skipped (one bad entry skips
+    that CE only). LabelError if ``queues`` is not a list."""
     ces: list[CE] = []
     skipped: list[str] = []
-    for entry in record.get("queues") or []:
+    for entry in ce_entries(record):
         if not isinstance(entry, dict):
             skipped.append(f"CE entry {entry!r} is not an object")
             continue
@@ -252,10 +266,10 @@ def _resources(
 
 def _ce_wallclock_limit(record: Record | None, ce: CE) -> int:
     """The CE queue's own wall-clock limit in seconds (CRIC ``ce_queue_maxwctime``, minutes; 0 = unset)."""
-    for entry in (record or {}).get("queues") or []:
+    for entry in ce_entries(record or {}):
         if (
             isinstance(entry, dict)
-            and split_endpoint(str(entry.get("ce_endpoint", "")))[0] == ce.host
+            and str(entry.get("ce_endpoint", "")).strip().partition(":")[0] == ce.host
             and str(entry.get("ce_queue_name") or "") == ce.queue
         ):
             minutes = entry.get("ce_queue_maxwctime")
@@ -325,4 +339,7 @@ def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
             labels.extend(labels_for_queue(queue, dump, warnings))
         except (LabelError, ValueError) as exc:
             problems.append(f"[{queue.name}] skipped: {exc}")
+        except (TypeError, KeyError, AttributeError) as exc:  # a record shaped as nobody expected
+            why = f"{type(exc).__name__}: {exc}"
+            problems.append(f"[{queue.name}] skipped: malformed schedconfig record: {why}")
     return LabelSet(tuple(labels), tuple(problems), tuple(warnings))

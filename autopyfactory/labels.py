@@ -215,7 +215,7 @@ def _ces_for(
     queue: QueueConfig, settings: Mapping[str, Setting], record: Record | None, warnings: list[str]
 ) -> list[CE]:
     if settings["batch"].value == "local":
-        return [CE("LOCAL", "localhost", None, "")]
+        return [LOCAL_CE]
     if record is None:
         host, port = split_endpoint(str(settings["ceEndpoint"].value or "localhost"))
         return [CE(str(settings["ceFlavour"].value), host, port, str(settings["ceQueue"].value))]
@@ -226,12 +226,20 @@ def _ces_for(
     return ces
 
 
+#: The one CE of a ``batch = local`` queue.
+LOCAL_CE = CE("LOCAL", "localhost", None, "")
+
+
+def label_name(section: str, ce: CE) -> str:
+    """``<section>-<ce host>[-<ce queue>]``; ``<section>-local`` for a ``batch = local`` queue."""
+    suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
+    return safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
+
+
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
     value: dict[str, Any] = {key: s.value for key, s in settings.items()}
-    suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
-    name = safe_name(f"{queue.name}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
     return Label(
-        name=name,
+        name=label_name(queue.name, ce),
         queue=queue.name,
         pq=queue.pq,
         siteid=str(value["siteid"] or queue.pq),

@@ -42,6 +42,7 @@ from autopyfactory.batch import BatchError
 from autopyfactory.condor.command import Schedd, run_condor
 from autopyfactory.condor.status import factory_constraint, query_pilots
 from autopyfactory.files import atomic_write_text
+from autopyfactory.labels import LOCAL_CE, label_name
 from autopyfactory.local_batch import FinishedPilot, LocalBackend
 from autopyfactory.model import JobStatus, Pilot
 
@@ -173,7 +174,8 @@ def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
 
 
 def local_labels(loaded: config.FactoryConfig) -> set[str]:
-    return {queue.name for queue in loaded.queues if queue.get("batch") == "local"}
+    """The names of the labels the factory makes for its ``batch = local`` queues."""
+    return {label_name(queue.name, LOCAL_CE) for queue in loaded.queues if queue.get("batch") == "local"}
 
 
 def schedd_key(schedd: Schedd) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from autopyfactory import cli
+from autopyfactory import cli, config
+from autopyfactory.labels import build_labels
 from autopyfactory.local_batch import FinishedPilot
 from autopyfactory.pilot_reports import CHECKPOINT_FILE
 from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
@@ -25,6 +26,7 @@ from tests.support.condor_emulator.driver import CondorEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 LABEL = "CERN-PROD"
+LOCAL_LABEL = "LOCAL-local"  # what the factory names the label of a [LOCAL] batch = local queue
 DAY = 86400
 
 
@@ -194,17 +196,21 @@ def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(
 def test_local_pilots_come_from_the_local_history(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
-    factory.create("LOCAL", "1.0", "2.0", "3.0")
+    """Issue 13.5: with the label names the factory really makes (``<section>-local``)."""
+    factory.create(LOCAL_LABEL, "1.0", "2.0", "3.0")  # the name the factory makes
     factory.pilot("1.0", state="running")
     history = tmp_path / "state" / "local" / "history"
     history.mkdir(parents=True)
     for cid, rc, removed in (("1.0", 0, False), ("2.0", None, True)):
         pilot = FinishedPilot(
-            cid, "LOCAL", factory.name, ("/bin/true",), "o", "e", "l",
+            cid, LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
             time.time() - 60, time.time() - 50, time.time() - 10, rc, removed, "ended",
         )  # fmt: skip
         (history / f"{cid}.json").write_text(pilot.to_json())
-    conf = write_config(tmp_path, factory, queues=f"\n[LOCAL]\nbatch = local\nwmsqueue = {LABEL}")
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    conf = write_config(tmp_path, factory, queues=local_queue)
+    made = build_labels(config.load(conf), None).labels
+    assert [label.name for label in made if label.batch == "local"] == [LOCAL_LABEL]
     assert run("mon-exiting", conf) == 0
     assert state(factory, "1.0") == ("DONE", 0)
     assert state(factory, "2.0") == ("FAULT", None)

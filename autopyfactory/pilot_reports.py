@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -239,19 +240,43 @@ class ExitingRun:
     awol: int = 0
 
 
-def read_checkpoint(path: Path) -> dict[str, float]:
+#: How far ahead of this host's clock a checkpoint may be (clock adjustments), in seconds.
+CHECKPOINT_SKEW = 300.0
+
+
+def read_checkpoint(path: Path, now: float) -> dict[str, float]:
+    """The saved time per source. A value that is not a finite time at most CHECKPOINT_SKEW
+    ahead of ``now`` (NaN, infinities, 1e400, a boolean, the far future) is rejected with a
+    warning: that source starts again from the bounded look-back (monExitingLookback), so a
+    corrupt checkpoint neither crashes every run nor silently skips a window."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        log.warning("checkpoint %s unreadable (%s): starting from the lookback window", path, exc)
+        log.warning("checkpoint %s unreadable (%s): starting from the look-back window", path, exc)
         return {}
-    return (
-        {str(k): float(v) for k, v in data.items() if isinstance(v, int | float)}
-        if isinstance(data, dict)
-        else {}
-    )
+    if not isinstance(data, dict):
+        log.warning("checkpoint %s is not a JSON object: starting from the look-back window", path)
+        return {}
+    saved: dict[str, float] = {}
+    for key, value in data.items():
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value <= now + CHECKPOINT_SKEW
+        ):
+            saved[str(key)] = float(value)
+        else:
+            log.warning(
+                "checkpoint %s: %s=%r rejected (not a time up to now): %s starts from the look-back window",
+                path,
+                key,
+                value,
+                key,
+            )
+    return saved
 
 
 def collect_finished(loaded: config.FactoryConfig, saved: Mapping[str, float], now: float) -> ExitingRun:
@@ -307,7 +332,7 @@ def find_awol(
 def mon_exiting(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> ExitingRun:
     """One run; the checkpoint is written only after the monitor took the reports."""
     path = Path(loaded.factory.state_dir) / CHECKPOINT_FILE
-    saved = read_checkpoint(path)
+    saved = read_checkpoint(path, now)
     run = collect_finished(loaded, saved, now)
     if not run.problems:
         try:

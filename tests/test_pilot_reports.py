@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -142,6 +143,32 @@ def test_a_second_run_changes_nothing_and_reads_from_the_checkpoint(
     since = condor.calls("condor_history")[-1].argv
     (saved,) = checkpoint.values()
     assert since[since.index("-since") + 1] == f"EnteredCurrentStatus < {int(saved) - 60}"
+
+
+@pytest.mark.parametrize("saved", ["NaN", "Infinity", "-Infinity", "1e400", "true", "4102444800.0"])
+def test_a_corrupt_checkpoint_is_rebuilt_from_the_lookback_with_a_warning(
+    condor: CondorEmulator,
+    factory: FactoryClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    saved: str,
+) -> None:
+    """Issue 13.12: NaN, infinities, a number that overflows, a far-future time (2100)."""
+    cids = submit(condor, factory.name, 1)
+    factory.create(LABEL, *cids)
+    factory.pilot(cids[0], state="running")
+    condor.complete(cids[0], 0, at=time.time() - 600)  # within monExitingLookback
+    path = tmp_path / "state" / CHECKPOINT_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(f'{{"(local schedd)@(local pool)": {saved}}}\n')
+    conf = write_config(tmp_path, factory)
+    with caplog.at_level(logging.WARNING):
+        assert run("mon-exiting", conf) == 0
+    assert state(factory, cids[0]) == ("DONE", 0), "the window was skipped"
+    assert "rejected" in caplog.text and "look-back" in caplog.text
+    (value,) = json.loads(path.read_text()).values()
+    assert time.time() - 60 < value <= time.time()
+    assert run("mon-exiting", conf) == 0  # and the next run is fine too
 
 
 def test_awol_pilots_are_faults_and_old_history_is_found_first(

@@ -18,7 +18,7 @@ from pathlib import Path
 from autopyfactory import __version__, config, config_schema, daemon, logs, pilot_reports
 from autopyfactory.config_schema import Scope
 from autopyfactory.demo_arguments import add_demo_arguments
-from autopyfactory.http import make_session
+from autopyfactory.http import make_session, total_deadline
 from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
 from autopyfactory.model import Demand, QueueStatus, Supply
 from autopyfactory.policy import PolicySettings, Situation, decide
@@ -246,7 +246,12 @@ def run_check(args: argparse.Namespace) -> int:
         args.schedconfig or factory.schedconfig,
         factory.schedconfig_cache_path,
         0,
-        make_session(factory.http_retries, factory.proxy, factory.ca_path),
+        make_session(
+            factory.http_retries,
+            factory.proxy,
+            factory.ca_path,
+            deadline=total_deadline(factory.http_timeout, factory.http_retries),
+        ),
         factory.http_timeout,
         time.time,
         keep_copy=False,

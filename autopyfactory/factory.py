@@ -167,6 +167,10 @@ def _shares(
 # --- the I/O around it ---------------------------------------------------------------------
 
 
+#: The census of a cycle in which the factory is stopping: not asked, nothing is known.
+_NO_CENSUS = Census({}, None)
+
+
 class CycleObserver(Protocol):
     """Who hears about each cycle (state file, metrics, monitor client); must never block. One
     that raises is logged and counted, and the others are still told."""
@@ -193,7 +197,7 @@ class Factory:
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
-        self._stop_requested = stop_requested  # checked before each label's submission
+        self._stop_requested = stop_requested  # checked before the census, each submission, housekeeping
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
         self._observer_failed = observer_failed
@@ -205,13 +209,14 @@ class Factory:
         stats, panda_problem = self._panda.update()
         if panda_problem:
             problems.append(Problem("panda", panda_problem))
-        census = self._census(label_set.labels, problems)
+        census = self._census(label_set.labels, problems) if not self._stop_requested() else _NO_CENSUS
         checks, blocked = self._check_credentials(label_set.labels, started)
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked)
         results = tuple(self._tidy(self._submit(p, started), census, started) for p in plans)
-        self._clean_logs(label_set.labels, census, started)
+        if not self._stop_requested():
+            self._clean_logs(label_set.labels, census, started)
         report = CycleReport(
             cycle, started, self._clock() - started, results, tuple(problems), label_set.problems, checks
         )
@@ -330,7 +335,7 @@ class Factory:
         label = result.plan.label
         actions = plan_actions(census.pilots.get(label.name, ()), label.housekeeping, now)
         backend = self._backends.get(label.batch)
-        if not actions or backend is None or self._dry_run:
+        if not actions or backend is None or self._dry_run or self._stop_requested():
             return result
         for action in actions:
             log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)

@@ -32,7 +32,7 @@ from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
 from autopyfactory.config import FactoryConfig
 from autopyfactory.credentials import CredentialChecker
 from autopyfactory.factory import CycleObserver, CycleReport, Factory
-from autopyfactory.http import make_session
+from autopyfactory.http import make_session, total_deadline
 from autopyfactory.local_batch import LocalBackend
 from autopyfactory.logcleanup import CleanupSchedule
 from autopyfactory.metrics import FactoryMetrics
@@ -82,7 +82,13 @@ def build_factory(
     observer_failed: Callable[[str], None] = lambda _name: None,
 ) -> Factory:
     f = cfg.factory
-    session = make_session(f.http_retries, f.proxy, f.ca_path)
+    session = make_session(
+        f.http_retries,
+        f.proxy,
+        f.ca_path,
+        deadline=total_deadline(f.http_timeout, f.http_retries),
+        stop_requested=stop_requested,
+    )
     schedconfig = SchedconfigSource(
         options.schedconfig or f.schedconfig,
         f.schedconfig_cache_path,

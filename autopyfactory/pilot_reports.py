@@ -413,11 +413,24 @@ def mon_stale(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> list
         )
         for s in stale
     ]
-    totals = api.send(reports)
-    print(
+    summary = (
         f"mon-stale: {len(stale)} stale pilots, {len(removed)} removed (staleRemove={f.stale_remove},"
-        f" at most {f.stale_remove_max}); monitor: flagged={totals['changed']}"
-        f" unchanged={totals['unchanged']} unknown={totals['unknown']}"
+        f" at most {f.stale_remove_max}); monitor: "
+    )
+    try:
+        totals = api.send(reports)
+    except ReportError as exc:
+        if not removed:
+            raise  # nothing done: "nothing was advanced" is true
+        print(summary + "not told")
+        ids = ", ".join(sorted(removed))
+        problems.append(
+            f"removed {len(removed)} stale pilot{'s' if len(removed) != 1 else ''} ({ids}) but could not"
+            f" tell the monitor: {exc}; mon-exiting reports them from condor_history once it is back"
+        )
+        return problems
+    print(
+        summary + f"flagged={totals['changed']} unchanged={totals['unchanged']} unknown={totals['unknown']}"
     )
     return problems
 

@@ -269,6 +269,24 @@ def test_stale_pilots_are_flagged_and_not_removed_by_default(
     assert len(events(factory, cids[0])) == 2
 
 
+def test_stale_pilots_removed_while_the_monitor_is_down_are_said_so(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13.17: not "nothing was advanced" after pilots were removed."""
+    cids = _stale_setup(condor, factory)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    extra = "staleRemove = true\nstaleRemoveMax = 1"
+    conf = write_config(tmp_path, factory, extra, monitor_url=f"http://127.0.0.1:{port}/api")
+    assert run("mon-stale", conf) == 1
+    assert cids[1] not in [f"{a['ClusterId']}.{a['ProcId']}" for a in condor.jobs()]  # the oldest
+    captured = capsys.readouterr()
+    assert "nothing was advanced" not in captured.err
+    assert f"removed 1 stale pilot ({cids[1]}) but could not tell the monitor" in captured.err
+    assert "mon-stale: 2 stale pilots, 1 removed" in captured.out
+
+
 def test_stale_removal_is_rate_limited_oldest_first(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:

@@ -212,7 +212,20 @@ def run_status(args: argparse.Namespace) -> int:
     except StateError as exc:
         print(f"autopyfactory status: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(json.dumps(record, indent=1, sort_keys=True) if args.json else format_status(record, time.time()))
+    if args.json:
+        print(json.dumps(record, indent=1, sort_keys=True))
+        return EXIT_OK
+    try:
+        table = format_status(record, time.time())
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        path = Path(loaded.factory.state_dir) / STATE_FILE
+        print(
+            f"autopyfactory status: {path}: malformed state file ({type(exc).__name__}: {exc});"
+            " the daemon rewrites it after its next cycle",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    print(table)
     return EXIT_OK
 
 

@@ -41,6 +41,7 @@ import requests
 from autopyfactory import config
 from autopyfactory.batch import BatchError
 from autopyfactory.condor.command import Schedd, run_condor
+from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
 from autopyfactory.condor.status import factory_constraint, query_pilots
 from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import LOCAL_CE, label_name
@@ -162,7 +163,9 @@ class MonitorApi:
 
 
 def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
-    """[Factory] condorSchedd/condorPool, then every queue's override, each once."""
+    """[Factory] condorSchedd/condorPool, then every queue's override, then the schedds the
+    factory submitted to before (``<stateDir>/schedds.json``: a queue that moved leaves its
+    pilots in the old one, and they must be neither lost nor AWOL), each once."""
     f = loaded.factory
     schedds = [Schedd(f.condor_schedd, f.condor_pool)]
     for queue in loaded.queues:
@@ -171,6 +174,7 @@ def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
         name = str(queue.get("condorSchedd") or f.condor_schedd)
         pool = str(queue.get("condorPool") or f.condor_pool)
         schedds.append(Schedd(name, pool))
+    schedds += SubmissionMemory(Path(f.state_dir) / MEMORY_FILE, time.time, 0.0).schedds()
     return list(dict.fromkeys(schedds))
 
 

@@ -18,6 +18,8 @@ import pytest
 import requests
 
 from autopyfactory import cli, config
+from autopyfactory.condor.command import Schedd
+from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
 from autopyfactory.labels import build_labels
 from autopyfactory.local_batch import FinishedPilot
 from autopyfactory.pilot_reports import CHECKPOINT_FILE
@@ -199,6 +201,22 @@ def test_a_monitor_that_is_down_fails_the_run_and_keeps_the_checkpoint(
     assert run("mon-exiting", conf) == 1
     assert "unreachable" in capsys.readouterr().err
     assert not (tmp_path / "state" / CHECKPOINT_FILE).exists()
+
+
+def test_pilots_left_in_a_schedd_the_factory_used_before_are_neither_lost_nor_awol(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """Issue 13.1 for the cron helpers: the queue moved, its pilots stayed in the old schedd."""
+    condor.add_schedd("old.example.org")
+    running, finished = submit(condor, factory.name, 2, "old.example.org")
+    factory.create(LABEL, running, finished)
+    factory.pilot(finished, state="running")
+    condor.complete(finished, 0, schedd="old.example.org")
+    memory = SubmissionMemory(tmp_path / "state" / MEMORY_FILE, time.time, 600)
+    memory.note_intent(Schedd("old.example.org"), LABEL)  # what the factory wrote when it submitted
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0  # configured: the local schedd
+    assert state(factory, finished) == ("DONE", 0)
+    assert state(factory, running) == ("CREATED", None)  # still queued there: not AWOL
 
 
 def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(

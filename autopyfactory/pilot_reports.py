@@ -174,7 +174,7 @@ def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
         name = str(queue.get("condorSchedd") or f.condor_schedd)
         pool = str(queue.get("condorPool") or f.condor_pool)
         schedds.append(Schedd(name, pool))
-    schedds += SubmissionMemory(Path(f.state_dir) / MEMORY_FILE, time.time, 0.0).schedds()
+    schedds += SubmissionMemory(Path(f.state_dir) / MEMORY_FILE, time.time, 0.0, read_only=True).schedds()
     return list(dict.fromkeys(schedds))
 
 

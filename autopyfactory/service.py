@@ -59,10 +59,13 @@ class RunOptions:
     schedconfig: str = ""  # overrides [Factory] schedconfig when set
 
 
-def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
+def build_backends(cfg: FactoryConfig, dry_run: bool = False) -> dict[str, Backend]:
     f = cfg.factory
     memory = SubmissionMemory(
-        Path(f.state_dir) / MEMORY_FILE, time.time, max(RECENT_CYCLES * f.sleep, MIN_RECENT_WINDOW)
+        Path(f.state_dir) / MEMORY_FILE,
+        time.time,
+        max(RECENT_CYCLES * f.sleep, MIN_RECENT_WINDOW),
+        read_only=dry_run,  # a dry run never writes the live state dir
     )
     return {
         "condor": CondorBackend(
@@ -106,7 +109,7 @@ def build_factory(
         cfg,
         schedconfig,
         panda,
-        build_backends(cfg),
+        build_backends(cfg, options.dry_run),
         time.time,
         options.dry_run,
         observers,

@@ -90,3 +90,38 @@ def test_pilots_that_finished_are_no_reason_for_doubt(tmp_path, stand, condor):
     result = run(conf, condor, "--once")
     assert len(condor.jobs()) == 10
     assert "census suspect" not in result.stderr
+
+
+# --- the memory itself: never a pilot where the census would not look ---------------------------
+
+
+def test_a_submission_that_cannot_be_remembered_is_not_made(tmp_path, stand, condor):
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    (tmp_path / "state" / "schedds.json").mkdir(parents=True)  # cannot be replaced by a file
+    result = run(write_config(tmp_path, stand, "[NDGF-T1]\n"), condor, "--once")
+    assert condor.calls("condor_submit") == []
+    assert "nothing submitted: cannot remember the submission to local schedd in" in result.stderr
+
+
+def test_a_corrupt_memory_is_a_warning_and_is_rewritten(tmp_path, stand, condor):
+    stand.stats = {"NDGF-T1": {"activated": 10}}
+    path = tmp_path / "state" / "schedds.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"format": 1, "schedds": [{"name": 5}]}')
+    result = run(write_config(tmp_path, stand, "[NDGF-T1]\n"), condor, "--once")
+    assert "schedds.json is corrupt" in result.stderr
+    assert len(condor.jobs()) == 10
+    assert [s["name"] for s in json.loads(path.read_text())["schedds"]] == [""]
+
+
+def test_a_dry_run_leaves_the_memory_alone(tmp_path, stand, condor):
+    condor.add_schedd(OLD)
+    stand.stats = {"NDGF-T1": {"activated": 10}}
+    path = tmp_path / "state" / "schedds.json"
+    path.parent.mkdir(parents=True)
+    old = {"name": OLD, "pool": "", "labels": {NDGF[0]: 1.0}, "recent": []}
+    text = json.dumps({"format": 1, "schedds": [old]})
+    path.write_text(text)  # an old schedd with none of our pilots left: a real run forgets it
+    run(write_config(tmp_path, stand, "[NDGF-T1]\n"), condor, "--once", "--dry-run")
+    assert path.read_text() == text
+    assert condor.calls("condor_submit") == []

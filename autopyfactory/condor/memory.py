@@ -57,8 +57,11 @@ class ScheddRecord:
 class SubmissionMemory:
     """The remembered submissions of one factory (see the module docstring)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float], recent_window: float) -> None:
+    def __init__(
+        self, path: Path, clock: Callable[[], float], recent_window: float, *, read_only: bool = False
+    ) -> None:
         self.path, self._clock, self.recent_window = path, clock, recent_window
+        self._read_only = read_only  # a dry run or a cron helper: read, never write
         self._records = _load(path)
 
     def schedds(self) -> list[Schedd]:
@@ -137,6 +140,8 @@ class SubmissionMemory:
         return changed
 
     def _save(self) -> None:
+        if self._read_only:
+            return
         data = {
             "format": FORMAT,
             "schedds": [

@@ -57,6 +57,12 @@ SYSTEM_FILES: list[tuple[str, str, int]] = [
         "/usr/lib/systemd/system/autopyfactory-monitor.service",
         0o644,
     ),
+    # an example to copy into /etc/httpd/conf.d/, not active by itself
+    (
+        "etc/httpd/autopyfactory-pilots.conf",
+        "/usr/share/autopyfactory/httpd/autopyfactory-pilots.conf",
+        0o644,
+    ),
     ("wrappers/runpilot3-wrapper.sh", "/usr/libexec/autopyfactory/runpilot3-wrapper.sh", 0o755),
     ("cron/mon-exiting.sh", "/usr/libexec/autopyfactory/mon-exiting.sh", 0o755),
     ("cron/mon-stale.sh", "/usr/libexec/autopyfactory/mon-stale.sh", 0o755),
@@ -110,6 +116,7 @@ MONITOR = [
     "alembic>=1.13",
     "uvicorn>=0.29",
     "jinja2>=3.1",
+    "fastapi-offline>=1.7",  # Swagger UI and ReDoc assets for /docs and /redoc, served locally
     "python-multipart>=0.0.9",
     "psycopg[binary]>=3.1",
 ]

@@ -13,17 +13,26 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 from autopyfactory.batch import Backend, BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.config import FactoryConfig
+from autopyfactory.control import (
+    ControlError,
+    Controls,
+    ControlStore,
+    LabelView,
+    drop_removals,
+    plan_removals,
+)
 from autopyfactory.credentials import CredentialCheck, CredentialChecker, CredentialKind
 from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
-from autopyfactory.panda import JobStats, PandaView
+from autopyfactory.panda import JobStats, PandaReading, PandaView
 from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
 
@@ -52,10 +61,15 @@ class LabelResult:
         return len(self.outcome.job_ids)
 
     def line(self) -> str:
-        """The one concise log line per label and cycle (also the monitor's label message)."""
+        """The one concise log line per label and cycle (also the monitor's label message);
+        built once, as the log and the monitor both use it."""
+        return self._line
+
+    @cached_property
+    def _line(self) -> str:
         p, s = self.plan, self.plan.supply
         pilots = f"idle={s.idle} running={s.running} held={s.held}" if s else "pilots=unknown"
-        activated = "unknown" if p.pq_activated is None else str(p.pq_activated)
+        activated = "unknown(no PanDA data)" if p.pq_activated is None else str(p.pq_activated)
         share = "" if p.demand is None else f" share={p.demand.activated}"
         result = f"submitted={self.submitted}"
         if self.outcome.job_ids:
@@ -92,6 +106,9 @@ class CycleReport:
     problems: tuple[Problem, ...]
     skipped_queues: tuple[str, ...] = field(default=())
     credentials: tuple[CredentialCheck, ...] = field(default=())
+    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
+    panda: PandaReading | None = None  # this cycle's PanDA answer (None: not asked)
+    control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (control.py)
 
     def ok(self, kind: str) -> bool:
         """Whether the edge ``kind`` answered well this cycle."""
@@ -104,9 +121,16 @@ class CycleReport:
     def summary(self) -> str:
         errors = sum(1 for r in self.results if r.outcome.error)
         wanted = sum(r.plan.decision.n for r in self.results)
+        panda = ""
+        if self.panda is not None:
+            panda = (
+                f"PanDA answer {self.panda.asked - self.started:.0f} s into the cycle"
+                if self.panda.ok
+                else self.panda.describe(self.started + self.duration).split(":", 1)[0]
+            ) + ", "
         return (
             f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{errors} submit errors, {len(self.problems)} problems, "
+            f"{panda}{errors} submit errors, {len(self.problems)} problems, "
             f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
         )
 
@@ -122,11 +146,13 @@ def plan(
     caps: FactoryCaps,
     cycle: int,
     blocked: Mapping[str, str] | None = None,
+    disabled: Mapping[str, str] | None = None,
 ) -> list[LabelPlan]:
     """Every label's decision for this cycle, with PanDA shares and factory-wide caps applied.
 
-    ``blocked`` maps labels that must get nothing (a credential about to expire) to the reason;
-    they drop out before the factory-wide caps are shared.
+    ``blocked`` maps labels that must get nothing (a credential about to expire) to the reason,
+    ``disabled`` those an operator disabled (``autopyfactory queue disable``); both drop out
+    before the factory-wide caps are shared.
     """
     shares = _shares(labels, stats, num_factories, cycle)
     plans: dict[str, LabelPlan] = {}
@@ -134,6 +160,8 @@ def plan(
         demand = shares.get(label.name)
         supply = census.supply.get(label.name)
         decision = decide(label.policy, Situation(label.status, demand, supply, cycle))
+        if disabled and label.name in disabled:
+            decision = decision.then(Step("Disabled", decision.n, 0, disabled[label.name]))
         if blocked and label.name in blocked:
             decision = decision.then(Step("Credentials", decision.n, 0, blocked[label.name]))
         pq_activated = None if stats is None else _activated(stats, label.pq)
@@ -192,33 +220,54 @@ class Factory:
         credentials: CredentialChecker | None = None,
         log_cleanup: CleanupSchedule | None = None,
         observer_failed: Callable[[str], None] = lambda _name: None,
+        controls: ControlStore | None = None,
     ) -> None:
         """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
-        self._stop_requested = stop_requested  # checked before the census, each submission, housekeeping
+        self._stop_requested = stop_requested  # checked before census, submissions, housekeeping
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
+        self._controls = controls
         self._observer_failed = observer_failed
 
     def run_cycle(self, cycle: int) -> CycleReport:
         started = self._clock()
         problems: list[Problem] = []
         label_set = self._labels(problems)
-        stats, panda_problem = self._panda.update()
-        if panda_problem:
-            problems.append(Problem("panda", panda_problem))
+        reading = self._panda.update()
+        stats = reading.stats
+        if not reading.ok:
+            problems.append(Problem("panda", reading.problem))
         census = self._census(label_set.labels, problems) if not self._stop_requested() else _NO_CENSUS
         checks, blocked = self._check_credentials(label_set.labels, started)
+        controls = self._controls.read_or_hold() if self._controls else Controls()
+        disabled = {
+            label.name: reason
+            for label in label_set.labels
+            if (reason := controls.disabled_reason(label.name, label.pq, started)) is not None
+        }
+        notes = self._remove_requested(controls, label_set.labels, census)
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
-        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked)
-        results = tuple(self._tidy(self._submit(p, started), census, started) for p in plans)
+        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
+        results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
         if not self._stop_requested():
             self._clean_logs(label_set.labels, census, started)
+        if controls.problem:
+            problems.append(Problem("control", controls.problem))
         report = CycleReport(
-            cycle, started, self._clock() - started, results, tuple(problems), label_set.problems, checks
+            cycle,
+            started,
+            self._clock() - started,
+            results,
+            tuple(problems),
+            label_set.problems,
+            checks,
+            census.recent,
+            reading,
+            (*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
         )
         self._log(report)
         self._notify(report, label_set.labels)
@@ -235,6 +284,36 @@ class Factory:
                 why = f"{type(exc).__name__}: {exc}"
                 log.warning("cycle %d: observer %s failed: %s", report.cycle, name, why)
                 self._observer_failed(name)
+
+    def _remove_requested(self, controls: Controls, labels: Sequence[Label], census: Census) -> list[str]:
+        """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
+        if self._controls is None or not controls.removals or self._dry_run:
+            return []
+        views = [
+            LabelView(
+                label.name,
+                label.pq,
+                label.ce.endpoint,
+                None if census.supply.get(label.name) is None else census.pilots.get(label.name, ()),
+            )
+            for label in labels
+        ]
+        removals = plan_removals(controls.removals, views)
+        notes = list(removals.notes)
+        by_name = {label.name: label for label in labels}
+        for name, job_ids in removals.by_label.items():
+            label, backend = by_name[name], self._backends.get(by_name[name].batch)
+            try:
+                if backend is not None:
+                    backend.remove(label, job_ids)
+            except BatchError as exc:
+                notes.append(f"{name}: removing {len(job_ids)} pilots failed: {exc}")
+        done = removals.done
+        try:
+            self._controls.update(lambda current: drop_removals(current, done))
+        except (ControlError, OSError) as exc:  # the pilots are gone; a repeat would find none
+            log.error("could not mark removal requests done: %s", exc)
+        return notes
 
     def _labels(self, problems: list[Problem]) -> LabelSet:
         """Labels from the current schedconfig; rebuilt only when schedconfig changed."""
@@ -275,9 +354,8 @@ class Factory:
         f = self.config.factory
         in_use = None
         if census.total is not None:
-            queued = ((p.queued, p.label) for found in census.pilots.values() for p in found)
             unknown = [name for name, supply in census.supply.items() if supply is None]
-            in_use = dirs_in_use(queued, unknown_labels=unknown)
+            in_use = dirs_in_use(census.queue_dates(), unknown_labels=unknown)
         default_keep = self.config.queue_defaults["logKeepDays"].value  # for labels no longer configured
         policy = CleanupPolicy(
             keep_days=int(str(default_keep)),
@@ -294,6 +372,8 @@ class Factory:
         """All backends' censuses as one (a backend no label uses is not asked)."""
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
+        queued: dict[str, frozenset[int]] = {}
+        recent: dict[str, tuple[str, ...]] = {}
         total: int | None = 0
         for name, backend in self._backends.items():
             members = [label for label in labels if label.batch == name]
@@ -302,18 +382,34 @@ class Factory:
             census = backend.census(members)
             supply.update(census.supply)
             pilots.update(census.pilots)
+            queued.update(census.queued_by_label())
+            recent.update(census.recent)
             problems.extend(Problem("batch", message) for message in census.problems)
             total = None if total is None or census.total is None else total + census.total
-        return Census(supply, total, (), pilots)
+        return Census(supply, total, (), pilots, queued, recent)
 
-    def _submit(self, p: LabelPlan, started: float) -> LabelResult:
-        if p.decision.n <= 0:
-            return LabelResult(p, SubmitOutcome())
-        if self._stop_requested():
-            return LabelResult(p, SubmitOutcome(error="not submitted: the factory is stopping"))
-        backend = self._backends.get(p.label.batch)
+    def _submit_all(self, plans: Sequence[LabelPlan], started: float) -> list[LabelResult]:
+        """Every label's submission: one batch per backend (one condor_submit per schedd)."""
+        outcomes: dict[str, SubmitOutcome] = {}
+        by_backend: dict[str, list[tuple[Label, int]]] = {}
+        for p in plans:
+            if p.decision.n > 0:
+                by_backend.setdefault(p.label.batch, []).append((p.label, p.decision.n))
+        for name, requests in by_backend.items():
+            outcomes.update(self._submit_batch(name, requests, started))
+        return [LabelResult(p, outcomes.get(p.label.name, SubmitOutcome())) for p in plans]
+
+    def _submit_batch(
+        self, name: str, requests: Sequence[tuple[Label, int]], started: float
+    ) -> dict[str, SubmitOutcome]:
+        backend = self._backends.get(name)
         if backend is None:
-            return LabelResult(p, SubmitOutcome(error=f"no batch backend {p.label.batch!r}"))
+            return {label.name: SubmitOutcome(error=f"no batch backend {name!r}") for label, _ in requests}
+        if self._stop_requested():
+            return {
+                label.name: SubmitOutcome(error="not submitted: the factory is stopping")
+                for label, _ in requests
+            }
         f = self.config.factory
         context = SubmitContext(
             f.factory_id,
@@ -325,10 +421,12 @@ class Factory:
             self._dry_run,
         )
         try:
-            return LabelResult(p, backend.submit(p.label, p.decision.n, context))
-        except Exception as exc:  # one label's failure never stops the others
-            log.exception("%s: submission failed", p.label.name)
-            return LabelResult(p, SubmitOutcome(error=f"{type(exc).__name__}: {exc}"))
+            outcomes = backend.submit_batch(requests, context)
+        except Exception as exc:  # one backend's failure never stops the others
+            log.exception("%s: submission failed", name)
+            return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}
+        missing = SubmitOutcome(error="no outcome from the batch backend")
+        return {label.name: outcomes.get(label.name, missing) for label, _ in requests}
 
     def _tidy(self, result: LabelResult, census: Census, now: float) -> LabelResult:
         """Release or remove this label's held and stuck pilots (see housekeeping.py)."""
@@ -349,7 +447,12 @@ class Factory:
     def _log(self, report: CycleReport) -> None:
         for problem in (*report.problems, *report.skipped_queues):
             log.warning("%s", problem)
+        info = log.isEnabledFor(logging.INFO)
+        for note in report.control:
+            log.info("control: %s", note)
         for result in report.results:
-            level = logging.WARNING if result.outcome.error else logging.INFO
-            log.log(level, "%s", result.line())
+            if result.outcome.error:
+                log.warning("%s", result.line())
+            elif info:
+                log.info("%s", result.line())
         log.info("%s", report.summary())

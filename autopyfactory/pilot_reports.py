@@ -44,7 +44,7 @@ from autopyfactory.condor.command import Schedd, run_condor
 from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
 from autopyfactory.condor.status import factory_constraint, query_pilots
 from autopyfactory.files import atomic_write_text
-from autopyfactory.labels import LOCAL_CE, label_name
+from autopyfactory.labels import LOCAL_CE, label_name_for
 from autopyfactory.local_batch import FinishedPilot, LocalBackend
 from autopyfactory.model import JobStatus, Pilot
 
@@ -180,7 +180,7 @@ def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
 
 def local_labels(loaded: config.FactoryConfig) -> set[str]:
     """The names of the labels the factory makes for its ``batch = local`` queues."""
-    return {label_name(queue.name, LOCAL_CE) for queue in loaded.queues if queue.get("batch") == "local"}
+    return {label_name_for(queue.name, LOCAL_CE) for queue in loaded.queues if queue.get("batch") == "local"}
 
 
 def schedd_key(schedd: Schedd) -> str:

@@ -21,6 +21,8 @@ from autopyfactory.labels import Label
 
 STATE_FILE = "status.json"
 FORMAT = 1
+#: The edges whose answer this cycle the state records (``edges``: kind -> answered well).
+EDGES = ("schedconfig", "panda", "batch", "control")
 
 
 class StateError(Exception):
@@ -39,6 +41,13 @@ def state_record(report: CycleReport, factory_id: str, previous: Mapping[str, An
         "duration": round(report.duration, 3),
         "problems": [str(p) for p in report.problems],
         "skipped_queues": list(report.skipped_queues),
+        "panda": _panda_record(report),
+        "control": list(report.control),
+        "edges": {kind: report.ok(kind) for kind in EDGES},
+        "credentials": [
+            {"path": c.path, "kind": c.kind.value, "state": c.state.value, "message": c.message}
+            for c in report.credentials
+        ],
         "labels": {
             r.plan.label.name: _label_record(r, report.started, earlier.get(r.plan.label.name, {}))
             for r in report.results
@@ -46,8 +55,21 @@ def state_record(report: CycleReport, factory_id: str, previous: Mapping[str, An
     }
 
 
+def _panda_record(report: CycleReport) -> dict[str, Any] | None:
+    """Whether this cycle had PanDA data, and when PanDA last answered well (for the ages shown)."""
+    reading = report.panda
+    if reading is None:
+        return None
+    return {
+        "ok": reading.ok,
+        "asked": reading.asked,
+        "last_good": reading.last_good,
+        "problem": reading.problem,
+    }
+
+
 def _label_record(result: LabelResult, now: float, earlier: Mapping[str, Any]) -> dict[str, Any]:
-    p = result.plan
+    p, submit = result.plan, result.plan.label.submit
     return {
         "pq": p.label.pq,
         "ce": p.label.ce.endpoint,
@@ -62,6 +84,7 @@ def _label_record(result: LabelResult, now: float, earlier: Mapping[str, Any]) -
         "submitted": result.submitted,
         "error": result.outcome.error,
         "last_submit": now if result.submitted else earlier.get("last_submit"),
+        "credentials": [path for path in (submit.x509userproxy, submit.scitokens_file) if path],
     }
 
 
@@ -104,6 +127,7 @@ COLUMNS = (
     "PQ",
     "CE",
     "status",
+    "PQ-activated",
     "activated",
     "idle",
     "running",
@@ -122,13 +146,39 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
         f"factory {record['factory']} (autopyfactory {record['version']}): cycle {record['cycle']} at {when}"
         f" ({age} s ago), {len(record['labels'])} labels"
     ]
+    panda = _panda_line(record.get("panda"), now)
+    if panda:
+        lines.append(panda)
     lines += [f"problem: {problem}" for problem in record.get("problems", [])]
+    lines += [f"control: {note}" for note in record.get("control", [])]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
+    lines.append(LEGEND)
     return "\n".join(lines)
+
+
+def _panda_line(panda: object, now: float) -> str:
+    """``PanDA: numbers from an answer 75 s old`` or ``PanDA: NO DATA in that cycle ...``."""
+    if not isinstance(panda, dict):
+        return ""
+    if panda.get("ok"):
+        age = max(0, int(now - panda["asked"]))
+        return f"PanDA: activated counts from an answer {age} s old (PanDA's counts lag up to 60 s more)"
+    last = panda.get("last_good")
+    since = (
+        "no good answer since start" if last is None else f"last good answer {max(0, int(now - last))} s old"
+    )
+    return f"PanDA: NO DATA in that cycle, nothing submitted ({since}; its numbers are not used)"
+
+
+#: What the two activated columns mean: the reasons' ``activated=`` is the label's share.
+LEGEND = (
+    "PQ-activated: the PQ's activated jobs at PanDA; activated: this label's share of them"
+    " (what the reason's activated= counts); ?: unknown this cycle"
+)
 
 
 def _row(name: str, label: Mapping[str, Any]) -> tuple[str, ...]:
@@ -144,6 +194,7 @@ def _row(name: str, label: Mapping[str, Any]) -> tuple[str, ...]:
         label["ce"],
         label["status"],
         show(label["activated"]),
+        show(label.get("share")),
         show(label["idle"]),
         show(label["running"]),
         show(label["held"]),

@@ -105,6 +105,23 @@ def test_sighup_applies_a_good_config_and_rejects_a_broken_one(tmp_path, stand, 
     assert "stopped after" in daemon.text()
 
 
+def test_sighup_with_a_typo_in_a_queue_section_keeps_the_whole_old_config(tmp_path, stand, condor, daemons):
+    """Issue 14.3: a reload is all-or-nothing for queue sections too."""
+    stand.stats = {"TEST-SITE": {"activated": 5}}
+    conf = write_config(tmp_path, stand, "[TEST-SITE]\n[CERN]")
+    daemon = start(daemons, conf, condor, tmp_path / "factory.log")
+    daemon.wait_log("cycle 0: 14 labels")
+    conf.write_text(conf.read_text().replace("[CERN]", "[CERN]\nnqeue = 3"))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_log("reload rejected, the previous configuration stays in force")
+    assert "[CERN] nqeue: unknown key (did you mean 'nqueue'?)" in daemon.text()
+    assert "configuration reloaded" not in daemon.text()
+    cycles = daemon.text().count(" labels, decided ")
+    daemon.wait_log(" labels, decided ", count=cycles + 1)
+    assert daemon.text().rsplit("cycle ", 1)[1].split(":")[1].startswith(" 14 labels")  # CERN kept
+    assert daemon.stop() == 0
+
+
 def test_sigterm_during_a_submission_finishes_it_and_submits_nothing_more(tmp_path, stand, condor, daemons):
     stand.stats = {"CERN": {"activated": 26}}
     condor.fail_next("condor_submit", "hang")
@@ -271,7 +288,7 @@ def test_status_and_metrics_while_running(tmp_path, stand, condor, daemons):
     lines = status.stdout.splitlines()
     assert lines[0].startswith("factory e2e-factory (autopyfactory ")
     header = lines[1].split()
-    assert header[:9] == ["label", "PQ", "CE", "status", "activated", "idle", "running", "held", "decision"]
+    assert header[:5] == ["label", "PQ", "CE", "status", "PQ-activated"]
     row = next(line for line in lines if line.startswith("NDGF-T1-arc01.ndgf.org-atlas"))
     assert row.split()[1:5] == ["NDGF-T1", "arc01.ndgf.org:2811", "online", "7"]
     as_json = json.loads(subprocess.run(

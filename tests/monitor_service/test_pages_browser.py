@@ -150,3 +150,27 @@ def test_other_pages(service: Monitor, browser: Any, shots: Path) -> None:
     assert "INFN-T1" in browser.find_element(By.ID, "hits").text
     _open(browser, service.url + "/factory/stale-apf03", shots, "stale")
     assert "<script>alert('x')</script> & done" in browser.find_element(By.ID, "labels").text
+
+
+def _external_requests(browser: Any, base: str) -> list[str]:
+    """Every URL the page fetched (document, scripts, styles, XHR, images) not from ``base``."""
+    urls = browser.execute_script(
+        "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name));"
+    )
+    return [url for url in urls if not url.startswith(base) and not url.startswith("data:")]
+
+
+def test_api_docs_render_with_no_external_request(service: Monitor, browser: Any, shots: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    browser.get(service.url + "/docs")
+    title = WebDriverWait(browser, 30).until(
+        expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, ".swagger-ui .info .title"))
+    )
+    assert title.text.startswith("autopyfactory-monitor")  # the OpenAPI document was fetched and drawn
+    browser.save_screenshot(str(shots / "docs.png"))
+    assert _external_requests(browser, service.url) == []
+    assert "cdn" not in requests.get(service.url + "/docs", timeout=10).text.lower()
+    assert requests.get(service.url + "/redoc", timeout=10).status_code == 404  # it would use a CDN

@@ -80,7 +80,9 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
     return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
 
 
-def build_backends(cfg: FactoryConfig, dry_run: bool = False) -> dict[str, Backend]:
+def build_backends(
+    cfg: FactoryConfig, dry_run: bool = False, stop_requested: Callable[[], bool] | None = None
+) -> dict[str, Backend]:
     f = cfg.factory
     memory = SubmissionMemory(
         Path(f.state_dir) / MEMORY_FILE,
@@ -90,7 +92,11 @@ def build_backends(cfg: FactoryConfig, dry_run: bool = False) -> dict[str, Backe
     )
     return {
         "condor": CondorBackend(
-            f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout, memory=memory
+            f.factory_id,
+            Schedd(f.condor_schedd, f.condor_pool),
+            f.condor_timeout,
+            memory=memory,
+            stop_requested=stop_requested,
         ),
         "local": LocalBackend(
             f.factory_id, Path(f.state_dir), time.time, f.local_max_running, kill_grace=f.local_kill_grace
@@ -131,7 +137,7 @@ def build_factory(
         cfg,
         schedconfig,
         panda,
-        build_backends(cfg, options.dry_run),
+        build_backends(cfg, options.dry_run, stop_requested),
         time.time,
         options.dry_run,
         observers,

@@ -134,3 +134,32 @@ def test_sigterm_while_panda_trickles_is_honoured_within_seconds(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_sigterm_during_a_hanging_condor_q_is_honoured_within_seconds(
+    tmp_path: Path, stand: Stand, condor
+) -> None:
+    stand.stats = {"NDGF-T1": {"activated": 10}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    conf.write_text(conf.read_text().replace("condorTimeout = 3", "condorTimeout = 60"))
+    condor.fail_next("condor_q", "hang", seconds=60)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf)],
+        env=condor.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not condor.calls("condor_q"):
+            assert time.monotonic() < deadline, "the factory never ran condor_q"
+            time.sleep(0.05)
+        time.sleep(0.5)  # well inside the query
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert time.monotonic() - signalled < 5
+        assert condor.calls("condor_submit") == []
+        assert "abandoned, the factory is stopping" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

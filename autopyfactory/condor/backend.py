@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
@@ -35,10 +35,13 @@ class CondorBackend:
         timeout: float,
         parallel: int = 4,
         memory: SubmissionMemory | None = None,
+        stop_requested: Callable[[], bool] | None = None,
     ) -> None:
+        """``stop_requested``: census queries are abandoned when it says the factory is stopping
+        (a submission in progress is not: it finishes)."""
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
-        self._memory = memory
+        self._memory, self._stop = memory, stop_requested
         self._located: dict[tuple[str, str], Schedd] = {}  # (label, job id) -> schedd, from the census
 
     def schedd_of(self, label: Label) -> Schedd:
@@ -68,7 +71,7 @@ class CondorBackend:
         keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
         for schedd, members in sorted(groups.items(), key=lambda item: not item[1]):  # today's first
             try:
-                found = census_query(schedd, self._factory_id, self._timeout, keep_idle)
+                found = census_query(schedd, self._factory_id, self._timeout, keep_idle, self._stop)
                 self._check_plausible(schedd, found)
             except BatchError as exc:
                 problems.append(str(exc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import classad2
@@ -53,8 +53,15 @@ class ScheddCensus:
     recent: dict[str, list[str]] = field(default_factory=dict)
 
 
-def census_query(schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str]) -> ScheddCensus:
-    """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable."""
+def census_query(
+    schedd: Schedd,
+    factory_id: str,
+    timeout: float,
+    keep_idle: Container[str],
+    stop: Callable[[], bool] | None = None,
+) -> ScheddCensus:
+    """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable
+    (or the query was abandoned because ``stop()``)."""
     args = [
         "-constraint",
         factory_constraint(factory_id),
@@ -62,7 +69,7 @@ def census_query(schedd: Schedd, factory_id: str, timeout: float, keep_idle: Con
         "-attributes",
         ",".join(CENSUS_ATTRIBUTES),
     ]
-    return read_census(run_condor("condor_q", schedd, args, timeout), f"condor_q ({schedd})", keep_idle)
+    return read_census(run_condor("condor_q", schedd, args, timeout, stop), f"condor_q ({schedd})", keep_idle)
 
 
 def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> ScheddCensus:

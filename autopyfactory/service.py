@@ -50,6 +50,7 @@ from autopyfactory.panda import PandaClient, PandaView
 from autopyfactory.schedconfig import SchedconfigSource
 from autopyfactory.state import StateWriter
 from autopyfactory.systemd import Notifier
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,16 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
 
 
 def build_backends(
-    cfg: FactoryConfig, dry_run: bool = False, stop_requested: Callable[[], bool] | None = None
+    cfg: FactoryConfig, read_only: bool = False, stop_requested: Callable[[], bool] | None = None
 ) -> dict[str, Backend]:
+    """The batch backends; ``read_only`` (a dry run): the local census and the memory of
+    submissions (schedds.json) change nothing."""
     f = cfg.factory
     memory = SubmissionMemory(
         Path(f.state_dir) / MEMORY_FILE,
         time.time,
         min(max(RECENT_CYCLES * f.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
-        read_only=dry_run,  # a dry run never writes the live state dir
+        read_only=read_only,  # a dry run never writes the live state dir
     )
     return {
         "condor": CondorBackend(
@@ -99,7 +102,12 @@ def build_backends(
             stop_requested=stop_requested,
         ),
         "local": LocalBackend(
-            f.factory_id, Path(f.state_dir), time.time, f.local_max_running, kill_grace=f.local_kill_grace
+            f.factory_id,
+            Path(f.state_dir),
+            time.time,
+            f.local_max_running,
+            kill_grace=f.local_kill_grace,
+            read_only=read_only,
         ),
     }
 
@@ -215,7 +223,7 @@ class Service:
             self._notifier.stopping()
             if self._monitor:
                 self._monitor.close(timeout=MONITOR_FLUSH_SECONDS)
-        log.info("stopped after %d cycles", done)
+        log.info("stopped after %s", plural(done, "cycle"))
         return done
 
     def _loop(self) -> int:
@@ -225,7 +233,7 @@ class Service:
                 self._apply_reload()
             started = time.monotonic()
             if done == 0:
-                self._notifier.ready(f"cycle 0 started, {len(self.config.queues)} queues")
+                self._notifier.ready(f"cycle 0 started, {plural(len(self.config.queues), 'queue')}")
             self._cycle(done)
             done += 1
             if self._options.cycles is not None and done >= self._options.cycles:
@@ -260,12 +268,12 @@ class Service:
         after = {q.name for q in new.queues}
         self.factory = factory
         log.info(
-            "configuration reloaded: %d queues (%d added, %d removed)",
-            len(after),
+            "configuration reloaded: %s (%d added, %d removed)",
+            plural(len(after), "queue"),
             len(after - before),
             len(before - after),
         )
-        self._notifier.ready(f"configuration reloaded: {len(after)} queues")
+        self._notifier.ready(f"configuration reloaded: {plural(len(after), 'queue')}")
 
 
 def install_signal_handlers(service: Service) -> None:

@@ -32,7 +32,7 @@ from autopyfactory.cli_common import add_config_option
 from autopyfactory.config_schema import Scope
 from autopyfactory.credentials import voms_actimeleft
 from autopyfactory.demo_arguments import add_demo_arguments
-from autopyfactory.http import make_session
+from autopyfactory.http import make_session, total_deadline
 from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
 from autopyfactory.model import Decision, Demand, QueueStatus, Supply
 from autopyfactory.policy import GroupCap, PolicySettings, Situation, apply_group_caps, decide
@@ -287,7 +287,9 @@ def run_check(args: argparse.Namespace) -> int:
         return check_config_only(loaded)
     f = loaded.factory
     location = args.schedconfig or f.schedconfig
-    session = make_session(f.http_retries, f.proxy, f.ca_path)
+    session = make_session(
+        f.http_retries, f.proxy, f.ca_path, deadline=total_deadline(f.http_timeout, f.http_retries)
+    )
     source = SchedconfigSource(
         location, f.schedconfig_cache_path, 0, session, f.http_timeout, time.time, keep_copy=False
     )

@@ -252,7 +252,12 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     _factory(
-        "httpTimeout", FLOAT, 30.0, "Seconds to wait for PanDA and CRIC (connect and read).", minimum=0.1
+        "httpTimeout",
+        FLOAT,
+        30.0,
+        "Seconds to wait for PanDA and CRIC: each connect and read; a whole request, retries"
+        " included, at most httpTimeout x (httpRetries + 1).",
+        minimum=0.1,
     ),
     _factory("httpRetries", INT, 2, "Retries (with backoff) of a failed PanDA or CRIC request.", minimum=0),
     _factory("proxy", STR, "", "X.509 proxy for PanDA/CRIC HTTPS client authentication (optional)."),

@@ -279,8 +279,13 @@ def _sum_supply(names: Sequence[str], census: Census, count: Callable[[Supply], 
 # --- the I/O around it ---------------------------------------------------------------------
 
 
+#: The census of a cycle in which the factory is stopping: not asked, nothing is known.
+_NO_CENSUS = Census({}, None)
+
+
 class CycleObserver(Protocol):
-    """Who hears about each cycle (the monitor client); must never block or raise."""
+    """Who hears about each cycle (state file, metrics, monitor client); must never block. One
+    that raises is logged and counted, and the others are still told."""
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
 
@@ -307,15 +312,18 @@ class Factory:
         stop_requested: Callable[[], bool] = lambda: False,
         credentials: CredentialChecker | None = None,
         log_cleanup: CleanupSchedule | None = None,
+        observer_failed: Callable[[str], None] = lambda _name: None,
         controls: ControlStore | None = None,
     ) -> None:
+        """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
-        self._stop_requested = stop_requested  # checked before each backend's batch of submissions
+        self._stop_requested = stop_requested  # checked before census, submissions, housekeeping
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
         self._controls = controls
+        self._observer_failed = observer_failed
 
     def run_cycle(self, cycle: int) -> CycleReport:
         started = self._clock()
@@ -328,7 +336,11 @@ class Factory:
         if not reading.ok:
             problems.append(Problem("panda", reading.problem))
         controls = self._controls.read_or_hold() if self._controls else Controls()
-        census = self._census(label_set.labels, problems, _removal_targets(controls, label_set.labels))
+        census = (
+            self._census(label_set.labels, problems, _removal_targets(controls, label_set.labels))
+            if not self._stop_requested()
+            else _NO_CENSUS
+        )
         checks, blocked = self._check_credentials(label_set.labels, started)
         disabled = {
             label.name: reason
@@ -340,7 +352,8 @@ class Factory:
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
         results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
-        self._clean_logs(label_set.labels, census, started)
+        if not self._stop_requested():
+            self._clean_logs(label_set.labels, census, started)
         if controls.problem:
             problems.append(Problem("control", controls.problem))
         report = CycleReport(
@@ -356,9 +369,20 @@ class Factory:
             (*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
         )
         self._log(report)
-        for observer in self._observers:
-            observer.cycle_done(report, label_set.labels)
+        self._notify(report, label_set.labels)
         return report
+
+    def _notify(self, report: CycleReport, labels: Sequence[Label]) -> None:
+        """Tell every observer; one that fails (a full state disk) is a warning, never a failed
+        cycle, and the others still hear of it."""
+        for observer in self._observers:
+            try:
+                observer.cycle_done(report, labels)
+            except Exception as exc:
+                name = type(observer).__name__
+                why = f"{type(exc).__name__}: {exc}"
+                log.warning("cycle %d: observer %s failed: %s", report.cycle, name, why)
+                self._observer_failed(name)
 
     def _remove_requested(self, controls: Controls, labels: Sequence[Label], census: Census) -> list[str]:
         """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
@@ -509,7 +533,7 @@ class Factory:
         label = result.plan.label
         actions = plan_actions(census.pilots.get(label.name, ()), label.housekeeping, now)
         backend = self._backends.get(label.batch)
-        if not actions or backend is None or self._dry_run:
+        if not actions or backend is None or self._dry_run or self._stop_requested():
             return result
         for action in actions:
             log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)

@@ -171,11 +171,25 @@ def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Settin
     return resolved, warnings
 
 
+def ce_entries(record: Record) -> list[Any]:
+    """The record's ``queues`` list (empty when absent); LabelError when it is not a list, so that
+    one malformed record skips its own queue only."""
+    entries = record.get("queues")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        name = record.get("nickname") or record.get("name") or "?"
+        shown = f"{type(entries).__name__} {str(entries)[:60]!r}"
+        raise LabelError(f"schedconfig {name}.queues is {shown}, not a list of CE queues")
+    return entries
+
+
 def usable_ces(record: Record) -> tuple[list[CE], list[str]]:
-    """The record's usable CE queues, and why each other one was skipped."""
+    """The record's usable CE queues, and why each other one was skipped (one bad entry skips
+    that CE only). LabelError if ``queues`` is not a list."""
     ces: list[CE] = []
     skipped: list[str] = []
-    for entry in record.get("queues") or []:
+    for entry in ce_entries(record):
         if not isinstance(entry, dict):
             skipped.append(f"CE entry {entry!r} is not an object")
             continue
@@ -352,7 +366,7 @@ def _ces_for(
     queue: QueueConfig, settings: Mapping[str, Setting], record: Record | None, warnings: list[str]
 ) -> list[CE]:
     if settings["batch"].value == "local":
-        return [CE("LOCAL", "localhost", None, "")]
+        return [LOCAL_CE]
     if record is None:
         host, port = split_endpoint(str(settings["ceEndpoint"].value or "localhost"))
         return [CE(str(settings["ceFlavour"].value), host, port, str(settings["ceQueue"].value))]
@@ -363,12 +377,20 @@ def _ces_for(
     return ces
 
 
+#: The one CE of a ``batch = local`` queue.
+LOCAL_CE = CE("LOCAL", "localhost", None, "")
+
+
+def label_name_for(section: str, ce: CE) -> str:
+    """``<section>-<ce host>[-<ce queue>]``; ``<section>-local`` for a ``batch = local`` queue."""
+    suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
+    return safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
+
+
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
     value: dict[str, Any] = {key: s.value for key, s in settings.items()}
-    suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
-    name = safe_name(f"{queue.name}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
     return Label(
-        name=name,
+        name=label_name_for(queue.name, ce),
         queue=queue.name,
         pq=queue.pq,
         siteid=str(value["siteid"] or queue.pq),
@@ -411,10 +433,10 @@ def _resources(
 
 def _ce_wallclock_limit(record: Record | None, ce: CE) -> int:
     """The CE queue's own wall-clock limit in seconds (CRIC ``ce_queue_maxwctime``, minutes; 0 = unset)."""
-    for entry in (record or {}).get("queues") or []:
+    for entry in ce_entries(record or {}):
         if (
             isinstance(entry, dict)
-            and split_endpoint(str(entry.get("ce_endpoint", "")))[0] == ce.host
+            and str(entry.get("ce_endpoint", "")).strip().partition(":")[0] == ce.host
             and str(entry.get("ce_queue_name") or "") == ce.queue
         ):
             minutes = entry.get("ce_queue_maxwctime")
@@ -484,6 +506,9 @@ def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
             labels.extend(labels_for_queue(queue, dump, warnings))
         except (LabelError, ValueError) as exc:
             problems.append(f"[{queue.name}] skipped: {exc}")
+        except (TypeError, KeyError, AttributeError) as exc:  # a record shaped as nobody expected
+            why = f"{type(exc).__name__}: {exc}"
+            problems.append(f"[{queue.name}] skipped: malformed schedconfig record: {why}")
     return LabelSet(tuple(_unique_valid(labels, problems)), tuple(problems), tuple(warnings))
 
 

@@ -233,6 +233,24 @@ def test_help_lists_check(flag: str) -> None:
     assert "check" in result.stdout and "config-reference" in result.stdout
 
 
+def test_check_with_a_malformed_cric_record_skips_that_queue_without_a_traceback(tmp_path: Path) -> None:
+    """Issue 13.10: ``"queues": 5`` in one record skips that queue only, with a clear message."""
+    import json
+
+    dump = json.loads(DUMP.read_text())
+    dump["NDGF-T1"]["queues"] = 5
+    bad = tmp_path / "cric.json"
+    bad.write_text(json.dumps(dump))
+    path, _ = example_with(tmp_path, "[CERN]", "[NDGF-T1]\n")
+    result = run("check", "-c", path, "--schedconfig", bad)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "error: [NDGF-T1] skipped: schedconfig NDGF-T1.queues is int '5', not a list of CE queues\n" in (
+        result.stdout
+    )
+    assert "CERN-ce503.cern.ch-share" in result.stdout and "13 labels, 1 error" in result.stdout
+
+
 def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
     text = EXAMPLE.read_text().replace(
         "pandaserver = https://pandaserver.cern.ch:25443\n",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,12 +57,18 @@ class ScheddCensus:
 
 
 def census_query(
-    schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str], keep_all: Container[str] = ()
+    schedd: Schedd,
+    factory_id: str,
+    timeout: float,
+    keep_idle: Container[str],
+    keep_all: Container[str] = (),
+    stop: Callable[[], bool] | None = None,
 ) -> ScheddCensus:
-    """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable."""
+    """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable
+    (or the query was abandoned because ``stop()``)."""
     attributes = ",".join(CENSUS_ATTRIBUTES)
     args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", attributes]
-    text = run_condor("condor_q", schedd, args, timeout)
+    text = run_condor("condor_q", schedd, args, timeout, stop)
     return read_census(text, f"condor_q ({schedd})", keep_idle, keep_all)
 
 

@@ -61,6 +61,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+#: The largest ``clean --days`` (a hundred years): beyond it the cut-off date does not exist.
+MAX_DAYS = 36500.0
+
+
+def _days(text: str) -> float:
+    """A positive number of days, at most MAX_DAYS."""
+    value = _positive_float(text)
+    if value > MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_DAYS:g} days, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -158,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     _expiry_options(expire)
 
     clean = commands.add_parser("clean", help="delete DONE/FAULT jobs older than N days, in batches")
-    clean.add_argument("--days", type=_positive_float, required=True, help="age of the last change, in days")
+    clean.add_argument("--days", type=_days, required=True, help="age of the last change, in days")
     clean.add_argument("--batch", type=_positive_int, default=1000, help="jobs per transaction [1000]")
 
     commands.add_parser("migrate", help="create or upgrade the database schema")

@@ -8,7 +8,7 @@ without touching it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,7 +81,10 @@ SubmitRequests = Sequence[tuple[Label, int]]
 class Backend(Protocol):
     name: str
 
-    def census(self, labels: Sequence[Label]) -> Census: ...
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+        """The pilots of ``labels``; ``pilots`` lists every pilot of the labels in ``keep`` (and
+        at least those housekeeping acts on)."""
+        ...
 
     def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
 

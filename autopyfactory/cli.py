@@ -28,16 +28,18 @@ from autopyfactory import (
     preflight,
     status_check,
 )
+from autopyfactory.cli_common import add_config_option
 from autopyfactory.config_schema import Scope
 from autopyfactory.credentials import voms_actimeleft
 from autopyfactory.demo_arguments import add_demo_arguments
-from autopyfactory.http import make_session
+from autopyfactory.http import make_session, total_deadline
 from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
 from autopyfactory.model import Decision, Demand, QueueStatus, Supply
 from autopyfactory.policy import GroupCap, PolicySettings, Situation, apply_group_caps, decide
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
 from autopyfactory.service import RunOptions, Service, install_signal_handlers
 from autopyfactory.systemd import Notifier
+from autopyfactory.text import plural
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 NOT_GIVEN = -1  # default of simulate --pending (argparse does not run type= on non-string defaults)
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the go-live gate: configuration, schedconfig, credentials, wrapper, placeholders;"
         " one line per label (-v: every setting and where it came from)",
     )
-    check.add_argument("-c", "--config", required=True, help="factory.conf")
+    add_config_option(check)
     check.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
     check.add_argument(
         "--online", action="store_true", help="also ask PanDA, schedconfig and the monitor (token accepted?)"
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=run_check)
 
     run = commands.add_parser("run", help="run the factory: poll PanDA and HTCondor, submit pilots")
-    run.add_argument("-c", "--config", required=True, help="factory.conf")
+    add_config_option(run)
     how_long = run.add_mutually_exclusive_group()
     how_long.add_argument("--once", action="store_true", help="run one cycle and exit")
     how_long.add_argument("--cycles", type=_positive, help="run this many cycles and exit")
@@ -122,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="show each label's last cycle, as the running factory wrote it"
     )
-    status.add_argument("-c", "--config", required=True, help="factory.conf")
+    add_config_option(status)
     status_check.add_arguments(status)
     status.set_defaults(handler=status_check.run_status)
 
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("mon-stale", "cron: flag pilots idle or running too long at the monitor (staleRemove: condor_rm)"),
     ):
         helper = commands.add_parser(name, help=text)
-        helper.add_argument("-c", "--config", required=True, help="factory.conf")
+        add_config_option(helper)
         helper.set_defaults(handler=pilot_reports.run_command)
     return parser
 
@@ -285,7 +287,9 @@ def run_check(args: argparse.Namespace) -> int:
         return check_config_only(loaded)
     f = loaded.factory
     location = args.schedconfig or f.schedconfig
-    session = make_session(f.http_retries, f.proxy, f.ca_path)
+    session = make_session(
+        f.http_retries, f.proxy, f.ca_path, deadline=total_deadline(f.http_timeout, f.http_retries)
+    )
     source = SchedconfigSource(
         location, f.schedconfig_cache_path, 0, session, f.http_timeout, time.time, keep_copy=False
     )
@@ -350,11 +354,6 @@ def check_config_only(loaded: config.FactoryConfig) -> int:
         return EXIT_ERROR
     print(f"{loaded.path}: configuration ok, {plural(len(loaded.queues), 'queue section')}")
     return EXIT_OK
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 pilot``, ``2 pilots``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def print_label(label: Label) -> None:
@@ -470,7 +469,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     else:
         for step in decision.steps:
             print(step.render())
-        print(f"=> {decision.n} pilots")
+        print(f"=> {plural(decision.n, 'pilot')}")
     return EXIT_OK
 
 

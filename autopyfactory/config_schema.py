@@ -192,6 +192,13 @@ def _factory(key: str, kind: Kind, default: object, text: str, **extra: object) 
     return Option(key, kind, default, text, Scope.FACTORY, **extra)  # type: ignore[arg-type]
 
 
+#: Pilot 3's own grammar (pilot.py): -q queue (required), -r resource, -s site, -j prodSourceLabel,
+#: -i pilot type, --pilot-user (required), --url/-p the PanDA server, -w the workflow.
+DEFAULT_ARGUMENTS = (
+    "-q %(pq)s -r %(pq)s -s %(siteid)s -j %(jobLabel)s -i %(pilotType)s --pilot-user %(pilotUser)s "
+    "--url %(pandaurl)s -p %(port)s -w generic"
+)
+
 OPTIONS: tuple[Option, ...] = (
     # ---- [Factory] ----
     _factory(
@@ -245,7 +252,12 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     _factory(
-        "httpTimeout", FLOAT, 30.0, "Seconds to wait for PanDA and CRIC (connect and read).", minimum=0.1
+        "httpTimeout",
+        FLOAT,
+        30.0,
+        "Seconds to wait for PanDA and CRIC: each connect and read; a whole request, retries"
+        " included, at most httpTimeout x (httpRetries + 1).",
+        minimum=0.1,
     ),
     _factory("httpRetries", INT, 2, "Retries (with backoff) of a failed PanDA or CRIC request.", minimum=0),
     _factory("proxy", STR, "", "X.509 proxy for PanDA/CRIC HTTPS client authentication (optional)."),
@@ -309,8 +321,9 @@ OPTIONS: tuple[Option, ...] = (
     _factory(
         "localKillGrace",
         FLOAT,
-        5.0,
-        "batch = local: seconds between SIGTERM and SIGKILL when a local pilot is removed.",
+        10.0,
+        "batch = local: seconds between SIGTERM and SIGKILL when a local pilot is removed (the wrapper "
+        "needs 9 s at most to stop its pilot, report and clean up).",
         minimum=0,
     ),
     _factory("metricsPort", INT, 0, "Port of the Prometheus metrics endpoint; 0 = off.", minimum=0),
@@ -504,10 +517,28 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "arguments",
         STR,
-        "-s %(siteid)s -h %(pq)s -p %(port)s -w %(pandaserver)s -u managed",
-        "Wrapper arguments; %(...)s fields: siteid, pq, label, port, pandaserver, pandaserver_host, "
-        "corecount, maxrss, factoryId, resource_type.",
+        DEFAULT_ARGUMENTS,
+        "Wrapper arguments (pilot 3's grammar); %(...)s fields: siteid, pq, label, port, pandaserver, "
+        "pandaserver_host, pandaurl, pilotUser, jobLabel, pilotType, resourceType, corecount, maxrss, "
+        "factoryId. `$` is passed on as written. Appended: --resource-type (when the label has one), "
+        "--piloturl, --pilotversion, pilotExtraArgs.",
     ),
+    Option("pilotUser", IDENT, "ATLAS", "Pilot 3 --pilot-user (the experiment plug-in)."),
+    Option(
+        "jobLabel",
+        IDENT,
+        "managed",
+        "Pilot 3 -j: the prodSourceLabel the pilot asks PanDA for (managed, user, test, ptest, rc_test2...).",
+    ),
+    Option("pilotType", IDENT, "PR", "Pilot 3 -i: pilot type (PR; RC, PT, ALRB for release-candidate/test)."),
+    Option(
+        "pilotVersion",
+        STR,
+        "",
+        "Wrapper --pilotversion: pilot3-<version>.tar.gz from CVMFS (empty = the current pilot3.tar.gz).",
+    ),
+    Option("pilotURL", STR, "", "Wrapper --piloturl: the pilot tarball's URL (http(s):// or file://)."),
+    Option("pilotExtraArgs", STR, "", "More pilot.py arguments, appended as shell-like words (e.g. -d)."),
     Option("x509userproxy", STR, "", "X.509 proxy the pilots carry (condor x509userproxy)."),
     Option("scitokensFile", STR, "", "Token file the pilots carry (condor scitokens_file)."),
     Option("condorSchedd", STR, "", "Override of [Factory] condorSchedd for this queue."),

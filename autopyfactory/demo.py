@@ -3,9 +3,14 @@
 It starts:
 
 * a PanDA and CRIC stand-in (:class:`StandIn`): job statistics from a small evolving scenario, a
-  CRIC dump with three queues, the pilot tarball whose ``pilot.py`` takes a job from the stand-in,
-  "runs" it for a few seconds and exits 0 (or 20, PanDA's "no job", when there was none), and
-  the pilots' log files;
+  CRIC dump with three queues, PanDA's job dispatcher (``POST /server/panda/getJob``: a job of the
+  pilot's site whose payload sleeps a few seconds, or ``StatusCode`` 20, no job), the pilot
+  tarball and the pilots' log files. The tarball's ``pilot.py`` is a stand-in for pilot 3 that
+  parses its arguments with pilot 3's grammar (a wrong argument fails as in pilot 3), asks for a
+  job, and like pilot 3 exits 0 with or without one (the wrapper reports 20 for "no job").
+  With ``--pilot3`` the tarball is the real pilot 3 (the panda-pilot sdist): it reads the queue
+  from a CVMFS directory, its queuedata and DDM endpoints from the stand-in, takes a job and runs
+  the job's payload (a sleep, with pilot 3's generic plug-in), with PILOT_NOKILL set;
 * the monitoring webservice on SQLite (expiry in-process, EXITING -> DONE after a few seconds);
 * the factory itself with ``batch = local``: pilots are local processes running the real wrapper,
   which fetches the tarball with curl and reports to the monitor.
@@ -40,37 +45,78 @@ from autopyfactory.factory import CycleReport
 from autopyfactory.labels import Label
 from autopyfactory.local_batch import LocalBackend
 from autopyfactory.panda import DETAILED_PATH, STATS_PATH
+from autopyfactory.pilot3_tarball import cache_dir, download_sdist, tarball_from_sdist
 from autopyfactory.service import RunOptions, Service, install_signal_handlers
 from autopyfactory.systemd import Notifier
 
 FACTORY_ID = "demo-factory"
+NO_JOBS = 20  # PanDA's getJob StatusCode: no job for this pilot
+#: The demo job's payload for the real pilot 3 (--pilot3): pilot 3's generic plug-in runs
+#: ``./<transformation's file name> <jobPars>``, taking the file from $HARVESTER_WORKDIR when there.
+PAYLOAD_NAME = "jobO.demo.tar.gz"
+PAYLOAD = '#!/bin/sh\necho "demo payload: sleeping $1 s"\nsleep "$1"\n'
 QUEUES = {"DEMO_A": ("online", 10), "DEMO_B": ("online", 4), "DEMO_TEST": ("test", 2)}  # status, jobs
 
-PILOT = r'''"""A stand-in pilot: take one job from the demo's PanDA stand-in, run it a while, report."""
-import json, sys, time, urllib.request
+PILOT = r'''"""A stand-in for PanDA pilot 3: its command-line grammar, one getJob, a sleep "payload".
 
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-server = "%s:%s" % (args.get("-w", "http://127.0.0.1"), args.get("-p", "80"))
-site = args.get("-s", "?")
-with urllib.request.urlopen(server + "/demo/getjob?site=" + site, data=b"", timeout=10) as answer:
+It parses its arguments as pilot 3's pilot.py does (required -q and --pilot-user, -w from a fixed
+list, flags without values; a wrong argument is a usage error, exit 2; -h prints the usage and
+exits 0), asks the PanDA server given by --url and -p for a job (POST /server/panda/getJob), and
+like pilot 3 exits 0 without a job id when there is none. With a job it writes the job id to
+pandaIDs.out next to pilot.py, runs the payload (a sleep) and reports the job finished.
+"""
+import argparse, json, os, sys, time, urllib.parse, urllib.request
+
+parser = argparse.ArgumentParser()
+add = parser.add_argument
+for flags in (("--no-pilot-log",), ("-d", "--debug"), ("-z", "--noserverupdate"),
+              ("-t", "--noproxyverification"), ("-u", "--verifypayloadproxy"), ("--pod",),
+              ("--use-realtime-logging",)):
+    add(*flags, action="store_true")
+add("-q", "--queue", required=True)
+add("--pilot-user", required=True)
+add("-w", "--workflow", default="generic", choices=[
+    "generic", "generic_hpc", "production", "production_hpc", "analysis", "analysis_hpc",
+    "eventservice_hpc", "stager", "payload_stageout"])
+add("--resource-type", default="", choices=["SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM"])
+for flags in (("-l", "--lifetime"), ("-L", "--leasetime"), ("-v", "--getjobrequests"),
+              ("-x", "--getjobfailures")):
+    add(*flags, type=int)
+add("-p", "--port", default=25443)
+add("-j", "--joblabel", default="ptest")
+add("-i", "--versiontag", default="PR")
+for flags in (("-a", "--workdir"), ("-r", "--resource"), ("-s", "--site"), ("--url",), ("--cacert",),
+              ("--capath",), ("--queuedata-url",), ("--storagedata-url",), ("--rucio-host",),
+              ("--redirect-stdout",), ("--country-group",), ("--working-group",),
+              ("--allow-other-country",), ("--allow-same-user",), ("--job-type",), ("--use-https",),
+              ("--cleanup",)):
+    add(*flags)
+args = parser.parse_args()
+
+server = "%s:%s/server/panda/" % (args.url or "https://pandaserver.cern.ch", args.port)
+form = {"siteName": args.queue, "computingElement": args.queue, "prodSourceLabel": args.joblabel,
+        "resourceType": args.resource_type, "node": os.uname()[1]}
+with urllib.request.urlopen(server + "getJob", urllib.parse.urlencode(form).encode(), timeout=30) as answer:
     job = json.load(answer)
-if not job:
-    print("no job for", site)
-    sys.exit(20)
-print("running PanDA job", job["PandaID"], "at", site, flush=True)
-time.sleep(job["seconds"])
-with open("pandaIDs.out", "w") as ids:
-    ids.write(str(job["PandaID"]) + "\n")
-urllib.request.urlopen(server + "/demo/finish?id=%d" % job["PandaID"], data=b"", timeout=10).close()
+if job.get("StatusCode") != 0:
+    print("no job for", args.queue, "(StatusCode %s)" % job.get("StatusCode"), flush=True)
+    sys.exit(0)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pandaIDs.out"), "a") as ids:
+    ids.write("%d\n" % job["PandaID"])
+print("running PanDA job", job["PandaID"], "at", args.queue, flush=True)
+time.sleep(float(job["jobPars"]))
+done = urllib.parse.urlencode({"jobId": job["PandaID"], "state": "finished"}).encode()
+urllib.request.urlopen(server + "updateJob", done, timeout=30).close()
 print("job done")
 '''
 
 
 def pilot_tarball() -> bytes:
+    """The stand-in pilot as ``pilot3/pilot.py``, the layout of pilot 3's tarball."""
     data = PILOT.encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("pilot.py")
+        info = tarfile.TarInfo("pilot3/pilot.py")
         info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
         archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
@@ -123,6 +169,18 @@ class Scenario:
             self.running.pop(panda_id, None)
 
 
+def get_job_answer(scenario: Scenario, form: dict[str, list[str]]) -> dict[str, Any]:
+    """PanDA's getJob answer: a job of the pilot's site (``siteName``), else ``StatusCode`` 20."""
+    job = scenario.take(form.get("siteName", [""])[0])
+    if not job:
+        return {"StatusCode": NO_JOBS}
+    label = form.get("prodSourceLabel", ["managed"])[0]
+    return {"StatusCode": 0, "PandaID": job["PandaID"], "prodSourceLabel": label, "jobsetID": 1,
+            "taskID": 1, "attemptNr": 1, "coreCount": 1, "inFiles": "", "outFiles": "", "logFile": "",
+            "swRelease": "", "homepackage": "", "transformation": "http://127.0.0.1/" + PAYLOAD_NAME,
+            "jobPars": str(job["seconds"])}  # fmt: skip
+
+
 class StandIn:
     """PanDA statistics, CRIC dump, pilot tarball and pilot logs on 127.0.0.1 (one thread).
 
@@ -131,10 +189,10 @@ class StandIn:
     counts other than ``assigned`` refresh only every ``lag`` seconds (PanDA: 60).
     """
 
-    def __init__(self, scenario: Scenario, log_dir: Path, lag: float = 0.0) -> None:
+    def __init__(self, scenario: Scenario, log_dir: Path, lag: float = 0.0, tarball: bytes = b"") -> None:
         self.scenario, self.log_dir = scenario, log_dir
         self.lag, self._lag_lock = panda_standin.Lag(lag, time.monotonic), threading.Lock()
-        self.tarball, self.dump = pilot_tarball(), json.dumps(cric_dump()).encode()
+        self.tarball, self.dump = tarball or pilot_tarball(), json.dumps(cric_dump()).encode()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -171,20 +229,29 @@ class StandIn:
                     self._send(200, stand_in.dump, "application/json")
                 elif path == "/cache/pilot/pilot3.tar.gz":
                     self._send(200, stand_in.tarball, "application/gzip")
+                elif path.startswith("/cache/schedconfig/") and path.endswith(".all.json"):
+                    # pilot 3's queuedata (--queuedata-url): the queue's CRIC record
+                    record = pilot3_queues().get(path[len("/cache/schedconfig/") : -len(".all.json")])
+                    self._send(200 if record else 404, json.dumps(record or {}).encode(), "application/json")
+                elif path == "/cache/ddmendpoints.json":  # pilot 3's --storagedata-url: none
+                    self._send(200, b"{}", "application/json")
                 elif path.startswith("/logs/"):
                     self._log_file(path[len("/logs/") :])
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
             def do_POST(self) -> None:
-                url = urlparse(self.path)
-                query = parse_qs(url.query)
-                if url.path == "/demo/getjob":
-                    job = stand_in.scenario.take(query.get("site", [""])[0])
-                    self._send(200, json.dumps(job).encode(), "application/json")
-                elif url.path == "/demo/finish" and query.get("id", [""])[0].isdigit():
-                    stand_in.scenario.finish(int(query["id"][0]))
-                    self._send(200, b"{}", "application/json")
+                path = urlparse(self.path).path
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode(errors="replace") if length else "")
+                if path == "/server/panda/getJob":
+                    answer = get_job_answer(stand_in.scenario, form)
+                    self._send(200, json.dumps(answer).encode(), "application/json")
+                elif path in ("/server/panda/updateJob", "/server/panda/updateJobsInBulk"):
+                    job_id = form.get("jobId", [""])[0]
+                    if job_id.isdigit() and form.get("state", [""])[0] in ("finished", "failed"):
+                        stand_in.scenario.finish(int(job_id))
+                    self._send(200, json.dumps({"StatusCode": 0}).encode(), "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
@@ -257,9 +324,22 @@ class Monitor:
         self._thread.join(10)
 
 
-def factory_conf(work: Path, stand_in: StandIn, monitor: Monitor, wrapper: Path, sleep: int) -> Path:
+def factory_conf(
+    work: Path, stand_in: StandIn, monitor: Monitor, wrapper: Path, sleep: int, pilot3: bool = False
+) -> Path:
     path = work / "factory.conf"
     queues = "\n".join(f"[{name}]" for name in QUEUES)
+    environ = (
+        f"PILOT_HTTP_SOURCES={stand_in.url}/cache/pilot/pilot3.tar.gz APFMON_RETRIES=5 APFMON_RETRY_DELAY=1"
+    )
+    extra = ""
+    if pilot3:
+        environ += f" ATLAS_SW_BASE={work}/cvmfs HARVESTER_WORKDIR={work}/payload PILOT_NOKILL=1"
+        extra = f"""# the real pilot 3: generic plug-in, queuedata and DDM endpoints from the stand-in
+pilotUser = generic
+pilotExtraArgs = -t --queuedata-url {stand_in.url}/cache/schedconfig/{{pandaqueue}}.all.json \
+ --storagedata-url {stand_in.url}/cache/ddmendpoints.json
+"""
     path.write_text(f"""# Written by `autopyfactory demo`.
 [Factory]
 factoryId = {FACTORY_ID}
@@ -281,8 +361,8 @@ executable = {wrapper}
 # one pilot per activated job, at most 4 running per queue; a test queue gets its one test pilot
 schedplugin = Ready, StatusTest, MaxToRun
 sched.maxtorun.maximum = 4
-environ = PILOT_HTTP_SOURCES={stand_in.url}/cache/pilot/pilot3.tar.gz APFMON_RETRIES=5 APFMON_RETRY_DELAY=1
-
+environ = {environ}
+{extra}
 {queues}
 """)
     return path
@@ -316,13 +396,18 @@ def format_counts(counts: dict[str, int]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    tarball = real_pilot3() if args.pilot3 else b""
+    if tarball is None:
+        return 1
     work = Path(tempfile.mkdtemp(prefix="autopyfactory-demo-"))
+    if args.pilot3:
+        worker_node(work)
     scenario = Scenario(args.job_seconds)
-    stand_in = StandIn(scenario, work / "logs", args.panda_lag)
+    stand_in = StandIn(scenario, work / "logs", args.panda_lag, tarball)
     monitor = Monitor(work / "monitor.sqlite")
     stand_in.start()
     monitor.start()
-    path = factory_conf(work, stand_in, monitor, packaged_wrapper(work), args.sleep)
+    path = factory_conf(work, stand_in, monitor, packaged_wrapper(work), args.sleep, args.pilot3)
     print(f"demo directory:        {work}")
     jobs = ", ".join(f"{queue} {n}" for queue, (_status, n) in QUEUES.items())
     print(f"PanDA/CRIC stand-in:   {stand_in.url}  (activated jobs: {jobs})")
@@ -335,7 +420,7 @@ def run_demo(args: argparse.Namespace) -> int:
     install_signal_handlers(service)
     try:
         service.run()
-        _drain(monitor, timeout=30 if args.cycles else 5)
+        _drain(monitor, timeout=(90 if args.pilot3 else 30) if args.cycles else 5)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _stop_pilots(service, work)
@@ -344,6 +429,37 @@ def run_demo(args: argparse.Namespace) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def real_pilot3() -> bytes | None:
+    """The real pilot 3's tarball (the panda-pilot sdist, downloaded with pip on first use)."""
+    try:
+        sdist = download_sdist(cache_dir())
+        print(f"pilot:                 PanDA pilot 3 from {sdist}", flush=True)
+        return tarball_from_sdist(sdist)
+    except RuntimeError as exc:
+        print(f"autopyfactory demo --pilot3: {exc}", file=sys.stderr)
+        return None
+
+
+def pilot3_queues() -> dict[str, dict[str, Any]]:
+    """The demo's CRIC records as pilot 3 reads them: it runs only on an ``ACTIVE`` queue."""
+    return {
+        name: record | {"state": "ACTIVE", "site": name, "atlas_site": name}
+        for name, record in cric_dump().items()
+    }
+
+
+def worker_node(work: Path) -> None:
+    """What pilot 3 finds on a worker node: the CRIC dumps on CVMFS, and the demo job's payload."""
+    etc = work / "cvmfs" / "atlas.cern.ch" / "repo" / "sw" / "local" / "etc"
+    etc.mkdir(parents=True)
+    (etc / "cric_pandaqueues.json").write_text(json.dumps(pilot3_queues()))
+    (etc / "cric_ddmendpoints.json").write_text("{}")
+    payload = work / "payload" / PAYLOAD_NAME
+    payload.parent.mkdir()
+    payload.write_text(PAYLOAD)
+    payload.chmod(0o755)
 
 
 def _drain(monitor: Monitor, timeout: float) -> None:

@@ -18,4 +18,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="refresh the stand-in's job counts (but assigned) only every this many seconds, as PanDA "
         "does every 60 [0]",
     )
+    parser.add_argument(
+        "--pilot3",
+        action="store_true",
+        help="run the real PanDA pilot 3 (panda-pilot sdist, downloaded with pip on first use) instead of "
+        "the stand-in pilot; each pilot then takes about 40 s",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the demo's directory at the end")

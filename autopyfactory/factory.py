@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -43,6 +43,7 @@ from autopyfactory.policy import (
     split_activated,
 )
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,10 @@ class CycleReport:
                 else self.panda.describe(self.started + self.duration).split(":", 1)[0]
             ) + ", "
         return (
-            f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{panda}{errors} submit errors, {len(self.problems)} problems, "
-            f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
+            f"cycle {self.cycle}: {plural(len(self.results), 'label')}, decided {wanted},"
+            f" submitted {self.submitted}, {panda}{plural(errors, 'submit error')},"
+            f" {plural(len(self.problems), 'problem')},"
+            f" {plural(len(self.skipped_queues), 'queue')} skipped, {self.duration:.1f} s"
         )
 
 
@@ -277,10 +279,24 @@ def _sum_supply(names: Sequence[str], census: Census, count: Callable[[Supply], 
 # --- the I/O around it ---------------------------------------------------------------------
 
 
+#: The census of a cycle in which the factory is stopping: not asked, nothing is known.
+_NO_CENSUS = Census({}, None)
+
+
 class CycleObserver(Protocol):
-    """Who hears about each cycle (the monitor client); must never block or raise."""
+    """Who hears about each cycle (state file, metrics, monitor client); must never block. One
+    that raises is logged and counted, and the others are still told."""
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
+
+
+def _removal_targets(controls: Controls, labels: Sequence[Label]) -> set[str]:
+    """Labels an ``autopyfactory pilots remove`` request waits for: their pilots must be listed."""
+    return {
+        label.name
+        for label in labels
+        if any(r.matches(label.name, label.pq, label.ce.endpoint) for r in controls.removals)
+    }
 
 
 class Factory:
@@ -296,15 +312,18 @@ class Factory:
         stop_requested: Callable[[], bool] = lambda: False,
         credentials: CredentialChecker | None = None,
         log_cleanup: CleanupSchedule | None = None,
+        observer_failed: Callable[[str], None] = lambda _name: None,
         controls: ControlStore | None = None,
     ) -> None:
+        """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
-        self._stop_requested = stop_requested  # checked before each backend's batch of submissions
+        self._stop_requested = stop_requested  # checked before census, submissions, housekeeping
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
         self._controls = controls
+        self._observer_failed = observer_failed
 
     def run_cycle(self, cycle: int) -> CycleReport:
         started = self._clock()
@@ -316,9 +335,13 @@ class Factory:
         stats = reading.stats
         if not reading.ok:
             problems.append(Problem("panda", reading.problem))
-        census = self._census(label_set.labels, problems)
-        checks, blocked = self._check_credentials(label_set.labels, started)
         controls = self._controls.read_or_hold() if self._controls else Controls()
+        census = (
+            self._census(label_set.labels, problems, _removal_targets(controls, label_set.labels))
+            if not self._stop_requested()
+            else _NO_CENSUS
+        )
+        checks, blocked = self._check_credentials(label_set.labels, started)
         disabled = {
             label.name: reason
             for label in label_set.labels
@@ -329,7 +352,8 @@ class Factory:
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
         results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
-        self._clean_logs(label_set.labels, census, started)
+        if not self._stop_requested():
+            self._clean_logs(label_set.labels, census, started)
         if controls.problem:
             problems.append(Problem("control", controls.problem))
         report = CycleReport(
@@ -345,9 +369,20 @@ class Factory:
             (*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
         )
         self._log(report)
-        for observer in self._observers:
-            observer.cycle_done(report, label_set.labels)
+        self._notify(report, label_set.labels)
         return report
+
+    def _notify(self, report: CycleReport, labels: Sequence[Label]) -> None:
+        """Tell every observer; one that fails (a full state disk) is a warning, never a failed
+        cycle, and the others still hear of it."""
+        for observer in self._observers:
+            try:
+                observer.cycle_done(report, labels)
+            except Exception as exc:
+                name = type(observer).__name__
+                why = f"{type(exc).__name__}: {exc}"
+                log.warning("cycle %d: observer %s failed: %s", report.cycle, name, why)
+                self._observer_failed(name)
 
     def _remove_requested(self, controls: Controls, labels: Sequence[Label], census: Census) -> list[str]:
         """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
@@ -432,8 +467,9 @@ class Factory:
         except Exception:  # cleanup must never take the cycle down
             log.exception("log cleanup failed")
 
-    def _census(self, labels: Sequence[Label], problems: list[Problem]) -> Census:
-        """All backends' censuses as one (a backend no label uses is not asked)."""
+    def _census(self, labels: Sequence[Label], problems: list[Problem], keep: Collection[str] = ()) -> Census:
+        """All backends' censuses as one (a backend no label uses is not asked); every pilot of
+        the labels in ``keep`` is listed (the others' only as far as housekeeping needs)."""
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
         queued: dict[str, frozenset[int]] = {}
@@ -443,7 +479,7 @@ class Factory:
             members = [label for label in labels if label.batch == name]
             if not members:
                 continue
-            census = backend.census(members)
+            census = backend.census(members, keep)
             supply.update(census.supply)
             pilots.update(census.pilots)
             queued.update(census.queued_by_label())
@@ -497,7 +533,7 @@ class Factory:
         label = result.plan.label
         actions = plan_actions(census.pilots.get(label.name, ()), label.housekeeping, now)
         backend = self._backends.get(label.batch)
-        if not actions or backend is None or self._dry_run:
+        if not actions or backend is None or self._dry_run or self._stop_requested():
             return result
         for action in actions:
             log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)

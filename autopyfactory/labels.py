@@ -122,6 +122,18 @@ HIMEM_MB_PER_CORE = 2000
 
 
 @dataclass(frozen=True)
+class PilotSettings:
+    """What the pilot is told beyond the queue: pilot 3's options and the wrapper's pilot source."""
+
+    user: str = "ATLAS"  # pilot 3 --pilot-user
+    job_label: str = "managed"  # pilot 3 -j: the prodSourceLabel it asks PanDA for
+    pilot_type: str = "PR"  # pilot 3 -i (PR, RC, PT, ALRB)
+    version: str = ""  # wrapper --pilotversion
+    url: str = ""  # wrapper --piloturl
+    extra_args: str = ""  # more pilot.py arguments, shell-like words
+
+
+@dataclass(frozen=True)
 class Label:
     name: str
     queue: str  # the config section
@@ -137,9 +149,12 @@ class Label:
     housekeeping: HousekeepingSettings
     log_keep_days: int
     settings: Mapping[str, Setting]
-    resource_type: str | None = None  # counts only this type's jobs (None: every job)
+    #: PanDA resource type (SCORE, MCORE, SCORE_HIMEM, MCORE_HIMEM) whose jobs this label counts and
+    #: whose pilots it sends (``--resource-type``); None: every job, no type asked for
+    resource_type: str | None = None
     job_labels: tuple[str, ...] = ()  # counts only these job labels' jobs (empty: every label)
     limits: QueueLimits = QueueLimits()  # the PQ's CRIC caps shared by all its labels
+    pilot: PilotSettings = PilotSettings()
 
 
 def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Setting], list[str]]:
@@ -167,11 +182,25 @@ def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Settin
     return resolved, warnings
 
 
+def ce_entries(record: Record) -> list[Any]:
+    """The record's ``queues`` list (empty when absent); LabelError when it is not a list, so that
+    one malformed record skips its own queue only."""
+    entries = record.get("queues")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        name = record.get("nickname") or record.get("name") or "?"
+        shown = f"{type(entries).__name__} {str(entries)[:60]!r}"
+        raise LabelError(f"schedconfig {name}.queues is {shown}, not a list of CE queues")
+    return entries
+
+
 def usable_ces(record: Record) -> tuple[list[CE], list[str]]:
-    """The record's usable CE queues, and why each other one was skipped."""
+    """The record's usable CE queues, and why each other one was skipped (one bad entry skips
+    that CE only). LabelError if ``queues`` is not a list."""
     ces: list[CE] = []
     skipped: list[str] = []
-    for entry in record.get("queues") or []:
+    for entry in ce_entries(record):
         if not isinstance(entry, dict):
             skipped.append(f"CE entry {entry!r} is not an object")
             continue
@@ -233,12 +262,6 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     jobs = job_labels_for(settings, record)
     if not types:
         return [replace(_label(queue, settings, ce, record), job_labels=jobs, limits=limits) for ce in ces]
-    arguments = str(settings["arguments"].value)
-    if "%(resource_type)s" not in arguments and "--resource-type" not in arguments:
-        warnings.append(
-            f"[{queue.name}] typed labels, but arguments pass no --resource-type: their pilots may take "
-            "jobs of any type (add --resource-type %(resource_type)s)"
-        )
     return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
 
 
@@ -356,7 +379,7 @@ def _ces_for(
     queue: QueueConfig, settings: Mapping[str, Setting], record: Record | None, warnings: list[str]
 ) -> list[CE]:
     if settings["batch"].value == "local":
-        return [CE("LOCAL", "localhost", None, "")]
+        return [LOCAL_CE]
     if record is None:
         why = retired(str(settings["ceFlavour"].value))
         if why:
@@ -370,12 +393,20 @@ def _ces_for(
     return ces
 
 
+#: The one CE of a ``batch = local`` queue.
+LOCAL_CE = CE("LOCAL", "localhost", None, "")
+
+
+def label_name_for(section: str, ce: CE) -> str:
+    """``<section>-<ce host>[-<ce queue>]``; ``<section>-local`` for a ``batch = local`` queue."""
+    suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
+    return safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
+
+
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
     value: dict[str, Any] = {key: s.value for key, s in settings.items()}
-    suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
-    name = safe_name(f"{queue.name}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
     return Label(
-        name=name,
+        name=label_name_for(queue.name, ce),
         queue=queue.name,
         pq=queue.pq,
         siteid=str(value["siteid"] or queue.pq),
@@ -389,6 +420,14 @@ def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: 
         housekeeping=_housekeeping(value),
         log_keep_days=int(value["logKeepDays"]),
         settings=settings,
+        pilot=PilotSettings(
+            user=str(value["pilotUser"]),
+            job_label=str(value["jobLabel"]),
+            pilot_type=str(value["pilotType"]),
+            version=str(value["pilotVersion"]),
+            url=str(value["pilotURL"]),
+            extra_args=str(value["pilotExtraArgs"]),
+        ),
     )
 
 
@@ -410,10 +449,10 @@ def _resources(
 
 def _ce_wallclock_limit(record: Record | None, ce: CE) -> int:
     """The CE queue's own wall-clock limit in seconds (CRIC ``ce_queue_maxwctime``, minutes; 0 = unset)."""
-    for entry in (record or {}).get("queues") or []:
+    for entry in ce_entries(record or {}):
         if (
             isinstance(entry, dict)
-            and split_endpoint(str(entry.get("ce_endpoint", "")))[0] == ce.host
+            and str(entry.get("ce_endpoint", "")).strip().partition(":")[0] == ce.host
             and str(entry.get("ce_queue_name") or "") == ce.queue
         ):
             minutes = entry.get("ce_queue_maxwctime")
@@ -483,6 +522,9 @@ def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
             labels.extend(labels_for_queue(queue, dump, warnings))
         except (LabelError, ValueError) as exc:
             problems.append(f"[{queue.name}] skipped: {exc}")
+        except (TypeError, KeyError, AttributeError) as exc:  # a record shaped as nobody expected
+            why = f"{type(exc).__name__}: {exc}"
+            problems.append(f"[{queue.name}] skipped: malformed schedconfig record: {why}")
     return LabelSet(tuple(_unique_valid(labels, problems)), tuple(problems), tuple(warnings))
 
 

@@ -26,7 +26,12 @@ starts in a millisecond and needs nothing from the factory's virtualenv.
 It is started with ``posix_spawn`` (setsid, signals reset to their defaults as ``subprocess``
 does, stdin from /dev/null, stdout/stderr to ``<cid>.out``/``<cid>.err``), not ``Popen``: no
 process object has to outlive the call, so a backend rebuilt on reload, or a new factory process,
-treats every pilot alike. The census reaps a finished supervisor if it happens to be our child.
+treats every pilot alike. Every finished supervisor that is our child is reaped when its pilot
+is settled (no zombies pile up under a long-running factory).
+
+**A started pilot is always tracked or killed.** If its RUNNING registry entry cannot be written
+(full or read-only disk), its process group is SIGKILLed at once and it is recorded as not
+started: a pilot never runs uncounted, so the next cycle cannot over-submit.
 
 **Pid reuse.** The registry keeps each pilot's pid together with its start time from
 ``/proc/<pid>/stat``; a process counts as the pilot only if both match, and nothing is signalled
@@ -35,8 +40,9 @@ otherwise. This backend therefore needs Linux (``/proc``).
 **Waiting pilots.** With ``max_running``, at most that many pilots of this factory run at once;
 the others wait in the registry as IDLE and are started first in, first out by later census or
 submit calls as slots free up. Nothing starts them while the factory is down: the factory is this
-batch system's scheduler. The census also starts them in a dry-run cycle, as condor would: they
-were submitted earlier for real.
+batch system's scheduler. A dry run's backend (``read_only=True``) only reads the registry: no
+lock, nothing started, settled or written; a pilot that ended counts as gone, one being started
+as running (never fewer pilots than there are, so a dry run never decides more than the daemon).
 
 Not enforced here: the label's cores, memory, disk and wall time, and the periodic hold/remove
 ages of the condor path (housekeeping's ``idleTimeout`` works, through :meth:`remove`).
@@ -55,7 +61,7 @@ import shlex
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,9 +71,8 @@ from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome
 from autopyfactory.condor.submit import (
     SubmitRenderError,
     log_dir,
+    pilot_arguments,
     pilot_environment,
-    render_arguments,
-    template_fields,
 )
 from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import Label
@@ -85,6 +90,8 @@ PRUNE_EVERY = 3600.0
 #: Longest wait for the lock another submit/census/remove holds (a remove holds it ~KILL_GRACE).
 LOCK_TIMEOUT = 60.0
 POLL = 0.05
+#: How long a census waits for a supervisor that wrote its rc file to exit (so it can be reaped).
+REAP_WAIT = 1.0
 
 #: The supervisor: ``sh -c SUPERVISOR apf-local-pilot <cid> <rc file> <work dir> <log> <cmd...>``.
 SUPERVISOR = r"""
@@ -321,7 +328,7 @@ def describe(label: Label, context: SubmitContext) -> tuple[list[str], list[tupl
     resolved = shutil.which(exe) if exe else None
     if resolved is None:
         raise SubmitRenderError(f"{label.name}: executable {exe!r} is not an executable file")
-    words = render_arguments(label.submit.arguments, template_fields(label, context))
+    words = pilot_arguments(label, context)
     return [os.path.abspath(resolved), *words], pilot_environment(label, context)
 
 
@@ -373,6 +380,36 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _kill_untracked(job_id: str, pid: int) -> None:
+    """Kill a just-started supervisor's group that could not be registered (full disk): a pilot
+    runs only while the registry counts it. Its group is SIGKILLed and waited for (and reaped)."""
+    log.error("local pilot %s: registry write failed after start, killing process group %d", job_id, pid)
+    _signal_groups({job_id: pid}, signal.SIGKILL)
+    if _wait_gone({job_id: pid}, KILL_WAIT):
+        log.error("local pilot %s: process group %d survived SIGKILL", job_id, pid)
+
+
+def _reap_supervisor(pid: int, start_ticks: int | None, wait: float) -> bool:
+    """Reap the finished supervisor ``pid`` if it is our child; False if it did not exit in time.
+
+    Its rc file is written just before it exits, so a census that saw the file waits a moment
+    for the exit. A pid that is not ours (another factory process started it) or that was reused
+    (other start time) is left alone.
+    """
+    identity = process_identity(pid)
+    if identity is None or identity[1] != start_ticks:
+        return True
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done or time.monotonic() >= deadline:
+            return bool(done)
+        time.sleep(0.005)
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether any process of the group still runs; our own zombies are reaped on the way."""
     alive = False
@@ -401,6 +438,7 @@ class LocalBackend:
         *,
         kill_grace: float = KILL_GRACE,
         history_keep: float = HISTORY_KEEP,
+        read_only: bool = False,
     ) -> None:
         if max_running is not None and max_running < 1:
             raise ValueError(f"max_running must be at least 1 (or None), got {max_running}")
@@ -408,6 +446,8 @@ class LocalBackend:
         self._kill_grace, self._history_keep = kill_grace, history_keep
         self._root = Path(state_dir) / "local"
         self._last_prune: float | None = None
+        self._unreaped: dict[int, int | None] = {}  # finished supervisors not yet reaped: pid -> ticks
+        self._read_only = read_only  # a dry run: census reads, submit/remove/release never called
 
     # -- paths --
 
@@ -608,6 +648,14 @@ class LocalBackend:
             setsigmask=(),
             setsigdef=RESET_SIGNALS,
         )
+        try:
+            return self._record_started(entry, pid)
+        except BaseException:
+            _kill_untracked(entry.job_id, pid)
+            raise
+
+    def _record_started(self, entry: LocalPilot, pid: int) -> LocalPilot:
+        """Log and register the started supervisor ``pid`` as RUNNING (OSError if the disk fails)."""
         identity = process_identity(pid)  # our unreaped child: readable even if it already ended
         started = self._clock()
         _append_log(
@@ -624,8 +672,13 @@ class LocalBackend:
 
     # -- census --
 
-    def census(self, labels: Sequence[Label]) -> Census:
-        """Finish what ended, start what may start, then count per label (see the module doc)."""
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+        """Finish what ended, start what may start, then count per label (see the module doc);
+        every pilot is listed, whatever ``keep`` says."""
+        if self._read_only:
+            entries, broken = self._scan()
+            live = [entry for entry in entries if entry.state is not RunState.RUNNING or self._running(entry)]
+            return self._count(labels, live, broken, [])
         try:
             with self._locked():
                 return self._census(labels)
@@ -635,12 +688,30 @@ class LocalBackend:
             )
 
     def _census(self, labels: Sequence[Label]) -> Census:
+        self._unreaped = {
+            pid: ticks for pid, ticks in self._unreaped.items() if not _reap_supervisor(pid, ticks, 0.0)
+        }
         entries, broken = self._scan()
         live = [entry for entry in entries if self._settle(entry)]
         problems = self._start_waiting((live, broken))
         live, broken = self._scan()  # started ones are RUNNING now
         self._prune_history()
-        problems = [f"local pilot registry {path}: {why}" for path, _, why in broken] + problems
+        return self._count(labels, live, broken, problems)
+
+    def _running(self, entry: LocalPilot) -> bool:
+        """Read-only: a RUNNING entry's supervisor is alive and has written no exit code yet."""
+        identity = process_identity(entry.pid) if entry.pid is not None else None
+        alive = identity is not None and identity[1] == entry.start_ticks and identity[0] != "Z"
+        return alive and self._read_rc(entry.job_id) is None
+
+    def _count(
+        self,
+        labels: Sequence[Label],
+        live: Sequence[LocalPilot],
+        broken: Sequence[tuple[Path, str | None, str]],
+        problems: Sequence[str],
+    ) -> Census:
+        problems = [f"local pilot registry {path}: {why}" for path, _, why in broken] + list(problems)
         unknown = {label for _, label, _ in broken}
         pilots: dict[str, list[Pilot]] = {}
         for entry in live:
@@ -722,6 +793,8 @@ class LocalBackend:
         rc_file.unlink(missing_ok=True)
         rc_file.with_name(rc_file.name + ".tmp").unlink(missing_ok=True)
         shutil.rmtree(self._work_dir(entry.job_id), ignore_errors=True)
+        if entry.pid is not None and not _reap_supervisor(entry.pid, entry.start_ticks, REAP_WAIT):
+            self._unreaped[entry.pid] = entry.start_ticks  # reaped by a later census
         if rc is None:
             _append_log(entry.log, "009", entry.job_id, ended, reason)
         log.info("%s: local pilot %s finished: rc=%s (%s)", entry.label, entry.job_id, rc, reason)

@@ -49,6 +49,12 @@ class FactoryMetrics:
             ["source"],
             registry=r,
         )
+        self.observer_errors = Counter(
+            "apf_observer_errors",
+            "Cycle observers that failed (StateWriter: the state file could not be written)",
+            ["observer"],
+            registry=r,
+        )
         self.panda_ok = Gauge(
             "apf_panda_data_ok",
             "1 when the last cycle had good PanDA statistics, 0 when it had none",
@@ -101,6 +107,9 @@ class FactoryMetrics:
             self.child(self.pilots, name, "held").set(p.supply.held)
         # no PanDA data: NaN rather than the last number, which PanDA no longer confirms
         self.child(self.activated, p.label.pq).set(math.nan if p.pq_activated is None else p.pq_activated)
+
+    def observer_failed(self, name: str) -> None:
+        self.observer_errors.labels(name).inc()
 
     def credential(self, path: str, lifetime: float | None) -> None:
         if lifetime is not None:

@@ -12,9 +12,9 @@ matters: the latest heartbeat, the latest label list and the latest message *per
 (superseded ones are coalesced away), and every pilot announcement. It is bounded
 (``queue_size`` pilots and messages): when full, label messages go first, and a pilot
 announcement is dropped only when no message is left to drop; drops are counted by kind.
-Pilots found in the census that the monitor was never told about (a condor_submit that failed
-after queueing jobs, an announcement dropped) are announced then (issue 13.3); a replayed
-announcement changes nothing on the monitor.
+Pilots the census lists for a label whose last condor_submit failed half-way (jobs queued, ids
+unknown or kept from a failed call) and that the monitor was never told about are announced then
+(issue 13.3); a replayed announcement changes nothing on the monitor.
 
 Requests are sized for a slow monitor (issue 13.9): at most ``batch_size`` items per request,
 a timeout that grows with the items (``timeout`` + ``per_item_timeout`` each, at most
@@ -42,6 +42,7 @@ from autopyfactory.labels import Label
 log = logging.getLogger(__name__)
 
 PILOTS, MESSAGES, HEARTBEAT, LABELS = "pilots", "label messages", "heartbeat", "labels"
+ANNOUNCED_CYCLES = 10
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ class MonitorClient:
         self._pause = sleep or self._stopping.wait  # returns True when stopping
         self._thread = threading.Thread(target=self._work, name="monitor-client", daemon=True)
         self._last_labels: list[dict[str, str]] | None = None
-        self._announced: set[str] = set()  # cids told (or queued to tell) the monitor, recent ones
+        #: cids told (or queued to tell) the monitor, per cycle, for the last ANNOUNCED_CYCLES cycles
+        self._announced: collections.deque[set[str]] = collections.deque(maxlen=ANNOUNCED_CYCLES)
         self._bulk_messages = True
         self._slow = 1.0  # timeout factor, doubled after a timed-out attempt
         self.dropped_by_kind: collections.Counter[str] = collections.Counter()
@@ -133,20 +135,26 @@ class MonitorClient:
         setattr(self, slot, event)
 
     def _announce(self, created: Sequence[tuple[str, str]], recent: Mapping[str, tuple[str, ...]]) -> None:
-        """Queue the created pilots, and the census's recent ones the monitor never heard of."""
-        missing = [(cid, label) for label, ids in recent.items() for cid in ids if cid not in self._announced]
+        """Queue the created pilots, and the census's listed ones the monitor never heard of
+        (the census lists the pilots of labels whose last submission failed half-way)."""
+        missing = [
+            (cid, label)
+            for label, ids in recent.items()
+            for cid in ids
+            if not any(cid in cycle for cycle in self._announced)
+        ]
         if missing:
             self.reconciled += len(missing)
             log.info(
                 "monitor: announcing %d pilots found in the batch system it never heard of", len(missing)
             )
-        self._announced = {cid for ids in recent.values() for cid in ids}
+        this_cycle: set[str] = set()
+        self._announced.append(this_cycle)
         for cid, label in (*created, *missing):
-            self._announced.add(cid)
             if not self._room_for(PILOTS):
                 self._drop(PILOTS, cid)
-                self._announced.discard(cid)  # the census announces it later, while it is recent
                 continue
+            this_cycle.add(cid)
             self._pilots.append({"cid": cid, "label": label, "factory": self.settings.factory_id})
 
     def _message(self, label: str, text: str) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,8 +41,10 @@ import requests
 from autopyfactory import config
 from autopyfactory.batch import BatchError
 from autopyfactory.condor.command import Schedd, run_condor
+from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
 from autopyfactory.condor.status import factory_constraint, query_pilots
 from autopyfactory.files import atomic_write_text
+from autopyfactory.labels import LOCAL_CE, label_name_for
 from autopyfactory.local_batch import FinishedPilot, LocalBackend
 from autopyfactory.model import JobStatus, Pilot
 
@@ -160,7 +163,9 @@ class MonitorApi:
 
 
 def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
-    """[Factory] condorSchedd/condorPool, then every queue's override, each once."""
+    """[Factory] condorSchedd/condorPool, then every queue's override, then the schedds the
+    factory submitted to before (``<stateDir>/schedds.json``: a queue that moved leaves its
+    pilots in the old one, and they must be neither lost nor AWOL), each once."""
     f = loaded.factory
     schedds = [Schedd(f.condor_schedd, f.condor_pool)]
     for queue in loaded.queues:
@@ -169,11 +174,13 @@ def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
         name = str(queue.get("condorSchedd") or f.condor_schedd)
         pool = str(queue.get("condorPool") or f.condor_pool)
         schedds.append(Schedd(name, pool))
+    schedds += SubmissionMemory(Path(f.state_dir) / MEMORY_FILE, time.time, 0.0, read_only=True).schedds()
     return list(dict.fromkeys(schedds))
 
 
 def local_labels(loaded: config.FactoryConfig) -> set[str]:
-    return {queue.name for queue in loaded.queues if queue.get("batch") == "local"}
+    """The names of the labels the factory makes for its ``batch = local`` queues."""
+    return {label_name_for(queue.name, LOCAL_CE) for queue in loaded.queues if queue.get("batch") == "local"}
 
 
 def schedd_key(schedd: Schedd) -> str:
@@ -237,19 +244,43 @@ class ExitingRun:
     awol: int = 0
 
 
-def read_checkpoint(path: Path) -> dict[str, float]:
+#: How far ahead of this host's clock a checkpoint may be (clock adjustments), in seconds.
+CHECKPOINT_SKEW = 300.0
+
+
+def read_checkpoint(path: Path, now: float) -> dict[str, float]:
+    """The saved time per source. A value that is not a finite time at most CHECKPOINT_SKEW
+    ahead of ``now`` (NaN, infinities, 1e400, a boolean, the far future) is rejected with a
+    warning: that source starts again from the bounded look-back (monExitingLookback), so a
+    corrupt checkpoint neither crashes every run nor silently skips a window."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        log.warning("checkpoint %s unreadable (%s): starting from the lookback window", path, exc)
+        log.warning("checkpoint %s unreadable (%s): starting from the look-back window", path, exc)
         return {}
-    return (
-        {str(k): float(v) for k, v in data.items() if isinstance(v, int | float)}
-        if isinstance(data, dict)
-        else {}
-    )
+    if not isinstance(data, dict):
+        log.warning("checkpoint %s is not a JSON object: starting from the look-back window", path)
+        return {}
+    saved: dict[str, float] = {}
+    for key, value in data.items():
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value <= now + CHECKPOINT_SKEW
+        ):
+            saved[str(key)] = float(value)
+        else:
+            log.warning(
+                "checkpoint %s: %s=%r rejected (not a time up to now): %s starts from the look-back window",
+                path,
+                key,
+                value,
+                key,
+            )
+    return saved
 
 
 def collect_finished(loaded: config.FactoryConfig, saved: Mapping[str, float], now: float) -> ExitingRun:
@@ -305,7 +336,7 @@ def find_awol(
 def mon_exiting(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> ExitingRun:
     """One run; the checkpoint is written only after the monitor took the reports."""
     path = Path(loaded.factory.state_dir) / CHECKPOINT_FILE
-    saved = read_checkpoint(path)
+    saved = read_checkpoint(path, now)
     run = collect_finished(loaded, saved, now)
     if not run.problems:
         try:
@@ -386,11 +417,24 @@ def mon_stale(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> list
         )
         for s in stale
     ]
-    totals = api.send(reports)
-    print(
+    summary = (
         f"mon-stale: {len(stale)} stale pilots, {len(removed)} removed (staleRemove={f.stale_remove},"
-        f" at most {f.stale_remove_max}); monitor: flagged={totals['changed']}"
-        f" unchanged={totals['unchanged']} unknown={totals['unknown']}"
+        f" at most {f.stale_remove_max}); monitor: "
+    )
+    try:
+        totals = api.send(reports)
+    except ReportError as exc:
+        if not removed:
+            raise  # nothing done: "nothing was advanced" is true
+        print(summary + "not told")
+        ids = ", ".join(sorted(removed))
+        problems.append(
+            f"removed {len(removed)} stale pilot{'s' if len(removed) != 1 else ''} ({ids}) but could not"
+            f" tell the monitor: {exc}; mon-exiting reports them from condor_history once it is back"
+        )
+        return problems
+    print(
+        summary + f"flagged={totals['changed']} unchanged={totals['unchanged']} unknown={totals['unknown']}"
     )
     return problems
 
@@ -399,9 +443,16 @@ def mon_stale(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> list
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """``autopyfactory mon-exiting|mon-stale -c FILE``: 0 when everything was read and reported."""
+    """``autopyfactory mon-exiting|mon-stale -c FILE``: 0 when everything was read and reported.
+
+    Without a monitor (``monitorURL`` unset, as shipped) there is nothing to report to: one
+    informational line and exit 0, so the cron entries installed by the RPM stay harmless.
+    """
     loaded = config.load(args.config)
     f = loaded.factory
+    if not f.monitor_url:
+        print(f"autopyfactory {args.command}: no monitorURL in [Factory], nothing to report")
+        return 0
     with requests.Session() as session:
         try:
             api = MonitorApi(f.monitor_url, f.monitor_token, f.factory_id, f.http_timeout, session)

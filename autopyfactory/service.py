@@ -35,11 +35,13 @@ from autopyfactory import config
 from autopyfactory.batch import Backend
 from autopyfactory.condor.backend import CondorBackend
 from autopyfactory.condor.command import Schedd
+from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
+from autopyfactory.condor.status import RECENT_SECONDS
 from autopyfactory.config import FactoryConfig
 from autopyfactory.control import ControlStore
 from autopyfactory.credentials import CredentialChecker
 from autopyfactory.factory import CycleObserver, CycleReport, Factory
-from autopyfactory.http import make_session
+from autopyfactory.http import make_session, total_deadline
 from autopyfactory.local_batch import LocalBackend
 from autopyfactory.logcleanup import CleanupSchedule
 from autopyfactory.metrics import FactoryMetrics
@@ -48,11 +50,17 @@ from autopyfactory.panda import PandaClient, PandaView
 from autopyfactory.schedconfig import SchedconfigSource
 from autopyfactory.state import StateWriter
 from autopyfactory.systemd import Notifier
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
 #: How long a stopping factory waits for the monitor queue to drain.
 MONITOR_FLUSH_SECONDS = 5.0
+#: Pilots submitted in the last RECENT_CYCLES cycles (at least MIN_RECENT_WINDOW seconds) must be
+#: in condor_q or condor_history, else that schedd's census is suspect (condor/memory.py); at most
+#: RECENT_SECONDS, the span within which the census lists pilot ids.
+RECENT_CYCLES = 3
+MIN_RECENT_WINDOW = 300.0
 
 
 @dataclass(frozen=True)
@@ -73,12 +81,33 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
     return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
 
 
-def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
+def build_backends(
+    cfg: FactoryConfig, read_only: bool = False, stop_requested: Callable[[], bool] | None = None
+) -> dict[str, Backend]:
+    """The batch backends; ``read_only`` (a dry run): the local census and the memory of
+    submissions (schedds.json) change nothing."""
     f = cfg.factory
+    memory = SubmissionMemory(
+        Path(f.state_dir) / MEMORY_FILE,
+        time.time,
+        min(max(RECENT_CYCLES * f.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
+        read_only=read_only,  # a dry run never writes the live state dir
+    )
     return {
-        "condor": CondorBackend(f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout),
+        "condor": CondorBackend(
+            f.factory_id,
+            Schedd(f.condor_schedd, f.condor_pool),
+            f.condor_timeout,
+            memory=memory,
+            stop_requested=stop_requested,
+        ),
         "local": LocalBackend(
-            f.factory_id, Path(f.state_dir), time.time, f.local_max_running, kill_grace=f.local_kill_grace
+            f.factory_id,
+            Path(f.state_dir),
+            time.time,
+            f.local_max_running,
+            kill_grace=f.local_kill_grace,
+            read_only=read_only,
         ),
     }
 
@@ -88,10 +117,17 @@ def build_factory(
     options: RunOptions,
     observers: Sequence[CycleObserver] = (),
     stop_requested: Callable[[], bool] = lambda: False,
+    observer_failed: Callable[[str], None] = lambda _name: None,
 ) -> Factory:
     cfg = for_dry_run(cfg, options)
     f = cfg.factory
-    session = make_session(f.http_retries, f.proxy, f.ca_path)
+    session = make_session(
+        f.http_retries,
+        f.proxy,
+        f.ca_path,
+        deadline=total_deadline(f.http_timeout, f.http_retries),
+        stop_requested=stop_requested,
+    )
     schedconfig = SchedconfigSource(
         options.schedconfig or f.schedconfig,
         f.schedconfig_cache_path,
@@ -109,13 +145,14 @@ def build_factory(
         cfg,
         schedconfig,
         panda,
-        build_backends(cfg),
+        build_backends(cfg, options.dry_run, stop_requested),
         time.time,
         options.dry_run,
         observers,
         stop_requested,
         credentials=CredentialChecker(f.proxy_min_lifetime),
         log_cleanup=CleanupSchedule(f.log_cleanup_interval),
+        observer_failed=observer_failed,
         controls=ControlStore(Path(f.state_dir)),
     )
 
@@ -153,12 +190,18 @@ class Service:
         if self._monitor:
             self._observers.append(self._monitor)
         self._observers.extend(observers)
-        self.factory = build_factory(cfg, options, self._observers, self._stop.is_set)
+        self.factory = build_factory(
+            cfg, options, self._observers, self._stop.is_set, self._metrics.observer_failed
+        )
         self.last_report: CycleReport | None = None
 
     @property
     def config(self) -> FactoryConfig:
         return self.factory.config
+
+    @property
+    def metrics(self) -> FactoryMetrics:
+        return self._metrics
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -180,7 +223,7 @@ class Service:
             self._notifier.stopping()
             if self._monitor:
                 self._monitor.close(timeout=MONITOR_FLUSH_SECONDS)
-        log.info("stopped after %d cycles", done)
+        log.info("stopped after %s", plural(done, "cycle"))
         return done
 
     def _loop(self) -> int:
@@ -190,7 +233,7 @@ class Service:
                 self._apply_reload()
             started = time.monotonic()
             if done == 0:
-                self._notifier.ready(f"cycle 0 started, {len(self.config.queues)} queues")
+                self._notifier.ready(f"cycle 0 started, {plural(len(self.config.queues), 'queue')}")
             self._cycle(done)
             done += 1
             if self._options.cycles is not None and done >= self._options.cycles:
@@ -214,7 +257,9 @@ class Service:
             new = config.load(self._config_path)
             if new.errors:
                 raise config.ConfigError("\n".join(str(error) for error in new.errors))
-            factory = build_factory(new, self._options, self._observers, self._stop.is_set)
+            factory = build_factory(
+                new, self._options, self._observers, self._stop.is_set, self._metrics.observer_failed
+            )
         except (config.ConfigError, ValueError, OSError) as exc:
             log.error("reload rejected, the previous configuration stays in force:\n%s", exc)
             self._notifier.ready("reload rejected: configuration error, see the log")
@@ -223,12 +268,12 @@ class Service:
         after = {q.name for q in new.queues}
         self.factory = factory
         log.info(
-            "configuration reloaded: %d queues (%d added, %d removed)",
-            len(after),
+            "configuration reloaded: %s (%d added, %d removed)",
+            plural(len(after), "queue"),
             len(after - before),
             len(before - after),
         )
-        self._notifier.ready(f"configuration reloaded: {len(after)} queues")
+        self._notifier.ready(f"configuration reloaded: {plural(len(after), 'queue')}")
 
 
 def install_signal_handlers(service: Service) -> None:

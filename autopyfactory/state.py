@@ -18,6 +18,7 @@ from autopyfactory import __version__
 from autopyfactory.factory import CycleReport, LabelResult
 from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import Label
+from autopyfactory.text import plural
 
 STATE_FILE = "status.json"
 FORMAT = 1
@@ -145,7 +146,7 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
     age = max(0, int(now - record["time"]))
     lines = [
         f"factory {record['factory']} (autopyfactory {record['version']}): cycle {record['cycle']} at {when}"
-        f" ({age} s ago), {len(record['labels'])} labels"
+        f" ({age} s ago), {plural(len(record['labels']), 'label')}"
     ]
     panda = _panda_line(record.get("panda"), now)
     if panda:

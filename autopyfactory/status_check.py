@@ -65,6 +65,22 @@ def run_status(args: argparse.Namespace) -> int:
             return int(Level.CRITICAL)
         print(f"autopyfactory status: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    try:
+        return _report(args, loaded, record, now)
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        path = Path(loaded.factory.state_dir) / STATE_FILE
+        why = f"{path}: malformed state file ({type(exc).__name__}: {exc})"
+        if args.check:
+            print(f"CRITICAL: {why}")
+            return int(Level.CRITICAL)
+        print(f"autopyfactory status: {why}; the daemon rewrites it after its next cycle", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _report(
+    args: argparse.Namespace, loaded: config.FactoryConfig, record: dict[str, Any], now: float
+) -> int:
+    """Print the (selected) state; KeyError/TypeError/... when the record is malformed."""
     selected = select(record, args.pq, args.label)
     if (args.pq or args.label) and not selected["labels"]:
         print(f"autopyfactory status: no label matches {_filters(args.pq, args.label)}", file=sys.stderr)

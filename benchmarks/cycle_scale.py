@@ -1,25 +1,68 @@
-"""How the cycle's pure parts scale: labels from a large CRIC dump, and one cycle's plan.
+"""How the cycle scales: the pure parts, and whole steady cycles side by side (issue 17).
 
-Run by hand: ``python benchmarks/cycle_scale.py [QUEUES] [CES_PER_QUEUE]``. No network, no
-HTCondor: it times config + schedconfig -> labels, the policy for every label with PanDA shares
-and factory-wide caps, and the peak memory of both. Results are reported in the README.
+Run by hand:
+
+* ``python benchmarks/cycle_scale.py QUEUES [CES_PER_QUEUE]`` times the cycle's pure parts without
+  HTCondor: config + schedconfig -> labels, the policy for every label with PanDA shares and
+  factory-wide caps, and the peak memory of both.
+* ``python benchmarks/cycle_scale.py cycle [--labels 200,2000,10000] [--pilots-per-label 50]
+  [--variants a,b,c] [--max-per-label-variants 2000]`` runs one warm-up cycle and one measured
+  steady cycle of the real :class:`~autopyfactory.factory.Factory` (labels already built, metrics
+  observer, INFO log to a file) in a fresh process per variant and size, with counting
+  ``condor_q``/``condor_submit``/``condor_rm``/``condor_release`` shims first on PATH that cost next
+  to nothing (``cat`` of a prepared answer, ``awk`` printing ``-terse`` lines), so what is measured
+  is the factory's own work. Variants:
+
+  (a) today's per-label path before issue 17: the census builds a Pilot per job ad, one
+      ``condor_submit`` per label that gets pilots, submit files written atomically (two fsyncs);
+  (b) the new path: one-pass census, one ``condor_submit`` per schedd, no fsync;
+  (c) an APF-1-style loop: one constrained ``condor_q`` and one ``condor_submit`` per label.
+
+  Reported per steady cycle: wall, factory CPU (this process, the shims excluded), peak RSS,
+  calls per tool, and the ratio of the wall time to a bare ``json.loads`` of the same condor_q
+  answer measured in the same process. The per-label variants are run up to
+  ``--max-per-label-variants`` labels (at 10,000 labels they would need 10,000 process starts).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from autopyfactory import config
-from autopyfactory.batch import Census
-from autopyfactory.factory import plan
-from autopyfactory.labels import build_labels
-from autopyfactory.model import Supply
-from autopyfactory.panda import SiteJobs
+from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests, submit_each
+from autopyfactory.condor import submit as condor_submit_module
+from autopyfactory.condor.backend import CondorBackend
+from autopyfactory.condor.command import Schedd, run_condor
+from autopyfactory.condor.status import (
+    ATTRIBUTES,
+    count_by_label,
+    factory_constraint,
+    parse_ads,
+    query_pilots,
+)
+from autopyfactory.factory import Factory, plan
+from autopyfactory.files import atomic_write_text
+from autopyfactory.labels import Label, build_labels
+from autopyfactory.metrics import FactoryMetrics
+from autopyfactory.model import Pilot, Supply
+from autopyfactory.panda import PandaReading, SiteJobs
 from autopyfactory.policy import FactoryCaps
+from autopyfactory.snapshot import Snapshot
+
+FACTORY_ID = "bench"
+NOW = 1_780_000_000
+TOOLS = ("condor_q", "condor_submit", "condor_rm", "condor_release")
 
 
 def dump(queues: int, ces: int) -> dict[str, dict[str, object]]:
@@ -35,14 +78,23 @@ def dump(queues: int, ces: int) -> dict[str, dict[str, object]]:
     }  # fmt: skip
 
 
-def main(queues: int, ces: int) -> None:
+def factory_conf(queues: int, extra: str = "") -> str:
+    sections = "\n".join(f"[PQ{q:05d}]" for q in range(queues))
+    return (
+        f"[Factory]\nfactoryId = {FACTORY_ID}\nfactoryOwner = b@example.org\n"
+        f"pandaserver = http://127.0.0.1:1\nschedconfig = /dev/null\nmaxPerCycle = 100000\n{extra}"
+        f"[QueueDefaults]\nschedplugin = Ready, MaxPerCycle, MaxPending\n"
+        f"sched.maxpercycle.maximum = 50\nsched.maxpending.maximum = 100\n{sections}\n"
+    )
+
+
+# ---- the pure parts (the original benchmark) ---------------------------------------------------
+
+
+def pure_parts(queues: int, ces: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "factory.conf"
-        sections = "\n".join(f"[PQ{q:05d}]" for q in range(queues))
-        path.write_text(f"[Factory]\nfactoryId = bench\nfactoryOwner = b@example.org\n"
-                        f"pandaserver = http://127.0.0.1:1\nschedconfig = /dev/null\nmaxPerCycle = 5000\n"
-                        f"[QueueDefaults]\nschedplugin = Ready, MaxPerCycle, MaxPending\n"
-                        f"sched.maxpercycle.maximum = 50\nsched.maxpending.maximum = 100\n{sections}\n")
+        path.write_text(factory_conf(queues))
         records = dump(queues, ces)
         tracemalloc.start()
         started = time.perf_counter()
@@ -56,10 +108,244 @@ def main(queues: int, ces: int) -> None:
         plans = plan(labels, stats, census, 1, FactoryCaps(max_per_cycle=5000), cycle=7)
         planned = time.perf_counter()
         peak = tracemalloc.get_traced_memory()[1]
-    print(f"{queues} queues x {ces} CEs = {len(labels)} labels: config {loaded - started:.2f} s, "
-          f"labels {built - loaded:.2f} s, plan {planned - built:.2f} s, "
-          f"{sum(p.decision.n for p in plans)} pilots decided, peak memory {peak / 2**20:.0f} MiB")
+    print(
+        f"{queues} queues x {ces} CEs = {len(labels)} labels: config {loaded - started:.2f} s, "
+        f"labels {built - loaded:.2f} s, plan {planned - built:.2f} s, "
+        f"{sum(p.decision.n for p in plans)} pilots decided, peak memory {peak / 2**20:.0f} MiB"
+    )
+
+
+# ---- whole cycles: the stage ------------------------------------------------------------------
+
+SHIM_Q = """#!/bin/sh
+echo >> "$BENCH_COUNTS/condor_q"
+case "$*" in
+  *"MATCH_APF_QUEUE =="*) label=$(printf '%s' "$*" | sed -n 's/.*MATCH_APF_QUEUE == "\\([^"]*\\)".*/\\1/p')
+                     cat "$BENCH_DATA/by_label/$label.json" ;;
+  *) cat "$BENCH_DATA/condor_q.json" ;;
+esac
+"""
+SHIM_SUBMIT = """#!/bin/sh
+echo >> "$BENCH_COUNTS/condor_submit"
+for file; do :; done
+c=$(cat "$BENCH_COUNTS/cluster" 2>/dev/null || echo 1000)
+awk -v c="$c" -v out="$BENCH_COUNTS/cluster" \\
+  '/^queue [0-9]+$/ {print c ".0 - " c "." ($2 - 1); c++} END {print c > out}' "$file"
+"""
+SHIM_OTHER = """#!/bin/sh
+echo >> "$BENCH_COUNTS/{tool}"
+"""
+
+
+def job_ads(labels: Sequence[str], per_label: int) -> list[dict[str, object]]:
+    """Per label: 2 idle, 1 held (recently: no housekeeping action), the rest running; queued
+    over the last day (one every 1,700 s), so that 2 of 50 were queued in the last hour."""
+    ads = []
+    cluster = 1
+    for label in labels:
+        for proc in range(per_label):
+            status = 1 if proc < 2 else 5 if proc == 2 else 2
+            ad: dict[str, object] = {
+                "ClusterId": cluster, "ProcId": proc, "JobStatus": status, "MATCH_APF_QUEUE": label,
+                "EnteredCurrentStatus": NOW - 60, "QDate": NOW - 600 - 1700 * proc,
+                "JobRunCount": int(status == 2), "NumHolds": int(status == 5),
+                "GridJobStatus": "RUNNING" if status == 2 else "IDLE",
+            }  # fmt: skip
+            if status == 5:
+                ad.update(HoldReason="Error from ce: temporary failure", HoldReasonCode=12)
+            ads.append(ad)
+        cluster += 1
+    return ads
+
+
+def condor_json(ads: Sequence[dict[str, object]]) -> str:
+    """The shape condor_q -json prints: a list, one attribute per line."""
+    return "[\n" + ",\n".join(json.dumps(ad, indent=2) for ad in ads) + "\n]\n"
+
+
+def prepare(work: Path, n_labels: int, per_label: int) -> None:
+    queues = n_labels // 2
+    (work / "factory.conf").write_text(
+        factory_conf(queues, f"baseLogDir = {work}/logs\ncondorTimeout = 600\n")
+    )
+    records = dump(queues, 2)
+    (work / "cric.json").write_text(json.dumps(records))
+    labels = [label.name for label in build_labels(config.load(work / "factory.conf"), records).labels]
+    ads = job_ads(labels, per_label)
+    (work / "condor_q.json").write_text(condor_json(ads))
+    by_label = work / "by_label"
+    by_label.mkdir()
+    for index, label in enumerate(labels):
+        (by_label / f"{label}.json").write_text(condor_json(ads[index * per_label : (index + 1) * per_label]))
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    for tool, text in (("condor_q", SHIM_Q), ("condor_submit", SHIM_SUBMIT)):
+        (bin_dir / tool).write_text(text)
+    for tool in ("condor_rm", "condor_release"):
+        (bin_dir / tool).write_text(SHIM_OTHER.format(tool=tool))
+    for shim in bin_dir.iterdir():
+        shim.chmod(0o755)
+    wrapper = work / "wrapper.sh"
+    wrapper.write_text("#!/bin/sh\n")
+    wrapper.chmod(0o755)
+
+
+# ---- whole cycles: the variants ---------------------------------------------------------------
+
+
+def _fsynced_submit_file(directory: Path, text: str) -> Path:
+    """The submit file as written before issue 17: a reserved name, then an atomic write (fsyncs)."""
+    path = _plain_submit_file(directory, "")
+    atomic_write_text(path, text)
+    return path
+
+
+_plain_submit_file = condor_submit_module.write_submit_file
+
+
+class PerLabelBackend(CondorBackend):
+    """(a): the census builds a Pilot per job ad; one condor_submit per label."""
+
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+        supply: dict[str, Supply | None] = {}
+        pilots: dict[str, list[Pilot]] = {}
+        total: int | None = 0
+        for schedd, members in self._by_schedd(labels).items():
+            found = query_pilots(schedd, self._factory_id, self._timeout)
+            counts = count_by_label(found)
+            supply.update({label.name: counts.get(label.name, Supply()) for label in members})
+            for pilot in found:
+                pilots.setdefault(pilot.label, []).append(pilot)
+            total = None if total is None else total + sum(s.all for s in counts.values())
+        return Census(supply, total, (), {label: tuple(found) for label, found in pilots.items()})
+
+    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+        return submit_each(self, requests, context)
+
+
+class Apf1Backend(PerLabelBackend):
+    """(c): one constrained condor_q per label, one condor_submit per label."""
+
+    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+        supply: dict[str, Supply | None] = {}
+        pilots: dict[str, tuple[Pilot, ...]] = {}
+        total = 0
+        for label in labels:
+            constraint = f'{factory_constraint(self._factory_id)} && MATCH_APF_QUEUE == "{label.name}"'
+            args = ["-constraint", constraint, "-json", "-attributes", ",".join(ATTRIBUTES)]
+            try:
+                found = parse_ads(
+                    run_condor("condor_q", self.schedd_of(label), args, self._timeout), "condor_q"
+                )
+            except BatchError:
+                supply[label.name] = None
+                continue
+            supply[label.name] = count_by_label(found).get(label.name, Supply())
+            pilots[label.name] = tuple(found)
+            total += supply[label.name].all  # type: ignore[union-attr]
+        return Census(supply, total, (), pilots)
+
+
+class FixedPanda:
+    def __init__(self, queues: int) -> None:
+        self.stats = {f"PQ{q:05d}": SiteJobs({"activated": (q * 37) % 500}) for q in range(queues)}
+
+    def update(self) -> PandaReading:
+        return PandaReading(self.stats, NOW, "", NOW)
+
+
+class FixedSchedconfig:
+    def __init__(self, data: dict[str, object]) -> None:
+        self.snapshot = Snapshot(data, NOW, "bench")
+
+    def get(self) -> Snapshot[dict[str, object]]:
+        return self.snapshot
+
+
+def counts(directory: Path) -> dict[str, int]:
+    return {tool: len((directory / tool).read_text().splitlines()) if (directory / tool).exists() else 0
+            for tool in TOOLS}  # fmt: skip
+
+
+def child(variant: str, work: Path) -> dict[str, object]:
+    """One warm-up and one measured steady cycle in this (fresh) process."""
+    count_dir = work / f"counts-{variant}"
+    count_dir.mkdir()
+    os.environ.update(BENCH_COUNTS=str(count_dir), BENCH_DATA=str(work))
+    os.environ["PATH"] = f"{work / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    logging.basicConfig(filename=work / f"factory-{variant}.log", level=logging.INFO)
+    if variant == "a":
+        condor_submit_module.write_submit_file = _fsynced_submit_file
+    cfg = config.load(work / "factory.conf")
+    records = json.loads((work / "cric.json").read_text())
+    kind = {"a": PerLabelBackend, "b": CondorBackend, "c": Apf1Backend}[variant]
+    backend = kind(FACTORY_ID, Schedd(), timeout=600)
+    factory = Factory(cfg, FixedSchedconfig(records), FixedPanda(len(records)), {"condor": backend},  # type: ignore[arg-type]
+                      clock=lambda: float(NOW), observers=[FactoryMetrics()])  # fmt: skip
+    factory.run_cycle(0)
+    before, cpu0, wall0 = counts(count_dir), _cpu(), time.perf_counter()
+    report = factory.run_cycle(1)
+    wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
+    after = counts(count_dir)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    text = (work / "condor_q.json").read_text()
+    parse0 = time.perf_counter()
+    json.loads(text)
+    parse = time.perf_counter() - parse0
+    return {
+        "variant": variant, "labels": len(report.results), "submitted": report.submitted,
+        "wall": wall, "cpu": cpu, "peak_mib": peak_mib, "parse": parse, "answer_mb": len(text) / 1e6,
+        "calls": {tool: after[tool] - before[tool] for tool in TOOLS},
+        "pilots": sum(1 for _ in text.split('"ClusterId"')) - 1,
+    }  # fmt: skip
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cycles(sizes: Sequence[int], per_label: int, variants: Sequence[str], per_label_max: int) -> None:
+    print("| variant | labels | pilots | condor_q answer | wall | factory CPU | peak RSS | condor_q | "
+          "condor_submit | condor_rm+release | wall / json.loads | pilots submitted |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="apf-cycle-scale-") as tmp:
+            work = Path(tmp)
+            prepare(work, size, per_label)
+            for variant in variants:
+                if variant != "b" and size > per_label_max:
+                    continue
+                out = subprocess.run([sys.executable, __file__, "--child", variant, str(work)],
+                                     capture_output=True, text=True, timeout=3600)  # fmt: skip
+                if out.returncode != 0:
+                    raise SystemExit(f"variant {variant}, {size} labels failed:\n{out.stderr}")
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                c = r["calls"]
+                print(f"| ({r['variant']}) | {r['labels']} | {r['pilots']} | {r['answer_mb']:.1f} MB | "
+                      f"{r['wall']:.2f} s | {r['cpu']:.2f} s | {r['peak_mib']:.0f} MiB | {c['condor_q']} | "
+                      f"{c['condor_submit']} | {c['condor_rm'] + c['condor_release']} | "
+                      f"{r['wall'] / r['parse']:.1f} × ({r['parse']:.2f} s) | {r['submitted']} |",
+                      flush=True)  # fmt: skip
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) >= 2 and argv[0] == "--child":
+        print(json.dumps(child(argv[1], Path(argv[2]))))
+        return
+    if argv and argv[0].isdigit():
+        pure_parts(int(argv[0]), int(argv[1]) if len(argv) > 1 else 3)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["cycle"])
+    parser.add_argument("--labels", default="200,2000,10000")
+    parser.add_argument("--pilots-per-label", type=int, default=50)
+    parser.add_argument("--variants", default="a,b,c")
+    parser.add_argument("--max-per-label-variants", type=int, default=2000)
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.labels.split(",")]
+    cycles(sizes, args.pilots_per_label, args.variants.split(","), args.max_per_label_variants)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3000, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    main(sys.argv[1:])

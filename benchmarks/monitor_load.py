@@ -6,7 +6,7 @@ factory, and measures, per concurrency:
 
 - bulk create: ``PUT /api/jobs`` with 1,000 jobs each (jobs/s, p50/p99 per request);
 - pilot reports: ``POST /api/jobs/<factory>:<cid>`` running then exiting (events/s, p50/p99),
-  while one reader fetches ``GET /api/factories/<factory>`` and the front page (their p50/p99);
+  while one reader fetches the factory list, a pilot's JSON and its page (their p50/p99);
 
 then checks that every acknowledged report is in the database (a job event with its state):
 "lost" must be 0. Bounded: each phase stops after ``--seconds`` or ``--max-events``, whichever
@@ -14,6 +14,7 @@ comes first; only 127.0.0.1 is contacted.
 
     python benchmarks/monitor_load.py                       # both databases, both paths
     python benchmarks/monitor_load.py --backends sqlite --seconds 5 --concurrency 1,16
+    git worktree add /tmp/before <commit>; python benchmarks/monitor_load.py --old-tree /tmp/before
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,22 +115,28 @@ def monitor_command(db: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "autopyfactory.monitor_service", "--db", db, *args]
 
 
+def environment(tree: Path | None) -> dict[str, str]:
+    """The environment of the service: ``tree`` (another checkout) first on the path, if given."""
+    return {**os.environ, "PYTHONPATH": str(tree)} if tree else dict(os.environ)
+
+
 @contextmanager
-def service(db: str, serve_options: list[str], log: Path) -> Iterator[Service]:
+def service(db: str, serve_options: list[str], log: Path, tree: Path | None) -> Iterator[Service]:
     factory = "bench"
-    token = subprocess.run(
-        monitor_command(db, "add-factory", factory), capture_output=True, text=True, check=True, timeout=120
-    ).stdout.strip()
+    env = environment(tree)
+    command = monitor_command(db, "add-factory", factory)
+    token = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120, env=env).stdout
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
             monitor_command(db, "serve", "--host", HOST, "--port", str(port), *serve_options),
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
         wait_until_up(port, process)
-        yield Service(db, port, token, factory, process)
+        yield Service(db, port, token.strip(), factory, process)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -181,6 +188,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     errors: dict[int, int] = field(default_factory=dict)
     reads: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # CPU seconds the service (all its processes) used in the phase
 
     def rate(self) -> float:
         return self.items / self.seconds if self.seconds else 0.0
@@ -192,10 +200,24 @@ class Phase:
             r50, r99 = percentiles(self.reads)
             reads = f"  reads p50/p99 {r50:.0f}/{r99:.0f} ms"
         errors = " ".join(f"{code or 'none'}x{n}" for code, n in sorted(self.errors.items())) or "0"
+        per_item = self.cpu / self.items * 1000 if self.items else 0.0
         return (
             f"{backend:<10} {path:<4} {self.name:<7} c={self.concurrency:<3} {self.rate():>9.0f}/s"
-            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  errors {errors}{reads}"
+            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  cpu {per_item:.3f} ms/item  errors {errors}{reads}"
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its children (the workers), from /proc (Linux)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -247,7 +269,13 @@ async def bulk_phase(svc: Service, cids: Cids, concurrency: int, seconds: float,
 
 
 async def report_phase(
-    svc: Service, cids: Cids, concurrency: int, seconds: float, max_events: int, acked: list[tuple[str, str]]
+    svc: Service,
+    cids: Cids,
+    concurrency: int,
+    seconds: float,
+    max_events: int,
+    acked: list[tuple[str, str]],
+    cpu: Callable[[int], float],
 ) -> Phase:
     """Each job gets ``running`` then ``exiting`` (2 events); the jobs are created first."""
     jobs = cids.take(max_events // 2 + 1)
@@ -281,20 +309,23 @@ async def report_phase(
         connection.close()
 
     async def reader() -> None:
+        """Reads as people make them meanwhile: the factory list, a pilot's JSON and its page."""
         connection = Connection(svc.port)
-        for path in itertools.cycle((f"/api/factories/{svc.factory}", "/")):
+        paths = ("/api/factories", f"/api/jobs/{svc.factory}:{jobs[0]}", f"/job/{svc.factory}:{jobs[0]}")
+        for path in itertools.cycle(paths):
             if done.is_set():
                 break
             started = time.perf_counter()
             await connection.request("GET", path)
             phase.reads.append(time.perf_counter() - started)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         connection.close()
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu(svc.process.pid)
     read_task = asyncio.create_task(reader())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - started
+    phase.cpu = cpu(svc.process.pid) - cpu_before
     done.set()
     await read_task
     return phase
@@ -315,19 +346,24 @@ def lost_events(db: str, factory: str, acked: list[tuple[str, str]]) -> int:
 
 
 async def run_one(backend: str, path: str, db: str, args: argparse.Namespace, log: Path) -> list[str]:
-    options = ["--no-group-commit"] if path == "old" else []
+    tree = args.old_tree if path == "old" else None
+    options = ["--no-group-commit"] if path == "old" and tree is None else []
     if path == "new" and backend == "postgresql" and args.workers > 1:
         options += ["--workers", str(args.workers)]
     lines = []
     acked: list[tuple[str, str]] = []
-    with service(db, options, log) as svc:
+    with service(db, options, log, tree) as svc:
         cids = Cids()
         for concurrency in args.bulk_concurrency:
+            cpu = cpu_seconds(svc.process.pid)
             phase = await bulk_phase(svc, cids, concurrency, args.seconds, args.max_jobs)
+            phase.cpu = cpu_seconds(svc.process.pid) - cpu
             lines.append(phase.line(backend, path))
             print(lines[-1], flush=True)
         for concurrency in args.concurrency:
-            phase = await report_phase(svc, cids, concurrency, args.seconds, args.max_events, acked)
+            phase = await report_phase(
+                svc, cids, concurrency, args.seconds, args.max_events, acked, cpu_seconds
+            )
             lines.append(phase.line(backend, path))
             print(lines[-1], flush=True)
     lost = lost_events(db, "bench", acked)
@@ -351,8 +387,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="longest phase [10]")
     parser.add_argument("--max-events", type=int, default=30000, help="reports per phase, at most [30000]")
     parser.add_argument("--max-jobs", type=int, default=300000, help="jobs created per phase, at most")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes, new path on PostgreSQL [2]")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, new path on PostgreSQL [1]")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL where a scratch database is made")
+    parser.add_argument(
+        "--old-tree",
+        type=Path,
+        help="run the old path from this checkout (e.g. the commit before group commit) instead of"
+        " this one with --no-group-commit",
+    )
     args = parser.parse_args()
     args.seconds = min(args.seconds, 120.0)
     return args

@@ -75,7 +75,7 @@ def test_check_shows_one_line_per_label_by_default(tmp_path: Path) -> None:
     assert lines[0] == f"schedconfig: 6 queues from {DUMP}"
     assert lines[1:-1] == [
         f"CERN-{host}-share  PQ=CERN HTCONDOR-CE {host}:9619 queue=share status=online batch=condor"
-        " cores=8 rss=32000MB time=288000s schedplugin=Classic nqueue=20"
+        " cores=8 rss=32000MB time=288000s schedplugin=Classic nqueue=20 jobs=managed"
         for host in CERN_HOSTS
     ]
     assert lines[-1] == "13 labels, 0 errors, 0 warnings"
@@ -107,7 +107,8 @@ def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -
     assert "frozenset(" not in out and "None" not in out and "True" not in out
     assert set(setting(out, "holdRecoverableCodes")) == {"default        -"}
     assert set(setting(out, "pilotlimit")) == {"default        -"}
-    assert set(setting(out, "holdRerun")) == {f"QueueDefaults  true  ({path}:{nqueue_line + 21})"}
+    hold_rerun_line = EXAMPLE.read_text().splitlines().index("holdRerun = true") + 1
+    assert set(setting(out, "holdRerun")) == {f"QueueDefaults  true  ({path}:{hold_rerun_line})"}
 
 
 def test_check_shows_all_four_sources(tmp_path: Path) -> None:
@@ -195,10 +196,21 @@ def test_check_missing_config_file(tmp_path: Path) -> None:
     )
 
 
-def test_check_needs_a_config() -> None:
-    result = run("check")
-    assert result.returncode == 2
-    assert "the following arguments are required: -c/--config" in result.stderr
+def test_check_config_defaults_to_the_environment_then_etc(tmp_path: Path) -> None:
+    """Issue 14.11: -c defaults to $AUTOPYFACTORY_CONFIG, else /etc/autopyfactory/factory.conf."""
+    path, _ = example_with(tmp_path, "[CERN]", "")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOPYFACTORY_CONFIG": str(path)}
+    command = [sys.executable, "-m", "autopyfactory", "check", "--config-only"]
+    found = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (found.returncode, found.stdout) == (0, f"{path}: configuration ok, 1 queue section\n")
+    del env["AUTOPYFACTORY_CONFIG"]
+    if Path("/etc/autopyfactory/factory.conf").exists():
+        pytest.skip("this host has an /etc/autopyfactory/factory.conf")
+    missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        "configuration error:\n/etc/autopyfactory/factory.conf: cannot read: No such file or directory\n"
+    )
 
 
 def test_config_reference_is_the_schema_table() -> None:
@@ -219,6 +231,24 @@ def test_help_lists_check(flag: str) -> None:
     result = run(flag)
     assert result.returncode == 0
     assert "check" in result.stdout and "config-reference" in result.stdout
+
+
+def test_check_with_a_malformed_cric_record_skips_that_queue_without_a_traceback(tmp_path: Path) -> None:
+    """Issue 13.10: ``"queues": 5`` in one record skips that queue only, with a clear message."""
+    import json
+
+    dump = json.loads(DUMP.read_text())
+    dump["NDGF-T1"]["queues"] = 5
+    bad = tmp_path / "cric.json"
+    bad.write_text(json.dumps(dump))
+    path, _ = example_with(tmp_path, "[CERN]", "[NDGF-T1]\n")
+    result = run("check", "-c", path, "--schedconfig", bad)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "error: [NDGF-T1] skipped: schedconfig NDGF-T1.queues is int '5', not a list of CE queues\n" in (
+        result.stdout
+    )
+    assert "CERN-ce503.cern.ch-share" in result.stdout and "13 labels, 1 error" in result.stdout
 
 
 def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
@@ -242,11 +272,11 @@ def test_check_shows_the_resource_type_labels_with_their_sizes_and_caps(tmp_path
     assert "\n52 labels, 0 errors" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("CERN-")}
     assert "cores=8 rss=32000MB" in lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"]
-    assert lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"].endswith(" rt=MCORE_HIMEM")
+    assert lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"].endswith(" rt=MCORE_HIMEM jobs=managed")
     assert "cores=1 rss=2000MB" in lines["CERN-ce503.cern.ch-share-SCORE"]
     verbose = run("check", "-v", "-c", path, "--schedconfig", DUMP).stdout
     block = verbose.split("[CERN-ce503.cern.ch-share-MCORE_HIMEM]", 1)[1].split("\n[", 1)[0]
-    assert "demand: resource type MCORE_HIMEM (sized for it), job labels any" in block
+    assert "demand: resource type MCORE_HIMEM (sized for it), job labels managed" in block
     assert (
         "CRIC caps of the PQ: resource_type_limits.MCORE_HIMEM=100 resource_type_limits.SCORE=5000"
         " resource_type_limits.SCORE_HIMEM=2000 maxNewWorkersPerCycle=400" in block

@@ -104,3 +104,10 @@ def test_a_resource_type_limit_caps_the_decision():
         "--type-pilots", "unknown", "--json",
     )  # fmt: skip
     assert json.loads(unknown.stdout)["n"] == 0
+
+
+def test_one_pilot_is_singular():
+    """Issue 14.11: "1 pilot", not "1 pilots"."""
+    result = simulate("--activated", "1", "--schedplugin", "Ready")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "=> 1 pilot"

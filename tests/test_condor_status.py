@@ -90,15 +90,8 @@ def test_census_keeps_idle_pilots_only_for_labels_that_need_them():
 
 def test_census_queue_hours_and_recent_pilots():
     hour = 3600 * 500_000
-    text = json.dumps(
-        [
-            ad(1, "A", 2, hour + 5),
-            ad(2, "A", 1, hour + 7300),
-            ad(3, "B", 1, hour + 3700),
-            ad(4, "B", 0 + 1, 0),
-        ]
-    )
-    census = read_census(text, "condor_q")
+    ads = [ad(1, "A", 2, hour + 5), ad(2, "A", 1, hour + 7300), ad(3, "B", 1, hour + 3700), ad(4, "B", 1, 0)]
+    census = read_census(json.dumps(ads), "condor_q")
     assert census.queued == {"A": {hour, hour + 7200}, "B": {hour + 3600, 0}}
     assert census.recent == {"A": ["2.0"], "B": ["3.0"]}  # within an hour of the newest (hour + 7300)
 
@@ -109,3 +102,11 @@ def test_census_queue_hours_and_recent_pilots():
 def test_census_rejects_what_it_cannot_count(bad):
     with pytest.raises(BatchError):
         read_census(bad, "condor_q")
+
+
+def test_census_lists_every_pilot_of_the_labels_asked_for():
+    """``autopyfactory pilots remove`` needs a label's pilots, not just the held ones."""
+    text = json.dumps([ad(1, "A", 1, 1000), ad(2, "A", 2, 1000), ad(3, "B", 2, 1000)])
+    census = read_census(text, "condor_q", keep_all={"A"})
+    listed = {label: [p.job_id for p in found] for label, found in census.pilots.items()}
+    assert listed == {"A": ["1.0", "2.0"]}

@@ -147,10 +147,8 @@ def test_pilots_reach_every_ce_with_tags_environment_and_resources(tmp_path, sta
         assert expected in environment
     assert job["Out"].startswith(f"{tmp_path}/logs/")
     assert job["Out"].endswith(f"/CERN-ce503.cern.ch-share/{cid}.out")
-    assert (
-        "CERN-ce503.cern.ch-share pq=CERN activated=26 share=2 idle=0 running=0 held=0 decision=5"
-        in result.stderr
-    )
+    line = "CERN-ce503.cern.ch-share pq=CERN jobs=managed activated=26 share=2 idle=0 running=0 held=0"
+    assert f"{line} decision=5" in result.stderr
     assert "submitted 65" in result.stderr
 
 
@@ -267,7 +265,6 @@ def test_a_unified_queue_gets_pilots_per_resource_type_sized_and_within_cric_lim
     }
     queue = (
         "[CERN]\nresourceTypes = auto\nschedplugin = Ready\ndemandJobLabels = managed\n"
-        "arguments = -s %(siteid)s -q %(pq)s --resource-type %(resource_type)s\n"
     )
     result = run(write_config(tmp_path, stand, queue), condor, "--once")
     jobs = condor.jobs()
@@ -397,6 +394,7 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
     assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
     assert text.count("\nqueue 5\n") == 13
     assert json.loads((own / "status.json").read_text())["labels"]
+    assert "stopped after 1 cycle\n" in result.stderr  # issue 14.11: not "1 cycles"
 
 
 def test_dry_run_directory_can_be_given(tmp_path, stand, condor):

@@ -26,6 +26,9 @@ schedconfig = /dev/null
 
 [QueueDefaults]
 nqueue = 5
+# RC pilots count every job label, so the plain per-site statistics below are enough (PR pilots
+# count managed jobs only and need the detailed answer: tests/test_resource_types.py)
+pilotType = RC
 
 [CERN]
 [NDGF-T1]

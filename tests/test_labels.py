@@ -468,6 +468,33 @@ def test_a_ce_queue_name_with_a_slash_gives_a_safe_label_name() -> None:
     assert safe_name("CERN-ce503.cern.ch-share") == "CERN-ce503.cern.ch-share"
 
 
+# --- malformed CRIC records and CE entries (issue 13 items 10 and 11) -----------------------------
+
+
+@pytest.mark.parametrize("queues", [5, "ce01.example.org", {"ce_endpoint": "x"}, True])
+def test_a_malformed_queues_field_skips_only_that_queue(
+    tmp_path: Path, dump: dict[str, Any], queues: object
+) -> None:
+    dump = copy.deepcopy(dump)
+    dump["NDGF-T1"]["queues"] = queues
+    _, result = build(tmp_path, "[NDGF-T1]\n[CERN]\n", dump)
+    assert len(result.labels) == 13 and {label.pq for label in result.labels} == {"CERN"}
+    (problem,) = result.problems
+    assert problem.startswith("[NDGF-T1] skipped: schedconfig NDGF-T1.queues is ")
+    assert "not a list of CE queues" in problem
+
+
+def test_one_bad_ce_endpoint_skips_only_that_ce(tmp_path: Path, dump: dict[str, Any]) -> None:
+    dump = copy.deepcopy(dump)
+    inactive = dict(dump["NDGF-T1"]["queues"][0], ce_endpoint="arc09.ndgf.org:abc", ce_state="INACTIVE")
+    active = dict(dump["NDGF-T1"]["queues"][0], ce_endpoint="arc08.ndgf.org:abc")
+    dump["NDGF-T1"]["queues"] = [inactive, active, *dump["NDGF-T1"]["queues"]]
+    _, result = build(tmp_path, "[NDGF-T1]\n", dump)
+    assert result.problems == ()
+    assert [label.ce.host for label in result.labels] == ["arc01.ndgf.org", "arc02.ndgf.org"]
+    assert "[NDGF-T1] CE skipped: bad CE endpoint 'arc08.ndgf.org:abc'" in result.warnings
+
+
 # --- label names the monitor accepts (issue 13.7, 13.16) ---------------------------------------
 
 

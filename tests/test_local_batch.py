@@ -249,9 +249,19 @@ def test_pilot_sees_rendered_arguments_and_condor_environment(
 
     seen = json.loads((record / "1.0.json").read_text())
     assert seen["argv"] == [
-        "-s", "SITE$X", "-h", "LOCALQ", "-p", "25443", "-w", "https://pandaserver.example.org",
-        "two words", "$HOME", "it's", "id=1",
-    ]  # fmt: skip
+        "-s",
+        "SITE$X",
+        "-h",
+        "LOCALQ",
+        "-p",
+        "25443",
+        "-w",
+        "https://pandaserver.example.org",
+        "two words",
+        "$HOME",
+        "it's",
+        "id=$(Cluster)",
+    ]  # the operator's $(Cluster) is text: only the factory's own macros expand
     env = seen["env"]
     assert env["APFFID"] == FID and env["PANDA_JSID"] == FID  # environ cannot override the factory's
     assert env["APFCID"] == "1.0"
@@ -350,7 +360,8 @@ def test_dry_run_starts_and_writes_nothing(
     assert outcome.job_ids == () and outcome.error == ""
     assert (
         outcome.extra["command"]
-        == f"{pilot} -s LOCALQ -h LOCALQ -p 25443 -w https://pandaserver.example.org -u managed"
+        == f"{pilot} -q LOCALQ -r LOCALQ -s LOCALQ -j managed -i PR --pilot-user ATLAS"
+        " --url https://pandaserver.example.org -p 25443 -w generic"
     )
     assert "'APFCID=$(Cluster).$(Process)'" in outcome.extra["environment"]
     assert "'X=a b'" in outcome.extra["environment"]
@@ -570,17 +581,21 @@ def test_runs_the_real_wrapper_with_a_file_pilot_source(
     assert "TEST PILOT running with" in out
     seen = json.loads(marker.read_text())
     assert seen["argv"] == [
-        "-s",
+        "-q",
         "LOCALQ",
-        "-h",
-        "LOCALQ",
+        "-j",
+        "managed",
+        "-i",
+        "PR",
+        "--pilot-user",
+        "ATLAS",
+        "--url",
+        "https://pandaserver.example.org",
         "-p",
         "25443",
         "-w",
-        "https://pandaserver.example.org",
-        "-u",
-        "managed",
-    ]
+        "generic",
+    ]  # pilot 3's grammar; the wrapper keeps -r and -s
     assert seen["env"] == {"APFCID": "1.0", "FACTORYQUEUE": A}
     assert seen["cwd"].startswith(str(state / "local" / "work" / "1.0"))
 
@@ -591,3 +606,76 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+# ---- faults: zombies, a registry that cannot be written (issues 14.1, 13.2) ----------------------
+
+
+def _started_pids(logs: Path) -> dict[str, int]:
+    """job id -> supervisor pid, from the "001 ... started: pid N" lines of the pilots' .log files."""
+    pids = {}
+    for path in logs.glob("*.log"):
+        for line in path.read_text().splitlines():
+            if line.startswith("001 ") and "started: pid " in line:
+                pids[path.stem] = int(line.split("started: pid ")[1].split(",")[0])
+    return pids
+
+
+def _zombie_children(pids: Iterator[int] | list[int]) -> list[int]:
+    """Those of ``pids`` that are zombie children of this (the factory's) process."""
+    zombies = []
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            zombies.append(pid)
+    return zombies
+
+
+def test_no_zombie_children_after_many_pilots(
+    tmp_path: Path, state: Path, labels: dict[str, Label], pilot: Path
+):
+    label = with_pilot(labels[A], str(pilot), {})
+    backend = LocalBackend(FID, state)
+    for _ in range(4):
+        assert len(backend.submit(label, 10, make_context(tmp_path)).job_ids) == 10
+    wait_for(finished(backend, [label], 40), timeout=30)
+    pids = _started_pids(tmp_path / "logs" / DATE / A)
+    assert len(pids) == 40
+    assert _zombie_children(list(pids.values())) == []
+
+
+def _alive(pid: int) -> bool:
+    identity = process_identity(pid)
+    return identity is not None and identity[0] != "Z"
+
+
+def test_a_started_pilot_whose_registry_write_fails_is_killed_not_forgotten(
+    tmp_path: Path, state: Path, labels: dict[str, Label], pilot: Path, record: Path, monkeypatch: Any
+):
+    """ENOSPC after the process started: it must be tracked or killed, never run uncounted."""
+    gate = tmp_path / "gate"  # never opened: the pilot would run for 10 s
+    label = with_pilot(labels[A], str(pilot), {"PILOT_GATE": str(gate), "PILOT_RECORD": str(record)})
+    backend = LocalBackend(FID, state)
+    real_write = LocalBackend._write
+
+    def full_disk(self: LocalBackend, entry: LocalPilot) -> None:
+        if entry.state is RunState.RUNNING:
+            raise OSError(28, "No space left on device")
+        real_write(self, entry)
+
+    monkeypatch.setattr(LocalBackend, "_write", full_disk)
+    outcome = backend.submit(label, 1, make_context(tmp_path))
+    assert "No space left on device" in outcome.error
+    monkeypatch.setattr(LocalBackend, "_write", real_write)  # the disk has room again
+
+    (pid,) = _started_pids(tmp_path / "logs" / DATE / A).values()
+    census = backend.census([label])
+    supply = census.supply[A]
+    counted = 0 if supply is None else supply.all
+    assert counted == int(_alive(pid)), "a live pilot process that the census does not count"
+    wait_for(lambda: not _alive(pid), timeout=5, message="the untracked pilot to be killed")
+    assert _zombie_children([pid]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -16,7 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from autopyfactory import cli
+from autopyfactory import cli, config
+from autopyfactory.condor.command import Schedd
+from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
+from autopyfactory.labels import build_labels
 from autopyfactory.local_batch import FinishedPilot
 from autopyfactory.pilot_reports import CHECKPOINT_FILE
 from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
@@ -25,6 +29,7 @@ from tests.support.condor_emulator.driver import CondorEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 LABEL = "CERN-PROD"
+LOCAL_LABEL = "LOCAL-local"  # what the factory names the label of a [LOCAL] batch = local queue
 DAY = 86400
 
 
@@ -142,6 +147,32 @@ def test_a_second_run_changes_nothing_and_reads_from_the_checkpoint(
     assert since[since.index("-since") + 1] == f"EnteredCurrentStatus < {int(saved) - 60}"
 
 
+@pytest.mark.parametrize("saved", ["NaN", "Infinity", "-Infinity", "1e400", "true", "4102444800.0"])
+def test_a_corrupt_checkpoint_is_rebuilt_from_the_lookback_with_a_warning(
+    condor: CondorEmulator,
+    factory: FactoryClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    saved: str,
+) -> None:
+    """Issue 13.12: NaN, infinities, a number that overflows, a far-future time (2100)."""
+    cids = submit(condor, factory.name, 1)
+    factory.create(LABEL, *cids)
+    factory.pilot(cids[0], state="running")
+    condor.complete(cids[0], 0, at=time.time() - 600)  # within monExitingLookback
+    path = tmp_path / "state" / CHECKPOINT_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(f'{{"(local schedd)@(local pool)": {saved}}}\n')
+    conf = write_config(tmp_path, factory)
+    with caplog.at_level(logging.WARNING):
+        assert run("mon-exiting", conf) == 0
+    assert state(factory, cids[0]) == ("DONE", 0), "the window was skipped"
+    assert "rejected" in caplog.text and "look-back" in caplog.text
+    (value,) = json.loads(path.read_text()).values()
+    assert time.time() - 60 < value <= time.time()
+    assert run("mon-exiting", conf) == 0  # and the next run is fine too
+
+
 def test_awol_pilots_are_faults_and_old_history_is_found_first(
     condor: CondorEmulator, factory: FactoryClient, monitor: Monitor, tmp_path: Path
 ) -> None:
@@ -172,6 +203,22 @@ def test_a_monitor_that_is_down_fails_the_run_and_keeps_the_checkpoint(
     assert not (tmp_path / "state" / CHECKPOINT_FILE).exists()
 
 
+def test_pilots_left_in_a_schedd_the_factory_used_before_are_neither_lost_nor_awol(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """Issue 13.1 for the cron helpers: the queue moved, its pilots stayed in the old schedd."""
+    condor.add_schedd("old.example.org")
+    running, finished = submit(condor, factory.name, 2, "old.example.org")
+    factory.create(LABEL, running, finished)
+    factory.pilot(finished, state="running")
+    condor.complete(finished, 0, schedd="old.example.org")
+    memory = SubmissionMemory(tmp_path / "state" / MEMORY_FILE, time.time, 600)
+    memory.note_intent(Schedd("old.example.org"), LABEL)  # what the factory wrote when it submitted
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0  # configured: the local schedd
+    assert state(factory, finished) == ("DONE", 0)
+    assert state(factory, running) == ("CREATED", None)  # still queued there: not AWOL
+
+
 def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -194,17 +241,21 @@ def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(
 def test_local_pilots_come_from_the_local_history(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
-    factory.create("LOCAL", "1.0", "2.0", "3.0")
+    """Issue 13.5: with the label names the factory really makes (``<section>-local``)."""
+    factory.create(LOCAL_LABEL, "1.0", "2.0", "3.0")  # the name the factory makes
     factory.pilot("1.0", state="running")
     history = tmp_path / "state" / "local" / "history"
     history.mkdir(parents=True)
     for cid, rc, removed in (("1.0", 0, False), ("2.0", None, True)):
         pilot = FinishedPilot(
-            cid, "LOCAL", factory.name, ("/bin/true",), "o", "e", "l",
+            cid, LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
             time.time() - 60, time.time() - 50, time.time() - 10, rc, removed, "ended",
         )  # fmt: skip
         (history / f"{cid}.json").write_text(pilot.to_json())
-    conf = write_config(tmp_path, factory, queues=f"\n[LOCAL]\nbatch = local\nwmsqueue = {LABEL}")
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    conf = write_config(tmp_path, factory, queues=local_queue)
+    made = build_labels(config.load(conf), None).labels
+    assert [label.name for label in made if label.batch == "local"] == [LOCAL_LABEL]
     assert run("mon-exiting", conf) == 0
     assert state(factory, "1.0") == ("DONE", 0)
     assert state(factory, "2.0") == ("FAULT", None)
@@ -236,6 +287,24 @@ def test_stale_pilots_are_flagged_and_not_removed_by_default(
     assert len(events(factory, cids[0])) == 2
 
 
+def test_stale_pilots_removed_while_the_monitor_is_down_are_said_so(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13.17: not "nothing was advanced" after pilots were removed."""
+    cids = _stale_setup(condor, factory)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    extra = "staleRemove = true\nstaleRemoveMax = 1"
+    conf = write_config(tmp_path, factory, extra, monitor_url=f"http://127.0.0.1:{port}/api")
+    assert run("mon-stale", conf) == 1
+    assert cids[1] not in [f"{a['ClusterId']}.{a['ProcId']}" for a in condor.jobs()]  # the oldest
+    captured = capsys.readouterr()
+    assert "nothing was advanced" not in captured.err
+    assert f"removed 1 stale pilot ({cids[1]}) but could not tell the monitor" in captured.err
+    assert "mon-stale: 2 stale pilots, 1 removed" in captured.out
+
+
 def test_stale_removal_is_rate_limited_oldest_first(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
@@ -248,12 +317,18 @@ def test_stale_removal_is_rate_limited_oldest_first(
     assert [f"{a['ClusterId']}.{a['ProcId']}" for a in condor.jobs()] == [cids[2]]
 
 
-def test_no_monitor_configured_is_a_clear_error(
-    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["mon-exiting", "mon-stale"])
+def test_no_monitor_configured_exits_0_with_one_quiet_line(
+    factory: FactoryClient, tmp_path: Path, command: str
 ) -> None:
+    """Issue 14.5: the shipped cron entries run every 5 minutes on hosts without a monitor."""
     conf = write_config(tmp_path, factory, monitor_url="")
-    assert run("mon-stale", conf) == 1
-    assert "monitorURL is not set" in capsys.readouterr().err
+    done = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", command, "-c", str(conf)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"autopyfactory {command}: no monitorURL in [Factory], nothing to report\n"
 
 
 # --- the cron wrappers ---------------------------------------------------------------------------

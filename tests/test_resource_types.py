@@ -79,13 +79,6 @@ def test_auto_gives_a_unified_queue_one_label_per_ce_and_type(tmp_path):
     assert label.limits == QueueLimits({"MCORE_HIMEM": 100, "SCORE": 5000, "SCORE_HIMEM": 2000}, 400, None)
 
 
-def test_typed_labels_whose_pilots_get_no_resource_type_are_warned_about(tmp_path):
-    warned = labels_for(tmp_path, "[TEST-SITE]\nresourceTypes = SCORE\n").warnings
-    assert any("arguments pass no --resource-type" in w for w in warned)
-    text = "[TEST-SITE]\nresourceTypes = SCORE\narguments = -q %(pq)s --resource-type %(resource_type)s\n"
-    assert not any("--resource-type" in w for w in labels_for(tmp_path, text).warnings)
-
-
 def test_without_resource_types_nothing_changes(tmp_path):
     result = labels_for(tmp_path, "[CERN]\n")
     assert len(result.labels) == 13 and all(lb.resource_type is None for lb in result.labels)
@@ -121,7 +114,8 @@ def test_job_labels_configured_or_from_the_queue_type(tmp_path):
     assert labels_for(tmp_path, "[TEST-SITE]\n", dump).labels[0].job_labels == ("user",)
     text = "[TEST-SITE]\ndemandJobLabels = managed, ptest\n"
     assert labels_for(tmp_path, text, dump).labels[0].job_labels == ("managed", "ptest")
-    assert labels_for(tmp_path, "[TEST-SITE]\n").labels[0].job_labels == ()
+    assert labels_for(tmp_path, "[TEST-SITE]\n").labels[0].job_labels == ("managed",)  # PR pilots
+    assert labels_for(tmp_path, "[TEST-SITE]\npilotType = RC\n").labels[0].job_labels == ()
 
 
 def test_bad_cric_limits_are_ignored_with_a_warning():
@@ -188,7 +182,8 @@ def test_each_type_gets_pilots_for_its_own_jobs(tmp_path):
     by_type = {
         rt: sum(p.decision.n for p in plans if p.label.resource_type == rt) for rt in ("SCORE", "MCORE")
     }
-    assert by_type == {"SCORE": 30, "MCORE": 17}  # one pilot per job of its type, shared by 13 CEs
+    # one pilot per job of its type, shared by 13 CEs; PR pilots count managed jobs, not the 5 user ones
+    assert by_type == {"SCORE": 30, "MCORE": 12}
 
 
 def test_resource_type_limit_caps_the_pilots_of_that_type_across_the_queue(tmp_path):
@@ -201,7 +196,7 @@ def test_resource_type_limit_caps_the_pilots_of_that_type_across_the_queue(tmp_p
     supply = {lb.name: Supply(running=1) for lb in labels}
     plans = plan(labels, stats, Census(supply, total=26), 1, FactoryCaps(), cycle=0)
     assert sum(p.decision.n for p in plans if p.label.resource_type == "SCORE") == 20 - 13
-    assert sum(p.decision.n for p in plans if p.label.resource_type == "MCORE") == 17
+    assert sum(p.decision.n for p in plans if p.label.resource_type == "MCORE") == 12  # managed only
     capped = next(p for p in plans if p.label.resource_type == "SCORE" and p.decision.n < 3)
     assert capped.decision.steps[-1].plugin == "ResourceTypeLimit"
     assert "CERN SCORE limit=20 pilots=13" in capped.decision.steps[-1].reason

@@ -8,23 +8,58 @@
 # Every failure of the wrapper itself prints one line starting with "WRAPPER ERROR:" on stderr,
 # reports "fault" to the monitor and exits with one of the codes below.
 #
-# Usage (as the batch system calls it; every argument is passed on to pilot.py unchanged):
-#   runpilot3-wrapper.sh -s <site> -h <queue> [-p <port>] [-w <server>] [-u managed|user|ptest]
-#                        [-k <memory MB>] [other pilot arguments]
-#   runpilot3-wrapper.sh --help
-# -s and -h are required; -w is required unless PILOT_HTTP_SOURCES is set (the default pilot
-# sources are built from its host); -k sets the pilot's virtual memory limit (ulimit -v, applied to
-# the pilot process only, not to the wrapper's own curl calls).
+# Usage (as the batch system calls it; the interface of the ATLAS production wrapper,
+# PanDAWMS/pilot-wrapper runpilot2-wrapper.sh):
+#   runpilot3-wrapper.sh -q <queue> [-s <site>] [-r <resource>] [-j <job label>] [-i <pilot type>]
+#                        [--piloturl <URL>] [--pilotversion <version>] [--pythonversion 3[.N]]
+#                        [--container] [--mute] [--localpy] [-k <memory MB>] [pilot.py arguments]
+#   runpilot3-wrapper.sh -h | --help
+# The wrapper's own options:
+#   -q QUEUE             PanDA queue (required); pilot.py gets -q QUEUE
+#   -s SITE              site name for the ATLAS local site set-up (setup.sh -s SITE) [the queue]
+#   -r RESOURCE          PanDA resource (logged; pilot 3 finds it from the queue)
+#   -j LABEL             prodSourceLabel the pilot asks for; pilot.py gets -j LABEL [managed]
+#   -i TYPE              pilot type (PR, RC, PT, ALRB); pilot.py gets -i TYPE [PR]
+#   --piloturl URL       the pilot tarball (http(s):// or file://); wins over PILOT_HTTP_SOURCES
+#   --pilotversion V     pilot3-V.tar.gz from CVMFS instead of pilot3.tar.gz (latest, current, 3:
+#                        the current one; 1 and 2 are refused)
+#   --pythonversion V    3 (default) or 3.N (python3.N is tried first); 2 is refused
+#   --container          running inside a container: no DDM nor ATLAS local site set-up
+#   --mute               no monitor reports
+#   --localpy            use the node's python (what this wrapper always does; accepted, noted)
+#   -k MB                virtual memory limit of the pilot process (ulimit -v), not of the wrapper
+# Every other argument is handed to pilot.py unchanged, each as one argument (e.g. --pilot-user,
+# --url, -p, -w, --resource-type, -d). APF 1 style options that pilot 3 would misread are refused
+# (exit 118): "-h <queue>" (pilot 3's -h is its help), "-w <server URL>" (-w is pilot 3's
+# workflow; the server goes in --url) and "-u <label>" (-u takes no value; the label is -j).
 #
-# Exit codes:
-#   0-113, 126-255  the pilot's own exit code, or the number in the STATUSCODE file it wrote
-#                   (pilot3 keeps its codes in 64-113 and uses 128+N for "killed by signal N")
+# Pilot sources, tried in order: --piloturl; else PILOT_HTTP_SOURCES; else the PanDA server's cache
+# http://<host of --url>:25085/cache/pilot/pilot3.tar.gz (when --url is given and no --pilotversion),
+# then file://$ATLAS_SW_BASE/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3[-<version>].tar.gz.
+#
+# Exit codes (the monitor gets the same number as rc):
+#   0       the pilot ran a PanDA job (pilot exit 0 and a job id in pandaIDs.out)
+#   20      the pilot asked PanDA and got no job (pilot 3 exits 0 then, without a job id)
+#   1-113, 119-255 the pilot's own exit code, or the number in the STATUSCODE file it wrote. Pilot 3:
+#           1 general failure (e.g. the payload failed), 2 pilot 3 rejected its arguments, 64-113
+#           pilot errors (e.g. 68 no valid proxy, 69 no local space, 71 no queuedata, 78 queue not
+#           active, 79 getJob/PanDA server communication failure), 128+N killed by signal N
+#           (131 SIGQUIT, 137 SIGKILL, 143 SIGTERM, 144 SIGUSR1)
 #   114  usage: bad or missing arguments
 #   115  no usable work directory ($OSG_WN_TMP, $TMPDIR and the current dir all failed)
 #   116  pilot code not fetched: no source gave a gzip tarball containing pilot.py (or no curl)
 #   117  no working python (APF_PYTHON, python3, python)
+#   118  an APF 1 style option pilot 3 would misread (see above); nothing was run
 #   128+N  the wrapper got signal N before the pilot was started (its WRAPPER ERROR line tells
 #          this apart from a pilot killed by signal N)
+#
+# Signals (TERM, INT, USR1, QUIT): before the pilot runs, a download or monitor call under way is
+# stopped at once and the wrapper reports fault and exits. While the pilot runs, the signal is
+# forwarded to it; a pilot still running APF_PILOT_GRACE seconds later is killed (SIGKILL). After a
+# signal every monitor call gets at most APFMON_SIGNAL_MAX_TIME seconds and no retry. So the
+# wrapper exits within APFMON_SIGNAL_MAX_TIME + 1 s of a signal before the pilot started, and within
+# APF_PILOT_GRACE + APFMON_SIGNAL_MAX_TIME + 1 s while it runs (4 s and 9 s with the defaults; the
+# batch system's kill grace should be at least that much).
 #
 # Environment read (production defaults in brackets; a timeout must be > 0, a bad value is
 # reported and replaced by its default):
@@ -36,9 +71,10 @@
 #   APFMON_MAX_TIME            seconds for one monitor call [20]
 #   APFMON_RETRIES             extra attempts after a failed monitor call [2]
 #   APFMON_RETRY_DELAY         seconds between monitor attempts [5]
-#   PILOT_HTTP_SOURCES         space separated URLs of the pilot tarball, tried in order (file:// works)
-#                              [http://<host of -w>:25085/cache/pilot/pilot3.tar.gz, then
-#                               file://$ATLAS_SW_BASE/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz]
+#   APFMON_SIGNAL_MAX_TIME     seconds for a monitor call after a signal (no retries) [3]
+#   APF_PILOT_GRACE            seconds a signalled pilot gets before SIGKILL [5]
+#   PILOT_HTTP_SOURCES         space separated URLs of the pilot tarball, tried in order (file:// works);
+#                              --piloturl wins over it [see "Pilot sources" above]
 #   PILOT_HTTP_CONNECT_TIMEOUT seconds to connect to a pilot source [30]
 #   PILOT_HTTP_MAX_TIME        seconds for one download attempt [180]
 #   PILOT_HTTP_RETRIES         curl --retry for one source (transient errors only) [2]
@@ -61,15 +97,21 @@
 
 set -u
 
-apf_version="0.1.0"
+apf_version="0.2.0"
 apf_startdir=$PWD
 apf_workdir=""
+apf_scratch=""      # a private temp dir for curl's HTTP status (made lazily, removed at exit)
 apf_pilot_pid=""
+apf_child_pid=""    # the curl or sleep the wrapper is waiting for (killed at once on a signal)
+apf_watchdog_pid="" # kills the pilot APF_PILOT_GRACE seconds after a signal
 apf_pending_signal=""
-apf_signalled=""
+apf_pilot_done=""
+apf_signalled=""    # set by the traps; never reset: after a signal, monitor calls are short
+apf_wait_signalled="" # set by the traps, reset by the wait loops
+apf_mute=""
 # Numeric settings, filled from the environment by apf_setting.
-apf_mon_connect="" apf_mon_max_time="" apf_mon_retries="" apf_mon_delay=""
-apf_http_connect="" apf_http_max_time="" apf_http_retries="" apf_http_delay=""
+apf_mon_connect="" apf_mon_max_time="" apf_mon_retries="" apf_mon_delay="" apf_mon_signal_time=""
+apf_http_connect="" apf_http_max_time="" apf_http_retries="" apf_http_delay="" apf_pilot_grace=""
 
 apf_log() {
     printf '%(%Y-%m-%dT%H:%M:%S%z)T [wrapper] %s\n' -1 "$*"
@@ -81,12 +123,15 @@ apf_section() {
 
 apf_usage() {
     cat <<EOF
-usage: runpilot3-wrapper.sh -s <site> -h <queue> [-p <port>] [-w <server>] [-u managed|user|ptest]
-                            [-k <memory MB>] [other pilot arguments]
-       runpilot3-wrapper.sh --help
-All arguments are passed on to pilot.py. -w is required unless PILOT_HTTP_SOURCES is set.
-Exit codes: the pilot's own, or 114 usage, 115 no work dir, 116 pilot not fetched, 117 no python,
-128+N killed by signal N before the pilot started. See the header of this script for the environment.
+usage: runpilot3-wrapper.sh -q <queue> [-s <site>] [-r <resource>] [-j <job label>] [-i <pilot type>]
+                            [--piloturl <URL>] [--pilotversion <version>] [--pythonversion 3[.N]]
+                            [--container] [--mute] [--localpy] [-k <memory MB>] [pilot.py arguments]
+       runpilot3-wrapper.sh -h | --help
+pilot.py gets -q <queue> -j <job label> -i <pilot type> and every argument that is not the
+wrapper's own, e.g.: --pilot-user ATLAS --url https://pandaserver.cern.ch -p 25443 -w generic
+Exit codes: 0 ran a job, 20 no job, else the pilot's own; the wrapper's: 114 usage, 115 no work
+dir, 116 pilot not fetched, 117 no python, 118 APF 1 style option refused, 128+N signal N before
+the pilot started. See the header of this script for details and the environment.
 EOF
 }
 
@@ -94,6 +139,7 @@ EOF
 apf_die() {
     local code=$1
     shift
+    apf_dying=yes
     printf 'WRAPPER ERROR: %s\n' "$*" >&2
     apf_monitor fault "$code"
     exit "$code"
@@ -144,6 +190,8 @@ apf_monitor_init() {
     apf_setting apf_mon_max_time APFMON_MAX_TIME 20 timeout
     apf_setting apf_mon_retries APFMON_RETRIES 2 count
     apf_setting apf_mon_delay APFMON_RETRY_DELAY 5 seconds
+    apf_setting apf_mon_signal_time APFMON_SIGNAL_MAX_TIME 3 timeout
+    apf_setting apf_pilot_grace APF_PILOT_GRACE 5 count
     apf_mon_api=${APFMON_API:-v2}
     case $apf_mon_api in
         v1 | v2) ;;
@@ -154,7 +202,10 @@ apf_monitor_init() {
     esac
     apf_mon_url=${APFMON:-}
     apf_mon_url=${apf_mon_url%/}
-    if [ -z "$apf_mon_url" ]; then
+    if [ -n "$apf_mute" ]; then
+        apf_log "monitor: --mute, no reports"
+        apf_mon_url=""
+    elif [ -z "$apf_mon_url" ]; then
         apf_log "monitor: APFMON is not set, no reports"
     elif [ -z "${APFFID:-}" ] || [ -z "${APFCID:-}" ]; then
         apf_log "monitor: APFFID or APFCID is not set, no reports to $apf_mon_url"
@@ -164,12 +215,63 @@ apf_monitor_init() {
     fi
 }
 
-# apf_monitor running | exiting RC [IDS] | fault RC. Bounded by timeouts and retries; a monitor
-# failure is logged and never changes what the wrapper does next.
+# apf_wait_child CMD...: run CMD in the background and wait for it, so that a trapped signal is
+# handled at once (bash runs traps only between commands, and a foreground curl would delay it);
+# the traps kill apf_child_pid. CMD's stdout goes to apf_child_out when that is set: redirecting
+# this function's own output would also capture what a trap running inside it prints.
+apf_wait_child() {
+    local status
+    if [ -n "${apf_child_out:-}" ]; then
+        "$@" >"$apf_child_out" &
+    else
+        "$@" &
+    fi
+    apf_child_out=""
+    apf_child_pid=$!
+    apf_wait_signalled=""
+    wait "$apf_child_pid"
+    status=$?
+    # a trap that returned (a late signal while the pilot runs) interrupts wait: wait again
+    while [ -n "$apf_wait_signalled" ] && [ "$status" -gt 128 ] && kill -0 "$apf_child_pid" 2>/dev/null; do
+        apf_wait_signalled=""
+        wait "$apf_child_pid"
+        status=$?
+    done
+    apf_child_pid=""
+    return "$status"
+}
+
+# apf_http_code CURL-ARGS...: one monitor call; sets apf_http to the HTTP status and returns
+# curl's exit code. No command substitution: a signal must reach this shell's trap at once.
+apf_http_code() {
+    local status out
+    apf_http=""
+    if [ -z "$apf_scratch" ] || [ ! -d "$apf_scratch" ]; then
+        apf_scratch=$(mktemp -d 2>/dev/null || mktemp -d /tmp/apf_wrapper.XXXXXXXX 2>/dev/null) || apf_scratch=""
+    fi
+    if [ -z "$apf_scratch" ]; then # nowhere to write: a plain call (a signal waits for it)
+        apf_http=$(curl -sS -o /dev/null -w '%{http_code}' "$@")
+        return
+    fi
+    out=$apf_scratch/http_code
+    apf_child_out=$out
+    apf_wait_child curl -sS -o /dev/null -w '%{http_code}' "$@"
+    status=$?
+    read -r apf_http <"$out" 2>/dev/null
+    return "$status"
+}
+
+# apf_monitor running | exiting RC [IDS] | fault RC. Bounded by timeouts and retries (after a
+# signal: one short attempt); a monitor failure is logged and never changes what the wrapper does.
 apf_monitor() {
-    local state=$1 rc=${2:-} ids=${3:-} url attempt=0 http status
+    local state=$1 rc=${2:-} ids=${3:-} url attempt=0 http status connect=$apf_mon_connect
+    local max_time=$apf_mon_max_time retries=$apf_mon_retries
     local -a args
     [ -n "${apf_mon_url:-}" ] || return 0
+    if [ -n "$apf_signalled" ]; then
+        max_time=$apf_mon_signal_time retries=0
+        connect=$max_time
+    fi
     if [ "$apf_mon_api" = v1 ]; then
         # v1 has no fault state: a failing wrapper reports "exiting" with its own non-zero code.
         case $state in
@@ -185,9 +287,9 @@ apf_monitor() {
     fi
     while :; do
         attempt=$((attempt + 1))
-        http=$(curl -sS -o /dev/null -w '%{http_code}' --connect-timeout "$apf_mon_connect" \
-            --max-time "$apf_mon_max_time" "${args[@]}" "$url")
+        apf_http_code --connect-timeout "$connect" --max-time "$max_time" "${args[@]}" "$url"
         status=$?
+        http=$apf_http
         if [ "$status" -eq 0 ] && [[ $http == 2[0-9][0-9] ]]; then
             apf_log "monitor: $state reported (HTTP $http)"
             return 0
@@ -198,86 +300,212 @@ apf_monitor() {
             return 0
         fi
         apf_log "WARNING: monitor: $state attempt $attempt failed (curl exit $status, HTTP ${http:-none})"
-        if [ "$attempt" -gt "$apf_mon_retries" ]; then
+        if [ "$attempt" -gt "$retries" ] || [ -n "$apf_signalled" ]; then
             apf_log "WARNING: monitor: giving up on $state; the pilot is not affected"
             return 0
         fi
-        sleep "$apf_mon_delay"
+        apf_wait_child sleep "$apf_mon_delay"
     done
 }
 
 # ---- arguments ----------------------------------------------------------------------------
 
+# Pilot 3's workflows (pilot.py -w choices): any other -w value is APF 1's PanDA server URL.
+apf_workflows=" generic generic_hpc production production_hpc analysis analysis_hpc eventservice_hpc stager payload_stageout "
+
+apf_old_option() {
+    apf_usage >&2
+    apf_die 118 "$* (an APF 1 style option that pilot 3 would misread; nothing was run)"
+}
+
+# apf_need_value OPTION ARGS...: the option's value must follow and must not look like an option.
+apf_need_value() {
+    if [ $# -lt 2 ] || [ -z "$2" ] || [[ $2 == -* ]]; then
+        apf_usage_error "option $1 needs a value"
+    fi
+}
+
+# apf_followed_by_word ARGS...: the option $1 is followed by a value that is not an option.
+apf_followed_by_word() {
+    [ $# -ge 2 ] && [ -n "$2" ] && [[ $2 != -* ]]
+}
+
 apf_parse_args() {
-    apf_site="" apf_queue="" apf_port="" apf_server="" apf_memory_mb=""
+    apf_queue="" apf_site="" apf_resource="" apf_job_label=managed apf_pilot_type=PR apf_memory_mb=""
+    apf_piloturl="" apf_pilotversion="" apf_pythonversion=3 apf_container="" apf_localpy=""
+    apf_panda_url=""
+    apf_pilot_args=()
     while [ $# -gt 0 ]; do
         case $1 in
             --help)
                 apf_usage
                 exit 0
                 ;;
-            -s | -h | -p | -w | -k)
-                if [ $# -lt 2 ] || [ -z "$2" ] || [[ $2 == -* ]]; then
-                    apf_usage_error "option $1 needs a value"
+            -h)
+                if apf_followed_by_word "$@"; then
+                    apf_old_option "-h $2: the queue is -q <queue> (-h is help)"
                 fi
+                apf_usage
+                exit 0
+                ;;
+            -q | -s | -r | -j | -i | -k | --piloturl | --pilotversion | --pythonversion)
+                apf_need_value "$@"
                 case $1 in
+                    -q) apf_queue=$2 ;;
                     -s) apf_site=$2 ;;
-                    -h) apf_queue=$2 ;;
-                    -p) apf_port=$2 ;;
-                    -w) apf_server=$2 ;;
+                    -r) apf_resource=$2 ;;
+                    -j) apf_job_label=$2 ;;
+                    -i) apf_pilot_type=$2 ;;
                     -k) apf_memory_mb=$2 ;;
+                    --piloturl) apf_piloturl=$2 ;;
+                    --pilotversion) apf_pilotversion=$2 ;;
+                    --pythonversion) apf_pythonversion=$2 ;;
                 esac
                 shift 2
                 ;;
-            *) shift ;; # a pilot argument: passed on as it is
+            --container) apf_container=yes && shift ;;
+            --mute) apf_mute=yes && shift ;;
+            --localpy) apf_localpy=yes && shift ;;
+            -w)
+                if [ $# -ge 2 ] && [[ $apf_workflows != *" $2 "* ]]; then
+                    apf_old_option "-w $2: -w is pilot 3's workflow (generic, ...); the PanDA server goes in --url"
+                fi
+                apf_pilot_args+=("$1")
+                shift
+                ;;
+            -u)
+                if apf_followed_by_word "$@"; then
+                    apf_old_option "-u $2: pilot 3's -u takes no value; the job label is -j <label>"
+                fi
+                apf_pilot_args+=("$1")
+                shift
+                ;;
+            --url)
+                [ $# -ge 2 ] && apf_panda_url=$2
+                apf_pilot_args+=("$1")
+                shift
+                ;;
+            *)
+                [[ $1 == --url=* ]] && apf_panda_url=${1#--url=}
+                apf_pilot_args+=("$1")
+                shift
+                ;;
         esac
     done
-    [ -n "$apf_site" ] || apf_usage_error "missing -s <site>"
-    [ -n "$apf_queue" ] || apf_usage_error "missing -h <queue>"
-    if [ -n "$apf_port" ] && ! [[ $apf_port =~ ^[0-9]+$ && $apf_port -ge 1 && $apf_port -le 65535 ]]; then
-        apf_usage_error "-p $apf_port is not a port number"
-    fi
+    apf_check_args
+    apf_choose_sources
+}
+
+apf_check_args() {
+    [ -n "$apf_queue" ] || apf_usage_error "missing -q <queue>"
+    [ -n "$apf_site" ] || apf_site=$apf_queue
     if [ -n "$apf_memory_mb" ] && ! [[ $apf_memory_mb =~ ^[1-9][0-9]{0,8}$ ]]; then
         apf_usage_error "-k $apf_memory_mb is not a memory size in MB"
     fi
+    if ! [[ $apf_pythonversion =~ ^3(\.[0-9]+)?$ ]]; then
+        apf_usage_error "--pythonversion $apf_pythonversion: pilot 3 needs python 3 (3 or 3.N)"
+    fi
+    case $apf_pilotversion in
+        1 | 2) apf_usage_error "--pilotversion $apf_pilotversion: pilot $apf_pilotversion is not supported, only pilot 3" ;;
+        latest | current | 3) apf_pilotversion="" ;;
+    esac
+    if [ -n "$apf_pilotversion" ] && ! [[ $apf_pilotversion =~ ^[A-Za-z0-9._-]+$ ]]; then
+        apf_usage_error "--pilotversion $apf_pilotversion is not a version"
+    fi
+    case $apf_piloturl in
+        "" | http://?* | https://?* | file:///*) ;;
+        *) apf_usage_error "--piloturl $apf_piloturl: expected an http(s):// or file:/// URL" ;;
+    esac
+}
+
+# The pilot tarball's sources: --piloturl, else PILOT_HTTP_SOURCES, else the PanDA server's cache
+# (host of --url, port 25085, as ATLAS wrappers use it) and CVMFS.
+apf_choose_sources() {
+    local hostport tarball=pilot3.tar.gz
+    if [ -n "$apf_piloturl" ]; then
+        apf_sources=("$apf_piloturl")
+        return
+    fi
     if [[ ${PILOT_HTTP_SOURCES:-} =~ [^[:space:]] ]]; then
         read -r -a apf_sources <<<"$PILOT_HTTP_SOURCES"
-    elif [ -z "$apf_server" ]; then
-        apf_usage_error "no pilot source: give -w <server> or set PILOT_HTTP_SOURCES"
-    else
-        # The PanDA server's static cache (port 25085) serves the pilot, as ATLAS wrappers use it;
-        # CVMFS holds the same tarball as a fallback.
-        local hostport=${apf_server#*://}
-        hostport=${hostport%%/*}
-        if ! [[ $hostport =~ ^(\[[^]]+\]|[^:/]+)(:[0-9]+)?$ ]]; then
-            apf_usage_error "-w $apf_server: cannot find a host name in it"
-        fi
-        apf_sources=(
-            "http://${BASH_REMATCH[1]}:25085/cache/pilot/pilot3.tar.gz"
-            "file://${ATLAS_SW_BASE:-/cvmfs}/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz"
-        )
+        return
     fi
+    apf_sources=()
+    [ -n "$apf_pilotversion" ] && tarball=pilot3-$apf_pilotversion.tar.gz
+    if [ -n "$apf_panda_url" ] && [ -z "$apf_pilotversion" ]; then
+        hostport=${apf_panda_url#*://}
+        hostport=${hostport%%/*}
+        if [[ $hostport =~ ^(\[[^]]+\]|[^:/]+)(:[0-9]+)?$ ]]; then
+            apf_sources+=("http://${BASH_REMATCH[1]}:25085/cache/pilot/pilot3.tar.gz")
+        else
+            apf_log "WARNING: --url $apf_panda_url: no host name in it, not using the PanDA server's cache"
+        fi
+    fi
+    apf_sources+=("file://${ATLAS_SW_BASE:-/cvmfs}/atlas.cern.ch/repo/sw/PandaPilot/tar/$tarball")
 }
 
 # ---- signals and cleanup ------------------------------------------------------------------
 
 # shellcheck disable=SC2317 # called from a trap
+apf_kill_child() {
+    if [ -n "$apf_child_pid" ]; then kill -TERM "$apf_child_pid" 2>/dev/null; fi
+}
+
+# shellcheck disable=SC2317 # called from a trap
 apf_early_signal() {
+    apf_signalled=yes
+    apf_wait_signalled=yes
+    apf_kill_child # a download, monitor call or retry pause under way ends now
+    [ -z "${apf_dying:-}" ] || return 0
     apf_die $((128 + $2)) "got SIG$1 before the pilot was started"
 }
 
+# shellcheck disable=SC2317 # called from a trap
 apf_forward_signal() {
     apf_signalled=yes
+    apf_wait_signalled=yes
+    if [ -n "$apf_pilot_done" ]; then # the pilot has ended: stop the report under way, exit
+        apf_log "got SIG$1 after the pilot ended"
+        apf_kill_child
+        return
+    fi
     if [ -z "$apf_pilot_pid" ]; then
         apf_pending_signal=$1
         return
     fi
     apf_log "got SIG$1: forwarding it to the pilot (pid $apf_pilot_pid)"
     kill -s "$1" "$apf_pilot_pid" 2>/dev/null || apf_log "WARNING: could not signal pid $apf_pilot_pid"
+    apf_start_watchdog
+}
+
+# After the first forwarded signal the pilot has APF_PILOT_GRACE seconds, then it is killed. The
+# watchdog is a fresh bash (a subshell forked inside a trap handler would inherit this shell's state).
+apf_start_watchdog() {
+    [ -z "$apf_watchdog_pid" ] || return 0
+    # shellcheck disable=SC2016 # the inner script expands its own arguments
+    bash -c 'sleep "$1" & sleeper=$!
+        trap "kill $sleeper 2>/dev/null; exit 0" TERM
+        wait "$sleeper"
+        if kill -0 "$2" 2>/dev/null; then
+            printf "%(%Y-%m-%dT%H:%M:%S%z)T [wrapper] %s\n" -1 \
+                "WARNING: the pilot still runs $1 s after the signal: SIGKILL"
+            kill -KILL "$2" 2>/dev/null
+        fi' apf_watchdog "$apf_pilot_grace" "$apf_pilot_pid" &
+    apf_watchdog_pid=$!
+}
+
+apf_stop_watchdog() {
+    [ -n "$apf_watchdog_pid" ] || return 0
+    kill -TERM "$apf_watchdog_pid" 2>/dev/null
+    wait "$apf_watchdog_pid" 2>/dev/null
+    apf_watchdog_pid=""
 }
 
 # shellcheck disable=SC2317 # called from a trap
 apf_cleanup() {
+    apf_kill_child
+    apf_stop_watchdog
+    if [ -n "$apf_scratch" ]; then rm -rf -- "$apf_scratch"; fi
     [ -n "$apf_workdir" ] && [ -d "$apf_workdir" ] || return 0
     if [ -n "${APF_KEEP_WORKDIR:-}" ]; then
         apf_log "APF_KEEP_WORKDIR is set: keeping $apf_workdir"
@@ -362,7 +590,7 @@ apf_fetch_pilot() {
     for url in "${apf_sources[@]}"; do
         rm -f "$tarball"
         apf_log "fetching $url"
-        curl -fsSL --connect-timeout "$apf_http_connect" --max-time "$apf_http_max_time" \
+        apf_wait_child curl -fsSL --connect-timeout "$apf_http_connect" --max-time "$apf_http_max_time" \
             --retry "$apf_http_retries" --retry-delay "$apf_http_delay" -o "$tarball" "$url"
         status=$?
         if [ "$status" -ne 0 ]; then
@@ -409,6 +637,10 @@ apf_source() {
 apf_site_setup() {
     local sw_dir=${VO_ATLAS_SW_DIR:-${ATLAS_SW_BASE:-/cvmfs}/atlas.cern.ch/repo/sw}
     apf_section "site set-up"
+    if [ -n "$apf_container" ]; then
+        apf_log "--container: no DDM nor ATLAS local site set-up"
+        return 0
+    fi
     apf_source "DDM set-up" "$sw_dir/ddm/latest/setup.sh"
     apf_source "ATLAS local site set-up" "${ATLAS_LOCAL_AREA:-$sw_dir/local}/setup.sh" -s "$apf_site"
 }
@@ -417,6 +649,8 @@ apf_find_python() {
     local candidate version fallback="" fallback_version=""
     local -a candidates=(python3 python)
     apf_section "python"
+    if [ "$apf_pythonversion" != 3 ]; then candidates=("python$apf_pythonversion" "${candidates[@]}"); fi
+    if [ -n "$apf_localpy" ]; then apf_log "--localpy: using the node's python"; fi
     [ -n "${APF_PYTHON:-}" ] && candidates=("$APF_PYTHON" "${candidates[@]}")
     for candidate in "${candidates[@]}"; do
         if ! command -v "$candidate" >/dev/null 2>&1; then
@@ -465,9 +699,9 @@ apf_proxy_info() {
     apf_log "X509_USER_PROXY=${X509_USER_PROXY:-<unset>}"
     command -v timeout >/dev/null 2>&1 && limit=(timeout 60)
     if command -v voms-proxy-info >/dev/null 2>&1; then
-        "${limit[@]}" voms-proxy-info -all 2>&1 || apf_log "WARNING: voms-proxy-info -all failed"
+        apf_wait_child "${limit[@]}" voms-proxy-info -all 2>&1 || apf_log "WARNING: voms-proxy-info -all failed"
     elif command -v arcproxy >/dev/null 2>&1; then
-        "${limit[@]}" arcproxy -I 2>&1 || apf_log "WARNING: arcproxy -I failed"
+        apf_wait_child "${limit[@]}" arcproxy -I 2>&1 || apf_log "WARNING: arcproxy -I failed"
     else
         apf_log "note: neither voms-proxy-info nor arcproxy found, no proxy info"
     fi
@@ -502,7 +736,7 @@ apf_run_pilot() {
                 apf_log "WARNING: could not set ulimit -v for -k $apf_memory_mb MB, pilot runs without it"
         fi
         ulimit -a
-        apf_log "==== pilot BEGIN: $apf_python $apf_pilot_py $* ===="
+        apf_log "==== pilot BEGIN: $apf_python $apf_pilot_py $(apf_quoted "$@") ===="
         exec "$apf_python" "$apf_pilot_py" "$@"
     ) &
     apf_pilot_pid=$!
@@ -510,13 +744,15 @@ apf_run_pilot() {
     # wait returns early (>128) when a trapped signal arrives; then wait again for the real end.
     apf_rc=""
     while :; do
-        apf_signalled=""
-        wait "$apf_pilot_pid"
+        apf_wait_signalled=""
+        wait "$apf_pilot_pid" 2>/dev/null # "no record of process" once reaped: status 127
         status=$?
         if [ -n "$apf_rc" ] && [ "$status" -eq 127 ]; then break; fi # already reaped
         apf_rc=$status
-        if [ -z "$apf_signalled" ] || [ "$status" -le 128 ]; then break; fi
+        if [ -z "$apf_wait_signalled" ] || [ "$status" -le 128 ]; then break; fi
     done
+    apf_stop_watchdog
+    apf_pilot_done=yes
     apf_log "==== pilot END: exit code $apf_rc ===="
     if file=$(apf_pilot_file STATUSCODE); then
         read -r code <"$file"
@@ -541,19 +777,53 @@ apf_run_pilot() {
             apf_log "reporting the first 100 of ${#ids[@]} PanDA job ids to the monitor"
         fi
     fi
+    apf_outcome
+}
+
+# The pilot's outcome for the monitor and the batch system. Pilot 3 exits 0 also when PanDA had no
+# job for it; only its pandaIDs.out tells the two apart, so 0 without a job id becomes 20.
+apf_outcome() {
+    local what
+    if [ "$apf_rc" -eq 0 ] && [ -z "$apf_ids" ]; then
+        apf_log "the pilot exited 0 without a PanDA job id (no pandaIDs.out): no job, reporting 20"
+        apf_rc=20
+    fi
+    case $apf_rc in
+        0) what="ran PanDA job(s) $apf_ids" ;;
+        20) what="no job: PanDA had none for this queue and label" ;;
+        1) what="pilot failure (e.g. the payload failed), see the pilot log" ;;
+        2) what="pilot 3 rejected its arguments (see its usage message above)" ;;
+        79) what="getJob failed: PanDA server communication failure" ;;
+        71 | 72) what="no usable queuedata for the queue" ;;
+        78) what="PanDA queue is not active" ;;
+        68) what="no valid proxy" ;;
+        6[4-9] | [7-9][0-9] | 10[0-9] | 11[0-3]) what="pilot error $apf_rc, see the pilot log" ;;
+        129 | 1[3-9][0-9] | 2[0-5][0-9]) what="killed by signal $((apf_rc - 128))" ;;
+        *) what="pilot exit code $apf_rc" ;;
+    esac
+    apf_log "pilot outcome: $apf_rc, $what"
+}
+
+# apf_quoted ARGS: the arguments as one shell-quoted line, for the log.
+apf_quoted() {
+    local line
+    printf -v line '%q ' "$@"
+    printf '%s' "${line% }"
 }
 
 apf_main() {
-    apf_apply_forced_env
-    apf_host_info
-    apf_log "arguments: $*"
-    apf_monitor_init
-    apf_parse_args "$@"
     trap apf_cleanup EXIT
     trap 'apf_early_signal TERM 15' TERM
     trap 'apf_early_signal INT 2' INT
     trap 'apf_early_signal USR1 10' USR1
     trap 'apf_early_signal QUIT 3' QUIT
+    apf_apply_forced_env
+    apf_host_info
+    apf_log "arguments: $(apf_quoted "$@")"
+    apf_mute=""
+    case " $* " in *" --mute "*) apf_mute=yes ;; esac
+    apf_monitor_init
+    apf_parse_args "$@"
     apf_monitor running
     apf_make_workdir
     apf_fetch_pilot
@@ -561,7 +831,9 @@ apf_main() {
     apf_find_python
     apf_print_env
     apf_proxy_info
-    apf_run_pilot "$@"
+    apf_log "queue $apf_queue, site $apf_site, resource ${apf_resource:-<none>}, job label $apf_job_label, pilot type $apf_pilot_type"
+    apf_run_pilot -q "$apf_queue" -j "$apf_job_label" -i "$apf_pilot_type" \
+        ${apf_pilot_args[@]+"${apf_pilot_args[@]}"}
     apf_monitor exiting "$apf_rc" "$apf_ids"
     apf_log "wrapper exiting with code $apf_rc"
     exit "$apf_rc"

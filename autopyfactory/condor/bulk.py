@@ -30,7 +30,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autopyfactory.batch import BatchError, SubmitContext, SubmitOutcome
@@ -45,6 +45,7 @@ BATCH_DIR = "_submit"  # below <baseLogDir>/<date>/, beside the label directorie
 _TERSE_LINE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
 _MULTI_QUEUE_REFUSED = re.compile(r"multiple queue statements", re.IGNORECASE)
 _SLUG = re.compile(r"[^A-Za-z0-9_.@-]+")
+_COUNT = re.compile(r": \d+ pilots")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,30 @@ def render_block(label: Label, n: int, context: SubmitContext) -> Block:
     rendered = text.splitlines()
     lines = tuple((line.split("=", 1)[0].strip().lower(), line) for line in rendered[1:-1] if line.strip())
     return Block(label, n, rendered[0], lines)
+
+
+class BlockCache:
+    """Each label's rendered and validated block, kept while the label object and the context stay
+    the same (labels are rebuilt only when schedconfig changes; the context changes daily): a
+    steady cycle renders and validates nothing again, only the count changes."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Label, SubmitContext, Block]] = {}
+        self.made_dirs: set[str] = set()  # label log directories known to exist
+        self.one_by_one: set[Schedd] = set()  # schedds whose condor_submit refuses several queues
+
+    def block(self, label: Label, n: int, context: SubmitContext) -> Block:
+        entry = self._entries.get(label.name)
+        if entry is not None and entry[0] is label and entry[1] == context:
+            cached = entry[2]
+            return (
+                cached
+                if cached.n == n
+                else replace(cached, n=n, comment=_COUNT.sub(f": {n} pilots", cached.comment, 1))
+            )
+        block = render_block(label, n, context)
+        self._entries[label.name] = (label, context, block)
+        return block
 
 
 def batch_text(blocks: Sequence[Block], header: str) -> str:
@@ -121,7 +146,8 @@ def assign(
     """Job ids per label, in file order: exact where ``-terse`` printed them all, else an error.
 
     condor_submit that exited with a message and printed nothing queued nothing (one
-    transaction): every label gets "not submitted". Otherwise (a timeout, or fewer ids than
+    transaction): every label gets "not submitted" (the backend still lists those labels' pilots
+    in the next censuses, in case jobs were queued after all). Otherwise (a timeout, or fewer ids than
     asked for) the first label without all its ids keeps what was printed and it and all after it
     are "outcome unknown": their pilots, if any, are found by the next census.
     """
@@ -155,15 +181,23 @@ class BatchResult:
 
 
 def submit_batch(
-    requests: Sequence[tuple[Label, int]], context: SubmitContext, schedd: Schedd, timeout: float
+    requests: Sequence[tuple[Label, int]],
+    context: SubmitContext,
+    schedd: Schedd,
+    timeout: float,
+    cache: BlockCache | None = None,
 ) -> BatchResult:
     """Submit all ``requests`` (label, n) of one schedd; one outcome per label, never raises."""
     outcomes: dict[str, SubmitOutcome] = {}
     groups: dict[frozenset[str], list[Block]] = {}
     for label, n in requests:
         try:
-            block = render_block(label, n, context)
-            Path(log_dir(context.base_log_dir, context.date, label.name)).mkdir(parents=True, exist_ok=True)
+            block = cache.block(label, n, context) if cache else render_block(label, n, context)
+            directory = log_dir(context.base_log_dir, context.date, label.name)
+            if cache is None or directory not in cache.made_dirs:
+                Path(directory).mkdir(parents=True, exist_ok=True)
+                if cache is not None:
+                    cache.made_dirs.add(directory)
         except (SubmitRenderError, OSError) as exc:
             log.error("%s: no submission: %s", label.name, exc)
             outcomes[label.name] = SubmitOutcome(error=str(exc))
@@ -171,14 +205,14 @@ def submit_batch(
         groups.setdefault(block.signature, []).append(block)
     calls = 0
     for blocks in groups.values():
-        result, used = _submit_group(blocks, context, schedd, timeout)
+        result, used = _submit_group(blocks, context, schedd, timeout, cache or BlockCache())
         outcomes.update(result)
         calls += used
     return BatchResult(outcomes, calls)
 
 
 def _submit_group(
-    blocks: Sequence[Block], context: SubmitContext, schedd: Schedd, timeout: float
+    blocks: Sequence[Block], context: SubmitContext, schedd: Schedd, timeout: float, cache: BlockCache
 ) -> tuple[dict[str, SubmitOutcome], int]:
     total = sum(b.n for b in blocks)
     header = f"# autopyfactory: {len(blocks)} labels, {total} pilots, {schedd}, one cluster per label"
@@ -191,10 +225,14 @@ def _submit_group(
     if context.dry_run:
         log.info("%s: dry run, %d pilots of %d labels described in %s", schedd, total, len(blocks), path)
         return {b.label.name: SubmitOutcome(submit_file=str(path)) for b in blocks}, 0
+    if len(blocks) > 1 and schedd in cache.one_by_one:
+        return _one_by_one(blocks, context, schedd, timeout, path)
     output, error = run_condor_keep("condor_submit", schedd, ["-terse", str(path)], timeout)
     if error and len(blocks) > 1 and _MULTI_QUEUE_REFUSED.search(error) and not output.strip():
-        log.warning("%s: condor_submit refuses several queue statements: one call per label", schedd)
-        return _one_by_one(blocks, context, schedd, timeout, path)
+        log.warning("%s: condor_submit refuses several queue statements: one call per label from now", schedd)
+        cache.one_by_one.add(schedd)
+        outcomes, used = _one_by_one(blocks, context, schedd, timeout, path)
+        return outcomes, used + 1
     try:
         clusters = terse_clusters(output)
     except BatchError as exc:

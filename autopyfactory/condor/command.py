@@ -6,10 +6,14 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autopyfactory.batch import BatchError
+
+#: How often a query that may be abandoned looks at the stop flag (seconds).
+STOP_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,15 @@ class Schedd:
         return self.name or "local schedd"
 
 
-def run_condor(tool: str, schedd: Schedd, args: Sequence[str], timeout: float) -> str:
+def run_condor(
+    tool: str, schedd: Schedd, args: Sequence[str], timeout: float, stop: Callable[[], bool] | None = None
+) -> str:
     """Run ``tool [-name N] [-pool P] args...`` and return its stdout.
 
     Raises BatchError on a non-zero exit (with condor's own message), on a timeout (the whole
-    process group is killed, so no child lingers) or when the tool is missing.
+    process group is killed, so no child lingers) or when the tool is missing; also, within
+    STOP_POLL seconds, when ``stop()`` says the factory is stopping (for read-only queries: a
+    condor_q in a stopping factory's census is not worth waiting for).
     """
     argv = [tool, *schedd.options(), *args]
     try:
@@ -40,11 +48,19 @@ def run_condor(tool: str, schedd: Schedd, args: Sequence[str], timeout: float) -
         )
     except OSError as exc:
         raise BatchError(f"{tool}: cannot run: {exc.strerror or exc}") from None
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        raise BatchError(f"{tool} ({schedd}): no answer within {timeout:g} s") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        step = deadline - time.monotonic() if stop is None else min(STOP_POLL, deadline - time.monotonic())
+        try:
+            stdout, stderr = process.communicate(timeout=max(0.0, step))
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                _kill_group(process)
+                raise BatchError(f"{tool} ({schedd}): no answer within {timeout:g} s") from None
+            if stop is not None and stop():
+                _kill_group(process)
+                raise BatchError(f"{tool} ({schedd}): abandoned, the factory is stopping") from None
     if process.returncode != 0:
         message = " ".join((stderr or stdout).split())[:500] or "no message"
         raise BatchError(f"{tool} ({schedd}) exited {process.returncode}: {message}")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import classad2
 
@@ -25,13 +26,13 @@ ATTRIBUTES = (
 )  # fmt: skip
 
 
+#: Pilots queued this long before the newest one count as *recent* (see :class:`ScheddCensus`).
+RECENT_SECONDS = 3600
 #: What the cycle's census reads: counts, housekeeping of held (and stuck idle) pilots, log dirs.
 CENSUS_ATTRIBUTES = (
     "ClusterId", "ProcId", "JobStatus", "MATCH_APF_QUEUE", "QDate", "EnteredCurrentStatus",
     "HoldReason", "HoldReasonCode", "NumHolds",
 )  # fmt: skip
-#: Pilots queued this long before the newest one count as *recent* (see :class:`ScheddCensus`).
-RECENT_SECONDS = 3600
 _STATUSES = range(1, 8)
 
 
@@ -39,11 +40,13 @@ _STATUSES = range(1, 8)
 class ScheddCensus:
     """One schedd's answer, read in one pass without an object per job.
 
-    ``pilots``: Pilot objects only for held pilots and for idle ones of the labels in
-    ``keep_idle`` (what housekeeping acts on). ``queued``: per label the QDates, floored to the
-    hour (enough for the log directories' dates; 0 = unknown). ``recent``: per label the ids of
-    pilots queued at most RECENT_SECONDS before the newest pilot of the schedd (no clock needed),
-    so that pilots the monitor never heard of can be announced (issue 13.3).
+    ``pilots``: Pilot objects only for held pilots, idle ones of the labels in ``keep_idle``
+    (what housekeeping acts on) and all of the labels in ``keep_all`` (``pilots remove``).
+    ``queued``: per label the QDates, floored to the hour (enough for the log directories'
+    dates; 0 = unknown). ``recent``: per label the ids of
+    pilots queued at most RECENT_SECONDS before the newest pilot of the schedd (no clock needed):
+    what a submission of the last cycles queued (issue 13.3: announce what the monitor never heard
+    of; issue 13.4: check that recent submissions did not vanish).
     """
 
     supply: dict[str, Supply] = field(default_factory=dict)
@@ -53,58 +56,82 @@ class ScheddCensus:
     recent: dict[str, list[str]] = field(default_factory=dict)
 
 
-def census_query(schedd: Schedd, factory_id: str, timeout: float, keep_idle: Container[str]) -> ScheddCensus:
-    """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable."""
-    args = [
-        "-constraint",
-        factory_constraint(factory_id),
-        "-json",
-        "-attributes",
-        ",".join(CENSUS_ATTRIBUTES),
-    ]
-    return read_census(run_condor("condor_q", schedd, args, timeout), f"condor_q ({schedd})", keep_idle)
+def census_query(
+    schedd: Schedd,
+    factory_id: str,
+    timeout: float,
+    keep_idle: Container[str],
+    keep_all: Container[str] = (),
+    stop: Callable[[], bool] | None = None,
+) -> ScheddCensus:
+    """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable
+    (or the query was abandoned because ``stop()``)."""
+    attributes = ",".join(CENSUS_ATTRIBUTES)
+    args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", attributes]
+    text = run_condor("condor_q", schedd, args, timeout, stop)
+    return read_census(text, f"condor_q ({schedd})", keep_idle, keep_all)
 
 
-def read_census(text: str, origin: str, keep_idle: Container[str] = ()) -> ScheddCensus:
-    """Count ``condor_q -json`` output per label and state in one pass (see :class:`ScheddCensus`)."""
+def read_census(
+    text: str, origin: str, keep_idle: Container[str] = (), keep_all: Container[str] = ()
+) -> ScheddCensus:
+    """Count ``condor_q -json`` output per label and state (see :class:`ScheddCensus`).
+
+    Each job ad is counted by the JSON parser's ``object_hook`` as soon as it is parsed and then
+    dropped, so the whole answer never exists as Python objects at once (a 100,000-pilot answer
+    is ~25 MB of text and would be ~100 MB of dicts).
+    """
     if not text.strip():
         return ScheddCensus()
+    counter = _Counter(origin, keep_idle, keep_all)
     try:
-        ads = json.loads(text)
+        ads = json.loads(text, object_hook=counter.ad)
     except ValueError as exc:
         raise BatchError(f"{origin}: unparsable output ({exc}): {text[:80]!r}") from None
     if not isinstance(ads, list):
         raise BatchError(f"{origin}: expected a JSON list of job ads, got {type(ads).__name__}")
-    tallies: dict[str, list[int]] = {}
-    result = ScheddCensus()
-    newest, candidates = 0, []
-    for ad in ads:
-        if type(ad) is not dict:
-            raise BatchError(f"{origin}: a job ad is a {type(ad).__name__}, not an object")
+    if any(ad is not None for ad in ads):
+        bad = next(ad for ad in ads if ad is not None)
+        raise BatchError(f"{origin}: a job ad is a {type(bad).__name__}, not an object")
+    return counter.result()
+
+
+class _Counter:
+    """The census of one answer, fed one job ad at a time (a JSON ``object_hook``)."""
+
+    def __init__(self, origin: str, keep_idle: Container[str], keep_all: Container[str]) -> None:
+        self.origin, self.keep_idle, self.keep_all = origin, keep_idle, keep_all
+        self.tallies: dict[str, list[int]] = {}
+        self.census = ScheddCensus()
+        self.newest = 0
+        self.candidates: list[tuple[int, str, object, object]] = []  # (QDate, label, cluster, proc)
+
+    def ad(self, ad: dict[str, Any]) -> None:
         status, label, qdate = ad.get("JobStatus"), ad.get("MATCH_APF_QUEUE", ""), ad.get("QDate", 0)
         if type(status) is not int or status not in _STATUSES or type(qdate) is not int:
-            raise BatchError(f"{origin}: bad job ad {json.dumps(ad)[:120]}: JobStatus or QDate")
+            raise BatchError(f"{self.origin}: bad job ad {json.dumps(ad)[:120]}: JobStatus or QDate")
         label = label if type(label) is str else str(label)
-        tally = tallies.get(label)
+        tally = self.tallies.get(label)
         if tally is None:
-            tally = tallies[label] = [0] * 8
-            result.queued[label] = set()
+            tally = self.tallies[label] = [0] * 8
+            self.census.queued[label] = set()
         tally[status] += 1
-        result.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
-        if status == 5 or (status == 1 and label in keep_idle):
-            result.pilots.setdefault(label, []).append(_pilot(ad, origin))
-        if qdate >= newest - RECENT_SECONDS:
-            newest = max(newest, qdate)
-            candidates.append((qdate, label, ad))
-    try:
-        for qdate, label, ad in candidates:
-            if qdate >= newest - RECENT_SECONDS:
-                result.recent.setdefault(label, []).append(f"{_int(ad, 'ClusterId')}.{_int(ad, 'ProcId')}")
-    except ValueError as exc:
-        raise BatchError(f"{origin}: bad job ad: {exc}") from None
-    result.supply = {label: _tally_supply(t) for label, t in tallies.items()}
-    result.total = sum(s.all for s in result.supply.values())
-    return result
+        self.census.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
+        if status == 5 or (status == 1 and label in self.keep_idle) or label in self.keep_all:
+            self.census.pilots.setdefault(label, []).append(_pilot(ad, self.origin))
+        if qdate >= self.newest - RECENT_SECONDS:  # maybe recent: kept as ints, checked at the end
+            self.newest = max(self.newest, qdate)
+            self.candidates.append((qdate, label, ad.get("ClusterId"), ad.get("ProcId")))
+
+    def result(self) -> ScheddCensus:
+        for qdate, label, cluster, proc in self.candidates:
+            if qdate >= self.newest - RECENT_SECONDS:
+                if type(cluster) is not int or type(proc) is not int:
+                    raise BatchError(f"{self.origin}: bad job ad: ClusterId={cluster!r} ProcId={proc!r}")
+                self.census.recent.setdefault(label, []).append(f"{cluster}.{proc}")
+        self.census.supply = {label: _tally_supply(t) for label, t in self.tallies.items()}
+        self.census.total = sum(s.all for s in self.census.supply.values())
+        return self.census
 
 
 def _tally_supply(t: list[int]) -> Supply:

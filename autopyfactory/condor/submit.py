@@ -19,7 +19,9 @@ condor_submit accepts only the grid types in :data:`GRID_TYPES`. Such CEs get no
 
 ``arguments`` is a template: it is split into words like a shell would (quotes group words, a
 backslash escapes, nothing is expanded), then ``%(field)s`` is filled in each word, and each word
-reaches the wrapper as exactly one argument whatever it contains. Fields:
+reaches the wrapper as exactly one argument whatever it contains. A ``$`` the operator wrote is
+passed on as it is (condor never expands it): only the factory's own macros (``$(Cluster)``,
+``$(Process)`` in the environment) expand. Fields:
 
     siteid            the PanDA site id (schedconfig ``siteid``; default the PanDA queue)
     pq                the PanDA queue name
@@ -27,13 +29,21 @@ reaches the wrapper as exactly one argument whatever it contains. Fields:
     port              the PanDA server's port: from its URL, else 25443 (https) / 25080 (http)
     pandaserver       the PanDA server URL without the port: ``https://pandaserver.cern.ch``
     pandaserver_host  the PanDA server's host name
+    pandaurl          ``scheme://host`` of the PanDA server (pilot 3's ``--url``)
+    pilotUser         pilot 3's ``--pilot-user`` (``pilotUser``, default ATLAS)
+    jobLabel          the prodSourceLabel the pilot asks for (``jobLabel``, default managed)
+    pilotType         pilot type / version tag (``pilotType``, default PR)
+    resourceType      the label's PanDA resource type (SCORE, MCORE...; empty when it has none)
     corecount         cores per pilot
     maxrss            memory per pilot in MB
     factoryId         this factory's id
-    resource_type     the label's PanDA resource type (SCORE, MCORE, ...; empty for a label that
-                      counts every job): ``--resource-type %(resource_type)s`` for typed labels
 
 Write ``%%`` for a literal ``%``. An unknown field is a :class:`SubmitRenderError`.
+
+After the template's words the factory appends, in this order: ``--resource-type <type>`` when
+the label has a resource type and the template does not name ``--resource-type`` itself, the
+wrapper's ``--piloturl <pilotURL>`` and ``--pilotversion <pilotVersion>`` when those are set, and
+the words of ``pilotExtraArgs`` (split like the template, passed on to ``pilot.py``).
 
 Quoting: every ClassAd string (``+FactoryId = "…"`` and the like) goes through
 ``classad2.quote``; ``arguments`` and ``environment`` use condor's "new syntax" (the whole value
@@ -64,8 +74,8 @@ from autopyfactory.model import JobStatus
 log = logging.getLogger(__name__)
 
 TEMPLATE_FIELDS = (
-    "siteid", "pq", "label", "port", "pandaserver", "pandaserver_host", "corecount", "maxrss", "factoryId",
-    "resource_type",
+    "siteid", "pq", "label", "port", "pandaserver", "pandaserver_host", "pandaurl", "pilotUser", "jobLabel",
+    "pilotType", "resourceType", "corecount", "maxrss", "factoryId",
 )  # fmt: skip
 DEFAULT_PANDA_PORTS = {"https": 25443, "http": 25080}
 HTCONDOR_CE_PORT = 9619
@@ -214,6 +224,8 @@ def _panda_server(url: str) -> tuple[str, str, int]:
 
 def template_fields(label: Label, context: SubmitContext) -> dict[str, str | int]:
     server, host, port = _panda_server(context.pandaserver)
+    parts = urlsplit(server)
+    pilot = label.pilot
     return {
         "siteid": label.siteid,
         "pq": label.pq,
@@ -221,22 +233,47 @@ def template_fields(label: Label, context: SubmitContext) -> dict[str, str | int
         "port": port,
         "pandaserver": server,
         "pandaserver_host": host,
+        "pandaurl": f"{parts.scheme}://{parts.netloc}",
+        "pilotUser": pilot.user,
+        "jobLabel": pilot.job_label,
+        "pilotType": pilot.pilot_type,
+        "resourceType": label.resource_type or "",
         "corecount": label.resources.corecount,
         "maxrss": label.resources.maxrss,
         "factoryId": context.factory_id,
-        "resource_type": label.resource_type or "",
     }
 
 
-def render_arguments(template: str, fields: Mapping[str, str | int]) -> list[str]:
-    """The wrapper's argument words: the template split like a shell line, fields filled in."""
+def _split(what: str, text: str) -> list[str]:
     try:
-        words = shlex.split(template)
+        return shlex.split(text)
     except ValueError as exc:
-        raise SubmitRenderError(f"arguments template {template!r}: {exc}") from None
+        raise SubmitRenderError(f"{what} {text!r}: {exc}") from None
+
+
+def pilot_arguments(label: Label, context: SubmitContext) -> list[str]:
+    """The wrapper's argument words for ``label``: the template, then the appended options."""
+    words = render_arguments(label.submit.arguments, template_fields(label, context))
+    pilot = label.pilot
+    if label.resource_type and not any(w.split("=")[0] == "--resource-type" for w in words):
+        words += ["--resource-type", literal(label.resource_type)]
+    if pilot.url:
+        words += ["--piloturl", literal(pilot.url)]
+    if pilot.version:
+        words += ["--pilotversion", literal(pilot.version)]
+    return words + [literal(word) for word in _split("pilotExtraArgs", pilot.extra_args)]
+
+
+def render_arguments(template: str, fields: Mapping[str, str | int]) -> list[str]:
+    """The wrapper's argument words: the template split like a shell line, fields filled in.
+
+    A ``$`` in the template is escaped like one in a field value: the operator's text reaches the
+    pilot as written (``$ENV(HOME)`` or ``$(Cluster)`` are not condor macros here).
+    """
+    words = _split("arguments template", template)
     safe = {name: literal(value) if isinstance(value, str) else value for name, value in fields.items()}
     try:
-        return [word % safe for word in words]
+        return [literal(word) % safe for word in words]
     except KeyError as exc:
         known = ", ".join(TEMPLATE_FIELDS)
         raise SubmitRenderError(
@@ -419,7 +456,7 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
         raise SubmitRenderError(f"{label.name}: unsupported CE flavour {label.ce.flavour!r}")
     submit = label.submit
     flavour = _check_grid_type(label.name, flavour_lines(label.ce, label.resources, submit))
-    words = render_arguments(submit.arguments, template_fields(label, context))
+    words = pilot_arguments(label, context)
     lines = [
         " ".join(f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".splitlines()),
         *flavour,

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -88,6 +89,8 @@ async def body_fields(request: Request, model: type[BaseModel]) -> dict[str, Any
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind == "application/json":
         return _json_object(await request.body())
+    if kind == "application/x-www-form-urlencoded":
+        return _urlencoded_fields(await request.body(), model)
     if kind in _FORM_TYPES:
         return await _form_fields(request, model)
     if kind == "" and not await request.body():
@@ -103,6 +106,20 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MonitorError("the JSON body must be an object")
     return data
+
+
+def _urlencoded_fields(raw: bytes, model: type[BaseModel]) -> dict[str, Any]:
+    """A urlencoded form, decoded as Starlette's form parser does (names and values as UTF-8 after
+    percent-decoding, bad bytes replaced) at a fraction of its cost: wrappers send every report so."""
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    if len(pairs) > _MAX_FORM_FIELDS:
+        raise MonitorError(f"too many form fields (at most {_MAX_FORM_FIELDS})")
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in fields and key in model.model_fields:
+            raise MonitorError(f"form field {key!r} given more than once")
+        fields.setdefault(key, value)
+    return fields
 
 
 async def _form_fields(request: Request, model: type[BaseModel]) -> dict[str, Any]:

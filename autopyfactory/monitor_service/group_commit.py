@@ -27,17 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from autopyfactory.monitor_service.bulk import insert_events
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import MonitorError
-from autopyfactory.monitor_service.models import JobEvent
 from autopyfactory.monitor_service.settings import Clock
-
-JOB_EVENTS = cast(Table, JobEvent.__table__)
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +65,24 @@ Work = Callable[[Batch], Any]
 class _Item:
     work: Work
     future: Future[Any]
+    weight: int  # rows it writes, about: a batch stops growing at max_weight
 
 
 class GroupCommit:
     """The writer thread and its queue; see the module docstring."""
 
-    def __init__(self, db: Database, clock: Clock, max_batch: int = 500, max_queued: int = 20000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        max_batch: int = 500,
+        max_weight: int = 2000,
+        max_queued: int = 20000,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._max_batch = max_batch
+        self._max_weight = max_weight
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queued)
         self._lock = threading.Lock()
         self._stopping = False
@@ -98,20 +104,22 @@ class GroupCommit:
         self._queue.put(None)  # after every queued item: they are all committed first
         self._thread.join(timeout)
 
-    def submit(self, work: Work) -> Future[Any]:
+    def submit(self, work: Work, weight: int = 1) -> Future[Any]:
+        """Queue ``work``; ``weight``: about how many rows it writes (a bulk create of 1,000 jobs
+        is not batched with many others, so that each answer comes soon after its own work)."""
         future: Future[Any] = Future()
         with self._lock:
             if self._stopping:
                 raise Unavailable("the service is stopping, try again later")
             try:
-                self._queue.put_nowait(_Item(work, future))
+                self._queue.put_nowait(_Item(work, future, weight))
             except queue.Full:
                 raise Unavailable("too many writes waiting, try again later") from None
         return future
 
-    async def run(self, work: Callable[[Batch], T]) -> T:
+    async def run(self, work: Callable[[Batch], T], weight: int = 1) -> T:
         """``work`` done and committed (or its MonitorError raised), without blocking the loop."""
-        result: T = await asyncio.wrap_future(self.submit(work))
+        result: T = await asyncio.wrap_future(self.submit(work, weight))
         return result
 
     # --- the writer thread -------------------------------------------------------------------
@@ -121,20 +129,25 @@ class GroupCommit:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
+            batch, stop = self._gather(first)
             self._commit(batch)
             if stop:
                 return
+
+    def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+        """``first`` and what is queued behind it, up to the limits; True when told to stop."""
+        batch = [first]
+        weight = first.weight
+        while len(batch) < self._max_batch and weight < self._max_weight:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if item is None:
+                return batch, True
+            batch.append(item)
+            weight += item.weight
+        return batch, False
 
     def _commit(self, items: list[_Item]) -> None:
         # A request cancelled while queued (client gone) is dropped: nobody will read its answer.
@@ -180,6 +193,5 @@ class GroupCommit:
                     results.append((True, item.work(batch)))
                 except MonitorError as exc:
                     results.append((False, exc))
-            if batch.events:
-                session.connection().execute(insert(JOB_EVENTS), batch.events)
+            insert_events(session.connection(), batch.events)
         return results

@@ -53,6 +53,27 @@ _SERIES_OF_STATE = {
     JobState.FAULT.value: "fault",
 }
 RC_PAYLOAD, RC_MISS = 0, 20  # pilot exit codes: the payload ran / there was no job ("miss")
+RC_GETJOB_FAILURE = 79  # pilot 3: getJob / PanDA server communication failure
+#: the wrapper's own failures (usage, work dir, no pilot, no python, APF 1 option)
+RC_WRAPPER = range(114, 119)
+RC_KILLED = range(129, 256)  # 128+N: killed by signal N
+
+
+def rc_outcome(rc: int | None) -> str:
+    """The Outcomes field a pilot's exit code counts in (see the wrapper's exit code table)."""
+    if rc == RC_PAYLOAD:
+        return "payload"
+    if rc == RC_MISS:
+        return "miss"
+    if rc == RC_GETJOB_FAILURE:
+        return "getjob_failure"
+    if rc is not None and rc in RC_WRAPPER:
+        return "wrapper"
+    if rc is not None and rc in RC_KILLED:
+        return "killed"
+    return "other"
+
+
 SEARCH_LIMIT = 50  # hits per kind
 
 
@@ -94,7 +115,12 @@ class Outcomes(BaseModel):
     hours: int
     payload: int = Field(description=f"rc {RC_PAYLOAD}: the pilot ran a payload")
     miss: int = Field(description=f"rc {RC_MISS}: no job for the pilot")
-    other: int = Field(description="any other rc")
+    getjob_failure: int = Field(
+        0, description=f"rc {RC_GETJOB_FAILURE}: pilot 3 could not ask PanDA for a job"
+    )
+    killed: int = Field(0, description="rc 129-255: the pilot was killed by a signal (128+N)")
+    wrapper: int = Field(0, description="rc 114-118: the wrapper failed before the pilot ran")
+    other: int = Field(description="any other rc (e.g. 1 pilot or payload failure, 64-113 pilot errors)")
 
 
 SearchKind = Literal["factory", "label", "pq", "site"]
@@ -488,9 +514,10 @@ class Queries:
                 .where(Job.state_changed_at >= self._since(hours))
                 .group_by(Job.rc)
             )
-            by_rc: dict[int | None, int] = {rc: number for rc, number in rows}
-        payload, miss = by_rc.pop(RC_PAYLOAD, 0), by_rc.pop(RC_MISS, 0)
-        return Outcomes(hours=hours, payload=payload, miss=miss, other=sum(by_rc.values()))
+            counts = dict.fromkeys(("payload", "miss", "getjob_failure", "killed", "wrapper", "other"), 0)
+            for rc, number in rows:
+                counts[rc_outcome(rc)] += number
+        return Outcomes(hours=hours, **counts)
 
     def factory_url(self, name: str) -> str:
         """The factory's log URL (its heartbeat's ``url``), "" when unknown."""

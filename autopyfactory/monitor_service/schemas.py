@@ -283,6 +283,7 @@ class MessagesWritten(BaseModel):
     factory: str
     written: int
     at: datetime
+    rejected: list[RejectedItem] = Field(default=[], description="invalid messages, left out")
 
 
 class TransitionOut(BaseModel):

@@ -9,17 +9,19 @@ a duplicate or skip a check.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Table, delete, insert, select, update
+from sqlalchemy import CursorResult, Insert, Table, Update, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from autopyfactory.monitor_service.auth import looks_like_token, new_token, token_digest
+from autopyfactory.monitor_service.bulk import insert_events, insert_jobs
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
 from autopyfactory.monitor_service.group_commit import Batch
@@ -244,8 +246,7 @@ class Store:
         with self._db.write.begin() as session:
             batch = Batch(session, self._clock())
             created = self.create_jobs_in(batch, factory_name, jobs, source)
-            if batch.events:
-                session.connection().execute(insert(JOB_EVENTS), batch.events)
+            insert_events(session.connection(), batch.events)
         return created
 
     def create_jobs_in(
@@ -258,20 +259,8 @@ class Store:
         session, now = batch.session, batch.now
         factory_id = find_factory(session, factory_name).id
         labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
-        rows = [
-            {
-                "factory_id": factory_id,
-                "label_id": labels.by_name[label],
-                "cid": cid,
-                "state": JobState.CREATED.value,
-                "created_at": now,
-                "state_changed_at": now,
-                "flagged": False,
-                "ids": "",
-            }
-            for cid, label in wanted.items()
-        ]
-        new_ids = _insert_jobs(session, self._db.dialect, rows)  # a known cid is skipped: a duplicate
+        pairs = [(labels.by_name[label], cid) for cid, label in wanted.items()]
+        new_ids = insert_jobs(session.connection(), factory_id, now, pairs)  # known cids are skipped
         text = f"created by factory {factory_name}"
         batch.events.extend(
             job_event(job_id, now, None, JobState.CREATED, source, text) for job_id in new_ids
@@ -294,14 +283,12 @@ class Store:
         connection = batch.session.connection()
         factory_id = batch.factory_ids.get(factory_name)
         if factory_id is None:
-            factory_id = connection.scalar(select(Factory.id).where(Factory.name == factory_name))
+            factory_id = connection.scalar(_FACTORY_ID, {"name": factory_name})
             if factory_id is None:
                 raise NotFound(f"no job {key}: the factory has not announced it")
             batch.factory_ids[factory_name] = factory_id
         for _ in range(_TRANSITION_ATTEMPTS):
-            row = connection.execute(
-                select(JOBS.c.id, JOBS.c.state).where(JOBS.c.factory_id == factory_id, JOBS.c.cid == cid)
-            ).one_or_none()
+            row = connection.execute(_JOB_STATE, {"factory_id": factory_id, "cid": cid}).one_or_none()
             if row is None:
                 raise NotFound(f"no job {key}: the factory has not announced it")
             current = JobState(row.state)
@@ -314,9 +301,8 @@ class Store:
                 batch.events.append(event | {"accepted": False})
                 return Transition(key, current, False, False, decision.reason)
             values = _transition_values(decision.target, batch.now, rc, ids)
-            changed = connection.execute(
-                update(JOBS).where(JOBS.c.id == row.id, JOBS.c.state == current.value).values(**values)
-            )
+            statement = _job_update(tuple(sorted(values)))
+            changed = connection.execute(statement, {**values, "job_id": row.id, "judged": current.value})
             if cast(CursorResult[Any], changed).rowcount == 1:
                 batch.events.append(event)
                 return Transition(key, decision.target, True, True, decision.reason)
@@ -411,6 +397,23 @@ class Store:
                 else BatchOutcome(r.cid, "unknown", None, f"no job {factory_name}:{r.cid}")
                 for r in reports
             ]
+
+
+# Statements of the group-commit report path, built once (their SQL is compiled once and cached).
+_FACTORY_ID = select(Factory.id).where(Factory.name == bindparam("name"))
+_JOB_STATE = select(JOBS.c.id, JOBS.c.state).where(
+    JOBS.c.factory_id == bindparam("factory_id"), JOBS.c.cid == bindparam("cid")
+)
+
+
+@functools.cache
+def _job_update(columns: tuple[str, ...]) -> Update:
+    """``UPDATE jobs SET <columns> WHERE id = :job_id AND state = :judged`` (one per column set)."""
+    return (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("job_id"), JOBS.c.state == bindparam("judged"))
+        .values({name: bindparam(name) for name in columns})
+    )
 
 
 def _transition_values(target: JobState, now: datetime, rc: int | None, ids: str | None) -> dict[str, Any]:
@@ -518,13 +521,3 @@ def _empty_label(factory_id: int, name: str, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "last_message": "",
     }
-
-
-def _insert_jobs(session: Session, dialect: str, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert jobs, skipping any that a concurrent request inserted meanwhile; the new ids."""
-    new_ids: list[int] = []
-    statement = insert_ignoring(dialect, JOBS, ["factory_id", "cid"]).returning(JOBS.c.id)
-    connection = session.connection()  # Core executemany: the ORM's bulk insert costs twice as much
-    for part in chunks(rows):
-        new_ids.extend(connection.execute(statement, list(part)).scalars())
-    return new_ids

@@ -17,7 +17,14 @@ import pytest
 from autopyfactory import config
 from autopyfactory.batch import SubmitContext
 from autopyfactory.condor.backend import CondorBackend
-from autopyfactory.condor.bulk import BATCH_DIR, assign, render_block, submit_batch, terse_clusters
+from autopyfactory.condor.bulk import (
+    BATCH_DIR,
+    BlockCache,
+    assign,
+    render_block,
+    submit_batch,
+    terse_clusters,
+)
 from autopyfactory.condor.command import Schedd
 from autopyfactory.condor.submit import write_submit_file
 from autopyfactory.labels import Label, build_labels
@@ -208,3 +215,51 @@ def test_submit_files_are_written_without_fsync(labels, tmp_path, condor, monkey
     assert write_submit_file(tmp_path / "one", "queue 1\n").read_text() == "queue 1\n"
     result = submit_batch([(labels[CERN[0]], 1)], context(tmp_path), Schedd(), timeout=30)
     assert result.outcomes[CERN[0]].job_ids == ("1.0",)
+
+
+def test_pilots_of_a_failed_submission_are_listed_by_the_next_censuses(labels, tmp_path, condor):
+    """Issue 13.3: condor_submit queued the jobs but printed no id and failed; the next census
+    lists that label's pilots so that the monitor hears of them."""
+    condor.fail_next("condor_submit", "queued-exit", output="")
+    backend = CondorBackend("bulk-factory", Schedd(), timeout=30)
+    label, other = labels[CERN[0]], labels[CERN[1]]
+    outcomes = backend.submit_batch([(label, 2)], context(tmp_path))
+    assert outcomes[CERN[0]].job_ids == () and outcomes[CERN[0]].error
+    condor.submit(  # another label's pilot of this factory, not listed
+        "universe = vanilla\nexecutable = /bin/true\ntransfer_executable = False\n"
+        f'+FactoryId = "bulk-factory"\n+MATCH_APF_QUEUE = "{CERN[1]}"\nqueue 1\n'
+    )
+    census = backend.census([label, other])
+    assert census.recent == {CERN[0]: ("1.0", "1.1")}
+    assert census.supply[CERN[0]].idle == 2
+    for _ in range(2):
+        assert backend.census([label, other]).recent  # watched for 3 censuses
+    assert backend.census([label, other]).recent == {}
+
+
+def test_a_steady_cycle_renders_and_validates_each_label_once(labels, tmp_path, monkeypatch):
+    from autopyfactory.condor import bulk
+
+    rendered = []
+    original = bulk.render_block
+    monkeypatch.setattr(bulk, "render_block", lambda *a: rendered.append(a[0].name) or original(*a))
+    cache = bulk.BlockCache()
+    label = labels[CERN[0]]
+    first, second = cache.block(label, 3, context(tmp_path)), cache.block(label, 5, context(tmp_path))
+    assert rendered == [CERN[0]]
+    assert second.lines == first.lines and second.n == 5 and ": 5 pilots for PanDA queue" in second.comment
+    assert bulk.batch_text([second], "#") == bulk.batch_text([original(label, 5, context(tmp_path))], "#")
+    cache.block(label, 5, context(tmp_path, dry_run=True))  # another context: rendered again
+    assert rendered == [CERN[0]] * 2
+
+
+def test_a_condor_submit_without_several_queue_statements_gets_one_call_per_label(labels, tmp_path, condor):
+    """HTCondor announced the removal of several queue statements for the 25.x feature series."""
+    condor.configure(MULTI_QUEUE=False)
+    cache = BlockCache()
+    requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 1)]
+    result = submit_batch(requests, context(tmp_path), Schedd(), 30, cache)
+    assert result.calls == 3 and len(condor.calls("condor_submit")) == 3  # the refused one, then 2
+    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1") and result.outcomes[CERN[1]].job_ids == ("2.0",)
+    assert all(o.error == "" for o in result.outcomes.values())
+    assert submit_batch(requests, context(tmp_path), Schedd(), 30, cache).calls == 2  # not asked again

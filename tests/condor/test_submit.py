@@ -153,7 +153,8 @@ grid_resource = condor ce503.cern.ch ce503.cern.ch:9619
 +maxMemory = 32000
 +maxWallTime = 4800
 executable = /usr/libexec/autopyfactory/runpilot3-wrapper.sh
-arguments = "-s CERN -h CERN -p 25443 -w https://pandaserver.cern.ch -u managed"
+arguments = "-q CERN -r CERN -s CERN -j managed -i PR --pilot-user ATLAS --url https://pandaserver.cern.ch \
+-p 25443 -w generic"
 environment = "APFFID=test-factory APFCID=$(Cluster).$(Process) APFMON=http://apfmon.example.org/api \
 FACTORYQUEUE=CERN-ce503.cern.ch-share \
 GTAG=http://factory.example.org/pilots/2026-03-01/CERN-ce503.cern.ch-share/$(Cluster).$(Process).out \
@@ -763,3 +764,62 @@ def test_environ_cannot_override_the_factory_variables(labels):
     names = [entry.partition("=")[0] for entry in env]
     assert names == ["SITE_VAR", "APFFID", "APFCID", "FACTORYQUEUE", "GTAG", "PANDA_JSID"]
     assert not any(entry.startswith("GTAG=x") for entry in env)
+
+
+# ---- pilot 3 arguments and the operator's `$` --------------------------------------------------
+
+
+def test_operator_dollar_in_the_template_is_not_expanded(labels):
+    """Issue 16.4: `$ENV(...)` and `$(Cluster)` the operator wrote reach the pilot as written."""
+    label = labels["CERN-ce503.cern.ch-share"]
+    template = "--env $ENV(HOME) --m $(Cluster) -s %(siteid)s 'a $(Process) b'"
+    label = dataclasses.replace(label, submit=dataclasses.replace(label.submit, arguments=template))
+    text = render_submit(label, 1, CONTEXT)
+    validate(text)
+    words = decode_new_syntax(expanded(text, "arguments"))
+    assert words == ["--env", "$ENV(HOME)", "--m", "$(Cluster)", "-s", "CERN", "a $(Process) b"]
+    # the factory's own macros still expand
+    env = dict(entry.partition("=")[::2] for entry in decode_new_syntax(expanded(text, "environment")))
+    assert env["APFCID"] == "1.0"
+
+
+def test_pilot_settings_resource_type_and_extra_args_are_appended(labels):
+    from autopyfactory.labels import PilotSettings
+
+    label = dataclasses.replace(
+        labels["CERN-ce503.cern.ch-share"],
+        resource_type="MCORE",
+        pilot=PilotSettings(
+            user="ATLAS",
+            job_label="rc_test2",
+            pilot_type="RC",
+            version="3.7.0.36",
+            url="file:///cvmfs/x/pilot3.tar.gz",
+            extra_args="-d --lifetime 3600 --note '$HOME x'",
+        ),
+    )
+    words = decode_new_syntax(expanded(render_submit(label, 1, CONTEXT), "arguments"))
+    assert words == [
+        "-q", "CERN", "-r", "CERN", "-s", "CERN", "-j", "rc_test2", "-i", "RC", "--pilot-user", "ATLAS",
+        "--url", "https://pandaserver.cern.ch", "-p", "25443", "-w", "generic",
+        "--resource-type", "MCORE", "--piloturl", "file:///cvmfs/x/pilot3.tar.gz",
+        "--pilotversion", "3.7.0.36", "-d", "--lifetime", "3600", "--note", "$HOME x",
+    ]  # fmt: skip
+
+
+def test_resource_type_in_the_template_is_not_repeated(labels):
+    label = labels["CERN-ce503.cern.ch-share"]
+    submit = dataclasses.replace(label.submit, arguments="-q %(pq)s --resource-type=%(resourceType)s")
+    label = dataclasses.replace(label, submit=submit, resource_type="SCORE")
+    words = decode_new_syntax(expanded(render_submit(label, 1, CONTEXT), "arguments"))
+    assert words == ["-q", "CERN", "--resource-type=SCORE"]
+
+
+def test_bad_pilot_extra_args_is_a_render_error(labels):
+    from autopyfactory.labels import PilotSettings
+
+    label = dataclasses.replace(
+        labels["CERN-ce503.cern.ch-share"], pilot=PilotSettings(extra_args="-d 'open")
+    )
+    with pytest.raises(SubmitRenderError, match="pilotExtraArgs"):
+        render_submit(label, 1, CONTEXT)

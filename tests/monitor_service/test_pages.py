@@ -340,7 +340,9 @@ def test_json_twins(data: Dataset) -> None:
     label = requests.get(f"{base}/labels/CERN-apf01:{UCORE}/activity", timeout=10).json()
     assert sum(label["created"]) == 92
     outcomes = requests.get(f"{base}/labels/CERN-apf01:{UCORE}/outcomes", timeout=10).json()
-    assert outcomes == {"hours": 24, "payload": 66, "miss": 22, "other": 0}
+    assert outcomes == {
+        "hours": 24, "payload": 66, "miss": 22, "getjob_failure": 0, "killed": 0, "wrapper": 0, "other": 0,
+    }  # fmt: skip
     pq = requests.get(base + "/pqs/CERN-PROD_UCORE/activity", timeout=10).json()
     assert sum(pq["created"]) == 184
     hits = requests.get(base + "/search", params={"q": "infn"}, timeout=10).json()["hits"]
@@ -362,3 +364,15 @@ def _empty_pages(monitor: Monitor, http: requests.Session) -> None:
     client.labels("L1")
     html = http.get(f"{monitor.url}/factory/{client.name}", timeout=10).text
     assert "never" in html and "(no message yet)" in html
+
+
+@pytest.mark.parametrize(
+    ("rc", "outcome"),
+    [(0, "payload"), (20, "miss"), (79, "getjob_failure"), (137, "killed"), (143, "killed"), (114, "wrapper"),
+     (118, "wrapper"), (1, "other"), (68, "other"), (128, "other"), (None, "other")],
+)  # fmt: skip
+def test_pilot_exit_codes_are_named_per_label(rc: int | None, outcome: str) -> None:
+    """Issue 11.3: the wrapper's exit code table, as the label page counts it."""
+    from autopyfactory.monitor_service.queries import rc_outcome
+
+    assert rc_outcome(rc) == outcome

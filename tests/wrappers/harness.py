@@ -16,7 +16,17 @@ from tests.wrappers.servers import RecordingServer
 WRAPPER = Path(__file__).resolve().parents[2] / "wrappers" / "runpilot3-wrapper.sh"
 FID, CID = "testfactory", "12.3"
 JOB_PATH = f"/api/jobs/{FID}:{CID}"
-ARGS = ["-s", "TEST_SITE", "-h", "TEST_QUEUE", "-p", "25443", "-w", "https://127.0.0.1", "-u", "managed"]
+# The wrapper's arguments as the factory renders them by default (pilot 3's grammar), and what the
+# wrapper hands to pilot.py (-r and -s are the wrapper's own).
+ARGS = [
+    "-q", "TEST_QUEUE", "-r", "TEST_QUEUE", "-s", "TEST_SITE", "-j", "managed", "-i", "PR",
+    "--pilot-user", "ATLAS", "--url", "https://127.0.0.1", "-p", "25443", "-w", "generic",
+]  # fmt: skip
+PILOT_ARGV = [
+    "-q", "TEST_QUEUE", "-j", "managed", "-i", "PR",
+    "--pilot-user", "ATLAS", "--url", "https://127.0.0.1", "-p", "25443", "-w", "generic",
+]  # fmt: skip
+JOB_ID = "4001"  # the test pilot "runs" this PanDA job unless a test says otherwise
 
 # Variables of the outer environment that would change what the wrapper does.
 _DROP_PREFIXES = ("APF", "PILOT_", "ATLAS_", "VO_ATLAS", "TEST_PILOT", "X509")
@@ -85,6 +95,7 @@ class Wrapper:
                 "PILOT_HTTP_RETRIES": "0",
                 "PILOT_HTTP_RETRY_DELAY": "1",
                 "TEST_PILOT_MARKER": str(self.marker_path),
+                "TEST_PILOT_PANDAIDS": JOB_ID + "\n",
             }
         )
 

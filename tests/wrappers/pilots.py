@@ -7,8 +7,9 @@ The test pilot is steered by environment variables (the wrapper passes its envir
 - ``TEST_PILOT_RC``: exit code (default 0).
 - ``TEST_PILOT_STATUSCODE`` / ``TEST_PILOT_PANDAIDS``: text written to ``STATUSCODE`` /
   ``pandaIDs.out`` in the pilot's working directory.
-- ``TEST_PILOT_WAIT_SIGNAL``: ``handlers`` (exit 200+N on signal N for TERM, INT, USR1, QUIT) or
-  ``default`` (keep the default dispositions); the pilot then writes ``<marker>.ready`` and sleeps
+- ``TEST_PILOT_WAIT_SIGNAL``: ``handlers`` (exit 200+N on signal N for TERM, INT, USR1, QUIT),
+  ``default`` (keep the default dispositions) or ``ignore`` (ignore TERM, INT, USR1, QUIT, like a
+  pilot busy telling PanDA about its job); the pilot then writes ``<marker>.ready`` and sleeps
   for at most 30 s before exiting 99.
 """
 
@@ -57,6 +58,9 @@ if mode:
     if mode == "handlers":
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGQUIT):
             signal.signal(sig, on_signal)
+    elif mode == "ignore":
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
     open(marker + ".ready", "w").close()
     deadline = time.time() + 30
     while time.time() < deadline:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.wrappers.harness import ARGS, CID, FID, JOB_PATH, WRAPPER, Wrapper
+from tests.wrappers.harness import ARGS, CID, FID, JOB_ID, JOB_PATH, PILOT_ARGV, WRAPPER, Wrapper
 from tests.wrappers.pilots import make_tarball, write_tarball
 from tests.wrappers.servers import RecordingServer, SilentServer, closed_port
 
@@ -43,10 +43,10 @@ def test_happy_path_reports_running_then_exiting_and_cleans_up(wrapper: Wrapper,
 
     assert result.rc == 0, result.stdout + result.stderr
     assert result.errors == []
-    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="0")]
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="0", ids=JOB_ID)]
     assert server.fetches() == ["/pilot/pilot3.tar.gz"]
     seen = result.marker()
-    assert seen["argv"] == ARGS
+    assert seen["argv"] == PILOT_ARGV
     workdir = Path(seen["cwd"])
     assert workdir.parent == wrapper.tmpdir
     assert workdir.name.startswith("apf_pilot.")
@@ -66,7 +66,7 @@ def test_pilot_exit_code_is_passed_through_and_reported(
 
     assert result.rc == pilot_rc
     assert result.errors == []
-    assert server.monitor_calls() == [v2("running"), v2("exiting", rc=str(pilot_rc))]
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc=str(pilot_rc), ids=JOB_ID)]
     assert result.log_lines(f"==== pilot END: exit code {pilot_rc} ====")
 
 
@@ -100,7 +100,7 @@ def test_statuscode_file_without_a_number_is_ignored(wrapper: Wrapper, server: R
     result = wrapper.run()
 
     assert result.rc == 5
-    assert server.monitor_calls()[-1] == v2("exiting", rc="5")
+    assert server.monitor_calls()[-1] == v2("exiting", rc="5", ids=JOB_ID)
     assert result.log_lines("WARNING: ignoring STATUSCODE file with 'finished'")
 
 
@@ -234,7 +234,7 @@ def test_html_error_page_then_good_source(wrapper: Wrapper, server: RecordingSer
     assert result.log_lines(f"WARNING: source failed: {html}: not a gzip file, it starts with: <html>")
     assert result.log_lines(f"pilot fetched from {wrapper.good_url}")
     assert result.log_lines("PILOTVERSION: 3.99.0.test")
-    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="0")]
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="0", ids=JOB_ID)]
 
 
 def test_all_sources_failing(wrapper: Wrapper, server: RecordingServer):
@@ -272,7 +272,7 @@ def test_transient_source_error_is_retried(wrapper: Wrapper, server: RecordingSe
     assert server.fetches() == ["/flaky/pilot3.tar.gz", "/flaky/pilot3.tar.gz"]
 
 
-def test_default_sources_built_from_w_with_cvmfs_fallback(wrapper: Wrapper, tmp_path: Path):
+def test_default_sources_built_from_url_with_cvmfs_fallback(wrapper: Wrapper, tmp_path: Path):
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 25085)) == 0:
             pytest.skip("something listens on 127.0.0.1:25085")
@@ -281,7 +281,7 @@ def test_default_sources_built_from_w_with_cvmfs_fallback(wrapper: Wrapper, tmp_
     write_tarball(cvmfs / "atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz")
 
     result = wrapper.run(
-        ["-s", "TEST_SITE", "-h", "TEST_QUEUE", "-p", "25443", "-w", "https://127.0.0.1:25443/server"]
+        ["-q", "TEST_QUEUE", "--pilot-user", "ATLAS", "--url=https://127.0.0.1:25443/server"]
     )
 
     assert result.rc == 0, result.stdout
@@ -389,7 +389,7 @@ def test_signal_to_wrapper_reaches_the_pilot(
     output = out.read_text()
     assert rc == expected_rc, output
     assert f"got {sig.name}: forwarding it to the pilot" in output
-    assert server.monitor_calls() == [v2("running"), v2("exiting", rc=str(expected_rc))]
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc=str(expected_rc), ids=JOB_ID)], output
     if mode == "handlers":
         assert Path(f"{wrapper.marker_path}.signals").read_text() == f"{int(sig)}\n"
     assert list(wrapper.tmpdir.iterdir()) == []
@@ -419,6 +419,107 @@ def test_signal_before_the_pilot_starts(wrapper: Wrapper, server: RecordingServe
     assert errors == ["WRAPPER ERROR: got SIGTERM before the pilot was started"]
     assert server.monitor_calls() == [v2("running"), v2("fault", rc="143")]
     assert not wrapper.marker_path.exists()
+    assert list(wrapper.tmpdir.iterdir()) == []
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of processes whose command line contains ``text`` (to find a curl left behind)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _signal_and_time(proc: subprocess.Popen[bytes], sig: signal.Signals) -> tuple[int, float]:
+    start = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return rc, time.monotonic() - start
+
+
+# Issue 13.14: the documented bounds (header of the wrapper): APFMON_SIGNAL_MAX_TIME (3) + 1 s
+# before the pilot started, APF_PILOT_GRACE (5) + 3 + 1 s while it runs. Slack for a loaded machine.
+EARLY_BOUND = 3 + 1 + 2
+PILOT_BOUND = 5 + 3 + 1 + 2
+
+
+def test_sigterm_stops_a_slow_download_at_once(wrapper: Wrapper, server: RecordingServer, tmp_path: Path):
+    silent = SilentServer()
+    url = f"{silent.base}/slow-{tmp_path.name}/pilot3.tar.gz"
+    try:
+        wrapper.env.update(
+            {"PILOT_HTTP_SOURCES": url, "PILOT_HTTP_MAX_TIME": "120", "PILOT_HTTP_CONNECT_TIMEOUT": "60"}
+        )
+        proc, out = _start(wrapper, tmp_path)
+        assert silent.wait_accepted(1, within=20) >= 1, out.read_text()
+        rc, elapsed = _signal_and_time(proc, signal.SIGTERM)
+    finally:
+        silent.stop()
+
+    output = out.read_text()
+    assert rc == 128 + signal.SIGTERM, output
+    assert elapsed < EARLY_BOUND, (elapsed, output)
+    assert server.monitor_calls() == [v2("running"), v2("fault", rc="143")]
+    assert list(wrapper.tmpdir.iterdir()) == []  # work dir removed
+    assert _processes_mentioning(url) == []  # no curl left behind
+
+
+def test_sigterm_while_a_hung_monitor_is_told_running(wrapper: Wrapper, tmp_path: Path):
+    silent = SilentServer()
+    try:
+        wrapper.env.update(
+            {
+                "APFMON": silent.base + "/api",
+                "APFMON_CONNECT_TIMEOUT": "60",
+                "APFMON_MAX_TIME": "60",
+                "APFMON_RETRIES": "2",
+                "APFMON_RETRY_DELAY": "10",
+            }
+        )
+        proc, out = _start(wrapper, tmp_path)
+        assert silent.wait_accepted(1, within=20) >= 1, out.read_text()
+        rc, elapsed = _signal_and_time(proc, signal.SIGTERM)
+    finally:
+        silent.stop()
+
+    output = out.read_text()
+    assert rc == 128 + signal.SIGTERM, output
+    assert elapsed < EARLY_BOUND, (elapsed, output)
+    assert "WRAPPER ERROR: got SIGTERM before the pilot was started" in output
+    assert "monitor: fault attempt 1 failed (curl exit 28" in output  # one short attempt
+    assert not wrapper.marker_path.exists()
+
+
+def test_pilot_ignoring_sigterm_is_killed_after_the_grace(
+    wrapper: Wrapper, server: RecordingServer, tmp_path: Path
+):
+    wrapper.env["TEST_PILOT_WAIT_SIGNAL"] = "ignore"
+    proc, out = _start(wrapper, tmp_path)
+    try:
+        assert _wait_for(Path(f"{wrapper.marker_path}.ready"), proc, within=20), out.read_text()
+    except AssertionError:
+        proc.kill()
+        raise
+    rc, elapsed = _signal_and_time(proc, signal.SIGTERM)
+
+    output = out.read_text()
+    assert rc == 128 + signal.SIGKILL, output
+    assert 5 <= elapsed < PILOT_BOUND, (elapsed, output)
+    assert "the pilot still runs 5 s after the signal: SIGKILL" in output
+    assert "pilot outcome: 137, killed by signal 9" in output
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="137", ids=JOB_ID)]
     assert list(wrapper.tmpdir.iterdir()) == []
 
 
@@ -454,7 +555,7 @@ def test_memory_limit_from_k(wrapper: Wrapper):
 
     assert result.rc == 0, result.stdout
     assert result.marker()["rlimit_as"] == 3000 * 1024 * 1024
-    assert result.marker()["argv"] == [*ARGS, "-k", "3000"]
+    assert result.marker()["argv"] == PILOT_ARGV  # -k is the wrapper's own
 
 
 def test_no_memory_limit_without_k(wrapper: Wrapper):
@@ -620,13 +721,19 @@ def test_python_36_or_newer_is_preferred(wrapper: Wrapper, tmp_path: Path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "missing -s <site>"),
-        (["-s", "TEST_SITE"], "missing -h <queue>"),
-        (["-s", "TEST_SITE", "-h"], "option -h needs a value"),
-        (["-s", "-h", "TEST_QUEUE"], "option -s needs a value"),
+        ([], "missing -q <queue>"),
+        (["-s", "TEST_SITE", "--pilot-user", "ATLAS"], "missing -q <queue>"),
+        (["-q"], "option -q needs a value"),
+        (["-s", "-q", "TEST_QUEUE"], "option -s needs a value"),
+        ([*ARGS, "--piloturl"], "option --piloturl needs a value"),
         ([*ARGS, "-k", "lots"], "-k lots is not a memory size in MB"),
         ([*ARGS, "-k", "0"], "-k 0 is not a memory size in MB"),
-        (["-s", "TEST_SITE", "-h", "TEST_QUEUE", "-p", "http"], "-p http is not a port number"),
+        ([*ARGS, "--pythonversion", "2"], "--pythonversion 2: pilot 3 needs python 3 (3 or 3.N)"),
+        ([*ARGS, "--pilotversion", "2"], "--pilotversion 2: pilot 2 is not supported, only pilot 3"),
+        (
+            [*ARGS, "--piloturl", "ftp://x/p.tgz"],
+            "--piloturl ftp://x/p.tgz: expected an http(s):// or file:/// URL",
+        ),
     ],
 )
 def test_bad_arguments(wrapper: Wrapper, server: RecordingServer, args: list[str], message: str):
@@ -639,17 +746,137 @@ def test_bad_arguments(wrapper: Wrapper, server: RecordingServer, args: list[str
     assert server.fetches() == []
 
 
-def test_no_source_and_no_server(wrapper: Wrapper, server: RecordingServer):
+def test_without_url_the_pilot_comes_from_cvmfs(wrapper: Wrapper, tmp_path: Path):
     del wrapper.env["PILOT_HTTP_SOURCES"]
+    write_tarball(tmp_path / "cvmfs/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz")
 
-    result = wrapper.run(["-s", "TEST_SITE", "-h", "TEST_QUEUE"])
+    result = wrapper.run(["-q", "TEST_QUEUE", "--pilot-user", "ATLAS"])
 
-    assert result.rc == 114
-    assert result.errors == ["WRAPPER ERROR: no pilot source: give -w <server> or set PILOT_HTTP_SOURCES"]
+    assert result.rc == 0, result.stdout
+    cvmfs = f"file://{tmp_path}/cvmfs/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3.tar.gz"
+    assert result.log_lines(f"pilot sources: {cvmfs}")
+    assert result.marker()["argv"] == [
+        "-q",
+        "TEST_QUEUE",
+        "-j",
+        "managed",
+        "-i",
+        "PR",
+        "--pilot-user",
+        "ATLAS",
+    ]
 
 
-def test_help(wrapper: Wrapper, server: RecordingServer):
-    result = wrapper.run(["--help"])
+def test_pilotversion_picks_the_cvmfs_tarball(wrapper: Wrapper, tmp_path: Path):
+    del wrapper.env["PILOT_HTTP_SOURCES"]
+    write_tarball(tmp_path / "cvmfs/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3-3.7.0.36.tar.gz")
+
+    result = wrapper.run([*ARGS, "--pilotversion", "3.7.0.36"])
+
+    assert result.rc == 0, result.stdout
+    cvmfs = f"file://{tmp_path}/cvmfs/atlas.cern.ch/repo/sw/PandaPilot/tar/pilot3-3.7.0.36.tar.gz"
+    assert result.log_lines(f"pilot sources: {cvmfs}")  # no PanDA cache: it serves only the current one
+
+
+def test_piloturl_wins_over_pilot_http_sources(wrapper: Wrapper, server: RecordingServer, tmp_path: Path):
+    local = write_tarball(tmp_path / "local" / "pilot3.tar.gz")
+
+    result = wrapper.run([*ARGS, "--piloturl", f"file://{local}"])
+
+    assert result.rc == 0, result.stdout
+    assert server.fetches() == []
+    assert result.log_lines(f"pilot fetched from file://{local}")
+
+
+def test_wrapper_options_are_taken_and_everything_else_goes_to_pilot_unchanged(
+    wrapper: Wrapper, tmp_path: Path
+):
+    odd = ["--note", "two words", "--x", "$HOME", "--y", 'it\'s "quoted"', "--z", "*", "--empty", ""]
+    sw = tmp_path / "sw"
+    (sw / "local").mkdir(parents=True)
+    (sw / "local/setup.sh").write_text("echo SITE SETUP SOURCED\n")
+    wrapper.env["VO_ATLAS_SW_DIR"] = str(sw)
+
+    result = wrapper.run(
+        ["-q", "Q1", "-s", "S1", "-r", "R1", "-j", "ptest", "-i", "RC", "--container", "--localpy",
+         "--pythonversion", "3", "--pilot-user", "ATLAS", "-d", "-u", "-t", *odd]
+    )  # fmt: skip
+
+    assert result.rc == 0, result.stdout + result.stderr
+    argv = result.marker()["argv"]
+    assert argv == ["-q", "Q1", "-j", "ptest", "-i", "RC", "--pilot-user", "ATLAS", "-d", "-u", "-t", *odd]
+    assert result.log_lines("queue Q1, site S1, resource R1, job label ptest, pilot type RC")
+    assert result.log_lines("--container: no DDM nor ATLAS local site set-up")
+    assert "SITE SETUP SOURCED" not in result.stdout
+    assert result.log_lines("--localpy: using the node's python")
+
+
+def test_mute_sends_no_reports(wrapper: Wrapper, server: RecordingServer):
+    result = wrapper.run([*ARGS, "--mute"])
+
+    assert result.rc == 0
+    assert server.monitor_calls() == []
+    assert result.log_lines("monitor: --mute, no reports")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-s", "SITE", "-h", "QUEUE", "-p", "25443"], "-h QUEUE: the queue is -q <queue> (-h is help)"),
+        (
+            [*ARGS[:-2], "-w", "https://pandaserver.cern.ch"],
+            "-w https://pandaserver.cern.ch: -w is pilot 3's workflow",
+        ),
+        ([*ARGS, "-u", "managed"], "-u managed: pilot 3's -u takes no value; the job label is -j <label>"),
+    ],
+)
+def test_apf1_style_options_are_refused(
+    wrapper: Wrapper, server: RecordingServer, args: list[str], message: str
+):
+    result = wrapper.run(args)
+
+    assert result.rc == 118
+    only_error(result.errors, f"WRAPPER ERROR: {message}")
+    assert result.errors[0].endswith("(an APF 1 style option that pilot 3 would misread; nothing was run)")
+    assert server.monitor_calls() == [v2("fault", rc="118")]
+    assert server.fetches() == []
+    assert not result.ran_pilot
+
+
+def test_no_job_is_reported_as_20(wrapper: Wrapper, server: RecordingServer):
+    """Pilot 3 exits 0 when PanDA had no job for it; only pandaIDs.out tells a job ran."""
+    del wrapper.env["TEST_PILOT_PANDAIDS"]
+
+    result = wrapper.run()
+
+    assert result.rc == 20
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="20")]
+    assert result.log_lines("pilot outcome: 20, no job: PanDA had none for this queue and label")
+
+
+@pytest.mark.parametrize(
+    ("pilot_rc", "outcome"),
+    [
+        (79, "getJob failed: PanDA server communication failure"),
+        (1, "pilot failure (e.g. the payload failed)"),
+        (2, "pilot 3 rejected its arguments"),
+        (143, "killed by signal 15"),
+        (70, "pilot error 70"),
+    ],
+)
+def test_pilot_outcomes_are_named(wrapper: Wrapper, server: RecordingServer, pilot_rc: int, outcome: str):
+    wrapper.env["TEST_PILOT_RC"] = str(pilot_rc)
+
+    result = wrapper.run()
+
+    assert result.rc == pilot_rc
+    assert result.log_lines(f"pilot outcome: {pilot_rc}, {outcome}")
+    assert server.monitor_calls()[-1] == v2("exiting", rc=str(pilot_rc), ids=JOB_ID)
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help(wrapper: Wrapper, server: RecordingServer, flag: str):
+    result = wrapper.run([flag])
 
     assert result.rc == 0
     assert result.stdout.count("usage: runpilot3-wrapper.sh") == 1

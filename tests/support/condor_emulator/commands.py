@@ -138,7 +138,7 @@ def _option(word: str, names: Sequence[str]) -> str:
 def _after_work(state: State, command: str, argv: list[str], fault: Fault) -> int:
     """Do the work and print its output, then fail (``queued-exit``) or hang (``queued-hang``)."""
     outcome = run(state, command, argv)
-    sys.stdout.write(outcome.out)
+    sys.stdout.write(outcome.out if fault.output is None else fault.output)
     sys.stdout.flush()
     if fault.kind == "queued-hang":
         with state.hanging():
@@ -211,6 +211,8 @@ def queue_clusters(state: State, schedd: str | None, text: str, cwd: str) -> lis
     """
     blocks = parse_blocks(text)
     with state.update(schedd) as queue:
+        if len(blocks) > 1 and state.config(queue.name).get("MULTI_QUEUE") is False:
+            raise SubmitError("multiple queue statements are not supported (as announced for HTCondor 25.x)")
         limit = state.config(queue.name).get("MAX_JOBS_PER_OWNER")
         owner, now = current_user(), int(time.time())
         clusters: list[list[Ad]] = []

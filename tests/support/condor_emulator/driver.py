@@ -75,7 +75,8 @@ class CondorEmulator:
         self._state.add_schedd(name)
 
     def configure(self, schedd: str | None = None, **knobs: object) -> None:
-        """Set schedd configuration the emulator honours, e.g. ``MAX_JOBS_PER_OWNER=4``."""
+        """Set schedd configuration the emulator honours: ``MAX_JOBS_PER_OWNER=4``, or
+        ``MULTI_QUEUE=False`` (refuse several queue statements, as a future HTCondor may)."""
         self._state.set_config(schedd, **knobs)
 
     def schedds(self) -> list[str]:
@@ -195,8 +196,8 @@ class CondorEmulator:
         ``exit``: print ``message`` (default: condor-like) on stderr and exit ``exit_code``;
         ``hang``: sleep ``seconds`` (default ``hang_seconds``) then behave normally;
         ``garbage``: print ``output`` (default: truncated JSON) and exit 0, doing nothing;
-        ``queued-exit``: do the work (queue the jobs, print the ids), then print ``message`` and
-        exit ``exit_code``; ``queued-hang``: do the work, print its output, then hang.
+        ``queued-exit``: do the work (queue the jobs, print the ids, or ``output`` instead), then
+        print ``message`` and exit ``exit_code``; ``queued-hang``: do the work, print, then hang.
         """
         if command not in COMMAND_NAMES or kind not in FAULT_KINDS:
             raise ValueError(f"unknown command {command!r} or kind {kind!r} (kinds: {FAULT_KINDS})")

@@ -18,7 +18,8 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from autopyfactory.panda import STATS_PATH
+from autopyfactory import panda_standin
+from autopyfactory.panda import DETAILED_PATH, STATS_PATH
 from tests.support.htcondor_pool import Ad, HTCondorPool
 from tests.wrappers.pilots import write_tarball
 
@@ -37,12 +38,19 @@ class RealStand:
         self.dump: dict[str, Any] = {}
         self.tarball = write_tarball(self.work / "pilot3.tar.gz")
         self.server = httpserver
-        httpserver.expect_request(STATS_PATH).respond_with_handler(self._panda)
+        httpserver.expect_request(STATS_PATH).respond_with_handler(lambda r: self._panda(r, detailed=False))
+        httpserver.expect_request(DETAILED_PATH).respond_with_handler(lambda r: self._panda(r, detailed=True))
         httpserver.expect_request("/cric.json").respond_with_handler(self._cric)
 
-    def _panda(self, request: Request) -> Response:
-        body = json.dumps({"success": True, "message": "", "data": self.stats})
-        return Response(body, content_type="application/json")
+    def _panda(self, request: Request, detailed: bool) -> Response:
+        """PanDA's answer for ``stats`` (the same stand-in as the emulator tests use)."""
+        jobs = panda_standin.from_sites(self.stats)
+        data = panda_standin.detailed_job_stats(jobs) if detailed else panda_standin.job_stats(jobs)
+        payload = panda_standin.envelope(data, detailed)
+        body = panda_standin.render(
+            payload, request.headers.get("Accept"), request.headers.get("Content-Type")
+        )
+        return Response(body, content_type="text/plain")
 
     def _cric(self, request: Request) -> Response:
         return Response(json.dumps(self.dump), content_type="application/json")
@@ -54,6 +62,7 @@ class RealStand:
             "PILOT_HTTP_RETRIES": "0",
             "APF_PYTHON": self.pool.python,
             "TEST_PILOT_MARKER": "/dev/null",
+            "TEST_PILOT_PANDAIDS": "4242",  # a pilot that ran no job makes the wrapper exit 20
             **extra,
         }
         return " ".join(f"{k}={v}" for k, v in values.items())

@@ -136,8 +136,10 @@ def test_a_factory_cycle_submits_the_same_pilots_to_the_emulator_and_to_htcondor
     real = {j["MATCH_APF_QUEUE"]: j for j in ours(real_condor.jobs())}
 
     emulator = CondorEmulator(tmp_path / "emulator")
+    own = tmp_path / "factory.conf"  # its own state: the real run's memory of its schedd is not this one's
+    own.write_text(conf.read_text().replace(f"stateDir = {stand.work}/state", f"stateDir = {tmp_path}/state"))
     subprocess.run(
-        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--once"],
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(own), "--once"],
         env={**emulator.env, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120, check=True,
         cwd=tmp_path,
     )  # fmt: skip

@@ -72,18 +72,8 @@ def test_htcondor_c_and_vanilla_pilots_run_the_wrapper_and_the_census_matches_co
         out = Path(history[jid]["Out"]).read_text()
         line = next(x for x in out.splitlines() if x.startswith("TEST PILOT running with"))
         argv = json.loads(line.removeprefix("TEST PILOT running with ").replace("'", '"'))
-        assert argv == [
-            "-s",
-            pq,
-            "-h",
-            pq,
-            "-p",
-            str(httpserver.port),
-            "-w",
-            "http://localhost",
-            "-u",
-            "managed",
-        ]
+        assert argv == ["-q", pq, "-j", "managed", "-i", "PR", "--pilot-user", "ATLAS", "--url", "http://localhost",
+                        "-p", str(httpserver.port), "-w", "generic"]  # fmt: skip
 
 
 def test_depth_over_cycles_and_a_schedd_stopped_mid_run(real_condor: HTCondorPool, httpserver) -> None:

@@ -27,13 +27,28 @@ class Census:
     ``supply`` has an entry for every label asked about: a Supply, or None when the label's
     schedd could not be asked (the policy then submits nothing for it). ``total`` counts all of
     this factory's pilots, also of labels no longer configured; None if any query failed.
-    ``pilots`` lists the pilots themselves by label (for housekeeping and log cleanup).
+    ``pilots`` lists pilots by label: all of them, or (HTCondor) only those housekeeping acts on;
+    ``queued`` then has the QDates (epoch seconds, maybe floored to the hour) of a label's pilots
+    for log cleanup, and ``recent`` the ids of recently queued pilots (to announce those the
+    monitor never heard of).
     """
 
     supply: Mapping[str, Supply | None]
     total: int | None
     problems: tuple[str, ...] = ()
     pilots: Mapping[str, tuple[Pilot, ...]] = field(default_factory=dict)  # by label, where known
+    queued: Mapping[str, frozenset[int]] | None = None  # None: take the QDates from ``pilots``
+    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def queued_by_label(self) -> dict[str, frozenset[int]]:
+        """The QDates of each label's pilots (from ``queued``, else from ``pilots``)."""
+        if self.queued is not None:
+            return dict(self.queued)
+        return {label: frozenset(p.queued for p in found) for label, found in self.pilots.items()}
+
+    def queue_dates(self) -> list[tuple[int, str]]:
+        """(QDate, label) for every pilot's log directory, for log cleanup."""
+        return [(qdate, label) for label, dates in self.queued_by_label().items() for qdate in dates]
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,10 @@ class SubmitOutcome:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
+#: What one cycle asks a backend to submit: (label, number of pilots), each label once.
+SubmitRequests = Sequence[tuple[Label, int]]
+
+
 class Backend(Protocol):
     name: str
 
@@ -66,6 +85,27 @@ class Backend(Protocol):
 
     def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
 
+    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+        """All of a cycle's submissions at once; an outcome for every label asked, by name."""
+        ...
+
     def remove(self, label: Label, job_ids: Sequence[str]) -> None: ...
 
     def release(self, label: Label, job_ids: Sequence[str]) -> None: ...
+
+
+class _Submits(Protocol):
+    def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
+
+
+def submit_each(
+    backend: _Submits, requests: SubmitRequests, context: SubmitContext
+) -> dict[str, SubmitOutcome]:
+    """The batch interface for a backend that submits label by label (one failure stays local)."""
+    outcomes: dict[str, SubmitOutcome] = {}
+    for label, n in requests:
+        try:
+            outcomes[label.name] = backend.submit(label, n, context)
+        except Exception as exc:
+            outcomes[label.name] = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
+    return outcomes

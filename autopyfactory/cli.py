@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from autopyfactory import (
@@ -24,9 +26,11 @@ from autopyfactory import (
     daemon,
     logs,
     pilot_reports,
+    preflight,
     status_check,
 )
 from autopyfactory.config_schema import Scope
+from autopyfactory.credentials import voms_actimeleft
 from autopyfactory.demo_arguments import add_demo_arguments
 from autopyfactory.http import make_session
 from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
@@ -78,10 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = _Subcommands(parser.add_subparsers(dest="command", metavar="COMMAND"), common)
 
     check = commands.add_parser(
-        "check", help="load the configuration and schedconfig; show every label's settings"
+        "check",
+        help="the go-live gate: configuration, schedconfig, credentials, wrapper, placeholders;"
+        " one line per label (-v: every setting and where it came from)",
     )
     check.add_argument("-c", "--config", required=True, help="factory.conf")
     check.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
+    check.add_argument(
+        "--online", action="store_true", help="also ask PanDA, schedconfig and the monitor (token accepted?)"
+    )
+    check.add_argument("--json", action="store_true", help="print labels and findings as JSON")
+    check.add_argument(
+        "--config-only",
+        action="store_true",
+        help="only read factory.conf and queuesDir, as a reload does (exit 1 on any error)",
+    )
     check.set_defaults(handler=run_check)
 
     run = commands.add_parser("run", help="run the factory: poll PanDA and HTCondor, submit pilots")
@@ -89,7 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     how_long = run.add_mutually_exclusive_group()
     how_long.add_argument("--once", action="store_true", help="run one cycle and exit")
     how_long.add_argument("--cycles", type=_positive, help="run this many cycles and exit")
-    run.add_argument("--dry-run", action="store_true", help="write submit files but submit nothing")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read everything, submit nothing, send nothing to the monitor; write only to a directory"
+        " of its own (printed)",
+    )
+    run.add_argument("--dry-run-dir", default="", help="that directory (default: a new one in $TMPDIR)")
     run.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
     run.add_argument("--log-file", default="", help="log here (reopened after logrotate) instead of stderr")
     run.add_argument(
@@ -170,7 +191,9 @@ def run_factory(args: argparse.Namespace) -> int:
     loaded = config.load(path)
     for error in loaded.errors:
         logging.getLogger("autopyfactory").error("%s", error)
-    options = RunOptions(1 if args.once else args.cycles, args.dry_run, args.schedconfig or "")
+    options = RunOptions(
+        1 if args.once else args.cycles, args.dry_run, args.schedconfig or "", _dry_run_dir(args)
+    )
     pidfile = daemon.PidFile(Path(args.pidfile)) if args.pidfile else None
     try:
         if args.runas:
@@ -187,6 +210,27 @@ def run_factory(args: argparse.Namespace) -> int:
     finally:
         if pidfile and not args.daemon:
             pidfile.release()
+
+
+def _dry_run_dir(args: argparse.Namespace) -> str:
+    """The dry run's own directory, created and announced; "" for a real run."""
+    if args.dry_run_dir and not args.dry_run:
+        raise UsageError("--dry-run-dir needs --dry-run")
+    if not args.dry_run:
+        return ""
+    try:
+        if args.dry_run_dir:
+            Path(args.dry_run_dir).mkdir(parents=True, exist_ok=True)
+            directory = str(Path(args.dry_run_dir).resolve())
+        else:
+            directory = tempfile.mkdtemp(prefix="autopyfactory-dry-run-")
+    except OSError as exc:
+        raise UsageError(f"cannot create the dry run's directory: {exc}") from None
+    print(
+        f"dry run: nothing is submitted or sent to the monitor; submit files and the state go to {directory}",
+        flush=True,
+    )
+    return directory
 
 
 def _serve(
@@ -239,32 +283,80 @@ def run_config_reference(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     loaded = config.load(args.config)
-    factory = loaded.factory
+    if args.config_only:
+        return check_config_only(loaded)
+    f = loaded.factory
+    location = args.schedconfig or f.schedconfig
+    session = make_session(f.http_retries, f.proxy, f.ca_path)
     source = SchedconfigSource(
-        args.schedconfig or factory.schedconfig,
-        factory.schedconfig_cache_path,
-        0,
-        make_session(factory.http_retries, factory.proxy, factory.ca_path),
-        factory.http_timeout,
-        time.time,
-        keep_copy=False,
+        location, f.schedconfig_cache_path, 0, session, f.http_timeout, time.time, keep_copy=False
     )
     try:
         snapshot = source.get()
-        dump = snapshot.data
-        print(f"schedconfig: {len(dump)} queues from {snapshot.source}")
+        dump, origin = snapshot.data, snapshot.source
+        schedconfig = f"{len(dump)} queues from {origin}"
     except SchedconfigError as exc:
-        print(f"schedconfig: {exc}")
-        dump = None
+        dump, origin, schedconfig = None, "", str(exc)
     result = build_labels(loaded, dump)
-    for label in result.labels:
-        print_label(label)
-    for warning in result.warnings:
-        print(f"warning: {warning}")
-    for problem in result.problems:
-        print(f"error: {problem}")
-    print(f"{len(result.labels)} labels, {len(result.problems)} errors, {len(result.warnings)} warnings")
-    return EXIT_ERROR if result.problems or dump is None else EXIT_OK
+    findings = [
+        *(preflight.Finding(preflight.ERROR, problem) for problem in result.problems),
+        *(preflight.Finding(preflight.WARNING, warning) for warning in result.warnings),
+        *preflight.config_findings(loaded, result.labels, datetime.now(UTC), voms_actimeleft),
+    ]
+    if args.online:
+        findings += preflight.online_findings(loaded, session, origin, location)
+    if args.json:
+        print(json.dumps(check_json(schedconfig, dump is not None, result.labels, findings), indent=1))
+    else:
+        print_check(schedconfig, result.labels, findings, args.verbose)
+    failed = dump is None or any(finding.level == preflight.ERROR for finding in findings)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def check_json(
+    schedconfig: str, have_dump: bool, labels: Sequence[Label], findings: Sequence[preflight.Finding]
+) -> dict[str, object]:
+    return {
+        "schedconfig": {"ok": have_dump, "message": schedconfig},
+        "labels": [preflight.label_json(label) for label in labels],
+        "findings": [finding.to_json() for finding in findings],
+        "errors": sum(1 for finding in findings if finding.level == preflight.ERROR),
+        "warnings": sum(1 for finding in findings if finding.level == preflight.WARNING),
+    }
+
+
+def print_check(
+    schedconfig: str, labels: Sequence[Label], findings: Sequence[preflight.Finding], verbose: bool
+) -> None:
+    """One line per label (every setting with its provenance when verbose), then the findings."""
+    print(f"schedconfig: {schedconfig}")
+    for label in labels:
+        if verbose:
+            print_label(label)
+        else:
+            print(preflight.summary_line(label))
+    levels = (preflight.OK, preflight.WARNING, preflight.ERROR)
+    for level in levels:
+        for finding in findings:
+            if finding.level == level:
+                print(f"{level}: {finding.message}")
+    errors, warnings = (sum(1 for f in findings if f.level == level) for level in levels[2:0:-1])
+    print(f"{plural(len(labels), 'label')}, {plural(errors, 'error')}, {plural(warnings, 'warning')}")
+
+
+def check_config_only(loaded: config.FactoryConfig) -> int:
+    """What a SIGHUP reload would do with this config: any error, a queue section's too, rejects it."""
+    if loaded.errors:
+        errors = "\n".join(str(error) for error in loaded.errors)
+        print(f"configuration error:\n{errors}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{loaded.path}: configuration ok, {plural(len(loaded.queues), 'queue section')}")
+    return EXIT_OK
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 pilot``, ``2 pilots``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def print_label(label: Label) -> None:
@@ -279,7 +371,7 @@ def print_label(label: Label) -> None:
     )
     width = max(len(key) for key in label.settings)
     for key, setting in sorted(label.settings.items(), key=lambda item: item[0].lower()):
-        shown = ", ".join(setting.value) if isinstance(setting.value, tuple) else setting.value
+        shown = preflight.show(setting.value)
         where = "" if setting.origin == "built-in" else f"  ({setting.origin})"
         print(f"  {key:<{width}}  {setting.source.value:<13}  {shown}{where}")
 

@@ -12,6 +12,7 @@ import enum
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from autopyfactory.policy import PLUGINS
 
@@ -125,6 +126,26 @@ def _parse_int_list(text: str) -> frozenset[int]:
     return frozenset(_parse_int(item) for item in _parse_list(text))
 
 
+def _panda_url(text: str) -> str:
+    """A PanDA base URL, ``scheme://host[:port]``; a path is rejected with the URL to write instead.
+
+    Rejected rather than cut: ``PANDA_URL_SSL`` (``.../server/panda``) is the usual thing to paste,
+    and the factory builds both ``/api/v1/...`` and the pilot's ``--url`` from this value.
+    """
+    value = text.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected http(s)://host[:port], got {text.strip()!r}")
+    if parts.path or parts.query or parts.fragment:
+        base = f"{parts.scheme}://{parts.netloc}"
+        raise ValueError(
+            f"the base URL of the PanDA server takes no path ({parts.path or '?' + parts.query!r}); "
+            f"write {base!r} (PANDA_URL_SSL's /server/panda is not part of it)"
+        )
+    return value
+
+
+PANDA_URL = Kind("URL", _panda_url)
 INT_SET = Kind("comma-separated whole numbers", _parse_int_list)
 IDENT = Kind("identifier", _identifier)
 PLUGIN_LIST = Kind("comma-separated plugin names", _plugins)
@@ -169,9 +190,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _factory(
         "pandaserver",
-        STR,
+        PANDA_URL,
         None,
-        "PanDA server base URL, e.g. https://pandaserver.cern.ch:25443.",
+        "PanDA server base URL without a path, e.g. https://pandaserver.cern.ch:25443.",
         required=True,
     ),
     _factory(
@@ -202,8 +223,9 @@ OPTIONS: tuple[Option, ...] = (
     _factory(
         "pandaMaxAge",
         INT,
-        600,
-        "PanDA statistics older than this many seconds count as no data (nothing is submitted).",
+        0,
+        "Obsolete, accepted and ignored: PanDA numbers are never reused after a failed answer "
+        "(a drained PanDA answers like a failing one), so a cycle without a good answer submits nothing.",
         minimum=0,
     ),
     _factory(
@@ -467,7 +489,7 @@ OPTIONS: tuple[Option, ...] = (
         "holdRerun",
         BOOL,
         True,
-        "Hold a pilot that would start a second time (grid: NumJobStarts, vanilla: JobRunCount).",
+        "Hold a pilot that would start a second time (NumJobStarts; a schedd restart is not a start).",
     ),
     Option("removeHeldAfter", INT, 3600, "Remove a pilot held this many seconds.", minimum=0),
     Option("removeIdleAfter", INT, 86400, "Remove a pilot idle this many seconds.", minimum=0),

@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from autopyfactory import config
+from autopyfactory import config, panda_standin
 from autopyfactory.factory import CycleReport
 from autopyfactory.labels import Label
 from autopyfactory.local_batch import LocalBackend
@@ -124,10 +124,16 @@ class Scenario:
 
 
 class StandIn:
-    """PanDA statistics, CRIC dump, pilot tarball and pilot logs on 127.0.0.1 (one thread)."""
+    """PanDA statistics, CRIC dump, pilot tarball and pilot logs on 127.0.0.1 (one thread).
 
-    def __init__(self, scenario: Scenario, log_dir: Path) -> None:
+    The statistics are answered as a real PanDA server answers them (see panda_standin): no job
+    left is ``success: false``, JSON only for ``Accept: application/json``, and with ``lag`` the
+    counts other than ``assigned`` refresh only every ``lag`` seconds (PanDA: 60).
+    """
+
+    def __init__(self, scenario: Scenario, log_dir: Path, lag: float = 0.0) -> None:
         self.scenario, self.log_dir = scenario, log_dir
+        self.lag, self._lag_lock = panda_standin.Lag(lag, time.monotonic), threading.Lock()
         self.tarball, self.dump = pilot_tarball(), json.dumps(cric_dump()).encode()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -136,6 +142,15 @@ class StandIn:
 
     def start(self) -> None:
         self._thread.start()
+
+    def statistics(self, headers: Mapping[str, str]) -> bytes:
+        """The body of PanDA's answer to ``active_job_stats_by_site`` for these request headers."""
+        sites: dict[str | None, dict[str, int]] = {site: n for site, n in self.scenario.stats().items()}
+        live = panda_standin.from_sites(sites)
+        with self._lag_lock:  # the server answers in threads
+            jobs = self.lag.view(live)
+        payload = panda_standin.envelope(panda_standin.job_stats(jobs))
+        return panda_standin.render(payload, headers.get("Accept"), headers.get("Content-Type"))
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -148,8 +163,7 @@ class StandIn:
             def do_GET(self) -> None:
                 path = urlparse(self.path).path
                 if path == STATS_PATH:
-                    body = {"success": True, "message": "", "data": stand_in.scenario.stats()}
-                    self._send(200, json.dumps(body).encode(), "application/json")
+                    self._send(200, stand_in.statistics(dict(self.headers.items())), "text/plain")
                 elif path == "/cric.json":
                     self._send(200, stand_in.dump, "application/json")
                 elif path == "/cache/pilot/pilot3.tar.gz":
@@ -301,7 +315,7 @@ def format_counts(counts: dict[str, int]) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="autopyfactory-demo-"))
     scenario = Scenario(args.job_seconds)
-    stand_in = StandIn(scenario, work / "logs")
+    stand_in = StandIn(scenario, work / "logs", args.panda_lag)
     monitor = Monitor(work / "monitor.sqlite")
     stand_in.start()
     monitor.start()

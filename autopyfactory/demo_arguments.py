@@ -11,4 +11,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sleep", type=int, default=5, help="seconds between cycles [5]")
     parser.add_argument("--job-seconds", type=float, default=3.0, help="how long each demo job runs [3]")
+    parser.add_argument(
+        "--panda-lag",
+        type=float,
+        default=0.0,
+        help="refresh the stand-in's job counts (but assigned) only every this many seconds, as PanDA "
+        "does every 60 [0]",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the demo's directory at the end")

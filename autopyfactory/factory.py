@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +32,7 @@ from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
-from autopyfactory.panda import JobStats, PandaView
+from autopyfactory.panda import JobStats, PandaReading, PandaView
 from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
 
@@ -60,10 +61,15 @@ class LabelResult:
         return len(self.outcome.job_ids)
 
     def line(self) -> str:
-        """The one concise log line per label and cycle (also the monitor's label message)."""
+        """The one concise log line per label and cycle (also the monitor's label message);
+        built once, as the log and the monitor both use it."""
+        return self._line
+
+    @cached_property
+    def _line(self) -> str:
         p, s = self.plan, self.plan.supply
         pilots = f"idle={s.idle} running={s.running} held={s.held}" if s else "pilots=unknown"
-        activated = "unknown" if p.pq_activated is None else str(p.pq_activated)
+        activated = "unknown(no PanDA data)" if p.pq_activated is None else str(p.pq_activated)
         share = "" if p.demand is None else f" share={p.demand.activated}"
         result = f"submitted={self.submitted}"
         if self.outcome.job_ids:
@@ -100,6 +106,8 @@ class CycleReport:
     problems: tuple[Problem, ...]
     skipped_queues: tuple[str, ...] = field(default=())
     credentials: tuple[CredentialCheck, ...] = field(default=())
+    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
+    panda: PandaReading | None = None  # this cycle's PanDA answer (None: not asked)
     control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (control.py)
 
     def ok(self, kind: str) -> bool:
@@ -113,9 +121,16 @@ class CycleReport:
     def summary(self) -> str:
         errors = sum(1 for r in self.results if r.outcome.error)
         wanted = sum(r.plan.decision.n for r in self.results)
+        panda = ""
+        if self.panda is not None:
+            panda = (
+                f"PanDA answer {self.panda.asked - self.started:.0f} s into the cycle"
+                if self.panda.ok
+                else self.panda.describe(self.started + self.duration).split(":", 1)[0]
+            ) + ", "
         return (
             f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{errors} submit errors, {len(self.problems)} problems, "
+            f"{panda}{errors} submit errors, {len(self.problems)} problems, "
             f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
         )
 
@@ -204,7 +219,7 @@ class Factory:
         self.config = config
         self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
         self._clock, self._dry_run, self._observers = clock, dry_run, observers
-        self._stop_requested = stop_requested  # checked before each label's submission
+        self._stop_requested = stop_requested  # checked before each backend's batch of submissions
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._labels_for: tuple[object, LabelSet] | None = None
         self._controls = controls
@@ -213,9 +228,10 @@ class Factory:
         started = self._clock()
         problems: list[Problem] = []
         label_set = self._labels(problems)
-        stats, panda_problem = self._panda.update()
-        if panda_problem:
-            problems.append(Problem("panda", panda_problem))
+        reading = self._panda.update()
+        stats = reading.stats
+        if not reading.ok:
+            problems.append(Problem("panda", reading.problem))
         census = self._census(label_set.labels, problems)
         checks, blocked = self._check_credentials(label_set.labels, started)
         controls = self._controls.read_or_hold() if self._controls else Controls()
@@ -228,7 +244,7 @@ class Factory:
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
-        results = tuple(self._tidy(self._submit(p, started), census, started) for p in plans)
+        results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
         self._clean_logs(label_set.labels, census, started)
         if controls.problem:
             problems.append(Problem("control", controls.problem))
@@ -240,6 +256,8 @@ class Factory:
             tuple(problems),
             label_set.problems,
             checks,
+            census.recent,
+            reading,
             (*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
         )
         self._log(report)
@@ -316,9 +334,8 @@ class Factory:
         f = self.config.factory
         in_use = None
         if census.total is not None:
-            queued = ((p.queued, p.label) for found in census.pilots.values() for p in found)
             unknown = [name for name, supply in census.supply.items() if supply is None]
-            in_use = dirs_in_use(queued, unknown_labels=unknown)
+            in_use = dirs_in_use(census.queue_dates(), unknown_labels=unknown)
         default_keep = self.config.queue_defaults["logKeepDays"].value  # for labels no longer configured
         policy = CleanupPolicy(
             keep_days=int(str(default_keep)),
@@ -335,6 +352,8 @@ class Factory:
         """All backends' censuses as one (a backend no label uses is not asked)."""
         supply: dict[str, Supply | None] = {}
         pilots: dict[str, tuple[Pilot, ...]] = {}
+        queued: dict[str, frozenset[int]] = {}
+        recent: dict[str, tuple[str, ...]] = {}
         total: int | None = 0
         for name, backend in self._backends.items():
             members = [label for label in labels if label.batch == name]
@@ -343,18 +362,34 @@ class Factory:
             census = backend.census(members)
             supply.update(census.supply)
             pilots.update(census.pilots)
+            queued.update(census.queued_by_label())
+            recent.update(census.recent)
             problems.extend(Problem("batch", message) for message in census.problems)
             total = None if total is None or census.total is None else total + census.total
-        return Census(supply, total, (), pilots)
+        return Census(supply, total, (), pilots, queued, recent)
 
-    def _submit(self, p: LabelPlan, started: float) -> LabelResult:
-        if p.decision.n <= 0:
-            return LabelResult(p, SubmitOutcome())
-        if self._stop_requested():
-            return LabelResult(p, SubmitOutcome(error="not submitted: the factory is stopping"))
-        backend = self._backends.get(p.label.batch)
+    def _submit_all(self, plans: Sequence[LabelPlan], started: float) -> list[LabelResult]:
+        """Every label's submission: one batch per backend (one condor_submit per schedd)."""
+        outcomes: dict[str, SubmitOutcome] = {}
+        by_backend: dict[str, list[tuple[Label, int]]] = {}
+        for p in plans:
+            if p.decision.n > 0:
+                by_backend.setdefault(p.label.batch, []).append((p.label, p.decision.n))
+        for name, requests in by_backend.items():
+            outcomes.update(self._submit_batch(name, requests, started))
+        return [LabelResult(p, outcomes.get(p.label.name, SubmitOutcome())) for p in plans]
+
+    def _submit_batch(
+        self, name: str, requests: Sequence[tuple[Label, int]], started: float
+    ) -> dict[str, SubmitOutcome]:
+        backend = self._backends.get(name)
         if backend is None:
-            return LabelResult(p, SubmitOutcome(error=f"no batch backend {p.label.batch!r}"))
+            return {label.name: SubmitOutcome(error=f"no batch backend {name!r}") for label, _ in requests}
+        if self._stop_requested():
+            return {
+                label.name: SubmitOutcome(error="not submitted: the factory is stopping")
+                for label, _ in requests
+            }
         f = self.config.factory
         context = SubmitContext(
             f.factory_id,
@@ -366,10 +401,12 @@ class Factory:
             self._dry_run,
         )
         try:
-            return LabelResult(p, backend.submit(p.label, p.decision.n, context))
-        except Exception as exc:  # one label's failure never stops the others
-            log.exception("%s: submission failed", p.label.name)
-            return LabelResult(p, SubmitOutcome(error=f"{type(exc).__name__}: {exc}"))
+            outcomes = backend.submit_batch(requests, context)
+        except Exception as exc:  # one backend's failure never stops the others
+            log.exception("%s: submission failed", name)
+            return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}
+        missing = SubmitOutcome(error="no outcome from the batch backend")
+        return {label.name: outcomes.get(label.name, missing) for label, _ in requests}
 
     def _tidy(self, result: LabelResult, census: Census, now: float) -> LabelResult:
         """Release or remove this label's held and stuck pilots (see housekeeping.py)."""
@@ -390,9 +427,12 @@ class Factory:
     def _log(self, report: CycleReport) -> None:
         for problem in (*report.problems, *report.skipped_queues):
             log.warning("%s", problem)
+        info = log.isEnabledFor(logging.INFO)
         for note in report.control:
             log.info("control: %s", note)
         for result in report.results:
-            level = logging.WARNING if result.outcome.error else logging.INFO
-            log.log(level, "%s", result.line())
+            if result.outcome.error:
+                log.warning("%s", result.line())
+            elif info:
+                log.info("%s", result.line())
         log.info("%s", report.summary())

@@ -9,7 +9,6 @@ label keeps where every value came from (``autopyfactory check`` prints it).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from autopyfactory.config import FactoryConfig, QueueConfig, Setting, Source
 from autopyfactory.config_schema import Scope
 from autopyfactory.housekeeping import HousekeepingSettings
 from autopyfactory.model import QueueStatus
+from autopyfactory.names import label_name, label_problem
 from autopyfactory.policy import PolicySettings
 from autopyfactory.schedconfig import Dump, Record
 
@@ -264,8 +264,8 @@ def _ce_wallclock_limit(record: Record | None, ce: CE) -> int:
 
 
 def safe_name(name: str) -> str:
-    """A label name usable as a directory and a URL path part: other characters become ``_``."""
-    return re.sub(r"[^A-Za-z0-9_.:+-]", "_", name).lstrip(".") or "_"
+    """A label name usable as a directory, a URL path part and a monitor label (:mod:`names`)."""
+    return label_name(name)
 
 
 def parse_environ(text: str) -> tuple[tuple[str, str], ...]:
@@ -325,4 +325,24 @@ def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
             labels.extend(labels_for_queue(queue, dump, warnings))
         except (LabelError, ValueError) as exc:
             problems.append(f"[{queue.name}] skipped: {exc}")
-    return LabelSet(tuple(labels), tuple(problems), tuple(warnings))
+    return LabelSet(tuple(_unique_valid(labels, problems)), tuple(problems), tuple(warnings))
+
+
+def _unique_valid(labels: list[Label], problems: list[str]) -> list[Label]:
+    """The labels whose names the monitor accepts and no earlier label took (two CE queues whose
+    names differ only in characters made ``_`` would otherwise share state and pilots)."""
+    kept: dict[str, Label] = {}
+    for label in labels:
+        why = label_problem(label.name)
+        if why is not None:
+            problems.append(f"[{label.queue}] label {label.name!r} skipped: invalid name ({why})")
+        elif label.name in kept:
+            first = kept[label.name]
+            problems.append(
+                f"[{label.queue}] label {label.name!r} (CE {label.ce.endpoint} queue {label.ce.queue or '-'})"
+                f" skipped: the name is already used by [{first.queue}] (CE {first.ce.endpoint}"
+                f" queue {first.ce.queue or '-'})"
+            )
+        else:
+            kept[label.name] = label
+    return list(kept.values())

@@ -61,7 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome
+from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests, submit_each
 from autopyfactory.condor.submit import (
     SubmitRenderError,
     log_dir,
@@ -511,6 +511,10 @@ class LocalBackend:
         for error in errors:
             log.error("%s: %s", label.name, error)
         return SubmitOutcome(job_ids=ids, error="; ".join(errors), extra={"log_dir": str(directory)})
+
+    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+        """The batch interface: label by label (local pilots need no scheduler round trip)."""
+        return submit_each(self, requests, context)
 
     def _dry_run(
         self, label: Label, n: int, command: list[str], environment: list[tuple[str, str]]

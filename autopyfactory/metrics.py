@@ -6,7 +6,9 @@ server on ``metricsAddress:metricsPort`` when ``metricsPort`` is set.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -47,9 +49,24 @@ class FactoryMetrics:
             ["source"],
             registry=r,
         )
+        self.panda_ok = Gauge(
+            "apf_panda_data_ok",
+            "1 when the last cycle had good PanDA statistics, 0 when it had none",
+            registry=r,
+        )
         self.proxy_lifetime = Gauge(
             "apf_credential_lifetime_seconds", "Lifetime left of a credential", ["path"], registry=r
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Gauge | Counter, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: the cycle updates thousands of label
+        children and prometheus-client validates and locks on every ``labels()`` call."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None:
         self.cycles.inc()
@@ -62,6 +79,10 @@ class FactoryMetrics:
             when = self._last_update(kind)
             if when is not None:
                 self.last_success.labels(kind).set(when)
+        if report.panda is not None:
+            self.panda_ok.set(1 if report.panda.ok else 0)
+            if report.panda.last_good is not None:
+                self.last_success.labels("panda").set(report.panda.last_good)
         for result in report.results:
             self._label(result.plan.label.name, result)
         for check in report.credentials:
@@ -69,20 +90,17 @@ class FactoryMetrics:
 
     def _label(self, name: str, result: LabelResult) -> None:
         p = result.plan
-        self.decided.labels(name).set(p.decision.n)
+        self.child(self.decided, name).set(p.decision.n)
         if result.submitted:
-            self.submitted.labels(name).inc(result.submitted)
+            self.child(self.submitted, name).inc(result.submitted)
         if result.outcome.error:
-            self.errors.labels("submit").inc()
+            self.child(self.errors, "submit").inc()
         if p.supply is not None:
-            for state, value in (
-                ("idle", p.supply.idle),
-                ("running", p.supply.running),
-                ("held", p.supply.held),
-            ):
-                self.pilots.labels(name, state).set(value)
-        if p.pq_activated is not None:
-            self.activated.labels(p.label.pq).set(p.pq_activated)
+            self.child(self.pilots, name, "idle").set(p.supply.idle)
+            self.child(self.pilots, name, "running").set(p.supply.running)
+            self.child(self.pilots, name, "held").set(p.supply.held)
+        # no PanDA data: NaN rather than the last number, which PanDA no longer confirms
+        self.child(self.activated, p.label.pq).set(math.nan if p.pq_activated is None else p.pq_activated)
 
     def credential(self, path: str, lifetime: float | None) -> None:
         if lifetime is not None:

@@ -4,8 +4,14 @@ One ``GET {pandaserver}/api/v1/statistics/active_job_stats_by_site`` per cycle, 
 with ``Accept: application/json`` (without it the server answers a Python repr). The answer is
 ``{"success": true, "message": "", "data": {SITE: {STATUS: COUNT}}}``. Anything else (HTTP errors,
 ``success: false``, non-JSON, wrong types, negative counts) means *no data*: the whole answer is
-rejected, never half-used. :class:`PandaView` keeps the last good answer with its time; older than
-``pandaMaxAge`` it counts as no data too, and the policy submits nothing.
+rejected, never half-used.
+
+A cycle whose answer is not a good one has **no PanDA data at all**: an earlier answer is never
+reused. The real server answers ``success: false`` with ``data: {}`` both when its database fails
+and when no job is left anywhere (its code is ``success = data != {}``), so numbers from before a
+failure may describe jobs that no longer exist; submitting on them is what over-submits a queue
+running dry. :class:`PandaView` still remembers when the last good answer came, so that reports can
+say how old the last numbers PanDA confirmed are.
 """
 
 from __future__ import annotations
@@ -17,8 +23,6 @@ from pathlib import Path
 
 import requests
 
-from autopyfactory.snapshot import Snapshot
-
 log = logging.getLogger(__name__)
 
 STATS_PATH = "/api/v1/statistics/active_job_stats_by_site"
@@ -26,8 +30,18 @@ STATS_PATH = "/api/v1/statistics/active_job_stats_by_site"
 NO_SITE_KEYS = frozenset({"null", "None", ""})
 
 
+#: How much of an HTTP error body goes into the message (its first line, at most this long).
+REASON_CHARS = 200
+
+
 class PandaError(Exception):
     """No usable statistics from PanDA this time."""
+
+
+def first_line(text: str, limit: int = REASON_CHARS) -> str:
+    """The first non-empty line of ``text``, at most ``limit`` characters (the server's reason)."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -85,11 +99,12 @@ class PandaClient:
         except requests.RequestException as exc:
             raise PandaError(f"{self.url}: {exc}") from None
         if answer.status_code != 200:
-            raise PandaError(f"{self.url}: HTTP {answer.status_code}")
+            reason = first_line(answer.text)
+            raise PandaError(f"{self.url}: HTTP {answer.status_code}" + (f": {reason}" if reason else ""))
         try:
             payload = answer.json()
         except ValueError:
-            raise PandaError(f"{self.url}: not JSON: {answer.text[:100]!r}") from None
+            raise PandaError(f"{self.url}: not JSON: {first_line(answer.text, 100)!r}") from None
         return parse_stats(payload)
 
     def _headers(self) -> dict[str, str]:
@@ -105,31 +120,52 @@ class PandaClient:
         return headers
 
 
-class PandaView:
-    """The last good statistics and their age."""
+@dataclass(frozen=True)
+class PandaReading:
+    """This cycle's answer from PanDA: the statistics, or why there are none.
 
-    def __init__(self, client: PandaClient, max_age: float, clock: Callable[[], float]) -> None:
-        self._client, self._max_age, self._clock = client, max_age, clock
-        self._last: Snapshot[dict[str, SiteJobs]] | None = None
+    ``last_good`` is when the last good answer arrived (this one's time when it is good, an
+    earlier one's when not, None when there never was one); it is only ever reported, never used.
+    """
+
+    stats: JobStats | None
+    asked: float
+    problem: str = ""
+    last_good: float | None = None
 
     @property
-    def last(self) -> Snapshot[dict[str, SiteJobs]] | None:
-        return self._last
+    def ok(self) -> bool:
+        return self.stats is not None
 
-    def update(self) -> tuple[JobStats | None, str]:
-        """Fetch now; return usable statistics (or None) and, when there are none, why."""
+    def describe(self, now: float) -> str:
+        """One line for reports: ``PanDA ok, answer 3 s old`` or ``no PanDA data: ...``."""
+        if self.ok:
+            return f"PanDA ok, answer {max(0.0, now - self.asked):.0f} s old (its counts lag up to 60 s more)"
+        if self.last_good is None:
+            since = "no good answer since start"
+        else:
+            since = f"last good answer {max(0.0, now - self.last_good):.0f} s old, not used"
+        return f"no PanDA data ({since}), nothing submitted: {self.problem}"
+
+
+class PandaView:
+    """Asks PanDA once per cycle and remembers when it last answered well."""
+
+    def __init__(self, client: PandaClient, clock: Callable[[], float]) -> None:
+        self._client, self._clock = client, clock
+        self._last_good: float | None = None
+
+    @property
+    def last_good(self) -> float | None:
+        """When the last good answer arrived (None: never)."""
+        return self._last_good
+
+    def update(self) -> PandaReading:
+        """Fetch now. A failure is no data: never the last good answer again (see the module doc)."""
         now = self._clock()
         try:
-            self._last = Snapshot(self._client.fetch(), now, self._client.url)
+            stats = self._client.fetch()
         except PandaError as exc:
-            problem = f"PanDA: {exc}"
-            if self._last is None:
-                return None, f"{problem}; no earlier statistics"
-            age = self._last.age(now)
-            if not self._last.fresh(now, self._max_age):
-                return (
-                    None,
-                    f"{problem}; last good statistics are {age:.0f} s old (pandaMaxAge {self._max_age:g})",
-                )
-            log.warning("%s; using statistics from %.0f s ago", problem, age)
-        return self._last.data, ""
+            return PandaReading(None, now, f"PanDA: {exc}", self._last_good)
+        self._last_good = now
+        return PandaReading(stats, now, "", now)

@@ -230,7 +230,7 @@ def decide(cfg: PolicySettings, situation: Situation) -> Decision:
 def _missing_data(s: Situation) -> str:
     missing = []
     if s.demand is None:
-        missing.append("PanDA job statistics unknown or stale")
+        missing.append("no PanDA data this cycle")
     if s.supply is None:
         missing.append("pilot counts unknown or stale")
     return ", ".join(missing)

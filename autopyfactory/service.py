@@ -8,8 +8,15 @@ which setting. :class:`Service` runs the cycles:
   is written, the monitor queue is flushed (bounded), and the process exits 0.
 * SIGHUP: factory.conf and queuesDir are read again before the next cycle. A good new config
   replaces the old one whole (queues added, removed or changed take effect; the state file, the
-  metrics, the monitor client and the cycle count carry on); a broken one is rejected with its
-  errors and the old one stays in force. Never a half-applied config.
+  metrics, the monitor client and the cycle count carry on); a broken one, also one with an error
+  in a single queue section (which at start-up would only disable that queue), is rejected with
+  its errors and the old one stays in force. Never a half-applied config. ``check --config-only``
+  answers the same question beforehand (the unit's ExecReload runs it).
+* ``--dry-run`` (``RunOptions.dry_run_dir``): everything is read as in a real run (schedconfig,
+  PanDA, the batch census, the last-good schedconfig copy), but nothing is submitted and the only
+  writes go to the dry run's own directory: submit files under ``<dir>/logs``, the state file
+  ``<dir>/status.json``. No monitor client, no metrics port, no schedconfig copy, no log cleanup
+  or housekeeping: the live daemon's state dir, pilot log tree and monitor entry stay untouched.
 * systemd: READY=1 when the first cycle starts, STATUS= with the cycle summary and WATCHDOG=1
   after every cycle, STOPPING=1 at the end.
 """
@@ -21,7 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autopyfactory import config
@@ -53,6 +60,17 @@ class RunOptions:
     cycles: int | None = None  # None = forever
     dry_run: bool = False
     schedconfig: str = ""  # overrides [Factory] schedconfig when set
+    dry_run_dir: str = ""  # a dry run writes here only (see the module docstring)
+
+
+def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
+    """``cfg`` with the submit files of a dry run sent to its own directory."""
+    if not options.dry_run:
+        return cfg
+    if not options.dry_run_dir:
+        raise ValueError("a dry run needs a directory of its own")
+    logs = str(Path(options.dry_run_dir) / "logs")
+    return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
 
 
 def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
@@ -71,6 +89,7 @@ def build_factory(
     observers: Sequence[CycleObserver] = (),
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Factory:
+    cfg = for_dry_run(cfg, options)
     f = cfg.factory
     session = make_session(f.http_retries, f.proxy, f.ca_path)
     schedconfig = SchedconfigSource(
@@ -80,10 +99,10 @@ def build_factory(
         session,
         f.http_timeout,
         time.time,
+        keep_copy=not options.dry_run,
     )
     panda = PandaView(
         PandaClient(f.pandaserver, session, f.http_timeout, f.panda_token_file, f.panda_vo),
-        f.panda_max_age,
         time.time,
     )
     return Factory(
@@ -124,10 +143,11 @@ class Service:
         self._config_path, self._options, self._notifier = config_path, options, notifier
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._monitor = build_monitor(cfg)
+        self._monitor = None if options.dry_run else build_monitor(cfg)
         self._metrics = FactoryMetrics()
+        state_dir = options.dry_run_dir if options.dry_run else cfg.factory.state_dir
         self._observers: list[CycleObserver] = [
-            StateWriter(Path(cfg.factory.state_dir), cfg.factory.factory_id),
+            StateWriter(Path(state_dir), cfg.factory.factory_id),
             self._metrics,
         ]
         if self._monitor:
@@ -151,7 +171,7 @@ class Service:
         if self._monitor:
             self._monitor.start()
         f = self.config.factory
-        if f.metrics_port:
+        if f.metrics_port and not self._options.dry_run:
             self._metrics.serve(f.metrics_port, f.metrics_address)
         done = 0
         try:
@@ -187,19 +207,21 @@ class Service:
             self._notifier.status(f"cycle {number} failed, see the log")
 
     def _apply_reload(self) -> None:
+        """All or nothing: any error in the new config, a queue section's too, keeps the old one."""
         self._reload.clear()
         self._notifier.reloading()
         try:
             new = config.load(self._config_path)
-        except config.ConfigError as exc:
+            if new.errors:
+                raise config.ConfigError("\n".join(str(error) for error in new.errors))
+            factory = build_factory(new, self._options, self._observers, self._stop.is_set)
+        except (config.ConfigError, ValueError, OSError) as exc:
             log.error("reload rejected, the previous configuration stays in force:\n%s", exc)
-            self._notifier.status("reload rejected: configuration error, see the log")
+            self._notifier.ready("reload rejected: configuration error, see the log")
             return
-        for error in new.errors:
-            log.error("%s", error)
         before = {q.name for q in self.config.queues}
         after = {q.name for q in new.queues}
-        self.factory = build_factory(new, self._options, self._observers, self._stop.is_set)
+        self.factory = factory
         log.info(
             "configuration reloaded: %d queues (%d added, %d removed)",
             len(after),

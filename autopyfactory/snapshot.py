@@ -1,6 +1,6 @@
 """A view of an external system with the time it was taken (the TARDIS idea).
 
-Every edge (schedconfig, PanDA statistics, condor status) keeps its last good answer as a
+Edges whose answers may be reused (schedconfig) keep their last good answer as a
 :class:`Snapshot`. Consumers ask :meth:`Snapshot.fresh` with their own age limit; an answer too old
 is treated exactly like no answer, so the policy decides 0 for that reason.
 """

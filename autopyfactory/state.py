@@ -41,6 +41,7 @@ def state_record(report: CycleReport, factory_id: str, previous: Mapping[str, An
         "duration": round(report.duration, 3),
         "problems": [str(p) for p in report.problems],
         "skipped_queues": list(report.skipped_queues),
+        "panda": _panda_record(report),
         "control": list(report.control),
         "edges": {kind: report.ok(kind) for kind in EDGES},
         "credentials": [
@@ -51,6 +52,19 @@ def state_record(report: CycleReport, factory_id: str, previous: Mapping[str, An
             r.plan.label.name: _label_record(r, report.started, earlier.get(r.plan.label.name, {}))
             for r in report.results
         },
+    }
+
+
+def _panda_record(report: CycleReport) -> dict[str, Any] | None:
+    """Whether this cycle had PanDA data, and when PanDA last answered well (for the ages shown)."""
+    reading = report.panda
+    if reading is None:
+        return None
+    return {
+        "ok": reading.ok,
+        "asked": reading.asked,
+        "last_good": reading.last_good,
+        "problem": reading.problem,
     }
 
 
@@ -132,6 +146,9 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
         f"factory {record['factory']} (autopyfactory {record['version']}): cycle {record['cycle']} at {when}"
         f" ({age} s ago), {len(record['labels'])} labels"
     ]
+    panda = _panda_line(record.get("panda"), now)
+    if panda:
+        lines.append(panda)
     lines += [f"problem: {problem}" for problem in record.get("problems", [])]
     lines += [f"control: {note}" for note in record.get("control", [])]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]
@@ -141,6 +158,20 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     lines.append(LEGEND)
     return "\n".join(lines)
+
+
+def _panda_line(panda: object, now: float) -> str:
+    """``PanDA: numbers from an answer 75 s old`` or ``PanDA: NO DATA in that cycle ...``."""
+    if not isinstance(panda, dict):
+        return ""
+    if panda.get("ok"):
+        age = max(0, int(now - panda["asked"]))
+        return f"PanDA: activated counts from an answer {age} s old (PanDA's counts lag up to 60 s more)"
+    last = panda.get("last_good")
+    since = (
+        "no good answer since start" if last is None else f"last good answer {max(0, int(now - last))} s old"
+    )
+    return f"PanDA: NO DATA in that cycle, nothing submitted ({since}; its numbers are not used)"
 
 
 #: What the two activated columns mean: the reasons' ``activated=`` is the label's share.

@@ -1,3 +1,3 @@
 """Shared pytest set-up. Test support code lives in tests/support/ (importable as ``tests.support``)."""
 
-pytest_plugins = ["tests.support.condor_emulator.plugin"]
+pytest_plugins = ["tests.support.condor_emulator.plugin", "tests.support.htcondor_pool"]

@@ -15,6 +15,7 @@ from autopyfactory import __version__, config_schema
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "etc" / "factory.conf.example"
 DUMP = REPO / "tests" / "data" / "cric_dump.json"
+WRAPPER = REPO / "wrappers" / "runpilot3-wrapper.sh"
 CERN_HOSTS = [f"ce{n}.cern.ch" for n in range(503, 515)] + ["condorce01.cern.ch"]
 
 
@@ -31,9 +32,27 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+#: The example's placeholders, replaced as an operator going live would.
+LIVE_VALUES = {
+    "factoryId = example-factory": "factoryId = cern-factory-1",
+    "factoryOwner = admin@example.org": "factoryOwner = atlas-factory-admins@cern.ch",
+    "baseLogDirUrl = http://factory.example.org/pilots": "baseLogDirUrl = http://factory1.cern.ch/pilots",
+    "executable = /usr/libexec/autopyfactory/runpilot3-wrapper.sh": f"executable = {WRAPPER}",
+}
+
+
+def live_example() -> str:
+    """The example's text with its placeholders filled in (same lines, same line numbers)."""
+    text = EXAMPLE.read_text()
+    for placeholder, value in LIVE_VALUES.items():
+        assert placeholder in text
+        text = text.replace(placeholder, value)
+    return text
+
+
 def example_with(tmp_path: Path, after: str, lines: str) -> tuple[Path, int]:
-    """The example config with ``lines`` inserted after the line ``after``; returns (path, first line)."""
-    text = EXAMPLE.read_text().splitlines(keepends=True)
+    """The live example with ``lines`` inserted after the line ``after``; returns (path, first line)."""
+    text = live_example().splitlines(keepends=True)
     at = text.index(after + "\n") + 1
     text[at:at] = [lines]
     path = tmp_path / "factory.conf"
@@ -46,10 +65,25 @@ def setting(output: str, key: str) -> list[str]:
     return [m.group(1) for m in re.finditer(rf"^  {re.escape(key)} +(.*)$", output, re.MULTILINE)]
 
 
-def test_check_example_shows_13_labels_for_cern() -> None:
-    result = run("check", "-c", EXAMPLE, "--schedconfig", DUMP)
-    assert result.returncode == 0, result.stderr
+def test_check_shows_one_line_per_label_by_default(tmp_path: Path) -> None:
+    path, _ = example_with(tmp_path, "[CERN]", "")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"schedconfig: 6 queues from {DUMP}"
+    assert lines[1:-1] == [
+        f"CERN-{host}-share  PQ=CERN HTCONDOR-CE {host}:9619 queue=share status=online batch=condor"
+        " cores=8 rss=32000MB time=288000s schedplugin=Classic nqueue=20"
+        for host in CERN_HOSTS
+    ]
+    assert lines[-1] == "13 labels, 0 errors, 0 warnings"
+
+
+def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -> None:
+    path, _ = example_with(tmp_path, "[CERN]", "")
+    result = run("check", "-c", path, "--schedconfig", DUMP, "--verbose")
+    assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert out.startswith(f"schedconfig: 6 queues from {DUMP}\n")
     headers = re.findall(r"^\[(\S+)\]  (.*)$", out, re.MULTILINE)
@@ -65,22 +99,27 @@ def test_check_example_shows_13_labels_for_cern() -> None:
     assert set(setting(out, "maxrss")) == {"schedconfig    32000  (schedconfig CERN.maxrss)"}
     assert set(setting(out, "status")) == {"schedconfig    online  (schedconfig CERN.status)"}
     nqueue_line = EXAMPLE.read_text().splitlines().index("nqueue = 20") + 1
-    assert set(setting(out, "nqueue")) == {f"QueueDefaults  20  ({EXAMPLE}:{nqueue_line})"}
+    assert set(setting(out, "nqueue")) == {f"QueueDefaults  20  ({path}:{nqueue_line})"}
     assert set(setting(out, "testpilots")) == {"default        1"}
-    assert set(setting(out, "schedplugin")) == {f"QueueDefaults  Classic  ({EXAMPLE}:{nqueue_line - 1})"}
+    assert set(setting(out, "schedplugin")) == {f"QueueDefaults  Classic  ({path}:{nqueue_line - 1})"}
+    # issue 14.4: values as an operator writes them, never Python reprs
+    assert "frozenset(" not in out and "None" not in out and "True" not in out
+    assert set(setting(out, "holdRecoverableCodes")) == {"default        -"}
+    assert set(setting(out, "pilotlimit")) == {"default        -"}
+    assert set(setting(out, "holdRerun")) == {f"QueueDefaults  true  ({path}:{nqueue_line + 21})"}
 
 
 def test_check_shows_all_four_sources(tmp_path: Path) -> None:
     path, line = example_with(tmp_path, "[CERN]", "maxtime = 1000\n")
     defaults_line = path.read_text().splitlines().index("holdIdleAfter = 3600") + 1
-    result = run("check", "-c", path, "--schedconfig", f"file://{DUMP}")
+    result = run("check", "-c", path, "--schedconfig", f"file://{DUMP}", "-v")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert set(setting(out, "maxtime")) == {f"local          1000  ({path}:{line})"}
     assert set(setting(out, "maxrss")) == {"schedconfig    32000  (schedconfig CERN.maxrss)"}
     assert set(setting(out, "holdIdleAfter")) == {f"QueueDefaults  3600  ({path}:{defaults_line})"}
     assert set(setting(out, "maxwdir")) == {"schedconfig    160000  (schedconfig CERN.maxwdir)"}
-    assert set(setting(out, "ceFlavour")) == {"default        None"}
+    assert set(setting(out, "ceFlavour")) == {"default        -"}
 
 
 def test_check_misspelt_key_in_a_queue(tmp_path: Path) -> None:
@@ -88,7 +127,7 @@ def test_check_misspelt_key_in_a_queue(tmp_path: Path) -> None:
     result = run("check", "-c", path, "--schedconfig", DUMP)
     assert result.returncode == 1
     assert f"error: {path}:{line}: [CERN] nqeue: unknown key (did you mean 'nqueue'?)\n" in result.stdout
-    assert result.stdout.endswith("\n0 labels, 1 errors, 0 warnings\n")
+    assert result.stdout.endswith("\n0 labels, 1 error, 0 warnings\n")
 
 
 def test_check_misspelt_key_in_queue_defaults_stops(tmp_path: Path) -> None:
@@ -120,7 +159,7 @@ def test_check_reports_skipped_queues(tmp_path: Path) -> None:
     assert "error: [NOCE-SITE] skipped: PanDA queue 'NOCE-SITE' has no usable CE (3 skipped)\n" in out
     assert "error: [NO-SUCH-PQ] skipped: PanDA queue 'NO-SUCH-PQ' is not in schedconfig\n" in out
     assert "warning: [NOCE-SITE] CE skipped: ce01.noce.example:9619: ce_state='INACTIVE'\n" in out
-    assert "\n[TEST-SITE-ce01.test.example-default]  PQ=TEST-SITE" in out
+    assert "\nTEST-SITE-ce01.test.example-default  PQ=TEST-SITE HTCONDOR-CE ce01.test.example:9619 " in out
     assert out.endswith("\n14 labels, 2 errors, 3 warnings\n")
 
 
@@ -179,3 +218,50 @@ def test_help_lists_check(flag: str) -> None:
     result = run(flag)
     assert result.returncode == 0
     assert "check" in result.stdout and "config-reference" in result.stdout
+
+
+def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace(
+        "pandaserver = https://pandaserver.cern.ch:25443\n",
+        "pandaserver = https://pandaserver.cern.ch:25443/server/panda\n",
+    )
+    path = tmp_path / "factory.conf"
+    path.write_text(text)
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert "pandaserver: bad value: the base URL of the PanDA server takes no path" in result.stderr
+    assert "write 'https://pandaserver.cern.ch:25443'" in result.stderr
+
+
+def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:
+    """Issue 14.3: ExecReload runs this before the SIGHUP, so `systemctl reload` reports errors."""
+    good = run("check", "--config-only", "-c", EXAMPLE)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout == f"{EXAMPLE}: configuration ok, 1 queue section\n"
+    path, line = example_with(tmp_path, "[CERN]", "nqeue = 5\n")
+    bad = run("check", "--config-only", "-c", path)
+    assert bad.returncode == 1
+    assert bad.stdout == ""
+    assert bad.stderr == (
+        f"configuration error:\n{path}:{line}: [CERN] nqeue: unknown key (did you mean 'nqueue'?)\n"
+    )
+
+
+def test_check_reports_label_names_that_collide(tmp_path: Path) -> None:
+    """Issue 13.7: names are made valid for the monitor; two CE queues that end up with the same
+    name are an error that `check` shows, not two labels silently sharing one name."""
+    import json
+
+    dump = json.loads(DUMP.read_text())
+    entry = dump["TEST-SITE"]["queues"][0]
+    dump["TEST-SITE"]["queues"] = [entry | {"ce_queue_name": "a:b"}, entry | {"ce_queue_name": "a b"}]
+    path = tmp_path / "cric.json"
+    path.write_text(json.dumps(dump))
+    config_path, _ = example_with(tmp_path, "[CERN]", "\n[TEST-SITE]\n")
+    result = run("check", "-c", config_path, "--schedconfig", path)
+    assert "[TEST-SITE-ce01.test.example-a_b]" in result.stdout
+    assert (
+        "error: [TEST-SITE] label 'TEST-SITE-ce01.test.example-a_b' (CE ce01.test.example:9619 queue a b)"
+        " skipped: the name is already used by [TEST-SITE]" in result.stdout
+    )
+    assert result.returncode != 0

@@ -52,7 +52,7 @@ def test_unknown_activated_gives_zero_with_the_reason():
     answer = json.loads(simulate("--activated", "unknown", "--json").stdout)
     assert answer == {
         "n": 0,
-        "steps": [{"plugin": "NoData", "in": 0, "out": 0, "reason": "PanDA job statistics unknown or stale"}],
+        "steps": [{"plugin": "NoData", "in": 0, "out": 0, "reason": "no PanDA data this cycle"}],
     }
 
 

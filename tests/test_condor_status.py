@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from autopyfactory.batch import BatchError
-from autopyfactory.condor.status import count_by_label, factory_constraint, parse_ads
+from autopyfactory.condor.status import count_by_label, factory_constraint, parse_ads, read_census
 from autopyfactory.model import JobStatus, Supply
 
 FIXTURE = Path(__file__).parent / "data" / "condor" / "condor_q_factory.json"
@@ -59,3 +60,52 @@ def test_garbage_is_an_error_not_zero_pilots(text, message):
 def test_constraint_quotes_the_factory_id():
     assert factory_constraint("my-factory") == 'FactoryId == "my-factory"'
     assert factory_constraint('evil" || true || "') == 'FactoryId == "evil\\" || true || \\""'
+
+
+# ---- the cycle's census: one pass, objects only for what housekeeping needs --------------------
+
+
+def test_census_counts_like_the_pilot_objects_do():
+    text = FIXTURE.read_text()
+    census = read_census(text, "condor_q")
+    assert census.supply == count_by_label(parse_ads(text, "condor_q"))
+    assert census.total == sum(s.all for s in census.supply.values())
+    pilots = {p.job_id: p for p in parse_ads(text, "condor_q")}
+    held = [p.job_id for found in census.pilots.values() for p in found]
+    assert held == [j for j, p in pilots.items() if p.status is JobStatus.HELD]
+    assert census.pilots["CERN-ce504.cern.ch-share"][0] == pilots[held[0]]
+
+
+def ad(cluster: int, label: str, status: int, qdate: int) -> dict[str, object]:
+    return {"ClusterId": cluster, "ProcId": 0, "JobStatus": status, "MATCH_APF_QUEUE": label,
+            "QDate": qdate, "EnteredCurrentStatus": qdate}  # fmt: skip
+
+
+def test_census_keeps_idle_pilots_only_for_labels_that_need_them():
+    text = json.dumps([ad(1, "A", 1, 1000), ad(2, "B", 1, 1000), ad(3, "B", 2, 1000)])
+    census = read_census(text, "condor_q", keep_idle={"B"})
+    assert {label: [p.job_id for p in found] for label, found in census.pilots.items()} == {"B": ["2.0"]}
+    assert census.supply["B"] == Supply(idle=1, running=1)
+
+
+def test_census_queue_hours_and_recent_pilots():
+    hour = 3600 * 500_000
+    text = json.dumps(
+        [
+            ad(1, "A", 2, hour + 5),
+            ad(2, "A", 1, hour + 7300),
+            ad(3, "B", 1, hour + 3700),
+            ad(4, "B", 0 + 1, 0),
+        ]
+    )
+    census = read_census(text, "condor_q")
+    assert census.queued == {"A": {hour, hour + 7200}, "B": {hour + 3600, 0}}
+    assert census.recent == {"A": ["2.0"], "B": ["3.0"]}  # within an hour of the newest (hour + 7300)
+
+
+@pytest.mark.parametrize(
+    "bad", ['[{"JobStatus": "2", "QDate": 1}]', '[{"JobStatus": 9, "QDate": 1}]', "[1]", '{"a": 1}', "[{"]
+)
+def test_census_rejects_what_it_cannot_count(bad):
+    with pytest.raises(BatchError):
+        read_census(bad, "condor_q")

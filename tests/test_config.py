@@ -496,3 +496,29 @@ def test_queues_dir_queue_defined_twice_in_the_directory(tmp_path: Path) -> None
         " both disabled"
     ]
     assert names(cfg) == ["CERN"]
+
+
+# --- pandaserver (issue 12) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "https://pandaserver.cern.ch:25443/server/panda",
+            "the base URL of the PanDA server takes no path ('/server/panda');"
+            " write 'https://pandaserver.cern.ch:25443' (PANDA_URL_SSL's /server/panda is not part of it)",
+        ),
+        ("pandaserver.cern.ch:25443", "expected http(s)://host[:port], got 'pandaserver.cern.ch:25443'"),
+    ],
+)
+def test_pandaserver_with_a_path_is_rejected_with_the_url_to_write(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    path, error = raised(tmp_path, FACTORY.replace("https://pandaserver.example.org:25443", value))
+    assert str(error) == f"{path}:4: [Factory] pandaserver: bad value: {message}"
+
+
+def test_pandaserver_trailing_slash_is_dropped(tmp_path: Path) -> None:
+    _, cfg = load(tmp_path, FACTORY.replace(":25443", ":25443/"))
+    assert cfg.factory.pandaserver == "https://pandaserver.example.org:25443"

@@ -11,8 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import requests
 from werkzeug import Request, Response
 
+from autopyfactory import panda_standin
 from autopyfactory.panda import STATS_PATH
 from tests.support.condor_emulator.ads import JobStatus
 
@@ -23,11 +25,18 @@ CERN_CES = [q["ce_endpoint"].split(":")[0] for q in DUMP["CERN"]["queues"]]
 
 
 class Stand:
-    """PanDA statistics and the CRIC dump, served from mutable state."""
+    """PanDA statistics and the CRIC dump, served from mutable state.
+
+    PanDA answers as the real server does (see autopyfactory.panda_standin): no job left at all is
+    ``success: false``, sites without jobs are left out, JSON only for ``Accept: application/json``.
+    ``script`` (one ``{site: {status: n}}`` per request, the last one repeated) lets the jobs
+    change between the cycles of one ``run --cycles N``.
+    """
 
     def __init__(self, httpserver) -> None:
         self.server = httpserver
-        self.stats: dict[str, dict[str, int]] = {}
+        self.stats: dict[str | None, dict[str, int]] = {}
+        self.script: list[dict[str | None, dict[str, int]]] = []
         self.panda_status = 200
         self.panda_body: str | None = None  # raw body overriding the JSON answer
         httpserver.expect_request(STATS_PATH).respond_with_handler(self._panda)
@@ -36,8 +45,13 @@ class Stand:
     def _panda(self, request: Request) -> Response:
         if self.panda_body is not None:
             return Response(self.panda_body, status=self.panda_status)
-        body = json.dumps({"success": True, "message": "", "data": self.stats})
-        return Response(body, status=self.panda_status, content_type="application/json")
+        if self.script:
+            self.stats = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        payload = panda_standin.envelope(panda_standin.job_stats(panda_standin.from_sites(self.stats)))
+        body = panda_standin.render(
+            payload, request.headers.get("Accept"), request.headers.get("Content-Type")
+        )
+        return Response(body, status=self.panda_status, content_type="text/plain")
 
     @property
     def panda_url(self) -> str:
@@ -132,11 +146,15 @@ def test_pilots_reach_every_ce_with_tags_environment_and_resources(tmp_path, sta
     assert "submitted 65" in result.stderr
 
 
-def test_condor_is_asked_once_per_cycle_and_submitted_once_per_label(tmp_path, stand, condor):
+def test_condor_is_asked_once_per_cycle_and_submitted_once_per_schedd(tmp_path, stand, condor):
     stand.stats = {"CERN": {"activated": 26}}
     run(write_config(tmp_path, stand, "[CERN]"), condor, "--once")
     assert len(condor.calls("condor_q")) == 1
-    assert len(condor.calls("condor_submit")) == 13
+    assert len(condor.calls("condor_submit")) == 1  # 13 labels, one cluster each
+    clusters: dict[int, set[str]] = {}
+    for job in condor.jobs():
+        clusters.setdefault(job["ClusterId"], set()).add(job["MATCH_APF_QUEUE"])
+    assert len(clusters) == 13 and all(len(labels) == 1 for labels in clusters.values())
     [query] = condor.calls("condor_q")
     assert 'FactoryId == "e2e-factory"' in query.argv
     assert "-json" in query.argv
@@ -186,18 +204,6 @@ def test_two_ces_of_one_pq_share_the_activated_jobs(tmp_path, stand, condor):
     assert sorted(per_label(condor.jobs()).values()) == [1, 2]
 
 
-def test_dry_run_writes_a_submit_file_per_label_and_submits_nothing(tmp_path, stand, condor):
-    stand.stats = {"CERN": {"activated": 26}}
-    run(write_config(tmp_path, stand, "[CERN]"), condor, "--once", "--dry-run")
-    assert condor.calls("condor_submit") == []
-    files = sorted((tmp_path / "logs").glob("*/*/submit-*.sub"))
-    assert {f.parent.name for f in files} == {f"CERN-{host}-share" for host in CERN_CES}
-    text = next(f for f in files if f.parent.name == "CERN-ce504.cern.ch-share").read_text()
-    assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in text
-    assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in text
-    assert text.rstrip().endswith("queue 5")
-
-
 # --- never over-submit ----------------------------------------------------------------------------
 
 
@@ -214,8 +220,51 @@ def test_no_panda_data_no_pilots_and_the_factory_keeps_cycling(tmp_path, stand, 
     stand.panda_status, stand.panda_body = status, body
     result = run(write_config(tmp_path, stand, "[CERN]"), condor, "--cycles", "2")
     assert condor.jobs() == []
-    assert result.stderr.count("NoData: in=0 PanDA job statistics unknown or stale -> 0") == 26
+    assert result.stderr.count("NoData: in=0 no PanDA data this cycle -> 0") == 26
     assert "cycle 1:" in result.stderr
+
+
+def test_a_drained_queue_gets_no_further_pilots_in_the_very_next_cycle(tmp_path, stand, condor):
+    """The real server answers a drain with ``success: false``: that cycle has no PanDA data and
+    submits nothing, although the answer before asked for more pilots than were sent."""
+    stand.script = [{"CERN": {"activated": 1000, "running": 10}}, {}]
+    conf = write_config(tmp_path, stand, "[CERN]")
+    result = run(conf, condor, "--cycles", "2")
+    assert len(condor.jobs()) == 65  # cycle 0 only: 5 per CE
+    assert "cycle 1: 13 labels, decided 0, submitted 0, no PanDA data" in result.stderr
+    assert "Database failure getting the job statistics" in result.stderr
+    assert result.stderr.count("activated=unknown(no PanDA data)") == 13
+    state = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert state["panda"]["ok"] is False and state["panda"]["last_good"] is not None
+    assert all(label["activated"] is None and label["decision"] == 0 for label in state["labels"].values())
+    status = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "status", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "PanDA: NO DATA in that cycle, nothing submitted (last good answer" in status.stdout
+
+
+def test_the_stand_in_answers_as_panda_does(stand):
+    """What the fixture serves, checked against the measured facts (so the suite tests real paths)."""
+    stand.stats = {"CERN": {"activated": 3, "merging": 2}, "AGLT2": {"activated": 0}, None: {"activated": 1}}
+    url = stand.panda_url + STATS_PATH
+    answer = requests.get(url, headers={"Accept": "application/json"}, timeout=5).json()
+    assert answer == {
+        "success": True,
+        "message": "",
+        "data": {
+            "CERN": {"activated": 3, "assigned": 0, "running": 0},
+            "null": {"activated": 1, "assigned": 0, "running": 0},
+        },
+    }
+    assert requests.get(url, headers={"Accept": "application/json, */*"}, timeout=5).text.startswith(
+        "{'success': True"
+    )
+    stand.stats = {"CERN": {"activated": 0}}
+    drained = requests.get(url, headers={"Accept": "application/json"}, timeout=5).json()
+    assert drained == {"success": False, "message": "Database failure getting the job statistics", "data": {}}
 
 
 @pytest.mark.parametrize("kind", ["exit", "garbage", "hang"])
@@ -238,13 +287,26 @@ def test_one_failing_schedd_does_not_stop_the_other(tmp_path, stand, condor):
     assert per_label(condor.jobs()) == {"TEST-SITE-ce01.test.example-default": 1}
 
 
-def test_a_failing_condor_submit_is_not_retried_and_the_rest_goes_on(tmp_path, stand, condor):
+def test_a_failing_condor_submit_is_not_retried_and_the_next_cycle_decides_again(tmp_path, stand, condor):
     stand.stats = {"NDGF-T1": {"activated": 50}}
     condor.fail_next("condor_submit", "exit", count=1)
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    result = run(conf, condor, "--once")
+    assert len(condor.calls("condor_submit")) == 1  # one per schedd, no retry
+    assert condor.jobs() == []
+    assert result.stderr.count("submitted=0 error='not submitted: condor_submit (local schedd) exited 1") == 2
+    run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 5, "NDGF-T1-arc02.ndgf.org-atlas": 5}
+
+
+def test_ids_condor_submit_printed_before_failing_are_kept(tmp_path, stand, condor):
+    """Issue 13.3: the jobs were queued and their ids printed, then condor_submit failed."""
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    condor.fail_next("condor_submit", "queued-exit")
     result = run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
-    assert len(condor.calls("condor_submit")) == 2  # one per label, no retry
-    assert len(condor.jobs()) == 5
-    assert "submitted=0 error='condor_submit (local schedd) exited 1" in result.stderr
+    assert len(condor.jobs()) == 10
+    assert result.stderr.count("decision=5 submitted=5 ids=") == 2
+    assert "submitted 10" in result.stderr
 
 
 def test_max_pilots_holds_across_cycles(tmp_path, stand, condor):
@@ -263,3 +325,48 @@ def test_a_broken_queue_section_disables_only_that_queue(tmp_path, stand, condor
     result = run(write_config(tmp_path, stand, "[NDGF-T1]\nnqeue = 3\n[TEST-SITE]"), condor, "--once")
     assert set(per_label(condor.jobs())) == {"TEST-SITE-ce01.test.example-default"}
     assert "[NDGF-T1] nqeue: unknown key (did you mean 'nqueue'?)" in result.stderr
+
+
+def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
+    """Issue 14.2: no monitor traffic, the live state and pilot log tree untouched, the
+    directory it wrote to printed."""
+    stand.stats = {"CERN": {"activated": 26}}
+    monitor = f"{stand.server.url_for('/mon')}"
+    conf = write_config(tmp_path, stand, "[CERN]", factory=f"monitorURL = {monitor}\nmonitorToken = t\n")
+    live = tmp_path / "state" / "status.json"
+    live.parent.mkdir()
+    live.write_text("the live daemon's state\n")
+    env = {**condor.env, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--once", "--dry-run"],
+        env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert condor.calls("condor_submit") == []
+    assert not [r for r, _ in stand.server.log if r.path.startswith("/mon")]
+    assert live.read_text() == "the live daemon's state\n"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["status.json"]  # no schedconfig copy
+    assert not (tmp_path / "logs").exists()
+    [own] = list((tmp_path / "tmp").iterdir())
+    assert str(own) in result.stdout
+    assert "dry run" in result.stdout
+    [path] = own.glob("logs/*/_submit/*.sub")  # one submit file per schedd, a comment per label
+    text = path.read_text()
+    comments = [line for line in text.splitlines() if line.startswith("# autopyfactory label ")]
+    assert {c.split()[3].rstrip(":") for c in comments} == {f"CERN-{host}-share" for host in CERN_CES}
+    block = text.split("# autopyfactory label CERN-ce504.cern.ch-share:")[1].split("queue 5")[0]
+    assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in block
+    assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
+    assert text.count("\nqueue 5\n") == 13
+    assert json.loads((own / "status.json").read_text())["labels"]
+
+
+def test_dry_run_directory_can_be_given(tmp_path, stand, condor):
+    stand.stats = {"CERN": {"activated": 26}}
+    own = tmp_path / "mine"
+    conf = write_config(tmp_path, stand, "[CERN]")
+    result = run(conf, condor, "--once", "--dry-run", "--dry-run-dir", str(own))
+    assert str(own) in result.stdout
+    assert sorted(own.glob("logs/*/_submit/*.sub"))
+    assert not (tmp_path / "logs").exists()

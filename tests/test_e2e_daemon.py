@@ -105,6 +105,23 @@ def test_sighup_applies_a_good_config_and_rejects_a_broken_one(tmp_path, stand, 
     assert "stopped after" in daemon.text()
 
 
+def test_sighup_with_a_typo_in_a_queue_section_keeps_the_whole_old_config(tmp_path, stand, condor, daemons):
+    """Issue 14.3: a reload is all-or-nothing for queue sections too."""
+    stand.stats = {"TEST-SITE": {"activated": 5}}
+    conf = write_config(tmp_path, stand, "[TEST-SITE]\n[CERN]")
+    daemon = start(daemons, conf, condor, tmp_path / "factory.log")
+    daemon.wait_log("cycle 0: 14 labels")
+    conf.write_text(conf.read_text().replace("[CERN]", "[CERN]\nnqeue = 3"))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_log("reload rejected, the previous configuration stays in force")
+    assert "[CERN] nqeue: unknown key (did you mean 'nqueue'?)" in daemon.text()
+    assert "configuration reloaded" not in daemon.text()
+    cycles = daemon.text().count(" labels, decided ")
+    daemon.wait_log(" labels, decided ", count=cycles + 1)
+    assert daemon.text().rsplit("cycle ", 1)[1].split(":")[1].startswith(" 14 labels")  # CERN kept
+    assert daemon.stop() == 0
+
+
 def test_sigterm_during_a_submission_finishes_it_and_submits_nothing_more(tmp_path, stand, condor, daemons):
     stand.stats = {"CERN": {"activated": 26}}
     condor.fail_next("condor_submit", "hang")
@@ -253,8 +270,12 @@ def test_status_and_metrics_while_running(tmp_path, stand, condor, daemons):
         port = probe.getsockname()[1]
     stand.stats = {"NDGF-T1": {"activated": 7}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]", factory=f"metricsPort = {port}")
+    # One cycle only while we look: with the usual 1 s sleep the next cycle (which submits nothing,
+    # the depth being reached) would overwrite the state file between the two `status` runs.
+    conf.write_text(conf.read_text().replace("\nsleep = 1\n", "\nsleep = 3600\n"))
     daemon = start(daemons, conf, condor, tmp_path / "f.log")
-    daemon.wait_log("cycle 0:")
+    daemon.wait_log("cycle 0:")  # logged before the observers run: wait for the state file too
+    wait_for((tmp_path / "state" / "status.json").exists, what="the state file of cycle 0")
 
     status = subprocess.run(
         [sys.executable, "-m", "autopyfactory", "status", "-c", str(conf)],
@@ -275,10 +296,16 @@ def test_status_and_metrics_while_running(tmp_path, stand, condor, daemons):
         env=condor.env, capture_output=True, text=True, timeout=60).stdout)  # fmt: skip
     assert as_json["labels"]["NDGF-T1-arc02.ndgf.org-atlas"]["submitted"] == 5
 
-    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    submitted = 'apf_pilots_submitted_total{label="NDGF-T1-arc01.ndgf.org-atlas"} 5.0'
+
+    def metrics_of_cycle_0() -> str | None:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return text if submitted in text else None
+
+    metrics = wait_for(metrics_of_cycle_0, what="the metrics of cycle 0")
     assert 'apf_activated_jobs{pq="NDGF-T1"} 7.0' in metrics
-    assert 'apf_pilots_submitted_total{label="NDGF-T1-arc01.ndgf.org-atlas"} 5.0' in metrics
     assert 'apf_last_success_timestamp_seconds{source="condor"}' in metrics
+    assert "cycle 1:" not in daemon.text()  # what was read above all came from cycle 0
     assert daemon.stop() == 0
 
 

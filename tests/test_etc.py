@@ -49,6 +49,46 @@ def test_monitor_unit_command_parses():
     assert args.command == "serve"
 
 
+def commented_example(*names: str) -> dict[str, str]:
+    """The sysconfig values with the commented-out PostgreSQL example lines for ``names`` in force."""
+    values = sysconfig()
+    for line in (ETC / "sysconfig" / "autopyfactory").read_text().splitlines():
+        name, _, value = line.removeprefix("#").partition("=")
+        if line.startswith("#") and name in names:
+            values[name] = value
+    return values
+
+
+PARSERS = {"/usr/bin/autopyfactory": factory_parser, "/usr/bin/autopyfactory-monitor": monitor_parser}
+
+
+@pytest.mark.parametrize("unit", sorted(p.name for p in (ETC / "systemd").glob("*.service")))
+@pytest.mark.parametrize("example", ["default", "postgresql"])
+def test_every_exec_start_parses(unit, example):
+    """Every ExecStart of every unit, with the shipped sysconfig and with its PostgreSQL example."""
+    values = sysconfig() if example == "default" else commented_example("MONITOR_OPTIONS")
+    lines = [t for t in (ETC / "systemd" / unit).read_text().splitlines() if t.startswith("ExecStart=")]
+    assert lines
+    for line in lines:
+        argv = expand(line.removeprefix("ExecStart="), values)
+        PARSERS[argv[0]]().parse_args(argv[1:])
+
+
+def test_the_postgresql_example_runs_several_workers():
+    values = commented_example("MONITOR_OPTIONS", "AUTOPYFACTORY_MONITOR_DB")
+    argv = expand(
+        next(
+            t
+            for t in (ETC / "systemd" / "autopyfactory-monitor.service").read_text().splitlines()
+            if t.startswith("ExecStart=")
+        ).removeprefix("ExecStart="),
+        values,
+    )
+    args = monitor_parser().parse_args(["--db", values["AUTOPYFACTORY_MONITOR_DB"], *argv[1:]])
+    assert args.workers > 1 and args.expire_every is None
+    assert args.db.startswith("postgresql+psycopg://")
+
+
 @pytest.mark.parametrize("tool", ["autopyfactory-monitor"])
 def test_cron_lines_parse(tool):
     lines = (ETC / "cron.d" / "autopyfactory").read_text().splitlines()
@@ -62,6 +102,16 @@ def test_the_example_config_loads_without_errors():
     loaded = config.load(ETC / "factory.conf.example")
     assert loaded.errors == ()
     assert [q.name for q in loaded.queues] == ["CERN"]
+
+
+def test_factory_unit_reload_checks_the_config_before_the_sighup():
+    """Issue 14.3: `systemctl reload` fails, saying why, when the new config is broken."""
+    lines = (ETC / "systemd" / "autopyfactory.service").read_text().splitlines()
+    reload = [expand(t.removeprefix("ExecReload="), sysconfig()) for t in lines if "ExecReload=" in t[:11]]
+    assert [argv[0] for argv in reload] == ["/usr/bin/autopyfactory", "/bin/kill"]
+    args = factory_parser().parse_args(reload[0][1:])
+    assert args.command == "check" and args.config_only and args.config == "/etc/autopyfactory/factory.conf"
+    assert reload[1][1:] == ["-HUP"]  # $MAINPID is systemd's, empty here
 
 
 # --- systemd hardening ----------------------------------------------------------------------

@@ -445,3 +445,59 @@ def test_a_ce_queue_name_with_a_slash_gives_a_safe_label_name() -> None:
     assert safe_name("SITE-ce.example.org-long/queue") == "SITE-ce.example.org-long_queue"
     assert safe_name("../etc") == "_etc"
     assert safe_name("CERN-ce503.cern.ch-share") == "CERN-ce503.cern.ch-share"
+
+
+# --- label names the monitor accepts (issue 13.7, 13.16) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ce_queue",
+    ["grid:long", "a/b c", "q" * 300, "..", "ü-queue", "x\x00y"],
+)
+def test_label_names_are_valid_for_the_monitor(tmp_path: Path, dump: dict[str, Any], ce_queue: str) -> None:
+    from autopyfactory.monitor_service.schemas import LabelIn
+    from autopyfactory.names import label_problem
+
+    dump["TEST-SITE"]["queues"][0]["ce_queue_name"] = ce_queue
+    _, result = build(tmp_path, "[TEST-SITE]\n", dump)
+    (label,) = result.labels
+    assert label_problem(label.name) is None
+    LabelIn.model_validate({"name": label.name, "factory": "f", "batchqueue": "TEST-SITE"})
+
+
+def test_long_label_names_stay_apart() -> None:
+    from autopyfactory.names import LABEL_MAX, label_name
+
+    one, two = label_name("S-" + "q" * 200 + "1"), label_name("S-" + "q" * 200 + "2")
+    assert one != two
+    assert len(one) == len(two) == LABEL_MAX
+
+
+def test_label_names_that_collide_are_reported_not_merged(tmp_path: Path, dump: dict[str, Any]) -> None:
+    first = copy.deepcopy(dump["TEST-SITE"]["queues"][0])
+    dump["TEST-SITE"]["queues"] = [first | {"ce_queue_name": "a:b"}, first | {"ce_queue_name": "a/b"}]
+    _, result = build(tmp_path, "[TEST-SITE]\n", dump)
+    assert [label.name for label in result.labels] == ["TEST-SITE-ce01.test.example-a_b"]
+    assert result.problems == (
+        "[TEST-SITE] label 'TEST-SITE-ce01.test.example-a_b' (CE ce01.test.example:9619 queue a/b) skipped:"
+        " the name is already used by [TEST-SITE] (CE ce01.test.example:9619 queue a:b)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("ok.name-1", None),
+        ("", "empty"),
+        (".", "made only of dots"),
+        ("..", "made only of dots"),
+        ("...", "made only of dots"),
+        (".hidden", None),
+        ("a:b", "only the characters A-Za-z0-9_.+@=- are allowed"),
+        ("x" * 129, "longer than 128 characters"),
+    ],
+)
+def test_the_label_name_rule(name: str, problem: str | None) -> None:
+    from autopyfactory.names import label_problem
+
+    assert label_problem(name) == problem

@@ -8,7 +8,7 @@ import pytest
 from werkzeug import Response
 
 from autopyfactory.http import make_session
-from autopyfactory.panda import STATS_PATH, PandaClient, PandaError, PandaView, parse_stats
+from autopyfactory.panda import REASON_CHARS, STATS_PATH, PandaClient, PandaError, PandaView, parse_stats
 
 REAL_ANSWER = {
     "success": True,
@@ -101,30 +101,65 @@ def test_a_slow_server_times_out(httpserver):
         client_for(httpserver, timeout=0.1).fetch()
 
 
-def test_view_keeps_the_last_good_answer_until_it_is_too_old(httpserver):
+@pytest.mark.parametrize(
+    ("status", "body", "why"),
+    [
+        (200, '{"success": false, "message": "Database failure getting the job statistics", "data": {}}',
+         "Database failure"),
+        (500, "internal error", "HTTP 500: internal error"),
+        (200, "{'success': True}", "not JSON"),
+    ],
+    ids=["drained", "http-500", "repr"],
+)  # fmt: skip
+def test_a_failed_answer_is_no_data_even_right_after_a_good_one(httpserver, status, body, why):
+    """Nothing PanDA no longer confirms is used: a drained server looks exactly like a failing one."""
     clock = Clock()
-    view = PandaView(client_for(httpserver), max_age=600, clock=clock)
+    view = PandaView(client_for(httpserver), clock=clock)
     httpserver.expect_oneshot_request(STATS_PATH).respond_with_json(REAL_ANSWER)
-    stats, problem = view.update()
-    assert stats is not None and stats["CERN"].activated == 812 and problem == ""
+    reading = view.update()
+    assert reading.ok and reading.stats is not None and reading.stats["CERN"].activated == 812
+    assert reading.problem == "" and reading.last_good == clock.now
 
-    httpserver.expect_oneshot_request(STATS_PATH).respond_with_data("down", status=500)
-    clock.now += 300
-    stats, problem = view.update()
-    assert stats is not None and stats["CERN"].activated == 812 and problem == ""
-
-    httpserver.expect_oneshot_request(STATS_PATH).respond_with_data("down", status=500)
-    clock.now += 301
-    stats, problem = view.update()
-    assert stats is None
-    assert "last good statistics are 601 s old (pandaMaxAge 600)" in problem
+    httpserver.expect_oneshot_request(STATS_PATH).respond_with_data(body, status=status)
+    clock.now += 1
+    reading = view.update()
+    assert reading.stats is None and not reading.ok
+    assert why in reading.problem
+    assert reading.last_good == clock.now - 1  # remembered for the reports, never reused
+    assert reading.describe(clock.now + 4).startswith(
+        "no PanDA data (last good answer 5 s old, not used), nothing submitted: PanDA: "
+    )
 
 
 def test_view_without_any_good_answer_has_no_data(httpserver):
     httpserver.expect_request(STATS_PATH).respond_with_json({"success": False, "message": "maintenance"})
-    stats, problem = PandaView(client_for(httpserver), 600, Clock()).update()
-    assert stats is None
-    assert "maintenance" in problem and "no earlier statistics" in problem
+    reading = PandaView(client_for(httpserver), Clock()).update()
+    assert reading.stats is None and reading.last_good is None
+    assert "maintenance" in reading.problem
+    assert "no good answer since start" in reading.describe(Clock().now)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (403, "ERROR : Token authentication failed\nmore", "HTTP 403: ERROR : Token authentication failed"),
+        (403, "ERROR : method  is forbidden", "HTTP 403: ERROR : method  is forbidden"),
+        (404, "", "HTTP 404"),
+    ],
+)  # fmt: skip
+def test_http_errors_carry_the_servers_reason(httpserver, status, body, expected):
+    httpserver.expect_request(STATS_PATH).respond_with_data(body, status=status)
+    with pytest.raises(PandaError) as caught:
+        client_for(httpserver).fetch()
+    assert str(caught.value).endswith(expected)
+
+
+def test_the_reason_is_the_first_line_and_bounded(httpserver):
+    httpserver.expect_request(STATS_PATH).respond_with_data("\n  " + "x" * 5000 + "\nsecond", status=500)
+    with pytest.raises(PandaError) as caught:
+        client_for(httpserver).fetch()
+    reason = str(caught.value).split("HTTP 500: ", 1)[1]
+    assert len(reason) == REASON_CHARS and reason.endswith("...") and "second" not in reason
 
 
 def test_unreachable_server_is_no_data():

@@ -153,9 +153,9 @@ def test_offline_guard_is_a_visible_step():
 @pytest.mark.parametrize(
     ("demand", "supply", "reason"),
     [
-        (None, Supply(), "PanDA job statistics unknown or stale"),
+        (None, Supply(), "no PanDA data this cycle"),
         (Demand(5), None, "pilot counts unknown or stale"),
-        (None, None, "PanDA job statistics unknown or stale, pilot counts unknown or stale"),
+        (None, None, "no PanDA data this cycle, pilot counts unknown or stale"),
     ],
 )
 @pytest.mark.parametrize("names", [("Classic",), ("Fixed", "MinPerCycle"), ("MinPending",)])

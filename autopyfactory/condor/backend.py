@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome
+from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
+from autopyfactory.condor.bulk import submit_batch
 from autopyfactory.condor.command import Schedd, run_condor
-from autopyfactory.condor.status import count_by_label, query_pilots
+from autopyfactory.condor.status import census_query, query_pilots
 from autopyfactory.condor.submit import submit_pilots
 from autopyfactory.labels import Label
 from autopyfactory.model import Pilot, Supply
@@ -23,8 +25,9 @@ log = logging.getLogger(__name__)
 class CondorBackend:
     name = "condor"
 
-    def __init__(self, factory_id: str, default: Schedd, timeout: float) -> None:
+    def __init__(self, factory_id: str, default: Schedd, timeout: float, parallel: int = 4) -> None:
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
+        self._parallel = max(1, parallel)  # schedds submitted to at the same time
 
     def schedd_of(self, label: Label) -> Schedd:
         return Schedd(label.submit.schedd or self._default.name, label.submit.pool or self._default.pool)
@@ -34,27 +37,32 @@ class CondorBackend:
         return query_pilots(schedd, self._factory_id, self._timeout)
 
     def census(self, labels: Sequence[Label]) -> Census:
+        """One ``condor_q`` per schedd, counted in one pass (see status.read_census)."""
         supply: dict[str, Supply | None] = {}
-        pilots: dict[str, list[Pilot]] = {}
+        pilots: dict[str, tuple[Pilot, ...]] = {}
+        queued: dict[str, frozenset[int]] = {}
+        recent: dict[str, tuple[str, ...]] = {}
         total: int | None = 0
         problems: list[str] = []
+        keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
         for schedd, members in self._by_schedd(labels).items():
             try:
-                found = self.pilots(schedd)
+                found = census_query(schedd, self._factory_id, self._timeout, keep_idle)
             except BatchError as exc:
                 problems.append(str(exc))
                 supply.update(dict.fromkeys((label.name for label in members), None))
                 total = None
                 continue
-            counts = count_by_label(found)
-            supply.update({label.name: counts.get(label.name, Supply()) for label in members})
-            for pilot in found:
-                pilots.setdefault(pilot.label, []).append(pilot)
+            supply.update({label.name: found.supply.get(label.name, Supply()) for label in members})
+            for name, held in found.pilots.items():
+                pilots[name] = (*pilots.get(name, ()), *held)
+            for name, dates in found.queued.items():
+                queued[name] = queued.get(name, frozenset()) | dates
+            for name, ids in found.recent.items():
+                recent[name] = (*recent.get(name, ()), *ids)
             if total is not None:
-                total += sum(s.all for s in counts.values())
-        return Census(
-            supply, total, tuple(problems), {label: tuple(found) for label, found in pilots.items()}
-        )
+                total += found.total
+        return Census(supply, total, tuple(problems), pilots, queued, recent)
 
     def _by_schedd(self, labels: Sequence[Label]) -> dict[Schedd, list[Label]]:
         groups: dict[Schedd, list[Label]] = {}
@@ -66,6 +74,22 @@ class CondorBackend:
 
     def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome:
         return submit_pilots(label, n, context, self.schedd_of(label), self._timeout)
+
+    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+        """One condor_submit per schedd (see bulk.py); schedds in parallel, at most ``parallel``."""
+        by_schedd: dict[Schedd, list[tuple[Label, int]]] = {}
+        for label, n in requests:
+            by_schedd.setdefault(self.schedd_of(label), []).append((label, n))
+        if len(by_schedd) <= 1 or self._parallel == 1:
+            results = [submit_batch(items, context, s, self._timeout) for s, items in by_schedd.items()]
+        else:
+            with ThreadPoolExecutor(min(self._parallel, len(by_schedd)), "condor-submit") as pool:
+                futures = [
+                    pool.submit(submit_batch, items, context, s, self._timeout)
+                    for s, items in by_schedd.items()
+                ]
+                results = [future.result() for future in futures]
+        return {name: outcome for result in results for name, outcome in result.outcomes.items()}
 
     def remove(self, label: Label, job_ids: Sequence[str]) -> None:
         if job_ids:

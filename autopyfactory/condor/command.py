@@ -51,7 +51,33 @@ def run_condor(tool: str, schedd: Schedd, args: Sequence[str], timeout: float) -
     return stdout
 
 
-def _kill_group(process: subprocess.Popen[str]) -> None:
+def run_condor_keep(tool: str, schedd: Schedd, args: Sequence[str], timeout: float) -> tuple[str, str]:
+    """Like :func:`run_condor`, but never raises: (stdout, error message or "").
+
+    What the tool printed before it failed or was killed is kept: ``condor_submit -terse`` may
+    have queued jobs before it failed, and their ids must not be thrown away.
+    """
+    argv = [tool, *schedd.options(), *args]
+    try:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+    except OSError as exc:
+        return "", f"{tool}: cannot run: {exc.strerror or exc}"
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout = _kill_group(process)
+        return stdout, f"{tool} ({schedd}): no answer within {timeout:g} s"
+    if process.returncode != 0:
+        message = " ".join((stderr or stdout).split())[:500] or "no message"
+        return stdout, f"{tool} ({schedd}) exited {process.returncode}: {message}"
+    return stdout, ""
+
+
+def _kill_group(process: subprocess.Popen[str]) -> str:
+    """Kill the tool's process group; what it printed so far."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    process.communicate()
+    stdout, _ = process.communicate()
+    return stdout or ""

@@ -56,7 +56,6 @@ import htcondor2
 
 from autopyfactory.batch import BatchError, SubmitContext, SubmitOutcome
 from autopyfactory.condor.command import Schedd, run_condor
-from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import CE, Label, Resources, SubmitSettings
 from autopyfactory.model import JobStatus
 
@@ -150,16 +149,27 @@ def never_accepted_longer_than(seconds: int) -> str:
     return f"{in_status_longer_than(JobStatus.IDLE, seconds)} && GridJobStatus =?= undefined"
 
 
-def started_again(counter: str) -> str:
-    """A job that has started before and is about to start (idle) or has started (> 1) again.
+def started_again(grid: bool) -> str:
+    """A pilot that has started before and is about to start (idle) or has started (> 1) again.
 
-    A bare ``counter > 0`` would hold every pilot during its first run. The counter differs:
-    ``JobRunCount`` counts shadow starts, so only vanilla jobs move it; grid jobs have no shadow
-    and the gridmanager counts entries into Running in ``NumJobStarts``. ``?: 0`` keeps the
-    expression defined before the first start.
+    A bare ``NumJobStarts > 0`` would hold every pilot during its first run. ``NumJobStarts``
+    counts real starts in every universe: the shadow (vanilla), the starter (local) and the
+    gridmanager (grid) move it. ``JobRunCount`` counts shadow starts instead, and a schedd
+    restart reconnects a running pilot with a new shadow (``JobRunCount`` 2, ``NumJobStarts``
+    1): it would hold pilots HTCondor has kept running. The gridmanager sets ``JobRunCount`` too.
+
+    For HTCondor-C the gridmanager copies ``NumJobStarts`` from the CE's job ad, and when the CE
+    reports the job ``COMPLETED`` it copies the counter without passing the local job through
+    Running: a pilot whose whole run fell between two polls is seen idle with ``NumJobStarts``
+    1 (and ``GridJobStatus`` ``"COMPLETED"``) just before it terminates. Only an idle pilot the
+    CE has not finished is about to start again. ``?: 0`` keeps the expression defined before
+    the first start.
     """
-    count = f"({counter} ?: 0)"
-    return f"{count} > 1 || (JobStatus == {int(JobStatus.IDLE)} && {count} > 0)"
+    count = "(NumJobStarts ?: 0)"
+    idle_again = f"JobStatus == {int(JobStatus.IDLE)} && {count} > 0"
+    if grid:
+        idle_again += ' && GridJobStatus =!= "COMPLETED"'
+    return f"{count} > 1 || ({idle_again})"
 
 
 def any_of(clauses: Iterable[str]) -> str:
@@ -173,7 +183,7 @@ def periodic_hold(settings: SubmitSettings, grid: bool) -> str:
     if grid and settings.hold_idle_after > 0:
         clauses.append(never_accepted_longer_than(settings.hold_idle_after))
     if settings.hold_rerun:
-        clauses.append(started_again("NumJobStarts" if grid else "JobRunCount"))
+        clauses.append(started_again(grid))
     return any_of(clauses)
 
 
@@ -516,6 +526,7 @@ def parse_terse(output: str) -> tuple[str, ...]:
 def write_submit_file(directory: Path, text: str) -> Path:
     """Write ``submit-<N>.sub``, N one past the highest present; a name is reserved exclusively,
     so two cycles of one day (or two factories sharing the directory) never overwrite each other.
+    No fsync: the file is read once, right away, by condor_submit and kept for troubleshooting.
     """
     directory.mkdir(parents=True, exist_ok=True)
     numbers = [int(m[1]) for m in (_SUBMIT_FILE.match(p.name) for p in directory.iterdir()) if m]
@@ -523,12 +534,13 @@ def write_submit_file(directory: Path, text: str) -> Path:
     while True:
         path = directory / f"submit-{number:04d}.sub"
         try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
             number += 1
     try:
-        atomic_write_text(path, text)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
     except OSError:
         path.unlink(missing_ok=True)
         raise

@@ -7,6 +7,7 @@ Every command takes ``--db`` (a SQLite file path, or a URL such as
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
 
@@ -33,7 +35,13 @@ from autopyfactory.monitor_service.settings import (
 )
 from autopyfactory.monitor_service.store import Store
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 DB_ENV = "AUTOPYFACTORY_MONITOR_DB"
+SERVE_ENV = "AUTOPYFACTORY_MONITOR_SERVE"  # serve's arguments, handed to its worker processes
+GRACEFUL_SECONDS = 30  # on SIGTERM, requests in flight get this long to be answered
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _positive_float(text: str) -> float:
@@ -86,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=Limits().max_body_bytes,
         help="larger requests get 413",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes [1]; more than one needs PostgreSQL (and expiry from cron)",
+    )
+    serve.add_argument(
+        "--no-group-commit",
+        dest="group_commit",
+        action="store_false",
+        help="one transaction per pilot report and bulk create (the slower path before group commit)",
     )
     _expiry_options(serve)
 
@@ -141,9 +161,10 @@ def expiry_rules(args: argparse.Namespace) -> ExpiryRules:
 
 def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_now) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     settings = MonitorSettings(db_url=database_url(args.db), clock=clock)
     try:
@@ -161,14 +182,7 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_now) -> int:
 
 def _run(args: argparse.Namespace, settings: MonitorSettings) -> int:
     if args.command == "serve":
-        settings = replace(
-            settings,
-            expiry=expiry_rules(args),
-            expire_every=args.expire_every,
-            messages_kept=args.messages_kept,
-            limits=Limits(max_body_bytes=args.max_body_bytes),
-        )
-        return _serve(args, settings)
+        return _serve(args, serve_settings(args, settings))
     if args.command == "add-factory":
         return _add_factory(args, settings)
     db = Database.open(settings.db_url)
@@ -208,19 +222,62 @@ def _add_factory(args: argparse.Namespace, settings: MonitorSettings) -> int:
     return 0
 
 
+def serve_settings(args: argparse.Namespace, settings: MonitorSettings) -> MonitorSettings:
+    return replace(
+        settings,
+        expiry=expiry_rules(args),
+        expire_every=args.expire_every,
+        messages_kept=args.messages_kept,
+        limits=Limits(max_body_bytes=args.max_body_bytes),
+        group_commit=args.group_commit,
+    )
+
+
 def _serve(args: argparse.Namespace, settings: MonitorSettings) -> int:
     import uvicorn
 
     from autopyfactory.monitor_service.app import create_app
 
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        root_path=args.root_path,
-        log_level="debug" if args.verbose else "info",
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "proxy_headers": True,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "root_path": args.root_path,
+        "log_level": "debug" if args.verbose else "info",
+        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    problem = _workers_problem(args, settings)
+    if problem:
+        print(f"autopyfactory-monitor: --workers {args.workers}: {problem}", file=sys.stderr)
+        return 2
+    db = Database.open(settings.db_url)
+    try:
+        upgrade(db.engines.write)  # once, here, not in every worker at the same time
+    finally:
+        db.close()
+    os.environ[SERVE_ENV] = json.dumps(args.argv)
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=args.workers, **options)
     return 0
+
+
+def _workers_problem(args: argparse.Namespace, settings: MonitorSettings) -> str:
+    if not settings.db_url.startswith("postgresql"):
+        return "several workers need PostgreSQL (SQLite has one writer: serve it with one worker)"
+    if args.expire_every:
+        return "--expire-every would run in every worker: run `autopyfactory-monitor expire` from cron"
+    return ""
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``serve --workers N``: the parent's arguments come in
+    :data:`SERVE_ENV`; the parent has upgraded the schema already."""
+    from autopyfactory.monitor_service.app import create_app
+
+    args = build_parser().parse_args(json.loads(os.environ[SERVE_ENV]))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+    settings = serve_settings(args, MonitorSettings(db_url=database_url(args.db)))
+    return create_app(replace(settings, migrate=False))

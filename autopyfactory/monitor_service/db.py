@@ -48,8 +48,9 @@ class Database:
     write: sessionmaker[Session]
 
     @classmethod
-    def open(cls, url: str) -> Database:
-        engines = make_engines(url)
+    def open(cls, url: str, *, sqlite_sync: str = "NORMAL") -> Database:
+        """``sqlite_sync``: SQLite's ``synchronous`` for writes (FULL: every commit reaches the disk)."""
+        engines = make_engines(url, sqlite_sync)
         return cls(
             engines,
             sessionmaker(engines.read, expire_on_commit=False),
@@ -64,21 +65,26 @@ class Database:
         self.engines.dispose()
 
 
-def make_engines(url: str) -> Engines:
+def make_engines(url: str, sqlite_sync: str = "NORMAL") -> Engines:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseUrlError(f"cannot parse database URL {url!r}") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return Engines(read=_sqlite_engine(url, "BEGIN"), write=_sqlite_engine(url, "BEGIN IMMEDIATE"))
+        if sqlite_sync not in ("NORMAL", "FULL"):
+            raise ValueError(f"sqlite_sync must be NORMAL or FULL, not {sqlite_sync!r}")
+        return Engines(
+            read=_sqlite_engine(url, "BEGIN", "NORMAL"),
+            write=_sqlite_engine(url, "BEGIN IMMEDIATE", sqlite_sync),
+        )
     if backend == "postgresql":
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         return Engines(read=engine, write=engine)
     raise DatabaseUrlError(f"unsupported database {backend!r}: use a SQLite file or postgresql+psycopg://")
 
 
-def _sqlite_engine(url: str, begin: str) -> Engine:
+def _sqlite_engine(url: str, begin: str, sync: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -88,7 +94,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={sync}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -4,6 +4,7 @@ address, and bodies that may come as form data or JSON (wrappers send forms, cli
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -16,7 +17,9 @@ from starlette.datastructures import UploadFile
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import Forbidden, MonitorError, Unauthorized
 from autopyfactory.monitor_service.expiry import Expiry
+from autopyfactory.monitor_service.group_commit import GroupCommit
 from autopyfactory.monitor_service.queries import Queries
+from autopyfactory.monitor_service.schemas import InputError, RejectedItem
 from autopyfactory.monitor_service.settings import MonitorSettings
 from autopyfactory.monitor_service.store import Store
 
@@ -32,9 +35,11 @@ class Services:
     store: Store
     queries: Queries
     expiry: Expiry
+    writer: GroupCommit | None = None  # None: one transaction per request (group commit off)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async, so that FastAPI does not send this lookup through its thread pool."""
     found = request.app.state.services
     if not isinstance(found, Services):
         raise RuntimeError("app.state.services is not set: build the app with create_app()")
@@ -125,6 +130,31 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
     except ValidationError as exc:
         errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from exc
+
+
+def valid_items(model: type[M], items: Sequence[dict[str, Any]]) -> tuple[list[M], list[RejectedItem]]:
+    """The items of a bulk body that are valid ``model``s, and why each other one is not: one bad
+    item must not cost the good ones (a factory sends all its labels and pilots at once)."""
+    good: list[M] = []
+    rejected: list[RejectedItem] = []
+    for index, item in enumerate(items):
+        try:
+            good.append(model.model_validate(item))
+        except ValidationError as exc:
+            errors = [
+                InputError(where=".".join(str(p) for p in e["loc"]), msg=e["msg"], type=e["type"])
+                for e in exc.errors(include_url=False)
+            ]
+            detail = "; ".join(f"{e.where}: {e.msg}" if e.where else e.msg for e in errors)
+            rejected.append(RejectedItem(index=index, detail=detail, errors=errors))
+    return good, rejected
+
+
+def bulk_body(model: type[BaseModel], max_items: int) -> dict[str, Any]:
+    """``openapi_extra`` declaring a JSON array of ``model`` (validated item by item)."""
+    schema = {"type": "array", "maxItems": max_items, "items": model.model_json_schema()}
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def form_or_json_body(model: type[BaseModel]) -> dict[str, Any]:

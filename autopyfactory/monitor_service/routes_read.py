@@ -12,7 +12,6 @@ from autopyfactory.monitor_service.queries import Activity, FactoryOverview, Out
 from autopyfactory.monitor_service.routes_write import INVALID_INPUT, FactoryPath, JobKey, LabelKey
 from autopyfactory.monitor_service.schemas import (
     HOURS_MAX,
-    LABEL_PATTERN,
     PAGE_MAX,
     ErrorOut,
     FactoryDetail,
@@ -27,6 +26,7 @@ from autopyfactory.monitor_service.schemas import (
     PqSummary,
 )
 from autopyfactory.monitor_service.states import JobState
+from autopyfactory.names import LABEL_MAX, LABEL_PATTERN
 
 router = APIRouter(tags=["read"], responses=INVALID_INPUT)
 
@@ -35,7 +35,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "descrip
 
 Hours = Annotated[int, Query(ge=1, le=HOURS_MAX, description="window for the DONE/FAULT counts, in hours")]
 StateFilter = Annotated[JobState | None, Query(description="only jobs in this state")]
-PqPath = Annotated[str, Path(pattern=LABEL_PATTERN, description="PanDA queue name")]
+PqPath = Annotated[str, Path(pattern=LABEL_PATTERN, max_length=LABEL_MAX, description="PanDA queue name")]
 
 
 @router.get("/api/health", response_model=Health)

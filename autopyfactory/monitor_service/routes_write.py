@@ -3,17 +3,23 @@ only legal moves of existing jobs), plus API v1's GET calls so that old wrappers
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
+from pydantic import AfterValidator
+from starlette.concurrency import run_in_threadpool
 
 from autopyfactory.monitor_service.deps import (
     FactoryAuth,
+    Services,
     ServicesDep,
+    bulk_body,
     client_address,
     form_or_json_body,
     parsed_body,
     require_owner,
+    valid_items,
 )
 from autopyfactory.monitor_service.errors import Conflict
 from autopyfactory.monitor_service.schemas import (
@@ -33,11 +39,14 @@ from autopyfactory.monitor_service.schemas import (
     JobsWritten,
     JobUpdateIn,
     LabelIn,
+    LabelMessageIn,
     LabelStatusIn,
     LabelsWritten,
+    MessagesWritten,
     MessageWritten,
     TransitionOut,
     ValidationErrorOut,
+    checked_label_key,
 )
 from autopyfactory.monitor_service.states import JobState, legacy_exit_target
 from autopyfactory.monitor_service.store import TargetRule, Transition
@@ -53,7 +62,11 @@ router = APIRouter(responses=INVALID_INPUT)
 
 FactoryPath = Annotated[str, Path(pattern=FID_PATTERN, description="factory id")]
 JobKey = Annotated[str, Path(pattern=JOB_KEY_PATTERN, description="`<factory>:<cluster.proc>`")]
-LabelKey = Annotated[str, Path(pattern=LABEL_KEY_PATTERN, description="`<factory>:<label>`")]
+LabelKey = Annotated[
+    str,
+    Path(pattern=LABEL_KEY_PATTERN, description="`<factory>:<label>`"),
+    AfterValidator(checked_label_key),
+]
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing or invalid token"},
@@ -104,30 +117,51 @@ def heartbeat(
     )
 
 
-@router.put("/api/labels", response_model=LabelsWritten, responses=_AUTH_ERRORS, tags=["factory"])
-def put_labels(
-    labels: Annotated[list[LabelIn], Body(max_length=MAX_ITEMS)], factory: FactoryAuth, svc: ServicesDep
-) -> LabelsWritten:
-    """Create or update the factory's labels (one PanDA queue × one CE queue each)."""
+BulkItems = Annotated[list[dict[str, Any]], Body(max_length=MAX_ITEMS)]
+
+
+@router.put(
+    "/api/labels",
+    response_model=LabelsWritten,
+    responses=_AUTH_ERRORS,
+    openapi_extra=bulk_body(LabelIn, MAX_ITEMS),
+    tags=["factory"],
+)
+def put_labels(items: BulkItems, factory: FactoryAuth, svc: ServicesDep) -> LabelsWritten:
+    """Create or update the factory's labels (one PanDA queue × one CE queue each). Invalid
+    labels are left out and listed in ``rejected``; the valid ones are written."""
+    labels, rejected = valid_items(LabelIn, items)
     for label in labels:
         require_owner(factory, label.factory)
     created, updated = svc.store.upsert_labels(factory, labels)
-    return LabelsWritten(created=created, updated=updated)
+    return LabelsWritten(created=created, updated=updated, rejected=rejected)
 
 
-@router.put("/api/jobs", response_model=JobsWritten, responses=_AUTH_ERRORS, tags=["factory"])
-def put_jobs(
-    jobs: Annotated[list[JobIn], Body(max_length=MAX_ITEMS)],
-    factory: FactoryAuth,
-    svc: ServicesDep,
-    request: Request,
-) -> JobsWritten:
-    """Announce created pilots (state CREATED). Replaying a create changes nothing."""
+@router.put(
+    "/api/jobs",
+    response_model=JobsWritten,
+    responses=_AUTH_ERRORS,
+    openapi_extra=bulk_body(JobIn, MAX_ITEMS),
+    tags=["factory"],
+)
+async def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request) -> JobsWritten:
+    """Announce created pilots (state CREATED). Replaying a create changes nothing. Invalid jobs
+    are left out and listed in ``rejected``; the valid ones are written."""
+    jobs, rejected = valid_items(JobIn, items)
     for job in jobs:
         require_owner(factory, job.factory)
-    outcome = svc.store.create_jobs(factory, jobs, client_address(request))
+    source = client_address(request)
+    if svc.writer is None:
+        outcome = await run_in_threadpool(svc.store.create_jobs, factory, jobs, source)
+    else:
+        outcome = await svc.writer.run(
+            partial(svc.store.create_jobs_in, factory_name=factory, jobs=jobs, source=source)
+        )
     return JobsWritten(
-        created=outcome.created, duplicates=outcome.duplicates, labels_created=outcome.labels_created
+        created=outcome.created,
+        duplicates=outcome.duplicates,
+        labels_created=outcome.labels_created,
+        rejected=rejected,
     )
 
 
@@ -146,6 +180,23 @@ def post_label_message(
     require_owner(factory, fid)
     at = svc.store.add_message(fid, label, body.status, client_address(request))
     return MessageWritten(factory=fid, label=label, at=at)
+
+
+@router.post(
+    "/api/factories/{fid}/messages", response_model=MessagesWritten, responses=_AUTH_ERRORS, tags=["factory"]
+)
+def post_label_messages(
+    fid: FactoryPath,
+    messages: Annotated[list[LabelMessageIn], Body(max_length=MAX_ITEMS)],
+    factory: FactoryAuth,
+    svc: ServicesDep,
+    request: Request,
+) -> MessagesWritten:
+    """Many labels' one-line cycle messages at once (one request per cycle instead of one per
+    label); the same as `POST /api/labels/{fid}:{label}` for each, in one transaction."""
+    require_owner(factory, fid)
+    at = svc.store.add_messages(fid, [(m.label, m.status) for m in messages], client_address(request))
+    return MessagesWritten(factory=fid, written=len(messages), at=at)
 
 
 @router.post(
@@ -185,39 +236,53 @@ _BATCH_RESULTS = ("changed", "unchanged", "unknown", "retry")
     openapi_extra=form_or_json_body(JobUpdateIn),
     tags=["pilot"],
 )
-def post_job_state(key: JobKey, body: PilotReportBody, svc: ServicesDep, request: Request) -> TransitionOut:
+async def post_job_state(
+    key: JobKey, body: PilotReportBody, svc: ServicesDep, request: Request
+) -> TransitionOut:
     """A wrapper's report: `state=running`, `state=exiting&rc=N[&ids=...]` or `state=fault[&rc=N]`."""
     fid, cid = key.split(":", 1)
     target = body.target
-    return _answer(
-        svc.store.report(fid, cid, lambda _current: target, client_address(request), body.rc, body.ids)
-    )
+    return _answer(await _report(svc, request, fid, cid, lambda _current: target, body.rc, body.ids))
 
 
 CidPath = Annotated[str, Path(pattern=CID_PATTERN)]
 RcPath = Annotated[int, Path(ge=0, le=255)]
 
 
-def _legacy(
-    svc: ServicesDep, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None
+async def _report(
+    svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None, ids: str | None
+) -> Transition:
+    """One report, by group commit when it is on (the answer waits for the commit), else in a
+    transaction of its own."""
+    source = client_address(request)
+    if svc.writer is None:
+        return await run_in_threadpool(svc.store.report, fid, cid, target, source, rc, ids)
+    work = partial(
+        svc.store.report_in, factory_name=fid, cid=cid, target=target, source=source, rc=rc, ids=ids
+    )
+    return await svc.writer.run(work)
+
+
+async def _legacy(
+    svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None
 ) -> TransitionOut:
-    return _answer(svc.store.report(fid, cid, target, client_address(request), rc, None))
+    return _answer(await _report(svc, request, fid, cid, target, rc, None))
 
 
 @router.get("/mon/rn/{fid}/{cid}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"])
-def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, request: Request) -> TransitionOut:
+async def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, request: Request) -> TransitionOut:
     """API v1: the pilot is running."""
-    return _legacy(svc, request, fid, cid, lambda _current: JobState.RUNNING, None)
+    return await _legacy(svc, request, fid, cid, lambda _current: JobState.RUNNING, None)
 
 
 @router.get(
     "/mon/ex/{fid}/{cid}/{rc}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"]
 )
-def legacy_exiting(
+async def legacy_exiting(
     fid: FactoryPath, cid: CidPath, rc: RcPath, svc: ServicesDep, request: Request
 ) -> TransitionOut:
     """API v1: the pilot is exiting with ``rc``; from CREATED with rc != 0 this means fault."""
-    return _legacy(svc, request, fid, cid, lambda current: legacy_exit_target(current, rc), rc)
+    return await _legacy(svc, request, fid, cid, lambda current: legacy_exit_target(current, rc), rc)
 
 
 # The same without the trailing slash, so that no client is sent a redirect it may not follow.

@@ -9,13 +9,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState
+from autopyfactory.names import LABEL_BODY, LABEL_CHARS, LABEL_MAX, LABEL_PATTERN, label_problem
 
 FID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+FID_MAX = 64
 CID_PATTERN = r"^[0-9]{1,20}\.[0-9]{1,10}$"
-NAME_CHARS = r"A-Za-z0-9_.+@=-"
-LABEL_PATTERN = rf"^[{NAME_CHARS}]{{1,128}}$"
+NAME_CHARS = LABEL_CHARS
 JOB_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[0-9]{1,20}\.[0-9]{1,10}$"
-LABEL_KEY_PATTERN = rf"^[A-Za-z0-9_.-]{{1,64}}:[{NAME_CHARS}]{{1,128}}$"
+LABEL_KEY_PATTERN = rf"^[A-Za-z0-9_.-]{{1,64}}:{LABEL_BODY}$"
+"""``<factory>:<label>``; the label's length is checked by :func:`label_key_problem`."""
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 MAX_ITEMS = 20000  # labels or jobs in one bulk PUT
@@ -24,9 +26,17 @@ HOURS_MAX = 24 * 366  # longest window of a read endpoint
 
 FactoryId = Annotated[str, StringConstraints(pattern=FID_PATTERN)]
 ClusterId = Annotated[str, StringConstraints(pattern=CID_PATTERN)]
-LabelName = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
+LabelName = Annotated[str, StringConstraints(pattern=LABEL_PATTERN, max_length=LABEL_MAX)]
 QueueName = Annotated[str, StringConstraints(pattern=rf"^[{NAME_CHARS}]{{0,128}}$")]
-PandaQueue = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
+PandaQueue = Annotated[str, StringConstraints(pattern=LABEL_PATTERN, max_length=LABEL_MAX)]
+
+
+def checked_label_key(key: str) -> str:
+    """A ``<factory>:<label>`` key whose label obeys :func:`names.label_problem` (pattern checked)."""
+    why = label_problem(key.split(":", 1)[-1])
+    if why is not None:
+        raise ValueError(f"label name {why}")
+    return key
 
 
 def _text(max_length: int, min_length: int = 0) -> StringConstraints:
@@ -70,6 +80,13 @@ class JobIn(StrictModel):
 
 
 class LabelStatusIn(StrictModel):
+    status: Annotated[str, _text(2048, min_length=1)] = Field(
+        description="the label's one-line cycle message"
+    )
+
+
+class LabelMessageIn(StrictModel):
+    label: LabelName
     status: Annotated[str, _text(2048, min_length=1)] = Field(
         description="the label's one-line cycle message"
     )
@@ -235,20 +252,36 @@ class FaultReport(BaseModel):
     labels: list[FaultRow]
 
 
+class RejectedItem(BaseModel):
+    """An item of a bulk request that was not valid and was left out; the others were written."""
+
+    index: int = Field(description="position of the item in the request, from 0")
+    detail: str
+    errors: list[InputError]
+
+
 class LabelsWritten(BaseModel):
     created: int
     updated: int
+    rejected: list[RejectedItem] = Field(default=[], description="invalid labels, left out")
 
 
 class JobsWritten(BaseModel):
     created: int
     duplicates: int = Field(description="jobs already known: a replayed create changes nothing")
     labels_created: int = Field(description="labels not announced before, created empty")
+    rejected: list[RejectedItem] = Field(default=[], description="invalid jobs, left out")
 
 
 class MessageWritten(BaseModel):
     factory: str
     label: str
+    at: datetime
+
+
+class MessagesWritten(BaseModel):
+    factory: str
+    written: int
     at: datetime
 
 

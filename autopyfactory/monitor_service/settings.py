@@ -58,3 +58,5 @@ class MonitorSettings:
     heartbeat_ok: timedelta = timedelta(minutes=20)  # factory status ok below this age
     heartbeat_warning: timedelta = timedelta(hours=1)  # warning below this age, else error
     migrate: bool = True  # upgrade the schema when the app starts
+    group_commit: bool = True  # pilot reports and bulk creates share transactions (group_commit.py)
+    max_batch: int = 500  # writes in one group-commit transaction

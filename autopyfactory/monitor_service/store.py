@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, delete, insert, select, update
+from sqlalchemy import CursorResult, Insert, Table, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,11 +22,14 @@ from sqlalchemy.orm import Session
 from autopyfactory.monitor_service.auth import looks_like_token, new_token, token_digest
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
+from autopyfactory.monitor_service.group_commit import Batch
 from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
 from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobIn, LabelIn
 from autopyfactory.monitor_service.settings import Clock
 from autopyfactory.monitor_service.states import JobState, Verdict, decide
 
+JOBS = cast(Table, Job.__table__)
+JOB_EVENTS = cast(Table, JobEvent.__table__)
 CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 SOURCE_MAX = 64
 _TRANSITION_ATTEMPTS = 3
@@ -37,7 +40,7 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def insert_ignoring(dialect: str, model: type[Any], keys: Sequence[str]) -> Insert:
+def insert_ignoring(dialect: str, model: type[Any] | Table, keys: Sequence[str]) -> Insert:
     """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for SQLite and PostgreSQL."""
     if dialect == "postgresql":
         return pg_insert(model).on_conflict_do_nothing(index_elements=list(keys))
@@ -200,60 +203,124 @@ class Store:
 
     def add_message(self, factory_name: str, label: str, text: str, source: str) -> datetime:
         """Keep a label's cycle message; only the last ``messages_kept`` per label stay."""
+        return self.add_messages(factory_name, [(label, text)], source)
+
+    def add_messages(self, factory_name: str, messages: Sequence[tuple[str, str]], source: str) -> datetime:
+        """Keep cycle messages of many labels ((label, text), one transaction); only the last
+        ``messages_kept`` per label stay."""
         now = self._clock()
         with self._db.write.begin() as session:
             factory_id = find_factory(session, factory_name).id
-            label_id = _ensure_labels(session, self._db.dialect, factory_id, [label], now).by_name[label]
-            session.add(LabelMessage(label_id=label_id, at=now, text=text, source=source[:SOURCE_MAX]))
-            session.execute(
-                update(Label).where(Label.id == label_id).values(last_message=text, last_message_at=now)
-            )
+            names = sorted({label for label, _ in messages})
+            by_name = _ensure_labels(session, self._db.dialect, factory_id, names, now).by_name
+            for label, text in messages:
+                label_id = by_name[label]
+                session.add(LabelMessage(label_id=label_id, at=now, text=text, source=source[:SOURCE_MAX]))
+                session.execute(
+                    update(Label).where(Label.id == label_id).values(last_message=text, last_message_at=now)
+                )
             session.flush()
-            oldest_kept = (
-                select(LabelMessage.id)
-                .where(LabelMessage.label_id == label_id)
-                .order_by(LabelMessage.id.desc())
-                .offset(self._messages_kept - 1)
-                .limit(1)
-                .scalar_subquery()
-            )
-            session.execute(
-                delete(LabelMessage).where(LabelMessage.label_id == label_id, LabelMessage.id < oldest_kept)
-            )
+            for label in names:
+                self._prune_messages(session, by_name[label])
         return now
+
+    def _prune_messages(self, session: Session, label_id: int) -> None:
+        oldest_kept = (
+            select(LabelMessage.id)
+            .where(LabelMessage.label_id == label_id)
+            .order_by(LabelMessage.id.desc())
+            .offset(self._messages_kept - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        session.execute(
+            delete(LabelMessage).where(LabelMessage.label_id == label_id, LabelMessage.id < oldest_kept)
+        )
 
     # --- jobs -------------------------------------------------------------------------------
 
     def create_jobs(self, factory_name: str, jobs: Sequence[JobIn], source: str) -> JobsCreated:
         """Record created pilots. A cid already known is a duplicate and is left as it is."""
+        with self._db.write.begin() as session:
+            batch = Batch(session, self._clock())
+            created = self.create_jobs_in(batch, factory_name, jobs, source)
+            if batch.events:
+                session.connection().execute(insert(JOB_EVENTS), batch.events)
+        return created
+
+    def create_jobs_in(
+        self, batch: Batch, factory_name: str, jobs: Sequence[JobIn], source: str
+    ) -> JobsCreated:
+        """:meth:`create_jobs` as one item of a group commit (the events go with the batch's)."""
         wanted: dict[str, str] = {}
         for job in jobs:
             wanted.setdefault(job.cid, job.label)
-        now = self._clock()
-        with self._db.write.begin() as session:
-            factory_id = find_factory(session, factory_name).id
-            labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
-            known = _known_cids(session, factory_id, list(wanted))
-            rows = [
-                {
-                    "factory_id": factory_id,
-                    "label_id": labels.by_name[label],
-                    "cid": cid,
-                    "state": JobState.CREATED.value,
-                    "created_at": now,
-                    "state_changed_at": now,
-                    "flagged": False,
-                    "ids": "",
-                }
-                for cid, label in wanted.items()
-                if cid not in known
-            ]
-            new_ids = _insert_jobs(session, self._db.dialect, rows)
-            text = f"created by factory {factory_name}"
-            events = [job_event(job_id, now, None, JobState.CREATED, source, text) for job_id in new_ids]
-            if events:
-                session.execute(insert(JobEvent), events)
+        session, now = batch.session, batch.now
+        factory_id = find_factory(session, factory_name).id
+        labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
+        rows = [
+            {
+                "factory_id": factory_id,
+                "label_id": labels.by_name[label],
+                "cid": cid,
+                "state": JobState.CREATED.value,
+                "created_at": now,
+                "state_changed_at": now,
+                "flagged": False,
+                "ids": "",
+            }
+            for cid, label in wanted.items()
+        ]
+        new_ids = _insert_jobs(session, self._db.dialect, rows)  # a known cid is skipped: a duplicate
+        text = f"created by factory {factory_name}"
+        batch.events.extend(
+            job_event(job_id, now, None, JobState.CREATED, source, text) for job_id in new_ids
+        )
         return JobsCreated(len(new_ids), len(jobs) - len(new_ids), labels.created)
+
+    def report_in(
+        self,
+        batch: Batch,
+        factory_name: str,
+        cid: str,
+        target: TargetRule,
+        source: str,
+        rc: int | None,
+        ids: str | None,
+    ) -> Transition:
+        """:meth:`report` as one item of a group commit: the same checks, the same conditional
+        update (judged again when another process won the step), the event added to the batch's."""
+        key = f"{factory_name}:{cid}"
+        connection = batch.session.connection()
+        factory_id = batch.factory_ids.get(factory_name)
+        if factory_id is None:
+            factory_id = connection.scalar(select(Factory.id).where(Factory.name == factory_name))
+            if factory_id is None:
+                raise NotFound(f"no job {key}: the factory has not announced it")
+            batch.factory_ids[factory_name] = factory_id
+        for _ in range(_TRANSITION_ATTEMPTS):
+            row = connection.execute(
+                select(JOBS.c.id, JOBS.c.state).where(JOBS.c.factory_id == factory_id, JOBS.c.cid == cid)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"no job {key}: the factory has not announced it")
+            current = JobState(row.state)
+            decision = decide(current, target(current))
+            if decision.verdict is Verdict.REPLAY:
+                return Transition(key, current, False, True, decision.reason)
+            text = decision.reason + (f" rc={rc}" if rc is not None else "") + (f" ids={ids}" if ids else "")
+            event = job_event(row.id, batch.now, current, decision.target, source, text)
+            if decision.verdict is Verdict.ILLEGAL:
+                batch.events.append(event | {"accepted": False})
+                return Transition(key, current, False, False, decision.reason)
+            values = _transition_values(decision.target, batch.now, rc, ids)
+            changed = connection.execute(
+                update(JOBS).where(JOBS.c.id == row.id, JOBS.c.state == current.value).values(**values)
+            )
+            if cast(CursorResult[Any], changed).rowcount == 1:
+                batch.events.append(event)
+                return Transition(key, decision.target, True, True, decision.reason)
+        raise Conflict(f"job {key} is changing concurrently, try again")
 
     def report(
         self, factory_name: str, cid: str, target: TargetRule, source: str, rc: int | None, ids: str | None
@@ -299,16 +366,7 @@ class Store:
             if decision.verdict is Verdict.ILLEGAL:
                 session.execute(insert(JobEvent), [event | {"accepted": False}])
                 return Transition(key, current, False, False, decision.reason)
-            values: dict[str, Any] = {
-                "state": decision.target.value,
-                "state_changed_at": now,
-                "flagged": False,
-                "flagged_at": None,
-            }
-            if rc is not None:
-                values["rc"] = rc
-            if ids:
-                values["ids"] = ids
+            values = _transition_values(decision.target, now, rc, ids)
             changed = session.execute(
                 update(Job)
                 .where(Job.id == row.id, Job.state == current.value)
@@ -353,6 +411,20 @@ class Store:
                 else BatchOutcome(r.cid, "unknown", None, f"no job {factory_name}:{r.cid}")
                 for r in reports
             ]
+
+
+def _transition_values(target: JobState, now: datetime, rc: int | None, ids: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "state": target.value,
+        "state_changed_at": now,
+        "flagged": False,
+        "flagged_at": None,
+    }
+    if rc is not None:
+        values["rc"] = rc
+    if ids:
+        values["ids"] = ids
+    return values
 
 
 def _apply_batch(
@@ -448,17 +520,11 @@ def _empty_label(factory_id: int, name: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _known_cids(session: Session, factory_id: int, cids: Sequence[str]) -> set[str]:
-    known: set[str] = set()
-    for part in chunks(cids):
-        known.update(session.scalars(select(Job.cid).where(Job.factory_id == factory_id, Job.cid.in_(part))))
-    return known
-
-
 def _insert_jobs(session: Session, dialect: str, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert jobs, skipping any that a concurrent request inserted meanwhile; the new ids."""
     new_ids: list[int] = []
-    statement = insert_ignoring(dialect, Job, ["factory_id", "cid"]).returning(Job.id)
+    statement = insert_ignoring(dialect, JOBS, ["factory_id", "cid"]).returning(JOBS.c.id)
+    connection = session.connection()  # Core executemany: the ORM's bulk insert costs twice as much
     for part in chunks(rows):
-        new_ids.extend(session.scalars(statement, list(part)))
+        new_ids.extend(connection.execute(statement, list(part)).scalars())
     return new_ids

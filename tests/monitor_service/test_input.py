@@ -144,8 +144,58 @@ def label(owner: FactoryClient, change: dict[str, object]) -> dict[str, object]:
     ],
 )
 def test_bad_labels(factory: FactoryClient, change: dict[str, object], needle: str) -> None:
-    detail = assert_refused(factory.call("PUT", "/labels", [label(factory, change)]), 422)
-    assert needle in detail
+    answer = factory.call("PUT", "/labels", [label(factory, change)])
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["created"], result["updated"]) == (0, 0)
+    (rejected,) = result["rejected"]
+    assert rejected["index"] == 0
+    assert needle in rejected["detail"]
+
+
+@pytest.mark.parametrize("name", [".", "..", "...", "a:b", "x" * 129])
+def test_one_bad_label_does_not_cost_the_good_ones(factory: FactoryClient, name: str) -> None:
+    """Issue 13.7 and 13.16: the valid labels are written, the invalid one is reported."""
+    body = [
+        label(factory, {"name": "GOOD-1"}),
+        label(factory, {"name": name}),
+        label(factory, {"name": "GOOD-2"}),
+    ]
+    answer = factory.call("PUT", "/labels", body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["created"] == 2
+    assert [(r["index"], r["errors"][0]["where"]) for r in result["rejected"]] == [(1, "name")]
+    listed = factory.session.get(f"{factory.monitor.api}/factories/{factory.name}/labels", timeout=10).json()
+    assert sorted(item["name"] for item in listed) == ["GOOD-1", "GOOD-2"]
+
+
+def test_one_bad_job_does_not_cost_the_good_ones(factory: FactoryClient) -> None:
+    jobs = [
+        {"cid": "1.0", "label": "L", "factory": factory.name},
+        {"cid": "2.0", "label": "..", "factory": factory.name},
+        {"cid": "3", "label": "L", "factory": factory.name},
+        {"cid": "4.0", "label": "L", "factory": factory.name},
+    ]
+    answer = factory.call("PUT", "/jobs", jobs)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["created"] == 2
+    assert [(r["index"], r["errors"][0]["where"]) for r in result["rejected"]] == [(1, "label"), (2, "cid")]
+    assert factory.job("4.0")["state"] == "CREATED"
+
+
+@pytest.mark.parametrize("name", [".", "..", "...."])
+def test_label_names_made_only_of_dots_are_refused_in_paths(factory: FactoryClient, name: str) -> None:
+    """Issue 13.16."""
+    assert_refused(factory.call("POST", f"/labels/{factory.name}:{name}", {"status": "x"}), 422)
+    answer = factory.session.get(f"{factory.monitor.api}/labels/{factory.name}:{name}", timeout=10)
+    assert_refused(answer, 422)
+
+
+def test_a_label_key_with_a_long_label_is_refused(factory: FactoryClient) -> None:
+    assert_refused(factory.call("POST", f"/labels/{factory.name}:{'x' * 129}", {"status": "x"}), 422)
+    assert factory.call("POST", f"/labels/{factory.name}:{'x' * 128}", {"status": "x"}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -173,7 +223,10 @@ def test_label_bodies_of_the_wrong_shape(factory: FactoryClient, body: object) -
     ],
 )
 def test_bad_jobs(factory: FactoryClient, job: dict[str, object]) -> None:
-    assert_refused(factory.call("PUT", "/jobs", [{"factory": factory.name, **job}]), 422)
+    answer = factory.call("PUT", "/jobs", [{"factory": factory.name, **job}])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created"] == 0
+    assert [r["index"] for r in answer.json()["rejected"]] == [0]
 
 
 def test_too_many_items(factory: FactoryClient) -> None:
@@ -281,6 +334,26 @@ def test_bad_queries(factory: FactoryClient, http: requests.Session, query: str)
     assert name in assert_refused(http.get(f"{factory.monitor.api}{path}?{query}", timeout=10), 422)
 
 
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/search", "q=%00"),
+        ("/api/search", "q=a%00b"),
+        ("/search", "q=%00"),
+        ("/api/factories", "x=%00"),
+        ("/api/factories", "x%00=1"),
+        ("/api/report/faults", "hours=%00"),
+        ("/", "q=1&q=%00"),
+    ],
+)
+def test_nul_in_any_query_parameter_is_422(
+    monitor: Monitor, http: requests.Session, path: str, query: str
+) -> None:
+    """Issue 13.15: on PostgreSQL a NUL reached the database and was a 503."""
+    detail = assert_refused(http.get(f"{monitor.url}{path}?{query}", timeout=10), 422)
+    assert "NUL" in detail
+
+
 def test_states_are_spelled_exactly(factory: FactoryClient, http: requests.Session) -> None:
     """As the schema says: reports in lower case (the wrapper's words), filters in upper case."""
     factory.create("L", "1.0")
@@ -321,6 +394,7 @@ _PATHS = st.sampled_from(
     [
         ("POST", "/api/jobs/{f}:1.0"),
         ("POST", "/api/labels/{f}:L"),
+        ("POST", "/api/factories/{f}/messages"),
         ("PUT", "/api/jobs"),
         ("PUT", "/api/labels"),
         ("PUT", "/api/factories/{f}"),

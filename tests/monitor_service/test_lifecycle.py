@@ -17,11 +17,12 @@ LABEL = "CERN-PROD_UCORE-ce503.cern.ch-condor"
 
 def test_full_life_cycle_v2(factory: FactoryClient) -> None:
     assert factory.heartbeat().status_code == 200
-    assert factory.labels(LABEL).json() == {"created": 1, "updated": 0}
+    assert factory.labels(LABEL).json() == {"created": 1, "updated": 0, "rejected": []}
     assert factory.create(LABEL, "1001.0", "1001.1").json() == {
         "created": 2,
         "duplicates": 0,
         "labels_created": 0,
+        "rejected": [],
     }
 
     assert factory.pilot("1001.0", state="running").json()["state"] == "RUNNING"
@@ -259,7 +260,7 @@ def test_faults_report(factory: FactoryClient, monitor: Monitor, http: requests.
 
 def test_jobs_for_an_unannounced_label_create_it(factory: FactoryClient, http: requests.Session) -> None:
     answer = factory.create("NEWLABEL", "40.0")
-    assert answer.json() == {"created": 1, "duplicates": 0, "labels_created": 1}
+    assert answer.json() == {"created": 1, "duplicates": 0, "labels_created": 1, "rejected": []}
     factory.labels("NEWLABEL")  # announced later: filled in
     detail = http.get(f"{factory.monitor.api}/labels/{factory.name}:NEWLABEL", timeout=10).json()
     assert detail["batchqueue"] == "CERN-PROD_UCORE"
@@ -270,3 +271,26 @@ def test_health(monitor: Monitor, http: requests.Session) -> None:
     answer = http.get(monitor.api + "/health", timeout=10).json()
     assert answer["status"] == "ok"
     assert answer["schema_revision"] == "0001"
+
+
+def test_label_messages_in_bulk(factory: FactoryClient, monitor: Monitor, http: requests.Session) -> None:
+    """One request per cycle for every label's message (issue 17.4); the per-label call stays."""
+    factory.labels("A", "B")
+    kept = monitor.settings.messages_kept
+    for n in range(kept + 2):
+        body = [{"label": "A", "status": f"cycle {n}: A"}, {"label": "B", "status": f"cycle {n}: B"}]
+        answer = factory.call("POST", f"/factories/{factory.name}/messages", body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["written"] == 2
+    bulk = f"/factories/{factory.name}/messages"
+    assert factory.call("POST", bulk, [{"label": "C", "status": "new label"}]).status_code == 200
+    for label in ("A", "B"):
+        detail = http.get(f"{monitor.api}/labels/{factory.name}:{label}", timeout=10).json()
+        assert detail["last_message"] == f"cycle {kept + 1}: {label}"
+        assert len(detail["messages"]) == kept
+    new = http.get(f"{monitor.api}/labels/{factory.name}:C", timeout=10).json()
+    assert new["last_message"] == "new label"
+    other = factory.call("POST", "/factories/someone-else/messages", [{"label": "A", "status": "x"}])
+    assert other.status_code in (403, 404)
+    bad = factory.call("POST", f"/factories/{factory.name}/messages", [{"label": "A", "status": ""}])
+    assert bad.status_code == 422

@@ -74,14 +74,14 @@ def test_replayed_creates_are_idempotent(factory: FactoryClient) -> None:
     factory.pilot("4.0", state="running")
     again = factory.create(LABEL, "4.0", "4.1", "4.2", "4.2")
     assert again.status_code == 200
-    assert again.json() == {"created": 1, "duplicates": 3, "labels_created": 0}
+    assert again.json() == {"created": 1, "duplicates": 3, "labels_created": 0, "rejected": []}
     assert factory.job("4.0")["state"] == "RUNNING"  # a replayed create does not reset the job
     assert len(factory.job("4.1")["events"]) == 1  # type: ignore[arg-type]
 
 
 def test_replayed_labels_update_in_place(factory: FactoryClient, http: requests.Session) -> None:
-    assert factory.labels("A", "B").json() == {"created": 2, "updated": 0}
-    assert factory.labels("A", "B", pq="OTHER_PQ").json() == {"created": 0, "updated": 2}
+    assert factory.labels("A", "B").json() == {"created": 2, "updated": 0, "rejected": []}
+    assert factory.labels("A", "B", pq="OTHER_PQ").json() == {"created": 0, "updated": 2, "rejected": []}
     labels = http.get(f"{factory.monitor.api}/factories/{factory.name}/labels", timeout=10).json()
     assert {lab["batchqueue"] for lab in labels} == {"OTHER_PQ"}
 

@@ -94,7 +94,6 @@ def test_submit_queues_n_jobs_with_custom_attributes_and_expanded_macros(
         ("universe = vanila", "ERROR: I don't know about the 'vanila' universe."),
         ("executable = /no/such/wrapper.sh", "ERROR: Executable file /no/such/wrapper.sh does not exist"),
         ("log = /no/such/dir/$(Cluster).log", 'ERROR: Invalid log file: "/no/such/dir/1.log"'),
-        ("queue 1", "ERROR: multiple queue statements"),
     ],
 )
 def test_invalid_submit_file_fails_like_condor_submit_and_queues_nothing(
@@ -350,3 +349,53 @@ def test_run_periodic_applies_the_jobs_own_policy_expressions(condor: CondorEmul
     assert removed["JobStatus"] == JobStatus.REMOVED and removed["LastHoldReasonCode"] == 3
     assert removed["RemoveReason"].startswith("The job attribute PeriodicRemove expression 'JobStatus == 5")
     assert [job["JobStatus"] for job in condor.jobs()] == [JobStatus.IDLE]
+
+
+# --- several queue statements: what HTCondor 25.0.13 printed for the same files -------------------
+
+SEVERAL = """\
+universe = vanilla
+transfer_executable = True
+executable = /bin/sleep
+request_memory = 100
++MATCH_APF_QUEUE = "A"
+queue 1
+executable = /bin/./sleep
++MATCH_APF_QUEUE = "B"
+queue 2
+executable = /bin/sleep
++MATCH_APF_QUEUE = "C"
+queue 1
+"""
+REAL_WARNING_START = "\nWarning: Use of multiple queue statements in a single submit file is deprecated.\n"
+
+
+def test_several_queue_statements_one_cluster_per_executable_change(
+    condor: CondorEmulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "several.sub"
+    path.write_text(SEVERAL)
+    result = run("condor_submit", "-terse", str(path))
+    assert (result.returncode, result.stdout) == (0, "1.0 - 1.0\n2.0 - 2.1\n3.0 - 3.0\n")
+    assert result.stderr.startswith(REAL_WARNING_START)
+    assert [(j["ClusterId"], j["MATCH_APF_QUEUE"], j["RequestMemory"]) for j in condor.jobs()] == [
+        (1, "A", 100), (2, "B", 100), (2, "B", 100), (3, "C", 100),
+    ]  # fmt: skip  # request_memory is inherited by the later clusters, as in condor
+    plain = run("condor_submit", str(path))
+    assert plain.stdout == (
+        "Submitting job(s)....\n1 job(s) submitted to cluster 4.\n"
+        "2 job(s) submitted to cluster 5.\n1 job(s) submitted to cluster 6.\n"
+    )
+
+
+def test_max_jobs_per_owner_refuses_the_whole_submission(condor: CondorEmulator, tmp_path: Path) -> None:
+    path = tmp_path / "several.sub"
+    path.write_text(SEVERAL)
+    condor.configure(MAX_JOBS_PER_OWNER=3)
+    result = run("condor_submit", "-terse", str(path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert (
+        result.stderr
+        == "\nERROR: Failed to create proc\nNumber of submitted jobs would exceed MAX_JOBS_PER_OWNER\n"
+    )
+    assert condor.jobs() == []

@@ -22,7 +22,7 @@ import classad2
 from . import ads as adlib
 from .ads import JobStatus
 from .state import Ad, Fault, Schedd, State, UnknownScheddError
-from .submit import Context, SubmitError, job_ads, parse
+from .submit import MULTI_QUEUE_WARNING, Context, SubmitError, executable_of, job_ads, parse_blocks
 
 TRUNCATED_JSON = '[\n{\n  "ClusterId": 1,\n  "JobStatus": 1,\n  "MATCH_APF_QUEUE": "CERN-PR'
 NOT_JSON = "<html><body><h1>503 Service Unavailable</h1></body></html>\n"
@@ -72,6 +72,8 @@ class Args:
 def main(command: str, argv: list[str]) -> int:
     state = State.from_env()
     fault = state.begin_call(command, argv)
+    if fault and fault.kind.startswith("queued-"):
+        return _after_work(state, command, argv, fault)
     outcome = _suffer(state, command, argv, fault) if fault else None
     if outcome is None:
         outcome = run(state, command, argv)
@@ -133,6 +135,19 @@ def _option(word: str, names: Sequence[str]) -> str:
     raise UsageError(f"Error: unrecognized argument {word}")
 
 
+def _after_work(state: State, command: str, argv: list[str], fault: Fault) -> int:
+    """Do the work and print its output, then fail (``queued-exit``) or hang (``queued-hang``)."""
+    outcome = run(state, command, argv)
+    sys.stdout.write(outcome.out)
+    sys.stdout.flush()
+    if fault.kind == "queued-hang":
+        with state.hanging():
+            time.sleep(fault.seconds)
+    message = fault.message if fault.message is not None else "\nERROR: lost the connection to the schedd\n"
+    sys.stderr.write(message)
+    return fault.exit_code
+
+
 def _suffer(state: State, command: str, argv: list[str], fault: Fault) -> Outcome | None:
     """Apply an injected fault; None means "now behave normally" (a hang that was not killed)."""
     if fault.kind == "hang":
@@ -163,28 +178,64 @@ def condor_submit(state: State, args: Args, _argv: list[str]) -> Outcome:
     except OSError as exc:
         return Outcome(err=f"\nERROR: Failed to open command file ({exc.strerror})\n", code=1)
     try:
-        jobs = queue_jobs(state, args.value("name"), text, os.getcwd())
+        clusters = queue_clusters(state, args.value("name"), text, os.getcwd())
     except SubmitError as exc:
-        return Outcome(err=f"\nERROR: {exc}\n", code=1)
-    if not jobs:
-        return Outcome()
-    first, last = adlib.job_id(jobs[0]), adlib.job_id(jobs[-1])
-    if args.flag("terse"):
-        return Outcome(out=f"{first} - {last}\n")
-    dots, cluster = "." * len(jobs), jobs[0]["ClusterId"]
-    return Outcome(out=f"Submitting job(s){dots}\n{len(jobs)} job(s) submitted to cluster {cluster}.\n")
+        dots = "Submitting job(s)." if "MAX_JOBS_PER_OWNER" in str(exc) and not args.flag("terse") else ""
+        return Outcome(out=dots, err=f"\nERROR: {exc}\n", code=1)
+    warning = MULTI_QUEUE_WARNING if len(parse_blocks(text)) > 1 else ""
+    return Outcome(out=submit_output(clusters, terse=args.flag("terse")), err=warning)
+
+
+def submit_output(clusters: Sequence[list[Ad]], terse: bool) -> str:
+    """What condor_submit prints: one ``C.first - C.last`` line per cluster with -terse."""
+    clusters = [jobs for jobs in clusters if jobs]
+    if terse:
+        return "".join(f"{adlib.job_id(jobs[0])} - {adlib.job_id(jobs[-1])}\n" for jobs in clusters)
+    if not clusters:
+        return ""
+    dots = "." * sum(len(jobs) for jobs in clusters)
+    lines = "".join(f"{len(jobs)} job(s) submitted to cluster {jobs[0]['ClusterId']}.\n" for jobs in clusters)
+    return f"Submitting job(s){dots}\n{lines}"
 
 
 def queue_jobs(state: State, schedd: str | None, text: str, cwd: str) -> list[Ad]:
-    """Parse a submit file and queue its jobs in a new cluster; nothing is queued on an error."""
-    submit = parse(text)
+    """Parse a submit file and queue its jobs; nothing is queued on an error."""
+    return [ad for jobs in queue_clusters(state, schedd, text, cwd) for ad in jobs]
+
+
+def queue_clusters(state: State, schedd: str | None, text: str, cwd: str) -> list[list[Ad]]:
+    """Queue the jobs of every queue statement, in one transaction: all of them or none.
+
+    A new cluster starts when ``executable`` changed since the previous statement; the schedd's
+    ``MAX_JOBS_PER_OWNER`` (see :meth:`State.set_config`) refuses the whole submission.
+    """
+    blocks = parse_blocks(text)
     with state.update(schedd) as queue:
-        context = Context(queue.next_cluster, int(time.time()), current_user(), cwd, queue.name)
-        jobs = job_ads(submit, context)
-        if jobs:
-            queue.next_cluster += 1
+        limit = state.config(queue.name).get("MAX_JOBS_PER_OWNER")
+        owner, now = current_user(), int(time.time())
+        clusters: list[list[Ad]] = []
+        previous: str | None = None
+        for block in blocks:
+            executable = executable_of(block)
+            if previous is None or executable != previous or not clusters or not clusters[-1]:
+                clusters.append([])
+                cluster = queue.next_cluster + len(clusters) - 1
+            previous, current = executable, clusters[-1]
+            base = (
+                current[-1] if current else (clusters[-2][-1] if len(clusters) > 1 and clusters[-2] else None)
+            )
+            context = Context(cluster, now, owner, cwd, queue.name)
+            current.extend(job_ads(block, context, len(current), base))
+        queued = sum(1 for ad in queue.jobs if ad.get("Owner") == owner)
+        if limit is not None and queued + sum(len(c) for c in clusters) > int(limit):
+            raise SubmitError(
+                "Failed to create proc\nNumber of submitted jobs would exceed MAX_JOBS_PER_OWNER"
+            )
+        clusters = [jobs for jobs in clusters if jobs]
+        queue.next_cluster += len(clusters)
+        for jobs in clusters:
             queue.jobs.extend(jobs)
-    return jobs
+    return clusters
 
 
 def current_user() -> str:

@@ -24,7 +24,7 @@ from .commands import COMMAND_NAMES, current_user, queue_jobs, remove_job, sched
 from .state import STATE_ENV, Ad, Fault, Schedd, State
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FAULT_KINDS = ("exit", "hang", "garbage")
+FAULT_KINDS = ("exit", "hang", "garbage", "queued-exit", "queued-hang")
 _EXECUTABLE = """#!{python}
 import sys
 sys.path.insert(0, {root!r})
@@ -73,6 +73,10 @@ class CondorEmulator:
     def add_schedd(self, name: str) -> None:
         """Make ``-name <name>`` a known schedd with its own, empty queue."""
         self._state.add_schedd(name)
+
+    def configure(self, schedd: str | None = None, **knobs: object) -> None:
+        """Set schedd configuration the emulator honours, e.g. ``MAX_JOBS_PER_OWNER=4``."""
+        self._state.set_config(schedd, **knobs)
 
     def schedds(self) -> list[str]:
         return self._state.schedd_names()
@@ -190,7 +194,9 @@ class CondorEmulator:
 
         ``exit``: print ``message`` (default: condor-like) on stderr and exit ``exit_code``;
         ``hang``: sleep ``seconds`` (default ``hang_seconds``) then behave normally;
-        ``garbage``: print ``output`` (default: truncated JSON) and exit 0, doing nothing.
+        ``garbage``: print ``output`` (default: truncated JSON) and exit 0, doing nothing;
+        ``queued-exit``: do the work (queue the jobs, print the ids), then print ``message`` and
+        exit ``exit_code``; ``queued-hang``: do the work, print its output, then hang.
         """
         if command not in COMMAND_NAMES or kind not in FAULT_KINDS:
             raise ValueError(f"unknown command {command!r} or kind {kind!r} (kinds: {FAULT_KINDS})")

@@ -43,7 +43,7 @@ class UnknownScheddError(LookupError):
 class Fault:
     """A failure injected into the next call(s) of one command."""
 
-    kind: str  # "exit", "hang" or "garbage"
+    kind: str  # "exit", "hang", "garbage"; "queued-exit"/"queued-hang": do the work, then fail/hang
     count: int = 1
     exit_code: int = 1
     message: str | None = None  # stderr for "exit"; None means a condor-like default
@@ -113,6 +113,16 @@ class State:
             schedd = self.load(name)
             yield schedd
             self._save(schedd)
+
+    def config(self, name: str) -> dict[str, Any]:
+        """The schedd's configuration knobs the emulator honours (``MAX_JOBS_PER_OWNER``)."""
+        data = _read(self._schedd_dir(name) / "config.json", {})
+        return data if isinstance(data, dict) else {}
+
+    def set_config(self, name: str | None, **values: Any) -> None:
+        with self.locked():
+            directory = self._schedd_dir(name or LOCAL_SCHEDD)
+            _write(directory / "config.json", {**self.config(name or LOCAL_SCHEDD), **values})
 
     def _save(self, schedd: Schedd) -> None:
         """History first: a lock-free reader may see a finished job twice, never in neither file

@@ -5,6 +5,12 @@ macros such as ``$(Cluster).$(Process)`` are expanded by ``Submit.expand`` per j
 live macros condor_submit sets (Cluster/ClusterId, Process/ProcId, Step, ItemIndex/Row, Item and
 the queue loop variables). ``Submit.jobs()``/``procs()`` are not implemented in htcondor2, so the
 mapping of submit keys to job attributes below is ours: it covers the keys a pilot factory writes.
+
+Several ``queue`` statements in one file behave as in HTCondor 25.0 (checked against a real
+schedd): each statement queues the jobs of the file *so far*; a new cluster starts only when the
+value of ``executable`` changed since the previous statement; a job ad starts from the previous
+statement's one, so a later empty ``key =`` clears a ``+Attr`` and nothing else; condor_submit
+prints a deprecation warning on stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 import classad2
 import htcondor2
 
-from .ads import GRID_UNIVERSE, JobStatus, from_classad
+from .ads import GRID_UNIVERSE, JobStatus, from_classad, to_classad
 from .state import Ad
 
 UNIVERSES = {"vanilla": 5, "docker": 5, "container": 5, "scheduler": 7, "grid": 9, "java": 10,
@@ -44,40 +50,72 @@ class Context:
     schedd: str
 
 
+MULTI_QUEUE_WARNING = (
+    "\nWarning: Use of multiple queue statements in a single submit file is deprecated.\n"
+    "         This functionality will be removed in the 25.x feature series. To see\n"
+    "         how multiple queue statements can be converted into one visit:\n"
+    "https://htcondor.readthedocs.io/en/latest/auto-redirect.html?category=example&tag=convert-multi-queue-statements\n"
+)
+
+
 def parse(text: str) -> htcondor2.Submit:
-    queues = _count_queue_statements(text)
-    if queues == 0:
+    """The description of a file with exactly one queue statement."""
+    blocks = parse_blocks(text)
+    if len(blocks) > 1:
+        raise SubmitError("parse() takes one queue statement; use parse_blocks()")
+    return blocks[0]
+
+
+def parse_blocks(text: str) -> list[htcondor2.Submit]:
+    """One description per queue statement: the file up to it (earlier queue lines left out)."""
+    lines = text.splitlines()
+    ends = _queue_lines(lines)
+    if not ends:
         raise SubmitError("no queue statement in the submit file")
-    if queues > 1:
-        raise SubmitError("multiple queue statements are not supported (removed in HTCondor 24)")
-    try:
-        return htcondor2.Submit(text)
-    except (ValueError, RuntimeError) as exc:
-        raise SubmitError(f"on Line {_first_bad_line(text)} of submit file: {exc}") from None
+    blocks = []
+    for end in ends:
+        upto = [line for number, line in enumerate(lines[: end + 1]) if number == end or number not in ends]
+        try:
+            blocks.append(htcondor2.Submit("\n".join(upto) + "\n"))
+        except (ValueError, RuntimeError) as exc:
+            raise SubmitError(f"on Line {_first_bad_line(text)} of submit file: {exc}") from None
+    return blocks
 
 
-def job_ads(submit: htcondor2.Submit, context: Context) -> list[Ad]:
-    """One ad per job of the queue statement, ProcId 0..N-1 in cluster ``context.cluster``."""
+def job_ads(
+    submit: htcondor2.Submit, context: Context, first_proc: int = 0, base: Ad | None = None
+) -> list[Ad]:
+    """One ad per job of the queue statement, ProcIds from ``first_proc`` in ``context.cluster``;
+    each ad starts from ``base`` (the previous queue statement's last ad, if any)."""
     procs = _procs(submit)
     ads = []
-    for proc_id, macros in enumerate(procs):
+    for offset, macros in enumerate(procs):
+        proc_id = first_proc + offset
         macros.update(Cluster=str(context.cluster), ClusterId=str(context.cluster),
                       Process=str(proc_id), ProcId=str(proc_id))  # fmt: skip
         for name, value in macros.items():
             submit[name] = value
-        ads.append(_job_ad(submit, context, proc_id, len(procs)))
+        ads.append(_job_ad(submit, context, proc_id, first_proc + len(procs), base))
     return ads
 
 
-def _count_queue_statements(text: str) -> int:
-    count, in_items = 0, False
-    for line in text.splitlines():
+def executable_of(submit: htcondor2.Submit) -> str:
+    """The raw value of ``executable``: a change of it starts a new cluster."""
+    return str(submit.get("executable", ""))
+
+
+def _queue_lines(lines: list[str]) -> list[int]:
+    """Line numbers of the queue statements (an item list in parentheses ends at its ``)``)."""
+    found, in_items = [], False
+    for number, line in enumerate(lines):
         if in_items:
             in_items = ")" not in line
+            if not in_items:
+                found[-1] = number
         elif _QUEUE.match(line):
-            count += 1
+            found.append(number)
             in_items = "(" in line and ")" not in line
-    return count
+    return found
 
 
 def _first_bad_line(text: str) -> int:
@@ -106,10 +144,12 @@ def _procs(submit: htcondor2.Submit) -> list[dict[str, str]]:
     return procs
 
 
-def _job_ad(submit: htcondor2.Submit, context: Context, proc_id: int, total: int) -> Ad:
+def _job_ad(submit: htcondor2.Submit, context: Context, proc_id: int, total: int, base: Ad | None) -> Ad:
     universe = _universe(submit)
     iwd = _absolute(_get(submit, "initialdir") or context.cwd, context.cwd)
     ad = classad2.ClassAd()
+    if base:
+        ad.update(to_classad(base))
     ad.update({
         "ClusterId": context.cluster, "ProcId": proc_id, "JobStatus": int(JobStatus.IDLE),
         "EnteredCurrentStatus": context.now, "QDate": context.now, "Owner": context.owner,
@@ -126,8 +166,12 @@ def _job_ad(submit: htcondor2.Submit, context: Context, proc_id: int, total: int
     _arguments_and_environment(submit, ad)
     _check_grid_and_log(ad, universe)
     for key in submit:
-        if key.lower().startswith("my.") and (value := _get(submit, key)) is not None:
+        if not key.lower().startswith("my."):
+            continue
+        if (value := _get(submit, key)) is not None:
             ad[key[3:]] = _expr(value, f"{key[3:]} = {value}")
+        elif key[3:] in ad:  # an empty +Attr clears what an earlier queue statement set
+            ad[key[3:]] = classad2.ExprTree("undefined")  # condor_q -json: null
     return from_classad(ad)
 
 
@@ -135,7 +179,10 @@ def _get(submit: htcondor2.Submit, key: str) -> str | None:
     """The expanded value of a submit key, None when absent or empty (condor's "not set")."""
     if key not in submit:
         return None
-    return submit.expand(key).strip() or None
+    try:
+        return submit.expand(key).strip() or None
+    except KeyError:  # htcondor2 cannot expand a key set to nothing (``+Attr =``)
+        return None
 
 
 def _universe(submit: htcondor2.Submit) -> int:

@@ -1,0 +1,378 @@
+"""Load on the monitoring webservice: today's path (one transaction per request,
+``serve --no-group-commit``) and group commit, side by side in one run, on SQLite and PostgreSQL.
+
+For each database and path it starts ``autopyfactory-monitor serve`` on 127.0.0.1, registers a
+factory, and measures, per concurrency:
+
+- bulk create: ``PUT /api/jobs`` with 1,000 jobs each (jobs/s, p50/p99 per request);
+- pilot reports: ``POST /api/jobs/<factory>:<cid>`` running then exiting (events/s, p50/p99),
+  while one reader fetches ``GET /api/factories/<factory>`` and the front page (their p50/p99);
+
+then checks that every acknowledged report is in the database (a job event with its state):
+"lost" must be 0. Bounded: each phase stops after ``--seconds`` or ``--max-events``, whichever
+comes first; only 127.0.0.1 is contacted.
+
+    python benchmarks/monitor_load.py                       # both databases, both paths
+    python benchmarks/monitor_load.py --backends sqlite --seconds 5 --concurrency 1,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+
+HOST = "127.0.0.1"
+REQUEST_TIMEOUT = 60.0
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+JOBS_PER_PUT = 1000
+
+
+# --- a minimal keep-alive HTTP/1.1 client (asyncio), cheap enough to leave the CPU to the server ---
+
+
+class Connection:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", kind: str = "", token: str = ""
+    ) -> int:
+        """The status of one request (0: no answer); the body is read and dropped."""
+        try:
+            return await asyncio.wait_for(self._request(method, path, body, kind, token), REQUEST_TIMEOUT)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            return 0
+
+    async def _request(self, method: str, path: str, body: bytes, kind: str, token: str) -> int:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(HOST, self.port)
+        assert self._reader is not None
+        head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
+        head += [f"Content-Type: {kind}"] if kind else []
+        head += [f"Authorization: Bearer {token}"] if token else []
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await self._writer.drain()
+        status = int((await self._reader.readline()).split()[1])
+        length, close = 0, False
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and value.strip().lower() == "close":
+                close = True
+        await self._reader.readexactly(length)
+        if close:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+# --- the service under test ----------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    url: str  # database URL
+    port: int
+    token: str
+    factory: str
+    process: subprocess.Popen[bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def monitor_command(db: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "autopyfactory.monitor_service", "--db", db, *args]
+
+
+@contextmanager
+def service(db: str, serve_options: list[str], log: Path) -> Iterator[Service]:
+    factory = "bench"
+    token = subprocess.run(
+        monitor_command(db, "add-factory", factory), capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+    port = free_port()
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            monitor_command(db, "serve", "--host", HOST, "--port", str(port), *serve_options),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(port, process)
+        yield Service(db, port, token, factory, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def wait_until_up(port: int, process: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the monitor exited with {process.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the monitor did not start")
+
+
+@contextmanager
+def database(backend: str, tmp: Path, admin_url: str) -> Iterator[str]:
+    if backend == "sqlite":
+        yield str(tmp / f"monitor-{uuid.uuid4().hex[:8]}.sqlite")
+        return
+    name = f"apfm_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield str(sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+# --- load ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    concurrency: int
+    seconds: float = 0.0
+    items: int = 0  # jobs created or events acknowledged
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[int, int] = field(default_factory=dict)
+    reads: list[float] = field(default_factory=list)
+
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds else 0.0
+
+    def line(self, backend: str, path: str) -> str:
+        p50, p99 = percentiles(self.latencies)
+        reads = ""
+        if self.reads:
+            r50, r99 = percentiles(self.reads)
+            reads = f"  reads p50/p99 {r50:.0f}/{r99:.0f} ms"
+        errors = " ".join(f"{code or 'none'}x{n}" for code, n in sorted(self.errors.items())) or "0"
+        return (
+            f"{backend:<10} {path:<4} {self.name:<7} c={self.concurrency:<3} {self.rate():>9.0f}/s"
+            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  errors {errors}{reads}"
+        )
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0] * 1000, values[0] * 1000) if values else (0.0, 0.0)
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+class Cids:
+    """Fresh cluster ids, never repeated in one database."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+
+    def take(self, n: int) -> list[str]:
+        cluster = next(self._next)
+        return [f"{cluster}.{proc}" for proc in range(n)]
+
+
+def jobs_body(svc: Service, cids: list[str]) -> bytes:
+    import json
+
+    return json.dumps([{"cid": cid, "label": "BENCH-L", "factory": svc.factory} for cid in cids]).encode()
+
+
+async def bulk_phase(svc: Service, cids: Cids, concurrency: int, seconds: float, max_jobs: int) -> Phase:
+    phase = Phase("create", concurrency)
+    budget = itertools.count()
+    stop = time.monotonic() + seconds
+
+    async def worker() -> None:
+        connection = Connection(svc.port)
+        while time.monotonic() < stop and next(budget) * JOBS_PER_PUT < max_jobs:
+            body = jobs_body(svc, cids.take(JOBS_PER_PUT))
+            started = time.perf_counter()
+            status = await connection.request("PUT", "/api/jobs", body, "application/json", svc.token)
+            phase.latencies.append(time.perf_counter() - started)
+            if status == 200:
+                phase.items += JOBS_PER_PUT
+            else:
+                phase.errors[status] = phase.errors.get(status, 0) + 1
+        connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    phase.seconds = time.perf_counter() - started
+    return phase
+
+
+async def report_phase(
+    svc: Service, cids: Cids, concurrency: int, seconds: float, max_events: int, acked: list[tuple[str, str]]
+) -> Phase:
+    """Each job gets ``running`` then ``exiting`` (2 events); the jobs are created first."""
+    jobs = cids.take(max_events // 2 + 1)
+    setup = Connection(svc.port)
+    for start in range(0, len(jobs), JOBS_PER_PUT):
+        body = jobs_body(svc, jobs[start : start + JOBS_PER_PUT])
+        if await setup.request("PUT", "/api/jobs", body, "application/json", svc.token) != 200:
+            raise RuntimeError("could not create the jobs for the report phase")
+    phase = Phase("report", concurrency)
+    queue = iter(jobs)
+    stop = time.monotonic() + seconds
+    done = asyncio.Event()
+
+    async def worker() -> None:
+        connection = Connection(svc.port)
+        for cid in queue:
+            if time.monotonic() >= stop or phase.items >= max_events:
+                break
+            for form in ({"state": "running"}, {"state": "exiting", "rc": "0"}):
+                body = urlencode(form).encode()
+                started = time.perf_counter()
+                status = await connection.request(
+                    "POST", f"/api/jobs/{svc.factory}:{cid}", body, "application/x-www-form-urlencoded"
+                )
+                phase.latencies.append(time.perf_counter() - started)
+                if status == 200:
+                    phase.items += 1
+                    acked.append((cid, "RUNNING" if form["state"] == "running" else "EXITING"))
+                else:
+                    phase.errors[status] = phase.errors.get(status, 0) + 1
+        connection.close()
+
+    async def reader() -> None:
+        connection = Connection(svc.port)
+        for path in itertools.cycle((f"/api/factories/{svc.factory}", "/")):
+            if done.is_set():
+                break
+            started = time.perf_counter()
+            await connection.request("GET", path)
+            phase.reads.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+        connection.close()
+
+    started = time.perf_counter()
+    read_task = asyncio.create_task(reader())
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    phase.seconds = time.perf_counter() - started
+    done.set()
+    await read_task
+    return phase
+
+
+def lost_events(db: str, factory: str, acked: list[tuple[str, str]]) -> int:
+    """Acknowledged reports without their accepted job event in the database."""
+    url = db if "://" in db else "sqlite:///" + db
+    engine = sa.create_engine(url)
+    query = sa.text(
+        "SELECT j.cid, e.new_state FROM job_events e JOIN jobs j ON j.id = e.job_id"
+        " JOIN factories f ON f.id = j.factory_id WHERE f.name = :f AND e.accepted"
+    )
+    with engine.connect() as connection:
+        stored = {(row.cid, row.new_state) for row in connection.execute(query, {"f": factory})}
+    engine.dispose()
+    return sum(1 for item in acked if item not in stored)
+
+
+async def run_one(backend: str, path: str, db: str, args: argparse.Namespace, log: Path) -> list[str]:
+    options = ["--no-group-commit"] if path == "old" else []
+    if path == "new" and backend == "postgresql" and args.workers > 1:
+        options += ["--workers", str(args.workers)]
+    lines = []
+    acked: list[tuple[str, str]] = []
+    with service(db, options, log) as svc:
+        cids = Cids()
+        for concurrency in args.bulk_concurrency:
+            phase = await bulk_phase(svc, cids, concurrency, args.seconds, args.max_jobs)
+            lines.append(phase.line(backend, path))
+            print(lines[-1], flush=True)
+        for concurrency in args.concurrency:
+            phase = await report_phase(svc, cids, concurrency, args.seconds, args.max_events, acked)
+            lines.append(phase.line(backend, path))
+            print(lines[-1], flush=True)
+    lost = lost_events(db, "bench", acked)
+    lines.append(f"{backend:<10} {path:<4} lost-event check: {len(acked)} acknowledged reports, {lost} lost")
+    print(lines[-1], flush=True)
+    return lines
+
+
+def numbers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--paths", default="old,new", help="old: one transaction per request; new: group commit"
+    )
+    parser.add_argument("--concurrency", type=numbers, default=[1, 16, 64], help="pilot reports [1,16,64]")
+    parser.add_argument("--bulk-concurrency", type=numbers, default=[1, 16], help="bulk creates [1,16]")
+    parser.add_argument("--seconds", type=float, default=10.0, help="longest phase [10]")
+    parser.add_argument("--max-events", type=int, default=30000, help="reports per phase, at most [30000]")
+    parser.add_argument("--max-jobs", type=int, default=300000, help="jobs created per phase, at most")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes, new path on PostgreSQL [2]")
+    parser.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL where a scratch database is made")
+    args = parser.parse_args()
+    args.seconds = min(args.seconds, 120.0)
+    return args
+
+
+async def main() -> int:
+    args = parse_args()
+    lines = [f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"]
+    print(lines[0], flush=True)
+    with tempfile.TemporaryDirectory(prefix="monitor-load-") as tmp:
+        log = Path(tmp) / "monitor.log"
+        for backend in args.backends.split(","):
+            for path in args.paths.split(","):
+                with database(backend, Path(tmp), args.pg_admin) as db:
+                    lines += await run_one(backend, path, db, args, log)
+        if any(" 0 lost" not in line for line in lines if "lost-event" in line):
+            print(log.read_text()[-4000:])
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

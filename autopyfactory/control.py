@@ -29,9 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from autopyfactory.files import atomic_write_text
+from autopyfactory.labels import Label
 from autopyfactory.model import JobStatus, Pilot
 
 CONTROL_FILE = "control.json"
@@ -235,6 +236,13 @@ def drop_removals(controls: Controls, done: Sequence[str]) -> Controls:
 
 def new_removal_id() -> str:
     return secrets.token_hex(4)
+
+
+@runtime_checkable
+class ListsPilots(Protocol):
+    """A backend whose census lists only some pilots, and that can list all of them on demand."""
+
+    def all_pilots(self, labels: Sequence[Label]) -> dict[str, tuple[Pilot, ...] | None]: ...
 
 
 # --- what the cycle does with removals (pure) -----------------------------------------------

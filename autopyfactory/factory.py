@@ -24,6 +24,7 @@ from autopyfactory.control import (
     Controls,
     ControlStore,
     LabelView,
+    ListsPilots,
     drop_removals,
     plan_removals,
 )
@@ -269,15 +270,13 @@ class Factory:
         """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
         if self._controls is None or not controls.removals or self._dry_run:
             return []
-        views = [
-            LabelView(
-                label.name,
-                label.pq,
-                label.ce.endpoint,
-                None if census.supply.get(label.name) is None else census.pilots.get(label.name, ()),
-            )
+        wanted = [
+            label
             for label in labels
+            if any(r.matches(label.name, label.pq, label.ce.endpoint) for r in controls.removals)
         ]
+        known = self._all_pilots(wanted, census)
+        views = [LabelView(label.name, label.pq, label.ce.endpoint, known[label.name]) for label in wanted]
         removals = plan_removals(controls.removals, views)
         notes = list(removals.notes)
         by_name = {label.name: label for label in labels}
@@ -294,6 +293,24 @@ class Factory:
         except (ControlError, OSError) as exc:  # the pilots are gone; a repeat would find none
             log.error("could not mark removal requests done: %s", exc)
         return notes
+
+    def _all_pilots(self, labels: Sequence[Label], census: Census) -> dict[str, tuple[Pilot, ...] | None]:
+        """Every pilot of these labels: asked again from a backend whose census lists only some."""
+        found: dict[str, tuple[Pilot, ...] | None] = {}
+        for name, backend in self._backends.items():
+            members = [label for label in labels if label.batch == name]
+            if members and isinstance(backend, ListsPilots):
+                found.update(backend.all_pilots(members))
+            else:
+                found.update(
+                    {
+                        label.name: None
+                        if census.supply.get(label.name) is None
+                        else census.pilots.get(label.name, ())
+                        for label in members
+                    }
+                )
+        return {label.name: found.get(label.name) for label in labels}
 
     def _labels(self, problems: list[Problem]) -> LabelSet:
         """Labels from the current schedconfig; rebuilt only when schedconfig changed."""

@@ -36,6 +36,20 @@ class CondorBackend:
         """All of this factory's pilots in one schedd (raises BatchError)."""
         return query_pilots(schedd, self._factory_id, self._timeout)
 
+    def all_pilots(self, labels: Sequence[Label]) -> dict[str, tuple[Pilot, ...] | None]:
+        """Every pilot of each label (the census keeps only those housekeeping needs); None for
+        the labels of a schedd that did not answer. One ``condor_q`` per schedd."""
+        found: dict[str, tuple[Pilot, ...] | None] = {}
+        for schedd, members in self._by_schedd(labels).items():
+            try:
+                pilots = self.pilots(schedd)
+            except BatchError:
+                found.update(dict.fromkeys((label.name for label in members), None))
+                continue
+            for label in members:
+                found[label.name] = tuple(p for p in pilots if p.label == label.name)
+        return found
+
     def census(self, labels: Sequence[Label]) -> Census:
         """One ``condor_q`` per schedd, counted in one pass (see status.read_census)."""
         supply: dict[str, Supply | None] = {}

@@ -133,7 +133,37 @@ def log_links(url: str, created_at: datetime, label: str, cid: str) -> list[tupl
 
 def chart(activity: Activity, frame: Frame | None = None) -> Markup:
     """The activity chart, already escaped (see :func:`charts.activity_svg`)."""
-    return Markup(activity_svg(activity.series(), frame=frame))  # noqa: S704 - every text in it is escaped
+    span = span_text(activity.bin_minutes * len(activity.created))
+    return Markup(activity_svg(activity.series(), span, frame=frame))  # noqa: S704 - every text in it is escaped
+
+
+#: The chart ranges the factory, label and PQ pages link (``?hours=``).
+RANGES = ((6, "6 h"), (24, "24 h"), (168, "7 d"))
+
+
+def span_text(minutes: int) -> str:
+    """``45 min``, ``6 h``, ``7 d``: the length of a chart's window."""
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60 or minutes % (24 * 60):
+        return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes / 60:.1f} h"
+    return f"{minutes // (24 * 60)} d"
+
+
+def ranges(hours: int) -> list[dict[str, Any]]:
+    """The range links of a page shown over ``hours``."""
+    return [{"hours": h, "text": text, "current": h == hours} for h, text in RANGES]
+
+
+def chart_context(activity: Activity, hours: int) -> dict[str, Any]:
+    """What the templates' chart block shows: the chart, its window, the range links."""
+    shown = activity.bin_minutes * len(activity.created)
+    return {
+        "chart": chart(activity, WIDE),
+        "span": span_text(shown),
+        "young": shown < hours * 60,
+        "ranges": ranges(hours),
+    }
 
 
 def label_row(label: LabelOut, now: datetime) -> dict[str, Any]:
@@ -168,12 +198,11 @@ def factory_view(svc: Services, fid: str, hours: int = 24) -> Page:
         "f": detail,
         "age": ago(detail.last_seen, now),
         "labels": labels,
-        "chart": chart(svc.queries.factory_activity(fid), WIDE),
+        **chart_context(svc.queries.factory_activity(fid, hours), hours),
     }
     api = f"/api/factories/{quote(fid)}"
-    return Page(
-        "factory.html", context, {"factory": api, "labels": api + "/labels", "activity": api + "/activity"}
-    )
+    twins = {"factory": api, "labels": api + "/labels", "activity": f"{api}/activity?hours={hours}"}
+    return Page("factory.html", context, twins)
 
 
 def label_view(svc: Services, fid: str, name: str, hours: int = 24) -> Page:
@@ -191,14 +220,14 @@ def label_view(svc: Services, fid: str, name: str, hours: int = 24) -> Page:
         "messages": messages,
         "jobs": [job_row(job, url) for job in jobs.jobs],
         "total": jobs.total,
-        "chart": chart(svc.queries.label_activity(fid, name), WIDE),
+        **chart_context(svc.queries.label_activity(fid, name, hours), hours),
     }
     api = f"/api/labels/{quote(fid)}:{quote(name)}"
     twins = {
         "label": api,
         "jobs": api + "/jobs",
         "outcomes": api + "/outcomes",
-        "activity": api + "/activity",
+        "activity": f"{api}/activity?hours={hours}",
     }
     return Page("label.html", context, twins)
 
@@ -219,10 +248,10 @@ def pq_view(svc: Services, pq: str, hours: int = 24) -> Page:
         "title": f"PanDA queue {pq}",
         "pq": detail,
         "labels": [label_row(label, now) for label in detail.labels],
-        "chart": chart(svc.queries.pq_activity(pq), WIDE),
+        **chart_context(svc.queries.pq_activity(pq, hours), hours),
     }
     api = f"/api/pqs/{quote(pq)}"
-    return Page("pq.html", context, {"pq": api, "activity": api + "/activity"})
+    return Page("pq.html", context, {"pq": api, "activity": f"{api}/activity?hours={hours}"})
 
 
 def report_view(svc: Services, hours: int, min_created: int, min_percent: float) -> Page:

@@ -98,10 +98,37 @@ def test_activity_svg_is_escaped_and_scaled() -> None:
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert "&lt;24 h&gt;" in svg and "<24 h>" not in svg
     assert "created 6, running 0, done 0, fault 1 in &lt;24 h&gt;" in svg
-    assert svg.count("<polyline") == 4
+    assert svg.count("<polyline") == 1  # created; running and done are zero throughout
+    assert '<g class="series-fault" fill="#d62728"><rect ' in svg and svg.count("<rect ") == 1
     frame = Frame(width=20, height=30, left=0, right=0, top=0, bottom=10)
     assert points([0, 2, 4], 4, frame) == "0.0,20.0 10.0,10.0 20.0,0.0"
     assert points([0, 0], 0, frame) == "0.0,20.0 20.0,20.0"
+
+
+def test_zero_faults_draw_nothing_red() -> None:
+    quiet = activity_svg({"created": [3, 4, 2], "running": [1, 2, 2], "done": [0, 1, 0], "fault": [0, 0, 0]})
+    assert "series-fault" not in quiet and "#d62728" not in quiet
+    assert quiet.count("<polyline") == 3
+    some = activity_svg({"created": [3, 4, 2], "fault": [0, 2, 0]})
+    assert some.count("<rect ") == 1 and "<title>fault 2</title>" in some
+
+
+def test_chart_windows_fit_the_range_and_a_young_factory() -> None:
+    from autopyfactory.monitor_service.queries import Window, bin_for
+
+    assert [bin_for(timedelta(hours=h)) for h in (6, 24, 168)] == [
+        timedelta(minutes=5),
+        timedelta(minutes=10),
+        timedelta(hours=1),
+    ]
+    day = Window.last(T0, timedelta(hours=24))
+    assert (day.start, day.width, day.bins) == (T0 - timedelta(hours=24), timedelta(minutes=10), 144)
+    young = Window.last(T0, timedelta(hours=24), born=T0 - timedelta(hours=2))
+    assert (young.start, young.width, young.bins) == (T0 - timedelta(hours=2), timedelta(minutes=5), 24)
+    newborn = Window.last(T0, timedelta(days=7), born=T0 - timedelta(minutes=3))
+    assert (newborn.width, newborn.bins) == (timedelta(minutes=5), 12)  # at least an hour
+    spans = [pages.span_text(m) for m in (45, 360, 1440, 10080, 1490)]
+    assert spans == ["45 min", "6 h", "24 h", "7 d", "24.8 h"]
 
 
 def test_like_escapes_wildcards() -> None:
@@ -298,10 +325,25 @@ def test_pages_escape_what_factories_send(data: Dataset) -> None:
 
 def test_label_page(data: Dataset) -> None:
     html = get(data, f"/factory/CERN-apf01/{UCORE}")
+    assert html.index('id="jobs"') < html.index('id="messages"')  # the pilots before the history
     assert "12 pilots submitted: 812 activated, 3 pending, 10 running, MaxPending 15" in html
     assert 'href="/job/CERN-apf01:1023.0"' in html
     assert f'href="http://CERN-apf01.example.org/logs/2025-03-02/{UCORE}/1023.0.err"' in html
     assert '<td class="num" id="miss">22</td>' in html
+
+
+def test_chart_range_links(data: Dataset) -> None:
+    six = get(data, "/factory/CERN-apf01?hours=6")
+    assert "Activity, last 6 h</h2>" in six and "<strong>6 h</strong>" in six
+    assert 'href="/factory/CERN-apf01?hours=24"' in six and 'href="/factory/CERN-apf01?hours=168"' in six
+    assert 'href="/api/factories/CERN-apf01/activity?hours=6"' in six
+    week = get(data, "/factory/CERN-apf01?hours=168")
+    assert "<strong>7 d</strong>" in week and "(all there is so far)" in week  # about a day old
+    label = get(data, f"/factory/CERN-apf01/{UCORE}?hours=6")
+    assert f'href="/factory/CERN-apf01/{UCORE}?hours=168"' in label
+    assert 'href="/pq/CERN-PROD_UCORE?hours=6"' in get(data, "/pq/CERN-PROD_UCORE?hours=24")
+    twin = requests.get(data.monitor.url + "/api/factories/CERN-apf01/activity?hours=6", timeout=10).json()
+    assert (twin["bin_minutes"], len(twin["created"])) == (5, 72)
 
 
 def test_job_and_pq_and_report_pages(data: Dataset) -> None:

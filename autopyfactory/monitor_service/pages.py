@@ -189,15 +189,53 @@ def index_view(svc: Services) -> Page:
     return Page("index.html", {"title": "Factories", "rows": rows}, {"factories": "/api/overview"})
 
 
-def factory_view(svc: Services, fid: str, hours: int = 24) -> Page:
+#: How the factory page can order its labels (``?sort=``); ``worst`` first is the default.
+Sort = Literal["worst", "name", "pq", "ce", "faults", "running", "message"]
+_HEALTH_RANK = {"error": 0, "warning": 1, "ok": 2}
+
+
+def sort_labels(rows: list[dict[str, Any]], how: Sort) -> list[dict[str, Any]]:
+    """Label rows in the order ``how``; ``worst``: stale or missing messages (error), then old
+    ones (warning), then most faults, then by name."""
+    keys: dict[str, Any] = {
+        "worst": lambda r: (_HEALTH_RANK[r["health"]], -r["label"].counts.FAULT, r["label"].name),
+        "name": lambda r: r["label"].name,
+        "pq": lambda r: (r["label"].batchqueue, r["label"].name),
+        "ce": lambda r: (r["label"].resource, r["label"].name),
+        "faults": lambda r: (-r["label"].counts.FAULT, r["label"].name),
+        "running": lambda r: (-r["label"].counts.RUNNING, r["label"].name),
+        "message": lambda r: (r["label"].last_message_at is not None, r["label"].last_message_at or 0),
+    }
+    return sorted(rows, key=keys[how])
+
+
+def filter_labels(rows: list[dict[str, Any]], text: str, health: str) -> list[dict[str, Any]]:
+    """Rows whose label, PQ or CE contains ``text`` (any case) and whose health is ``health``."""
+    needle = text.strip().lower()
+
+    def keep(row: dict[str, Any]) -> bool:
+        label = row["label"]
+        haystack = f"{label.name} {label.batchqueue} {label.resource} {label.localqueue}".lower()
+        return needle in haystack and (not health or row["health"] == health)
+
+    return [row for row in rows if keep(row)]
+
+
+def factory_view(
+    svc: Services, fid: str, hours: int = 24, sort: Sort = "worst", q: str = "", health: str = ""
+) -> Page:
     now = svc.settings.clock()
     detail = svc.queries.factory(fid, hours)
-    labels = [label_row(label, now) for label in svc.queries.labels(fid, hours)]
+    every = [label_row(label, now) for label in svc.queries.labels(fid, hours)]
+    labels = sort_labels(filter_labels(every, q, health), sort)
     context = {
         "title": f"Factory {fid}",
         "f": detail,
         "age": ago(detail.last_seen, now),
         "labels": labels,
+        "all_labels": len(every),
+        "sort": sort,
+        "filter": {"q": q, "health": health, "hours": hours},
         **chart_context(svc.queries.factory_activity(fid, hours), hours),
     }
     api = f"/api/factories/{quote(fid)}"
@@ -314,8 +352,15 @@ def index(svc: ServicesDep) -> HTMLResponse:
 
 
 @router.get("/factory/{fid}")
-def factory(fid: str, svc: ServicesDep, hours: Hours = 24) -> HTMLResponse:
-    return show(svc, factory_view, fid, hours)
+def factory(
+    fid: str,
+    svc: ServicesDep,
+    hours: Hours = 24,
+    sort: Sort = "worst",
+    q: Annotated[str, Query(max_length=128)] = "",
+    health: Literal["", "ok", "warning", "error"] = "",
+) -> HTMLResponse:
+    return show(svc, factory_view, fid, hours, sort, q, health)
 
 
 @router.get("/factory/{fid}/{label}")

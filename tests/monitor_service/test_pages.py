@@ -147,8 +147,10 @@ class Dataset:
 
 
 def _labels(client: FactoryClient, pq_of: dict[str, str]) -> None:
+    """Each label with its PQ and the CE its name says (``<PQ>-<CE host>-<queue>``)."""
     for name, pq in pq_of.items():
-        assert client.labels(name, pq=pq).status_code == 200
+        host = name.removeprefix(f"{pq}-").rsplit("-", 1)[0]
+        assert client.labels(name, pq=pq, resource=f"{host}:9619").status_code == 200
 
 
 def _hour(client: FactoryClient, label: str, cluster: int, hour: int, faulty: bool) -> None:
@@ -164,6 +166,12 @@ def _hour(client: FactoryClient, label: str, cluster: int, hour: int, faulty: bo
                 client.pilot(f"{old}.{i}", state="fault")
             else:
                 client.pilot(f"{old}.{i}", state="exiting", rc=rc)
+
+
+def cycle_message(label: str, pq: str, submitted: int) -> str:
+    """MESSAGE as the factory writes it for ``label`` of ``pq`` (the pages show it as it is)."""
+    head = MESSAGE.replace("NDGF-T1-arc01.ndgf.org-atlas pq=NDGF-T1", f"{label} pq={pq}")
+    return head.replace("submitted=12", f"submitted={submitted}")
 
 
 def fill(monitor: Monitor, http: requests.Session) -> Dataset:
@@ -190,14 +198,14 @@ def fill(monitor: Monitor, http: requests.Session) -> Dataset:
         monitor.services.expiry.run()
         monitor.clock.advance(timedelta(hours=1))
     bnl.heartbeat()
-    bnl.message(BNL, MESSAGE.replace("submitted=12", "submitted=11"))
+    bnl.message(BNL, cycle_message(BNL, "BNL_PROD", 11))
     bnl.message(BNL_UCORE, "just a note from an older factory")
     monitor.clock.advance(timedelta(minutes=25))
-    cern.message(MCORE, MESSAGE.replace("NDGF-T1", "CERN-PROD_MCORE"))
+    cern.message(MCORE, cycle_message(MCORE, "CERN-PROD_MCORE", 12))
     monitor.clock.advance(timedelta(minutes=15))
     cern.heartbeat()
     for n in (3, 7, 12):
-        cern.message(UCORE, MESSAGE.replace("submitted=12", f"submitted={n}"))
+        cern.message(UCORE, cycle_message(UCORE, "CERN-PROD_UCORE", n))
     monitor.clock.advance(timedelta(minutes=2))
     return Dataset(monitor, cern, bnl, stale)
 
@@ -344,6 +352,31 @@ def test_chart_range_links(data: Dataset) -> None:
     assert 'href="/pq/CERN-PROD_UCORE?hours=6"' in get(data, "/pq/CERN-PROD_UCORE?hours=24")
     twin = requests.get(data.monitor.url + "/api/factories/CERN-apf01/activity?hours=6", timeout=10).json()
     assert (twin["bin_minutes"], len(twin["created"])) == (5, 72)
+
+
+def test_factory_page_sorts_and_filters_labels_worst_first(data: Dataset) -> None:
+    html = get(data, "/factory/CERN-apf01")
+    assert html.index(f'data-label="{MCORE}"') < html.index(f'data-label="{UCORE}"')  # warning first
+    assert '<span class="muted" id="shown">2 of 2 labels, <strong>worst first ▾</strong>' in html
+    assert 'href="/factory/CERN-apf01?hours=24&amp;q=&amp;health=&amp;sort=name"' in html
+    one = get(data, "/factory/CERN-apf01?q=prod_ucore")
+    assert f'data-label="{UCORE}"' in one and f'data-label="{MCORE}"' not in one and ">1 of 2 labels" in one
+    warning = get(data, "/factory/CERN-apf01?health=warning&sort=name")
+    assert f'data-label="{MCORE}"' in warning and f'data-label="{UCORE}"' not in warning
+    assert "<strong>label ▾</strong>" in warning
+    get(data, "/factory/CERN-apf01?sort=nonsense", status=422)
+
+
+def test_worst_first_order() -> None:
+    from types import SimpleNamespace
+
+    def row(name: str, health: str, faults: int) -> dict[str, object]:
+        counts = SimpleNamespace(FAULT=faults, RUNNING=0)
+        return {"label": SimpleNamespace(name=name, counts=counts), "health": health}
+
+    rows = [row("a", "ok", 9), row("b", "error", 0), row("c", "warning", 1), row("d", "ok", 50)]
+    rows.append(row("e", "error", 3))
+    assert [r["label"].name for r in pages.sort_labels(rows, "worst")] == ["e", "b", "c", "d", "a"]
 
 
 def test_job_and_pq_and_report_pages(data: Dataset) -> None:

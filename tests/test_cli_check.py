@@ -259,7 +259,8 @@ def test_check_reports_label_names_that_collide(tmp_path: Path) -> None:
     path.write_text(json.dumps(dump))
     config_path, _ = example_with(tmp_path, "[CERN]", "\n[TEST-SITE]\n")
     result = run("check", "-c", config_path, "--schedconfig", path)
-    assert "[TEST-SITE-ce01.test.example-a_b]" in result.stdout
+    kept = "\nTEST-SITE-ce01.test.example-a_b  PQ=TEST-SITE HTCONDOR-CE ce01.test.example:9619 queue=a:b "
+    assert kept in result.stdout  # the one label that kept the name
     assert (
         "error: [TEST-SITE] label 'TEST-SITE-ce01.test.example-a_b' (CE ce01.test.example:9619 queue a b)"
         " skipped: the name is already used by [TEST-SITE]" in result.stdout

@@ -287,7 +287,8 @@ def test_status_and_metrics_while_running(tmp_path, stand, condor, daemons):
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
     assert lines[0].startswith("factory e2e-factory (autopyfactory ")
-    header = lines[1].split()
+    assert lines[1].startswith("PanDA: activated counts from an answer ")
+    header = lines[2].split()
     assert header[:5] == ["label", "PQ", "CE", "status", "PQ-activated"]
     row = next(line for line in lines if line.startswith("NDGF-T1-arc01.ndgf.org-atlas"))
     assert row.split()[1:5] == ["NDGF-T1", "arc01.ndgf.org:2811", "online", "7"]

@@ -96,6 +96,9 @@ def limiting_steps(tail: str) -> list[str]:
         if match is None or int(match[4]) >= int(match[2]):
             continue
         plugin, reason = match[1], message_fields(match[3])
+        if plugin == "Disabled":  # autopyfactory queue disable: the operator's reason says why
+            found.append(f"disabled by the operator: {match[3].rsplit(': ', 1)[-1].strip()}")
+            continue
         found.append(f"{plugin} {reason['max']}" if "max" in reason else f"{plugin} {match[2]} → {match[4]}")
     return found
 

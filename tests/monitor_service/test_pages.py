@@ -68,6 +68,16 @@ def test_humanise_parses_defensively(text: str, human: str | None) -> None:
     assert pages.humanise(text) == human
 
 
+def test_a_disabled_queue_shows_the_operators_reason() -> None:
+    text = (
+        "L pq=P activated=50 share=25 idle=0 running=0 held=0 decision=0 submitted=0 | Classic: in=0 "
+        "activated=25 pending=0 nqueue=5 -> 5; Disabled: in=5 PQ P disabled by root since "
+        "2026-11-30 11:58 UTC until 2026-11-30 18:00 UTC: CE upgrade -> 0"
+    )
+    human = pages.humanise(text)
+    assert human == "0 pilots submitted: 50 activated, 0 pending, disabled by the operator: CE upgrade"
+
+
 def test_ages_and_health_of_messages() -> None:
     now = T0
     assert pages.ago(None, now) == "never"

@@ -29,10 +29,13 @@ copies as a regular file into wheels and installs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from setuptools import Command, find_packages, setup
+from setuptools.command.bdist_rpm import bdist_rpm as _bdist_rpm
 from setuptools.errors import OptionError
 
 
@@ -47,8 +50,9 @@ def read_version() -> str:
 # Host files of the RPM: (source in this tree, absolute destination, mode). Destinations under
 # /etc are configuration (%config(noreplace), see packaging/rpm_files.py).
 SYSTEM_FILES: list[tuple[str, str, int]] = [
-    ("etc/factory.conf.example", "/etc/autopyfactory/factory.conf", 0o644),
-    ("etc/sysconfig/autopyfactory", "/etc/sysconfig/autopyfactory", 0o644),
+    # may hold tokens and database passwords: 0640 root:autopyfactory (packaging/rpm_files.py)
+    ("etc/factory.conf.example", "/etc/autopyfactory/factory.conf", 0o640),
+    ("etc/sysconfig/autopyfactory", "/etc/sysconfig/autopyfactory", 0o640),
     ("etc/cron.d/autopyfactory", "/etc/cron.d/autopyfactory", 0o644),
     ("etc/logrotate/autopyfactory", "/etc/logrotate.d/autopyfactory", 0o644),
     ("etc/systemd/autopyfactory.service", "/usr/lib/systemd/system/autopyfactory.service", 0o644),
@@ -110,6 +114,57 @@ class install_system_files(Command):  # distutils command names are lower case
                 f.writelines(path + "\n" for path in installed)
 
 
+INSTALL_REQUIRES = [
+    "htcondor>=24.0",
+    "requests>=2.31",
+    "urllib3>=2.0",
+    "python-daemon>=3.0",
+    "cryptography>=42",
+    "prometheus-client>=0.20",
+]
+
+#: What the factory runs besides Python: condor_submit/condor_q (HTCondor) and the wrapper's curl.
+RPM_SYSTEM_REQUIRES = ["condor", "curl"]
+
+RPM_DESCRIPTION = """\
+autopyfactory submits PanDA pilots through HTCondor (or as local processes) as PanDA queues need
+them: it reads factory.conf and the CRIC schedconfig, asks PanDA for activated jobs and HTCondor
+for its pilots, decides per queue how many pilots to submit, and reports to an optional
+monitoring webservice (autopyfactory-monitor). See /usr/share/doc/autopyfactory/README.md."""
+
+
+def rpm_requires(python_version: str) -> list[str]:
+    """The RPM's Requires: each Python dependency as the ``pythonX.Ydist(name)`` that EL/Fedora
+    Python packages provide for the interpreter the RPM is built for (on EL9 with Python 3.11:
+    python3.11-requests etc.), then HTCondor and curl."""
+    requires = []
+    for requirement in INSTALL_REQUIRES:
+        name, op, version = re.match(r"([A-Za-z0-9_.-]+)\s*(>=|==)?\s*(\S*)", requirement).groups()
+        dist = f"python{python_version}dist({re.sub(r'[-_.]+', '-', name).lower()})"
+        requires.append(f"{dist} {op} {version}" if op else dist)
+    return [*requires, *RPM_SYSTEM_REQUIRES]
+
+
+class bdist_rpm(_bdist_rpm):  # distutils command names are lower case
+    """bdist_rpm with real Requires for the target interpreter and a short %description."""
+
+    def finalize_package_data(self) -> None:
+        super().finalize_package_data()
+        version = subprocess.run(
+            [self.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        self.requires = [*(self.requires or []), *rpm_requires(version)]
+
+    def _make_spec_file(self) -> list[str]:
+        spec = super()._make_spec_file()
+        at = spec.index("%description")
+        spec[at + 1] = RPM_DESCRIPTION  # not the whole README
+        # %doc files in /usr/share/doc/autopyfactory/ (EL's layout; the unit's Documentation=),
+        # also where rpm's own default would add the version
+        return ["%define _docdir_fmt %%{NAME}", *spec]
+
+
 MONITOR = [
     "fastapi>=0.110",
     "sqlalchemy>=2.0",
@@ -157,14 +212,7 @@ setup(
     },
     exclude_package_data={"autopyfactory": ["*.pyc", "*.pyo", "*/__pycache__/*"]},
     include_package_data=True,
-    install_requires=[
-        "htcondor>=24.0",
-        "requests>=2.31",
-        "urllib3>=2.0",
-        "python-daemon>=3.0",
-        "cryptography>=42",
-        "prometheus-client>=0.20",
-    ],
+    install_requires=INSTALL_REQUIRES,
     extras_require={"monitor": MONITOR, "test": TEST},
     entry_points={
         "console_scripts": [
@@ -173,5 +221,5 @@ setup(
         ]
     },
     scripts=[],
-    cmdclass={"install_system_files": install_system_files},
+    cmdclass={"install_system_files": install_system_files, "bdist_rpm": bdist_rpm},
 )

@@ -29,16 +29,18 @@ from autopyfactory import (
     preflight,
     status_check,
 )
+from autopyfactory.cli_common import add_config_option
 from autopyfactory.config_schema import Scope
 from autopyfactory.credentials import voms_actimeleft
 from autopyfactory.demo_arguments import add_demo_arguments
 from autopyfactory.http import make_session
 from autopyfactory.labels import POLICY_FIELDS, Label, build_labels
-from autopyfactory.model import Demand, QueueStatus, Supply
-from autopyfactory.policy import PolicySettings, Situation, decide
+from autopyfactory.model import Decision, Demand, QueueStatus, Supply
+from autopyfactory.policy import GroupCap, PolicySettings, Situation, apply_group_caps, decide
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
 from autopyfactory.service import RunOptions, Service, install_signal_handlers
 from autopyfactory.systemd import Notifier
+from autopyfactory.text import plural
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 NOT_GIVEN = -1  # default of simulate --pending (argparse does not run type= on non-string defaults)
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the go-live gate: configuration, schedconfig, credentials, wrapper, placeholders;"
         " one line per label (-v: every setting and where it came from)",
     )
-    check.add_argument("-c", "--config", required=True, help="factory.conf")
+    add_config_option(check)
     check.add_argument("--schedconfig", help="use this dump (URL or path) instead of the configured one")
     check.add_argument(
         "--online", action="store_true", help="also ask PanDA, schedconfig and the monitor (token accepted?)"
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=run_check)
 
     run = commands.add_parser("run", help="run the factory: poll PanDA and HTCondor, submit pilots")
-    run.add_argument("-c", "--config", required=True, help="factory.conf")
+    add_config_option(run)
     how_long = run.add_mutually_exclusive_group()
     how_long.add_argument("--once", action="store_true", help="run one cycle and exit")
     how_long.add_argument("--cycles", type=_positive, help="run this many cycles and exit")
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="show each label's last cycle, as the running factory wrote it"
     )
-    status.add_argument("-c", "--config", required=True, help="factory.conf")
+    add_config_option(status)
     status_check.add_arguments(status)
     status.set_defaults(handler=status_check.run_status)
 
@@ -149,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("mon-stale", "cron: flag pilots idle or running too long at the monitor (staleRemove: condor_rm)"),
     ):
         helper = commands.add_parser(name, help=text)
-        helper.add_argument("-c", "--config", required=True, help="factory.conf")
+        add_config_option(helper)
         helper.set_defaults(handler=pilot_reports.run_command)
     return parser
 
@@ -354,11 +356,6 @@ def check_config_only(loaded: config.FactoryConfig) -> int:
     return EXIT_OK
 
 
-def plural(n: int, noun: str) -> str:
-    """``1 pilot``, ``2 pilots``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def print_label(label: Label) -> None:
     r = label.resources
     print(
@@ -369,11 +366,28 @@ def print_label(label: Label) -> None:
         f"  effective resources: corecount={r.corecount} maxrss={r.maxrss} MB maxtime={r.maxtime} s"
         f" (after the CE's own limit) maxwdir={r.maxwdir} MB"
     )
+    print_demand(label)
     width = max(len(key) for key in label.settings)
     for key, setting in sorted(label.settings.items(), key=lambda item: item[0].lower()):
         shown = preflight.show(setting.value)
         where = "" if setting.origin == "built-in" else f"  ({setting.origin})"
         print(f"  {key:<{width}}  {setting.source.value:<13}  {shown}{where}")
+
+
+def print_demand(label: Label) -> None:
+    """Which PanDA jobs count for the label, and the PQ's CRIC caps (issue 12)."""
+    rt = label.resource_type or "any (counts every job)"
+    sized = " (sized for it)" if label.resource_type else ""
+    jobs = ", ".join(label.job_labels) or "any"
+    print(f"  demand: resource type {rt}{sized}, job labels {jobs}")
+    limits = label.limits
+    caps = [f"resource_type_limits.{t}={n}" for t, n in sorted(limits.resource_type_limits.items())]
+    if limits.max_new_per_cycle is not None:
+        caps.append(f"maxNewWorkersPerCycle={limits.max_new_per_cycle}")
+    if limits.queue_limit is not None:
+        caps.append(f"nQueueLimitWorker={limits.queue_limit}")
+    if caps:
+        print(f"  CRIC caps of the PQ: {' '.join(caps)}")
 
 
 # --- simulate --------------------------------------------------------------------------------
@@ -424,6 +438,20 @@ def _add_simulate_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a queue policy key, e.g. sched.maxpending.maximum=25 (repeatable)",
     )
+    p.add_argument(
+        "--resource-type",
+        type=str.upper,
+        choices=config_schema.RESOURCE_TYPE_NAMES,
+        default=None,
+        help="the label's resource type; with --type-limit its CRIC resource_type_limits cap applies",
+    )
+    p.add_argument("--type-limit", type=_non_negative, default=None, help="CRIC resource_type_limits.<TYPE>")
+    p.add_argument(
+        "--type-pilots",
+        type=_count_or_unknown,
+        default=0,
+        help="pilots of that type at the PQ ('unknown' allowed)",
+    )
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
 
 
@@ -434,15 +462,29 @@ def run_simulate(args: argparse.Namespace) -> int:
         situation = Situation(status, _demand(args), _supply(args), args.cycle)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    decision = decide(policy, situation)
+    decision = _type_limit(args, decide(policy, situation))
     if args.json:
         steps = [{"plugin": s.plugin, "in": s.inp, "out": s.out, "reason": s.reason} for s in decision.steps]
         print(json.dumps({"n": decision.n, "steps": steps}))
     else:
         for step in decision.steps:
             print(step.render())
-        print(f"=> {decision.n} pilots")
+        print(f"=> {plural(decision.n, 'pilot')}")
     return EXIT_OK
+
+
+def _type_limit(args: argparse.Namespace, decision: Decision) -> Decision:
+    """The CRIC per-type cap, as the factory applies it to the PQ's labels of that type."""
+    if args.type_limit is None:
+        return decision
+    if args.resource_type is None:
+        raise UsageError("--type-limit needs --resource-type")
+    pilots = args.type_pilots
+    capacity = None if pilots is None else args.type_limit - pilots
+    why = f"{args.resource_type} limit={args.type_limit} pilots={'unknown' if pilots is None else pilots}"
+    return apply_group_caps(
+        {"label": decision}, [GroupCap("ResourceTypeLimit", ("label",), capacity, why)], 0
+    )["label"]
 
 
 def _demand(args: argparse.Namespace) -> Demand | None:

@@ -146,6 +146,22 @@ def _panda_url(text: str) -> str:
 
 
 PANDA_URL = Kind("URL", _panda_url)
+
+#: PanDA's resource types (its resource_types table); the sizing rules are in labels.py.
+RESOURCE_TYPE_NAMES = ("SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM")
+
+
+def _resource_types(text: str) -> tuple[str, ...]:
+    names = tuple(name.upper() for name in _parse_list(text))
+    if names == ("AUTO",):
+        return ("auto",)
+    unknown = [name for name in names if name not in RESOURCE_TYPE_NAMES]
+    if unknown:
+        raise ValueError(f"expected auto or some of {', '.join(RESOURCE_TYPE_NAMES)}; got {unknown[0]!r}")
+    return tuple(dict.fromkeys(names))
+
+
+RESOURCE_TYPES = Kind("auto, or a list of resource types", _resource_types)
 INT_SET = Kind("comma-separated whole numbers", _parse_int_list)
 IDENT = Kind("identifier", _identifier)
 PLUGIN_LIST = Kind("comma-separated plugin names", _plugins)
@@ -400,6 +416,23 @@ OPTIONS: tuple[Option, ...] = (
         "Extra pilot environment, space-separated NAME=value pairs.",
         schedconfig="environ",
     ),
+    # ---- queues: demand per resource type and job label (issue 12) ----
+    Option(
+        "resourceTypes",
+        RESOURCE_TYPES,
+        (),
+        "Empty: one label per CE counting every job. auto: a unified queue (CRIC type unified or "
+        "capability ucore) gets one label per CE and resource type it can run, others one as if empty. "
+        "A list (SCORE, MCORE, SCORE_HIMEM, MCORE_HIMEM): one label per CE and listed type. A typed "
+        "label counts only its type's jobs and is sized for it (README: Demand per resource type).",
+    ),
+    Option(
+        "demandJobLabels",
+        LIST,
+        (),
+        "PanDA job labels (prodSourceLabel: managed, user, ...) whose jobs count as demand; empty = "
+        "user for an analysis queue, managed for pilotType PR, else every label.",
+    ),
     # ---- queues: policy ----
     Option(
         "schedplugin",
@@ -472,7 +505,7 @@ OPTIONS: tuple[Option, ...] = (
         STR,
         "-s %(siteid)s -h %(pq)s -p %(port)s -w %(pandaserver)s -u managed",
         "Wrapper arguments; %(...)s fields: siteid, pq, label, port, pandaserver, pandaserver_host, "
-        "corecount, maxrss, factoryId.",
+        "corecount, maxrss, factoryId, resource_type.",
     ),
     Option("x509userproxy", STR, "", "X.509 proxy the pilots carry (condor x509userproxy)."),
     Option("scitokensFile", STR, "", "Token file the pilots carry (condor scitokens_file)."),

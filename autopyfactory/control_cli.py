@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autopyfactory import config
+from autopyfactory.cli_common import add_config_option
 from autopyfactory.control import (
     ControlError,
     Controls,
@@ -66,7 +67,7 @@ def add_commands(commands: Commands) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, help="factory.conf")
+    add_config_option(parser)
     parser.add_argument("--force", action="store_true", help="accept a name the factory does not know")
 
 

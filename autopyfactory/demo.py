@@ -39,7 +39,7 @@ from autopyfactory import config, panda_standin
 from autopyfactory.factory import CycleReport
 from autopyfactory.labels import Label
 from autopyfactory.local_batch import LocalBackend
-from autopyfactory.panda import STATS_PATH
+from autopyfactory.panda import DETAILED_PATH, STATS_PATH
 from autopyfactory.service import RunOptions, Service, install_signal_handlers
 from autopyfactory.systemd import Notifier
 
@@ -143,13 +143,15 @@ class StandIn:
     def start(self) -> None:
         self._thread.start()
 
-    def statistics(self, headers: Mapping[str, str]) -> bytes:
-        """The body of PanDA's answer to ``active_job_stats_by_site`` for these request headers."""
+    def statistics(self, headers: Mapping[str, str], detailed: bool = False) -> bytes:
+        """PanDA's answer to ``active_job_(detailed_)stats_by_site`` for these request headers
+        (the demo's jobs are all SCORE and managed)."""
         sites: dict[str | None, dict[str, int]] = {site: n for site, n in self.scenario.stats().items()}
         live = panda_standin.from_sites(sites)
         with self._lag_lock:  # the server answers in threads
             jobs = self.lag.view(live)
-        payload = panda_standin.envelope(panda_standin.job_stats(jobs))
+        data = panda_standin.detailed_job_stats(jobs) if detailed else panda_standin.job_stats(jobs)
+        payload = panda_standin.envelope(data, detailed)
         return panda_standin.render(payload, headers.get("Accept"), headers.get("Content-Type"))
 
     def stop(self) -> None:
@@ -162,8 +164,9 @@ class StandIn:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = urlparse(self.path).path
-                if path == STATS_PATH:
-                    self._send(200, stand_in.statistics(dict(self.headers.items())), "text/plain")
+                if path in (STATS_PATH, DETAILED_PATH):
+                    body = stand_in.statistics(dict(self.headers.items()), detailed=path == DETAILED_PATH)
+                    self._send(200, body, "text/plain")
                 elif path == "/cric.json":
                     self._send(200, stand_in.dump, "application/json")
                 elif path == "/cache/pilot/pilot3.tar.gz":

@@ -33,9 +33,18 @@ from autopyfactory.housekeeping import ActionKind, plan_actions, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
-from autopyfactory.panda import JobStats, PandaReading, PandaView
-from autopyfactory.policy import FactoryCaps, Situation, apply_factory_caps, decide, split_activated
+from autopyfactory.panda import JobStats, PandaError, PandaReading, PandaView
+from autopyfactory.policy import (
+    FactoryCaps,
+    GroupCap,
+    Situation,
+    apply_factory_caps,
+    apply_group_caps,
+    decide,
+    split_activated,
+)
 from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +91,15 @@ class LabelResult:
         if self.housekeeping:
             result += f" housekeeping: {self.housekeeping}"
         return (
-            f"{p.label.name} pq={p.label.pq} activated={activated}{share} {pilots} "
+            f"{p.label.name} pq={p.label.pq}{_restriction(p.label)} activated={activated}{share} {pilots} "
             f"decision={p.decision.n} {result} | {p.decision.explain()}"
         )
+
+
+def _restriction(label: Label) -> str:
+    """`` rt=MCORE jobs=managed`` for a label counting only some jobs."""
+    rt = f" rt={label.resource_type}" if label.resource_type else ""
+    return rt + (f" jobs={','.join(label.job_labels)}" if label.job_labels else "")
 
 
 @dataclass(frozen=True)
@@ -130,9 +145,10 @@ class CycleReport:
                 else self.panda.describe(self.started + self.duration).split(":", 1)[0]
             ) + ", "
         return (
-            f"cycle {self.cycle}: {len(self.results)} labels, decided {wanted}, submitted {self.submitted}, "
-            f"{panda}{errors} submit errors, {len(self.problems)} problems, "
-            f"{len(self.skipped_queues)} queues skipped, {self.duration:.1f} s"
+            f"cycle {self.cycle}: {plural(len(self.results), 'label')}, decided {wanted},"
+            f" submitted {self.submitted}, {panda}{plural(errors, 'submit error')},"
+            f" {plural(len(self.problems), 'problem')},"
+            f" {plural(len(self.skipped_queues), 'queue')} skipped, {self.duration:.1f} s"
         )
 
 
@@ -167,7 +183,10 @@ def plan(
             decision = decision.then(Step("Credentials", decision.n, 0, blocked[label.name]))
         pq_activated = None if stats is None else _activated(stats, label.pq)
         plans[label.name] = LabelPlan(label, pq_activated, demand, supply, decision)
-    capped = apply_factory_caps({name: p.decision for name, p in plans.items()}, caps, cycle)
+    limited = apply_group_caps(
+        {name: p.decision for name, p in plans.items()}, queue_caps(labels, census), cycle
+    )
+    capped = apply_factory_caps(limited, caps, cycle)
     return [LabelPlan(p.label, p.pq_activated, p.demand, p.supply, capped[name]) for name, p in plans.items()]
 
 
@@ -179,18 +198,83 @@ def _activated(stats: JobStats, pq: str) -> int:
 def _shares(
     labels: Sequence[Label], stats: JobStats | None, num_factories: int, cycle: int
 ) -> dict[str, Demand]:
+    """Each label's share of its demand: the activated jobs of its (PQ, resource type, job labels),
+    split between the labels counting the same jobs and the factories."""
     if stats is None:
         return {}
-    by_pq: dict[str, list[str]] = {}
+    groups: dict[tuple[str, str | None, tuple[str, ...]], list[str]] = {}
     for label in labels:
-        by_pq.setdefault(label.pq, []).append(label.name)
+        groups.setdefault((label.pq, label.resource_type, label.job_labels), []).append(label.name)
     shares: dict[str, Demand] = {}
-    for pq, names in by_pq.items():
+    for (pq, rt, job_labels), names in groups.items():
         site = stats.get(pq)
-        activated = split_activated(site.activated if site else 0, names, num_factories, cycle)
+        try:
+            jobs = site.count("activated", rt, job_labels) if site else 0
+        except PandaError:  # restricted counts without the detailed answer: no data, no pilots
+            continue
+        activated = split_activated(jobs, names, num_factories, cycle)
         transferring = site.transferring if site else 0  # a PQ-wide limit: every label sees the whole count
         shares.update({name: Demand(n, transferring) for name, n in activated.items()})
     return shares
+
+
+def queue_caps(labels: Sequence[Label], census: Census) -> list[GroupCap]:
+    """The PQs' CRIC caps (QueueLimits) as group caps over their labels, with current counts."""
+    by_pq: dict[str, list[Label]] = {}
+    for label in labels:
+        by_pq.setdefault(label.pq, []).append(label)
+    caps: list[GroupCap] = []
+    for pq, members in sorted(by_pq.items()):
+        limits = members[0].limits
+        for rt, limit in sorted(limits.resource_type_limits.items()):
+            typed = tuple(label.name for label in members if label.resource_type == rt)
+            if typed:
+                pilots = _sum_supply(typed, census, lambda s: s.all)
+                capacity = None if pilots is None else limit - pilots
+                caps.append(
+                    GroupCap(
+                        "ResourceTypeLimit",
+                        typed,
+                        capacity,
+                        f"{pq} {rt} limit={limit} pilots={_shown(pilots)}",
+                    )
+                )
+        names = tuple(label.name for label in members)
+        if limits.queue_limit is not None:
+            pending = _sum_supply(names, census, lambda s: s.pending)
+            capacity = None if pending is None else limits.queue_limit - pending
+            caps.append(
+                GroupCap(
+                    "QueueLimitWorker",
+                    names,
+                    capacity,
+                    f"{pq} nQueueLimitWorker={limits.queue_limit} pending={_shown(pending)}",
+                )
+            )
+        if limits.max_new_per_cycle is not None:
+            caps.append(
+                GroupCap(
+                    "MaxNewWorkersPerCycle",
+                    names,
+                    limits.max_new_per_cycle,
+                    f"{pq} maxNewWorkersPerCycle={limits.max_new_per_cycle}",
+                )
+            )
+    return caps
+
+
+def _shown(count: int | None) -> str:
+    return "unknown" if count is None else str(count)
+
+
+def _sum_supply(names: Sequence[str], census: Census, count: Callable[[Supply], int]) -> int | None:
+    total = 0
+    for name in names:
+        supply = census.supply.get(name)
+        if supply is None:
+            return None
+        total += count(supply)
+    return total
 
 
 # --- the I/O around it ---------------------------------------------------------------------
@@ -229,7 +313,9 @@ class Factory:
         started = self._clock()
         problems: list[Problem] = []
         label_set = self._labels(problems)
-        reading = self._panda.update()
+        reading = self._panda.update(
+            detailed=any(lb.resource_type or lb.job_labels for lb in label_set.labels)
+        )
         stats = reading.stats
         if not reading.ok:
             problems.append(Problem("panda", reading.problem))

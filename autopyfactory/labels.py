@@ -9,8 +9,9 @@ label keeps where every value came from (``autopyfactory check`` prints it).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autopyfactory import config_schema as schema
@@ -93,6 +94,23 @@ class SubmitSettings:
 
 
 @dataclass(frozen=True)
+class QueueLimits:
+    """CRIC ``params`` of a PQ that cap pilots across all its labels (Harvester's names).
+
+    ``resource_type_limits.<TYPE>``: pilots of that type in the batch system, all states;
+    ``maxNewWorkersPerCycle`` (> 0): new pilots per cycle; ``nQueueLimitWorker``: pending pilots.
+    """
+
+    resource_type_limits: Mapping[str, int] = field(default_factory=dict)
+    max_new_per_cycle: int | None = None
+    queue_limit: int | None = None
+
+
+#: PanDA's split between normal and high memory, MB per core (ResourceSpec.HIMEM_THRESHOLD).
+HIMEM_MB_PER_CORE = 2000
+
+
+@dataclass(frozen=True)
 class Label:
     name: str
     queue: str  # the config section
@@ -108,6 +126,9 @@ class Label:
     housekeeping: HousekeepingSettings
     log_keep_days: int
     settings: Mapping[str, Setting]
+    resource_type: str | None = None  # counts only this type's jobs (None: every job)
+    job_labels: tuple[str, ...] = ()  # counts only these job labels' jobs (empty: every label)
+    limits: QueueLimits = QueueLimits()  # the PQ's CRIC caps shared by all its labels
 
 
 def resolve(queue: QueueConfig, record: Record | None) -> tuple[dict[str, Setting], list[str]]:
@@ -194,7 +215,128 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     settings, problems = resolve(queue, record)
     warnings.extend(f"[{queue.name}] {p}" for p in problems)
     ces = _ces_for(queue, settings, record, warnings)
-    return [_label(queue, settings, ce, record) for ce in ces]
+    types = resource_types_for(settings, record, warnings, queue.name)
+    limits = queue_limits(record, warnings, queue.name)
+    jobs = job_labels_for(settings, record)
+    if not types:
+        return [replace(_label(queue, settings, ce, record), job_labels=jobs, limits=limits) for ce in ces]
+    arguments = str(settings["arguments"].value)
+    if "%(resource_type)s" not in arguments and "--resource-type" not in arguments:
+        warnings.append(
+            f"[{queue.name}] typed labels, but arguments pass no --resource-type: their pilots may take "
+            "jobs of any type (add --resource-type %(resource_type)s)"
+        )
+    return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
+
+
+# --- demand per resource type (issue 12) ---------------------------------------------------------
+
+
+def is_unified(record: Record | None) -> bool:
+    """A unified queue runs every resource type (CRIC ``type: unified`` or ``capability: ucore``)."""
+    return record is not None and (record.get("type") == "unified" or record.get("capability") == "ucore")
+
+
+def runnable_types(corecount: int, maxrss: int) -> list[str]:
+    """The resource types PanDA brokers to a queue of this size (its resource_types table):
+    multi-core ones need more than one core, high-memory ones more than 2000 MB per core."""
+    himem = maxrss > HIMEM_MB_PER_CORE * max(1, corecount)
+    types = ["SCORE"] + (["SCORE_HIMEM"] if himem else [])
+    if corecount > 1:
+        types += ["MCORE"] + (["MCORE_HIMEM"] if himem else [])
+    return types
+
+
+def resource_types_for(
+    settings: Mapping[str, Setting], record: Record | None, warnings: list[str], queue: str
+) -> list[str]:
+    """The resource types of a queue's labels; empty: one label per CE counting every job."""
+    wanted = _strings(settings["resourceTypes"].value)
+    runnable = runnable_types(int(str(settings["corecount"].value)), int(str(settings["maxrss"].value)))
+    if wanted == ("auto",):
+        return runnable if is_unified(record) else []
+    for rt in wanted:
+        if rt not in runnable:
+            warnings.append(
+                f"[{queue}] resource type {rt} skipped: the queue runs only {', '.join(runnable)}"
+            )
+    types = [rt for rt in wanted if rt in runnable]
+    if wanted and not types:
+        raise LabelError(f"none of resourceTypes {', '.join(wanted)} runs here (only {', '.join(runnable)})")
+    return types
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, tuple) else ()
+
+
+def size_for(rt: str, resources: Resources) -> Resources:
+    """Cores and memory of a pilot for one resource type, from the queue's corecount and maxrss.
+
+    As PanDA sizes a unified queue's per-type child queues (SiteMapper.get_child_site_spec) and
+    Harvester its workers (ResourceTypeMapper.calculate_worker_requirements): single-core types get
+    1 core, multi-core ones the queue's corecount; memory is the queue's per-core memory times the
+    cores, capped at 2000 MB per core for the types that are not high-memory.
+    """
+    corecount = max(1, resources.corecount)
+    cores = 1 if rt.startswith("SCORE") else corecount
+    memory = resources.maxrss * cores / corecount
+    if not rt.endswith("_HIMEM"):
+        memory = min(memory, HIMEM_MB_PER_CORE * cores)
+    return replace(resources, corecount=cores, maxrss=math.ceil(memory))
+
+
+def typed_label(label: Label, rt: str, job_labels: tuple[str, ...], limits: QueueLimits) -> Label:
+    return replace(
+        label,
+        name=safe_name(f"{label.name}-{rt}"),
+        resources=size_for(rt, label.resources),
+        resource_type=rt,
+        job_labels=job_labels,
+        limits=limits,
+    )
+
+
+def job_labels_for(settings: Mapping[str, Setting], record: Record | None) -> tuple[str, ...]:
+    """``demandJobLabels``, else what the pilots ask for: an analysis queue's pilots ask for ``user``
+    jobs, PR pilots (``pilotType = PR``) for ``managed`` ones; else every job label counts."""
+    configured = _strings(settings["demandJobLabels"].value)
+    if configured:
+        return configured
+    if record is not None and record.get("type") == "analysis":
+        return ("user",)
+    pilot_type = settings.get("pilotType")
+    if pilot_type is not None and str(pilot_type.value).upper() == "PR":
+        return ("managed",)
+    return ()
+
+
+def queue_limits(record: Record | None, warnings: list[str], queue: str) -> QueueLimits:
+    """The caps in the record's ``params`` (flat ``resource_type_limits.X`` keys, as CRIC has them)."""
+    params = (record or {}).get("params")
+    if not isinstance(params, dict):
+        return QueueLimits()
+    flat = dict(params)
+    nested = params.get("resource_type_limits")
+    if isinstance(nested, dict):
+        flat.update({f"resource_type_limits.{k}": v for k, v in nested.items()})
+
+    def count(key: str) -> int | None:
+        value = flat.get(key)
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        warnings.append(f"[{queue}] schedconfig params.{key}={value!r} ignored: not a count")
+        return None
+
+    type_limits = {
+        key.split(".", 1)[1]: n
+        for key in sorted(flat)
+        if key.startswith("resource_type_limits.") and (n := count(key)) is not None
+    }
+    new = count("maxNewWorkersPerCycle")
+    return QueueLimits(type_limits, new if new else None, count("nQueueLimitWorker"))
 
 
 def _ces_for(

@@ -35,8 +35,9 @@ otherwise. This backend therefore needs Linux (``/proc``).
 **Waiting pilots.** With ``max_running``, at most that many pilots of this factory run at once;
 the others wait in the registry as IDLE and are started first in, first out by later census or
 submit calls as slots free up. Nothing starts them while the factory is down: the factory is this
-batch system's scheduler. The census also starts them in a dry-run cycle, as condor would: they
-were submitted earlier for real.
+batch system's scheduler. A dry run's backend (``read_only=True``) only reads the registry: no
+lock, nothing started, settled or written; a pilot that ended counts as gone, one being started
+as running (never fewer pilots than there are, so a dry run never decides more than the daemon).
 
 Not enforced here: the label's cores, memory, disk and wall time, and the periodic hold/remove
 ages of the condor path (housekeeping's ``idleTimeout`` works, through :meth:`remove`).
@@ -401,6 +402,7 @@ class LocalBackend:
         *,
         kill_grace: float = KILL_GRACE,
         history_keep: float = HISTORY_KEEP,
+        read_only: bool = False,
     ) -> None:
         if max_running is not None and max_running < 1:
             raise ValueError(f"max_running must be at least 1 (or None), got {max_running}")
@@ -408,6 +410,7 @@ class LocalBackend:
         self._kill_grace, self._history_keep = kill_grace, history_keep
         self._root = Path(state_dir) / "local"
         self._last_prune: float | None = None
+        self._read_only = read_only  # a dry run: census reads, submit/remove/release never called
 
     # -- paths --
 
@@ -626,6 +629,10 @@ class LocalBackend:
 
     def census(self, labels: Sequence[Label]) -> Census:
         """Finish what ended, start what may start, then count per label (see the module doc)."""
+        if self._read_only:
+            entries, broken = self._scan()
+            live = [entry for entry in entries if entry.state is not RunState.RUNNING or self._running(entry)]
+            return self._count(labels, live, broken, [])
         try:
             with self._locked():
                 return self._census(labels)
@@ -640,7 +647,22 @@ class LocalBackend:
         problems = self._start_waiting((live, broken))
         live, broken = self._scan()  # started ones are RUNNING now
         self._prune_history()
-        problems = [f"local pilot registry {path}: {why}" for path, _, why in broken] + problems
+        return self._count(labels, live, broken, problems)
+
+    def _running(self, entry: LocalPilot) -> bool:
+        """Read-only: a RUNNING entry's supervisor is alive and has written no exit code yet."""
+        identity = process_identity(entry.pid) if entry.pid is not None else None
+        alive = identity is not None and identity[1] == entry.start_ticks and identity[0] != "Z"
+        return alive and self._read_rc(entry.job_id) is None
+
+    def _count(
+        self,
+        labels: Sequence[Label],
+        live: Sequence[LocalPilot],
+        broken: Sequence[tuple[Path, str | None, str]],
+        problems: Sequence[str],
+    ) -> Census:
+        problems = [f"local pilot registry {path}: {why}" for path, _, why in broken] + list(problems)
         unknown = {label for _, label, _ in broken}
         pilots: dict[str, list[Pilot]] = {}
         for entry in live:

@@ -26,6 +26,9 @@ import requests
 log = logging.getLogger(__name__)
 
 STATS_PATH = "/api/v1/statistics/active_job_stats_by_site"
+#: site -> resource type -> prodsourcelabel -> status -> count (panda-server >= 0.7.0); asked for
+#: instead of STATS_PATH when a label counts only some resource types or job labels.
+DETAILED_PATH = "/api/v1/statistics/active_job_detailed_stats_by_site"
 #: Keys under which PanDA lists jobs without a site; not a queue.
 NO_SITE_KEYS = frozenset({"null", "None", ""})
 
@@ -44,11 +47,33 @@ def first_line(text: str, limit: int = REASON_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+#: resource type -> job label (prodsourcelabel) -> status -> count
+Detail = Mapping[str, Mapping[str, Mapping[str, int]]]
+
+
 @dataclass(frozen=True)
 class SiteJobs:
-    """Job counts of one PanDA queue (computingSite) by status."""
+    """Job counts of one PanDA queue (computingSite) by status; ``detail`` when asked for."""
 
     counts: Mapping[str, int]
+    detail: Detail | None = None
+
+    def count(self, status: str, resource_type: str | None = None, job_labels: tuple[str, ...] = ()) -> int:
+        """Jobs in ``status`` of one resource type and some job labels (None / () = any).
+
+        Restricted counts need the detailed answer; without it they raise PandaError.
+        """
+        if resource_type is None and not job_labels:
+            return self.counts.get(status, 0)
+        if self.detail is None:
+            raise PandaError("counts per resource type or job label need the detailed statistics")
+        return sum(
+            by_status.get(status, 0)
+            for rt, by_label in self.detail.items()
+            if resource_type is None or rt == resource_type
+            for label, by_status in by_label.items()
+            if not job_labels or label in job_labels
+        )
 
     @property
     def activated(self) -> int:
@@ -64,6 +89,12 @@ JobStats = Mapping[str, SiteJobs]
 
 def parse_stats(payload: object) -> dict[str, SiteJobs]:
     """Check the envelope and every number; raise PandaError on the first problem."""
+    return {
+        site: _site_jobs(site, counts) for site, counts in _data(payload).items() if site not in NO_SITE_KEYS
+    }
+
+
+def _data(payload: object) -> dict[str, object]:
     if not isinstance(payload, dict):
         raise PandaError(f"answer is a {type(payload).__name__}, not an object")
     if payload.get("success") is not True:
@@ -71,16 +102,48 @@ def parse_stats(payload: object) -> dict[str, SiteJobs]:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise PandaError(f"'data' is a {type(data).__name__}, not an object")
-    return {site: _site_jobs(site, counts) for site, counts in data.items() if site not in NO_SITE_KEYS}
+    return data
 
 
 def _site_jobs(site: str, counts: object) -> SiteJobs:
+    return SiteJobs(_counts(f"site {site!r}", counts))
+
+
+def _counts(where: str, counts: object) -> dict[str, int]:
     if not isinstance(counts, dict):
-        raise PandaError(f"site {site!r}: counts are a {type(counts).__name__}, not an object")
+        raise PandaError(f"{where}: counts are a {type(counts).__name__}, not an object")
     for status, n in counts.items():
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise PandaError(f"site {site!r}: {status}={n!r} is not a count")
-    return SiteJobs(dict(counts))
+            raise PandaError(f"{where}: {status}={n!r} is not a count")
+    return dict(counts)
+
+
+def parse_detailed_stats(payload: object) -> dict[str, SiteJobs]:
+    """The detailed answer: same envelope and checks; each site's totals are the sums of its detail."""
+    sites: dict[str, SiteJobs] = {}
+    for site, by_rt in _data(payload).items():
+        if site in NO_SITE_KEYS:
+            continue
+        detail = {
+            rt: {
+                label: _counts(f"site {site!r} {rt}/{label}", c)
+                for label, c in _object(site, by_label).items()
+            }
+            for rt, by_label in _object(site, by_rt).items()
+        }
+        totals: dict[str, int] = {}
+        for by_label in detail.values():
+            for by_status in by_label.values():
+                for status, n in by_status.items():
+                    totals[status] = totals.get(status, 0) + n
+        sites[site] = SiteJobs(totals, detail)
+    return sites
+
+
+def _object(site: str, value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise PandaError(f"site {site!r}: {type(value).__name__} where an object belongs")
+    return value
 
 
 class PandaClient:
@@ -89,23 +152,26 @@ class PandaClient:
     def __init__(
         self, base_url: str, session: requests.Session, timeout: float, token_file: str = "", vo: str = ""
     ) -> None:
-        self.url = base_url.rstrip("/") + STATS_PATH
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + STATS_PATH
         self._session, self._timeout = session, timeout
         self._token_file, self._vo = token_file, vo
 
-    def fetch(self) -> dict[str, SiteJobs]:
+    def fetch(self, detailed: bool = False) -> dict[str, SiteJobs]:
+        """One request: the per-site answer, or with ``detailed`` the one per resource type and job label."""
+        url = self.base_url + (DETAILED_PATH if detailed else STATS_PATH)
         try:
-            answer = self._session.get(self.url, headers=self._headers(), timeout=self._timeout)
+            answer = self._session.get(url, headers=self._headers(), timeout=self._timeout)
         except requests.RequestException as exc:
-            raise PandaError(f"{self.url}: {exc}") from None
+            raise PandaError(f"{url}: {exc}") from None
         if answer.status_code != 200:
             reason = first_line(answer.text)
-            raise PandaError(f"{self.url}: HTTP {answer.status_code}" + (f": {reason}" if reason else ""))
+            raise PandaError(f"{url}: HTTP {answer.status_code}" + (f": {reason}" if reason else ""))
         try:
             payload = answer.json()
         except ValueError:
-            raise PandaError(f"{self.url}: not JSON: {first_line(answer.text, 100)!r}") from None
-        return parse_stats(payload)
+            raise PandaError(f"{url}: not JSON: {first_line(answer.text, 100)!r}") from None
+        return parse_detailed_stats(payload) if detailed else parse_stats(payload)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -160,11 +226,11 @@ class PandaView:
         """When the last good answer arrived (None: never)."""
         return self._last_good
 
-    def update(self) -> PandaReading:
+    def update(self, detailed: bool = False) -> PandaReading:
         """Fetch now. A failure is no data: never the last good answer again (see the module doc)."""
         now = self._clock()
         try:
-            stats = self._client.fetch()
+            stats = self._client.fetch(detailed)
         except PandaError as exc:
             return PandaReading(None, now, f"PanDA: {exc}", self._last_good)
         self._last_good = now

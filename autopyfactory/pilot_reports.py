@@ -399,9 +399,16 @@ def mon_stale(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> list
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """``autopyfactory mon-exiting|mon-stale -c FILE``: 0 when everything was read and reported."""
+    """``autopyfactory mon-exiting|mon-stale -c FILE``: 0 when everything was read and reported.
+
+    Without a monitor (``monitorURL`` unset, as shipped) there is nothing to report to: one
+    informational line and exit 0, so the cron entries installed by the RPM stay harmless.
+    """
     loaded = config.load(args.config)
     f = loaded.factory
+    if not f.monitor_url:
+        print(f"autopyfactory {args.command}: no monitorURL in [Factory], nothing to report")
+        return 0
     with requests.Session() as session:
         try:
             api = MonitorApi(f.monitor_url, f.monitor_token, f.factory_id, f.http_timeout, session)

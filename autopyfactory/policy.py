@@ -290,6 +290,34 @@ def apply_factory_caps(
     return result
 
 
+@dataclass(frozen=True)
+class GroupCap:
+    """A cap shared by some labels (a PQ's CRIC limits): at most ``capacity`` more pilots among
+    them this cycle; ``None`` means a count it depends on is unknown, so none."""
+
+    step: str
+    labels: tuple[str, ...]
+    capacity: int | None
+    why: str
+
+
+def apply_group_caps(
+    decisions: Mapping[str, Decision], caps: Sequence[GroupCap], cycle: int
+) -> dict[str, Decision]:
+    """Cut each group's labels to its cap, fairly (max-min); a step only where a number changes."""
+    result = dict(decisions)
+    for cap in caps:
+        members = [label for label in sorted(set(cap.labels)) if label in result]
+        limit = 0 if cap.capacity is None else max(0, cap.capacity)
+        wanted = {label: result[label].n for label in members}
+        granted = fair_share(wanted, limit, cycle)
+        why = f"requested={sum(wanted.values())} {cap.why}"
+        for label in members:
+            if granted[label] != wanted[label]:
+                result[label] = result[label].then(Step(cap.step, wanted[label], granted[label], why))
+    return result
+
+
 def _cap(decisions: dict[str, Decision], name: str, limit: int, why: str, cycle: int) -> dict[str, Decision]:
     wanted = {label: d.n for label, d in decisions.items()}
     granted = fair_share(wanted, limit, cycle)

@@ -89,6 +89,8 @@ def summary_line(label: Label) -> str:
         f"{label.name}  PQ={label.pq} {label.ce.flavour} {label.ce.endpoint}{queue}"
         f" status={label.status.value} batch={label.batch} cores={r.corecount} rss={r.maxrss}MB"
         f" time={r.maxtime}s schedplugin={show(p.schedplugin)} nqueue={p.nqueue}"
+        + (f" rt={label.resource_type}" if label.resource_type else "")
+        + (f" jobs={','.join(label.job_labels)}" if label.job_labels else "")
     )
 
 
@@ -106,6 +108,13 @@ def label_json(label: Label) -> dict[str, Any]:
             "maxrss": r.maxrss,
             "maxtime": r.maxtime,
             "maxwdir": r.maxwdir,
+        },
+        "resource_type": label.resource_type,
+        "job_labels": list(label.job_labels),
+        "cric_limits": {
+            "resource_type_limits": dict(label.limits.resource_type_limits),
+            "maxNewWorkersPerCycle": label.limits.max_new_per_cycle,
+            "nQueueLimitWorker": label.limits.queue_limit,
         },
         "settings": {
             key: {"value": json_value(s.value), "source": s.source.value, "origin": s.origin}

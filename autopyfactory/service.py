@@ -48,6 +48,7 @@ from autopyfactory.panda import PandaClient, PandaView
 from autopyfactory.schedconfig import SchedconfigSource
 from autopyfactory.state import StateWriter
 from autopyfactory.systemd import Notifier
+from autopyfactory.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,18 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
     return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
 
 
-def build_backends(cfg: FactoryConfig) -> dict[str, Backend]:
+def build_backends(cfg: FactoryConfig, read_only: bool = False) -> dict[str, Backend]:
+    """The batch backends; ``read_only`` (a dry run): the local census changes nothing."""
     f = cfg.factory
     return {
         "condor": CondorBackend(f.factory_id, Schedd(f.condor_schedd, f.condor_pool), f.condor_timeout),
         "local": LocalBackend(
-            f.factory_id, Path(f.state_dir), time.time, f.local_max_running, kill_grace=f.local_kill_grace
+            f.factory_id,
+            Path(f.state_dir),
+            time.time,
+            f.local_max_running,
+            kill_grace=f.local_kill_grace,
+            read_only=read_only,
         ),
     }
 
@@ -109,7 +116,7 @@ def build_factory(
         cfg,
         schedconfig,
         panda,
-        build_backends(cfg),
+        build_backends(cfg, options.dry_run),
         time.time,
         options.dry_run,
         observers,
@@ -180,7 +187,7 @@ class Service:
             self._notifier.stopping()
             if self._monitor:
                 self._monitor.close(timeout=MONITOR_FLUSH_SECONDS)
-        log.info("stopped after %d cycles", done)
+        log.info("stopped after %s", plural(done, "cycle"))
         return done
 
     def _loop(self) -> int:
@@ -190,7 +197,7 @@ class Service:
                 self._apply_reload()
             started = time.monotonic()
             if done == 0:
-                self._notifier.ready(f"cycle 0 started, {len(self.config.queues)} queues")
+                self._notifier.ready(f"cycle 0 started, {plural(len(self.config.queues), 'queue')}")
             self._cycle(done)
             done += 1
             if self._options.cycles is not None and done >= self._options.cycles:
@@ -223,12 +230,12 @@ class Service:
         after = {q.name for q in new.queues}
         self.factory = factory
         log.info(
-            "configuration reloaded: %d queues (%d added, %d removed)",
-            len(after),
+            "configuration reloaded: %s (%d added, %d removed)",
+            plural(len(after), "queue"),
             len(after - before),
             len(before - after),
         )
-        self._notifier.ready(f"configuration reloaded: {len(after)} queues")
+        self._notifier.ready(f"configuration reloaded: {plural(len(after), 'queue')}")
 
 
 def install_signal_handlers(service: Service) -> None:

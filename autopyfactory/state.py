@@ -18,6 +18,7 @@ from autopyfactory import __version__
 from autopyfactory.factory import CycleReport, LabelResult
 from autopyfactory.files import atomic_write_text
 from autopyfactory.labels import Label
+from autopyfactory.text import plural
 
 STATE_FILE = "status.json"
 FORMAT = 1
@@ -72,6 +73,7 @@ def _label_record(result: LabelResult, now: float, earlier: Mapping[str, Any]) -
     p, submit = result.plan, result.plan.label.submit
     return {
         "pq": p.label.pq,
+        "resource_type": p.label.resource_type,
         "ce": p.label.ce.endpoint,
         "status": p.label.status.value,
         "activated": p.pq_activated,
@@ -144,11 +146,11 @@ def format_status(record: Mapping[str, Any], now: float) -> str:
     age = max(0, int(now - record["time"]))
     lines = [
         f"factory {record['factory']} (autopyfactory {record['version']}): cycle {record['cycle']} at {when}"
-        f" ({age} s ago), {len(record['labels'])} labels"
+        f" ({age} s ago), {plural(len(record['labels']), 'label')}"
     ]
     panda = _panda_line(record.get("panda"), now)
     if panda:
-        lines.append(panda)
+        lines.append(panda)  # the age of the numbers in the table, or why there are none
     lines += [f"problem: {problem}" for problem in record.get("problems", [])]
     lines += [f"control: {note}" for note in record.get("control", [])]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record["labels"].items())]

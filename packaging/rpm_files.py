@@ -8,7 +8,8 @@ Run by ``packaging/rpm-install.sh`` inside rpmbuild; standard library only. Inpu
   directory entry: rpm then owns the directory and everything under it, including the
   byte-compiled files that the install or rpm's byte-compile step wrote, so no ``__pycache__``
   file has to be listed (and none can be missing or unpackaged);
-* other recorded files as they are; under ``/etc`` as ``%config(noreplace)``;
+* other recorded files as they are; under ``/etc`` as ``%config(noreplace)``, factory.conf and
+  the sysconfig file (tokens, database passwords) ``0640 root:autopyfactory``;
 * ``%dir`` for the directories the package owns outside site-packages, with owner and mode for
   the writable ones.
 """
@@ -18,6 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import PurePosixPath
+
+#: Config files that may hold secrets (tokens, database passwords): readable by the service only.
+PRIVATE_CONFIG = {"/etc/autopyfactory/factory.conf", "/etc/sysconfig/autopyfactory"}
 
 # Directories the package owns, beyond those of its files' parents that are listed here too.
 OWNED_DIRS = [
@@ -54,6 +58,8 @@ def file_list(records: list[str], root: str, sitelib: str) -> list[str]:
             top = str(site / pure.relative_to(site).parts[0])
             if top not in package_entries:
                 package_entries.append(top)
+        elif path in PRIVATE_CONFIG:
+            files.append(f"%config(noreplace) %attr(0640,root,autopyfactory) {path}")
         elif path.startswith("/etc/"):
             files.append(f"%config(noreplace) {path}")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -194,10 +195,21 @@ def test_check_missing_config_file(tmp_path: Path) -> None:
     )
 
 
-def test_check_needs_a_config() -> None:
-    result = run("check")
-    assert result.returncode == 2
-    assert "the following arguments are required: -c/--config" in result.stderr
+def test_check_config_defaults_to_the_environment_then_etc(tmp_path: Path) -> None:
+    """Issue 14.11: -c defaults to $AUTOPYFACTORY_CONFIG, else /etc/autopyfactory/factory.conf."""
+    path, _ = example_with(tmp_path, "[CERN]", "")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOPYFACTORY_CONFIG": str(path)}
+    command = [sys.executable, "-m", "autopyfactory", "check", "--config-only"]
+    found = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (found.returncode, found.stdout) == (0, f"{path}: configuration ok, 1 queue section\n")
+    del env["AUTOPYFACTORY_CONFIG"]
+    if Path("/etc/autopyfactory/factory.conf").exists():
+        pytest.skip("this host has an /etc/autopyfactory/factory.conf")
+    missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        "configuration error:\n/etc/autopyfactory/factory.conf: cannot read: No such file or directory\n"
+    )
 
 
 def test_config_reference_is_the_schema_table() -> None:
@@ -231,6 +243,28 @@ def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "pandaserver: bad value: the base URL of the PanDA server takes no path" in result.stderr
     assert "write 'https://pandaserver.cern.ch:25443'" in result.stderr
+
+
+def test_check_shows_the_resource_type_labels_with_their_sizes_and_caps(tmp_path: Path) -> None:
+    path, _ = example_with(tmp_path, "[CERN]", "resourceTypes = auto\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "\n52 labels, 0 errors" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("CERN-")}
+    assert "cores=8 rss=32000MB" in lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"]
+    assert lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"].endswith(" rt=MCORE_HIMEM")
+    assert "cores=1 rss=2000MB" in lines["CERN-ce503.cern.ch-share-SCORE"]
+    verbose = run("check", "-v", "-c", path, "--schedconfig", DUMP).stdout
+    block = verbose.split("[CERN-ce503.cern.ch-share-MCORE_HIMEM]", 1)[1].split("\n[", 1)[0]
+    assert "demand: resource type MCORE_HIMEM (sized for it), job labels any" in block
+    assert (
+        "CRIC caps of the PQ: resource_type_limits.MCORE_HIMEM=100 resource_type_limits.SCORE=5000"
+        " resource_type_limits.SCORE_HIMEM=2000 maxNewWorkersPerCycle=400" in block
+    )
+    as_json = json.loads(run("check", "--json", "-c", path, "--schedconfig", DUMP).stdout)
+    label = next(lb for lb in as_json["labels"] if lb["name"] == "CERN-ce503.cern.ch-share-SCORE")
+    assert label["resource_type"] == "SCORE" and label["cric_limits"]["resource_type_limits"]["SCORE"] == 5000
 
 
 def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:

@@ -88,3 +88,26 @@ def test_version_and_help():
     )
     assert helptext.returncode == 0
     assert "simulate" in helptext.stdout and "check" in helptext.stdout
+
+
+def test_a_resource_type_limit_caps_the_decision():
+    result = simulate(
+        "--activated", "50", "--pending", "0", "--schedplugin", "Ready",
+        "--resource-type", "mcore", "--type-limit", "10", "--type-pilots", "4",
+    )  # fmt: skip
+    assert result.stdout.splitlines()[-2:] == [
+        "ResourceTypeLimit: in=50 requested=50 MCORE limit=10 pilots=4 -> 6",
+        "=> 6 pilots",
+    ]
+    unknown = simulate(
+        "--activated", "50", "--schedplugin", "Ready", "--resource-type", "MCORE", "--type-limit", "10",
+        "--type-pilots", "unknown", "--json",
+    )  # fmt: skip
+    assert json.loads(unknown.stdout)["n"] == 0
+
+
+def test_one_pilot_is_singular():
+    """Issue 14.11: "1 pilot", not "1 pilots"."""
+    result = simulate("--activated", "1", "--schedplugin", "Ready")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "=> 1 pilot"

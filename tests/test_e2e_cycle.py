@@ -4,6 +4,7 @@ arrived in the (emulated) schedd."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import requests
 from werkzeug import Request, Response
 
 from autopyfactory import panda_standin
-from autopyfactory.panda import STATS_PATH
+from autopyfactory.panda import DETAILED_PATH, STATS_PATH
 from tests.support.condor_emulator.ads import JobStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,17 +38,24 @@ class Stand:
         self.server = httpserver
         self.stats: dict[str | None, dict[str, int]] = {}
         self.script: list[dict[str | None, dict[str, int]]] = []
+        self.jobs: panda_standin.Jobs | None = None  # per resource type and job label; beats stats
+        self.dump = DUMP
         self.panda_status = 200
         self.panda_body: str | None = None  # raw body overriding the JSON answer
-        httpserver.expect_request(STATS_PATH).respond_with_handler(self._panda)
-        httpserver.expect_request("/cric.json").respond_with_json(DUMP)
+        httpserver.expect_request(STATS_PATH).respond_with_handler(lambda r: self._panda(r, detailed=False))
+        httpserver.expect_request(DETAILED_PATH).respond_with_handler(lambda r: self._panda(r, detailed=True))
+        httpserver.expect_request("/cric.json").respond_with_handler(
+            lambda _r: Response(json.dumps(self.dump))
+        )
 
-    def _panda(self, request: Request) -> Response:
+    def _panda(self, request: Request, detailed: bool) -> Response:
         if self.panda_body is not None:
             return Response(self.panda_body, status=self.panda_status)
         if self.script:
             self.stats = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        payload = panda_standin.envelope(panda_standin.job_stats(panda_standin.from_sites(self.stats)))
+        jobs = self.jobs if self.jobs is not None else panda_standin.from_sites(self.stats)
+        data = panda_standin.detailed_job_stats(jobs) if detailed else panda_standin.job_stats(jobs)
+        payload = panda_standin.envelope(data, detailed)
         body = panda_standin.render(
             payload, request.headers.get("Accept"), request.headers.get("Content-Type")
         )
@@ -246,6 +254,35 @@ def test_a_drained_queue_gets_no_further_pilots_in_the_very_next_cycle(tmp_path,
     assert "PanDA: NO DATA in that cycle, nothing submitted (last good answer" in status.stdout
 
 
+def test_a_unified_queue_gets_pilots_per_resource_type_sized_and_within_cric_limits(tmp_path, stand, condor):
+    """SCORE and MCORE jobs waiting: SCORE pilots and MCORE pilots in proportion (one per job with
+    Ready), each sized for its type, MCORE ones within CRIC's resource_type_limits.MCORE."""
+    stand.dump = copy.deepcopy(DUMP)
+    stand.dump["CERN"]["params"]["resource_type_limits.MCORE"] = 10
+    stand.jobs = {
+        ("CERN", "SCORE", "managed", "activated"): 30,
+        ("CERN", "MCORE", "managed", "activated"): 13,
+        ("CERN", "SCORE_HIMEM", "managed", "activated"): 2,
+        ("CERN", "MCORE", "user", "activated"): 50,  # not what these pilots ask for
+    }
+    queue = (
+        "[CERN]\nresourceTypes = auto\nschedplugin = Ready\ndemandJobLabels = managed\n"
+        "arguments = -s %(siteid)s -q %(pq)s --resource-type %(resource_type)s\n"
+    )
+    result = run(write_config(tmp_path, stand, queue), condor, "--once")
+    jobs = condor.jobs()
+    by_type = Counter(job["APF_RESOURCE_TYPE"] for job in jobs)
+    assert by_type == {"SCORE": 30, "MCORE": 10, "SCORE_HIMEM": 2}
+    sizes = {(job["APF_RESOURCE_TYPE"], job["xcount"], job["maxMemory"]) for job in jobs}
+    assert sizes == {("SCORE", 1, 2000), ("MCORE", 8, 16000), ("SCORE_HIMEM", 1, 4000)}
+    for job in jobs:
+        assert f"--resource-type {job['APF_RESOURCE_TYPE']}" in job["Arguments"]
+        assert job["MATCH_APF_QUEUE"].endswith("-" + job["APF_RESOURCE_TYPE"])
+    assert "ResourceTypeLimit" in result.stderr
+    asked = [request.path for request, _ in stand.server.log if request.path.startswith("/api/")]
+    assert asked == [DETAILED_PATH]  # one request per cycle, the detailed one
+
+
 def test_the_stand_in_answers_as_panda_does(stand):
     """What the fixture serves, checked against the measured facts (so the suite tests real paths)."""
     stand.stats = {"CERN": {"activated": 3, "merging": 2}, "AGLT2": {"activated": 0}, None: {"activated": 1}}
@@ -360,6 +397,7 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
     assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
     assert text.count("\nqueue 5\n") == 13
     assert json.loads((own / "status.json").read_text())["labels"]
+    assert "stopped after 1 cycle\n" in result.stderr  # issue 14.11: not "1 cycles"
 
 
 def test_dry_run_directory_can_be_given(tmp_path, stand, condor):

@@ -166,3 +166,15 @@ def test_unreachable_server_is_no_data():
     client = PandaClient("http://127.0.0.1:9", make_session(0), 1.0)
     with pytest.raises(PandaError):
         client.fetch()
+
+
+def test_fetches_the_detailed_answer_when_asked(httpserver):
+    from autopyfactory.panda import DETAILED_PATH
+
+    data = {"CERN": {"MCORE": {"managed": {"activated": 4, "assigned": 0, "running": 2}}}, "null": {}}
+    httpserver.expect_request(DETAILED_PATH, headers={"Accept": "application/json"}).respond_with_json(
+        {"success": True, "message": "", "data": data}
+    )
+    stats = client_for(httpserver).fetch(detailed=True)
+    assert set(stats) == {"CERN"}
+    assert stats["CERN"].activated == 4 and stats["CERN"].count("activated", "MCORE", ("managed",)) == 4

@@ -134,10 +134,10 @@ def test_config_files_are_noreplace_and_dirs_owned_by_the_user(built_rpm: Path) 
     assert sorted(rpm_query(built_rpm, "--configfiles").split()) == sorted(CONFIG_FILES)
     files = {}
     for line in rpm_query(
-        built_rpm, "--qf", "[%{FILEFLAGS} %{FILEUSERNAME}:%{FILEMODES:perms} %{FILENAMES}\n]"
+        built_rpm, "--qf", "[%{FILEFLAGS} %{FILEUSERNAME}:%{FILEMODES:perms} %{FILEGROUPNAME} %{FILENAMES}\n]"
     ).splitlines():
-        fileflags, owner_mode, path = line.split(" ", 2)
-        files[path] = (int(fileflags), owner_mode)
+        fileflags, owner_mode, group, path = line.split(" ", 3)
+        files[path] = (int(fileflags), owner_mode, group)
     for path in CONFIG_FILES:
         fileflags = files[path][0]
         assert fileflags & 1 and fileflags & 16, (path, fileflags)  # RPMFILE_CONFIG | RPMFILE_NOREPLACE
@@ -145,6 +145,9 @@ def test_config_files_are_noreplace_and_dirs_owned_by_the_user(built_rpm: Path) 
     assert files["/var/lib/autopyfactory"][1] == "autopyfactory:drwxr-x---"
     assert files["/usr/libexec/autopyfactory/runpilot3-wrapper.sh"][1] == "root:-rwxr-xr-x"
     assert files["/usr/bin/autopyfactory"][1] == "root:-rwxr-xr-x"
+    # issue 14.6: may hold tokens and database passwords
+    for path in ("/etc/autopyfactory/factory.conf", "/etc/sysconfig/autopyfactory"):
+        assert files[path][1:] == ("root:-rw-r-----", "autopyfactory"), path
 
 
 def test_scripts_create_the_system_user(built_rpm: Path) -> None:
@@ -158,6 +161,35 @@ def test_scripts_create_the_system_user(built_rpm: Path) -> None:
 def test_requires_the_interpreter_of_the_console_scripts(built_rpm: Path) -> None:
     requires = rpm_query(built_rpm, "--requires")
     assert f"/usr/bin/{PYTHON}" in requires
+
+
+def test_requires_what_the_service_imports_and_runs(built_rpm: Path) -> None:
+    """Issue 14.6: without them the unit restarts forever on ModuleNotFoundError."""
+    requires = set(rpm_query(built_rpm, "--requires").splitlines())
+    dist = f"{PYTHON}dist"
+    for expected in (
+        f"{dist}(requests) >= 2.31",
+        f"{dist}(python-daemon) >= 3.0",
+        f"{dist}(htcondor) >= 24.0",
+        f"{dist}(cryptography) >= 42",
+        f"{dist}(urllib3) >= 2.0",
+        f"{dist}(prometheus-client) >= 0.20",
+        "condor",
+        "curl",
+    ):
+        assert expected in requires, (expected, sorted(requires))
+
+
+def test_short_description_and_the_units_documentation_is_in_the_package(built_rpm: Path) -> None:
+    description = rpm_query(built_rpm, "--qf", "%{DESCRIPTION}")
+    assert len(description.splitlines()) <= 6 and "## " not in description
+    assert description.startswith("autopyfactory submits PanDA pilots")
+    listed = set(rpm_query(built_rpm, "-l").splitlines())
+    unit = (ROOT / "etc" / "systemd" / "autopyfactory.service").read_text()
+    documentation = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("Documentation=")]
+    assert documentation
+    for url in documentation:
+        assert url.startswith("file://") and url.removeprefix("file://") in listed, (url, sorted(listed))
 
 
 def test_the_wrapper_in_the_package_is_the_wrapper() -> None:
@@ -182,7 +214,7 @@ def test_file_list_from_records() -> None:
         f"{site}/autopyfactory",
         f"{site}/autopyfactory-0.1.0-py3.11.egg-info",
         "/usr/bin/autopyfactory",
-        "%config(noreplace) /etc/autopyfactory/factory.conf",
+        "%config(noreplace) %attr(0640,root,autopyfactory) /etc/autopyfactory/factory.conf",
         "%dir /etc/autopyfactory",
     ]
     assert "%dir %attr(0750,autopyfactory,autopyfactory) /var/lib/autopyfactory" in out

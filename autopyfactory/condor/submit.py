@@ -30,6 +30,8 @@ reaches the wrapper as exactly one argument whatever it contains. Fields:
     corecount         cores per pilot
     maxrss            memory per pilot in MB
     factoryId         this factory's id
+    resource_type     the label's PanDA resource type (SCORE, MCORE, ...; empty for a label that
+                      counts every job): ``--resource-type %(resource_type)s`` for typed labels
 
 Write ``%%`` for a literal ``%``. An unknown field is a :class:`SubmitRenderError`.
 
@@ -63,6 +65,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_FIELDS = (
     "siteid", "pq", "label", "port", "pandaserver", "pandaserver_host", "corecount", "maxrss", "factoryId",
+    "resource_type",
 )  # fmt: skip
 DEFAULT_PANDA_PORTS = {"https": 25443, "http": 25080}
 HTCONDOR_CE_PORT = 9619
@@ -225,6 +228,7 @@ def template_fields(label: Label, context: SubmitContext) -> dict[str, str | int
         "corecount": label.resources.corecount,
         "maxrss": label.resources.maxrss,
         "factoryId": context.factory_id,
+        "resource_type": label.resource_type or "",
     }
 
 
@@ -456,6 +460,7 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
         f"+FactoryId = {classad_string(context.factory_id)}",
         f"+MATCH_APF_QUEUE = {classad_string(label.name)}",
         f"+APF_PANDA_QUEUE = {classad_string(label.pq)}",
+        *([f"+APF_RESOURCE_TYPE = {classad_string(label.resource_type)}"] if label.resource_type else []),
         *_credentials(submit),
         *_policy(submit, grid=label.ce.flavour != "LOCAL"),
         *STANDARD,

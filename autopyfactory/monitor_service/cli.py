@@ -1,7 +1,12 @@
 """``autopyfactory-monitor``: serve the API, register factories, run expiry and retention, migrate.
 
 Every command takes ``--db`` (a SQLite file path, or a URL such as
-``postgresql+psycopg://user@host/apfmon``) and upgrades the schema before it does anything else.
+``postgresql+psycopg://user@host/apfmon``), before or after the command name, and upgrades the
+schema before it does anything else (quietly; ``-v`` shows the migration log).
+
+A SQLite file is created only by the service user (``--service-user``, default ``autopyfactory``,
+when that user exists on this host): a file created by root would be one the service cannot
+write, so another user is refused with the command to run instead.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ import argparse
 import json
 import logging
 import os
+import pwd
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
@@ -60,15 +67,49 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+SERVICE_USER = "autopyfactory"
+USER_ENV = "AUTOPYFACTORY_USER"
+
+
+def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """--db, --service-user and -v; on the subcommands with ``default=SUPPRESS``, so that they
+    may come after the command name without hiding a value given before it."""
+    db_default = os.environ.get(DB_ENV, DEFAULT_DB) if default is None else default
+    parser.add_argument(
+        "--db", default=db_default, help=f"SQLite file or database URL (env {DB_ENV}; default {DEFAULT_DB})"
+    )
+    user_default = os.environ.get(USER_ENV, SERVICE_USER) if default is None else default
+    parser.add_argument(
+        "--service-user",
+        default=user_default,
+        help=f"the user the service runs as: only it may create a SQLite file (env {USER_ENV};"
+        f" default {SERVICE_USER})",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if default is None else default,
+        help="log at DEBUG level",
+    )
+
+
+class _Commands:
+    """``add_subparsers`` whose every command also takes the global options."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._actions = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        self._common = argparse.ArgumentParser(add_help=False)
+        _global_options(self._common, argparse.SUPPRESS)
+
+    def add_parser(self, name: str, help: str) -> argparse.ArgumentParser:
+        return self._actions.add_parser(name, help=help, parents=[self._common])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autopyfactory-monitor", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--db",
-        default=os.environ.get(DB_ENV, DEFAULT_DB),
-        help=f"SQLite file or database URL (env {DB_ENV}; default {DEFAULT_DB})",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _global_options(parser, None)
+    commands = _Commands(parser)
 
     serve = commands.add_parser("serve", help="run the webservice (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
@@ -166,8 +207,14 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_now) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format=LOG_FORMAT,
     )
+    if not args.verbose:  # its "Context impl SQLiteImpl." on every command is noise
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = MonitorSettings(db_url=database_url(args.db), clock=clock)
     try:
+        refusal = creation_refused(settings.db_url, args.service_user, os.geteuid())
+        if refusal:
+            print(f"autopyfactory-monitor: {refusal}", file=sys.stderr)
+            return 1
         return _run(args, settings)
     except DatabaseUrlError as exc:
         print(f"autopyfactory-monitor: {exc}", file=sys.stderr)
@@ -178,6 +225,33 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = utc_now) -> int:
     except (OperationalError, ImportError) as exc:
         print(f"autopyfactory-monitor: cannot use the database {args.db!r}: {exc}", file=sys.stderr)
         return 1
+
+
+def creation_refused(db_url: str, service_user: str, euid: int) -> str:
+    """Why this user must not create the SQLite file of ``db_url``; "" when it may (or it exists)."""
+    if not db_url.startswith("sqlite:///") or not service_user:
+        return ""
+    path = Path(db_url.removeprefix("sqlite:///").split("?", 1)[0])
+    if path.exists():
+        return ""
+    try:
+        owner = pwd.getpwnam(service_user)
+    except KeyError:  # no service user on this host (a development install): nothing to protect
+        return ""
+    if owner.pw_uid == euid:
+        return ""
+    return (
+        f"{path} does not exist, and creating it as {_user_name(euid)} would leave a database the"
+        f" service user {service_user!r} cannot write; create it as that user:"
+        f" runuser -u {service_user} -- autopyfactory-monitor --db {path} migrate"
+    )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _run(args: argparse.Namespace, settings: MonitorSettings) -> int:
@@ -215,8 +289,8 @@ def _add_factory(args: argparse.Namespace, settings: MonitorSettings) -> int:
         db.close()
     print(token)
     print(
-        f"token for factory {args.name!r} (shown once; only its digest is stored): "
-        "put it in the factory's monitor token setting",
+        f"token for factory {args.name!r} (shown once; only its digest is stored): put it in that"
+        f" factory's factory.conf as [Factory] monitorToken = <token> (with factoryId = {args.name})",
         file=sys.stderr,
     )
     return 0

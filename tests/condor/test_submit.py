@@ -398,12 +398,17 @@ def test_quoting_helpers():
 IDLE, RUNNING, HELD, COMPLETED = 1, 2, 5, 4
 
 
+AGE = "ApfTestAge"  # seconds in the current status, turned into EnteredCurrentStatus by evaluate()
+
+
 def ad(status: int, age: int, **attrs: Any) -> classad2.ClassAd:
-    """A job ad that entered ``status`` ``age`` seconds ago."""
-    return classad2.ClassAd({"JobStatus": status, "EnteredCurrentStatus": int(time.time()) - age, **attrs})
+    """A job ad that entered ``status`` ``age`` seconds before it is evaluated (the tables below
+    are built at collection time, minutes before a test runs in a long suite)."""
+    return classad2.ClassAd({"JobStatus": status, AGE: age, **attrs})
 
 
 def evaluate(expression: str, job: classad2.ClassAd) -> bool:
+    job["EnteredCurrentStatus"] = int(time.time()) - job[AGE]
     result = classad2.ExprTree(expression).eval(job)
     assert isinstance(result, bool), f"{expression} -> {result!r}"  # never undefined
     return result

@@ -22,7 +22,7 @@ def test_configuration_reference_is_current():
 def test_every_autopyfactory_command_in_the_readme_exists():
     parser = build_parser()
     choices = next(a for a in parser._actions if a.dest == "command").choices
-    used = set(re.findall(r"`autopyfactory ([a-z][a-z-]+)", README))
+    used = set(re.findall(r"`autopyfactory ([a-z][a-z0-9-]+)", README))
     assert used, "the README names no command"
     assert used <= set(choices), used - set(choices)
 

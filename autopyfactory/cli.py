@@ -19,6 +19,7 @@ from pathlib import Path
 
 from autopyfactory import (
     __version__,
+    apf2_migrate,
     config,
     config_schema,
     control_cli,
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     reference.set_defaults(handler=run_config_reference)
 
     control_cli.add_commands(commands)
+    apf2_migrate.add_command(commands)
 
     for name, text in (
         ("mon-exiting", "cron: report finished, removed and vanished pilots to the monitor"),

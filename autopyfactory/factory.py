@@ -388,6 +388,7 @@ class Factory:
         """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
         if self._controls is None or not controls.removals or self._dry_run:
             return []
+        targets = _removal_targets(controls, labels)  # the census listed every pilot of these
         views = [
             LabelView(
                 label.name,
@@ -396,6 +397,7 @@ class Factory:
                 None if census.supply.get(label.name) is None else census.pilots.get(label.name, ()),
             )
             for label in labels
+            if label.name in targets
         ]
         removals = plan_removals(controls.removals, views)
         notes = list(removals.notes)

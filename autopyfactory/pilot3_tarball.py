@@ -3,8 +3,10 @@
 Installing ``panda-pilot`` with pip installs only its ``pilot`` package, not ``pilot.py``, so the
 demo and the tests build the tarball every ATLAS wrapper downloads (``pilot3/pilot.py``,
 ``pilot3/pilot/...``, ``pilot3/PILOTVERSION``) from the source distribution instead.
-:func:`download_sdist` fetches it with pip (the tests' fixture and ``autopyfactory demo
---pilot3``); :func:`find_sdist` finds one already downloaded.
+:func:`download_sdist` fetches it with pip (``autopyfactory demo --pilot3``, and
+``python -m autopyfactory.pilot3_tarball``, which `.ci/run` and the README's test command run before
+the tests); :func:`find_sdist` finds one already downloaded. The tests themselves only look in the
+cache (they never reach beyond 127.0.0.1) and skip, saying how to fetch it, when it is not there.
 """
 
 from __future__ import annotations
@@ -82,3 +84,17 @@ def tarball_from_sdist(sdist: Path) -> bytes:
 
 def _wanted(relative: str) -> bool:
     return relative in ("pilot.py", "PILOTVERSION") or relative.startswith("pilot/")
+
+
+def main() -> int:
+    """Fetch the sdist into :func:`cache_dir` (for the tests); 0 also when it was there already."""
+    try:
+        print(download_sdist(cache_dir()))
+    except RuntimeError as exc:
+        print(f"pilot 3 not fetched, its tests will skip: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

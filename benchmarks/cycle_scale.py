@@ -83,7 +83,8 @@ def factory_conf(queues: int, extra: str = "") -> str:
     return (
         f"[Factory]\nfactoryId = {FACTORY_ID}\nfactoryOwner = b@example.org\n"
         f"pandaserver = http://127.0.0.1:1\nschedconfig = /dev/null\nmaxPerCycle = 100000\n{extra}"
-        f"[QueueDefaults]\nschedplugin = Ready, MaxPerCycle, MaxPending\n"
+        # RC pilots count every job label: the plain per-site statistics below are what they need
+        f"[QueueDefaults]\nschedplugin = Ready, MaxPerCycle, MaxPending\npilotType = RC\n"
         f"sched.maxpercycle.maximum = 50\nsched.maxpending.maximum = 100\n{sections}\n"
     )
 
@@ -250,7 +251,7 @@ class FixedPanda:
     def __init__(self, queues: int) -> None:
         self.stats = {f"PQ{q:05d}": SiteJobs({"activated": (q * 37) % 500}) for q in range(queues)}
 
-    def update(self) -> PandaReading:
+    def update(self, detailed: bool = False) -> PandaReading:
         return PandaReading(self.stats, NOW, "", NOW)
 
 

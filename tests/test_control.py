@@ -89,7 +89,7 @@ def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_
     assert "(idle pilots, --label NDGF-T1-arc01.ndgf.org-atlas): requested" in request.stdout
 
     result = run(conf, condor, "--once")
-    assert per_label(condor.jobs()) == {ARC1: 1, ARC2: 5}
+    assert per_label(condor.jobs()) == {ARC1: 1, ARC2: 5}, result.stderr
     assert "(idle pilots, --label NDGF-T1-arc01.ndgf.org-atlas): 4 pilots of 1 labels" in result.stderr
     assert json.loads((tmp_path / "state" / "control.json").read_text())["removals"] == []
     run(conf, condor, "--once")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory.pilot3_tarball import cache_dir, download_sdist
+from tests.support.pilot3 import cached_pilot3_sdist
 
 
 def test_demo_runs_pilots_through_to_done_and_cleans_up():
@@ -89,10 +89,7 @@ def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
 def test_demo_with_the_real_pilot3_runs_jobs():
     """Issue 11.5: `demo --pilot3` serves the real pilot 3, which takes the stand-in's jobs and runs
     their sleep payload; every pilot ends DONE at the monitor with rc 0 and its PanDA job id."""
-    try:
-        download_sdist(cache_dir())
-    except RuntimeError as exc:
-        pytest.skip(f"no panda-pilot sdist (pip could not get it): {exc}")
+    cached_pilot3_sdist()
     result = subprocess.run(
         [sys.executable, "-m", "autopyfactory", "demo", "--pilot3", "--cycles", "2", "--sleep", "3",
          "--job-seconds", "1", "--keep"],

@@ -46,14 +46,35 @@ def points(values: Sequence[int], peak: int, frame: Frame) -> str:
     return " ".join(f"{frame.left + i * step:.1f},{bottom - v * scale:.1f}" for i, v in enumerate(values))
 
 
+def bars(name: str, colour: str, values: Sequence[int], peak: int, frame: Frame) -> str:
+    """One thin bar per non-zero value, at the x of the line charts' point for that bin."""
+    step = frame.plot_width / max(len(values) - 1, 1)
+    scale = frame.plot_height / peak if peak > 0 else 0.0
+    bottom = frame.top + frame.plot_height
+    width = max(1.0, min(3.0, step))
+    rects = "".join(
+        f'<rect x="{frame.left + i * step - width / 2:.1f}" y="{bottom - v * scale:.1f}" '
+        f'width="{width:.1f}" height="{v * scale:.1f}"><title>{name} {v}</title></rect>'
+        for i, v in enumerate(values)
+        if v
+    )
+    return f'<g class="series-{name}" fill="{colour}">{rects}</g>'
+
+
 def summary(series: Mapping[str, Sequence[int]], span: str) -> str:
     """``created 120, running 30, done 80, fault 5 in 24 h``: the chart's totals as text."""
     totals = ", ".join(f"{name} {sum(series.get(name, ()))}" for name, _ in SERIES)
     return f"{totals} in {span}"
 
 
+#: Series drawn as bars where they are non-zero, not as a line: rare events whose zero must not
+#: paint the baseline (a red line along the bottom reads as "faults" at a glance).
+BARS = frozenset({"fault"})
+
+
 def activity_svg(series: Mapping[str, Sequence[int]], span: str = "24 h", frame: Frame | None = None) -> str:
-    """An SVG line chart of the series named in :data:`SERIES` (missing ones are drawn as zeros).
+    """An SVG chart of the series named in :data:`SERIES`: lines, except :data:`BARS`; a series
+    that is zero throughout is not drawn at all (its total still is in the title).
 
     Every text is escaped here: the result is safe to insert unescaped into a page."""
     frame = frame or Frame()
@@ -68,6 +89,11 @@ def activity_svg(series: Mapping[str, Sequence[int]], span: str = "24 h", frame:
     ]
     for name, colour in SERIES:
         values = list(series.get(name, ())) or [0] * length
+        if not any(values):
+            continue
+        if name in BARS:
+            parts.append(bars(name, colour, values, peak, frame))
+            continue
         parts.append(
             f'<polyline class="series-{name}" fill="none" stroke="{colour}" stroke-width="1.5" '
             f'points="{points(values, peak, frame)}"><title>{name}</title></polyline>'

@@ -96,6 +96,9 @@ def limiting_steps(tail: str) -> list[str]:
         if match is None or int(match[4]) >= int(match[2]):
             continue
         plugin, reason = match[1], message_fields(match[3])
+        if plugin == "Disabled":  # autopyfactory queue disable: the operator's reason says why
+            found.append(f"disabled by the operator: {match[3].rsplit(': ', 1)[-1].strip()}")
+            continue
         found.append(f"{plugin} {reason['max']}" if "max" in reason else f"{plugin} {match[2]} → {match[4]}")
     return found
 
@@ -133,7 +136,37 @@ def log_links(url: str, created_at: datetime, label: str, cid: str) -> list[tupl
 
 def chart(activity: Activity, frame: Frame | None = None) -> Markup:
     """The activity chart, already escaped (see :func:`charts.activity_svg`)."""
-    return Markup(activity_svg(activity.series(), frame=frame))  # noqa: S704 - every text in it is escaped
+    span = span_text(activity.bin_minutes * len(activity.created))
+    return Markup(activity_svg(activity.series(), span, frame=frame))  # noqa: S704 - every text in it is escaped
+
+
+#: The chart ranges the factory, label and PQ pages link (``?hours=``).
+RANGES = ((6, "6 h"), (24, "24 h"), (168, "7 d"))
+
+
+def span_text(minutes: int) -> str:
+    """``45 min``, ``6 h``, ``7 d``: the length of a chart's window."""
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60 or minutes % (24 * 60):
+        return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes / 60:.1f} h"
+    return f"{minutes // (24 * 60)} d"
+
+
+def ranges(hours: int) -> list[dict[str, Any]]:
+    """The range links of a page shown over ``hours``."""
+    return [{"hours": h, "text": text, "current": h == hours} for h, text in RANGES]
+
+
+def chart_context(activity: Activity, hours: int) -> dict[str, Any]:
+    """What the templates' chart block shows: the chart, its window, the range links."""
+    shown = activity.bin_minutes * len(activity.created)
+    return {
+        "chart": chart(activity, WIDE),
+        "span": span_text(shown),
+        "young": shown < hours * 60,
+        "ranges": ranges(hours),
+    }
 
 
 def label_row(label: LabelOut, now: datetime) -> dict[str, Any]:
@@ -159,21 +192,58 @@ def index_view(svc: Services) -> Page:
     return Page("index.html", {"title": "Factories", "rows": rows}, {"factories": "/api/overview"})
 
 
-def factory_view(svc: Services, fid: str, hours: int = 24) -> Page:
+#: How the factory page can order its labels (``?sort=``); ``worst`` first is the default.
+Sort = Literal["worst", "name", "pq", "ce", "faults", "running", "message"]
+_HEALTH_RANK = {"error": 0, "warning": 1, "ok": 2}
+
+
+def sort_labels(rows: list[dict[str, Any]], how: Sort) -> list[dict[str, Any]]:
+    """Label rows in the order ``how``; ``worst``: stale or missing messages (error), then old
+    ones (warning), then most faults, then by name."""
+    keys: dict[str, Any] = {
+        "worst": lambda r: (_HEALTH_RANK[r["health"]], -r["label"].counts.FAULT, r["label"].name),
+        "name": lambda r: r["label"].name,
+        "pq": lambda r: (r["label"].batchqueue, r["label"].name),
+        "ce": lambda r: (r["label"].resource, r["label"].name),
+        "faults": lambda r: (-r["label"].counts.FAULT, r["label"].name),
+        "running": lambda r: (-r["label"].counts.RUNNING, r["label"].name),
+        "message": lambda r: (r["label"].last_message_at is not None, r["label"].last_message_at or 0),
+    }
+    return sorted(rows, key=keys[how])
+
+
+def filter_labels(rows: list[dict[str, Any]], text: str, health: str) -> list[dict[str, Any]]:
+    """Rows whose label, PQ or CE contains ``text`` (any case) and whose health is ``health``."""
+    needle = text.strip().lower()
+
+    def keep(row: dict[str, Any]) -> bool:
+        label = row["label"]
+        haystack = f"{label.name} {label.batchqueue} {label.resource} {label.localqueue}".lower()
+        return needle in haystack and (not health or row["health"] == health)
+
+    return [row for row in rows if keep(row)]
+
+
+def factory_view(
+    svc: Services, fid: str, hours: int = 24, sort: Sort = "worst", q: str = "", health: str = ""
+) -> Page:
     now = svc.settings.clock()
     detail = svc.queries.factory(fid, hours)
-    labels = [label_row(label, now) for label in svc.queries.labels(fid, hours)]
+    every = [label_row(label, now) for label in svc.queries.labels(fid, hours)]
+    labels = sort_labels(filter_labels(every, q, health), sort)
     context = {
         "title": f"Factory {fid}",
         "f": detail,
         "age": ago(detail.last_seen, now),
         "labels": labels,
-        "chart": chart(svc.queries.factory_activity(fid), WIDE),
+        "all_labels": len(every),
+        "sort": sort,
+        "filter": {"q": q, "health": health, "hours": hours},
+        **chart_context(svc.queries.factory_activity(fid, hours), hours),
     }
     api = f"/api/factories/{quote(fid)}"
-    return Page(
-        "factory.html", context, {"factory": api, "labels": api + "/labels", "activity": api + "/activity"}
-    )
+    twins = {"factory": api, "labels": api + "/labels", "activity": f"{api}/activity?hours={hours}"}
+    return Page("factory.html", context, twins)
 
 
 def label_view(svc: Services, fid: str, name: str, hours: int = 24) -> Page:
@@ -191,14 +261,14 @@ def label_view(svc: Services, fid: str, name: str, hours: int = 24) -> Page:
         "messages": messages,
         "jobs": [job_row(job, url) for job in jobs.jobs],
         "total": jobs.total,
-        "chart": chart(svc.queries.label_activity(fid, name), WIDE),
+        **chart_context(svc.queries.label_activity(fid, name, hours), hours),
     }
     api = f"/api/labels/{quote(fid)}:{quote(name)}"
     twins = {
         "label": api,
         "jobs": api + "/jobs",
         "outcomes": api + "/outcomes",
-        "activity": api + "/activity",
+        "activity": f"{api}/activity?hours={hours}",
     }
     return Page("label.html", context, twins)
 
@@ -219,10 +289,10 @@ def pq_view(svc: Services, pq: str, hours: int = 24) -> Page:
         "title": f"PanDA queue {pq}",
         "pq": detail,
         "labels": [label_row(label, now) for label in detail.labels],
-        "chart": chart(svc.queries.pq_activity(pq), WIDE),
+        **chart_context(svc.queries.pq_activity(pq, hours), hours),
     }
     api = f"/api/pqs/{quote(pq)}"
-    return Page("pq.html", context, {"pq": api, "activity": api + "/activity"})
+    return Page("pq.html", context, {"pq": api, "activity": f"{api}/activity?hours={hours}"})
 
 
 def report_view(svc: Services, hours: int, min_created: int, min_percent: float) -> Page:
@@ -285,8 +355,15 @@ def index(svc: ServicesDep) -> HTMLResponse:
 
 
 @router.get("/factory/{fid}")
-def factory(fid: str, svc: ServicesDep, hours: Hours = 24) -> HTMLResponse:
-    return show(svc, factory_view, fid, hours)
+def factory(
+    fid: str,
+    svc: ServicesDep,
+    hours: Hours = 24,
+    sort: Sort = "worst",
+    q: Annotated[str, Query(max_length=128)] = "",
+    health: Literal["", "ok", "warning", "error"] = "",
+) -> HTMLResponse:
+    return show(svc, factory_view, fid, hours, sort, q, health)
 
 
 @router.get("/factory/{fid}/{label}")

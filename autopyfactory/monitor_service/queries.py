@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -43,8 +44,12 @@ from autopyfactory.monitor_service.store import find_factory
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _FINAL = [state.value for state in FINAL_STATES]
 
-BIN = timedelta(minutes=10)  # width of an activity bin
-ACTIVITY_SPAN = timedelta(hours=24)  # the activity charts' window
+BIN = timedelta(minutes=10)  # width of an activity bin of the index page's 24 h charts
+ACTIVITY_SPAN = timedelta(hours=24)  # the index page's activity charts' window
+#: Bin widths (minutes) a chart of another window may use: the narrowest with at most MAX_BINS.
+NICE_BINS = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
+MAX_BINS = 168
+MIN_SPAN = timedelta(hours=1)  # a young factory's chart covers at least this much
 # The state a job reached at its latest change, as an activity series.
 _SERIES_OF_STATE = {
     JobState.RUNNING.value: "running",
@@ -170,22 +175,59 @@ def epoch_seconds(column: Any, dialect: str) -> ColumnElement[int]:
     return cast(func.floor(func.extract("epoch", column)), BigInteger)
 
 
-def bin_of(column: Any, start: datetime, dialect: str) -> ColumnElement[int]:
+def bin_of(column: Any, start: datetime, dialect: str, width: timedelta = BIN) -> ColumnElement[int]:
     """The index of the activity bin of ``column`` (rows at or after ``start`` only)."""
     offset = epoch_seconds(column, dialect) - int(start.timestamp())
-    return offset // int(BIN.total_seconds())
+    return offset // int(width.total_seconds())
+
+
+def bin_for(span: timedelta) -> timedelta:
+    """The bin width of a chart over ``span``: 5 min for 6 h, 10 min for 24 h, 1 h for 7 d."""
+    for minutes in NICE_BINS:
+        if span / timedelta(minutes=minutes) <= MAX_BINS:
+            return timedelta(minutes=minutes)
+    return timedelta(minutes=NICE_BINS[-1])
+
+
+@dataclass(frozen=True)
+class Window:
+    """An activity chart's time window: ``start`` to ``start + bins x width``."""
+
+    start: datetime
+    width: timedelta
+    bins: int
+
+    @classmethod
+    def last(cls, now: datetime, span: timedelta, born: datetime | None = None) -> Window:
+        """The last ``span`` before ``now``, shortened to begin at ``born`` (a young factory's
+        first heartbeat), but never below MIN_SPAN; bins as :func:`bin_for` the shown span."""
+        if born is not None:
+            span = min(span, max(now - born, MIN_SPAN))
+        width = bin_for(span)
+        bins = max(1, -(-span // width))  # ceil
+        return cls(now - bins * width, width, bins)
+
+
+DAY_WINDOW = Window(datetime.min.replace(tzinfo=UTC), BIN, int(ACTIVITY_SPAN / BIN))  # start set per call
 
 
 def activity(
-    session: Session, group: Any, where: Sequence[ColumnElement[bool]], start: datetime, dialect: str
+    session: Session,
+    group: Any,
+    where: Sequence[ColumnElement[bool]],
+    start: datetime,
+    dialect: str,
+    window: Window | None = None,
 ) -> dict[Any, Activity]:
-    """Activity per value of ``group`` (a column of Job or Label), binned in the database."""
-    bins = int(ACTIVITY_SPAN / BIN)
-    end = start + ACTIVITY_SPAN
+    """Activity per value of ``group`` (a column of Job or Label), binned in the database;
+    over the index page's 24 h from ``start`` unless a ``window`` is given."""
+    window = window or replace(DAY_WINDOW, start=start)
+    start, bins, width = window.start, window.bins, window.width
+    end = start + bins * width
     raw: dict[Any, dict[str, list[int]]] = defaultdict(
         lambda: {name: [0] * bins for name in ("created", "running", "done", "fault")}
     )
-    created_bin = bin_of(Job.created_at, start, dialect)
+    created_bin = bin_of(Job.created_at, start, dialect, width)
     created = (
         select(group, created_bin, literal("created"), func.count())
         .select_from(Job)
@@ -193,7 +235,7 @@ def activity(
         .where(*where, Job.created_at >= start, Job.created_at < end)
         .group_by(group, created_bin)
     )
-    changed_bin = bin_of(Job.state_changed_at, start, dialect)
+    changed_bin = bin_of(Job.state_changed_at, start, dialect, width)
     changed = (
         select(group, changed_bin, Job.state, func.count())
         .select_from(Job)
@@ -207,16 +249,17 @@ def activity(
             if 0 <= index < bins:
                 raw[key][_SERIES_OF_STATE.get(kind, kind)][index] += number
     return {
-        key: Activity(start=start, bin_minutes=int(BIN.total_seconds() // 60), **series)
+        key: Activity(start=start, bin_minutes=int(width.total_seconds() // 60), **series)
         for key, series in raw.items()
     }
 
 
-def empty_activity(start: datetime) -> Activity:
-    zeros = [0] * int(ACTIVITY_SPAN / BIN)
+def empty_activity(start: datetime, window: Window | None = None) -> Activity:
+    window = window or replace(DAY_WINDOW, start=start)
+    zeros = [0] * window.bins
     return Activity(
-        start=start,
-        bin_minutes=int(BIN.total_seconds() // 60),
+        start=window.start,
+        bin_minutes=int(window.width.total_seconds() // 60),
         created=zeros,
         running=zeros,
         done=zeros,
@@ -483,26 +526,33 @@ class Queries:
             )
         return result
 
-    def factory_activity(self, name: str) -> Activity:
-        start = self._activity_start()
+    def _window(self, hours: int, born: datetime | None) -> Window:
+        return Window.last(self._settings.clock(), timedelta(hours=hours), _aware(born))
+
+    def factory_activity(self, name: str, hours: int = 24) -> Activity:
+        """Over the last ``hours``, or since the factory's first heartbeat if it is younger."""
         with self._db.read() as session:
             factory = find_factory(session, name)
-            found = activity(session, Label.factory_id, [of_factory(factory.id)], start, self._db.dialect)
-        return found.get(factory.id) or empty_activity(start)
+            w = self._window(hours, factory.created_at)
+            found = activity(
+                session, Label.factory_id, [of_factory(factory.id)], w.start, self._db.dialect, w
+            )
+        return found.get(factory.id) or empty_activity(w.start, w)
 
-    def label_activity(self, factory_name: str, label_name: str) -> Activity:
-        start = self._activity_start()
+    def label_activity(self, factory_name: str, label_name: str, hours: int = 24) -> Activity:
+        """Over the last ``hours``, or since the label first appeared if it is younger."""
         with self._db.read() as session:
             label = _label(session, factory_name, label_name)
-            found = activity(session, Job.label_id, [Job.label_id == label.id], start, self._db.dialect)
-        return found.get(label.id) or empty_activity(start)
+            w = self._window(hours, label.created_at)
+            found = activity(session, Job.label_id, [Job.label_id == label.id], w.start, self._db.dialect, w)
+        return found.get(label.id) or empty_activity(w.start, w)
 
-    def pq_activity(self, pq: str) -> Activity:
-        start = self._activity_start()
+    def pq_activity(self, pq: str, hours: int = 24) -> Activity:
+        w = self._window(hours, None)
         ids = select(Label.id).where(Label.batchqueue == pq)
         with self._db.read() as session:
-            found = activity(session, Label.batchqueue, [Job.label_id.in_(ids)], start, self._db.dialect)
-        return found.get(pq) or empty_activity(start)
+            found = activity(session, Label.batchqueue, [Job.label_id.in_(ids)], w.start, self._db.dialect, w)
+        return found.get(pq) or empty_activity(w.start, w)
 
     def outcomes(self, factory_name: str, label_name: str, hours: int) -> Outcomes:
         """Pilots of the label that exited (EXITING or DONE) in the window, by rc."""
@@ -564,6 +614,11 @@ def _search_queues(session: Session, kind: SearchKind, column: Any, pattern: str
         .limit(SEARCH_LIMIT)
     )
     return [SearchHit(kind=kind, name=name, pq=pq) for name, pq in rows]
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back (stored as UTC)."""
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 def _label(session: Session, factory_name: str, label_name: str) -> Label:

@@ -122,15 +122,16 @@ def overview(svc: ServicesDep) -> list[FactoryOverview]:
 
 
 @router.get("/api/factories/{fid}/activity", response_model=Activity, responses=_NOT_FOUND)
-def factory_activity(fid: FactoryPath, svc: ServicesDep) -> Activity:
-    """Created/running/done/fault per 10 min over the last 24 h."""
-    return svc.queries.factory_activity(fid)
+def factory_activity(fid: FactoryPath, svc: ServicesDep, hours: Hours = 24) -> Activity:
+    """Created/running/done/fault over the last `hours` (since the first heartbeat if the factory
+    is younger): per 5 min for 6 h, 10 min for 24 h, 1 h for 7 d."""
+    return svc.queries.factory_activity(fid, hours)
 
 
 @router.get("/api/labels/{key}/activity", response_model=Activity, responses=_NOT_FOUND)
-def label_activity(key: LabelKey, svc: ServicesDep) -> Activity:
+def label_activity(key: LabelKey, svc: ServicesDep, hours: Hours = 24) -> Activity:
     fid, name = key.split(":", 1)
-    return svc.queries.label_activity(fid, name)
+    return svc.queries.label_activity(fid, name, hours)
 
 
 @router.get("/api/labels/{key}/outcomes", response_model=Outcomes, responses=_NOT_FOUND)
@@ -141,8 +142,8 @@ def label_outcomes(key: LabelKey, svc: ServicesDep, hours: Hours = 24) -> Outcom
 
 
 @router.get("/api/pqs/{pq}/activity", response_model=Activity)
-def pq_activity(pq: PqPath, svc: ServicesDep) -> Activity:
-    return svc.queries.pq_activity(pq)
+def pq_activity(pq: PqPath, svc: ServicesDep, hours: Hours = 24) -> Activity:
+    return svc.queries.pq_activity(pq, hours)
 
 
 @router.get("/api/search", response_model=SearchResult)

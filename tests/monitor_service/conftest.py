@@ -114,14 +114,14 @@ class FactoryClient:
         body = {"url": f"http://{self.name}.example.org/logs", "email": "ops@example.org", "version": "3.0.0"}
         return self.call("PUT", f"/factories/{self.name}", body)
 
-    def labels(self, *names: str, pq: str = "CERN-PROD_UCORE") -> requests.Response:
+    def labels(self, *names: str, pq: str = "CERN-PROD_UCORE", resource: str = "") -> requests.Response:
         records = [
             {
                 "name": name,
                 "factory": self.name,
                 "batchqueue": pq,
                 "wmsqueue": pq,
-                "resource": "ce503.cern.ch:9619",
+                "resource": resource or "ce503.cern.ch:9619",
                 "localqueue": "condor",
             }
             for name in names

@@ -68,6 +68,16 @@ def test_humanise_parses_defensively(text: str, human: str | None) -> None:
     assert pages.humanise(text) == human
 
 
+def test_a_disabled_queue_shows_the_operators_reason() -> None:
+    text = (
+        "L pq=P activated=50 share=25 idle=0 running=0 held=0 decision=0 submitted=0 | Classic: in=0 "
+        "activated=25 pending=0 nqueue=5 -> 5; Disabled: in=5 PQ P disabled by root since "
+        "2026-11-30 11:58 UTC until 2026-11-30 18:00 UTC: CE upgrade -> 0"
+    )
+    human = pages.humanise(text)
+    assert human == "0 pilots submitted: 50 activated, 0 pending, disabled by the operator: CE upgrade"
+
+
 def test_ages_and_health_of_messages() -> None:
     now = T0
     assert pages.ago(None, now) == "never"
@@ -98,10 +108,37 @@ def test_activity_svg_is_escaped_and_scaled() -> None:
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert "&lt;24 h&gt;" in svg and "<24 h>" not in svg
     assert "created 6, running 0, done 0, fault 1 in &lt;24 h&gt;" in svg
-    assert svg.count("<polyline") == 4
+    assert svg.count("<polyline") == 1  # created; running and done are zero throughout
+    assert '<g class="series-fault" fill="#d62728"><rect ' in svg and svg.count("<rect ") == 1
     frame = Frame(width=20, height=30, left=0, right=0, top=0, bottom=10)
     assert points([0, 2, 4], 4, frame) == "0.0,20.0 10.0,10.0 20.0,0.0"
     assert points([0, 0], 0, frame) == "0.0,20.0 20.0,20.0"
+
+
+def test_zero_faults_draw_nothing_red() -> None:
+    quiet = activity_svg({"created": [3, 4, 2], "running": [1, 2, 2], "done": [0, 1, 0], "fault": [0, 0, 0]})
+    assert "series-fault" not in quiet and "#d62728" not in quiet
+    assert quiet.count("<polyline") == 3
+    some = activity_svg({"created": [3, 4, 2], "fault": [0, 2, 0]})
+    assert some.count("<rect ") == 1 and "<title>fault 2</title>" in some
+
+
+def test_chart_windows_fit_the_range_and_a_young_factory() -> None:
+    from autopyfactory.monitor_service.queries import Window, bin_for
+
+    assert [bin_for(timedelta(hours=h)) for h in (6, 24, 168)] == [
+        timedelta(minutes=5),
+        timedelta(minutes=10),
+        timedelta(hours=1),
+    ]
+    day = Window.last(T0, timedelta(hours=24))
+    assert (day.start, day.width, day.bins) == (T0 - timedelta(hours=24), timedelta(minutes=10), 144)
+    young = Window.last(T0, timedelta(hours=24), born=T0 - timedelta(hours=2))
+    assert (young.start, young.width, young.bins) == (T0 - timedelta(hours=2), timedelta(minutes=5), 24)
+    newborn = Window.last(T0, timedelta(days=7), born=T0 - timedelta(minutes=3))
+    assert (newborn.width, newborn.bins) == (timedelta(minutes=5), 12)  # at least an hour
+    spans = [pages.span_text(m) for m in (45, 360, 1440, 10080, 1490)]
+    assert spans == ["45 min", "6 h", "24 h", "7 d", "24.8 h"]
 
 
 def test_like_escapes_wildcards() -> None:
@@ -120,8 +157,10 @@ class Dataset:
 
 
 def _labels(client: FactoryClient, pq_of: dict[str, str]) -> None:
+    """Each label with its PQ and the CE its name says (``<PQ>-<CE host>-<queue>``)."""
     for name, pq in pq_of.items():
-        assert client.labels(name, pq=pq).status_code == 200
+        host = name.removeprefix(f"{pq}-").rsplit("-", 1)[0]
+        assert client.labels(name, pq=pq, resource=f"{host}:9619").status_code == 200
 
 
 def _hour(client: FactoryClient, label: str, cluster: int, hour: int, faulty: bool) -> None:
@@ -137,6 +176,12 @@ def _hour(client: FactoryClient, label: str, cluster: int, hour: int, faulty: bo
                 client.pilot(f"{old}.{i}", state="fault")
             else:
                 client.pilot(f"{old}.{i}", state="exiting", rc=rc)
+
+
+def cycle_message(label: str, pq: str, submitted: int) -> str:
+    """MESSAGE as the factory writes it for ``label`` of ``pq`` (the pages show it as it is)."""
+    head = MESSAGE.replace("NDGF-T1-arc01.ndgf.org-atlas pq=NDGF-T1", f"{label} pq={pq}")
+    return head.replace("submitted=12", f"submitted={submitted}")
 
 
 def fill(monitor: Monitor, http: requests.Session) -> Dataset:
@@ -163,14 +208,14 @@ def fill(monitor: Monitor, http: requests.Session) -> Dataset:
         monitor.services.expiry.run()
         monitor.clock.advance(timedelta(hours=1))
     bnl.heartbeat()
-    bnl.message(BNL, MESSAGE.replace("submitted=12", "submitted=11"))
+    bnl.message(BNL, cycle_message(BNL, "BNL_PROD", 11))
     bnl.message(BNL_UCORE, "just a note from an older factory")
     monitor.clock.advance(timedelta(minutes=25))
-    cern.message(MCORE, MESSAGE.replace("NDGF-T1", "CERN-PROD_MCORE"))
+    cern.message(MCORE, cycle_message(MCORE, "CERN-PROD_MCORE", 12))
     monitor.clock.advance(timedelta(minutes=15))
     cern.heartbeat()
     for n in (3, 7, 12):
-        cern.message(UCORE, MESSAGE.replace("submitted=12", f"submitted={n}"))
+        cern.message(UCORE, cycle_message(UCORE, "CERN-PROD_UCORE", n))
     monitor.clock.advance(timedelta(minutes=2))
     return Dataset(monitor, cern, bnl, stale)
 
@@ -298,10 +343,50 @@ def test_pages_escape_what_factories_send(data: Dataset) -> None:
 
 def test_label_page(data: Dataset) -> None:
     html = get(data, f"/factory/CERN-apf01/{UCORE}")
+    assert html.index('id="jobs"') < html.index('id="messages"')  # the pilots before the history
     assert "12 pilots submitted: 812 activated, 3 pending, 10 running, MaxPending 15" in html
     assert 'href="/job/CERN-apf01:1023.0"' in html
     assert f'href="http://CERN-apf01.example.org/logs/2025-03-02/{UCORE}/1023.0.err"' in html
     assert '<td class="num" id="miss">22</td>' in html
+
+
+def test_chart_range_links(data: Dataset) -> None:
+    six = get(data, "/factory/CERN-apf01?hours=6")
+    assert "Activity, last 6 h</h2>" in six and "<strong>6 h</strong>" in six
+    assert 'href="/factory/CERN-apf01?hours=24"' in six and 'href="/factory/CERN-apf01?hours=168"' in six
+    assert 'href="/api/factories/CERN-apf01/activity?hours=6"' in six
+    week = get(data, "/factory/CERN-apf01?hours=168")
+    assert "<strong>7 d</strong>" in week and "(all there is so far)" in week  # about a day old
+    label = get(data, f"/factory/CERN-apf01/{UCORE}?hours=6")
+    assert f'href="/factory/CERN-apf01/{UCORE}?hours=168"' in label
+    assert 'href="/pq/CERN-PROD_UCORE?hours=6"' in get(data, "/pq/CERN-PROD_UCORE?hours=24")
+    twin = requests.get(data.monitor.url + "/api/factories/CERN-apf01/activity?hours=6", timeout=10).json()
+    assert (twin["bin_minutes"], len(twin["created"])) == (5, 72)
+
+
+def test_factory_page_sorts_and_filters_labels_worst_first(data: Dataset) -> None:
+    html = get(data, "/factory/CERN-apf01")
+    assert html.index(f'data-label="{MCORE}"') < html.index(f'data-label="{UCORE}"')  # warning first
+    assert '<span class="muted" id="shown">2 of 2 labels, <strong>worst first ▾</strong>' in html
+    assert 'href="/factory/CERN-apf01?hours=24&amp;q=&amp;health=&amp;sort=name"' in html
+    one = get(data, "/factory/CERN-apf01?q=prod_ucore")
+    assert f'data-label="{UCORE}"' in one and f'data-label="{MCORE}"' not in one and ">1 of 2 labels" in one
+    warning = get(data, "/factory/CERN-apf01?health=warning&sort=name")
+    assert f'data-label="{MCORE}"' in warning and f'data-label="{UCORE}"' not in warning
+    assert "<strong>label ▾</strong>" in warning
+    get(data, "/factory/CERN-apf01?sort=nonsense", status=422)
+
+
+def test_worst_first_order() -> None:
+    from types import SimpleNamespace
+
+    def row(name: str, health: str, faults: int) -> dict[str, object]:
+        counts = SimpleNamespace(FAULT=faults, RUNNING=0)
+        return {"label": SimpleNamespace(name=name, counts=counts), "health": health}
+
+    rows = [row("a", "ok", 9), row("b", "error", 0), row("c", "warning", 1), row("d", "ok", 50)]
+    rows.append(row("e", "error", 3))
+    assert [r["label"].name for r in pages.sort_labels(rows, "worst")] == ["e", "b", "c", "d", "a"]
 
 
 def test_job_and_pq_and_report_pages(data: Dataset) -> None:

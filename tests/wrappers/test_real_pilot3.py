@@ -29,8 +29,9 @@ from autopyfactory import config
 from autopyfactory.batch import SubmitContext
 from autopyfactory.condor.submit import render_submit, validate
 from autopyfactory.labels import Label, build_labels
-from autopyfactory.pilot3_tarball import PILOT3_VERSION, cache_dir, download_sdist, tarball_from_sdist
+from autopyfactory.pilot3_tarball import PILOT3_VERSION, tarball_from_sdist
 from tests.condor.test_submit import decode_new_syntax
+from tests.support.pilot3 import cached_pilot3_sdist
 from tests.wrappers.harness import WRAPPER, clean_environ
 from tests.wrappers.panda_standin import PandaStandIn
 
@@ -43,10 +44,7 @@ CERN = json.loads((ROOT / "tests" / "data" / "cric_pandaqueue_CERN.json").read_t
 
 @pytest.fixture(scope="session")
 def pilot3_sdist() -> Path:
-    try:
-        return download_sdist(cache_dir())
-    except RuntimeError as exc:
-        pytest.skip(f"no panda-pilot {PILOT3_VERSION} sdist (pip could not get it): {exc}")
+    return cached_pilot3_sdist()
 
 
 @pytest.fixture

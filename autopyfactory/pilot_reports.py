@@ -150,6 +150,8 @@ class MonitorApi:
                                     [report.body() for report in chunk])  # fmt: skip
                 for key in totals:
                     totals[key] += int(answer[key])
+                for item in answer.get("rejected", []):  # the monitor applied the others
+                    log.warning("monitor refused report %s: %s", chunk[item["index"]].cid, item["detail"])
                 retry = {job["cid"] for job in answer["jobs"] if job["result"] == "retry"}
                 chunk = [report for report in chunk if report.cid in retry]
                 if not chunk:

@@ -197,11 +197,15 @@ def post_label_messages(
 
 
 @router.post(
-    "/api/factories/{fid}/jobs", response_model=BatchReportsOut, responses=_AUTH_ERRORS, tags=["factory"]
+    "/api/factories/{fid}/jobs",
+    response_model=BatchReportsOut,
+    responses=_AUTH_ERRORS,
+    openapi_extra=bulk_body(BatchReportIn, BATCH_REPORTS_MAX),
+    tags=["factory"],
 )
 def post_batch_reports(
     fid: FactoryPath,
-    reports: Annotated[list[BatchReportIn], Body(max_length=BATCH_REPORTS_MAX)],
+    items: Annotated[list[dict[str, Any]], Body(max_length=BATCH_REPORTS_MAX)],
     factory: FactoryAuth,
     svc: ServicesDep,
     request: Request,
@@ -212,12 +216,14 @@ def post_batch_reports(
     Completed while RUNNING passes through EXITING to DONE (two events: the wrapper's own report
     was lost); Completed while CREATED is FAULT (the pilot never reported running); a final job
     is left as it is. The answer says per job what happened; an unknown cid is not an error.
+    Invalid reports are left out and listed in ``rejected``; the valid ones are applied.
     """
     require_owner(factory, fid)
+    reports, rejected = valid_items(BatchReportIn, items)
     outcomes = svc.store.batch_reports(fid, reports, client_address(request))
     jobs = [BatchReportOut(cid=o.cid, result=o.result, state=o.state, detail=o.detail) for o in outcomes]
     counts = {result: sum(1 for o in outcomes if o.result == result) for result in _BATCH_RESULTS}
-    return BatchReportsOut(jobs=jobs, **counts)
+    return BatchReportsOut(jobs=jobs, rejected=rejected, **counts)
 
 
 _BATCH_RESULTS = ("changed", "unchanged", "unknown", "retry")

@@ -338,3 +338,4 @@ class BatchReportsOut(BaseModel):
     unknown: int
     retry: int
     jobs: list[BatchReportOut]
+    rejected: list[RejectedItem] = Field(default=[], description="invalid reports, left out")

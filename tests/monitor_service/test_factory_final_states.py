@@ -102,8 +102,17 @@ def test_only_the_owner_may_report(factory: FactoryClient, make_factory: Callabl
         {"cid": "1.0", "state": "done", "rc": 300},
     ],
 )
-def test_bad_reports_are_422(factory: FactoryClient, report: dict[str, object]) -> None:
-    assert factory.call("POST", f"/factories/{factory.name}/jobs", [report]).status_code == 422
+def test_bad_reports_are_left_out_and_the_good_ones_applied(
+    factory: FactoryClient, report: dict[str, object]
+) -> None:
+    """Issue 13.7: one bad item of a bulk request costs only itself."""
+    factory.create(LABEL, "9.0")
+    good = {"cid": "9.0", "state": "fault"}
+    answer = factory.call("POST", f"/factories/{factory.name}/jobs", [report, good])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [item["index"] for item in body["rejected"]] == [0]
+    assert body["changed"] == 1 and factory.job("9.0")["state"] == "FAULT"
 
 
 def test_the_list_is_bounded(factory: FactoryClient) -> None:

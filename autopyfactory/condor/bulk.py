@@ -27,7 +27,6 @@ an error (and nothing more this cycle); the labels after it get "not submitted".
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from autopyfactory.batch import BatchError, SubmitContext, SubmitOutcome
 from autopyfactory.condor.command import Schedd, run_condor_keep
-from autopyfactory.condor.submit import SubmitRenderError, log_dir, render_submit, validate
+from autopyfactory.condor.submit import SubmitRenderError, log_dir, render_submit, validate, write_submit_file
 from autopyfactory.labels import Label
 
 log = logging.getLogger(__name__)
@@ -283,24 +282,5 @@ def _log_batch(
 
 
 def write_batch_file(directory: Path, schedd: str, text: str) -> Path:
-    """``<schedd>-<N>.sub``, N one past the highest present, reserved exclusively (no fsync:
-    the file is read once, right away, and kept for troubleshooting only)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = _SLUG.sub("_", schedd) or "schedd"
-    pattern = re.compile(rf"^{re.escape(stem)}-(\d+)\.sub$")
-    numbers = [int(m[1]) for m in (pattern.match(name) for name in os.listdir(directory)) if m]
-    number = max(numbers, default=0) + 1
-    while True:
-        path = directory / f"{stem}-{number:04d}.sub"
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            number += 1
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError:
-        path.unlink(missing_ok=True)
-        raise
-    return path
+    """``<schedd>-<N>.sub`` (see :func:`write_submit_file`)."""
+    return write_submit_file(directory, text, _SLUG.sub("_", schedd) or "schedd")

@@ -90,7 +90,6 @@ EXPRESSION_COMMANDS = ("periodic_hold", "periodic_remove")
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TERSE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
-_SUBMIT_FILE = re.compile(r"^submit-(\d+)\.sub$")
 
 
 class SubmitRenderError(ValueError):
@@ -534,16 +533,17 @@ def parse_terse(output: str) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def write_submit_file(directory: Path, text: str) -> Path:
-    """Write ``submit-<N>.sub``, N one past the highest present; a name is reserved exclusively,
+def write_submit_file(directory: Path, text: str, stem: str = "submit") -> Path:
+    """Write ``<stem>-<N>.sub``, N one past the highest present; a name is reserved exclusively,
     so two cycles of one day (or two factories sharing the directory) never overwrite each other.
     No fsync: the file is read once, right away, by condor_submit and kept for troubleshooting.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    numbers = [int(m[1]) for m in (_SUBMIT_FILE.match(p.name) for p in directory.iterdir()) if m]
+    pattern = re.compile(rf"^{re.escape(stem)}-(\d+)\.sub$")
+    numbers = [int(m[1]) for m in (pattern.match(name) for name in os.listdir(directory)) if m]
     number = max(numbers, default=0) + 1
     while True:
-        path = directory / f"submit-{number:04d}.sub"
+        path = directory / f"{stem}-{number:04d}.sub"
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break

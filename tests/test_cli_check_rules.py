@@ -8,43 +8,15 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from autopyfactory.panda import STATS_PATH
 from tests.monitor_service.conftest import Monitor, new_factory, start_monitor
+from tests.support.proxies import proxy
 from tests.test_cli_check import DUMP, EXAMPLE, WRAPPER, example_with, run
-
-
-def proxy(path: Path, hours: float) -> Path:
-    """A self-signed certificate + key valid for ``hours`` more, as a proxy file."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pilot proxy")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=hours))
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return path
 
 
 def findings(output: str, level: str) -> list[str]:

@@ -10,17 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.support.condor_emulator.ads import JobStatus
+from tests.support.proxies import proxy
 from tests.test_e2e_cycle import Stand, per_label, write_config
 
 
@@ -217,30 +213,11 @@ def _pilot_submit(label: str, n: int) -> str:
     )
 
 
-def _proxy(path: Path, hours: float) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pilot proxy")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=hours))
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.write_bytes(pem)
-    return path
 
 
 def test_a_proxy_near_expiry_stops_submission_for_its_queues(tmp_path, stand, condor):
     stand.stats = {"TEST-SITE": {"activated": 5}, "DOWN-SITE": {"activated": 5}, "NDGF-T1": {"activated": 5}}
-    short, good = _proxy(tmp_path / "short.pem", 1), _proxy(tmp_path / "good.pem", 48)
+    short, good = proxy(tmp_path / "short.pem", 1), proxy(tmp_path / "good.pem", 48)
     queues = f"[NDGF-T1]\nx509userproxy = {short}\n[TEST-SITE]\nx509userproxy = {good}\n"
     conf = write_config(tmp_path, stand, queues)
     result = subprocess.run(

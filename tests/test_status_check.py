@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.proxies import proxy
 from tests.test_e2e_cycle import Stand, run, write_config
-from tests.test_e2e_daemon import _proxy
 
 ARC1 = "NDGF-T1-arc01.ndgf.org-atlas"
 
@@ -78,7 +78,7 @@ def test_condor_answering_badly_is_a_warning(tmp_path, stand, condor):
 
 def test_credentials_expiring_soon_warn_and_too_short_are_critical_for_their_labels(tmp_path, stand, condor):
     stand.stats = {"NDGF-T1": {"activated": 7}, "TEST-SITE": {"activated": 1}}
-    soon, short = _proxy(tmp_path / "soon.pem", 8), _proxy(tmp_path / "short.pem", 1)
+    soon, short = proxy(tmp_path / "soon.pem", 8), proxy(tmp_path / "short.pem", 1)
     queues = f"[NDGF-T1]\nx509userproxy = {short}\n[TEST-SITE]\nx509userproxy = {soon}\n"
     conf = config(tmp_path, stand, queues)
     run(conf, condor, "--once")

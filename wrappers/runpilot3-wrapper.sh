@@ -480,11 +480,14 @@ apf_forward_signal() {
 
 # After the first forwarded signal the pilot has APF_PILOT_GRACE seconds, then it is killed. The
 # watchdog is a fresh bash (a subshell forked inside a trap handler would inherit this shell's state).
+# It is stopped with SIGUSR2, which this shell does not trap: a SIGTERM that reached the forked
+# child before its exec ran this shell's TERM and EXIT traps there, and so removed the work dir
+# while the pilot's pandaIDs.out was still to be read.
 apf_start_watchdog() {
     [ -z "$apf_watchdog_pid" ] || return 0
     # shellcheck disable=SC2016 # the inner script expands its own arguments
     bash -c 'sleep "$1" & sleeper=$!
-        trap "kill $sleeper 2>/dev/null; exit 0" TERM
+        trap "kill $sleeper 2>/dev/null; exit 0" USR2
         wait "$sleeper"
         if kill -0 "$2" 2>/dev/null; then
             printf "%(%Y-%m-%dT%H:%M:%S%z)T [wrapper] %s\n" -1 \
@@ -496,7 +499,7 @@ apf_start_watchdog() {
 
 apf_stop_watchdog() {
     [ -n "$apf_watchdog_pid" ] || return 0
-    kill -TERM "$apf_watchdog_pid" 2>/dev/null
+    kill -USR2 "$apf_watchdog_pid" 2>/dev/null
     wait "$apf_watchdog_pid" 2>/dev/null
     apf_watchdog_pid=""
 }

@@ -329,7 +329,19 @@ def describe(label: Label, context: SubmitContext) -> tuple[list[str], list[tupl
     if resolved is None:
         raise SubmitRenderError(f"{label.name}: executable {exe!r} is not an executable file")
     words = pilot_arguments(label, context)
-    return [os.path.abspath(resolved), *words], pilot_environment(label, context)
+    return [os.path.abspath(resolved), *words], _with_nokill(pilot_environment(label, context))
+
+
+def _with_nokill(environment: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``PILOT_NOKILL=1`` unless the queue's ``environ`` sets it.
+
+    Why: after a job, pilot 3 kills every process of its user whose parent is init (on a worker
+    node that reaps the payload's orphans). A local pilot runs on the factory's host, as the
+    factory's user, beside the factory and other daemons: without this it kills them.
+    """
+    if any(name == "PILOT_NOKILL" for name, _ in environment):
+        return environment
+    return [("PILOT_NOKILL", "1"), *environment]
 
 
 def _timestamp(when: float) -> str:

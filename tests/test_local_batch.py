@@ -27,6 +27,7 @@ from autopyfactory.local_batch import (
     LocalBackend,
     LocalPilot,
     RunState,
+    describe,
     expand_macros,
     process_identity,
 )
@@ -228,6 +229,12 @@ def test_ids_are_cluster_proc_and_never_repeat(
     wait_for(finished(restarted, [label], 4))
 
 
+def test_queue_environ_may_set_pilot_nokill(tmp_path: Path, labels: dict[str, Label]) -> None:
+    label = with_pilot(labels[A], "/bin/true", {"PILOT_NOKILL": "0"}, "-q %(pq)s")
+    _, environment = describe(label, make_context(tmp_path))
+    assert [value for name, value in environment if name == "PILOT_NOKILL"] == ["0"]
+
+
 def test_pilot_sees_rendered_arguments_and_condor_environment(
     tmp_path: Path,
     state: Path,
@@ -270,6 +277,7 @@ def test_pilot_sees_rendered_arguments_and_condor_environment(
     assert env["GTAG"] == f"http://factory.example.org/pilots/{DATE}/{A}/1.0.out"
     assert env["SITE_VAR"] == "a$b c'd"
     assert env["APF_TEST_FROM_FACTORY"] == "inherited"
+    assert env["PILOT_NOKILL"] == "1"  # pilot 3 must not kill the factory's host processes
     assert seen["cwd"] == str(state / "local" / "work" / "1.0")
     assert not (state / "local" / "work" / "1.0").exists()  # removed when the pilot ended
 

@@ -41,6 +41,7 @@ import requests
 from autopyfactory import config
 from autopyfactory.batch import BatchError
 from autopyfactory.condor.command import Schedd, run_condor
+from autopyfactory.condor.history import history_ads
 from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
 from autopyfactory.condor.status import factory_constraint, query_pilots
 from autopyfactory.files import atomic_write_text
@@ -191,17 +192,10 @@ def schedd_key(schedd: Schedd) -> str:
 
 def read_history(schedd: Schedd, constraint: str, timeout: float, since: float | None = None) -> list[Report]:
     """This factory's pilots in one schedd's history matching ``constraint``, as reports."""
-    args = ["-constraint", constraint, "-json", "-attributes", ",".join(HISTORY_ATTRIBUTES)]
+    args = ["-constraint", constraint, "-attributes", ",".join(HISTORY_ATTRIBUTES)]
     if since is not None:
         args[2:2] = ["-since", f"EnteredCurrentStatus < {int(since)}"]
-    text = run_condor("condor_history", schedd, args, timeout)
-    try:
-        ads = json.loads(text) if text.strip() else []
-    except ValueError as exc:
-        raise BatchError(f"condor_history ({schedd}): unparsable output ({exc}): {text[:80]!r}") from None
-    if not isinstance(ads, list):
-        raise BatchError(f"condor_history ({schedd}): expected a JSON list of job ads")
-    return [report for ad in ads if (report := ad_report(ad)) is not None]
+    return [report for ad in history_ads(schedd, args, timeout) if (report := ad_report(ad)) is not None]
 
 
 def ad_report(ad: Mapping[str, Any]) -> Report | None:

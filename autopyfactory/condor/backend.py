@@ -8,7 +8,6 @@ asked too, and each answer is checked against the recent submissions (condor/mem
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
 from autopyfactory.condor.bulk import BatchResult, BlockCache, submit_batch
 from autopyfactory.condor.command import Schedd, run_condor
+from autopyfactory.condor.history import history_ads
 from autopyfactory.condor.memory import SubmissionMemory
 from autopyfactory.condor.status import ScheddCensus, census_query, factory_constraint, query_pilots
 from autopyfactory.condor.submit import submit_pilots
@@ -234,14 +234,7 @@ def history_ids(schedd: Schedd, factory_id: str, job_ids: Sequence[str], timeout
     pairs = (job_id.split(".") for job_id in job_ids)
     ids = " || ".join(f"(ClusterId == {int(c)} && ProcId == {int(p)})" for c, p in pairs)
     args = [
-        "-constraint", f"{factory_constraint(factory_id)} && ({ids})", "-json",
+        "-constraint", f"{factory_constraint(factory_id)} && ({ids})",
         "-attributes", "ClusterId,ProcId", "-limit", str(len(job_ids)),
     ]  # fmt: skip
-    text = run_condor("condor_history", schedd, args, timeout)
-    try:
-        ads = json.loads(text) if text.strip() else []
-    except ValueError as exc:
-        raise BatchError(f"condor_history ({schedd}): unparsable output ({exc}): {text[:80]!r}") from None
-    if not isinstance(ads, list):
-        raise BatchError(f"condor_history ({schedd}): expected a JSON list of job ads")
-    return {f"{ad.get('ClusterId')}.{ad.get('ProcId')}" for ad in ads if isinstance(ad, dict)}
+    return {f"{ad.get('ClusterId')}.{ad.get('ProcId')}" for ad in history_ads(schedd, args, timeout)}

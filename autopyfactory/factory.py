@@ -290,6 +290,15 @@ class CycleObserver(Protocol):
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
 
 
+def _disabled(controls: Controls, labels: Sequence[Label], now: float) -> dict[str, str]:
+    """The labels an operator disabled (``autopyfactory queues disable``), with the reason."""
+    return {
+        label.name: reason
+        for label in labels
+        if (reason := controls.disabled_reason(label.name, label.pq, now)) is not None
+    }
+
+
 def _removal_targets(controls: Controls, labels: Sequence[Label]) -> set[str]:
     """Labels an ``autopyfactory pilots remove`` request waits for: their pilots must be listed."""
     return {
@@ -326,34 +335,21 @@ class Factory:
         self._observer_failed = observer_failed
 
     def run_cycle(self, cycle: int) -> CycleReport:
+        """One cycle: read the edges (labels, PanDA, controls, census), decide and submit, tidy up,
+        then tell the log and every observer."""
         started = self._clock()
         problems: list[Problem] = []
         label_set = self._labels(problems)
-        reading = self._panda.update(
-            detailed=any(lb.resource_type or lb.job_labels for lb in label_set.labels)
-        )
-        stats = reading.stats
-        if not reading.ok:
-            problems.append(Problem("panda", reading.problem))
+        labels = label_set.labels
+        reading = self._read_panda(labels, problems)
         controls = self._controls.read_or_hold() if self._controls else Controls()
-        census = (
-            self._census(label_set.labels, problems, _removal_targets(controls, label_set.labels))
-            if not self._stop_requested()
-            else _NO_CENSUS
-        )
-        checks, blocked = self._check_credentials(label_set.labels, started)
-        disabled = {
-            label.name: reason
-            for label in label_set.labels
-            if (reason := controls.disabled_reason(label.name, label.pq, started)) is not None
-        }
-        notes = self._remove_requested(controls, label_set.labels, census)
-        f = self.config.factory
-        caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
-        plans = plan(label_set.labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
-        results = tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
+        census = self._take_census(labels, problems, controls)
+        checks, blocked = self._check_credentials(labels, started)
+        disabled = _disabled(controls, labels, started)
+        notes = self._remove_requested(controls, labels, census)
+        results = self._decide_and_submit(cycle, labels, reading.stats, census, blocked, disabled, started)
         if not self._stop_requested():
-            self._clean_logs(label_set.labels, census, started)
+            self._clean_logs(labels, census, started)
         if controls.problem:
             problems.append(Problem("control", controls.problem))
         report = CycleReport(
@@ -362,15 +358,44 @@ class Factory:
             self._clock() - started,
             results,
             tuple(problems),
-            label_set.problems,
-            checks,
-            census.recent,
-            reading,
-            (*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
+            skipped_queues=label_set.problems,
+            credentials=checks,
+            recent=census.recent,
+            panda=reading,
+            control=(*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
         )
         self._log(report)
-        self._notify(report, label_set.labels)
+        self._notify(report, labels)
         return report
+
+    def _read_panda(self, labels: Sequence[Label], problems: list[Problem]) -> PandaReading:
+        """This cycle's PanDA answer; the detailed statistics only when a label needs them."""
+        reading = self._panda.update(detailed=any(lb.resource_type or lb.job_labels for lb in labels))
+        if not reading.ok:
+            problems.append(Problem("panda", reading.problem))
+        return reading
+
+    def _take_census(self, labels: Sequence[Label], problems: list[Problem], controls: Controls) -> Census:
+        """The batch system's pilots; none at all (so nothing is submitted) once a stop is asked."""
+        if self._stop_requested():
+            return _NO_CENSUS
+        return self._census(labels, problems, _removal_targets(controls, labels))
+
+    def _decide_and_submit(
+        self,
+        cycle: int,
+        labels: Sequence[Label],
+        stats: JobStats | None,
+        census: Census,
+        blocked: Mapping[str, str],
+        disabled: Mapping[str, str],
+        started: float,
+    ) -> tuple[LabelResult, ...]:
+        """The policy per label under the factory's caps, then the submissions and their tidy-up."""
+        f = self.config.factory
+        caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
+        plans = plan(labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
+        return tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
 
     def _notify(self, report: CycleReport, labels: Sequence[Label]) -> None:
         """Tell every observer; one that fails (a full state disk) is a warning, never a failed

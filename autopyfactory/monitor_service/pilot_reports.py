@@ -35,7 +35,7 @@ from autopyfactory.monitor_service.deps import Services, fields_of, validated
 from autopyfactory.monitor_service.errors import Conflict, MonitorError
 from autopyfactory.monitor_service.schemas import CID_PATTERN, FID_PATTERN, JobUpdateIn, TransitionOut
 from autopyfactory.monitor_service.states import JobState, legacy_exit_target
-from autopyfactory.monitor_service.store import TargetRule, Transition
+from autopyfactory.monitor_service.store import PilotReport, TargetRule, Transition
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ async def report(
     transaction of its own."""
     if svc.writer is None:
         return await run_in_threadpool(svc.store.report, fid, cid, target, source, rc, ids)
-    work = partial(
-        svc.store.report_in, factory_name=fid, cid=cid, target=target, source=source, rc=rc, ids=ids
+    outcome = await svc.writer.run_together(
+        svc.store.reports_in, PilotReport(fid, cid, target, source, rc, ids)
     )
-    return await svc.writer.run(work)
+    assert isinstance(outcome, Transition)
+    return outcome
 
 
 def answer(outcome: Transition) -> TransitionOut:

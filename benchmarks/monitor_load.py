@@ -123,9 +123,11 @@ def environment(tree: Path | None) -> dict[str, str]:
 @contextmanager
 def service(db: str, serve_options: list[str], log: Path, tree: Path | None) -> Iterator[Service]:
     factory = "bench"
-    env = environment(tree)
+    env = environment(tree)  # and cwd=tree: `python -m` puts the current directory before PYTHONPATH
     command = monitor_command(db, "add-factory", factory)
-    token = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120, env=env).stdout
+    token = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=120, env=env, cwd=tree
+    ).stdout
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -133,6 +135,7 @@ def service(db: str, serve_options: list[str], log: Path, tree: Path | None) -> 
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=tree,
         )
     try:
         wait_until_up(port, process)

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from autopyfactory import __version__
 from autopyfactory.monitor_service import docs, pages, routes_read, routes_write
@@ -27,6 +27,7 @@ from autopyfactory.monitor_service.errors import MonitorError, Unauthorized
 from autopyfactory.monitor_service.expiry import Expiry, ExpiryThread
 from autopyfactory.monitor_service.group_commit import GroupCommit
 from autopyfactory.monitor_service.migrations import upgrade
+from autopyfactory.monitor_service.pilot_reports import DATABASE_UNAVAILABLE, PilotReports, replay
 from autopyfactory.monitor_service.queries import Queries
 from autopyfactory.monitor_service.settings import MonitorSettings
 from autopyfactory.monitor_service.store import Store
@@ -94,6 +95,7 @@ def create_app(settings: MonitorSettings) -> FastAPI:
     pages.install(app)
     docs.install(app)
     _add_error_handlers(app)
+    app.add_middleware(PilotReports, services=services)  # innermost: inside the limits below
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(NulQueryGuard)
     return app
@@ -121,7 +123,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
         log.error("database error: %s", exc)
-        return AsciiJSONResponse({"detail": "database unavailable, try again later"}, status_code=503)
+        return AsciiJSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503)
 
     @app.exception_handler(Exception)
     async def bug(_request: Request, exc: Exception) -> JSONResponse:
@@ -171,7 +173,7 @@ class BodyLimit:
         if body is None:
             await _plain(send, 413, f"body larger than {self.max_bytes} bytes")
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -228,19 +230,6 @@ def _content_length(scope: Scope) -> int | None:
             text = value.decode("latin-1").strip()
             return int(text) if text.isdigit() and len(text) < 19 else None
     return 0
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
 
 
 async def _plain(send: Send, status: int, detail: str) -> None:

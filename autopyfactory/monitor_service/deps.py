@@ -25,7 +25,6 @@ from autopyfactory.monitor_service.settings import MonitorSettings
 from autopyfactory.monitor_service.store import Store
 
 M = TypeVar("M", bound=BaseModel)
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _MAX_FORM_FIELDS = 20
 
 
@@ -87,15 +86,24 @@ async def body_fields(request: Request, model: type[BaseModel]) -> dict[str, Any
     """The request body as a dict, from JSON or from form data (a field of ``model`` given twice
     in a form is refused)."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if kind == "application/json":
-        return _json_object(await request.body())
-    if kind == "application/x-www-form-urlencoded":
-        return _urlencoded_fields(await request.body(), model)
-    if kind in _FORM_TYPES:
+    if kind == "multipart/form-data":
         return await _form_fields(request, model)
-    if kind == "" and not await request.body():
+    raw = await request.body()
+    fields = fields_of(kind, raw, model)
+    if fields is not None:
+        return fields
+    if kind == "" and not raw:
         return {}
     raise UnsupportedMediaType(f"send application/x-www-form-urlencoded or application/json, not {kind!r}")
+
+
+def fields_of(kind: str, raw: bytes, model: type[BaseModel]) -> dict[str, Any] | None:
+    """A JSON or urlencoded body (media type ``kind``) as a dict; None for any other type."""
+    if kind == "application/json":
+        return _json_object(raw)
+    if kind == "application/x-www-form-urlencoded":
+        return _urlencoded_fields(raw, model)
+    return None
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -8,6 +8,11 @@ sees the state the previous one left (the state machine is applied exactly as wi
 transaction per report); in several worker processes on PostgreSQL the conditional
 ``UPDATE ... WHERE state = <judged state>`` still lets only one report win a step.
 
+Items submitted with :meth:`GroupCommit.run_together` are data for a ``together`` function, which
+does consecutive ones in one call (the pilot reports of a batch: one SELECT and one UPDATE
+statement for all of them instead of two statements each); it must give the same results as doing
+them one after the other, and, like any item, raises only before it writes anything.
+
 A :class:`~errors.MonitorError` raised by an item is that item's answer (404, 409); an item must
 raise it before it writes anything. Any other failure rolls the batch back and its items are run
 again one per transaction, so that one bad item cannot fail the others.
@@ -20,6 +25,7 @@ a report costs a few statements.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -59,13 +65,17 @@ class Batch:
 
 
 Work = Callable[[Batch], Any]
+Outcome = tuple[bool, Any]  # (True, result) or (False, the MonitorError that is the answer)
+Together = Callable[[Batch, list[Any]], list[Outcome]]
+"""Does several items (in arrival order) at once: one outcome per item."""
 
 
 @dataclass(frozen=True)
 class _Item:
-    work: Work
+    work: Any  # a Work, or the data of a Together
     future: Future[Any]
     weight: int  # rows it writes, about: a batch stops growing at max_weight
+    together: Together | None = None
 
 
 class GroupCommit:
@@ -104,15 +114,16 @@ class GroupCommit:
         self._queue.put(None)  # after every queued item: they are all committed first
         self._thread.join(timeout)
 
-    def submit(self, work: Work, weight: int = 1) -> Future[Any]:
-        """Queue ``work``; ``weight``: about how many rows it writes (a bulk create of 1,000 jobs
-        is not batched with many others, so that each answer comes soon after its own work)."""
+    def submit(self, work: Any, weight: int = 1, together: Together | None = None) -> Future[Any]:
+        """Queue ``work`` (a :data:`Work`, or with ``together`` its data); ``weight``: about how
+        many rows it writes (a bulk create of 1,000 jobs is not batched with many others, so that
+        each answer comes soon after its own work)."""
         future: Future[Any] = Future()
         with self._lock:
             if self._stopping:
                 raise Unavailable("the service is stopping, try again later")
             try:
-                self._queue.put_nowait(_Item(work, future, weight))
+                self._queue.put_nowait(_Item(work, future, weight, together))
             except queue.Full:
                 raise Unavailable("too many writes waiting, try again later") from None
         return future
@@ -121,6 +132,10 @@ class GroupCommit:
         """``work`` done and committed (or its MonitorError raised), without blocking the loop."""
         result: T = await asyncio.wrap_future(self.submit(work, weight))
         return result
+
+    async def run_together(self, together: Together, item: Any) -> Any:
+        """``item`` done by ``together`` (with the items queued next to it) and committed."""
+        return await asyncio.wrap_future(self.submit(item, together=together))
 
     # --- the writer thread -------------------------------------------------------------------
 
@@ -184,14 +199,25 @@ class GroupCommit:
         else:
             item.future.set_exception(value)
 
-    def _transaction(self, items: list[_Item]) -> list[tuple[bool, Any]]:
-        results: list[tuple[bool, Any]] = []
+    def _transaction(self, items: list[_Item]) -> list[Outcome]:
+        results: list[Outcome] = []
         with self._db.write.begin() as session:
             batch = Batch(session, self._clock())
-            for item in items:
-                try:
-                    results.append((True, item.work(batch)))
-                except MonitorError as exc:
-                    results.append((False, exc))
+            for together, run in itertools.groupby(items, key=lambda item: item.together):
+                if together is None:
+                    results.extend(_alone(batch, item.work) for item in run)
+                    continue
+                works = [item.work for item in run]
+                outcomes = together(batch, works)
+                if len(outcomes) != len(works):
+                    raise RuntimeError(f"{together}: {len(outcomes)} outcomes for {len(works)} items")
+                results.extend(outcomes)
             insert_events(session.connection(), batch.events)
         return results
+
+
+def _alone(batch: Batch, work: Work) -> Outcome:
+    try:
+        return True, work(batch)
+    except MonitorError as exc:
+        return False, exc

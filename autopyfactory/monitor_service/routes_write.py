@@ -22,7 +22,7 @@ from autopyfactory.monitor_service.deps import (
     services,
     valid_items,
 )
-from autopyfactory.monitor_service.errors import Conflict
+from autopyfactory.monitor_service.pilot_reports import answer, report
 from autopyfactory.monitor_service.schemas import (
     BATCH_REPORTS_MAX,
     CID_PATTERN,
@@ -241,6 +241,8 @@ _BATCH_RESULTS = ("changed", "unchanged", "unknown", "retry")
 )
 async def post_job_state(key: JobKey, request: Request) -> TransitionOut:
     """A wrapper's report: `state=running`, `state=exiting&rc=N[&ids=...]` or `state=fault[&rc=N]`."""
+    # Well-formed reports are answered by pilot_reports.PilotReports before they get here (the same
+    # checks and answers, without FastAPI's cost); this route documents them and refuses the rest.
     # The body and the services are fetched here rather than declared as dependencies: FastAPI's
     # dependency machinery was a third of the cost of a report (the body is still documented by
     # openapi_extra and refused with the same 422).
@@ -248,7 +250,7 @@ async def post_job_state(key: JobKey, request: Request) -> TransitionOut:
     body = await parsed_body(request, JobUpdateIn)
     fid, cid = key.split(":", 1)
     target = body.target
-    return _answer(await _report(svc, request, fid, cid, lambda _current: target, body.rc, body.ids))
+    return answer(await _report(svc, request, fid, cid, lambda _current: target, body.rc, body.ids))
 
 
 CidPath = Annotated[str, Path(pattern=CID_PATTERN)]
@@ -258,21 +260,13 @@ RcPath = Annotated[int, Path(ge=0, le=255)]
 async def _report(
     svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None, ids: str | None
 ) -> Transition:
-    """One report, by group commit when it is on (the answer waits for the commit), else in a
-    transaction of its own."""
-    source = client_address(request)
-    if svc.writer is None:
-        return await run_in_threadpool(svc.store.report, fid, cid, target, source, rc, ids)
-    work = partial(
-        svc.store.report_in, factory_name=fid, cid=cid, target=target, source=source, rc=rc, ids=ids
-    )
-    return await svc.writer.run(work)
+    return await report(svc, fid, cid, target, rc, ids, client_address(request))
 
 
 async def _legacy(
     svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None
 ) -> TransitionOut:
-    return _answer(await _report(svc, request, fid, cid, target, rc, None))
+    return answer(await _report(svc, request, fid, cid, target, rc, None))
 
 
 @router.get("/mon/rn/{fid}/{cid}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"])
@@ -294,9 +288,3 @@ async def legacy_exiting(
 # The same without the trailing slash, so that no client is sent a redirect it may not follow.
 router.add_api_route("/mon/rn/{fid}/{cid}", legacy_running, methods=["GET"], include_in_schema=False)
 router.add_api_route("/mon/ex/{fid}/{cid}/{rc}", legacy_exiting, methods=["GET"], include_in_schema=False)
-
-
-def _answer(outcome: Transition) -> TransitionOut:
-    if not outcome.accepted:
-        raise Conflict(f"job {outcome.job}: {outcome.detail}")
-    return TransitionOut(job=outcome.job, state=outcome.state, changed=outcome.changed, detail=outcome.detail)

@@ -9,13 +9,12 @@ a duplicate or skip a check.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Table, Update, bindparam, delete, insert, select, update
+from sqlalchemy import CursorResult, Insert, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -24,7 +23,7 @@ from autopyfactory.monitor_service.auth import looks_like_token, new_token, toke
 from autopyfactory.monitor_service.bulk import insert_events, insert_jobs
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
-from autopyfactory.monitor_service.group_commit import Batch
+from autopyfactory.monitor_service.group_commit import Batch, Outcome
 from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
 from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobIn, LabelIn
 from autopyfactory.monitor_service.settings import Clock
@@ -135,6 +134,36 @@ def batch_plan(request: str, current: JobState, flagged: bool) -> BatchPlan:
 
 TargetRule = Callable[[JobState], JobState]
 """Chooses the requested state from the current one (API v1 ``ex`` depends on it)."""
+
+
+@dataclass(frozen=True)
+class PilotReport:
+    """A wrapper's report, as an item of a group commit (see :meth:`Store.reports_in`)."""
+
+    factory: str
+    cid: str
+    target: TargetRule
+    source: str
+    rc: int | None
+    ids: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.factory}:{self.cid}"
+
+    def text(self, reason: str) -> str:
+        """The job event's text: the verdict's reason, then what the wrapper sent with it."""
+        return (
+            reason
+            + (f" rc={self.rc}" if self.rc is not None else "")
+            + (f" ids={self.ids}" if self.ids else "")
+        )
+
+
+class ConcurrentChange(Conflict):
+    """A job changed between the batch's read and its update (another process; not expected, as
+    the rows are locked when read): the batch is rolled back and its items are done one by one,
+    each judged again; a report alone that meets it again is answered with this 409."""
 
 
 class Store:
@@ -267,46 +296,41 @@ class Store:
         )
         return JobsCreated(len(new_ids), len(jobs) - len(new_ids), labels.created)
 
-    def report_in(
-        self,
-        batch: Batch,
-        factory_name: str,
-        cid: str,
-        target: TargetRule,
-        source: str,
-        rc: int | None,
-        ids: str | None,
-    ) -> Transition:
-        """:meth:`report` as one item of a group commit: the same checks, the same conditional
-        update (judged again when another process won the step), the event added to the batch's."""
-        key = f"{factory_name}:{cid}"
-        connection = batch.session.connection()
-        factory_id = batch.factory_ids.get(factory_name)
-        if factory_id is None:
-            factory_id = connection.scalar(_FACTORY_ID, {"name": factory_name})
-            if factory_id is None:
-                raise NotFound(f"no job {key}: the factory has not announced it")
-            batch.factory_ids[factory_name] = factory_id
-        for _ in range(_TRANSITION_ATTEMPTS):
-            row = connection.execute(_JOB_STATE, {"factory_id": factory_id, "cid": cid}).one_or_none()
-            if row is None:
-                raise NotFound(f"no job {key}: the factory has not announced it")
-            current = JobState(row.state)
-            decision = decide(current, target(current))
-            if decision.verdict is Verdict.REPLAY:
-                return Transition(key, current, False, True, decision.reason)
-            text = decision.reason + (f" rc={rc}" if rc is not None else "") + (f" ids={ids}" if ids else "")
-            event = job_event(row.id, batch.now, current, decision.target, source, text)
-            if decision.verdict is Verdict.ILLEGAL:
-                batch.events.append(event | {"accepted": False})
-                return Transition(key, current, False, False, decision.reason)
-            values = _transition_values(decision.target, batch.now, rc, ids)
-            statement = _job_update(tuple(sorted(values)))
-            changed = connection.execute(statement, {**values, "job_id": row.id, "judged": current.value})
-            if cast(CursorResult[Any], changed).rowcount == 1:
+    def reports_in(self, batch: Batch, reports: Sequence[PilotReport]) -> list[Outcome]:
+        """Several reports in arrival order, with the results, events and final states that
+        :meth:`report_in` would give one after the other, but one SELECT of the jobs' states (rows
+        locked on PostgreSQL) and one UPDATE statement for the jobs that change.
+
+        Each update is still conditional on the state the job was judged from: if another process
+        changed a job meanwhile, :class:`ConcurrentChange` sends the batch back to be done one by
+        one (where each report is judged again).
+        """
+        jobs = _current_jobs(batch, reports)
+        states = {key: state for key, (_, state) in jobs.items()}
+        changes: dict[tuple[str, str], dict[str, Any]] = {}
+        outcomes: list[Outcome] = []
+        for report in reports:
+            job = jobs.get((report.factory, report.cid))
+            if job is None:
+                outcomes.append((False, NotFound(f"no job {report.key}: the factory has not announced it")))
+                continue
+            job_id, judged = job
+            transition, event = _judge(report, job_id, states[report.factory, report.cid], batch.now)
+            if event is not None:
                 batch.events.append(event)
-                return Transition(key, decision.target, True, True, decision.reason)
-        raise Conflict(f"job {key} is changing concurrently, try again")
+            if transition.changed:
+                states[report.factory, report.cid] = transition.state
+                change = changes.setdefault(
+                    (report.factory, report.cid),
+                    {"job_id": job_id, "judged": judged.value, "new_rc": None, "new_ids": None},
+                )
+                change |= {"new_state": transition.state.value, "now": batch.now}
+                change["new_rc"] = report.rc if report.rc is not None else change["new_rc"]
+                change["new_ids"] = report.ids or change["new_ids"]
+            outcomes.append((True, transition))
+        if changes and _update_reported(batch, list(changes.values())) != len(changes):
+            raise ConcurrentChange("a job is changing concurrently, try again")
+        return outcomes
 
     def report(
         self, factory_name: str, cid: str, target: TargetRule, source: str, rc: int | None, ids: str | None
@@ -343,26 +367,23 @@ class Store:
             ).one_or_none()
             if row is None:
                 raise NotFound(f"no job {key}: the factory has not announced it")
-            current = JobState(row.state)
-            decision = decide(current, target(current))
-            if decision.verdict is Verdict.REPLAY:
-                return Transition(key, current, False, True, decision.reason)
-            text = decision.reason + (f" rc={rc}" if rc is not None else "") + (f" ids={ids}" if ids else "")
-            event = job_event(row.id, now, current, decision.target, source, text)
-            if decision.verdict is Verdict.ILLEGAL:
-                session.execute(insert(JobEvent), [event | {"accepted": False}])
-                return Transition(key, current, False, False, decision.reason)
-            values = _transition_values(decision.target, now, rc, ids)
+            report = PilotReport(factory_name, cid, target, source, rc, ids)
+            transition, event = _judge(report, row.id, JobState(row.state), now)
+            if event is not None and not transition.accepted:
+                session.execute(insert(JobEvent), [event])
+            if event is None or not transition.changed:
+                return transition
+            values = _transition_values(transition.state, now, rc, ids)
             changed = session.execute(
                 update(Job)
-                .where(Job.id == row.id, Job.state == current.value)
+                .where(Job.id == row.id, Job.state == row.state)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
             if cast(CursorResult[Any], changed).rowcount != 1:
                 return None
             session.execute(insert(JobEvent), [event])
-            return Transition(key, decision.target, True, True, decision.reason)
+            return transition
 
     # --- the factory's batch view -----------------------------------------------------------
 
@@ -401,19 +422,91 @@ class Store:
 
 # Statements of the group-commit report path, built once (their SQL is compiled once and cached).
 _FACTORY_ID = select(Factory.id).where(Factory.name == bindparam("name"))
-_JOB_STATE = select(JOBS.c.id, JOBS.c.state).where(
-    JOBS.c.factory_id == bindparam("factory_id"), JOBS.c.cid == bindparam("cid")
+
+# One UPDATE for all the jobs a batch of reports changes (executed with one parameter set each).
+_REPORTS_UPDATE = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.state == bindparam("judged"))
+    .values(
+        state=bindparam("new_state"),
+        state_changed_at=bindparam("now", type_=JOBS.c.state_changed_at.type),
+        flagged=False,
+        flagged_at=None,
+        rc=func.coalesce(bindparam("new_rc", type_=JOBS.c.rc.type), JOBS.c.rc),
+        ids=func.coalesce(bindparam("new_ids", type_=JOBS.c.ids.type), JOBS.c.ids),
+    )
+)
+# PostgreSQL: the same as one statement of fixed text over arrays (one round trip, one plan).
+_PG_REPORTS_UPDATE = text(
+    "UPDATE jobs SET state = v.new_state, state_changed_at = :now, flagged = false, flagged_at = NULL,"
+    " rc = COALESCE(v.new_rc, jobs.rc), ids = COALESCE(v.new_ids, jobs.ids)"
+    " FROM unnest(CAST(:job_ids AS bigint[]), CAST(:judged AS varchar[]), CAST(:new_states AS varchar[]),"
+    " CAST(:new_rcs AS integer[]), CAST(:new_ids AS varchar[]))"
+    " AS v(job_id, judged, new_state, new_rc, new_ids)"
+    " WHERE jobs.id = v.job_id AND jobs.state = v.judged"
+).bindparams(bindparam("now", type_=JOBS.c.state_changed_at.type))
+_JOBS_OF_FACTORY = (
+    select(JOBS.c.id, JOBS.c.cid, JOBS.c.state)
+    .where(JOBS.c.factory_id == bindparam("factory_id"), JOBS.c.cid.in_(bindparam("cids", expanding=True)))
+    .order_by(JOBS.c.id)  # rows locked in one order by every process: no deadlock between batches
+    .with_for_update()  # PostgreSQL: held to the commit; SQLite: nothing (BEGIN IMMEDIATE holds all)
 )
 
 
-@functools.cache
-def _job_update(columns: tuple[str, ...]) -> Update:
-    """``UPDATE jobs SET <columns> WHERE id = :job_id AND state = :judged`` (one per column set)."""
-    return (
-        update(JOBS)
-        .where(JOBS.c.id == bindparam("job_id"), JOBS.c.state == bindparam("judged"))
-        .values({name: bindparam(name) for name in columns})
-    )
+def _update_reported(batch: Batch, changes: list[dict[str, Any]]) -> int:
+    """Apply the changes of :meth:`Store.reports_in` (conditional on the judged state); how many
+    jobs were updated."""
+    connection = batch.session.connection()
+    if connection.dialect.name != "postgresql":
+        return cast(CursorResult[Any], connection.execute(_REPORTS_UPDATE, changes)).rowcount
+    arrays = {
+        name: [change[key] for change in changes]
+        for name, key in (
+            ("job_ids", "job_id"),
+            ("judged", "judged"),
+            ("new_states", "new_state"),
+            ("new_rcs", "new_rc"),
+            ("new_ids", "new_ids"),
+        )
+    }
+    return cast(
+        CursorResult[Any], connection.execute(_PG_REPORTS_UPDATE, {"now": batch.now, **arrays})
+    ).rowcount
+
+
+def _current_jobs(
+    batch: Batch, reports: Sequence[PilotReport]
+) -> dict[tuple[str, str], tuple[int, JobState]]:
+    """(factory, cid) -> (job id, state) of the reports' jobs that exist."""
+    connection = batch.session.connection()
+    cids: dict[str, set[str]] = {}
+    for report in reports:
+        cids.setdefault(report.factory, set()).add(report.cid)
+    found: dict[tuple[str, str], tuple[int, JobState]] = {}
+    for factory, wanted in cids.items():
+        factory_id = batch.factory_ids.get(factory)
+        if factory_id is None:
+            factory_id = connection.scalar(_FACTORY_ID, {"name": factory})
+            if factory_id is None:
+                continue
+            batch.factory_ids[factory] = factory_id
+        for part in chunks(sorted(wanted)):
+            rows = connection.execute(_JOBS_OF_FACTORY, {"factory_id": factory_id, "cids": list(part)})
+            found.update({(factory, row.cid): (row.id, JobState(row.state)) for row in rows})
+    return found
+
+
+def _judge(
+    report: PilotReport, job_id: int, current: JobState, now: datetime
+) -> tuple[Transition, dict[str, Any] | None]:
+    """What ``report`` does to a job in ``current`` (state machine): the answer and its event."""
+    decision = decide(current, report.target(current))
+    if decision.verdict is Verdict.REPLAY:
+        return Transition(report.key, current, False, True, decision.reason), None
+    event = job_event(job_id, now, current, decision.target, report.source, report.text(decision.reason))
+    if decision.verdict is Verdict.ILLEGAL:
+        return Transition(report.key, current, False, False, decision.reason), event | {"accepted": False}
+    return Transition(report.key, decision.target, True, True, decision.reason), event
 
 
 def _transition_values(target: JobState, now: datetime, rc: int | None, ids: str | None) -> dict[str, Any]:

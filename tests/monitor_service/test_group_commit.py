@@ -115,6 +115,44 @@ def test_a_failing_write_does_not_fail_the_others(tmp_path: Path) -> None:
     db.close()
 
 
+def test_items_together_in_one_call_and_alone_after_a_failure(tmp_path: Path) -> None:
+    """Consecutive run_together items are done by one call, in arrival order, plain items in
+    between keep their place; a call that fails is redone one item per transaction."""
+    db = Database.open(f"sqlite:///{tmp_path / 'gc.sqlite'}", sqlite_sync="FULL")
+    upgrade(db.engines.write)
+    writer = GroupCommit(db, FakeClock())
+    gate = threading.Event()
+    calls: list[list[str]] = []
+    started = threading.Event()
+
+    def hold(_batch: Batch) -> bool:
+        started.set()
+        return gate.wait(10)
+
+    def together(_batch: Batch, items: list[str]) -> list[tuple[bool, object]]:
+        calls.append(items)
+        if "bad" in items and len(items) > 1:
+            raise RuntimeError("one of them breaks the transaction")
+        return [(False, NotFound(item)) if item == "bad" else (True, item.upper()) for item in items]
+
+    writer.start()
+    try:
+        first = writer.submit(hold)
+        assert started.wait(10)  # the writer is held in its batch: the next ones form one batch
+        futures = [writer.submit(item, together=together) for item in ("a", "b")]
+        futures.append(writer.submit(lambda _batch: "plain"))
+        futures += [writer.submit(item, together=together) for item in ("c", "bad", "d")]
+        gate.set()
+        assert first.result(10) is True
+        assert [f.result(10) for f in futures[:4]] == ["A", "B", "plain", "C"]
+        assert isinstance(futures[4].exception(10), NotFound)
+        assert futures[5].result(10) == "D"
+    finally:
+        writer.stop()
+    assert calls == [["a", "b"], ["c", "bad", "d"], ["a"], ["b"], ["c"], ["bad"], ["d"]]
+    db.close()
+
+
 # --- SIGTERM under load: a real `autopyfactory-monitor serve` process --------------------------
 
 

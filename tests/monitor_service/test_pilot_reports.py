@@ -1,0 +1,116 @@
+"""The lean path of the wrappers' reports (pilot_reports.PilotReports) answers exactly as the
+FastAPI routes do: the same requests sent to a monitor with it and to one without it get the same
+status, headers and body, and the well-formed ones never reach FastAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from autopyfactory.monitor_service.pilot_reports import PilotReports, route_path
+from tests.monitor_service.conftest import Monitor, new_factory, start_monitor
+
+LABEL = "LEAN-L"
+FORM = "application/x-www-form-urlencoded"
+
+# (method, path below the factory's job or v1 prefix, body, content type, answered by the lean path)
+REPORTS: list[tuple[str, str, str, str, bool]] = [
+    ("POST", "/api/jobs/{f}:1.0", "state=running", FORM, True),
+    ("POST", "/api/jobs/{f}:1.0", "state=running", FORM, True),  # replay: 200, unchanged
+    ("POST", "/api/jobs/{f}:1.0", '{"state": "exiting", "rc": 3, "ids": "11,12"}', "application/json", True),
+    ("POST", "/api/jobs/{f}:1.0", "state=running", FORM, True),  # illegal: 409, recorded
+    ("POST", "/api/jobs/{f}:9.0", "state=running", FORM + "; charset=utf-8", True),  # unknown job: 404
+    ("POST", "/api/jobs/nobody:1.0", "state=running", FORM, True),  # unknown factory: 404
+    ("POST", "/api/jobs/{f}:2.0", "state=fault&rc=&ids=", FORM, True),  # blank rc and ids: none
+    ("POST", "/api/jobs/{f}:3.0", "state=created", FORM, False),  # 422
+    ("POST", "/api/jobs/{f}:3.0", "state=running&state=fault", FORM, False),  # 400
+    ("POST", "/api/jobs/{f}:3.0", "[1]", "application/json", False),  # 400
+    ("POST", "/api/jobs/{f}:3.0", "state=running", "text/plain", False),  # 415
+    ("POST", "/api/jobs/{f}:3.0", "", "", False),  # 422: no state
+    ("POST", "/api/jobs/{f}:3.x", "state=running", FORM, False),  # 422: the key's pattern
+    ("GET", "/mon/rn/{f}/4.0/", "", "", True),
+    ("GET", "/mon/ex/{f}/4.0/0", "", "", True),
+    ("GET", "/mon/ex/{f}/5.0/7/", "", "", True),  # CREATED, rc != 0: fault
+    ("GET", "/mon/ex/{f}/4.0/007/", "", "", False),  # not canonical: FastAPI reads it as 7
+    ("GET", "/mon/ex/{f}/4.0/256/", "", "", False),  # 422
+    ("GET", "/mon/rn/{f}/6.x/", "", "", False),  # 422
+    ("GET", "/mon/rn/{f}/1.0/", "", "", True),  # illegal: 409
+]
+
+
+class Recorder:
+    """Stands between PilotReports and the app: records the route paths that reach FastAPI."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.paths.append(route_path(scope))
+        await self.app(scope, receive, send)
+
+
+def layers(monitor: Monitor) -> list[Any]:
+    """The app's middleware stack, outermost first (each middleware keeps the next one as .app)."""
+    found: list[Any] = []
+    layer: Any = monitor.server.app.middleware_stack
+    while layer is not None and not isinstance(layer, FastAPI):
+        found.append(layer)
+        layer = getattr(layer, "app", None)
+    return found
+
+
+def lean_layer(monitor: Monitor) -> PilotReports:
+    (layer,) = [layer for layer in layers(monitor) if isinstance(layer, PilotReports)]
+    return layer
+
+
+@pytest.fixture(scope="module")
+def pair(db_url: str) -> Iterator[tuple[Monitor, Monitor]]:
+    """One monitor with the lean path and one without it, on databases of the same kind."""
+    lean = start_monitor(db_url)
+    plain = start_monitor(db_url)
+    app = plain.server.app
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not PilotReports]
+    app.middleware_stack = None  # built again, without it, by the next request
+    try:
+        yield lean, plain
+    finally:
+        lean.server.stop()
+        plain.server.stop()
+
+
+def test_the_same_answers_with_and_without_the_lean_path(
+    pair: tuple[Monitor, Monitor], http: requests.Session
+) -> None:
+    lean = pair[0]
+    factories = [new_factory(monitor, http) for monitor in pair]
+    for factory in factories:
+        assert factory.create(LABEL, "1.0", "2.0", "3.0", "4.0", "5.0").status_code == 200
+    assert factories[0].name != factories[1].name  # one database: each side has its own jobs
+    assert not any(isinstance(layer, PilotReports) for layer in layers(pair[1]))
+    recorder = Recorder(lean_layer(lean).app)
+    lean_layer(lean).app = recorder
+    for method, template, body, kind, expect_lean in REPORTS:
+        answers = []
+        for monitor, factory in zip(pair, factories, strict=True):
+            path = template.format(f=factory.name)
+            headers = {"Content-Type": kind} if kind else {}
+            url = monitor.url + path
+            response = http.request(method, url, data=body.encode(), headers=headers, timeout=30)
+            text = response.text.replace(factory.name, "<f>")
+            answers.append((response.status_code, response.headers.get("content-type"), text))
+        assert answers[0] == answers[1], (method, template, body)
+        reached_fastapi = template.format(f=factories[0].name) in recorder.paths
+        assert reached_fastapi is not expect_lean, (method, template, body, answers[0])
+    for factory in factories:  # the refused report is in the events on both sides
+        events = factory.job("1.0")["events"]
+        assert isinstance(events, list)
+        refused = [(e["old_state"], e["new_state"]) for e in events if not e["accepted"]]
+        assert refused == [("EXITING", "RUNNING"), ("EXITING", "RUNNING")]

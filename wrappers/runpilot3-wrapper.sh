@@ -99,6 +99,7 @@ set -u
 
 apf_version="0.2.0"
 apf_startdir=$PWD
+apf_main_pid=$BASHPID # the EXIT trap also runs in copies of this shell (see apf_cleanup)
 apf_workdir=""
 apf_scratch=""      # a private temp dir for curl's HTTP status (made lazily, removed at exit)
 apf_pilot_pid=""
@@ -479,10 +480,10 @@ apf_forward_signal() {
 }
 
 # After the first forwarded signal the pilot has APF_PILOT_GRACE seconds, then it is killed. The
-# watchdog is a fresh bash (a subshell forked inside a trap handler would inherit this shell's state).
-# It is stopped with SIGUSR2, which this shell does not trap: a SIGTERM that reached the forked
-# child before its exec ran this shell's TERM and EXIT traps there, and so removed the work dir
-# while the pilot's pandaIDs.out was still to be read.
+# watchdog is a fresh bash (a subshell forked inside a trap handler would inherit this shell's state),
+# stopped with SIGUSR2, which it traps to end its sleep. When the pilot dies at once, that signal
+# often reaches the watchdog before its exec, while it is still a copy of this shell: apf_cleanup
+# must then do nothing there.
 apf_start_watchdog() {
     [ -z "$apf_watchdog_pid" ] || return 0
     # shellcheck disable=SC2016 # the inner script expands its own arguments
@@ -504,8 +505,20 @@ apf_stop_watchdog() {
     apf_watchdog_pid=""
 }
 
+# A child this shell forks (curl, sleep, the watchdog, a site script's command) is a copy of it
+# until its exec, and bash runs this EXIT trap there when a fatal signal lands in that window: it
+# removed the work dir before the wrapper read the pilot's pandaIDs.out. In that copy even the
+# exit status of [ ] can be wrong (bash 5.2 prints "wait_for: No record of process N" and a test
+# of $BASHPID fails), so a case decides: a copy leaves everything to this shell, silently.
 # shellcheck disable=SC2317 # called from a trap
 apf_cleanup() {
+    case $BASHPID in
+        "$apf_main_pid") ;;
+        *)
+            exec 2>/dev/null # the copy is exiting; it would only repeat that wait_for message
+            return 0
+            ;;
+    esac
     apf_kill_child
     apf_stop_watchdog
     if [ -n "$apf_scratch" ]; then rm -rf -- "$apf_scratch"; fi

@@ -530,6 +530,43 @@ def test_pilot_ignoring_sigterm_is_killed_after_the_grace(
     assert list(wrapper.tmpdir.iterdir()) == []
 
 
+# Starts a child and signals it at once, before the forked copy of the wrapper has exec'd: bash
+# runs its inherited EXIT trap there when a fatal signal lands in that window (this is how the
+# wrapper's own SIGUSR2 to the watchdog once removed the work dir before pandaIDs.out was read).
+# 20 rounds per signal: that some land before the exec is certain in practice.
+_SIGNAL_FRESH_CHILDREN = """\
+for sig in USR2 TERM HUP; do
+    for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        sleep 30 &
+        kill -s "$sig" "$!"
+        wait "$!"
+    done
+done
+echo "SITE SETUP signalled its children"
+"""
+
+
+def test_a_signalled_child_before_its_exec_does_not_clean_up(
+    wrapper: Wrapper, server: RecordingServer, tmp_path: Path
+):
+    area = tmp_path / "area"
+    area.mkdir()
+    (area / "setup.sh").write_text(_SIGNAL_FRESH_CHILDREN)
+    wrapper.env["ATLAS_LOCAL_AREA"] = str(area)
+
+    result = wrapper.run()
+
+    output = result.stdout + result.stderr
+    assert result.rc == 0, output
+    assert "SITE SETUP signalled its children" in result.stdout
+    assert result.errors == []
+    assert server.monitor_calls() == [v2("running"), v2("exiting", rc="0", ids=JOB_ID)], output
+    removed = result.log_lines("removed work dir")
+    assert len(removed) == 1, output
+    assert result.stdout.index("==== pilot END") < result.stdout.index(removed[0]), output
+    assert list(wrapper.tmpdir.iterdir()) == []
+
+
 # ---- environment, limits, site set-up -----------------------------------------------------
 
 

@@ -99,11 +99,13 @@ set -u
 
 apf_version="0.2.0"
 apf_startdir=$PWD
+apf_main_pid=$BASHPID # the EXIT trap also runs in copies of this shell (see apf_cleanup)
 apf_workdir=""
 apf_scratch=""      # a private temp dir for curl's HTTP status (made lazily, removed at exit)
 apf_pilot_pid=""
 apf_child_pid=""    # the curl or sleep the wrapper is waiting for (killed at once on a signal)
 apf_watchdog_pid="" # kills the pilot APF_PILOT_GRACE seconds after a signal
+apf_watchdog_fd=""  # this shell's end of the pipe the watchdog reads: closing it stops the watchdog
 apf_pending_signal=""
 apf_pilot_done=""
 apf_signalled=""    # set by the traps; never reset: after a signal, monitor calls are short
@@ -479,33 +481,49 @@ apf_forward_signal() {
 }
 
 # After the first forwarded signal the pilot has APF_PILOT_GRACE seconds, then it is killed. The
-# watchdog is a fresh bash (a subshell forked inside a trap handler would inherit this shell's state).
-# It is stopped with SIGUSR2, which this shell does not trap: a SIGTERM that reached the forked
-# child before its exec ran this shell's TERM and EXIT traps there, and so removed the work dir
-# while the pilot's pandaIDs.out was still to be read.
+# watchdog is a fresh bash (a subshell forked inside a trap handler would inherit this shell's state)
+# that waits on a pipe from this shell: closing it when the pilot has ended stops the watchdog (EOF).
+# No signal is sent to it: that one often landed before its exec, while it was still a copy of this
+# shell, where bash runs this shell's EXIT trap and can also drop the signal (the watchdog then slept
+# out the grace and the wrapper waited for it).
 apf_start_watchdog() {
-    [ -z "$apf_watchdog_pid" ] || return 0
+    [ -z "$apf_watchdog_fd" ] || return 0
     # shellcheck disable=SC2016 # the inner script expands its own arguments
-    bash -c 'sleep "$1" & sleeper=$!
-        trap "kill $sleeper 2>/dev/null; exit 0" USR2
-        wait "$sleeper"
+    exec {apf_watchdog_fd}> >(exec bash -c 'status=142 # what read returns on its timeout
+        if [ "$1" -gt 0 ]; then read -r -t "$1" _; status=$?; fi
+        [ "$status" -gt 128 ] || exit 0 # EOF: the wrapper is done with the pilot
         if kill -0 "$2" 2>/dev/null; then
             printf "%(%Y-%m-%dT%H:%M:%S%z)T [wrapper] %s\n" -1 \
                 "WARNING: the pilot still runs $1 s after the signal: SIGKILL"
             kill -KILL "$2" 2>/dev/null
-        fi' apf_watchdog "$apf_pilot_grace" "$apf_pilot_pid" &
+        fi' apf_watchdog "$apf_pilot_grace" "$apf_pilot_pid")
     apf_watchdog_pid=$!
 }
 
+# Closes the pipe and waits for the watchdog (a bash that cannot wait for a process substitution
+# goes on at once; the watchdog ends by itself at the EOF).
 apf_stop_watchdog() {
-    [ -n "$apf_watchdog_pid" ] || return 0
-    kill -USR2 "$apf_watchdog_pid" 2>/dev/null
+    [ -n "$apf_watchdog_fd" ] || return 0
+    exec {apf_watchdog_fd}>&-
+    apf_watchdog_fd=""
     wait "$apf_watchdog_pid" 2>/dev/null
     apf_watchdog_pid=""
 }
 
+# A child this shell forks (curl, sleep, the watchdog, a site script's command) is a copy of it
+# until its exec, and bash runs this EXIT trap there when a fatal signal lands in that window: it
+# removed the work dir before the wrapper read the pilot's pandaIDs.out. In that copy even the
+# exit status of [ ] can be wrong (bash 5.2 prints "wait_for: No record of process N" and a test
+# of $BASHPID fails), so a case decides: a copy leaves everything to this shell, silently.
 # shellcheck disable=SC2317 # called from a trap
 apf_cleanup() {
+    case $BASHPID in
+        "$apf_main_pid") ;;
+        *)
+            exec 2>/dev/null # the copy is exiting; it would only repeat that wait_for message
+            return 0
+            ;;
+    esac
     apf_kill_child
     apf_stop_watchdog
     if [ -n "$apf_scratch" ]; then rm -rf -- "$apf_scratch"; fi

@@ -448,9 +448,13 @@ apf_choose_sources() {
 
 # ---- signals and cleanup ------------------------------------------------------------------
 
+# SIGKILL, not TERM: a child signalled in the instant between its fork and its exec can drop a
+# catchable signal (bash resets the traps only at exec), and the wrapper would then wait for a
+# curl's whole --max-time. The children are curl, sleep and `timeout 60 voms-proxy-info`/arcproxy
+# (whose proxy tool, left alone by a killed timeout, ends by itself): none needs a clean stop.
 # shellcheck disable=SC2317 # called from a trap
 apf_kill_child() {
-    if [ -n "$apf_child_pid" ]; then kill -TERM "$apf_child_pid" 2>/dev/null; fi
+    if [ -n "$apf_child_pid" ]; then kill -KILL "$apf_child_pid" 2>/dev/null; fi
 }
 
 # shellcheck disable=SC2317 # called from a trap

@@ -8,7 +8,10 @@ of that schedd is unknown and nothing is submitted to it this cycle.
 
 from __future__ import annotations
 
+import codecs
+import enum
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +20,7 @@ from typing import Any
 import classad2
 
 from autopyfactory.batch import BatchError
-from autopyfactory.condor.command import Schedd, run_condor
+from autopyfactory.condor.command import Schedd, run_condor, stream_condor
 from autopyfactory.model import JobStatus, Pilot, Supply
 
 ATTRIBUTES = (
@@ -64,40 +67,118 @@ def census_query(
     keep_all: Container[str] = (),
     stop: Callable[[], bool] | None = None,
 ) -> ScheddCensus:
-    """This factory's pilots in one schedd, counted. Raises BatchError when the answer is unusable
-    (or the query was abandoned because ``stop()``)."""
+    """This factory's pilots in one schedd, counted while condor_q's answer streams in (never
+    held whole). Raises BatchError when the answer is unusable: a non-zero exit, a timeout, output
+    that is not a complete JSON list of job ads (or the query was abandoned because ``stop()``)."""
     attributes = ",".join(CENSUS_ATTRIBUTES)
     args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", attributes]
-    text = run_condor("condor_q", schedd, args, timeout, stop)
-    return read_census(text, f"condor_q ({schedd})", keep_idle, keep_all)
-
-
-def read_census(
-    text: str, origin: str, keep_idle: Container[str] = (), keep_all: Container[str] = ()
-) -> ScheddCensus:
-    """Count ``condor_q -json`` output per label and state (see :class:`ScheddCensus`).
-
-    Each job ad is counted by the JSON parser's ``object_hook`` as soon as it is parsed and then
-    dropped, so the whole answer never exists as Python objects at once (a 100,000-pilot answer
-    is ~25 MB of text and would be ~100 MB of dicts).
-    """
-    if not text.strip():
-        return ScheddCensus()
+    origin = f"condor_q ({schedd})"
     counter = _Counter(origin, keep_idle, keep_all)
-    try:
-        ads = json.loads(text, object_hook=counter.ad)
-    except ValueError as exc:
-        raise BatchError(f"{origin}: unparsable output ({exc}): {text[:80]!r}") from None
-    if not isinstance(ads, list):
-        raise BatchError(f"{origin}: expected a JSON list of job ads, got {type(ads).__name__}")
-    if any(ad is not None for ad in ads):
-        bad = next(ad for ad in ads if ad is not None)
-        raise BatchError(f"{origin}: a job ad is a {type(bad).__name__}, not an object")
+    ads = AdStream(origin, counter.ad)
+    stream_condor("condor_q", schedd, args, timeout, ads.feed, stop)
+    ads.close()
     return counter.result()
 
 
+def read_census(
+    output: str | Iterable[bytes], origin: str, keep_idle: Container[str] = (), keep_all: Container[str] = ()
+) -> ScheddCensus:
+    """Count ``condor_q -json`` output (a text, or its bytes in pieces) per label and state (see
+    :class:`ScheddCensus`)."""
+    counter = _Counter(origin, keep_idle, keep_all)
+    ads = AdStream(origin, counter.ad)
+    for piece in [output.encode()] if isinstance(output, str) else output:
+        ads.feed(piece)
+    ads.close()
+    return counter.result()
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+
+
+class _Expect(enum.Enum):
+    """Where an AdStream is in ``[ ad , ad ... ]``: what may come next."""
+
+    LIST = "'['"
+    FIRST = "a job ad or ']'"
+    MORE = "',' or ']'"
+    AD = "a job ad"
+    END = "nothing after ']'"
+
+
+class AdStream:
+    """The job ads of a ``condor_q -json`` answer, parsed one by one as its bytes arrive.
+
+    ``feed`` any pieces of the output (split anywhere, even inside a UTF-8 character), then
+    ``close``; ``on_ad`` gets each job ad (a dict) as soon as it is complete, so memory holds one
+    piece plus an incomplete ad, never the answer. Empty output (what condor_q prints when no job
+    matches) and ``[]`` are no job ads; anything else than a JSON list of objects, or a list that
+    does not end, is a BatchError naming ``origin`` and the position. An incomplete ad is tried
+    again only once the buffer has doubled, so even a huge ad costs linear time. Bytes that are
+    not UTF-8 are replaced (a stray byte in a HoldReason must not make the census unknown).
+    """
+
+    def __init__(self, origin: str, on_ad: Callable[[dict[str, Any]], object]) -> None:
+        self._origin, self._on_ad = origin, on_ad
+        self._decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        self._scan = json.JSONDecoder().raw_decode
+        self._buffer = ""
+        self._offset = 0  # characters of the output before the buffer
+        self._retry_at = 0  # parse again once the buffer is this long
+        self._expect = _Expect.LIST
+        self.count = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += self._decode(data)
+        if len(self._buffer) >= self._retry_at:
+            self._parse(final=False)
+
+    def close(self) -> None:
+        """The output ended: BatchError unless it was empty or a whole list."""
+        self._buffer += self._decode(b"", final=True)
+        self._parse(final=True)
+        if self._expect not in (_Expect.LIST, _Expect.END):
+            raise BatchError(
+                f"{self._origin}: truncated output: the JSON list ends after {self.count} job ads"
+                f" ({self._offset} characters), expected {self._expect.value}"
+            )
+
+    def _parse(self, final: bool) -> None:
+        buffer, pos, expect = self._buffer, 0, self._expect
+        end = len(buffer)
+        while (pos := _SPACE.match(buffer, pos).end()) < end:  # type: ignore[union-attr]
+            char = buffer[pos]
+            if char == "{" and expect in (_Expect.FIRST, _Expect.AD):
+                try:
+                    ad, pos_after = self._scan(buffer, pos)
+                except (ValueError, RecursionError) as exc:
+                    if final:
+                        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                        raise self._error(pos, f"a truncated or bad job ad ({why})", buffer) from None
+                    break  # incomplete, or bad: decided when more (or all) of it is here
+                self.count += 1
+                self._on_ad(ad)
+                pos, expect = pos_after, _Expect.MORE
+            elif char == "[" and expect is _Expect.LIST:
+                pos, expect = pos + 1, _Expect.FIRST
+            elif char == "," and expect is _Expect.MORE:
+                pos, expect = pos + 1, _Expect.AD
+            elif char == "]" and expect in (_Expect.FIRST, _Expect.MORE):
+                pos, expect = pos + 1, _Expect.END
+            else:
+                raise self._error(pos, f"expected {expect.value}", buffer)
+        self._buffer, self._offset, self._expect = buffer[pos:], self._offset + pos, expect
+        self._retry_at = 2 * len(self._buffer)
+
+    def _error(self, pos: int, what: str, buffer: str) -> BatchError:
+        return BatchError(
+            f"{self._origin}: unparsable output at character {self._offset + pos}"
+            f" (after {self.count} job ads): {what}, got {buffer[pos : pos + 80]!r}"
+        )
+
+
 class _Counter:
-    """The census of one answer, fed one job ad at a time (a JSON ``object_hook``)."""
+    """The census of one answer, fed one job ad at a time (see :class:`AdStream`)."""
 
     def __init__(self, origin: str, keep_idle: Container[str], keep_all: Container[str]) -> None:
         self.origin, self.keep_idle, self.keep_all = origin, keep_idle, keep_all

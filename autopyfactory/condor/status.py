@@ -255,16 +255,23 @@ def _pilot(ad: object, origin: str) -> Pilot:
             entered_status=_int(ad, "EnteredCurrentStatus", 0),
             queued=_int(ad, "QDate", 0),
             run_count=_int(ad, "JobRunCount", 0),
-            hold_reason=str(ad.get("HoldReason", "")),
+            hold_reason=_text(ad, "HoldReason"),
             hold_reason_code=_int(ad, "HoldReasonCode", None) if "HoldReasonCode" in ad else None,
             num_holds=_int(ad, "NumHolds", 0),
-            grid_status=str(ad.get("GridJobStatus", "")),
+            grid_status=_text(ad, "GridJobStatus"),
         )
     except (ValueError, TypeError) as exc:
         raise BatchError(f"{origin}: bad job ad {json.dumps(ad)[:120]}: {exc}") from None
 
 
 _MISSING = object()
+
+
+def _text(ad: Mapping[str, object], key: str) -> str:
+    """A string attribute; "" when missing or undefined (condor_q -json prints ``null``, e.g. for
+    the HoldReason condor_hold -reason leaves undefined when the reason has a double quote)."""
+    value = ad.get(key)
+    return "" if value is None else str(value)
 
 
 def _int(ad: Mapping[str, object], key: str, default: object = _MISSING) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -419,3 +420,74 @@ def test_the_emulator_failing_makes_the_census_unknown(condor, kind, message):
     condor.fail_next("condor_q", kind)
     with pytest.raises(BatchError, match=message):
         query()
+
+
+# ---- against the real condor_q ------------------------------------------------------------------
+
+REAL_SUBMIT = """universe = vanilla
+executable = /bin/sleep
+arguments = 600
+requirements = false
++FactoryId = "stream"
++MATCH_APF_QUEUE = "A"
+queue 3
++MATCH_APF_QUEUE = "B"
+queue 2
+"""
+#: set with condor_qedit (a ClassAd string: condor_hold -reason leaves HoldReason undefined when the
+#: reason has a double quote), printed by condor_q -json with escaped quotes and raw UTF-8
+REAL_REASON = '"operator said \\"no\\" \\\\ at C:\\\\x } ] , { – é 🙂"'
+CENSUS_SCRIPT = """
+import json, sys
+from autopyfactory.condor.command import Schedd
+from autopyfactory.condor.status import census_query
+found = census_query(Schedd(sys.argv[1]), "stream", 60, set(), {"A", "B"})
+supply = {k: [s.idle, s.running, s.held, s.all] for k, s in found.supply.items()}
+reasons = sorted(p.hold_reason for ps in found.pilots.values() for p in ps if p.hold_reason)
+print(json.dumps({"supply": supply, "reasons": reasons}))
+"""
+
+
+@pytest.mark.htcondor
+@pytest.mark.timeout(400)
+def test_the_real_condor_q_answer_in_any_split_and_through_the_pipe(real_condor):
+    """HTCondor's own ``condor_q -json`` bytes (a hold reason with quotes, a backslash, braces and
+    non-ASCII): split at every byte they count like ``json.loads`` of the whole; and the census
+    run as the pool user through the real tool agrees."""
+    work = real_condor.workdir("census-stream")
+    (work / "pilots.sub").write_text(REAL_SUBMIT)
+    cluster = real_condor.run(["condor_submit", "-terse", str(work / "pilots.sub")], cwd=work).stdout.split(
+        "."
+    )[0]
+    real_condor.run(["condor_hold", f"{cluster}.0"])
+    real_condor.run(["condor_qedit", f"{cluster}.0", "HoldReason", REAL_REASON])
+    argv = ["condor_q", "-name", real_condor.submit_schedd, "-constraint", 'FactoryId == "stream"', "-json",
+            "-attributes", ",".join(CENSUS_ATTRIBUTES)]  # fmt: skip
+    raw = subprocess.run(real_condor.command(argv), capture_output=True, timeout=60, check=True).stdout
+    reference = parse_ads(raw.decode(), "condor_q")
+    whole = read_census([raw], "condor_q", keep_all={"A", "B"})
+    assert whole.supply == count_by_label(reference)
+    assert whole.supply["A"] == Supply(idle=2, held=1, total=3)
+    assert b'\\"no\\"' in raw and "é 🙂".encode() in raw  # escapes and raw UTF-8 in the real bytes
+    reason = next(p.hold_reason for p in reference if p.hold_reason)
+    assert reason.startswith('operator said "no" \\') and reason.endswith("} ] , { – é 🙂")
+    assert [p.hold_reason for p in whole.pilots["A"] if p.hold_reason] == [reason]
+    assert all(
+        read_census([raw[:cut], raw[cut:]], "condor_q", keep_all={"A", "B"}) == whole
+        for cut in range(len(raw))
+    )
+    pool_user = real_condor.python_command(["-c", CENSUS_SCRIPT, real_condor.submit_schedd])
+    through_pipe = subprocess.run(
+        pool_user, capture_output=True, text=True, timeout=120, check=True, cwd=work
+    )
+    assert json.loads(through_pipe.stdout) == {
+        "supply": {"A": [2, 0, 1, 3], "B": [2, 0, 0, 2]},
+        "reasons": [reason],
+    }
+
+
+def test_an_undefined_hold_reason_is_empty_not_none():
+    """Real condor_q -json prints ``"HoldReason": null`` when condor_hold -reason had a quote."""
+    held = ad(1, "A", 5, 1000)
+    held.update(HoldReason=None, HoldReasonCode=1)
+    assert read_census(json.dumps([held]), "condor_q").pilots["A"][0].hold_reason == ""

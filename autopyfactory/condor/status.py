@@ -145,20 +145,15 @@ class AdStream:
 
     def _parse(self, final: bool) -> None:
         buffer, pos, expect = self._buffer, 0, self._expect
-        end = len(buffer)
+        end, batch = len(buffer), True
         while (pos := _SPACE.match(buffer, pos).end()) < end:  # type: ignore[union-attr]
             char = buffer[pos]
             if char == "{" and expect in (_Expect.FIRST, _Expect.AD):
-                try:
-                    ad, pos_after = self._scan(buffer, pos)
-                except (ValueError, RecursionError) as exc:
-                    if final:
-                        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                        raise self._error(pos, f"a truncated or bad job ad ({why})", buffer) from None
+                after = self._many(buffer, pos) if batch else -1
+                batch = False  # tried once per piece: a failed try costs at most one more parse
+                if after < 0 and (after := self._one(buffer, pos, final)) < 0:
                     break  # incomplete, or bad: decided when more (or all) of it is here
-                self.count += 1
-                self._on_ad(ad)
-                pos, expect = pos_after, _Expect.MORE
+                pos, expect = after, _Expect.MORE
             elif char == "[" and expect is _Expect.LIST:
                 pos, expect = pos + 1, _Expect.FIRST
             elif char == "," and expect is _Expect.MORE:
@@ -169,6 +164,42 @@ class AdStream:
                 raise self._error(pos, f"expected {expect.value}", buffer)
         self._buffer, self._offset, self._expect = buffer[pos:], self._offset + pos, expect
         self._retry_at = 2 * len(self._buffer)
+
+    def _many(self, buffer: str, pos: int) -> int:
+        """The ads from ``pos`` up to the buffer's last ``}`` in one ``json.loads``; where they end,
+        or -1 when that is not a list of ads (the ``}`` is in a string or a nested object, or
+        there is garbage: the caller goes ad by ad).
+
+        If ``[`` + that text + ``]`` parses, the text is whole values exactly as in the whole
+        answer: JSON is read left to right, and text cut inside a string or a nested value does
+        not parse. Twice as fast as ad by ad: one call per piece, and the attribute names are
+        made once per piece, not once per ad."""
+        cut = buffer.rfind("}", pos) + 1
+        if cut <= pos:
+            return -1
+        try:
+            ads = json.loads(f"[{buffer[pos:cut]}]")
+        except (ValueError, RecursionError):
+            return -1
+        if not all(type(ad) is dict for ad in ads):
+            return -1
+        for ad in ads:
+            self.count += 1
+            self._on_ad(ad)
+        return cut
+
+    def _one(self, buffer: str, pos: int, final: bool) -> int:
+        """The ad at ``pos``; where it ends, or -1 when it may be incomplete (not ``final``)."""
+        try:
+            ad, after = self._scan(buffer, pos)
+        except (ValueError, RecursionError) as exc:
+            if final:
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise self._error(pos, f"a truncated or bad job ad ({why})", buffer) from None
+            return -1
+        self.count += 1
+        self._on_ad(ad)
+        return int(after)
 
     def _error(self, pos: int, what: str, buffer: str) -> BatchError:
         return BatchError(

@@ -201,6 +201,7 @@ ONE = json.dumps(ad(1, "A", 2, 1000))
         (ONE, "expected '\\['"),  # an ad, not a list of them
         ("[1]", "expected a job ad or '\\]'"),
         (f"[{ONE}, 1]", "expected a job ad, got '1\\]'"),
+        (f"[{ONE}, 1, {ONE}]", "expected a job ad, got '1, "),  # parses as a list, not of ads
         (f"[{ONE},]", "expected a job ad, got '\\]'"),  # json.loads refuses a trailing comma too
         (f"[,{ONE}]", "expected a job ad or '\\]'"),
         (f"[{ONE}{ONE}]", "expected ',' or '\\]'"),

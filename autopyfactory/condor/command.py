@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from autopyfactory.batch import BatchError
 
@@ -124,7 +125,7 @@ def stream_condor(
     """
     argv = [tool, *schedd.options(), *args]
     deadline = time.monotonic() + timeout
-    with tempfile.TemporaryFile() as errors:
+    with _stderr_file(tool) as errors:
         try:
             process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, start_new_session=True)
         except OSError as exc:
@@ -144,6 +145,13 @@ def stream_condor(
             text = errors.read(MESSAGE * 4) or head
             message = " ".join(text.decode("utf-8", "replace").split())[:MESSAGE] or "no message"
             raise BatchError(f"{where} exited {process.returncode}: {message}")
+
+
+def _stderr_file(tool: str) -> IO[bytes]:
+    try:
+        return tempfile.TemporaryFile()
+    except OSError as exc:
+        raise BatchError(f"{tool}: cannot run: no temporary file for its stderr: {exc}") from None
 
 
 def _pump(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -402,6 +403,13 @@ def test_a_stopping_factory_abandons_the_query(fake_condor_q):
 def test_a_missing_condor_q_is_an_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BatchError, match=r"^condor_q: cannot run: No such file or directory"):
+        query()
+
+
+def test_no_room_for_condor_q_stderr_is_an_error_not_a_crash(fake_condor_q, monkeypatch, tmp_path):
+    fake_condor_q("printf '[]\\n'")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(BatchError, match=r"^condor_q: cannot run: no temporary file for its stderr"):
         query()
 
 

@@ -21,6 +21,7 @@ from autopyfactory.monitor_service.deps import (
     require_owner,
     services,
     valid_items,
+    valid_jobs,
 )
 from autopyfactory.monitor_service.errors import Conflict
 from autopyfactory.monitor_service.schemas import (
@@ -143,9 +144,9 @@ def put_labels(items: BulkItems, factory: FactoryAuth, svc: ServicesDep) -> Labe
 async def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request) -> JobsWritten:
     """Announce created pilots (state CREATED). Replaying a create changes nothing. Invalid jobs
     are left out and listed in ``rejected``; the valid ones are written."""
-    jobs, rejected = valid_items(JobIn, items)
-    for job in jobs:
-        require_owner(factory, job.factory)
+    jobs, rejected = valid_jobs(items)
+    for owner in dict.fromkeys(job["factory"] for job in jobs):  # in order: the first stranger is named
+        require_owner(factory, owner)
     source = client_address(request)
     if svc.writer is None:
         outcome = await run_in_threadpool(svc.store.create_jobs, factory, jobs, source)

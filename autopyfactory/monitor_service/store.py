@@ -26,7 +26,7 @@ from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
 from autopyfactory.monitor_service.group_commit import Batch
 from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
-from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobIn, LabelIn
+from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobRow, LabelIn
 from autopyfactory.monitor_service.settings import Clock
 from autopyfactory.monitor_service.states import JobState, Verdict, decide
 
@@ -242,19 +242,19 @@ class Store:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    def create_jobs(self, factory_name: str, jobs: Sequence[JobIn], source: str) -> JobsCreated:
+    def create_jobs(self, factory_name: str, jobs: Sequence[JobRow], source: str) -> JobsCreated:
         """Record created pilots. A cid already known is a duplicate and is left as it is."""
         with self._db.write.begin() as session:
             return self.create_jobs_in(Batch(session, self._clock()), factory_name, jobs, source)
 
     def create_jobs_in(
-        self, batch: Batch, factory_name: str, jobs: Sequence[JobIn], source: str
+        self, batch: Batch, factory_name: str, jobs: Sequence[JobRow], source: str
     ) -> JobsCreated:
         """:meth:`create_jobs` as one item of a group commit; the jobs' CREATED events are inserted
         with them (set-based, :func:`bulk.insert_created_jobs`), not added to the batch's."""
         wanted: dict[str, str] = {}
         for job in jobs:
-            wanted.setdefault(job.cid, job.label)
+            wanted.setdefault(job["cid"], job["label"])
         session, now = batch.session, batch.now
         factory_id = find_factory(session, factory_name).id
         labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)

@@ -3,6 +3,7 @@ address, and bodies that may come as form data or JSON (wrappers send forms, cli
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class Services:
     queries: Queries
     expiry: Expiry
     writer: GroupCommit | None = None  # None: one transaction per request (group commit off)
+    bulk_slots: asyncio.Semaphore | None = None  # PostgreSQL: bulk creates in transactions of their own
 
 
 async def services(request: Request) -> Services:

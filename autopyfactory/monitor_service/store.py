@@ -258,7 +258,9 @@ class Store:
         session, now = batch.session, batch.now
         factory_id = find_factory(session, factory_name).id
         labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
-        pairs = [(labels.by_name[label], cid) for cid, label in wanted.items()]
+        # In cid order: concurrent creates of the same cids (a replay, another worker) then take
+        # the unique index's locks in the same order and cannot deadlock on PostgreSQL.
+        pairs = [(labels.by_name[wanted[cid]], cid) for cid in sorted(wanted)]
         note = f"created by factory {factory_name}"[:TEXT_MAX]
         connection = session.connection()
         created = insert_created_jobs(connection, factory_id, now, pairs, source[:SOURCE_MAX], note)

@@ -194,6 +194,7 @@ class Phase:
     errors: dict[int, int] = field(default_factory=dict)
     reads: dict[str, list[float]] = field(default_factory=dict)  # seconds per read, by kind (READS)
     cpu: float = 0.0  # CPU seconds the service (all its processes) used in the phase
+    db_cpu: float = 0.0  # and PostgreSQL's backends for it (bulk creates)
 
     def rate(self) -> float:
         return self.items / self.seconds if self.seconds else 0.0
@@ -203,9 +204,11 @@ class Phase:
         reads = read_columns(self.reads)
         errors = " ".join(f"{code or 'none'}x{n}" for code, n in sorted(self.errors.items())) or "0"
         per_item = self.cpu / self.items * 1000 if self.items else 0.0
+        db = f" + db {self.db_cpu / self.items * 1000:.3f}" if self.items and self.db_cpu else ""
         return (
             f"{backend:<10} {path:<4} {self.name:<7} c={self.concurrency:<3} {self.rate():>9.0f}/s"
-            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  cpu {per_item:.3f} ms/item  errors {errors}  {reads}"
+            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  cpu {per_item:.3f}{db} ms/item"
+            f"  errors {errors}  {reads}"
         )
 
 
@@ -233,6 +236,28 @@ def cpu_seconds(pid: int) -> float:
         if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def database_cpu(db: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving ``db`` (on this host; none for SQLite,
+    whose work is in the service's own CPU time)."""
+    if "://" not in db:
+        return {}
+    engine = sa.create_engine(db, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        query += " AND pid <> pg_backend_pid()"
+        pids = list(connection.exec_driver_sql(query).scalars())
+    engine.dispose()
+    return {pid: cpu_seconds_of(pid) for pid in pids}
+
+
+def cpu_seconds_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -397,9 +422,10 @@ async def run_one(backend: str, path: str, db: str, args: argparse.Namespace, lo
         lines.append((await idle_phase(svc, read_cid, min(args.seconds, 5.0))).line(backend, path))
         print(lines[-1], flush=True)
         for concurrency in args.bulk_concurrency:
-            cpu = cpu_seconds(svc.process.pid)
+            cpu, db_cpu = cpu_seconds(svc.process.pid), database_cpu(db)
             phase = await bulk_phase(svc, cids, concurrency, args.seconds, args.max_jobs, read_cid)
             phase.cpu = cpu_seconds(svc.process.pid) - cpu
+            phase.db_cpu = sum(now - db_cpu.get(pid, 0.0) for pid, now in database_cpu(db).items())
             lines.append(phase.line(backend, path))
             print(lines[-1], flush=True)
         for concurrency in args.concurrency:

@@ -121,7 +121,10 @@ def monitor_command(db: str, *args: str) -> list[str]:
 
 
 def environment(tree: Path | None) -> dict[str, str]:
-    """The environment of the service: ``tree`` (another checkout) first on the path, if given."""
+    """The environment of the service: ``tree`` (another checkout) first on the path, if given.
+
+    The service also runs in ``tree``: ``python -m`` puts the working directory before
+    ``PYTHONPATH``, so run from this checkout it would import this checkout's code."""
     return {**os.environ, "PYTHONPATH": str(tree)} if tree else dict(os.environ)
 
 
@@ -130,7 +133,9 @@ def service(db: str, serve_options: list[str], log: Path, tree: Path | None) -> 
     factory = "bench"
     env = environment(tree)
     command = monitor_command(db, "add-factory", factory)
-    token = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120, env=env).stdout
+    token = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=120, env=env, cwd=tree
+    ).stdout
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -138,6 +143,7 @@ def service(db: str, serve_options: list[str], log: Path, tree: Path | None) -> 
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=tree,
         )
     try:
         wait_until_up(port, process)
@@ -465,6 +471,7 @@ def parse_args() -> argparse.Namespace:
     )
     args = parser.parse_args()
     args.seconds = min(args.seconds, 120.0)
+    args.old_tree = args.old_tree.resolve() if args.old_tree else None
     return args
 
 

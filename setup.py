@@ -176,6 +176,7 @@ MONITOR = [
     "fastapi-offline>=1.7",  # Swagger UI and ReDoc assets for /docs and /redoc, served locally
     "python-multipart>=0.0.9",
     "psycopg[binary]>=3.1",
+    "typing-extensions>=4.6",  # a TypedDict pydantic validates before Python 3.12 (schemas.JobRow)
 ]
 
 TEST = [

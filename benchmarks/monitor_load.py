@@ -4,9 +4,12 @@
 For each database and path it starts ``autopyfactory-monitor serve`` on 127.0.0.1, registers a
 factory, and measures, per concurrency:
 
+- idle: one reader alone fetches the factory list, a pilot's JSON and its page (p50/p99 of each);
 - bulk create: ``PUT /api/jobs`` with 1,000 jobs each (jobs/s, p50/p99 per request);
-- pilot reports: ``POST /api/jobs/<factory>:<cid>`` running then exiting (events/s, p50/p99),
-  while one reader fetches the factory list, a pilot's JSON and its page (their p50/p99);
+- pilot reports: ``POST /api/jobs/<factory>:<cid>`` running then exiting (events/s, p50/p99);
+
+the reader runs on during the bulk and report phases, so that their read p50/p99 show whether
+reads stay fast under write load;
 
 then checks that every acknowledged report is in the database (a job event with its state):
 "lost" must be 0. Bounded: each phase stops after ``--seconds`` or ``--max-events``, whichever
@@ -14,6 +17,7 @@ comes first; only 127.0.0.1 is contacted.
 
     python benchmarks/monitor_load.py                       # both databases, both paths
     python benchmarks/monitor_load.py --backends sqlite --seconds 5 --concurrency 1,16
+    python benchmarks/monitor_load.py --paths new --concurrency ""   # bulk creates only
     git worktree add /tmp/before <commit>; python benchmarks/monitor_load.py --old-tree /tmp/before
 """
 
@@ -43,6 +47,7 @@ HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 60.0
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 JOBS_PER_PUT = 1000
+JSON = "application/json"
 
 
 # --- a minimal keep-alive HTTP/1.1 client (asyncio), cheap enough to leave the CPU to the server ---
@@ -116,7 +121,10 @@ def monitor_command(db: str, *args: str) -> list[str]:
 
 
 def environment(tree: Path | None) -> dict[str, str]:
-    """The environment of the service: ``tree`` (another checkout) first on the path, if given."""
+    """The environment of the service: ``tree`` (another checkout) first on the path, if given.
+
+    The service also runs in ``tree``: ``python -m`` puts the working directory before
+    ``PYTHONPATH``, so run from this checkout it would import this checkout's code."""
     return {**os.environ, "PYTHONPATH": str(tree)} if tree else dict(os.environ)
 
 
@@ -190,24 +198,37 @@ class Phase:
     items: int = 0  # jobs created or events acknowledged
     latencies: list[float] = field(default_factory=list)
     errors: dict[int, int] = field(default_factory=dict)
-    reads: list[float] = field(default_factory=list)
+    reads: dict[str, list[float]] = field(default_factory=dict)  # seconds per read, by kind (READS)
     cpu: float = 0.0  # CPU seconds the service (all its processes) used in the phase
+    db_cpu: float = 0.0  # and PostgreSQL's backends for it (bulk creates)
 
     def rate(self) -> float:
         return self.items / self.seconds if self.seconds else 0.0
 
     def line(self, backend: str, path: str) -> str:
         p50, p99 = percentiles(self.latencies)
-        reads = ""
-        if self.reads:
-            r50, r99 = percentiles(self.reads)
-            reads = f"  reads p50/p99 {r50:.0f}/{r99:.0f} ms"
+        reads = read_columns(self.reads)
         errors = " ".join(f"{code or 'none'}x{n}" for code, n in sorted(self.errors.items())) or "0"
         per_item = self.cpu / self.items * 1000 if self.items else 0.0
+        db = f" + db {self.db_cpu / self.items * 1000:.3f}" if self.items and self.db_cpu else ""
         return (
             f"{backend:<10} {path:<4} {self.name:<7} c={self.concurrency:<3} {self.rate():>9.0f}/s"
-            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  cpu {per_item:.3f} ms/item  errors {errors}{reads}"
+            f"  p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms  cpu {per_item:.3f}{db} ms/item"
+            f"  errors {errors}  {reads}"
         )
+
+
+def read_columns(reads: dict[str, list[float]]) -> str:
+    """``reads p50/p99 list 3/9 json 2/6 page 4/12 ms`` (the README's idle timings: ≤ 3 ms for
+    one job's JSON, ≤ 10 ms for its page)."""
+    if not reads:
+        return ""
+    cuts = {kind: percentiles(reads[kind]) for kind in READS if kind in reads}
+    return (
+        "reads p50/p99 "
+        + " ".join(f"{kind} {p50:.0f}/{p99:.0f}" for kind, (p50, p99) in cuts.items())
+        + " ms"
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -221,6 +242,28 @@ def cpu_seconds(pid: int) -> float:
         if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def database_cpu(db: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving ``db`` (on this host; none for SQLite,
+    whose work is in the service's own CPU time)."""
+    if "://" not in db:
+        return {}
+    engine = sa.create_engine(db, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        query += " AND pid <> pg_backend_pid()"
+        pids = list(connection.exec_driver_sql(query).scalars())
+    engine.dispose()
+    return {pid: cpu_seconds_of(pid) for pid in pids}
+
+
+def cpu_seconds_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -247,7 +290,37 @@ def jobs_body(svc: Service, cids: list[str]) -> bytes:
     return json.dumps([{"cid": cid, "label": "BENCH-L", "factory": svc.factory} for cid in cids]).encode()
 
 
-async def bulk_phase(svc: Service, cids: Cids, concurrency: int, seconds: float, max_jobs: int) -> Phase:
+READS = ("list", "json", "page")
+
+
+async def reader(svc: Service, cid: str, done: asyncio.Event, reads: dict[str, list[float]]) -> None:
+    """Reads as people make them meanwhile, one every 0.1 s until ``done``: the factory list, a
+    pilot's JSON and its page."""
+    connection = Connection(svc.port)
+    paths = ("/api/factories", f"/api/jobs/{svc.factory}:{cid}", f"/job/{svc.factory}:{cid}")
+    for kind, path in itertools.cycle(zip(READS, paths, strict=True)):
+        if done.is_set():
+            break
+        started = time.perf_counter()
+        await connection.request("GET", path)
+        reads.setdefault(kind, []).append(time.perf_counter() - started)
+        await asyncio.sleep(0.1)
+    connection.close()
+
+
+async def idle_phase(svc: Service, cid: str, seconds: float) -> Phase:
+    """The reader alone: what the reads cost without write load."""
+    phase, done = Phase("idle", 0), asyncio.Event()
+    task = asyncio.create_task(reader(svc, cid, done, phase.reads))
+    await asyncio.sleep(seconds)
+    done.set()
+    await task
+    return phase
+
+
+async def bulk_phase(
+    svc: Service, cids: Cids, concurrency: int, seconds: float, max_jobs: int, read_cid: str
+) -> Phase:
     phase = Phase("create", concurrency)
     budget = itertools.count()
     stop = time.monotonic() + seconds
@@ -265,9 +338,13 @@ async def bulk_phase(svc: Service, cids: Cids, concurrency: int, seconds: float,
                 phase.errors[status] = phase.errors.get(status, 0) + 1
         connection.close()
 
+    done = asyncio.Event()
+    read_task = asyncio.create_task(reader(svc, read_cid, done, phase.reads))
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - started
+    done.set()
+    await read_task
     return phase
 
 
@@ -311,21 +388,8 @@ async def report_phase(
                     phase.errors[status] = phase.errors.get(status, 0) + 1
         connection.close()
 
-    async def reader() -> None:
-        """Reads as people make them meanwhile: the factory list, a pilot's JSON and its page."""
-        connection = Connection(svc.port)
-        paths = ("/api/factories", f"/api/jobs/{svc.factory}:{jobs[0]}", f"/job/{svc.factory}:{jobs[0]}")
-        for path in itertools.cycle(paths):
-            if done.is_set():
-                break
-            started = time.perf_counter()
-            await connection.request("GET", path)
-            phase.reads.append(time.perf_counter() - started)
-            await asyncio.sleep(0.1)
-        connection.close()
-
     started, cpu_before = time.perf_counter(), cpu(svc.process.pid)
-    read_task = asyncio.create_task(reader())
+    read_task = asyncio.create_task(reader(svc, jobs[0], done, phase.reads))
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - started
     phase.cpu = cpu(svc.process.pid) - cpu_before
@@ -357,10 +421,17 @@ async def run_one(backend: str, path: str, db: str, args: argparse.Namespace, lo
     acked: list[tuple[str, str]] = []
     with service(db, options, log, tree) as svc:
         cids = Cids()
+        read_cid = cids.take(1)[0]  # the pilot whose JSON and page the reader fetches
+        first = jobs_body(svc, [read_cid])
+        if await Connection(svc.port).request("PUT", "/api/jobs", first, JSON, svc.token) != 200:
+            raise RuntimeError("could not create the job the reader fetches")
+        lines.append((await idle_phase(svc, read_cid, min(args.seconds, 5.0))).line(backend, path))
+        print(lines[-1], flush=True)
         for concurrency in args.bulk_concurrency:
-            cpu = cpu_seconds(svc.process.pid)
-            phase = await bulk_phase(svc, cids, concurrency, args.seconds, args.max_jobs)
+            cpu, db_cpu = cpu_seconds(svc.process.pid), database_cpu(db)
+            phase = await bulk_phase(svc, cids, concurrency, args.seconds, args.max_jobs, read_cid)
             phase.cpu = cpu_seconds(svc.process.pid) - cpu
+            phase.db_cpu = sum(now - db_cpu.get(pid, 0.0) for pid, now in database_cpu(db).items())
             lines.append(phase.line(backend, path))
             print(lines[-1], flush=True)
         for concurrency in args.concurrency:
@@ -400,6 +471,7 @@ def parse_args() -> argparse.Namespace:
     )
     args = parser.parse_args()
     args.seconds = min(args.seconds, 120.0)
+    args.old_tree = args.old_tree.resolve() if args.old_tree else None
     return args
 
 

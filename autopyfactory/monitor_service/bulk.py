@@ -1,10 +1,10 @@
-"""Set-based inserts of many jobs or job events: one statement of fixed text per call.
+"""Set-based inserts of many jobs or job events: statements of fixed text, one or two per call.
 
 SQLAlchemy's "insertmanyvalues" writes a statement with a placeholder per value (8,000 for 1,000
 jobs); psycopg cannot cache a statement that long and re-parses it in Python every time (about
 0.2 s per 500 rows), and SQLite's bind processing formats every timestamp again. Here the rows go
-as arrays (PostgreSQL ``unnest``) or as one JSON text (SQLite ``json_each``), and the shared
-values (factory, time) once.
+as one JSON text (jobs on both databases, events on SQLite) or as arrays (events on PostgreSQL,
+``unnest``), and the shared values (factory, time, source) once.
 """
 
 from __future__ import annotations
@@ -12,24 +12,35 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, TextClause, bindparam, text
+from sqlalchemy import Connection, CursorResult, bindparam, text
 
 from autopyfactory.monitor_service.models import UTCDateTime
 
-# Literal SQL, no value in it: every value is a bound parameter.
-_PG_JOBS = text(
-    "INSERT INTO jobs (factory_id, label_id, cid, state, created_at, state_changed_at, flagged, ids)"
-    " SELECT :factory_id, u.label_id, u.cid, 'CREATED', :now, :now, false, ''"
-    " FROM unnest(CAST(:label_ids AS integer[]), CAST(:cids AS varchar[])) AS u(label_id, cid)"
-    " ON CONFLICT (factory_id, cid) DO NOTHING RETURNING id"
+# Literal SQL, no value in it: every value is a bound parameter. The jobs come as one JSON text
+# of [label_id, cid] pairs on both databases: psycopg escapes each element of a text array with a
+# regular expression (a third of the writer's time per 1,000 jobs), json.dumps is one C call.
+# PostgreSQL: the jobs and their CREATED events in one statement; its row count is the jobs created.
+_PG_CREATE = text(
+    "WITH new AS ("
+    " INSERT INTO jobs (factory_id, label_id, cid, state, created_at, state_changed_at, flagged, ids)"
+    " SELECT :factory_id, CAST(r->>0 AS integer), r->>1, 'CREATED', :now, :now, false, ''"
+    " FROM json_array_elements(CAST(:rows AS json)) AS r"
+    " ON CONFLICT (factory_id, cid) DO NOTHING RETURNING id)"
+    " INSERT INTO job_events (job_id, at, old_state, new_state, accepted, source, text)"
+    " SELECT id, :now, NULL, 'CREATED', true, :source, :text FROM new"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
+# SQLite has no INSERT in a WITH: the new ids come back and go into the events as one JSON text.
 _SQLITE_JOBS = text(
     "INSERT INTO jobs (factory_id, label_id, cid, state, created_at, state_changed_at, flagged, ids)"
     " SELECT :factory_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'CREATED', :now, :now,"
     " 0, '' FROM json_each(:rows) WHERE true"
     " ON CONFLICT (factory_id, cid) DO NOTHING RETURNING id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+_SQLITE_CREATED_EVENTS = text(
+    "INSERT INTO job_events (job_id, at, old_state, new_state, accepted, source, text)"
+    " SELECT value, :now, NULL, 'CREATED', 1, :source, :text FROM json_each(:ids)"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _PG_EVENTS = text(
     "INSERT INTO job_events (job_id, at, old_state, new_state, accepted, source, text)"
@@ -46,23 +57,27 @@ _SQLITE_EVENTS = text(
 ).bindparams(bindparam("at", type_=UTCDateTime()))
 
 
-def insert_jobs(
-    connection: Connection, factory_id: int, now: datetime, label_and_cid: Sequence[tuple[int, str]]
-) -> list[int]:
-    """Insert CREATED jobs, skipping cids the factory has already; the ids of the new ones."""
+def insert_created_jobs(
+    connection: Connection,
+    factory_id: int,
+    now: datetime,
+    label_and_cid: Sequence[tuple[int, str]],
+    source: str,
+    note: str,
+) -> int:
+    """Insert CREATED jobs and their CREATED events, skipping cids the factory has already; the
+    number of jobs created. No per-job Python object is made on the way in or out."""
     if not label_and_cid:
-        return []
-    statement: TextClause
+        return 0
+    rows = json.dumps(label_and_cid)
+    values = {"factory_id": factory_id, "now": now, "rows": rows, "source": source, "text": note}
     if connection.dialect.name == "postgresql":
-        statement = _PG_JOBS
-        values: dict[str, Any] = {
-            "label_ids": [label for label, _ in label_and_cid],
-            "cids": [cid for _, cid in label_and_cid],
-        }
-    else:
-        statement = _SQLITE_JOBS
-        values = {"rows": json.dumps(label_and_cid)}
-    return list(connection.execute(statement, {"factory_id": factory_id, "now": now, **values}).scalars())
+        result = connection.execute(_PG_CREATE, values)
+        return int(cast(CursorResult[Any], result).rowcount)
+    new_ids = [row[0] for row in connection.execute(_SQLITE_JOBS, values).fetchall()]
+    if new_ids:
+        connection.execute(_SQLITE_CREATED_EVENTS, {**values, "ids": json.dumps(new_ids)})
+    return len(new_ids)
 
 
 def insert_events(connection: Connection, events: Sequence[dict[str, Any]]) -> None:

@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes [1]; more than one needs PostgreSQL (and expiry from cron)",
     )
     serve.add_argument(
+        "--bulk-writers",
+        type=_positive_int,
+        default=MonitorSettings.bulk_writers,
+        help="PostgreSQL: bulk creates written at once per worker, each in its own transaction [3]",
+    )
+    serve.add_argument(
         "--no-group-commit",
         dest="group_commit",
         action="store_false",
@@ -316,6 +322,7 @@ def serve_settings(args: argparse.Namespace, settings: MonitorSettings) -> Monit
         messages_kept=args.messages_kept,
         limits=Limits(max_body_bytes=args.max_body_bytes),
         group_commit=args.group_commit,
+        bulk_writers=args.bulk_writers,
     )
 
 

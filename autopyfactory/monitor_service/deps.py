@@ -3,6 +3,7 @@ address, and bodies that may come as form data or JSON (wrappers send forms, cli
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from autopyfactory.monitor_service.errors import Forbidden, MonitorError, Unauth
 from autopyfactory.monitor_service.expiry import Expiry
 from autopyfactory.monitor_service.group_commit import GroupCommit
 from autopyfactory.monitor_service.queries import Queries
-from autopyfactory.monitor_service.schemas import InputError, RejectedItem
+from autopyfactory.monitor_service.schemas import JOB_ROWS, InputError, JobIn, JobRow, RejectedItem
 from autopyfactory.monitor_service.settings import MonitorSettings
 from autopyfactory.monitor_service.store import Store
 
@@ -36,6 +37,7 @@ class Services:
     queries: Queries
     expiry: Expiry
     writer: GroupCommit | None = None  # None: one transaction per request (group commit off)
+    bulk_slots: asyncio.Semaphore | None = None  # PostgreSQL: bulk creates in transactions of their own
 
 
 async def services(request: Request) -> Services:
@@ -173,6 +175,16 @@ def valid_items(model: type[M], items: Sequence[dict[str, Any]]) -> tuple[list[M
             detail = "; ".join(f"{e.where}: {e.msg}" if e.where else e.msg for e in errors)
             rejected.append(RejectedItem(index=index, detail=detail, errors=errors))
     return good, rejected
+
+
+def valid_jobs(items: Sequence[dict[str, Any]]) -> tuple[list[JobRow], list[RejectedItem]]:
+    """:func:`valid_items` for :class:`JobIn`, as dicts: all items in one validation call when they
+    are all valid (the usual case), else item by item with :class:`JobIn` for the same answer."""
+    try:
+        return JOB_ROWS.validate_python(items), []
+    except ValidationError:
+        jobs, rejected = valid_items(JobIn, items)
+        return [JobRow(cid=job.cid, label=job.label, factory=job.factory) for job in jobs], rejected
 
 
 def bulk_body(model: type[BaseModel], max_items: int) -> dict[str, Any]:

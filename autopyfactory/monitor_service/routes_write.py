@@ -21,6 +21,7 @@ from autopyfactory.monitor_service.deps import (
     require_owner,
     services,
     valid_items,
+    valid_jobs,
 )
 from autopyfactory.monitor_service.pilot_reports import answer, report
 from autopyfactory.monitor_service.schemas import (
@@ -37,6 +38,7 @@ from autopyfactory.monitor_service.schemas import (
     FactoryIn,
     FactoryOut,
     JobIn,
+    JobRow,
     JobsWritten,
     JobUpdateIn,
     LabelIn,
@@ -50,7 +52,7 @@ from autopyfactory.monitor_service.schemas import (
     checked_label_key,
 )
 from autopyfactory.monitor_service.states import JobState, legacy_exit_target
-from autopyfactory.monitor_service.store import TargetRule, Transition
+from autopyfactory.monitor_service.store import JobsCreated, TargetRule, Transition
 
 INVALID_INPUT: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationErrorOut, "description": "invalid input: what and where"}
@@ -143,21 +145,28 @@ def put_labels(items: BulkItems, factory: FactoryAuth, svc: ServicesDep) -> Labe
 async def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request) -> JobsWritten:
     """Announce created pilots (state CREATED). Replaying a create changes nothing. Invalid jobs
     are left out and listed in ``rejected``; the valid ones are written."""
-    jobs, rejected = valid_items(JobIn, items)
-    for job in jobs:
-        require_owner(factory, job.factory)
-    source = client_address(request)
-    if svc.writer is None:
-        outcome = await run_in_threadpool(svc.store.create_jobs, factory, jobs, source)
-    else:
-        work = partial(svc.store.create_jobs_in, factory_name=factory, jobs=jobs, source=source)
-        outcome = await svc.writer.run(work, weight=len(jobs))
+    jobs, rejected = valid_jobs(items)
+    for owner in dict.fromkeys(job["factory"] for job in jobs):  # in order: the first stranger is named
+        require_owner(factory, owner)
+    outcome = await _create_jobs(svc, factory, jobs, client_address(request))
     return JobsWritten(
         created=outcome.created,
         duplicates=outcome.duplicates,
         labels_created=outcome.labels_created,
         rejected=rejected,
     )
+
+
+async def _create_jobs(svc: Services, factory: str, jobs: list[JobRow], source: str) -> JobsCreated:
+    """In a transaction of their own (PostgreSQL: a few at once; group commit off: any number), or
+    by the group-commit writer (SQLite: one writer). Answered after the commit in every case."""
+    if svc.bulk_slots is not None:
+        async with svc.bulk_slots:
+            return await run_in_threadpool(svc.store.create_jobs, factory, jobs, source)
+    if svc.writer is None:
+        return await run_in_threadpool(svc.store.create_jobs, factory, jobs, source)
+    work = partial(svc.store.create_jobs_in, factory_name=factory, jobs=jobs, source=source)
+    return await svc.writer.run(work, weight=len(jobs))
 
 
 @router.post(

@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    with_config,
+)
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState
 from autopyfactory.names import LABEL_BODY, LABEL_CHARS, LABEL_MAX, LABEL_PATTERN, label_problem
@@ -77,6 +86,19 @@ class JobIn(StrictModel):
     cid: ClusterId = Field(description="HTCondor cluster.proc")
     label: LabelName
     factory: FactoryId
+
+
+@with_config(ConfigDict(extra="forbid"))
+class JobRow(TypedDict):
+    """:class:`JobIn` as a plain dict: the same fields and rules, so that a bulk body of 1,000 jobs
+    is validated in one call without an object per job (a fifth of the server's work per job)."""
+
+    cid: ClusterId
+    label: LabelName
+    factory: FactoryId
+
+
+JOB_ROWS = TypeAdapter(list[JobRow])
 
 
 class LabelStatusIn(StrictModel):

@@ -60,3 +60,6 @@ class MonitorSettings:
     migrate: bool = True  # upgrade the schema when the app starts
     group_commit: bool = True  # pilot reports and bulk creates share transactions (group_commit.py)
     max_batch: int = 500  # writes in one group-commit transaction
+    # PostgreSQL: bulk creates run beside the group-commit writer, each in its own transaction,
+    # this many at once per worker process (the database inserts them in parallel)
+    bulk_writers: int = 3

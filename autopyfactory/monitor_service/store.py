@@ -20,12 +20,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from autopyfactory.monitor_service.auth import looks_like_token, new_token, token_digest
-from autopyfactory.monitor_service.bulk import insert_events, insert_jobs
+from autopyfactory.monitor_service.bulk import insert_created_jobs
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
 from autopyfactory.monitor_service.group_commit import Batch, Outcome
 from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
-from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobIn, LabelIn
+from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobRow, LabelIn
 from autopyfactory.monitor_service.settings import Clock
 from autopyfactory.monitor_service.states import JobState, Verdict, decide
 
@@ -33,6 +33,7 @@ JOBS = cast(Table, Job.__table__)
 JOB_EVENTS = cast(Table, JobEvent.__table__)
 CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 SOURCE_MAX = 64
+TEXT_MAX = 512  # job_events.text
 _TRANSITION_ATTEMPTS = 3
 
 
@@ -57,7 +58,7 @@ def job_event(job_id: int, at: datetime, old: str | None, new: str, source: str,
         "new_state": new,
         "accepted": True,
         "source": source[:SOURCE_MAX],
-        "text": text[:512],
+        "text": text[:TEXT_MAX],
     }
 
 
@@ -270,31 +271,29 @@ class Store:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    def create_jobs(self, factory_name: str, jobs: Sequence[JobIn], source: str) -> JobsCreated:
+    def create_jobs(self, factory_name: str, jobs: Sequence[JobRow], source: str) -> JobsCreated:
         """Record created pilots. A cid already known is a duplicate and is left as it is."""
         with self._db.write.begin() as session:
-            batch = Batch(session, self._clock())
-            created = self.create_jobs_in(batch, factory_name, jobs, source)
-            insert_events(session.connection(), batch.events)
-        return created
+            return self.create_jobs_in(Batch(session, self._clock()), factory_name, jobs, source)
 
     def create_jobs_in(
-        self, batch: Batch, factory_name: str, jobs: Sequence[JobIn], source: str
+        self, batch: Batch, factory_name: str, jobs: Sequence[JobRow], source: str
     ) -> JobsCreated:
-        """:meth:`create_jobs` as one item of a group commit (the events go with the batch's)."""
+        """:meth:`create_jobs` as one item of a group commit; the jobs' CREATED events are inserted
+        with them (set-based, :func:`bulk.insert_created_jobs`), not added to the batch's."""
         wanted: dict[str, str] = {}
         for job in jobs:
-            wanted.setdefault(job.cid, job.label)
+            wanted.setdefault(job["cid"], job["label"])
         session, now = batch.session, batch.now
         factory_id = find_factory(session, factory_name).id
         labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
-        pairs = [(labels.by_name[label], cid) for cid, label in wanted.items()]
-        new_ids = insert_jobs(session.connection(), factory_id, now, pairs)  # known cids are skipped
-        text = f"created by factory {factory_name}"
-        batch.events.extend(
-            job_event(job_id, now, None, JobState.CREATED, source, text) for job_id in new_ids
-        )
-        return JobsCreated(len(new_ids), len(jobs) - len(new_ids), labels.created)
+        # In cid order: concurrent creates of the same cids (a replay, another worker) then take
+        # the unique index's locks in the same order and cannot deadlock on PostgreSQL.
+        pairs = [(labels.by_name[wanted[cid]], cid) for cid in sorted(wanted)]
+        note = f"created by factory {factory_name}"[:TEXT_MAX]
+        connection = session.connection()
+        created = insert_created_jobs(connection, factory_id, now, pairs, source[:SOURCE_MAX], note)
+        return JobsCreated(created, len(jobs) - created, labels.created)
 
     def reports_in(self, batch: Batch, reports: Sequence[PilotReport]) -> list[Outcome]:
         """Several reports in arrival order, with the results, events and final states that

@@ -144,3 +144,31 @@ def test_concurrent_bulk_creates(factory: FactoryClient) -> None:
     assert sum(r["created"] for r in results) == 200
     assert sum(r["duplicates"] for r in results) == 600
     assert sum(r["labels_created"] for r in results) == 1
+
+
+def test_concurrent_bulk_creates_in_opposite_orders(factory: FactoryClient) -> None:
+    """Replays of one announcement in different orders (PostgreSQL runs them in parallel
+    transactions): no deadlock, each job created once with one CREATED event."""
+    rounds = [[f"{cluster}.{n}" for n in range(300)] for cluster in range(20, 26)]
+
+    def create(args: tuple[list[str], bool]) -> tuple[int, dict[str, int]]:
+        cids, backwards = args
+        items = [{"cid": c, "label": LABEL, "factory": factory.name} for c in cids]
+        with requests.Session() as session:
+            session.trust_env = False
+            answer = session.put(
+                f"{factory.monitor.api}/jobs",
+                json=items[::-1] if backwards else items,
+                headers={"Authorization": f"Bearer {factory.token}"},
+                timeout=60,
+            )
+            return answer.status_code, answer.json()
+
+    work = [(cids, n % 2 == 1) for cids in rounds for n in range(4)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(create, work))
+    assert [status for status, _ in answers] == [200] * len(work), answers
+    assert sum(body["created"] for _, body in answers) == 6 * 300
+    assert sum(body["duplicates"] for _, body in answers) == 6 * 300 * 3
+    for cids in rounds:
+        assert [e["new_state"] for e in factory.job(cids[-1])["events"]] == ["CREATED"]  # type: ignore[index]

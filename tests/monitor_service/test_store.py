@@ -15,7 +15,7 @@ from autopyfactory.monitor_service.errors import MonitorError
 from autopyfactory.monitor_service.group_commit import Batch
 from autopyfactory.monitor_service.migrations import upgrade
 from autopyfactory.monitor_service.models import Factory, Job, JobEvent
-from autopyfactory.monitor_service.schemas import JobIn
+from autopyfactory.monitor_service.schemas import JobRow
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState, legacy_exit_target
 from autopyfactory.monitor_service.store import PilotReport, Store, TargetRule
 from tests.monitor_service.support import FakeClock
@@ -84,7 +84,7 @@ def test_reports_together_as_one_at_a_time(db: Database) -> None:
     results = {}
     for factory in ("alone", "together"):
         store.add_factory(factory)
-        store.create_jobs(factory, [JobIn(cid=cid, label="L", factory=factory) for cid in JOBS], "127.0.0.1")
+        store.create_jobs(factory, [JobRow(cid=cid, label="L", factory=factory) for cid in JOBS], "127.0.0.1")
     one_by_one = []
     for cid, target, rc, ids in REPORTS:
         try:

@@ -64,8 +64,13 @@ def _action(pilot: Pilot, cfg: HousekeepingSettings, now: float) -> Action | Non
     if pilot.status is JobStatus.HELD:
         return _held(pilot, cfg, age)
     if pilot.status is JobStatus.IDLE and cfg.idle_timeout and age > cfg.idle_timeout:
-        return Action(ActionKind.REMOVE, pilot.job_id, f"idle {age} s > idleTimeout {cfg.idle_timeout}",
-                      pilot.entered_status, f"idle longer than idleTimeout ({cfg.idle_timeout} s)")
+        return Action(
+            ActionKind.REMOVE,
+            pilot.job_id,
+            f"idle {age} s > idleTimeout {cfg.idle_timeout}",
+            pilot.entered_status,
+            f"idle longer than idleTimeout ({cfg.idle_timeout} s)",
+        )
     return None
 
 
@@ -74,14 +79,23 @@ def _held(pilot: Pilot, cfg: HousekeepingSettings, age: int) -> Action | None:
     if recoverable(pilot, cfg) and holds <= cfg.max_releases:
         wait = cfg.release_backoff * 2 ** (holds - 1)
         if age >= wait:
-            return Action(ActionKind.RELEASE, pilot.job_id, f"recoverable hold #{holds} after {age} s",
-                          pilot.entered_status)
+            return Action(
+                ActionKind.RELEASE,
+                pilot.job_id,
+                f"recoverable hold #{holds} after {age} s",
+                pilot.entered_status,
+            )
         return None
     if age >= cfg.hold_timeout:
         why = "released too often" if recoverable(pilot, cfg) else "not recoverable"
         cause = f"held longer than holdTimeout ({cfg.hold_timeout} s), {why}"
-        return Action(ActionKind.REMOVE, pilot.job_id, f"held {age} s ({why}): {pilot.hold_reason[:80]}",
-                      pilot.entered_status, cause)
+        return Action(
+            ActionKind.REMOVE,
+            pilot.job_id,
+            f"held {age} s ({why}): {pilot.hold_reason[:80]}",
+            pilot.entered_status,
+            cause,
+        )
     return None
 
 

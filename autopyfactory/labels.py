@@ -37,6 +37,8 @@ def retired(flavour: str) -> str:
     if not grid_type:
         return ""
     return f"{flavour.upper()} is not supported: HTCondor (24 and later) has no '{grid_type}' grid type"
+
+
 #: For these schedconfig fields 0 means "not set", as in CRIC.
 ZERO_IS_UNSET = frozenset({"corecount", "maxrss", "maxtime", "maxwdir"})
 

@@ -263,9 +263,7 @@ def test_a_unified_queue_gets_pilots_per_resource_type_sized_and_within_cric_lim
         ("CERN", "SCORE_HIMEM", "managed", "activated"): 2,
         ("CERN", "MCORE", "user", "activated"): 50,  # not what these pilots ask for
     }
-    queue = (
-        "[CERN]\nresourceTypes = auto\nschedplugin = Ready\ndemandJobLabels = managed\n"
-    )
+    queue = "[CERN]\nresourceTypes = auto\nschedplugin = Ready\ndemandJobLabels = managed\n"
     result = run(write_config(tmp_path, stand, queue), condor, "--once")
     jobs = condor.jobs()
     by_type = Counter(job["APF_RESOURCE_TYPE"] for job in jobs)

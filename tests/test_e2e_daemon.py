@@ -213,8 +213,6 @@ def _pilot_submit(label: str, n: int) -> str:
     )
 
 
-
-
 def test_a_proxy_near_expiry_stops_submission_for_its_queues(tmp_path, stand, condor):
     stand.stats = {"TEST-SITE": {"activated": 5}, "DOWN-SITE": {"activated": 5}, "NDGF-T1": {"activated": 5}}
     short, good = proxy(tmp_path / "short.pem", 1), proxy(tmp_path / "good.pem", 48)

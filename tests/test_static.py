@@ -1,4 +1,5 @@
-"""The package stays ruff clean and mypy --strict clean; the shell scripts stay shellcheck clean."""
+"""The package stays ruff clean (lint and format) and mypy --strict clean; the shell scripts stay
+shellcheck clean."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff():
     result = run(sys.executable, "-m", "ruff", "check", "autopyfactory", "tests", "benchmarks")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format():
+    result = run(sys.executable, "-m", "ruff", "format", "--check", "autopyfactory", "tests", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

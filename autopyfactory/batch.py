@@ -78,6 +78,16 @@ class SubmitOutcome:
 SubmitRequests = Sequence[tuple[Label, int]]
 
 
+@dataclass(frozen=True)
+class Tidy:
+    """One label's housekeeping in a cycle: the pilots to release, and those to remove by reason
+    (the reason becomes the jobs' ``RemoveReason``)."""
+
+    label: Label
+    release: tuple[str, ...] = ()
+    remove: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 class Backend(Protocol):
     name: str
 
@@ -96,6 +106,11 @@ class Backend(Protocol):
 
     def release(self, label: Label, job_ids: Sequence[str]) -> None: ...
 
+    def tidy(self, work: Sequence[Tidy]) -> dict[str, str]:
+        """A cycle's releases and removals for all labels at once, in as few calls as the backend
+        can; the error of each label (by name) whose pilots were not all acted on."""
+        ...
+
 
 class _Submits(Protocol):
     def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
@@ -112,3 +127,23 @@ def submit_each(
         except Exception as exc:
             outcomes[label.name] = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
     return outcomes
+
+
+class _RemovesReleases(Protocol):
+    def remove(self, label: Label, job_ids: Sequence[str], reason: str = "") -> None: ...
+
+    def release(self, label: Label, job_ids: Sequence[str]) -> None: ...
+
+
+def tidy_each(backend: _RemovesReleases, work: Sequence[Tidy]) -> dict[str, str]:
+    """The housekeeping interface for a backend that acts label by label (a failure stays local)."""
+    failed: dict[str, str] = {}
+    for item in work:
+        try:
+            if item.release:
+                backend.release(item.label, item.release)
+            for reason, job_ids in item.remove.items():
+                backend.remove(item.label, job_ids, reason)
+        except BatchError as exc:
+            failed[item.label.name] = str(exc)
+    return failed

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
-from autopyfactory.batch import Backend, BatchError, Census, SubmitContext, SubmitOutcome
+from autopyfactory.batch import Backend, BatchError, Census, SubmitContext, SubmitOutcome, Tidy
 from autopyfactory.config import FactoryConfig
 from autopyfactory.control import (
     ControlError,
@@ -28,7 +28,7 @@ from autopyfactory.control import (
     plan_removals,
 )
 from autopyfactory.credentials import CredentialCheck, CredentialChecker, CredentialKind
-from autopyfactory.housekeeping import ActionKind, plan_actions, removals_by_cause, summarize
+from autopyfactory.housekeeping import Action, ActionKind, plan_actions, removals_by_cause, summarize
 from autopyfactory.labels import Label, LabelSet, build_labels
 from autopyfactory.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.model import Decision, Demand, Pilot, Step, Supply
@@ -290,6 +290,27 @@ class CycleObserver(Protocol):
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
 
 
+def _tidy_work(label: Label, actions: Sequence[Action]) -> Tidy:
+    """A label's housekeeping actions as its backend's work: releases, and removals by cause."""
+    releases = tuple(a.job_id for a in actions if a.kind is ActionKind.RELEASE)
+    removals = {
+        f"autopyfactory housekeeping: {cause}": tuple(job_ids)
+        for cause, job_ids in removals_by_cause(actions).items()
+    }
+    return Tidy(label, releases, removals)
+
+
+def _with_housekeeping(
+    result: LabelResult, planned: Mapping[str, Sequence[Action]], failed: Mapping[str, str]
+) -> LabelResult:
+    name = result.plan.label.name
+    if name in failed:
+        return replace(result, housekeeping=f"failed: {failed[name]}")
+    if name in planned:
+        return replace(result, housekeeping=summarize(planned[name]))
+    return result
+
+
 def _disabled(controls: Controls, labels: Sequence[Label], now: float) -> dict[str, str]:
     """The labels an operator disabled (``autopyfactory queues disable``), with the reason."""
     return {
@@ -395,7 +416,7 @@ class Factory:
         f = self.config.factory
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
-        return tuple(self._tidy(r, census, started) for r in self._submit_all(plans, started))
+        return self._tidy(self._submit_all(plans, started), census, started)
 
     def _notify(self, report: CycleReport, labels: Sequence[Label]) -> None:
         """Tell every observer; one that fails (a full state disk) is a warning, never a failed
@@ -555,22 +576,30 @@ class Factory:
         missing = SubmitOutcome(error="no outcome from the batch backend")
         return {label.name: outcomes.get(label.name, missing) for label, _ in requests}
 
-    def _tidy(self, result: LabelResult, census: Census, now: float) -> LabelResult:
-        """Release or remove this label's held and stuck pilots (see housekeeping.py)."""
-        label = result.plan.label
-        actions = plan_actions(census.pilots.get(label.name, ()), label.housekeeping, now)
-        backend = self._backends.get(label.batch)
-        if not actions or backend is None or self._dry_run or self._stop_requested():
-            return result
-        for action in actions:
-            log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)
-        try:
-            backend.release(label, [a.job_id for a in actions if a.kind is ActionKind.RELEASE])
-            for cause, job_ids in removals_by_cause(actions).items():
-                backend.remove(label, job_ids, f"autopyfactory housekeeping: {cause}")
-        except BatchError as exc:
-            return replace(result, housekeeping=f"failed: {exc}")
-        return replace(result, housekeeping=summarize(actions))
+    def _tidy(self, results: Sequence[LabelResult], census: Census, now: float) -> tuple[LabelResult, ...]:
+        """Release or remove the labels' held and stuck pilots (see housekeeping.py), each backend
+        for all its labels at once."""
+        if self._dry_run or self._stop_requested():
+            return tuple(results)
+        planned: dict[str, list[Action]] = {}
+        work: dict[str, list[Tidy]] = {}
+        for result in results:
+            label = result.plan.label
+            actions = plan_actions(census.pilots.get(label.name, ()), label.housekeeping, now)
+            if not actions or label.batch not in self._backends:
+                continue
+            for action in actions:
+                log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)
+            planned[label.name] = actions
+            work.setdefault(label.batch, []).append(_tidy_work(label, actions))
+        failed: dict[str, str] = {}
+        for batch, items in work.items():
+            try:
+                failed |= self._backends[batch].tidy(items)
+            except Exception as exc:  # one backend's failure never stops the others
+                log.exception("%s: housekeeping failed", batch)
+                failed |= {item.label.name: f"{type(exc).__name__}: {exc}" for item in items}
+        return tuple(_with_housekeeping(r, planned, failed) for r in results)
 
     def _log(self, report: CycleReport) -> None:
         for problem in (*report.problems, *report.skipped_queues):

@@ -67,7 +67,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests, submit_each
+from autopyfactory.batch import (
+    BatchError,
+    Census,
+    SubmitContext,
+    SubmitOutcome,
+    SubmitRequests,
+    Tidy,
+    submit_each,
+    tidy_each,
+)
 from autopyfactory.condor.submit import (
     SubmitRenderError,
     log_dir,
@@ -898,6 +907,9 @@ class LocalBackend:
 
     def release(self, label: Label, job_ids: Sequence[str]) -> None:
         """Nothing to do: a local pilot is never held."""
+
+    def tidy(self, work: Sequence[Tidy]) -> dict[str, str]:
+        return tidy_each(self, work)
 
 
 def _label_of(path: Path) -> str | None:

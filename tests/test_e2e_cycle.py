@@ -403,3 +403,49 @@ def test_dry_run_directory_can_be_given(tmp_path, stand, condor):
     assert str(own) in result.stdout
     assert sorted(own.glob("logs/*/_submit/*.sub"))
     assert not (tmp_path / "logs").exists()
+
+
+# ---- housekeeping: all labels at once --------------------------------------------------------
+
+HOUSEKEEPING = "[CERN]\nholdRecoverableCodes = 12\nholdReleaseBackoff = 60\nholdTimeout = 600\n"
+
+
+def _held_pilots_of_three_labels(condor) -> list[str]:
+    """Per label a pilot held for a recoverable cause (release it) and one held too long (remove)."""
+    labels = [f"CERN-{host}-share" for host in CERN_CES[:3]]
+    for label in labels:
+        text = 'universe = vanilla\nexecutable = /bin/true\n+FactoryId = "e2e-factory"\n'
+        recoverable, stuck = condor.submit(f'{text}+MATCH_APF_QUEUE = "{label}"\nqueue 2\n')
+        condor.set_status(
+            recoverable, JobStatus.HELD, hold_reason="Transfer input files failure", hold_reason_code=12
+        )
+        condor.set_status(stuck, JobStatus.HELD, hold_reason="Error from CE: auth failed", hold_reason_code=2)
+        condor.age(recoverable, 120)
+        condor.age(stuck, 700)
+    return labels
+
+
+def test_housekeeping_is_one_call_per_schedd_and_cause_for_all_labels(tmp_path, stand, condor):
+    """A CE outage holds the pilots of many labels: one condor_release and one condor_rm per cause
+    for the schedd, not one per label."""
+    stand.stats = {}
+    labels = _held_pilots_of_three_labels(condor)
+    result = run(write_config(tmp_path, stand, HOUSEKEEPING), condor, "--once")
+    releases, removals = condor.calls("condor_release"), condor.calls("condor_rm")
+    assert len(releases) == 1 and len(removals) == 1
+    assert sorted(releases[0].argv[-3:]) == ["1.0", "2.0", "3.0"]
+    assert sorted(removals[0].argv[-3:]) == ["1.1", "2.1", "3.1"]
+    assert "autopyfactory housekeeping: held longer than holdTimeout" in " ".join(removals[0].argv)
+    lines = [line for line in result.stderr.splitlines() if "housekeeping: released 1, removed 1" in line]
+    assert len(lines) == 3 and all(any(f"{label} " in line for line in lines) for label in labels)
+
+
+def test_a_failed_housekeeping_call_is_reported_for_every_label_it_carried(tmp_path, stand, condor):
+    stand.stats = {}
+    labels = _held_pilots_of_three_labels(condor)
+    condor.fail_next("condor_rm", "exit", message="ERROR: Failed to connect to local queue manager")
+    result = run(write_config(tmp_path, stand, HOUSEKEEPING), condor, "--once")
+    failed = [line for line in result.stderr.splitlines() if "housekeeping: failed: " in line]
+    assert len(failed) == 3 and all(any(label in line for line in failed) for label in labels)
+    assert all("Failed to connect to local queue manager" in line for line in failed)
+    assert len(condor.calls("condor_release")) == 1  # the releases went through all the same

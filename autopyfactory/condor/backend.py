@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests
+from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests, Tidy
 from autopyfactory.condor.bulk import BatchResult, BlockCache, submit_batch
 from autopyfactory.condor.command import Schedd, run_condor
 from autopyfactory.condor.history import history_ads
@@ -220,6 +220,29 @@ class CondorBackend:
     def release(self, label: Label, job_ids: Sequence[str]) -> None:
         for schedd, ids in self._where(label, job_ids).items():
             run_condor("condor_release", schedd, ids, self._timeout)
+
+    def tidy(self, work: Sequence[Tidy]) -> dict[str, str]:
+        """One ``condor_release`` per schedd and one ``condor_rm`` per schedd and reason, for all
+        labels together: a CE outage that holds the pilots of hundreds of labels costs a few
+        calls, not hundreds. A failed call fails every label it carried (HTCondor may still have
+        acted on some of the jobs; the next census shows which)."""
+        calls: dict[tuple[str, Schedd, str], list[tuple[str, str]]] = {}  # -> (label, job id)
+        for item in work:
+            name = item.label.name
+            for schedd, ids in self._where(item.label, item.release).items():
+                calls.setdefault(("condor_release", schedd, ""), []).extend((name, i) for i in ids)
+            for reason, job_ids in item.remove.items():
+                for schedd, ids in self._where(item.label, job_ids).items():
+                    calls.setdefault(("condor_rm", schedd, reason), []).extend((name, i) for i in ids)
+        failed: dict[str, str] = {}
+        for (tool, schedd, reason), jobs in calls.items():
+            ids = [job_id for _, job_id in jobs]
+            try:
+                run_condor(tool, schedd, ["-reason", reason, *ids] if reason else ids, self._timeout)
+            except BatchError as exc:
+                for name, _ in jobs:
+                    failed.setdefault(name, str(exc))
+        return failed
 
 
 def _add(a: Supply | None, b: Supply) -> Supply:

@@ -219,7 +219,7 @@ setup(
     extras_require={"monitor": MONITOR, "test": TEST},
     entry_points={
         "console_scripts": [
-            "autopyfactory=autopyfactory.cli:main",
+            "autopyfactory=autopyfactory.cli.main:main",
             "autopyfactory-monitor=autopyfactory.monitor_service.cli:main",
         ]
     },

@@ -1,5 +1,5 @@
 """``python -m autopyfactory`` is the same as the ``autopyfactory`` command."""
 
-from autopyfactory.cli import main
+from autopyfactory.cli.main import main
 
 raise SystemExit(main())

@@ -41,26 +41,34 @@ import tracemalloc
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from autopyfactory import config
-from autopyfactory.batch import BatchError, Census, SubmitContext, SubmitOutcome, SubmitRequests, submit_each
-from autopyfactory.condor import submit as condor_submit_module
-from autopyfactory.condor.backend import CondorBackend
-from autopyfactory.condor.command import Schedd, run_condor
-from autopyfactory.condor.status import (
+from autopyfactory.batch.condor import submit as condor_submit_module
+from autopyfactory.batch.condor.backend import CondorBackend
+from autopyfactory.batch.condor.census import (
     ATTRIBUTES,
     count_by_label,
     factory_constraint,
     parse_ads,
     query_pilots,
 )
-from autopyfactory.factory import Factory, plan
-from autopyfactory.files import atomic_write_text
-from autopyfactory.labels import Label, build_labels
-from autopyfactory.metrics import FactoryMetrics
-from autopyfactory.model import Pilot, Supply
-from autopyfactory.panda import PandaReading, SiteJobs
-from autopyfactory.policy import FactoryCaps
-from autopyfactory.snapshot import Snapshot
+from autopyfactory.batch.condor.command import Schedd, run_condor
+from autopyfactory.batch.interface import (
+    BatchError,
+    SubmitContext,
+    SubmitOutcome,
+    SubmitRequests,
+    submit_each,
+)
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.cycle.factory import Factory
+from autopyfactory.domain.demand import PandaReading, SiteJobs
+from autopyfactory.domain.label import Label
+from autopyfactory.domain.model import Census, Pilot, Supply
+from autopyfactory.domain.planning import plan
+from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.edges.files import atomic_write_text
+from autopyfactory.edges.schedconfig import Snapshot
+from autopyfactory.observers.metrics import FactoryMetrics
 
 FACTORY_ID = "bench"
 NOW = 1_780_000_000

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autopyfactory import config
+from autopyfactory.config import loader as config
 
 APF2 = Path(__file__).resolve().parent / "data" / "apf2"
 

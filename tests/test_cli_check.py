@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import __version__, config_schema
+from autopyfactory import __version__
+from autopyfactory.config import schema as config_schema
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "etc" / "factory.conf.example"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from autopyfactory.panda import STATS_PATH
+from autopyfactory.edges.panda import STATS_PATH
 from tests.monitor_service.conftest import Monitor, new_factory, start_monitor
 from tests.support.proxies import proxy
 from tests.test_cli_check import DUMP, EXAMPLE, WRAPPER, example_with, run

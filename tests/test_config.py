@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import config
-from autopyfactory.config import ConfigError, ConfigErrors, FactoryConfig, Setting, Source
+from autopyfactory.config import loader as config
+from autopyfactory.config.loader import ConfigError, ConfigErrors, FactoryConfig
+from autopyfactory.domain.label import Setting, Source
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "etc" / "factory.conf.example"

@@ -7,11 +7,12 @@ import dataclasses
 
 import pytest
 
-from autopyfactory import config_schema as schema
-from autopyfactory.config import FactorySettings, _field_name
-from autopyfactory.config_schema import Scope
-from autopyfactory.labels import POLICY_FIELDS, SubmitSettings
-from autopyfactory.policy import PLUGINS, PolicySettings
+from autopyfactory.config import schema
+from autopyfactory.config.autoconfigure import POLICY_FIELDS
+from autopyfactory.config.loader import FactorySettings, _field_name
+from autopyfactory.config.schema import Scope
+from autopyfactory.domain.label import SubmitSettings
+from autopyfactory.domain.policy import PLUGINS, PolicySettings
 
 
 def option(key: str, scope: Scope = Scope.QUEUE) -> schema.Option:

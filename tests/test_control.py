@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory.control import Controls, ControlStore, Disable, Removal, parse_until, plan_removals
-from autopyfactory.control import LabelView as View
-from autopyfactory.model import JobStatus, Pilot
+from autopyfactory.cycle.control import Controls, ControlStore, Disable, Removal, parse_until, plan_removals
+from autopyfactory.cycle.control import LabelView as View
+from autopyfactory.domain.model import JobStatus, Pilot
 from tests.support.condor_emulator.ads import JobStatus as CondorStatus
 from tests.test_e2e_cycle import Stand, per_label, run, write_config
 from tests.test_e2e_daemon import Daemon

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from autopyfactory.credentials import (
+from autopyfactory.edges.credentials import (
     CredentialChecker,
     CredentialError,
     CredentialKind,
@@ -329,7 +329,7 @@ def test_a_failing_voms_proxy_info_means_unknown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_voms(body)
-    with caplog.at_level(logging.DEBUG, logger="autopyfactory.credentials"):
+    with caplog.at_level(logging.DEBUG, logger="autopyfactory.edges.credentials"):
         assert voms_actimeleft(str(tmp_path / "x509up")) is None
     assert "certificate lifetime alone counts" in caplog.text
 
@@ -343,7 +343,7 @@ def test_no_voms_proxy_info_on_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with caplog.at_level(logging.DEBUG, logger="autopyfactory.credentials"):
+    with caplog.at_level(logging.DEBUG, logger="autopyfactory.edges.credentials"):
         assert voms_actimeleft("/tmp/x509up_u1000") is None
     assert "voms-proxy-info not on PATH" in caplog.text
 
@@ -414,7 +414,7 @@ def test_each_file_is_checked_once_per_cycle(tmp_path: Path, caplog: pytest.LogC
 
     checker = CredentialChecker(MIN, voms=voms)
     checker.new_cycle(NOW)
-    with caplog.at_level(logging.DEBUG, logger="autopyfactory.credentials"):
+    with caplog.at_level(logging.DEBUG, logger="autopyfactory.edges.credentials"):
         first = [checker.check(proxy, PROXY) for _label in range(50)]
         tokens = [checker.check(token, TOKEN) for _label in range(50)]
     assert asked == [proxy]

@@ -35,7 +35,7 @@ def test_demo_runs_pilots_through_to_done_and_cleans_up():
 
 
 def _standin_pilot(tmp_path: Path) -> Path:
-    from autopyfactory.demo import PILOT
+    from autopyfactory.demo.run import PILOT
 
     path = tmp_path / "pilot3" / "pilot.py"
     path.parent.mkdir()
@@ -60,8 +60,8 @@ def test_stand_in_pilot_fails_on_arguments_as_pilot3_does(tmp_path: Path):
 
 
 def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
-    from autopyfactory.config_schema import DEFAULT_ARGUMENTS
-    from autopyfactory.demo import QUEUES, Scenario, StandIn
+    from autopyfactory.config.schema import DEFAULT_ARGUMENTS
+    from autopyfactory.demo.run import QUEUES, Scenario, StandIn
 
     pilot = _standin_pilot(tmp_path)
     scenario = Scenario(job_seconds=0.1)

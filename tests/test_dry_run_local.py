@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from autopyfactory.local_batch import LocalPilot, process_identity
+from autopyfactory.batch.local.backend import LocalPilot, process_identity
 from tests.test_e2e_cycle import Stand
 
 

@@ -15,8 +15,8 @@ import pytest
 import requests
 from werkzeug import Request, Response
 
-from autopyfactory import panda_standin
-from autopyfactory.panda import DETAILED_PATH, STATS_PATH
+from autopyfactory.demo import panda_standin
+from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
 from tests.support.condor_emulator.ads import JobStatus
 
 ROOT = Path(__file__).resolve().parent.parent

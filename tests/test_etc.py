@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import config
-from autopyfactory.cli import build_parser as factory_parser
+from autopyfactory.cli.main import build_parser as factory_parser
+from autopyfactory.config import loader as config
 from autopyfactory.monitor_service.cli import build_parser as monitor_parser
 
 ETC = Path(__file__).resolve().parent.parent / "etc"
@@ -162,7 +162,7 @@ def is_under(path: str, directories: list[str]) -> bool:
 
 
 def test_the_factory_may_write_its_default_dirs_and_condor_can_authenticate():
-    from autopyfactory.config_schema import Scope, find
+    from autopyfactory.config.schema import Scope, find
 
     s = unit_settings("autopyfactory.service")
     for key in ("baseLogDir", "stateDir"):
@@ -279,7 +279,7 @@ def test_monitor_log_links_resolve_through_the_httpd_snippet(httpd):
 
     import requests
 
-    from autopyfactory.condor.submit import log_dir
+    from autopyfactory.batch.condor.submit import log_dir
     from autopyfactory.monitor_service.pages import log_links
 
     logs, url = httpd

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import config
-from autopyfactory.batch import Census
-from autopyfactory.factory import plan
-from autopyfactory.labels import build_labels
-from autopyfactory.model import Supply
-from autopyfactory.panda import SiteJobs
-from autopyfactory.policy import FactoryCaps
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.domain.demand import SiteJobs
+from autopyfactory.domain.model import Census, Supply
+from autopyfactory.domain.planning import plan
+from autopyfactory.domain.policy import FactoryCaps
 
 DUMP = json.loads((Path(__file__).parent / "data" / "cric_dump.json").read_text())
 

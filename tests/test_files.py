@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import files
-from autopyfactory.files import atomic_write_text
+from autopyfactory.edges import files
+from autopyfactory.edges.files import atomic_write_text
 
 
 def test_writes_new_file_creating_directories(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autopyfactory.housekeeping import (
+from autopyfactory.domain.housekeeping import (
     Action,
     ActionKind,
     HousekeepingSettings,
@@ -12,7 +12,7 @@ from autopyfactory.housekeeping import (
     removals_by_cause,
     summarize,
 )
-from autopyfactory.model import JobStatus, Pilot
+from autopyfactory.domain.model import JobStatus, Pilot
 
 NOW = 1_700_000_000
 CFG = HousekeepingSettings(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from autopyfactory.http import DeadlineExceeded, RequestAborted, make_session
+from autopyfactory.edges.http import DeadlineExceeded, RequestAborted, make_session
 from tests.test_e2e_cycle import Stand, stand, write_config
 
 __all__ = ["stand"]  # the fixture, used by name

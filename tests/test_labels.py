@@ -9,19 +9,18 @@ from typing import Any
 
 import pytest
 
-from autopyfactory import config
-from autopyfactory.config import FactoryConfig, Setting, Source
-from autopyfactory.labels import (
-    CE,
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import (
     LabelError,
-    LabelSet,
     build_labels,
     parse_environ,
     split_endpoint,
     usable_ces,
 )
-from autopyfactory.model import QueueStatus
-from autopyfactory.policy import PolicySettings
+from autopyfactory.config.loader import FactoryConfig
+from autopyfactory.domain.label import CE, LabelSet, Setting, Source
+from autopyfactory.domain.model import QueueStatus
+from autopyfactory.domain.policy import PolicySettings
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -461,7 +460,7 @@ def test_local_queue_with_a_bad_endpoint_is_skipped(tmp_path: Path) -> None:
 
 
 def test_a_ce_queue_name_with_a_slash_gives_a_safe_label_name() -> None:
-    from autopyfactory.labels import safe_name
+    from autopyfactory.config.autoconfigure import safe_name
 
     assert safe_name("SITE-ce.example.org-long/queue") == "SITE-ce.example.org-long_queue"
     assert safe_name("../etc") == "_etc"
@@ -503,8 +502,8 @@ def test_one_bad_ce_endpoint_skips_only_that_ce(tmp_path: Path, dump: dict[str, 
     ["grid:long", "a/b c", "q" * 300, "..", "ü-queue", "x\x00y"],
 )
 def test_label_names_are_valid_for_the_monitor(tmp_path: Path, dump: dict[str, Any], ce_queue: str) -> None:
+    from autopyfactory.domain.names import label_problem
     from autopyfactory.monitor_service.schemas import LabelIn
-    from autopyfactory.names import label_problem
 
     dump["TEST-SITE"]["queues"][0]["ce_queue_name"] = ce_queue
     _, result = build(tmp_path, "[TEST-SITE]\n", dump)
@@ -514,7 +513,7 @@ def test_label_names_are_valid_for_the_monitor(tmp_path: Path, dump: dict[str, A
 
 
 def test_long_label_names_stay_apart() -> None:
-    from autopyfactory.names import LABEL_MAX, label_name
+    from autopyfactory.domain.names import LABEL_MAX, label_name
 
     one, two = label_name("S-" + "q" * 200 + "1"), label_name("S-" + "q" * 200 + "2")
     assert one != two
@@ -546,6 +545,6 @@ def test_label_names_that_collide_are_reported_not_merged(tmp_path: Path, dump: 
     ],
 )
 def test_the_label_name_rule(name: str, problem: str | None) -> None:
-    from autopyfactory.names import label_problem
+    from autopyfactory.domain.names import label_problem
 
     assert label_problem(name) == problem

@@ -20,10 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from autopyfactory import config
-from autopyfactory.batch import Census, SubmitContext
-from autopyfactory.labels import Label, build_labels
-from autopyfactory.local_batch import (
+from autopyfactory.batch.interface import SubmitContext
+from autopyfactory.batch.local.backend import (
     LocalBackend,
     LocalPilot,
     RunState,
@@ -31,7 +29,10 @@ from autopyfactory.local_batch import (
     expand_macros,
     process_identity,
 )
-from autopyfactory.model import JobStatus, Supply
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.domain.label import Label
+from autopyfactory.domain.model import Census, JobStatus, Supply
 from tests.wrappers.harness import WRAPPER, clean_environ
 from tests.wrappers.pilots import write_tarball
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import logcleanup
-from autopyfactory.logcleanup import (
+from autopyfactory.cycle import logcleanup
+from autopyfactory.cycle.logcleanup import (
     ANY_DAY,
     GB,
     CleanupPlan,
@@ -296,7 +296,7 @@ def test_age_cleanup_on_real_files(tree: Path, caplog: pytest.LogCaptureFixture)
     before = snapshot(tree)
     policy = CleanupPolicy(keep_days=30, keep_days_by_label={"NDGF": 40, "CERN-B": 15})
     in_use = {(ago(45), "CERN-A")}
-    with caplog.at_level(logging.INFO, logger="autopyfactory.logcleanup"):
+    with caplog.at_level(logging.INFO, logger="autopyfactory.cycle.logcleanup"):
         plan, summary = run_cleanup(tree, TODAY, policy, in_use, small_filesystem(tree, 100 * GB))
     assert summary.deleted == (
         f"{ago(45)}/CERN-B", f"{ago(45)}/NDGF", f"{ago(35)}/CERN-A", f"{ago(35)}/CERN-B",

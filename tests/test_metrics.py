@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Gauge, generate_latest
 
-from autopyfactory import config
-from autopyfactory.labels import build_labels
-from autopyfactory.metrics import FactoryMetrics
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.observers.metrics import FactoryMetrics
 from tests.test_monitor_client import CONF, DUMP, report_for
 
 

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 from werkzeug import Response
 
-from autopyfactory import __version__, config
-from autopyfactory.batch import Census, SubmitOutcome
-from autopyfactory.factory import CycleReport, LabelResult, plan
-from autopyfactory.labels import build_labels
-from autopyfactory.model import Supply
-from autopyfactory.monitor_client import MonitorClient, MonitorSettings
-from autopyfactory.panda import SiteJobs
-from autopyfactory.policy import FactoryCaps
+from autopyfactory import __version__
+from autopyfactory.batch.interface import SubmitOutcome
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.cycle.report import CycleReport, LabelResult
+from autopyfactory.domain.demand import SiteJobs
+from autopyfactory.domain.model import Census, Supply
+from autopyfactory.domain.planning import plan
+from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.edges.monitor import MonitorClient, MonitorSettings
 
 DUMP = json.loads((Path(__file__).parent / "data" / "cric_dump.json").read_text())
 CONF = """

@@ -9,11 +9,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from autopyfactory import config
-from autopyfactory.factory import CycleReport
-from autopyfactory.labels import Label
-from autopyfactory.service import RunOptions, Service
-from autopyfactory.systemd import Notifier
+from autopyfactory.config import loader as config
+from autopyfactory.cycle.report import CycleReport
+from autopyfactory.domain.label import Label
+from autopyfactory.runtime.service import RunOptions, Service
+from autopyfactory.runtime.systemd import Notifier
 from tests.test_e2e_cycle import stand, write_config
 
 __all__ = ["stand"]  # the fixture, used by name

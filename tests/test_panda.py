@@ -7,8 +7,9 @@ import json
 import pytest
 from werkzeug import Response
 
-from autopyfactory.http import make_session
-from autopyfactory.panda import REASON_CHARS, STATS_PATH, PandaClient, PandaError, PandaView, parse_stats
+from autopyfactory.domain.demand import PandaError
+from autopyfactory.edges.http import make_session
+from autopyfactory.edges.panda import REASON_CHARS, STATS_PATH, PandaClient, PandaView, parse_stats
 
 REAL_ANSWER = {
     "success": True,
@@ -169,7 +170,7 @@ def test_unreachable_server_is_no_data():
 
 
 def test_fetches_the_detailed_answer_when_asked(httpserver):
-    from autopyfactory.panda import DETAILED_PATH
+    from autopyfactory.edges.panda import DETAILED_PATH
 
     data = {"CERN": {"MCORE": {"managed": {"activated": 4, "assigned": 0, "running": 2}}}, "null": {}}
     httpserver.expect_request(DETAILED_PATH, headers={"Accept": "application/json"}).respond_with_json(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 
-from autopyfactory.batch import Census, SubmitOutcome
-from autopyfactory.factory import CycleReport, LabelResult, plan
-from autopyfactory.metrics import FactoryMetrics
-from autopyfactory.model import Supply
-from autopyfactory.panda import PandaReading, SiteJobs
-from autopyfactory.policy import FactoryCaps
-from autopyfactory.state import format_status, state_record
+from autopyfactory.batch.interface import SubmitOutcome
+from autopyfactory.cycle.report import CycleReport, LabelResult
+from autopyfactory.domain.demand import PandaReading, SiteJobs
+from autopyfactory.domain.model import Census, Supply
+from autopyfactory.domain.planning import plan
+from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.observers.metrics import FactoryMetrics
+from autopyfactory.observers.state import format_status, state_record
 from tests.test_factory_plan import labels  # noqa: F401  (fixture)
 
 T0 = 1_700_000_000.0

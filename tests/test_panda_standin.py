@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from autopyfactory import panda_standin as ps
-from autopyfactory.panda import parse_stats
+from autopyfactory.demo import panda_standin as ps
+from autopyfactory.edges.panda import parse_stats
 
 
 class Clock:

@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from autopyfactory import cli, config
-from autopyfactory.condor.command import Schedd
-from autopyfactory.condor.memory import MEMORY_FILE, SubmissionMemory
-from autopyfactory.labels import build_labels
-from autopyfactory.local_batch import FinishedPilot
-from autopyfactory.pilot_reports import CHECKPOINT_FILE
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.condor.schedds import MEMORY_FILE, SubmissionMemory
+from autopyfactory.batch.local.backend import FinishedPilot
+from autopyfactory.cli import main as cli
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.cron.reports import CHECKPOINT_FILE
 from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
 from tests.support.condor_emulator.ads import JobStatus
 from tests.support.condor_emulator.driver import CondorEmulator

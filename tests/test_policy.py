@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopyfactory.model import Decision, Demand, QueueStatus, Step, Supply
-from autopyfactory.policy import (
+from autopyfactory.domain.model import Decision, Demand, QueueStatus, Step, Supply
+from autopyfactory.domain.policy import (
     PLUGINS,
     STATUS_AWARE,
     FactoryCaps,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from autopyfactory.cli import build_parser
-from autopyfactory.config_schema import reference_markdown
+from autopyfactory.cli.main import build_parser
+from autopyfactory.config.schema import reference_markdown
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -29,7 +29,9 @@ def test_every_autopyfactory_command_in_the_readme_exists():
 
 def test_the_test_command_is_what_ci_runs():
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
-    assert "pip install -e '.[test]' && python -m autopyfactory.pilot3_tarball; python -m pytest" in README
+    assert (
+        "pip install -e '.[test]' && python -m autopyfactory.demo.pilot3_tarball; python -m pytest" in README
+    )
     assert "python -m pip install -q -e '.[test]'" in ci
-    assert "\npython -m autopyfactory.pilot3_tarball || true\n" in ci  # a failed fetch only skips tests
+    assert "\npython -m autopyfactory.demo.pilot3_tarball || true\n" in ci  # a failed fetch only skips tests
     assert "\npython -m pytest\n" in ci

@@ -13,14 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autopyfactory import config
-from autopyfactory import panda_standin as ps
-from autopyfactory.batch import Census
-from autopyfactory.factory import plan, queue_caps
-from autopyfactory.labels import QueueLimits, Resources, build_labels, queue_limits, runnable_types, size_for
-from autopyfactory.model import Decision, Step, Supply
-from autopyfactory.panda import PandaError, parse_detailed_stats
-from autopyfactory.policy import FactoryCaps, GroupCap, apply_group_caps
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels, queue_limits, runnable_types, size_for
+from autopyfactory.demo import panda_standin as ps
+from autopyfactory.domain.demand import PandaError
+from autopyfactory.domain.label import QueueLimits, Resources
+from autopyfactory.domain.model import Census, Decision, Step, Supply
+from autopyfactory.domain.planning import plan, queue_caps
+from autopyfactory.domain.policy import FactoryCaps, GroupCap, apply_group_caps
+from autopyfactory.edges.panda import parse_detailed_stats
 
 DUMP: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "cric_dump.json").read_text())
 FACTORY = """\
@@ -153,7 +154,7 @@ def test_detailed_answer_counts_per_type_and_job_label():
 
 
 def test_restricted_counts_need_the_detailed_answer():
-    from autopyfactory.panda import parse_stats
+    from autopyfactory.edges.panda import parse_stats
 
     cern = parse_stats(ps.envelope(ps.job_stats(JOBS)))["CERN"]
     with pytest.raises(PandaError):
@@ -270,8 +271,8 @@ def test_group_caps_properties(wanted, groups, cycle):
 
 def test_pr_pilots_count_managed_jobs():
     """Once the pilot settings (pilotType) exist, PR pilots count only managed jobs."""
-    from autopyfactory.config import Setting, Source
-    from autopyfactory.labels import job_labels_for
+    from autopyfactory.config.autoconfigure import job_labels_for
+    from autopyfactory.domain.label import Setting, Source
 
     settings = {
         "demandJobLabels": Setting((), Source.DEFAULT, "built-in"),

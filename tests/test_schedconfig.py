@@ -16,7 +16,7 @@ import requests
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from autopyfactory.schedconfig import SchedconfigError, SchedconfigSource, parse_dump, read_source
+from autopyfactory.edges.schedconfig import SchedconfigError, SchedconfigSource, parse_dump, read_source
 
 DATA = Path(__file__).resolve().parent / "data"
 DUMP_TEXT = (DATA / "cric_dump.json").read_text()
@@ -66,7 +66,7 @@ def serve(server: HTTPServer, body: str, status: int = 200) -> None:
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "autopyfactory.schedconfig"]
+    return [r.getMessage() for r in caplog.records if r.name == "autopyfactory.edges.schedconfig"]
 
 
 def source(
@@ -258,7 +258,7 @@ def test_failure_keeps_the_copy_in_memory(
     good = sc.get()
     serve(cric, body, status)
     clock.now += 600
-    with caplog.at_level(logging.WARNING, logger="autopyfactory.schedconfig"):
+    with caplog.at_level(logging.WARNING, logger="autopyfactory.edges.schedconfig"):
         assert sc.get() is good
     assert messages(caplog) == [f"schedconfig: {url(cric)}: {problem}; keeping the copy from {url(cric)}"]
     assert cache.read_text() == DUMP_TEXT  # the bad answer did not replace the last-good copy
@@ -276,7 +276,7 @@ def test_failure_after_restart_uses_the_copy_on_disk(
     source(url(cric), cache, session, Clock()).get()
     serve(cric, "boom", 503)
     restarted = source(url(cric), cache, session, Clock(2_000_000.0))
-    with caplog.at_level(logging.WARNING, logger="autopyfactory.schedconfig"):
+    with caplog.at_level(logging.WARNING, logger="autopyfactory.edges.schedconfig"):
         snapshot = restarted.get()
     assert snapshot.data == DUMP
     assert snapshot.source == f"last-good copy {cache}"
@@ -321,7 +321,7 @@ def test_copy_that_cannot_be_written_does_not_lose_the_download(
     serve(cric, DUMP_TEXT)
     (tmp_path / "state").write_text("a file where the state directory should be")
     cache = tmp_path / "state" / "schedconfig.json"
-    with caplog.at_level(logging.WARNING, logger="autopyfactory.schedconfig"):
+    with caplog.at_level(logging.WARNING, logger="autopyfactory.edges.schedconfig"):
         snapshot = source(url(cric), cache, session, Clock()).get()
     assert snapshot.data == DUMP
     assert len(messages(caplog)) == 1

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from autopyfactory.domain.names import LABEL_MAX, LABEL_PATTERN
 from autopyfactory.monitor_service.deps import ServicesDep
 from autopyfactory.monitor_service.migrations import current_revision
 from autopyfactory.monitor_service.queries import Activity, FactoryOverview, Outcomes, SearchResult
@@ -26,7 +27,6 @@ from autopyfactory.monitor_service.schemas import (
     PqSummary,
 )
 from autopyfactory.monitor_service.states import JobState
-from autopyfactory.names import LABEL_MAX, LABEL_PATTERN
 
 router = APIRouter(tags=["read"], responses=INVALID_INPUT)
 

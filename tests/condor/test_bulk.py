@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import config
-from autopyfactory.batch import SubmitContext
-from autopyfactory.condor.backend import CondorBackend
-from autopyfactory.condor.bulk import (
+from autopyfactory.batch.condor.backend import CondorBackend
+from autopyfactory.batch.condor.bulk import (
     BATCH_DIR,
     BlockCache,
     assign,
@@ -25,9 +23,12 @@ from autopyfactory.condor.bulk import (
     submit_batch,
     terse_clusters,
 )
-from autopyfactory.condor.command import Schedd
-from autopyfactory.condor.submit import write_submit_file
-from autopyfactory.labels import Label, build_labels
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.condor.submit import write_submit_file
+from autopyfactory.batch.interface import SubmitContext
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.domain.label import Label
 from tests.support.condor_emulator.driver import CondorEmulator
 
 DUMP = Path(__file__).resolve().parents[1] / "data" / "cric_dump.json"
@@ -238,7 +239,7 @@ def test_pilots_of_a_failed_submission_are_listed_by_the_next_censuses(labels, t
 
 
 def test_a_steady_cycle_renders_and_validates_each_label_once(labels, tmp_path, monkeypatch):
-    from autopyfactory.condor import bulk
+    from autopyfactory.batch.condor import bulk
 
     rendered = []
     original = bulk.render_block

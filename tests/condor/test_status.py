@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory.batch import BatchError
-from autopyfactory.condor.command import Schedd
-from autopyfactory.condor.status import (
+from autopyfactory.batch.condor.census import (
     CENSUS_ATTRIBUTES,
     AdStream,
     ScheddCensus,
@@ -25,7 +23,9 @@ from autopyfactory.condor.status import (
     parse_ads,
     read_census,
 )
-from autopyfactory.model import JobStatus, Supply
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.interface import BatchError
+from autopyfactory.domain.model import JobStatus, Supply
 
 FIXTURE = Path(__file__).parents[1] / "data" / "condor" / "condor_q_factory.json"
 
@@ -448,8 +448,8 @@ queue 2
 REAL_REASON = '"operator said \\"no\\" \\\\ at C:\\\\x } ] , { – é 🙂"'
 CENSUS_SCRIPT = """
 import json, sys
-from autopyfactory.condor.command import Schedd
-from autopyfactory.condor.status import census_query
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.condor.census import census_query
 found = census_query(Schedd(sys.argv[1]), "stream", 60, set(), {"A", "B"})
 supply = {k: [s.idle, s.running, s.held, s.all] for k, s in found.supply.items()}
 reasons = sorted(p.hold_reason for ps in found.pilots.values() for p in ps if p.hold_reason)

@@ -20,10 +20,8 @@ import classad2
 import htcondor2
 import pytest
 
-from autopyfactory import config
-from autopyfactory.batch import BatchError, SubmitContext
-from autopyfactory.condor.command import Schedd
-from autopyfactory.condor.submit import (
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.condor.submit import (
     SubmitRenderError,
     condor_arguments,
     condor_environment,
@@ -34,7 +32,10 @@ from autopyfactory.condor.submit import (
     submit_pilots,
     validate,
 )
-from autopyfactory.labels import Label, build_labels
+from autopyfactory.batch.interface import BatchError, SubmitContext
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.domain.label import Label
 
 DUMP = Path(__file__).resolve().parents[1] / "data" / "cric_dump.json"
 
@@ -260,7 +261,7 @@ def test_retired_flavours_are_not_rendered(labels, flavour):
 
 
 def test_grid_types_are_checked_when_rendering(labels, monkeypatch):
-    from autopyfactory.condor import submit
+    from autopyfactory.batch.condor import submit
 
     def gt2(ce, resources, settings):
         return ["universe = grid", "grid_resource = gt2 gk01.legacy.example/jobmanager-pbs"]
@@ -784,7 +785,7 @@ def test_operator_dollar_in_the_template_is_not_expanded(labels):
 
 
 def test_pilot_settings_resource_type_and_extra_args_are_appended(labels):
-    from autopyfactory.labels import PilotSettings
+    from autopyfactory.domain.label import PilotSettings
 
     label = dataclasses.replace(
         labels["CERN-ce503.cern.ch-share"],
@@ -816,7 +817,7 @@ def test_resource_type_in_the_template_is_not_repeated(labels):
 
 
 def test_bad_pilot_extra_args_is_a_render_error(labels):
-    from autopyfactory.labels import PilotSettings
+    from autopyfactory.domain.label import PilotSettings
 
     label = dataclasses.replace(
         labels["CERN-ce503.cern.ch-share"], pilot=PilotSettings(extra_args="-d 'open")

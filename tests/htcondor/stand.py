@@ -18,8 +18,8 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from autopyfactory import panda_standin
-from autopyfactory.panda import DETAILED_PATH, STATS_PATH
+from autopyfactory.demo import panda_standin
+from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
 from tests.support.htcondor_pool import Ad, HTCondorPool
 from tests.wrappers.pilots import write_tarball
 

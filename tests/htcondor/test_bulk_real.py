@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory import config
-from autopyfactory.batch import SubmitContext
-from autopyfactory.condor.bulk import submit_batch
-from autopyfactory.condor.command import Schedd
-from autopyfactory.labels import build_labels
+from autopyfactory.batch.condor.bulk import submit_batch
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.interface import SubmitContext
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
 from tests.support.htcondor_pool import HTCondorPool
 
 pytestmark = pytest.mark.htcondor

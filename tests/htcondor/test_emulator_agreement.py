@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from autopyfactory.condor.status import CENSUS_ATTRIBUTES
+from autopyfactory.batch.condor.census import CENSUS_ATTRIBUTES
 from tests.htcondor.stand import RealStand, ours
 from tests.support.condor_emulator.driver import CondorEmulator
 from tests.support.htcondor_pool import HTCondorPool

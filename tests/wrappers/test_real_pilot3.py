@@ -1,7 +1,7 @@
 """The real PanDA pilot 3, run by the real wrapper with the arguments the factory renders.
 
 The pilot comes from the ``panda-pilot`` sdist (downloaded once with pip into the cache of
-autopyfactory.pilot3_tarball; the test skips, saying why, when that is impossible). The factory's
+autopyfactory.demo.pilot3_tarball; the test skips, saying why, when that is impossible). The factory's
 description is rendered from etc/factory.conf.example with only the PanDA server pointed at the
 stand-in and the site's test settings in the queue section; its ``arguments`` and
 ``environment`` are decoded the way condor_submit hands them to the wrapper. Pilot 3 reads the
@@ -25,11 +25,12 @@ from typing import Any
 import htcondor2
 import pytest
 
-from autopyfactory import config
-from autopyfactory.batch import SubmitContext
-from autopyfactory.condor.submit import render_submit, validate
-from autopyfactory.labels import Label, build_labels
-from autopyfactory.pilot3_tarball import PILOT3_VERSION, tarball_from_sdist
+from autopyfactory.batch.condor.submit import render_submit, validate
+from autopyfactory.batch.interface import SubmitContext
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.demo.pilot3_tarball import PILOT3_VERSION, tarball_from_sdist
+from autopyfactory.domain.label import Label
 from tests.condor.test_submit import decode_new_syntax
 from tests.support.pilot3 import cached_pilot3_sdist
 from tests.wrappers.harness import WRAPPER, clean_environ

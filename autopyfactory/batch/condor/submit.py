@@ -1,0 +1,587 @@
+"""Submission: one HTCondor submit description per label and cycle, and one ``condor_submit``.
+
+:func:`render_submit` turns a label into submit-description text. It is pure (no clock, no
+files) so the text can be tested line by line; :func:`validate` checks it with HTCondor's own
+parser; :func:`submit_pilots` writes it next to the pilots' logs and runs
+``condor_submit -terse`` once (``queue N``). A failure is reported with condor's message and is
+not retried in the same cycle: the next cycle decides again from a fresh census.
+
+CE flavours (CONTRACTS §3)::
+
+    HTCONDOR-CE  universe = grid, grid_resource = condor <host> <host>:<port, default 9619>
+    ARC-CE       universe = grid, grid_resource = arc https://<host>:443/arex (2811 -> 443),
+                 resources as ADL elements in arc_resources, ENV/PROXY in arc_rte with a proxy
+    LOCAL        universe = vanilla in the schedd's own pool, request_cpus/memory/disk
+
+CREAM-CE, OSG-CE and LCG-CE (grid types ``cream`` and ``gt2``) are gone from HTCondor: its
+condor_submit accepts only the grid types in :data:`GRID_TYPES`. Such CEs get no label
+(labels.py), and a description for any other grid type is refused here, before condor_submit.
+
+``arguments`` is a template: it is split into words like a shell would (quotes group words, a
+backslash escapes, nothing is expanded), then ``%(field)s`` is filled in each word, and each word
+reaches the wrapper as exactly one argument whatever it contains. A ``$`` the operator wrote is
+passed on as it is (condor never expands it): only the factory's own macros (``$(Cluster)``,
+``$(Process)`` in the environment) expand. Fields:
+
+    siteid            the PanDA site id (schedconfig ``siteid``; default the PanDA queue)
+    pq                the PanDA queue name
+    label             this label's name
+    port              the PanDA server's port: from its URL, else 25443 (https) / 25080 (http)
+    pandaserver       the PanDA server URL without the port: ``https://pandaserver.cern.ch``
+    pandaserver_host  the PanDA server's host name
+    pandaurl          ``scheme://host`` of the PanDA server (pilot 3's ``--url``)
+    pilotUser         pilot 3's ``--pilot-user`` (``pilotUser``, default ATLAS)
+    jobLabel          the prodSourceLabel the pilot asks for (``jobLabel``, default managed)
+    pilotType         pilot type / version tag (``pilotType``, default PR)
+    resourceType      the label's PanDA resource type (SCORE, MCORE...; empty when it has none)
+    corecount         cores per pilot
+    maxrss            memory per pilot in MB
+    factoryId         this factory's id
+
+Write ``%%`` for a literal ``%``. An unknown field is a :class:`SubmitRenderError`.
+
+After the template's words the factory appends, in this order: ``--resource-type <type>`` when
+the label has a resource type and the template does not name ``--resource-type`` itself, the
+wrapper's ``--piloturl <pilotURL>`` and ``--pilotversion <pilotVersion>`` when those are set, and
+the words of ``pilotExtraArgs`` (split like the template, passed on to ``pilot.py``).
+
+Quoting: every ClassAd string (``+FactoryId = "…"`` and the like) goes through
+``classad2.quote``; ``arguments`` and ``environment`` use condor's "new syntax" (the whole value
+in double quotes, doubled inside; single quotes group words, doubled inside); a ``$`` coming from
+configuration or schedconfig is written ``$(DOLLAR)`` so condor_submit never expands it as a
+macro. Values cannot contain line breaks (a submit description is line-based).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import quote as url_quote
+from urllib.parse import urlsplit
+
+import classad2
+import htcondor2
+
+from autopyfactory.batch.condor.command import Schedd, run_condor
+from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome
+from autopyfactory.domain.label import CE, Label, Resources, SubmitSettings
+from autopyfactory.domain.model import JobStatus
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_FIELDS = (
+    "siteid", "pq", "label", "port", "pandaserver", "pandaserver_host", "pandaurl", "pilotUser", "jobLabel",
+    "pilotType", "resourceType", "corecount", "maxrss", "factoryId",
+)  # fmt: skip
+DEFAULT_PANDA_PORTS = {"https": 25443, "http": 25080}
+HTCONDOR_CE_PORT = 9619
+ARC_REST_PORT = 443
+ARC_GRIDFTP_PORT = 2811  # the old ARC interface; the same host serves REST on 443
+#: The grid types HTCondor's condor_submit accepts (25.0: "Must be one of: condor, batch, arc,
+#: ec2, gce, or azure").
+GRID_TYPES = frozenset({"condor", "batch", "arc", "ec2", "gce", "azure"})
+#: Submit commands HTCondor evaluates as ClassAd expressions; validate() parses them.
+EXPRESSION_COMMANDS = ("periodic_hold", "periodic_remove")
+
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TERSE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
+
+
+class SubmitRenderError(ValueError):
+    """The submit description cannot be built or is not valid; the message says why."""
+
+
+# ---- quoting -----------------------------------------------------------------------------------
+
+
+def literal(text: str) -> str:
+    """``text`` safe to place in a submit-description value: ``$`` never starts a macro."""
+    if "\n" in text or "\r" in text:
+        raise SubmitRenderError(f"value {text!r} contains a line break")
+    return text.replace("$", "$(DOLLAR)")
+
+
+def classad_string(text: str) -> str:
+    """A ClassAd string literal (``"…"``, escaped by classad2) for a ``+Attr = …`` line."""
+    return literal(str(classad2.quote(text)))
+
+
+def _condor_word(word: str) -> str:
+    """One argument or environment entry in condor's new syntax (before the outer quoting)."""
+    if word and not any(c.isspace() or c in "'\"" for c in word):
+        return word
+    return "'" + word.replace("'", "''") + "'"
+
+
+def _condor_list(words: Iterable[str]) -> str:
+    """Condor's new syntax: double quotes around the whole, doubled double quotes inside."""
+    return '"' + " ".join(_condor_word(w) for w in words).replace('"', '""') + '"'
+
+
+def condor_arguments(words: Sequence[str]) -> str:
+    """``arguments`` value: each word reaches the program as exactly one argument."""
+    return _condor_list(words)
+
+
+def condor_environment(pairs: Iterable[tuple[str, str]]) -> str:
+    """``environment`` value in the new syntax: ``"A=1 B='x y' C='it''s'"``."""
+    return _condor_list(f"{name}={value}" for name, value in pairs)
+
+
+def xml_escape(text: str) -> str:
+    """Text content for an XML element."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---- periodic expressions ----------------------------------------------------------------------
+
+
+def in_status_longer_than(status: JobStatus, seconds: int) -> str:
+    """True for a job that has been in ``status`` for more than ``seconds``."""
+    return f"JobStatus == {int(status)} && time() - EnteredCurrentStatus > {seconds}"
+
+
+def never_accepted_longer_than(seconds: int) -> str:
+    """An idle grid job the CE has never reported a status for, for more than ``seconds``.
+
+    ``GridJobStatus`` is the status as reported by the remote system and stays undefined until
+    the CE has answered for the job; ``GridJobId`` alone proves nothing (gt2 and CREAM save the id
+    before the submission is committed). A job the CE queued reports ``IDLE``/``PENDING``/… and is
+    left to ``removeIdleAfter``.
+    """
+    return f"{in_status_longer_than(JobStatus.IDLE, seconds)} && GridJobStatus =?= undefined"
+
+
+def started_again(grid: bool) -> str:
+    """A pilot that has started before and is about to start (idle) or has started (> 1) again.
+
+    A bare ``NumJobStarts > 0`` would hold every pilot during its first run. ``NumJobStarts``
+    counts real starts in every universe: the shadow (vanilla), the starter (local) and the
+    gridmanager (grid) move it. ``JobRunCount`` counts shadow starts instead, and a schedd
+    restart reconnects a running pilot with a new shadow (``JobRunCount`` 2, ``NumJobStarts``
+    1): it would hold pilots HTCondor has kept running. The gridmanager sets ``JobRunCount`` too.
+
+    For HTCondor-C the gridmanager copies ``NumJobStarts`` from the CE's job ad, and when the CE
+    reports the job ``COMPLETED`` it copies the counter without passing the local job through
+    Running: a pilot whose whole run fell between two polls is seen idle with ``NumJobStarts``
+    1 (and ``GridJobStatus`` ``"COMPLETED"``) just before it terminates. Only an idle pilot the
+    CE has not finished is about to start again. ``?: 0`` keeps the expression defined before
+    the first start.
+    """
+    count = "(NumJobStarts ?: 0)"
+    idle_again = f"JobStatus == {int(JobStatus.IDLE)} && {count} > 0"
+    if grid:
+        idle_again += ' && GridJobStatus =!= "COMPLETED"'
+    return f"{count} > 1 || ({idle_again})"
+
+
+def any_of(clauses: Iterable[str]) -> str:
+    """The clauses joined with ``||``; empty when there are none (the command is then omitted)."""
+    return " || ".join(f"({c})" for c in clauses)
+
+
+def periodic_hold(settings: SubmitSettings, grid: bool) -> str:
+    """Hold a grid pilot its CE never accepted, and a pilot that would run a second time."""
+    clauses = []
+    if grid and settings.hold_idle_after > 0:
+        clauses.append(never_accepted_longer_than(settings.hold_idle_after))
+    if settings.hold_rerun:
+        clauses.append(started_again(grid))
+    return any_of(clauses)
+
+
+def periodic_remove(settings: SubmitSettings) -> str:
+    """Remove pilots held, idle or running for longer than their ages (0 disables an age)."""
+    ages = (
+        (JobStatus.HELD, settings.remove_held_after),
+        (JobStatus.IDLE, settings.remove_idle_after),
+        (JobStatus.RUNNING, settings.remove_running_after),
+    )
+    return any_of(in_status_longer_than(status, seconds) for status, seconds in ages if seconds > 0)
+
+
+# ---- the pieces of a description ---------------------------------------------------------------
+
+
+def _panda_server(url: str) -> tuple[str, str, int]:
+    """(URL without the port, host, port) of the PanDA server."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in DEFAULT_PANDA_PORTS or not parts.hostname:
+        raise SubmitRenderError(f"pandaserver {url!r} is not an http(s) URL")
+    try:
+        port = parts.port or DEFAULT_PANDA_PORTS[parts.scheme]
+    except ValueError as exc:
+        raise SubmitRenderError(f"pandaserver {url!r}: {exc}") from None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}", parts.hostname, port
+
+
+def template_fields(label: Label, context: SubmitContext) -> dict[str, str | int]:
+    server, host, port = _panda_server(context.pandaserver)
+    parts = urlsplit(server)
+    pilot = label.pilot
+    return {
+        "siteid": label.siteid,
+        "pq": label.pq,
+        "label": label.name,
+        "port": port,
+        "pandaserver": server,
+        "pandaserver_host": host,
+        "pandaurl": f"{parts.scheme}://{parts.netloc}",
+        "pilotUser": pilot.user,
+        "jobLabel": pilot.job_label,
+        "pilotType": pilot.pilot_type,
+        "resourceType": label.resource_type or "",
+        "corecount": label.resources.corecount,
+        "maxrss": label.resources.maxrss,
+        "factoryId": context.factory_id,
+    }
+
+
+def _split(what: str, text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise SubmitRenderError(f"{what} {text!r}: {exc}") from None
+
+
+def pilot_arguments(label: Label, context: SubmitContext) -> list[str]:
+    """The wrapper's argument words for ``label``: the template, then the appended options."""
+    words = render_arguments(label.submit.arguments, template_fields(label, context))
+    pilot = label.pilot
+    if label.resource_type and not any(w.split("=")[0] == "--resource-type" for w in words):
+        words += ["--resource-type", literal(label.resource_type)]
+    if pilot.url:
+        words += ["--piloturl", literal(pilot.url)]
+    if pilot.version:
+        words += ["--pilotversion", literal(pilot.version)]
+    return words + [literal(word) for word in _split("pilotExtraArgs", pilot.extra_args)]
+
+
+def render_arguments(template: str, fields: Mapping[str, str | int]) -> list[str]:
+    """The wrapper's argument words: the template split like a shell line, fields filled in.
+
+    A ``$`` in the template is escaped like one in a field value: the operator's text reaches the
+    pilot as written (``$ENV(HOME)`` or ``$(Cluster)`` are not condor macros here).
+    """
+    words = _split("arguments template", template)
+    safe = {name: literal(value) if isinstance(value, str) else value for name, value in fields.items()}
+    try:
+        return [literal(word) % safe for word in words]
+    except KeyError as exc:
+        known = ", ".join(TEMPLATE_FIELDS)
+        raise SubmitRenderError(
+            f"arguments template {template!r}: unknown field %({exc.args[0]})s (known: {known})"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise SubmitRenderError(
+            f"arguments template {template!r}: {exc} (write %% for a literal %)"
+        ) from None
+
+
+def log_dir(base_log_dir: str, date: str, label: str) -> str:
+    """``<baseLogDir>/<date>/<label>``: where a label's pilot logs and submit files go."""
+    if not _DATE.match(date):
+        raise SubmitRenderError(f"date {date!r} is not YYYY-MM-DD")
+    if "/" in label or label in ("", ".", "..") or "\0" in label:
+        raise SubmitRenderError(f"label {label!r} cannot name a directory")
+    return f"{base_log_dir.rstrip('/') or '/'}/{date}/{label}"
+
+
+def gtag(context: SubmitContext, label: str) -> str:
+    """The URL of this pilot's stdout (empty when no baseLogDirUrl is configured)."""
+    base = context.base_log_dir_url.rstrip("/")
+    if not base:
+        return ""
+    return f"{literal(base)}/{context.date}/{literal(url_quote(label, safe=''))}/$(Cluster).$(Process).out"
+
+
+def pilot_environment(label: Label, context: SubmitContext) -> list[tuple[str, str]]:
+    """The pilot's environment: schedconfig ``environ`` first, then the factory's own variables.
+
+    An ``environ`` entry that names one of the factory's variables is dropped (even when the
+    factory leaves that variable out): the monitor and the logs rely on the factory's values.
+    """
+    own = [
+        ("APFFID", literal(context.factory_id)),
+        ("APFCID", "$(Cluster).$(Process)"),
+        ("APFMON", literal(context.monitor_url)),
+        ("FACTORYQUEUE", literal(label.name)),
+        ("GTAG", gtag(context, label.name)),
+        ("PANDA_JSID", literal(context.factory_id)),
+    ]
+    names = {name for name, _ in own}
+    own = [(name, value) for name, value in own if value]
+    extra = [(literal(k), literal(v)) for k, v in label.resources.environ if k not in names]
+    return extra + own
+
+
+def _port(ce: CE, default: int) -> int:
+    return ce.port or default
+
+
+def _host(ce: CE) -> str:
+    if not _HOST.match(ce.host):
+        raise SubmitRenderError(f"CE host {ce.host!r} is not a host name")
+    return ce.host
+
+
+def minutes(seconds: int) -> int:
+    """Seconds to whole minutes, rounded up (a wall-time limit must not shrink)."""
+    return -(-seconds // 60)
+
+
+def grid_attributes(ce: CE, resources: Resources) -> list[str]:
+    """The HTCondor-CE conventions every grid pilot carries: queue, cores, memory, wall time."""
+    lines = [f"+remote_queue = {classad_string(ce.queue)}"] if ce.queue else []
+    lines.append(f"+xcount = {resources.corecount}")
+    if resources.maxrss > 0:
+        lines.append(f"+maxMemory = {resources.maxrss}")
+    if resources.maxtime > 0:
+        lines.append(f"+maxWallTime = {minutes(resources.maxtime)}")
+    return lines
+
+
+def _htcondor_ce(ce: CE, resources: Resources, submit: SubmitSettings) -> list[str]:
+    host = _host(ce)
+    return [
+        "universe = grid",
+        f"grid_resource = condor {host} {host}:{_port(ce, HTCONDOR_CE_PORT)}",
+        *grid_attributes(ce, resources),
+    ]
+
+
+def arc_resources(ce: CE, resources: Resources) -> str:
+    """ADL ``<Resources>`` elements (arc_resources) for the pilot's memory, cores, queue, time.
+
+    ARC's memory is per slot, so the pilot's memory is divided by its cores. Cores, memory and
+    queue are given only here (no request_cpus/request_memory/batch_queue), so HTCondor does not
+    add a second copy of them.
+    """
+    parts = []
+    if resources.maxrss > 0:
+        per_core = -(-resources.maxrss // resources.corecount)
+        parts.append(f"<IndividualPhysicalMemory>{per_core * 1024 * 1024}</IndividualPhysicalMemory>")
+    if resources.corecount > 1:
+        slots = f"<NumberOfSlots>{resources.corecount}</NumberOfSlots>"
+        parts.append(
+            f"<SlotRequirement>{slots}<SlotsPerHost>{resources.corecount}</SlotsPerHost></SlotRequirement>"
+        )
+    if ce.queue:
+        parts.append(f"<QueueName>{xml_escape(ce.queue)}</QueueName>")
+    if resources.maxtime > 0:
+        parts.append(f"<WallTime>{resources.maxtime}</WallTime>")
+    return literal("".join(parts))
+
+
+def _arc_ce(ce: CE, resources: Resources, submit: SubmitSettings) -> list[str]:
+    port = ARC_REST_PORT if ce.port in (None, ARC_GRIDFTP_PORT) else ce.port
+    lines = ["universe = grid", f"grid_resource = arc https://{_host(ce)}:{port}/arex"]
+    lines += grid_attributes(ce, resources)
+    resources_xml = arc_resources(ce, resources)
+    if resources_xml:
+        lines.append(f"arc_resources = {resources_xml}")
+    if submit.x509userproxy:  # makes the delegated proxy available to the pilot on the node
+        lines.append("arc_rte = ENV/PROXY")
+    return lines
+
+
+def _local(ce: CE, resources: Resources, submit: SubmitSettings) -> list[str]:
+    lines = ["universe = vanilla", f"request_cpus = {resources.corecount}"]
+    if resources.maxrss > 0:
+        lines.append(f"request_memory = {resources.maxrss}")
+    if resources.maxwdir > 0:
+        lines.append(f"request_disk = {resources.maxwdir * 1024}")
+    return lines
+
+
+FlavourLines = Callable[[CE, Resources, SubmitSettings], list[str]]
+FLAVOURS: Mapping[str, FlavourLines] = {
+    "HTCONDOR-CE": _htcondor_ce,
+    "ARC-CE": _arc_ce,
+    "LOCAL": _local,
+}
+
+
+def _credentials(submit: SubmitSettings) -> list[str]:
+    lines = [f"x509userproxy = {literal(submit.x509userproxy)}"] if submit.x509userproxy else []
+    if submit.scitokens_file:
+        lines.append(f"scitokens_file = {literal(submit.scitokens_file)}")
+    return lines
+
+
+def _policy(submit: SubmitSettings, grid: bool) -> list[str]:
+    hold, remove = periodic_hold(submit, grid), periodic_remove(submit)
+    return ([f"periodic_hold = {hold}"] if hold else []) + ([f"periodic_remove = {remove}"] if remove else [])
+
+
+def _files(context: SubmitContext, label: str) -> list[str]:
+    where = literal(log_dir(context.base_log_dir, context.date, label))
+    return [
+        f"{name} = {where}/$(Cluster).$(Process).{ext}"
+        for name, ext in (("output", "out"), ("error", "err"), ("log", "log"))
+    ]
+
+
+STANDARD = (
+    "notification = Never",
+    "transfer_executable = True",
+    "should_transfer_files = YES",
+    "when_to_transfer_output = ON_EXIT_OR_EVICT",
+)
+
+
+def _check_grid_type(name: str, lines: list[str]) -> list[str]:
+    """``lines``, when their grid_resource (if any) names a grid type HTCondor has."""
+    for line in lines:
+        key, _, value = line.partition(" = ")
+        if key == "grid_resource" and value.split(" ", 1)[0] not in GRID_TYPES:
+            known = ", ".join(sorted(GRID_TYPES))
+            raise SubmitRenderError(f"{name}: grid_resource {value!r}: HTCondor's grid types are {known}")
+    return lines
+
+
+def render_submit(label: Label, n: int, context: SubmitContext) -> str:
+    """The submit description for ``n`` pilots of ``label``: deterministic text, no I/O."""
+    if n < 1:
+        raise SubmitRenderError(f"{label.name}: cannot submit {n} pilots")
+    flavour_lines = FLAVOURS.get(label.ce.flavour)
+    if flavour_lines is None:
+        raise SubmitRenderError(f"{label.name}: unsupported CE flavour {label.ce.flavour!r}")
+    submit = label.submit
+    flavour = _check_grid_type(label.name, flavour_lines(label.ce, label.resources, submit))
+    words = pilot_arguments(label, context)
+    lines = [
+        " ".join(f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".splitlines()),
+        *flavour,
+        f"executable = {literal(submit.executable)}",
+        f"arguments = {condor_arguments(words)}",
+        f"environment = {condor_environment(pilot_environment(label, context))}",
+        f"+FactoryId = {classad_string(context.factory_id)}",
+        f"+MATCH_APF_QUEUE = {classad_string(label.name)}",
+        f"+APF_PANDA_QUEUE = {classad_string(label.pq)}",
+        *([f"+APF_RESOURCE_TYPE = {classad_string(label.resource_type)}"] if label.resource_type else []),
+        *_credentials(submit),
+        *_policy(submit, grid=label.ce.flavour != "LOCAL"),
+        *STANDARD,
+        *_files(context, label.name),
+        f"queue {n}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---- validation --------------------------------------------------------------------------------
+
+
+def validate(text: str) -> None:
+    """Check a description with HTCondor's parser, and what that parser lets through.
+
+    ``htcondor2.Submit`` rejects only lines that are not statements; it accepts a missing or
+    non-numeric queue statement, ignores anything after the first ``queue`` and does not parse
+    ClassAd expressions. Those are checked here.
+    """
+    try:
+        description = htcondor2.Submit(text)
+    except (ValueError, RuntimeError, htcondor2.HTCondorException) as exc:
+        raise SubmitRenderError(f"condor cannot parse the submit description: {exc}") from None
+    _check_queue(text, str(description.getQArgs()))
+    for key in ("universe", "executable"):
+        if not str(description.get(key, "")).strip():
+            raise SubmitRenderError(f"submit description has no {key}")
+    for key in description:
+        if key.startswith("MY.") or key.lower() in EXPRESSION_COMMANDS:
+            _check_expression(key, str(description[key]))
+
+
+def _check_queue(text: str, qargs: str) -> None:
+    if not qargs.strip().isdigit() or int(qargs) < 1:
+        raise SubmitRenderError(f"submit description must end with 'queue N' (N >= 1), found {qargs!r}")
+    last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+    if not last.lower().startswith("queue"):
+        raise SubmitRenderError(f"submit description has lines after its queue statement: {last!r}")
+
+
+def _check_expression(key: str, value: str) -> None:
+    try:
+        classad2.ExprTree(value)
+    except Exception as exc:  # classad2 raises its own ClassAdException
+        name = key.removeprefix("MY.")
+        raise SubmitRenderError(f"{name} = {value!r} is not a ClassAd expression: {exc}") from None
+
+
+# ---- condor_submit -----------------------------------------------------------------------------
+
+
+def parse_terse(output: str) -> tuple[str, ...]:
+    """Job ids from ``condor_submit -terse``: ``12.0 - 12.4`` per cluster, one line each."""
+    ids: list[str] = []
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        match = _TERSE.match(line.strip())
+        if not match or match[1] != match[3] or int(match[2]) > int(match[4]):
+            raise BatchError(f"unexpected condor_submit output: {output.strip()[:300]!r}")
+        cluster, first, last = match[1], int(match[2]), int(match[4])
+        ids.extend(f"{cluster}.{proc}" for proc in range(first, last + 1))
+    if not ids:
+        raise BatchError(f"unexpected condor_submit output: {output.strip()[:300]!r}")
+    return tuple(ids)
+
+
+def write_submit_file(directory: Path, text: str, stem: str = "submit") -> Path:
+    """Write ``<stem>-<N>.sub``, N one past the highest present; a name is reserved exclusively,
+    so two cycles of one day (or two factories sharing the directory) never overwrite each other.
+    No fsync: the file is read once, right away, by condor_submit and kept for troubleshooting.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(stem)}-(\d+)\.sub$")
+    numbers = [int(m[1]) for m in (pattern.match(name) for name in os.listdir(directory)) if m]
+    number = max(numbers, default=0) + 1
+    while True:
+        path = directory / f"{stem}-{number:04d}.sub"
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            number += 1
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def submit_pilots(
+    label: Label, n: int, context: SubmitContext, schedd: Schedd, timeout: float
+) -> SubmitOutcome:
+    """Render, validate, write and (unless dry-run) submit ``n`` pilots of ``label``, once.
+
+    Errors come back in the outcome (with the submit file if one was written), never raised for
+    rendering, file or condor failures, and are not retried: the next cycle decides afresh.
+    """
+    try:
+        text = render_submit(label, n, context)
+        validate(text)
+        path = write_submit_file(Path(log_dir(context.base_log_dir, context.date, label.name)), text)
+    except (SubmitRenderError, OSError) as exc:
+        log.error("%s: no submission: %s", label.name, exc)
+        return SubmitOutcome(error=str(exc))
+    if context.dry_run:
+        log.info("%s: dry run, %d pilots described in %s", label.name, n, path)
+        return SubmitOutcome(submit_file=str(path))
+    try:
+        ids = parse_terse(run_condor("condor_submit", schedd, ["-terse", str(path)], timeout))
+    except BatchError as exc:
+        log.error("%s: submission of %d pilots failed (%s): %s", label.name, n, path, exc)
+        return SubmitOutcome(submit_file=str(path), error=str(exc))
+    if len(ids) != n:
+        log.warning("%s: asked condor_submit for %d pilots, it reported %d", label.name, n, len(ids))
+    log.info("%s: submitted %d pilots %s..%s", label.name, len(ids), ids[0], ids[-1])
+    return SubmitOutcome(job_ids=ids, submit_file=str(path))

@@ -1,0 +1,1 @@
+"""The ``autopyfactory`` command and its subcommands."""

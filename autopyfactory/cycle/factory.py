@@ -1,0 +1,378 @@
+"""The factory cycle: schedconfig -> PanDA -> batch census -> policy -> caps -> submit -> report.
+
+The I/O happens in :class:`Factory` (one method per edge); the decision for all labels is the
+pure function :func:`plan`, which joins the policy (policy.py) with the PanDA shares and the
+factory-wide caps. A failure in one label never stops the others, and a cycle that raises is
+logged with its traceback by :func:`run_cycles`, which goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from autopyfactory.batch.interface import Backend, BatchError, SubmitContext, SubmitOutcome, Tidy
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.config.loader import FactoryConfig
+from autopyfactory.cycle.control import (
+    ControlError,
+    Controls,
+    ControlStore,
+    LabelView,
+    drop_removals,
+    plan_removals,
+)
+from autopyfactory.cycle.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
+from autopyfactory.cycle.report import CycleObserver, CycleReport, LabelResult, Problem
+from autopyfactory.domain.demand import JobStats, PandaReading
+from autopyfactory.domain.housekeeping import Action, ActionKind, plan_actions, removals_by_cause, summarize
+from autopyfactory.domain.label import Label, LabelSet
+from autopyfactory.domain.model import Census, Pilot, Supply
+from autopyfactory.domain.planning import LabelPlan, plan
+from autopyfactory.domain.policy import (
+    FactoryCaps,
+)
+from autopyfactory.edges.credentials import CredentialCheck, CredentialChecker, CredentialKind
+from autopyfactory.edges.panda import PandaView
+from autopyfactory.edges.schedconfig import SchedconfigError, SchedconfigSource
+
+log = logging.getLogger(__name__)
+
+
+# --- the pure part --------------------------------------------------------------------------
+
+
+# --- the I/O around it ---------------------------------------------------------------------
+
+
+#: The census of a cycle in which the factory is stopping: not asked, nothing is known.
+_NO_CENSUS = Census({}, None)
+
+
+def _tidy_work(label: Label, actions: Sequence[Action]) -> Tidy:
+    """A label's housekeeping actions as its backend's work: releases, and removals by cause."""
+    releases = tuple(a.job_id for a in actions if a.kind is ActionKind.RELEASE)
+    removals = {
+        f"autopyfactory housekeeping: {cause}": tuple(job_ids)
+        for cause, job_ids in removals_by_cause(actions).items()
+    }
+    return Tidy(label, releases, removals)
+
+
+def _with_housekeeping(
+    result: LabelResult, planned: Mapping[str, Sequence[Action]], failed: Mapping[str, str]
+) -> LabelResult:
+    name = result.plan.label.name
+    if name in failed:
+        return replace(result, housekeeping=f"failed: {failed[name]}")
+    if name in planned:
+        return replace(result, housekeeping=summarize(planned[name]))
+    return result
+
+
+def _disabled(controls: Controls, labels: Sequence[Label], now: float) -> dict[str, str]:
+    """The labels an operator disabled (``autopyfactory queues disable``), with the reason."""
+    return {
+        label.name: reason
+        for label in labels
+        if (reason := controls.disabled_reason(label.name, label.pq, now)) is not None
+    }
+
+
+def _removal_targets(controls: Controls, labels: Sequence[Label]) -> set[str]:
+    """Labels an ``autopyfactory pilots remove`` request waits for: their pilots must be listed."""
+    return {
+        label.name
+        for label in labels
+        if any(r.matches(label.name, label.pq, label.ce.endpoint) for r in controls.removals)
+    }
+
+
+class Factory:
+    def __init__(
+        self,
+        config: FactoryConfig,
+        schedconfig: SchedconfigSource,
+        panda: PandaView,
+        backends: Mapping[str, Backend],
+        clock: Callable[[], float] = time.time,
+        dry_run: bool = False,
+        observers: Sequence[CycleObserver] = (),
+        stop_requested: Callable[[], bool] = lambda: False,
+        credentials: CredentialChecker | None = None,
+        log_cleanup: CleanupSchedule | None = None,
+        observer_failed: Callable[[str], None] = lambda _name: None,
+        controls: ControlStore | None = None,
+    ) -> None:
+        """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
+        self.config = config
+        self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
+        self._clock, self._dry_run, self._observers = clock, dry_run, observers
+        self._stop_requested = stop_requested  # checked before census, submissions, housekeeping
+        self._credentials, self._log_cleanup = credentials, log_cleanup
+        self._labels_for: tuple[object, LabelSet] | None = None
+        self._controls = controls
+        self._observer_failed = observer_failed
+
+    def run_cycle(self, cycle: int) -> CycleReport:
+        """One cycle: read the edges (labels, PanDA, controls, census), decide and submit, tidy up,
+        then tell the log and every observer."""
+        started = self._clock()
+        problems: list[Problem] = []
+        label_set = self._labels(problems)
+        labels = label_set.labels
+        reading = self._read_panda(labels, problems)
+        controls = self._controls.read_or_hold() if self._controls else Controls()
+        census = self._take_census(labels, problems, controls)
+        checks, blocked = self._check_credentials(labels, started)
+        disabled = _disabled(controls, labels, started)
+        notes = self._remove_requested(controls, labels, census)
+        results = self._decide_and_submit(cycle, labels, reading.stats, census, blocked, disabled, started)
+        if not self._stop_requested():
+            self._clean_logs(labels, census, started)
+        if controls.problem:
+            problems.append(Problem("control", controls.problem))
+        report = CycleReport(
+            cycle,
+            started,
+            self._clock() - started,
+            results,
+            tuple(problems),
+            skipped_queues=label_set.problems,
+            credentials=checks,
+            recent=census.recent,
+            panda=reading,
+            control=(*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
+        )
+        self._log(report)
+        self._notify(report, labels)
+        return report
+
+    def _read_panda(self, labels: Sequence[Label], problems: list[Problem]) -> PandaReading:
+        """This cycle's PanDA answer; the detailed statistics only when a label needs them."""
+        reading = self._panda.update(detailed=any(lb.resource_type or lb.job_labels for lb in labels))
+        if not reading.ok:
+            problems.append(Problem("panda", reading.problem))
+        return reading
+
+    def _take_census(self, labels: Sequence[Label], problems: list[Problem], controls: Controls) -> Census:
+        """The batch system's pilots; none at all (so nothing is submitted) once a stop is asked."""
+        if self._stop_requested():
+            return _NO_CENSUS
+        return self._census(labels, problems, _removal_targets(controls, labels))
+
+    def _decide_and_submit(
+        self,
+        cycle: int,
+        labels: Sequence[Label],
+        stats: JobStats | None,
+        census: Census,
+        blocked: Mapping[str, str],
+        disabled: Mapping[str, str],
+        started: float,
+    ) -> tuple[LabelResult, ...]:
+        """The policy per label under the factory's caps, then the submissions and their tidy-up."""
+        f = self.config.factory
+        caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
+        plans = plan(labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
+        return self._tidy(self._submit_all(plans, started), census, started)
+
+    def _notify(self, report: CycleReport, labels: Sequence[Label]) -> None:
+        """Tell every observer; one that fails (a full state disk) is a warning, never a failed
+        cycle, and the others still hear of it."""
+        for observer in self._observers:
+            try:
+                observer.cycle_done(report, labels)
+            except Exception as exc:
+                name = type(observer).__name__
+                why = f"{type(exc).__name__}: {exc}"
+                log.warning("cycle %d: observer %s failed: %s", report.cycle, name, why)
+                self._observer_failed(name)
+
+    def _remove_requested(self, controls: Controls, labels: Sequence[Label], census: Census) -> list[str]:
+        """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
+        if self._controls is None or not controls.removals or self._dry_run:
+            return []
+        targets = _removal_targets(controls, labels)  # the census listed every pilot of these
+        views = [
+            LabelView(
+                label.name,
+                label.pq,
+                label.ce.endpoint,
+                None if census.supply.get(label.name) is None else census.pilots.get(label.name, ()),
+            )
+            for label in labels
+            if label.name in targets
+        ]
+        removals = plan_removals(controls.removals, views)
+        notes = list(removals.notes)
+        by_name = {label.name: label for label in labels}
+        for name, job_ids in removals.by_label.items():
+            label, backend = by_name[name], self._backends.get(by_name[name].batch)
+            try:
+                if backend is not None:
+                    backend.remove(label, job_ids)
+            except BatchError as exc:
+                notes.append(f"{name}: removing {len(job_ids)} pilots failed: {exc}")
+        done = removals.done
+        try:
+            self._controls.update(lambda current: drop_removals(current, done))
+        except (ControlError, OSError) as exc:  # the pilots are gone; a repeat would find none
+            log.error("could not mark removal requests done: %s", exc)
+        return notes
+
+    def _labels(self, problems: list[Problem]) -> LabelSet:
+        """Labels from the current schedconfig; rebuilt only when schedconfig changed."""
+        try:
+            snapshot = self._schedconfig.get()
+        except SchedconfigError as exc:
+            problems.append(Problem("schedconfig", f"schedconfig: {exc}"))
+            return build_labels(self.config, None)
+        if self._labels_for is None or self._labels_for[0] is not snapshot:
+            label_set = build_labels(self.config, snapshot.data)
+            for warning in label_set.warnings:
+                log.info("%s", warning)
+            self._labels_for = (snapshot, label_set)
+        return self._labels_for[1]
+
+    def _check_credentials(
+        self, labels: Sequence[Label], now: float
+    ) -> tuple[tuple[CredentialCheck, ...], dict[str, str]]:
+        """Each credential the labels' pilots carry, checked once; labels whose one is too short."""
+        if self._credentials is None:
+            return (), {}
+        self._credentials.new_cycle(datetime.fromtimestamp(now, UTC))
+        blocked: dict[str, str] = {}
+        for label in labels:
+            for path, kind in (
+                (label.submit.x509userproxy, CredentialKind.PROXY),
+                (label.submit.scitokens_file, CredentialKind.TOKEN),
+            ):
+                check = self._credentials.check(path, kind) if path else None
+                if check is not None and check.blocks:
+                    blocked[label.name] = check.message
+        return self._credentials.checks(), blocked
+
+    def _clean_logs(self, labels: Sequence[Label], census: Census, now: float) -> None:
+        """Pilot log cleanup, at most every logCleanupInterval; never while pilots' dirs are unknown."""
+        if self._log_cleanup is None or self._dry_run or not self._log_cleanup.claim():
+            return
+        f = self.config.factory
+        in_use = None
+        if census.total is not None:
+            unknown = [name for name, supply in census.supply.items() if supply is None]
+            in_use = dirs_in_use(census.queue_dates(), unknown_labels=unknown)
+        default_keep = self.config.queue_defaults["logKeepDays"].value  # for labels no longer configured
+        policy = CleanupPolicy(
+            keep_days=int(str(default_keep)),
+            keep_days_by_label={label.name: label.log_keep_days for label in labels},
+            min_free_bytes=int(f.log_min_free_gb * 10**9),
+            compress_days=f.log_compress_days,
+        )
+        try:
+            run_cleanup(Path(f.base_log_dir), datetime.fromtimestamp(now, UTC).date(), policy, in_use)
+        except Exception:  # cleanup must never take the cycle down
+            log.exception("log cleanup failed")
+
+    def _census(self, labels: Sequence[Label], problems: list[Problem], keep: Collection[str] = ()) -> Census:
+        """All backends' censuses as one (a backend no label uses is not asked); every pilot of
+        the labels in ``keep`` is listed (the others' only as far as housekeeping needs)."""
+        supply: dict[str, Supply | None] = {}
+        pilots: dict[str, tuple[Pilot, ...]] = {}
+        queued: dict[str, frozenset[int]] = {}
+        recent: dict[str, tuple[str, ...]] = {}
+        total: int | None = 0
+        for name, backend in self._backends.items():
+            members = [label for label in labels if label.batch == name]
+            if not members:
+                continue
+            census = backend.census(members, keep)
+            supply.update(census.supply)
+            pilots.update(census.pilots)
+            queued.update(census.queued_by_label())
+            recent.update(census.recent)
+            problems.extend(Problem("batch", message) for message in census.problems)
+            total = None if total is None or census.total is None else total + census.total
+        return Census(supply, total, (), pilots, queued, recent)
+
+    def _submit_all(self, plans: Sequence[LabelPlan], started: float) -> list[LabelResult]:
+        """Every label's submission: one batch per backend (one condor_submit per schedd)."""
+        outcomes: dict[str, SubmitOutcome] = {}
+        by_backend: dict[str, list[tuple[Label, int]]] = {}
+        for p in plans:
+            if p.decision.n > 0:
+                by_backend.setdefault(p.label.batch, []).append((p.label, p.decision.n))
+        for name, requests in by_backend.items():
+            outcomes.update(self._submit_batch(name, requests, started))
+        return [LabelResult(p, outcomes.get(p.label.name, SubmitOutcome())) for p in plans]
+
+    def _submit_batch(
+        self, name: str, requests: Sequence[tuple[Label, int]], started: float
+    ) -> dict[str, SubmitOutcome]:
+        backend = self._backends.get(name)
+        if backend is None:
+            return {label.name: SubmitOutcome(error=f"no batch backend {name!r}") for label, _ in requests}
+        if self._stop_requested():
+            return {
+                label.name: SubmitOutcome(error="not submitted: the factory is stopping")
+                for label, _ in requests
+            }
+        f = self.config.factory
+        context = SubmitContext(
+            f.factory_id,
+            f.pandaserver,
+            f.base_log_dir,
+            f.base_log_dir_url,
+            f.monitor_url,
+            datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d"),
+            self._dry_run,
+        )
+        try:
+            outcomes = backend.submit_batch(requests, context)
+        except Exception as exc:  # one backend's failure never stops the others
+            log.exception("%s: submission failed", name)
+            return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}
+        missing = SubmitOutcome(error="no outcome from the batch backend")
+        return {label.name: outcomes.get(label.name, missing) for label, _ in requests}
+
+    def _tidy(self, results: Sequence[LabelResult], census: Census, now: float) -> tuple[LabelResult, ...]:
+        """Release or remove the labels' held and stuck pilots (see housekeeping.py), each backend
+        for all its labels at once."""
+        if self._dry_run or self._stop_requested():
+            return tuple(results)
+        planned: dict[str, list[Action]] = {}
+        work: dict[str, list[Tidy]] = {}
+        for result in results:
+            label = result.plan.label
+            actions = plan_actions(census.pilots.get(label.name, ()), label.housekeeping, now)
+            if not actions or label.batch not in self._backends:
+                continue
+            for action in actions:
+                log.info("%s: %s %s: %s", label.name, action.kind.value, action.job_id, action.reason)
+            planned[label.name] = actions
+            work.setdefault(label.batch, []).append(_tidy_work(label, actions))
+        failed: dict[str, str] = {}
+        for batch, items in work.items():
+            try:
+                failed |= self._backends[batch].tidy(items)
+            except Exception as exc:  # one backend's failure never stops the others
+                log.exception("%s: housekeeping failed", batch)
+                failed |= {item.label.name: f"{type(exc).__name__}: {exc}" for item in items}
+        return tuple(_with_housekeeping(r, planned, failed) for r in results)
+
+    def _log(self, report: CycleReport) -> None:
+        for problem in (*report.problems, *report.skipped_queues):
+            log.warning("%s", problem)
+        info = log.isEnabledFor(logging.INFO)
+        for note in report.control:
+            log.info("control: %s", note)
+        for result in report.results:
+            if result.outcome.error:
+                log.warning("%s", result.line())
+            elif info:
+                log.info("%s", result.line())
+        log.info("%s", report.summary())

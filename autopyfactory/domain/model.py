@@ -1,0 +1,178 @@
+"""The factory's vocabulary: a label has demand, supply, a queue status and a decision.
+
+A *label* is one PanDA queue (PQ) x one CE queue. Its *demand* is its share of the PQ's activated
+jobs; its *supply* is its pilots in the batch system; the *decision* is a number of pilots plus one
+step per policy plugin that explains how the number came about. These types carry no behaviour
+beyond validation and rendering, so every other module can share them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class QueueStatus(enum.StrEnum):
+    """PanDA queue status as the factory acts on it (CRIC ``status``)."""
+
+    ONLINE = "online"
+    BROKEROFF = "brokeroff"  # no new brokerage, but activated jobs still need pilots
+    TEST = "test"
+    OFFLINE = "offline"
+
+    @classmethod
+    def from_schedconfig(cls, value: str) -> QueueStatus:
+        """Map a CRIC status; ``standby`` and ``maintenance`` count as offline, unknown is an error."""
+        lowered = value.strip().lower()
+        if lowered in ("standby", "maintenance"):
+            return cls.OFFLINE
+        try:
+            return cls(lowered)
+        except ValueError:
+            known = ", ".join(s.value for s in cls)
+            raise ValueError(
+                f"unknown queue status {value!r} (known: {known}, standby, maintenance)"
+            ) from None
+
+
+class JobStatus(enum.IntEnum):
+    """HTCondor's JobStatus attribute."""
+
+    IDLE = 1
+    RUNNING = 2
+    REMOVED = 3
+    COMPLETED = 4
+    HELD = 5
+    TRANSFERRING_OUTPUT = 6
+    SUSPENDED = 7
+
+
+def _require_non_negative(**values: int) -> None:
+    for name, value in values.items():
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Jobs waiting for pilots, as PanDA counts them (already this label's share)."""
+
+    activated: int
+    transferring: int = 0
+
+    def __post_init__(self) -> None:
+        _require_non_negative(activated=self.activated, transferring=self.transferring)
+
+
+@dataclass(frozen=True)
+class Supply:
+    """A label's pilots in the batch system. ``total`` also counts states that are neither
+    idle, running nor held (transferring output, suspended); it defaults to their sum."""
+
+    idle: int = 0
+    running: int = 0
+    held: int = 0
+    total: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_non_negative(idle=self.idle, running=self.running, held=self.held)
+        counted = self.idle + self.running + self.held
+        if self.total is None:
+            object.__setattr__(self, "total", counted)
+        elif self.total < counted:
+            raise ValueError(f"total={self.total} is less than idle+running+held={counted}")
+
+    @property
+    def pending(self) -> int:
+        """Pilots not yet running: idle + held (APF's meaning of *pending*)."""
+        return self.idle + self.held
+
+    @property
+    def all(self) -> int:
+        """``total`` with its default resolved (never None after construction)."""
+        assert self.total is not None
+        return self.total
+
+
+@dataclass(frozen=True)
+class Step:
+    """One policy step: what came in, what went out, and why."""
+
+    plugin: str
+    inp: int
+    out: int
+    reason: str
+
+    def render(self) -> str:
+        """``MaxPending: in=43 pending=10 max=25 -> 15``."""
+        middle = f" {self.reason}" if self.reason else ""
+        return f"{self.plugin}: in={self.inp}{middle} -> {self.out}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How many pilots to submit for a label, and the steps that led there."""
+
+    n: int
+    steps: tuple[Step, ...]
+
+    def then(self, step: Step) -> Decision:
+        """This decision followed by one more step (whose ``out`` becomes the new ``n``)."""
+        return Decision(step.out, (*self.steps, step))
+
+    def explain(self) -> str:
+        """One line for logs, the monitor and ``status``."""
+        return "; ".join(step.render() for step in self.steps)
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """One pilot as the batch system reports it: the part of its job ad the factory acts on."""
+
+    job_id: str  # cluster.proc
+    label: str  # MATCH_APF_QUEUE; "" if missing
+    status: JobStatus
+    entered_status: int  # EnteredCurrentStatus, epoch seconds
+    queued: int  # QDate, epoch seconds
+    run_count: int = 0
+    hold_reason: str = ""
+    hold_reason_code: int | None = None
+    num_holds: int = 0  # NumHolds: how often it was held so far
+    grid_status: str = ""
+
+
+@dataclass(frozen=True)
+class Census:
+    """This factory's pilots as the batch system sees them this cycle.
+
+    ``supply`` has an entry for every label asked about: a Supply, or None when the label's
+    schedd could not be asked (the policy then submits nothing for it). ``total`` counts all of
+    this factory's pilots, also of labels no longer configured; None if any query failed.
+    ``pilots`` lists pilots by label: all of them, or (HTCondor) only those housekeeping acts on;
+    ``queued`` then has the QDates (epoch seconds, maybe floored to the hour) of a label's pilots
+    for log cleanup, and ``recent`` the ids of recently queued pilots (to announce those the
+    monitor never heard of).
+    """
+
+    supply: Mapping[str, Supply | None]
+    total: int | None
+    problems: tuple[str, ...] = ()
+    pilots: Mapping[str, tuple[Pilot, ...]] = field(default_factory=dict)  # by label, where known
+    queued: Mapping[str, frozenset[int]] | None = None  # None: take the QDates from ``pilots``
+    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def queued_by_label(self) -> dict[str, frozenset[int]]:
+        """The QDates of each label's pilots (from ``queued``, else from ``pilots``)."""
+        if self.queued is not None:
+            return dict(self.queued)
+        return {label: frozenset(p.queued for p in found) for label, found in self.pilots.items()}
+
+    def queue_dates(self) -> list[tuple[int, str]]:
+        """(QDate, label) for every pilot's log directory, for log cleanup."""
+        return [(qdate, label) for label, dates in self.queued_by_label().items() for qdate in dates]
+
+
+def plural(n: int, noun: str, many: str = "") -> str:
+    """``1 pilot``, ``2 pilots``, ``0 pilots``; ``many`` for irregular nouns (``1 query, 2 queries``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {many or noun + 's'}"

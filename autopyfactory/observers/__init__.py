@@ -1,0 +1,1 @@
+"""Who hears of each cycle: the state file (``autopyfactory status``) and the Prometheus metrics."""

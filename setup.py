@@ -189,6 +189,7 @@ TEST = [
     "ruff>=0.5",
     "types-requests",
     "selenium>=4.15",
+    "import-linter>=2.0",  # the import rules between the package's rooms (pyproject.toml)
 ]
 
 setup(

@@ -11,8 +11,9 @@ import pytest
 from autopyfactory.cli.main import build_parser as factory_parser
 from autopyfactory.config import loader as config
 from autopyfactory.monitor_service.cli import build_parser as monitor_parser
+from tests.support.paths import REPO
 
-ETC = Path(__file__).resolve().parent.parent / "etc"
+ETC = REPO / "etc"
 
 
 def sysconfig() -> dict[str, str]:

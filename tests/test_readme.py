@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from autopyfactory.cli.main import build_parser
 from autopyfactory.config.schema import reference_markdown
+from tests.support.paths import REPO
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+README = (REPO / "README.md").read_text()
 
 
 def test_configuration_reference_is_current():
@@ -28,7 +28,7 @@ def test_every_autopyfactory_command_in_the_readme_exists():
 
 
 def test_the_test_command_is_what_ci_runs():
-    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
     assert (
         "pip install -e '.[test]' && python -m autopyfactory.demo.pilot3_tarball; python -m pytest" in README
     )

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
+ROOT = REPO
 sys.path.insert(0, str(ROOT / "packaging"))
 import rpm_files  # noqa: E402
 
@@ -109,7 +111,7 @@ def test_the_rpm_lists_every_installed_path(built_rpm: Path) -> None:
     package = site[0]
     for module in (
         "__init__.py",
-        "cli.py",
+        "cli/main.py",
         "monitor_service/cli.py",
         "monitor_service/migrations/env.py",
         "monitor_service/migrations/script.py.mako",
@@ -125,8 +127,8 @@ def test_the_rpm_lists_every_installed_path(built_rpm: Path) -> None:
                 assert f"{package}/{rel}" in listed, rel
     # byte-compiled files are shipped (owned through the package directory)
     tag = sys.implementation.cache_tag
-    assert f"{package}/__pycache__/cli.{tag}.pyc" in listed
-    assert f"{package}/__pycache__/cli.{tag}.opt-1.pyc" in listed
+    assert f"{package}/cli/__pycache__/main.{tag}.pyc" in listed
+    assert f"{package}/cli/__pycache__/main.{tag}.opt-1.pyc" in listed
     assert not [p for p in listed if p.startswith(("/tmp", "/root", "/work"))]
 
 

@@ -1,5 +1,5 @@
-"""The package stays ruff clean (lint and format) and mypy --strict clean; the shell scripts stay
-shellcheck clean."""
+"""The package stays ruff clean (lint and format), mypy --strict clean and within its import rules;
+the shell scripts stay shellcheck clean."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
+ROOT = REPO
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -39,3 +41,10 @@ def test_shellcheck():
     assert scripts
     result = run("shellcheck", *scripts)
     assert result.returncode == 0, result.stdout
+
+
+def test_import_rules():
+    """The rooms of the package import each other only as pyproject.toml's contracts allow."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = run(str(lint_imports), "--no-cache")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 #: How long a stopping factory waits for the monitor queue to drain.
 MONITOR_FLUSH_SECONDS = 5.0
 #: Pilots submitted in the last RECENT_CYCLES cycles (at least MIN_RECENT_WINDOW seconds) must be
-#: in condor_q or condor_history, else that schedd's census is suspect (condor/memory.py); at most
+#: in condor_q or condor_history, else that schedd's census is suspect (batch/condor/schedds.py); at most
 #: RECENT_SECONDS, the span within which the census lists pilot ids.
 RECENT_CYCLES = 3
 MIN_RECENT_WINDOW = 300.0

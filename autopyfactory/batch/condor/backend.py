@@ -3,7 +3,7 @@
 Labels are grouped by schedd (``condorSchedd``/``condorPool``, per queue or factory-wide). Each
 schedd is asked once per cycle; when one fails, its labels' supply is unknown (None) and the
 others are unaffected. Schedds the factory submitted to before (a queue moved elsewhere) are
-asked too, and each answer is checked against the recent submissions (condor/memory.py).
+asked too, and each answer is checked against the recent submissions (batch/condor/schedds.py).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class CondorBackend:
     def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
         """One ``condor_q`` per schedd, counted in one pass (see status.read_census): the schedds
         of today's labels and every one remembered, so that the pilots of a queue that moved
-        still count for their label and the factory's total (see condor/memory.py). ``keep``:
+        still count for their label and the factory's total (see batch/condor/schedds.py). ``keep``:
         labels whose every pilot is listed (a ``pilots remove`` request waits for them)."""
         groups = self._by_schedd(labels)
         if self._memory is not None:

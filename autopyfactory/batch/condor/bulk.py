@@ -3,7 +3,7 @@
 Every label that gets pilots on a schedd becomes one block of the same submit description:
 its own full description (:func:`render_submit`, validated on its own, so a label that cannot be
 rendered drops out alone) followed by ``queue N``. Facts about condor_submit (checked against
-HTCondor 25.0 in ``tests/condor/test_bulk_real.py``) that shape the file:
+HTCondor 25.0 in ``tests/htcondor/test_bulk_real.py``) that shape the file:
 
 * A new cluster starts only when ``executable`` changes value between queue statements. Blocks
   alternate between ``<dir>/<name>`` and ``<dir>/./<name>`` (the same file), so each label gets

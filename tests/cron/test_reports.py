@@ -1,0 +1,361 @@
+"""The cron helpers mon-exiting and mon-stale against the HTCondor emulator and the real monitor
+service (uvicorn on 127.0.0.1, SQLite), run as an operator runs them: ``autopyfactory mon-... -c``."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.condor.schedds import MEMORY_FILE, SubmissionMemory
+from autopyfactory.batch.local.backend import FinishedPilot
+from autopyfactory.cli import main as cli
+from autopyfactory.config import loader as config
+from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.cron.reports import CHECKPOINT_FILE
+from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
+from tests.support.condor_emulator.ads import JobStatus
+from tests.support.condor_emulator.driver import CondorEmulator
+from tests.support.paths import REPO
+
+ROOT = REPO
+LABEL = "CERN-PROD"
+LOCAL_LABEL = "LOCAL-local"  # what the factory names the label of a [LOCAL] batch = local queue
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
+    service = start_monitor("sqlite:///" + str(tmp_path_factory.mktemp("monitor") / "monitor.sqlite"))
+    try:
+        yield service
+    finally:
+        service.server.stop()
+
+
+@pytest.fixture
+def factory(monitor: Monitor) -> Iterator[FactoryClient]:
+    with requests.Session() as session:
+        session.trust_env = False
+        client = new_factory(monitor, session)
+        # The monitor's clock a day behind real time: every job it creates is past awolGrace.
+        set_monitor_time(monitor, time.time() - DAY)
+        yield client
+
+
+def set_monitor_time(monitor: Monitor, epoch: float) -> None:
+    monitor.clock.advance(datetime.fromtimestamp(epoch, UTC) - monitor.clock())
+
+
+def write_config(
+    tmp_path: Path, factory: FactoryClient, extra: str = "", queues: str = "", monitor_url: str | None = None
+) -> Path:
+    path = tmp_path / "factory.conf"
+    path.write_text(f"""
+[Factory]
+factoryId = {factory.name}
+factoryOwner = ops@example.org
+pandaserver = http://127.0.0.1:9
+schedconfig = {tmp_path}/cric.json
+stateDir = {tmp_path}/state
+condorTimeout = 5
+httpTimeout = 5
+monitorURL = {factory.monitor.api if monitor_url is None else monitor_url}
+monitorToken = {factory.token}
+{extra}
+
+[{LABEL}]
+{queues}
+""")
+    return path
+
+
+def submit(condor: CondorEmulator, fid: str, n: int, schedd: str | None = None) -> list[str]:
+    text = f'universe = vanilla\nexecutable = /bin/true\n+FactoryId = "{fid}"\n+MATCH_APF_QUEUE = "{LABEL}"\n'
+    return condor.submit(text + f"queue {n}\n", schedd)
+
+
+def run(command: str, conf: Path) -> int:
+    return cli.main([command, "-c", str(conf)])
+
+
+def state(factory: FactoryClient, cid: str) -> tuple[object, object]:
+    job = factory.job(cid)
+    return job["state"], job["rc"]
+
+
+def events(factory: FactoryClient, cid: str) -> list[str]:
+    found = factory.job(cid)["events"]
+    assert isinstance(found, list)
+    return [f"{e['old_state']}->{e['new_state']}: {e['text']}" for e in found]
+
+
+# --- mon-exiting ---------------------------------------------------------------------------------
+
+
+def test_completed_and_removed_pilots_are_reported(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cids = submit(condor, factory.name, 4)
+    other = submit(condor, "someone-else", 1)
+    factory.create(LABEL, *cids)
+    factory.pilot(cids[0], state="running")
+    condor.complete(cids[0], 0)
+    condor.complete(cids[1], 1)  # never said it was running
+    condor.remove(cids[2], "PeriodicRemove: idle too long")
+    condor.complete(other[0])
+    conf = write_config(tmp_path, factory)
+
+    assert run("mon-exiting", conf) == 0
+    assert state(factory, cids[0]) == ("DONE", 0)
+    assert state(factory, cids[1]) == ("FAULT", 1)
+    assert state(factory, cids[2]) == ("FAULT", None)
+    assert state(factory, cids[3]) == ("CREATED", None)  # still in the queue
+    assert any("PeriodicRemove: idle too long" in e for e in events(factory, cids[2]))
+    assert "3 reports (0 AWOL)" in capsys.readouterr().out  # not the other factory's pilot
+    (history,) = condor.calls("condor_history")
+    assert f'FactoryId == "{factory.name}"' in history.argv
+    assert "-since" in history.argv
+    assert json.loads((tmp_path / "state" / CHECKPOINT_FILE).read_text())
+
+
+def test_a_second_run_changes_nothing_and_reads_from_the_checkpoint(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    cids = submit(condor, factory.name, 1)
+    factory.create(LABEL, *cids)
+    factory.pilot(cids[0], state="running")
+    condor.complete(cids[0], 0)
+    conf = write_config(tmp_path, factory)
+    assert run("mon-exiting", conf) == 0
+    before = events(factory, cids[0])
+    checkpoint = json.loads((tmp_path / "state" / CHECKPOINT_FILE).read_text())
+
+    assert run("mon-exiting", conf) == 0
+    assert events(factory, cids[0]) == before
+    since = condor.calls("condor_history")[-1].argv
+    (saved,) = checkpoint.values()
+    assert since[since.index("-since") + 1] == f"EnteredCurrentStatus < {int(saved) - 60}"
+
+
+@pytest.mark.parametrize("saved", ["NaN", "Infinity", "-Infinity", "1e400", "true", "4102444800.0"])
+def test_a_corrupt_checkpoint_is_rebuilt_from_the_lookback_with_a_warning(
+    condor: CondorEmulator,
+    factory: FactoryClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    saved: str,
+) -> None:
+    """Issue 13.12: NaN, infinities, a number that overflows, a far-future time (2100)."""
+    cids = submit(condor, factory.name, 1)
+    factory.create(LABEL, *cids)
+    factory.pilot(cids[0], state="running")
+    condor.complete(cids[0], 0, at=time.time() - 600)  # within monExitingLookback
+    path = tmp_path / "state" / CHECKPOINT_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(f'{{"(local schedd)@(local pool)": {saved}}}\n')
+    conf = write_config(tmp_path, factory)
+    with caplog.at_level(logging.WARNING):
+        assert run("mon-exiting", conf) == 0
+    assert state(factory, cids[0]) == ("DONE", 0), "the window was skipped"
+    assert "rejected" in caplog.text and "look-back" in caplog.text
+    (value,) = json.loads(path.read_text()).values()
+    assert time.time() - 60 < value <= time.time()
+    assert run("mon-exiting", conf) == 0  # and the next run is fine too
+
+
+def test_awol_pilots_are_faults_and_old_history_is_found_first(
+    condor: CondorEmulator, factory: FactoryClient, monitor: Monitor, tmp_path: Path
+) -> None:
+    cids = submit(condor, factory.name, 1)
+    condor.complete(cids[0], 0, at=time.time() - 3 * DAY)  # before monExitingLookback
+    factory.create(LABEL, cids[0], "900.0")  # 900.0: in neither the queue nor the history
+    factory.pilot(cids[0], state="running")
+    set_monitor_time(monitor, time.time())
+    factory.create(LABEL, "901.0")  # young: within awolGrace
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0
+    assert state(factory, cids[0]) == ("DONE", 0)
+    assert state(factory, "900.0") == ("FAULT", None)
+    assert any("AWOL" in e for e in events(factory, "900.0"))
+    assert state(factory, "901.0") == ("CREATED", None)
+
+
+def test_a_monitor_that_is_down_fails_the_run_and_keeps_the_checkpoint(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    submit(condor, factory.name, 1)
+    condor.complete("1.0")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conf = write_config(tmp_path, factory, monitor_url=f"http://127.0.0.1:{port}/api")
+    assert run("mon-exiting", conf) == 1
+    assert "unreachable" in capsys.readouterr().err
+    assert not (tmp_path / "state" / CHECKPOINT_FILE).exists()
+
+
+def test_pilots_left_in_a_schedd_the_factory_used_before_are_neither_lost_nor_awol(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """Issue 13.1 for the cron helpers: the queue moved, its pilots stayed in the old schedd."""
+    condor.add_schedd("old.example.org")
+    running, finished = submit(condor, factory.name, 2, "old.example.org")
+    factory.create(LABEL, running, finished)
+    factory.pilot(finished, state="running")
+    condor.complete(finished, 0, schedd="old.example.org")
+    memory = SubmissionMemory(tmp_path / "state" / MEMORY_FILE, time.time, 600)
+    memory.note_intent(Schedd("old.example.org"), LABEL)  # what the factory wrote when it submitted
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0  # configured: the local schedd
+    assert state(factory, finished) == ("DONE", 0)
+    assert state(factory, running) == ("CREATED", None)  # still queued there: not AWOL
+
+
+def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    condor.add_schedd("schedd2.example.org")
+    cids = submit(condor, factory.name, 1)
+    condor.complete(cids[0])
+    factory.create(LABEL, cids[0], "900.0")
+    conf = write_config(tmp_path, factory, queues="condorSchedd = schedd2.example.org")
+    condor.fail_next("condor_history", "exit", message="Failed to connect to schedd2.example.org")
+    assert run("mon-exiting", conf) == 1
+    assert "Failed to connect" in capsys.readouterr().err
+    assert state(factory, "900.0") == ("CREATED", None)  # no AWOL verdict on a partial view
+    checkpoint_path = tmp_path / "state" / CHECKPOINT_FILE
+    assert list(json.loads(checkpoint_path.read_text())) == ["schedd2.example.org@(local pool)"]
+    assert run("mon-exiting", conf) == 0  # the next run reads the failed schedd again
+    assert state(factory, cids[0])[0] == "FAULT"  # completed, never reported running
+    assert len(json.loads(checkpoint_path.read_text())) == 2
+
+
+def test_local_pilots_come_from_the_local_history(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """Issue 13.5: with the label names the factory really makes (``<section>-local``)."""
+    factory.create(LOCAL_LABEL, "1.0", "2.0", "3.0")  # the name the factory makes
+    factory.pilot("1.0", state="running")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    for cid, rc, removed in (("1.0", 0, False), ("2.0", None, True)):
+        pilot = FinishedPilot(
+            cid, LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
+            time.time() - 60, time.time() - 50, time.time() - 10, rc, removed, "ended",
+        )  # fmt: skip
+        (history / f"{cid}.json").write_text(pilot.to_json())
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    conf = write_config(tmp_path, factory, queues=local_queue)
+    made = build_labels(config.load(conf), None).labels
+    assert [label.name for label in made if label.batch == "local"] == [LOCAL_LABEL]
+    assert run("mon-exiting", conf) == 0
+    assert state(factory, "1.0") == ("DONE", 0)
+    assert state(factory, "2.0") == ("FAULT", None)
+    assert state(factory, "3.0") == ("CREATED", None)  # local label: no AWOL verdict from condor
+
+
+# --- mon-stale -----------------------------------------------------------------------------------
+
+
+def _stale_setup(condor: CondorEmulator, factory: FactoryClient) -> list[str]:
+    cids = submit(condor, factory.name, 3)
+    factory.create(LABEL, *cids)
+    condor.set_status(cids[1], JobStatus.RUNNING)
+    condor.age(cids[0], 25 * 3600)  # idle 25 h: stale
+    condor.age(cids[1], 49 * 3600)  # running 49 h: stale
+    return cids  # cids[2]: idle, fresh
+
+
+def test_stale_pilots_are_flagged_and_not_removed_by_default(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    cids = _stale_setup(condor, factory)
+    assert run("mon-stale", write_config(tmp_path, factory)) == 0
+    assert [factory.job(cid)["flagged"] for cid in cids] == [True, True, False]
+    assert "idle for 25.0 h" in events(factory, cids[0])[-1]
+    assert not condor.calls("condor_rm")
+    assert len(condor.jobs()) == 3
+    assert run("mon-stale", write_config(tmp_path, factory)) == 0  # idempotent
+    assert len(events(factory, cids[0])) == 2
+
+
+def test_stale_pilots_removed_while_the_monitor_is_down_are_said_so(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13.17: not "nothing was advanced" after pilots were removed."""
+    cids = _stale_setup(condor, factory)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    extra = "staleRemove = true\nstaleRemoveMax = 1"
+    conf = write_config(tmp_path, factory, extra, monitor_url=f"http://127.0.0.1:{port}/api")
+    assert run("mon-stale", conf) == 1
+    assert cids[1] not in [f"{a['ClusterId']}.{a['ProcId']}" for a in condor.jobs()]  # the oldest
+    captured = capsys.readouterr()
+    assert "nothing was advanced" not in captured.err
+    assert f"removed 1 stale pilot ({cids[1]}) but could not tell the monitor" in captured.err
+    assert "mon-stale: 2 stale pilots, 1 removed" in captured.out
+
+
+def test_stale_removal_is_rate_limited_oldest_first(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    cids = _stale_setup(condor, factory)
+    conf = write_config(tmp_path, factory, "staleRemove = true\nstaleRemoveMax = 1")
+    assert run("mon-stale", conf) == 0
+    assert [f"{a['ClusterId']}.{a['ProcId']}" for a in condor.jobs()] == [cids[0], cids[2]]
+    assert "removed" in events(factory, cids[1])[-1]
+    assert run("mon-stale", conf) == 0
+    assert [f"{a['ClusterId']}.{a['ProcId']}" for a in condor.jobs()] == [cids[2]]
+
+
+@pytest.mark.parametrize("command", ["mon-exiting", "mon-stale"])
+def test_no_monitor_configured_exits_0_with_one_quiet_line(
+    factory: FactoryClient, tmp_path: Path, command: str
+) -> None:
+    """Issue 14.5: the shipped cron entries run every 5 minutes on hosts without a monitor."""
+    conf = write_config(tmp_path, factory, monitor_url="")
+    done = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", command, "-c", str(conf)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"autopyfactory {command}: no monitorURL in [Factory], nothing to report\n"
+
+
+# --- the cron wrappers ---------------------------------------------------------------------------
+
+
+def test_cron_wrapper_runs_once_at_a_time(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    cids = _stale_setup(condor, factory)
+    shim = tmp_path / "autopyfactory"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m autopyfactory "$@"\n')
+    shim.chmod(0o755)
+    env = condor.env | {
+        "FACTORY_CONFIG": str(write_config(tmp_path, factory)),
+        "APF_LOCK_DIR": str(tmp_path),
+        "AUTOPYFACTORY": str(shim),
+        "PYTHONPATH": str(ROOT),
+    }
+    script = str(ROOT / "cron" / "mon-stale.sh")
+    with open(tmp_path / "mon-stale.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a run in progress (flock(1) uses the same flock(2) lock)
+        skipped = subprocess.run([script], env=env, capture_output=True, text=True, timeout=30)
+    assert (skipped.returncode, skipped.stdout) == (0, "")
+    assert factory.job(cids[0])["flagged"] is False
+    done = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "2 stale pilots" in done.stdout
+    assert factory.job(cids[0])["flagged"] is True

@@ -1,0 +1,176 @@
+"""Runtime control through the real CLI: ``queue disable|enable|list`` and ``pilots remove``,
+acted on by the real ``autopyfactory run`` against the HTCondor emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from autopyfactory.cycle.control import Controls, ControlStore, Disable, Removal, parse_until, plan_removals
+from autopyfactory.cycle.control import LabelView as View
+from autopyfactory.domain.model import JobStatus, Pilot
+from tests.cycle.test_e2e import Stand, per_label, run, write_config
+from tests.runtime.test_daemon import Daemon
+from tests.support.condor_emulator.ads import JobStatus as CondorStatus
+
+ARC1, ARC2 = "NDGF-T1-arc01.ndgf.org-atlas", "NDGF-T1-arc02.ndgf.org-atlas"
+
+
+@pytest.fixture
+def stand(httpserver):
+    return Stand(httpserver)
+
+
+def apf(*args: str, env=None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autopyfactory", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_a_disabled_pq_gets_nothing_with_its_reason_until_enabled(tmp_path, stand, condor):
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    result = apf("queue", "disable", "NDGF-T1", "--reason", "CE upgrade", "--until", "2h", "-c", str(conf))
+    assert result.returncode == 0, result.stderr
+    assert "CE upgrade" in result.stdout
+
+    cycle = run(conf, condor, "--once")
+    assert condor.jobs() == []
+    assert "Disabled: in=5 PQ NDGF-T1 disabled by " in cycle.stderr
+    assert "UTC: CE upgrade -> 0" in cycle.stderr
+    status = apf("status", "-c", str(conf))
+    assert status.returncode == 0, status.stderr
+    assert "Disabled: in=5 PQ NDGF-T1 disabled" in status.stdout
+    assert status.stdout.count("control: NDGF-T1-arc0") == 2
+    listed = apf("queue", "list", "-c", str(conf))
+    assert listed.stdout.startswith("NDGF-T1: disabled by ")
+
+    assert apf("queue", "enable", "NDGF-T1", "-c", str(conf)).stdout == "NDGF-T1: enabled\n"
+    run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {ARC1: 5, ARC2: 5}
+    assert apf("queue", "list", "-c", str(conf)).stdout == "no queue disabled, no pilot removal pending\n"
+
+
+def test_disabling_one_label_leaves_the_others_alone(tmp_path, stand, condor):
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    assert apf("queue", "disable", ARC1, "-c", str(conf)).returncode == 0
+    result = run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {ARC2: 5}, result.stderr
+    assert "Disabled: in=5 queue disabled by" in result.stderr and "no reason given -> 0" in result.stderr
+
+
+def test_names_and_times_are_checked(tmp_path, stand):
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    typo = apf("queue", "disable", "NDGF-T2", "-c", str(conf))
+    assert typo.returncode == 1
+    assert "'NDGF-T2' is no queue, PQ or label of this factory (did you mean 'NDGF-T1'?)" in typo.stderr
+    assert apf("queue", "disable", "NDGF-T2", "--force", "-c", str(conf)).returncode == 0
+    past = apf("queue", "disable", "NDGF-T1", "--until", "2020-01-01T00:00", "-c", str(conf))
+    assert past.returncode == 2 and "is not in the future" in past.stderr
+    nothing = apf("pilots", "remove", "-c", str(conf))
+    assert nothing.returncode == 2 and "give --label, --pq or --ce" in nothing.stderr
+
+
+def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_path, stand, condor):
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    run(conf, condor, "--once")
+    arc1 = [f"{j['ClusterId']}.{j['ProcId']}" for j in condor.jobs() if j["MATCH_APF_QUEUE"] == ARC1]
+    condor.set_status(arc1[0], CondorStatus.RUNNING)
+    assert apf("queue", "disable", "NDGF-T1", "-c", str(conf)).returncode == 0  # drain: no refill
+    request = apf("pilots", "remove", "--label", ARC1, "--idle-only", "-c", str(conf))
+    assert request.returncode == 0, request.stderr
+    assert "(idle pilots, --label NDGF-T1-arc01.ndgf.org-atlas): requested" in request.stdout
+
+    result = run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {ARC1: 1, ARC2: 5}, result.stderr
+    assert "(idle pilots, --label NDGF-T1-arc01.ndgf.org-atlas): 4 pilots of 1 labels" in result.stderr
+    assert json.loads((tmp_path / "state" / "control.json").read_text())["removals"] == []
+    run(conf, condor, "--once")
+    assert len(condor.jobs()) == 6  # done once, not again
+
+    assert apf("pilots", "remove", "--ce", "arc02.ndgf.org", "-c", str(conf)).returncode == 0
+    run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {ARC1: 1}
+
+
+def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, stand, condor, daemons):
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    daemon = Daemon(conf, condor, tmp_path / "factory.log")
+    daemons.append(daemon)
+    daemon.wait_log("cycle 0:")
+    assert apf("queue", "disable", "NDGF-T1", "--reason", "drain", "-c", str(conf)).returncode == 0
+    daemon.wait_log("UTC: drain -> 0", count=2)
+    before = len(condor.jobs())
+    cycles = daemon.text().count(" labels, decided ")
+    daemon.wait_log(" labels, decided ", count=cycles + 2)
+    assert len(condor.jobs()) == before  # nothing more while disabled
+    assert daemon.stop() == 0
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait(10)
+
+
+def test_concurrent_requests_are_all_kept(tmp_path, stand):
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(lambda i: apf("pilots", "remove", "--ce", f"ce{i}", "-c", str(conf)), range(8))
+        )
+    assert [r.returncode for r in results] == [0] * 8
+    removals = json.loads((tmp_path / "state" / "control.json").read_text())["removals"]
+    assert sorted(r["ce"] for r in removals) == [f"ce{i}" for i in range(8)]
+
+
+# --- the pure parts -------------------------------------------------------------------------
+
+
+def test_an_unreadable_control_file_holds_every_queue_back(tmp_path):
+    store = ControlStore(tmp_path)
+    store.path.write_text("{not json")
+    controls = store.read_or_hold()
+    reason = controls.disabled_reason("X-ce", "X", 0.0)
+    assert reason is not None and reason.startswith("control file unreadable")
+
+
+def test_a_disable_expires_at_its_until():
+    controls = Controls(disabled=(Disable("PQ", "why", 0.0, until=100.0),))
+    assert controls.disabled_reason("PQ-ce", "PQ", 99.0) is not None
+    assert controls.disabled_reason("PQ-ce", "PQ", 100.0) is None
+    assert controls.disabled_reason("OTHER-ce", "OTHER", 50.0) is None
+
+
+def test_until_accepts_durations_and_times():
+    assert parse_until("90m", 1000.0) == 1000.0 + 5400
+    assert parse_until("2026-12-01T08:00", 0.0) == parse_until("2026-12-01T08:00Z", 0.0)
+    with pytest.raises(ValueError, match="neither a duration"):
+        parse_until("soon", 0.0)
+
+
+def test_a_removal_waits_while_the_census_is_unknown():
+    pilot = Pilot("1.0", "L", JobStatus.IDLE, 0, 0)
+    removal = Removal("r1", 0.0, pq="P")
+    waiting = plan_removals([removal], [View("L", "P", "ce:9619", None)])
+    assert waiting.done == () and "waiting, pilots unknown for L" in waiting.notes[0]
+    done = plan_removals([removal], [View("L", "P", "ce:9619", (pilot,)), View("M", "Q", "c", ())])
+    assert done.done == ("r1",) and done.by_label == {"L": ("1.0",)}
+
+
+def test_state_dir_is_created_by_the_first_request(tmp_path, stand):
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    assert apf("queue", "disable", "NDGF-T1", "-c", str(conf)).returncode == 0
+    assert Path(tmp_path / "state" / "control.json").exists()

@@ -374,7 +374,7 @@ def print_label(label: Label) -> None:
 
 
 def print_demand(label: Label) -> None:
-    """Which PanDA jobs count for the label, and the PQ's CRIC caps (issue 12)."""
+    """Which PanDA jobs count for the label (resource type, job labels), and the PQ's CRIC caps."""
     rt = label.resource_type or "any (counts every job)"
     sized = " (sized for it)" if label.resource_type else ""
     jobs = ", ".join(label.job_labels) or "any"

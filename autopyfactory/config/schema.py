@@ -430,7 +430,7 @@ OPTIONS: tuple[Option, ...] = (
         "Extra pilot environment, space-separated NAME=value pairs.",
         schedconfig="environ",
     ),
-    # ---- queues: demand per resource type and job label (issue 12) ----
+    # ---- queues: demand per resource type and job label ----
     Option(
         "resourceTypes",
         RESOURCE_TYPES,

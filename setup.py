@@ -1,4 +1,4 @@
-"""Packaging for autopyfactory (setuptools; see README "Install" and "Building the RPM").
+"""Packaging for autopyfactory (setuptools; see docs/production.md, "Building the RPM").
 
 Two kinds of install use this file:
 
@@ -190,6 +190,7 @@ TEST = [
     "types-requests",
     "selenium>=4.15",
     "import-linter>=2.0",  # the import rules between the package's rooms (pyproject.toml)
+    "mkdocs>=1.6",  # the documentation site, built with --strict by tests/test_docs.py (mkdocs.yml)
 ]
 
 setup(

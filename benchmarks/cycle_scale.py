@@ -1,4 +1,4 @@
-"""How the cycle scales: the pure parts, and whole steady cycles side by side (issue 17).
+"""How the cycle scales: the pure parts, and whole steady cycles side by side (docs/performance.md).
 
 Run by hand:
 
@@ -7,14 +7,15 @@ Run by hand:
   factory-wide caps, and the peak memory of both.
 * ``python benchmarks/cycle_scale.py cycle [--labels 200,2000,10000] [--pilots-per-label 50]
   [--variants a,b,c] [--max-per-label-variants 2000]`` runs one warm-up cycle and one measured
-  steady cycle of the real :class:`~autopyfactory.factory.Factory` (labels already built, metrics
+  steady cycle of the real :class:`~autopyfactory.cycle.factory.Factory` (labels already built, metrics
   observer, INFO log to a file) in a fresh process per variant and size, with counting
   ``condor_q``/``condor_submit``/``condor_rm``/``condor_release`` shims first on PATH that cost next
   to nothing (``cat`` of a prepared answer, ``awk`` printing ``-terse`` lines), so what is measured
   is the factory's own work. Variants:
 
-  (a) today's per-label path before issue 17: the census builds a Pilot per job ad, one
-      ``condor_submit`` per label that gets pilots, submit files written atomically (two fsyncs);
+  (a) the per-label path the factory had before it grouped submissions per schedd: the census
+      builds a Pilot per job ad, one ``condor_submit`` per label that gets pilots, submit files
+      written atomically (two fsyncs);
   (b) the new path: census streamed and counted in one pass, one ``condor_submit`` per schedd,
       no fsync;
   (c) an APF-1-style loop: one constrained ``condor_q`` and one ``condor_submit`` per label.
@@ -205,7 +206,7 @@ def prepare(work: Path, n_labels: int, per_label: int) -> None:
 
 
 def _fsynced_submit_file(directory: Path, text: str) -> Path:
-    """The submit file as written before issue 17: a reserved name, then an atomic write (fsyncs)."""
+    """The submit file as the per-label path wrote it: a reserved name, then an atomic write (fsyncs)."""
     path = _plain_submit_file(directory, "")
     atomic_write_text(path, text)
     return path

@@ -106,7 +106,7 @@ def test_the_example_config_loads_without_errors():
 
 
 def test_factory_unit_reload_checks_the_config_before_the_sighup():
-    """Issue 14.3: `systemctl reload` fails, saying why, when the new config is broken."""
+    """`systemctl reload` fails, saying why, when the new config is broken."""
     lines = (ETC / "systemd" / "autopyfactory.service").read_text().splitlines()
     reload = [expand(t.removeprefix("ExecReload="), sysconfig()) for t in lines if "ExecReload=" in t[:11]]
     assert [argv[0] for argv in reload] == ["/usr/bin/autopyfactory", "/bin/kill"]

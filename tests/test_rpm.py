@@ -147,7 +147,7 @@ def test_config_files_are_noreplace_and_dirs_owned_by_the_user(built_rpm: Path) 
     assert files["/var/lib/autopyfactory"][1] == "autopyfactory:drwxr-x---"
     assert files["/usr/libexec/autopyfactory/runpilot3-wrapper.sh"][1] == "root:-rwxr-xr-x"
     assert files["/usr/bin/autopyfactory"][1] == "root:-rwxr-xr-x"
-    # issue 14.6: may hold tokens and database passwords
+    # may hold tokens and database passwords
     for path in ("/etc/autopyfactory/factory.conf", "/etc/sysconfig/autopyfactory"):
         assert files[path][1:] == ("root:-rw-r-----", "autopyfactory"), path
 
@@ -166,7 +166,7 @@ def test_requires_the_interpreter_of_the_console_scripts(built_rpm: Path) -> Non
 
 
 def test_requires_what_the_service_imports_and_runs(built_rpm: Path) -> None:
-    """Issue 14.6: without them the unit restarts forever on ModuleNotFoundError."""
+    """Without them the unit restarts forever on ModuleNotFoundError."""
     requires = set(rpm_query(built_rpm, "--requires").splitlines())
     dist = f"{PYTHON}dist"
     for expected in (

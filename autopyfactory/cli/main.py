@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=run_simulate)
 
     reference = commands.add_parser("config-reference", help="print the configuration reference (markdown)")
-    reference.add_argument("--readme", help="rewrite the reference block in this README instead of printing")
+    reference.add_argument(
+        "--write",
+        metavar="FILE",
+        help="replace the reference block of this Markdown file (docs/configuration-reference.md) "
+        "instead of printing",
+    )
     reference.set_defaults(handler=run_config_reference)
 
     control_cli.add_commands(commands)
@@ -259,21 +264,22 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # --- config-reference -----------------------------------------------------------------------
 
-README_START, README_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+#: The generated block in docs/configuration-reference.md (``config-reference --write``).
+REFERENCE_START, REFERENCE_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
 def run_config_reference(args: argparse.Namespace) -> int:
     reference = config_schema.reference_markdown()
-    if not args.readme:
+    if not args.write:
         print(reference, end="")
         return EXIT_OK
-    path = Path(args.readme)
+    path = Path(args.write)
     text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise UsageError(f"{path} has no {README_START} ... {README_END} block")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    path.write_text(f"{head}{README_START}\n\n{reference.rstrip()}\n\n{README_END}{tail}")
+    if REFERENCE_START not in text or REFERENCE_END not in text:
+        raise UsageError(f"{path} has no {REFERENCE_START} ... {REFERENCE_END} block")
+    head, rest = text.split(REFERENCE_START, 1)
+    tail = rest.split(REFERENCE_END, 1)[1]
+    path.write_text(f"{head}{REFERENCE_START}\n\n{reference.rstrip()}\n\n{REFERENCE_END}{tail}")
     return EXIT_OK
 
 
@@ -374,7 +380,7 @@ def print_label(label: Label) -> None:
 
 
 def print_demand(label: Label) -> None:
-    """Which PanDA jobs count for the label, and the PQ's CRIC caps (issue 12)."""
+    """Which PanDA jobs count for the label (resource type, job labels), and the PQ's CRIC caps."""
     rt = label.resource_type or "any (counts every job)"
     sized = " (sized for it)" if label.resource_type else ""
     jobs = ", ".join(label.job_labels) or "any"

@@ -430,7 +430,7 @@ OPTIONS: tuple[Option, ...] = (
         "Extra pilot environment, space-separated NAME=value pairs.",
         schedconfig="environ",
     ),
-    # ---- queues: demand per resource type and job label (issue 12) ----
+    # ---- queues: demand per resource type and job label ----
     Option(
         "resourceTypes",
         RESOURCE_TYPES,
@@ -438,7 +438,7 @@ OPTIONS: tuple[Option, ...] = (
         "Empty: one label per CE counting every job. auto: a unified queue (CRIC type unified or "
         "capability ucore) gets one label per CE and resource type it can run, others one as if empty. "
         "A list (SCORE, MCORE, SCORE_HIMEM, MCORE_HIMEM): one label per CE and listed type. A typed "
-        "label counts only its type's jobs and is sized for it (README: Demand per resource type).",
+        "label counts only its type's jobs and is sized for it (docs/policy.md: demand per resource type).",
     ),
     Option(
         "demandJobLabels",
@@ -603,16 +603,18 @@ def options(scope: Scope) -> Iterator[Option]:
 
 
 def reference_markdown() -> str:
-    """The configuration reference as README markdown (kept current by a test)."""
+    """The configuration reference as Markdown, the generated part of docs/configuration-reference.md
+    (``autopyfactory config-reference``; kept current by a test)."""
     lines: list[str] = []
     for scope, title in (
         (Scope.FACTORY, "`[Factory]`"),
         (Scope.QUEUE, "`[QueueDefaults]` and queue sections"),
     ):
-        lines += [f"#### {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"## {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
         for option in options(scope):
             default = "**required**" if option.required else _show(option.default)
-            meaning = option.help + (
+            # "<stateDir>" would be taken for an HTML tag and vanish from the rendered page
+            meaning = option.help.replace("<", "&lt;") + (
                 f" Filled from schedconfig `{option.schedconfig}`." if option.schedconfig else ""
             )
             lines.append(f"| `{option.key}` | {option.kind.name} | {default} | {meaning} |")

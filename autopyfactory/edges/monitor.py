@@ -13,14 +13,14 @@ matters: the latest heartbeat, the latest label list and the latest message *per
 (``queue_size`` pilots and messages): when full, label messages go first, and a pilot
 announcement is dropped only when no message is left to drop; drops are counted by kind.
 Pilots the census lists for a label whose last condor_submit failed half-way (jobs queued, ids
-unknown or kept from a failed call) and that the monitor was never told about are announced then
-(issue 13.3); a replayed announcement changes nothing on the monitor.
+unknown or kept from a failed call) and that the monitor was never told about are announced then,
+so that no queued pilot stays unknown to it; a replayed announcement changes nothing on the monitor.
 
-Requests are sized for a slow monitor (issue 13.9): at most ``batch_size`` items per request,
-a timeout that grows with the items (``timeout`` + ``per_item_timeout`` each, at most
-``max_timeout``) and doubles after a timed-out attempt, so a monitor still working on a large
-request is not sent it again and again. A 4xx answer means the request itself is wrong: it is
-logged and dropped.
+Requests are sized for a slow monitor (one that takes seconds for a large bulk request): at most
+``batch_size`` items per request, a timeout that grows with the items (``timeout`` +
+``per_item_timeout`` each, at most ``max_timeout``) and doubles after a timed-out attempt, so a
+monitor still working on a large request is not sent it again and again. A 4xx answer means the
+request itself is wrong: it is logged and dropped.
 """
 
 from __future__ import annotations

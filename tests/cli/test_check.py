@@ -104,7 +104,7 @@ def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -
     assert set(setting(out, "nqueue")) == {f"QueueDefaults  20  ({path}:{nqueue_line})"}
     assert set(setting(out, "testpilots")) == {"default        1"}
     assert set(setting(out, "schedplugin")) == {f"QueueDefaults  Classic  ({path}:{nqueue_line - 1})"}
-    # issue 14.4: values as an operator writes them, never Python reprs
+    # values as an operator writes them, never Python reprs
     assert "frozenset(" not in out and "None" not in out and "True" not in out
     assert set(setting(out, "holdRecoverableCodes")) == {"default        -"}
     assert set(setting(out, "pilotlimit")) == {"default        -"}
@@ -198,7 +198,7 @@ def test_check_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_check_config_defaults_to_the_environment_then_etc(tmp_path: Path) -> None:
-    """Issue 14.11: -c defaults to $AUTOPYFACTORY_CONFIG, else /etc/autopyfactory/factory.conf."""
+    """-c defaults to $AUTOPYFACTORY_CONFIG, else /etc/autopyfactory/factory.conf."""
     path, _ = example_with(tmp_path, "[CERN]", "")
     env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOPYFACTORY_CONFIG": str(path)}
     command = [sys.executable, "-m", "autopyfactory", "check", "--config-only"]
@@ -235,7 +235,7 @@ def test_help_lists_check(flag: str) -> None:
 
 
 def test_check_with_a_malformed_cric_record_skips_that_queue_without_a_traceback(tmp_path: Path) -> None:
-    """Issue 13.10: ``"queues": 5`` in one record skips that queue only, with a clear message."""
+    """A malformed CRIC record (``"queues": 5``) skips that queue only, with a clear message."""
     import json
 
     dump = json.loads(DUMP.read_text())
@@ -288,7 +288,7 @@ def test_check_shows_the_resource_type_labels_with_their_sizes_and_caps(tmp_path
 
 
 def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:
-    """Issue 14.3: ExecReload runs this before the SIGHUP, so `systemctl reload` reports errors."""
+    """The unit's ExecReload runs this before the SIGHUP, so `systemctl reload` reports errors."""
     good = run("check", "--config-only", "-c", EXAMPLE)
     assert good.returncode == 0, good.stdout + good.stderr
     assert good.stdout == f"{EXAMPLE}: configuration ok, 1 queue section\n"
@@ -302,7 +302,7 @@ def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:
 
 
 def test_check_reports_label_names_that_collide(tmp_path: Path) -> None:
-    """Issue 13.7: names are made valid for the monitor; two CE queues that end up with the same
+    """Label names are made valid for the monitor; two CE queues that end up with the same
     name are an error that `check` shows, not two labels silently sharing one name."""
     import json
 

@@ -1,4 +1,4 @@
-"""`autopyfactory check`: an ARC-CE label without a proxy or a token (issue 16 item 6).
+"""`autopyfactory check`: an ARC-CE label without a proxy or a token is an error.
 
 On a real pool HTCondor's gridmanager holds every such pilot ("ARC job has no credentials")."""
 

@@ -1,4 +1,4 @@
-"""`autopyfactory check` as the go-live gate (issue 14.4): credentials, the wrapper, placeholders,
+"""`autopyfactory check` as the go-live gate: credentials, the wrapper, placeholders,
 a loopback monitor, `--json`, and `--online` against real servers on 127.0.0.1 (a PanDA/CRIC
 stand-in and the real monitor service)."""
 

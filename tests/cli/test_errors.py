@@ -1,4 +1,4 @@
-"""Clear errors instead of tracebacks (issue 13.18): ``status`` on a malformed state file and
+"""Clear errors instead of tracebacks: ``status`` on a malformed state file and
 ``autopyfactory-monitor clean --days 1e9``, run as an operator runs them."""
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_a_resource_type_limit_caps_the_decision():
 
 
 def test_one_pilot_is_singular():
-    """Issue 14.11: "1 pilot", not "1 pilots"."""
+    """Singular: "1 pilot", not "1 pilots"."""
     result = simulate("--activated", "1", "--schedplugin", "Ready")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "=> 1 pilot"

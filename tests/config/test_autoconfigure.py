@@ -466,7 +466,7 @@ def test_a_ce_queue_name_with_a_slash_gives_a_safe_label_name() -> None:
     assert safe_name("CERN-ce503.cern.ch-share") == "CERN-ce503.cern.ch-share"
 
 
-# --- malformed CRIC records and CE entries (issue 13 items 10 and 11) -----------------------------
+# --- malformed CRIC records and CE entries: only that queue or CE is skipped -----------------------
 
 
 @pytest.mark.parametrize("queues", [5, "ce01.example.org", {"ce_endpoint": "x"}, True])
@@ -493,7 +493,7 @@ def test_one_bad_ce_endpoint_skips_only_that_ce(tmp_path: Path, dump: dict[str, 
     assert "[NDGF-T1] CE skipped: bad CE endpoint 'arc08.ndgf.org:abc'" in result.warnings
 
 
-# --- label names the monitor accepts (issue 13.7, 13.16) ---------------------------------------
+# --- label names the monitor accepts ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

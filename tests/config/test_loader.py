@@ -499,7 +499,7 @@ def test_queues_dir_queue_defined_twice_in_the_directory(tmp_path: Path) -> None
     assert names(cfg) == ["CERN"]
 
 
-# --- pandaserver (issue 12) ----------------------------------------------------------------------
+# --- pandaserver: a base URL without a path ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -157,7 +157,7 @@ def test_a_corrupt_checkpoint_is_rebuilt_from_the_lookback_with_a_warning(
     caplog: pytest.LogCaptureFixture,
     saved: str,
 ) -> None:
-    """Issue 13.12: NaN, infinities, a number that overflows, a far-future time (2100)."""
+    """A corrupt checkpoint value (NaN, infinities, a number that overflows, a far-future time: 2100)."""
     cids = submit(condor, factory.name, 1)
     factory.create(LABEL, *cids)
     factory.pilot(cids[0], state="running")
@@ -208,7 +208,7 @@ def test_a_monitor_that_is_down_fails_the_run_and_keeps_the_checkpoint(
 def test_pilots_left_in_a_schedd_the_factory_used_before_are_neither_lost_nor_awol(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
-    """Issue 13.1 for the cron helpers: the queue moved, its pilots stayed in the old schedd."""
+    """The queue moved to another schedd, its pilots stayed in the old one: still reported."""
     condor.add_schedd("old.example.org")
     running, finished = submit(condor, factory.name, 2, "old.example.org")
     factory.create(LABEL, running, finished)
@@ -243,7 +243,8 @@ def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(
 def test_local_pilots_come_from_the_local_history(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
-    """Issue 13.5: with the label names the factory really makes (``<section>-local``)."""
+    """Running local pilots are never AWOL: matched by the label names the factory really makes
+    (``<section>-local``)."""
     factory.create(LOCAL_LABEL, "1.0", "2.0", "3.0")  # the name the factory makes
     factory.pilot("1.0", state="running")
     history = tmp_path / "state" / "local" / "history"
@@ -292,7 +293,7 @@ def test_stale_pilots_are_flagged_and_not_removed_by_default(
 def test_stale_pilots_removed_while_the_monitor_is_down_are_said_so(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 13.17: not "nothing was advanced" after pilots were removed."""
+    """The message says what was done: not "nothing was advanced" after pilots were removed."""
     cids = _stale_setup(condor, factory)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -323,7 +324,7 @@ def test_stale_removal_is_rate_limited_oldest_first(
 def test_no_monitor_configured_exits_0_with_one_quiet_line(
     factory: FactoryClient, tmp_path: Path, command: str
 ) -> None:
-    """Issue 14.5: the shipped cron entries run every 5 minutes on hosts without a monitor."""
+    """The shipped cron entries run every 5 minutes on hosts without a monitor: quiet, exit 0."""
     conf = write_config(tmp_path, factory, monitor_url="")
     done = subprocess.run(
         [sys.executable, "-m", "autopyfactory", command, "-c", str(conf)],

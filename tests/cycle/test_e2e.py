@@ -333,7 +333,7 @@ def test_a_failing_condor_submit_is_not_retried_and_the_next_cycle_decides_again
 
 
 def test_ids_condor_submit_printed_before_failing_are_kept(tmp_path, stand, condor):
-    """Issue 13.3: the jobs were queued and their ids printed, then condor_submit failed."""
+    """The jobs were queued and their ids printed, then condor_submit failed: the ids are kept."""
     stand.stats = {"NDGF-T1": {"activated": 50}}
     condor.fail_next("condor_submit", "queued-exit")
     result = run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
@@ -361,8 +361,8 @@ def test_a_broken_queue_section_disables_only_that_queue(tmp_path, stand, condor
 
 
 def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
-    """Issue 14.2: no monitor traffic, the live state and pilot log tree untouched, the
-    directory it wrote to printed."""
+    """Safe beside the live daemon: no monitor traffic, the live state and pilot log tree
+    untouched, the directory it wrote to printed."""
     stand.stats = {"CERN": {"activated": 26}}
     monitor = f"{stand.server.url_for('/mon')}"
     conf = write_config(tmp_path, stand, "[CERN]", factory=f"monitorURL = {monitor}\nmonitorToken = t\n")
@@ -393,7 +393,7 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
     assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
     assert text.count("\nqueue 5\n") == 13
     assert json.loads((own / "status.json").read_text())["labels"]
-    assert "stopped after 1 cycle\n" in result.stderr  # issue 14.11: not "1 cycles"
+    assert "stopped after 1 cycle\n" in result.stderr  # singular: not "1 cycles"
 
 
 def test_dry_run_directory_can_be_given(tmp_path, stand, condor):

@@ -87,7 +87,7 @@ def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
 
 @pytest.mark.slow
 def test_demo_with_the_real_pilot3_runs_jobs():
-    """Issue 11.5: `demo --pilot3` serves the real pilot 3, which takes the stand-in's jobs and runs
+    """`demo --pilot3` serves the real pilot 3, which takes the stand-in's jobs and runs
     their sleep payload; every pilot ends DONE at the monitor with rc 0 and its PanDA job id."""
     cached_pilot3_sdist()
     result = subprocess.run(

@@ -1,4 +1,4 @@
-"""Demand per resource type and job label (issue 12): typed labels for unified queues, their sizes,
+"""Demand per resource type and job label: typed labels for unified queues, their sizes,
 the detailed PanDA statistics, the shares per (PQ, resource type) and the PQ's CRIC caps."""
 
 from __future__ import annotations

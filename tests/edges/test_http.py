@@ -1,4 +1,4 @@
-"""Time bounds (issue 13.13): every PanDA and CRIC request has a total deadline, and SIGTERM is
+"""Time bounds: every PanDA and CRIC request has a total deadline, and SIGTERM is
 honoured within a couple of seconds while a server trickles its answer. A real TCP server on
 127.0.0.1 that sends the headers, then one byte every 0.3 s; the real daemon in a subprocess."""
 

@@ -228,7 +228,7 @@ def paused_client(server, **overrides) -> MonitorClient:
 
 
 def test_an_outage_keeps_every_pilot_and_the_latest_message_per_label(httpserver, labels):
-    """Issue 13.8: 30 cycles during an outage; superseded messages go, announcements stay."""
+    """30 cycles during a monitor outage; superseded messages go, announcements stay."""
     state = {"down": True}
 
     def handler(_request):
@@ -257,7 +257,7 @@ def test_an_outage_keeps_every_pilot_and_the_latest_message_per_label(httpserver
 
 
 def test_large_announcements_in_batches_with_a_timeout_that_fits(httpserver, labels):
-    """Issue 13.9: a monitor that needs 1.5 s for 500 creates is asked once per batch."""
+    """A slow monitor (1.5 s for 500 creates) is asked once per batch, not again and again."""
 
     def slow(request):
         time.sleep(1.5 if len(request.get_json()) > 100 else 0)
@@ -277,7 +277,8 @@ def test_large_announcements_in_batches_with_a_timeout_that_fits(httpserver, lab
 
 
 def test_pilots_the_monitor_never_heard_of_are_announced_once(labels):
-    """Issue 13.3: the census's recent pilots that were never announced are announced."""
+    """The census's recent pilots that were never announced (a half-failed submission) are
+    announced."""
     settings = MonitorSettings("http://127.0.0.1:9/api", "tok", "mon-test", "o", "u")
     client = MonitorClient(settings, sleep=lambda _s: False)  # not started: look at the outbox
     name = labels[0].name
@@ -303,7 +304,7 @@ def test_an_old_monitor_without_bulk_messages_gets_one_per_label(httpserver, lab
 
 
 def test_items_the_monitor_rejects_are_counted_and_logged(httpserver, labels, caplog):
-    """Issue 13.7: the monitor writes the valid items of a bulk request and lists the others."""
+    """The monitor writes the valid items of a bulk request and lists the others."""
     rejected = {"index": 1, "detail": "label: String should match pattern", "errors": []}
     httpserver.expect_request("/api/factories/mon-test").respond_with_json({})
     httpserver.expect_request("/api/labels").respond_with_json(

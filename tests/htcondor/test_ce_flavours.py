@@ -1,4 +1,4 @@
-"""CE flavours HTCondor 25 cannot submit to (issue 16 item 3), on the real condor_submit."""
+"""CE flavours HTCondor 25 cannot submit to (no cream or gt2 grid type), on the real condor_submit."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_a_cream_ce_takes_no_share_and_fails_no_submission(real_condor: HTCondor
 def test_an_arc_ce_without_credentials_is_reported_by_check_and_held_by_htcondor(
     real_condor: HTCondorPool, httpserver
 ) -> None:
-    """Issue 16 item 6: what `check` now says is what the real gridmanager does."""
+    """An ARC-CE label without credentials: what `check` says is what the real gridmanager does."""
     stand = RealStand(real_condor, httpserver, "arc-nocred")
     stand.dump = {"ARCPQ": stand.ce_record("ARCPQ", flavour="ARC-CE", endpoint="127.0.0.1:9")}
     stand.stats = {"ARCPQ": {"activated": 1, "assigned": 0, "running": 0}}

@@ -3,7 +3,7 @@
 Two real holds: an operator's ``condor_hold`` (code 1, not recoverable) and a failing input
 transfer (the wrapper is gone when the pilot starts: code 13, listed as recoverable). The first
 is removed; the second is released, held again by the same failure, then removed. Every
-removal carries the housekeeping reason into ``RemoveReason`` (issue 16 item 5).
+removal carries the housekeeping reason into ``RemoveReason``, so the monitor can tell why.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The factory's periodic_hold on a real pool (issue 16 items 1 and 2).
+"""The factory's periodic_hold on a real pool: what the gridmanager and a schedd restart do to it.
 
 1. A grid pilot whose whole run on the CE falls between two gridmanager polls must complete,
    not be held: the gridmanager copies ``NumJobStarts = 1`` from the CE while the local

@@ -1,4 +1,4 @@
-"""The factory against a real pool, through the real CLI, as the pool's user (issue 16, Deliver 2).
+"""The factory against a real pool, through the real CLI, as the pool's user.
 
 * HTCondor-C to the CE schedd from a CRIC record whose HTCONDOR-CE endpoint is
   ``<hostname>:<collector port>``, and vanilla pilots on the submit schedd, in one factory:

@@ -1,4 +1,4 @@
-"""``autopyfactory-monitor`` as an operator types it (issue 14.11): ``--db`` before or after the
+"""``autopyfactory-monitor`` as an operator types it: ``--db`` before or after the
 command, no Alembic chatter, ``add-factory`` naming ``monitorToken``, and no SQLite file created
 by a user other than the service user."""
 

@@ -105,7 +105,7 @@ def test_only_the_owner_may_report(factory: FactoryClient, make_factory: Callabl
 def test_bad_reports_are_left_out_and_the_good_ones_applied(
     factory: FactoryClient, report: dict[str, object]
 ) -> None:
-    """Issue 13.7: one bad item of a bulk request costs only itself."""
+    """One bad item of a bulk request costs only itself."""
     factory.create(LABEL, "9.0")
     good = {"cid": "9.0", "state": "fault"}
     answer = factory.call("POST", f"/factories/{factory.name}/jobs", [report, good])

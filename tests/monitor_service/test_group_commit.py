@@ -1,4 +1,4 @@
-"""Group commit (issue 15): reports that arrive together share a transaction, each is answered
+"""Group commit: reports that arrive together share a transaction, each is answered
 only after its commit, the state machine is unchanged, and nothing acknowledged is lost when the
 service is stopped with SIGTERM under load."""
 

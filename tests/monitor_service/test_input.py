@@ -155,7 +155,7 @@ def test_bad_labels(factory: FactoryClient, change: dict[str, object], needle: s
 
 @pytest.mark.parametrize("name", [".", "..", "...", "a:b", "x" * 129])
 def test_one_bad_label_does_not_cost_the_good_ones(factory: FactoryClient, name: str) -> None:
-    """Issue 13.7 and 13.16: the valid labels are written, the invalid one is reported."""
+    """The valid labels are written, the invalid one is reported."""
     body = [
         label(factory, {"name": "GOOD-1"}),
         label(factory, {"name": name}),
@@ -187,7 +187,7 @@ def test_one_bad_job_does_not_cost_the_good_ones(factory: FactoryClient) -> None
 
 @pytest.mark.parametrize("name", [".", "..", "...."])
 def test_label_names_made_only_of_dots_are_refused_in_paths(factory: FactoryClient, name: str) -> None:
-    """Issue 13.16."""
+    """A name of dots only would be a path segment (``.``, ``..``) to clients and proxies."""
     assert_refused(factory.call("POST", f"/labels/{factory.name}:{name}", {"status": "x"}), 422)
     answer = factory.session.get(f"{factory.monitor.api}/labels/{factory.name}:{name}", timeout=10)
     assert_refused(answer, 422)
@@ -349,7 +349,7 @@ def test_bad_queries(factory: FactoryClient, http: requests.Session, query: str)
 def test_nul_in_any_query_parameter_is_422(
     monitor: Monitor, http: requests.Session, path: str, query: str
 ) -> None:
-    """Issue 13.15: on PostgreSQL a NUL reached the database and was a 503."""
+    """A NUL is refused up front: on PostgreSQL it reached the database and was a 503."""
     detail = assert_refused(http.get(f"{monitor.url}{path}?{query}", timeout=10), 422)
     assert "NUL" in detail
 

@@ -274,7 +274,7 @@ def test_health(monitor: Monitor, http: requests.Session) -> None:
 
 
 def test_label_messages_in_bulk(factory: FactoryClient, monitor: Monitor, http: requests.Session) -> None:
-    """One request per cycle for every label's message (issue 17.4); the per-label call stays."""
+    """One request per cycle for every label's message (thousands of labels); the per-label call stays."""
     factory.labels("A", "B")
     kept = monitor.settings.messages_kept
     for n in range(kept + 2):
@@ -294,7 +294,7 @@ def test_label_messages_in_bulk(factory: FactoryClient, monitor: Monitor, http: 
     assert other.status_code in (403, 404)
     body = [{"label": "A", "status": ""}, {"label": "..", "status": "x"}, {"label": "B", "status": "good"}]
     bad = factory.call("POST", f"/factories/{factory.name}/messages", body)
-    assert bad.status_code == 200, bad.text  # issue 13.7: the good ones are written, the bad listed
+    assert bad.status_code == 200, bad.text  # the good ones are written, the bad listed
     assert bad.json()["written"] == 1
     assert [(r["index"], r["errors"][0]["where"]) for r in bad.json()["rejected"]] == [
         (0, "status"),

@@ -457,7 +457,7 @@ def _empty_pages(monitor: Monitor, http: requests.Session) -> None:
      (118, "wrapper"), (1, "other"), (68, "other"), (128, "other"), (None, "other")],
 )  # fmt: skip
 def test_pilot_exit_codes_are_named_per_label(rc: int | None, outcome: str) -> None:
-    """Issue 11.3: the wrapper's exit code table, as the label page counts it."""
+    """The wrapper's exit code table (docs/wrapper.md), as the label page counts it."""
     from autopyfactory.monitor_service.queries import rc_outcome
 
     assert rc_outcome(rc) == outcome

@@ -1,4 +1,4 @@
-"""Prometheus metrics per cycle: right values, and label children looked up once (issue 17.4)."""
+"""Prometheus metrics per cycle: right values, and label children looked up once (cheap at scale)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One cycle observer's failure never stops the others (issue 13.6): a state file that cannot be
+"""One cycle observer's failure never stops the others: a state file that cannot be
 written is a warning and a metric, the metrics and the monitor observer still hear of the cycle.
 The real Service, its real StateWriter and metrics, the HTCondor emulator and the PanDA/CRIC
 stand-in of test_e2e_cycle."""

@@ -102,7 +102,7 @@ def test_sighup_applies_a_good_config_and_rejects_a_broken_one(tmp_path, stand, 
 
 
 def test_sighup_with_a_typo_in_a_queue_section_keeps_the_whole_old_config(tmp_path, stand, condor, daemons):
-    """Issue 14.3: a reload is all-or-nothing for queue sections too."""
+    """A reload is all-or-nothing for queue sections too: never a half-applied config."""
     stand.stats = {"TEST-SITE": {"activated": 5}}
     conf = write_config(tmp_path, stand, "[TEST-SITE]\n[CERN]")
     daemon = start(daemons, conf, condor, tmp_path / "factory.log")

@@ -449,7 +449,7 @@ def _signal_and_time(proc: subprocess.Popen[bytes], sig: signal.Signals) -> tupl
     return rc, time.monotonic() - start
 
 
-# Issue 13.14: the documented bounds (header of the wrapper): APFMON_SIGNAL_MAX_TIME (3) + 1 s
+# The documented bounds (header of the wrapper): APFMON_SIGNAL_MAX_TIME (3) + 1 s
 # before the pilot started, APF_PILOT_GRACE (5) + 3 + 1 s while it runs. Slack for a loaded machine.
 EARLY_BOUND = 3 + 1 + 2
 PILOT_BOUND = 5 + 3 + 1 + 2

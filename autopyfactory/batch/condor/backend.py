@@ -99,7 +99,7 @@ class CondorBackend:
                     located.setdefault((name, pilot.job_id), schedd)
             for name, dates in found.queued.items():
                 queued[name] = queued.get(name, frozenset()) | dates
-            for name in watched.intersection(found.recent):  # the monitor is told of these (13.3)
+            for name in watched.intersection(found.recent):  # a half-failed submission's pilots: announced
                 recent[name] = (*recent.get(name, ()), *found.recent[name])
             total += found.total
         self._located = located

@@ -20,8 +20,8 @@ HTCondor 25.0 in ``tests/htcondor/test_bulk_real.py``) that shape the file:
   labels are submitted one call each, as before.
 
 Ids are mapped to labels in file order. Whatever ``-terse`` printed is kept even when
-condor_submit then fails or hangs (issue 13.3); a label whose ids are incomplete or unknown gets
-an error (and nothing more this cycle); the labels after it get "not submitted".
+condor_submit then fails or hangs (those jobs are queued); a label whose ids are incomplete or
+unknown gets an error (and nothing more this cycle); the labels after it get "not submitted".
 """
 
 from __future__ import annotations

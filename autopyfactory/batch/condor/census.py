@@ -48,8 +48,8 @@ class ScheddCensus:
     ``queued``: per label the QDates, floored to the hour (enough for the log directories'
     dates; 0 = unknown). ``recent``: per label the ids of
     pilots queued at most RECENT_SECONDS before the newest pilot of the schedd (no clock needed):
-    what a submission of the last cycles queued (issue 13.3: announce what the monitor never heard
-    of; issue 13.4: check that recent submissions did not vanish).
+    what a submission of the last cycles queued (so that pilots of a half-failed submission that the
+    monitor never heard of are announced, and recent submissions that vanished are noticed).
     """
 
     supply: dict[str, Supply] = field(default_factory=dict)

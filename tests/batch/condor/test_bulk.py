@@ -134,7 +134,7 @@ def test_max_jobs_per_owner_refuses_the_whole_batch_and_every_label_says_so(labe
 
 
 def test_ids_printed_before_a_failure_are_kept(labels, tmp_path, condor):
-    """Issue 13.3: condor_submit queued the jobs and printed their ids, then failed."""
+    """condor_submit queued the jobs and printed their ids, then failed: the ids are not lost."""
     condor.fail_next("condor_submit", "queued-exit")
     result = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30)
     assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1")
@@ -208,7 +208,7 @@ def test_one_cluster_for_all_labels_is_still_mapped_in_order(labels, tmp_path):
 
 
 def test_submit_files_are_written_without_fsync(labels, tmp_path, condor, monkeypatch):
-    """Written once, read once: durability would cost two fsyncs per file (issue 17.3)."""
+    """Written once, read once: durability would cost two fsyncs per file, for nothing."""
 
     def no_fsync(_fd: int) -> None:
         raise AssertionError("fsync of a submit file")
@@ -220,7 +220,7 @@ def test_submit_files_are_written_without_fsync(labels, tmp_path, condor, monkey
 
 
 def test_pilots_of_a_failed_submission_are_listed_by_the_next_censuses(labels, tmp_path, condor):
-    """Issue 13.3: condor_submit queued the jobs but printed no id and failed; the next census
+    """condor_submit queued the jobs but printed no id and failed; the next census
     lists that label's pilots so that the monitor hears of them."""
     condor.fail_next("condor_submit", "queued-exit", output="")
     backend = CondorBackend("bulk-factory", Schedd(), timeout=30)

@@ -1,6 +1,7 @@
 """The census covers every schedd that may hold this factory's pilots, and doubts an answer that
-contradicts what the factory just submitted (issue 13 items 1 and 4). The real ``autopyfactory
-run`` against the HTCondor emulator and the PanDA/CRIC stand-in of test_e2e_cycle."""
+contradicts what the factory just submitted (a queue moved to another schedd; a condor_q that
+answers "nothing"). The real ``autopyfactory run`` against the HTCondor emulator and the PanDA/CRIC
+stand-in of tests/cycle/test_e2e.py."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_an_old_schedd_with_none_of_our_pilots_left_is_forgotten(tmp_path, stand
     assert {s["name"] for s in remembered["schedds"]} == {NEW}
 
 
-# --- plausibility: condor_q says "nothing" right after a submission (13.4) ----------------------
+# --- plausibility: condor_q says "nothing" right after a submission ---------------------------
 
 
 def test_pilots_vanished_without_a_trace_make_the_census_suspect(tmp_path, stand, condor):

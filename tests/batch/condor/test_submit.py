@@ -772,7 +772,7 @@ def test_environ_cannot_override_the_factory_variables(labels):
 
 
 def test_operator_dollar_in_the_template_is_not_expanded(labels):
-    """Issue 16.4: `$ENV(...)` and `$(Cluster)` the operator wrote reach the pilot as written."""
+    """`$ENV(...)` and `$(Cluster)` the operator wrote reach the pilot as written, not expanded."""
     label = labels["CERN-ce503.cern.ch-share"]
     template = "--env $ENV(HOME) --m $(Cluster) -s %(siteid)s 'a $(Process) b'"
     label = dataclasses.replace(label, submit=dataclasses.replace(label.submit, arguments=template))

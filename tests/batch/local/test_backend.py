@@ -615,7 +615,7 @@ class FakeClock:
         return self.now
 
 
-# ---- faults: zombies, a registry that cannot be written (issues 14.1, 13.2) ----------------------
+# ---- faults: zombies, a registry that cannot be written ------------------------------------------
 
 
 def _started_pids(logs: Path) -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""``run --dry-run`` with ``batch = local`` next to a live factory's pilots (issue 14.2): the dry run
-reads the local registry but starts, settles and writes nothing in the live state dir."""
+"""``run --dry-run`` with ``batch = local`` next to a live factory's pilots, safe to run beside the
+daemon: the dry run reads the local registry but starts, settles and writes nothing in the live state dir."""
 
 from __future__ import annotations
 

@@ -46,10 +46,10 @@ from autopyfactory.cycle.report import CycleObserver, CycleReport
 from autopyfactory.domain.model import plural
 from autopyfactory.edges.credentials import CredentialChecker
 from autopyfactory.edges.http import make_session, total_deadline
-from autopyfactory.edges.monitor import MonitorClient, MonitorSettings
 from autopyfactory.edges.panda import PandaClient, PandaView
 from autopyfactory.edges.schedconfig import SchedconfigSource
 from autopyfactory.observers.metrics import FactoryMetrics
+from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
 from autopyfactory.observers.state import StateWriter
 from autopyfactory.runtime.systemd import Notifier
 
@@ -158,11 +158,11 @@ def build_factory(
     )
 
 
-def build_monitor(cfg: FactoryConfig) -> MonitorClient | None:
+def build_monitor(cfg: FactoryConfig) -> MonitorObserver | None:
     f = cfg.factory
     if not f.monitor_url:
         return None
-    return MonitorClient(
+    return MonitorObserver(
         MonitorSettings(f.monitor_url, f.monitor_token, f.factory_id, f.factory_owner, f.base_log_dir_url)
     )
 

@@ -33,14 +33,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autopyfactory.batch.condor.command import Schedd, run_condor_keep
-from autopyfactory.batch.condor.submit import (
-    SubmitRenderError,
-    log_dir,
-    render_submit,
-    validate,
-    write_submit_file,
-)
+from autopyfactory.batch.condor.submit import render_submit, validate, write_submit_file
 from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome
+from autopyfactory.batch.pilot import SubmitRenderError, log_dir
 from autopyfactory.domain.label import Label
 
 log = logging.getLogger(__name__)

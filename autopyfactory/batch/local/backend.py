@@ -67,7 +67,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from autopyfactory.batch.condor.submit import SubmitRenderError, log_dir, pilot_arguments, pilot_environment
 from autopyfactory.batch.interface import (
     BatchError,
     SubmitContext,
@@ -77,6 +76,7 @@ from autopyfactory.batch.interface import (
     submit_each,
     tidy_each,
 )
+from autopyfactory.batch.pilot import SubmitRenderError, log_dir, pilot_arguments, pilot_environment
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, JobStatus, Pilot, Supply
 from autopyfactory.edges.files import atomic_write_text
@@ -116,7 +116,8 @@ RESET_SIGNALS = (
 
 _Number = TypeVar("_Number", int, float)
 _JOB_ID = re.compile(r"^(\d+)\.(\d+)$")
-_MACRO = re.compile(r"\$\((Cluster|ClusterId|Process|ProcId|DOLLAR)\)", re.IGNORECASE)
+#: How a dry run shows the job id a pilot would get (as condor's submit files write it).
+SHOWN_JOB_ID = "$(Cluster).$(Process)"
 
 
 class RegistryError(ValueError):
@@ -312,18 +313,9 @@ def job_key(job_id: str) -> tuple[int, int]:
 # ---- commands ----------------------------------------------------------------------------------
 
 
-def expand_macros(text: str, cluster: str, proc: str) -> str:
-    """Do what condor_submit does to the condor helpers' output: ``$(Cluster)``/``$(ClusterId)``,
-    ``$(Process)``/``$(ProcId)`` and ``$(DOLLAR)`` (how :func:`literal` escapes ``$``).
-
-    One left-to-right pass, so an escaped ``$`` followed by ``(Cluster)`` stays literal text.
-    """
-    values = {"cluster": cluster, "clusterid": cluster, "process": proc, "procid": proc, "dollar": "$"}
-    return _MACRO.sub(lambda m: values[m[1].lower()], text)
-
-
-def describe(label: Label, context: SubmitContext) -> tuple[list[str], list[tuple[str, str]]]:
-    """The pilot's command and its own environment, as for condor, macros still unexpanded.
+def describe(label: Label, context: SubmitContext, job_id: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The pilot's command (the executable's absolute path, then its argument words) and its own
+    environment, both as the pilot sees them (batch/pilot.py).
 
     Raises SubmitRenderError for a bad template or an executable that is not an executable file.
     """
@@ -331,17 +323,18 @@ def describe(label: Label, context: SubmitContext) -> tuple[list[str], list[tupl
     resolved = shutil.which(exe) if exe else None
     if resolved is None:
         raise SubmitRenderError(f"{label.name}: executable {exe!r} is not an executable file")
-    words = pilot_arguments(label, context)
-    return [os.path.abspath(resolved), *words], _with_nokill(pilot_environment(label, context))
+    command = [os.path.abspath(resolved), *pilot_arguments(label, context)]
+    return command, environment_of(label, context, job_id)
 
 
-def _with_nokill(environment: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``PILOT_NOKILL=1`` unless the queue's ``environ`` sets it.
+def environment_of(label: Label, context: SubmitContext, job_id: str) -> list[tuple[str, str]]:
+    """The pilot's own environment, with ``PILOT_NOKILL=1`` unless the queue's ``environ`` sets it.
 
     Why: after a job, pilot 3 kills every process of its user whose parent is init (on a worker
     node that reaps the payload's orphans). A local pilot runs on the factory's host, as the
     factory's user, beside the factory and other daemons: without this it kills them.
     """
+    environment = pilot_environment(label, context, job_id)
     if any(name == "PILOT_NOKILL" for name, _ in environment):
         return environment
     return [("PILOT_NOKILL", "1"), *environment]
@@ -543,7 +536,7 @@ class LocalBackend:
         try:
             if n < 1:
                 raise SubmitRenderError(f"{label.name}: cannot submit {n} pilots")
-            command, environment = describe(label, context)
+            command, environment = describe(label, context, SHOWN_JOB_ID)
             directory = Path(log_dir(context.base_log_dir, context.date, label.name))
         except SubmitRenderError as exc:
             log.error("%s: no submission: %s", label.name, exc)
@@ -556,7 +549,9 @@ class LocalBackend:
                 directory.mkdir(parents=True, exist_ok=True)
                 cluster = self._next_cluster()
                 for proc in range(n):
-                    registered.append(self._register(label, cluster, proc, command, environment, directory))
+                    job_id = f"{cluster}.{proc}"
+                    environment = environment_of(label, context, job_id)
+                    registered.append(self._register(label, job_id, command, environment, directory))
                 errors = self._start_waiting(self._scan())
         except (OSError, BatchError) as exc:
             errors = [f"{type(exc).__name__}: {exc}"]
@@ -574,30 +569,26 @@ class LocalBackend:
     def _dry_run(
         self, label: Label, n: int, command: list[str], environment: list[tuple[str, str]]
     ) -> SubmitOutcome:
-        """Start nothing, write nothing: say what would run (``$(Cluster).$(Process)`` kept)."""
-        line = shlex.join(expand_macros(word, "$(Cluster)", "$(Process)") for word in command)
-        env = " ".join(
-            shlex.quote(expand_macros(f"{k}={v}", "$(Cluster)", "$(Process)")) for k, v in environment
-        )
+        """Start nothing, write nothing: say what would run (the job id shown as SHOWN_JOB_ID)."""
+        line = shlex.join(command)
+        env = " ".join(shlex.quote(f"{k}={v}") for k, v in environment)
         log.info("%s: dry run, %d local pilots would run: %s %s", label.name, n, env, line)
         return SubmitOutcome(extra={"command": line, "environment": env, "count": str(n)})
 
     def _register(
         self,
         label: Label,
-        cluster: int,
-        proc: int,
+        job_id: str,
         command: Sequence[str],
         environment: Sequence[tuple[str, str]],
         directory: Path,
     ) -> LocalPilot:
-        job_id, c, p = f"{cluster}.{proc}", str(cluster), str(proc)
         entry = LocalPilot(
             job_id=job_id,
             label=label.name,
             factory_id=self._factory_id,
-            command=tuple(expand_macros(word, c, p) for word in command),
-            environment=tuple((expand_macros(k, c, p), expand_macros(v, c, p)) for k, v in environment),
+            command=tuple(command),
+            environment=tuple(environment),
             stdout=str(directory / f"{job_id}.out"),
             stderr=str(directory / f"{job_id}.err"),
             log=str(directory / f"{job_id}.log"),

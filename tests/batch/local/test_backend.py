@@ -26,7 +26,6 @@ from autopyfactory.batch.local.backend import (
     LocalPilot,
     RunState,
     describe,
-    expand_macros,
     process_identity,
 )
 from autopyfactory.config import loader as config
@@ -232,7 +231,7 @@ def test_ids_are_cluster_proc_and_never_repeat(
 
 def test_queue_environ_may_set_pilot_nokill(tmp_path: Path, labels: dict[str, Label]) -> None:
     label = with_pilot(labels[A], "/bin/true", {"PILOT_NOKILL": "0"}, "-q %(pq)s")
-    _, environment = describe(label, make_context(tmp_path))
+    _, environment = describe(label, make_context(tmp_path), "1.0")
     assert [value for name, value in environment if name == "PILOT_NOKILL"] == ["0"]
 
 
@@ -375,13 +374,6 @@ def test_dry_run_starts_and_writes_nothing(
     assert "'APFCID=$(Cluster).$(Process)'" in outcome.extra["environment"]
     assert "'X=a b'" in outcome.extra["environment"]
     assert not state.exists() and not (tmp_path / "logs").exists()
-
-
-def test_expand_macros_undoes_condor_escaping_in_one_pass():
-    assert (
-        expand_macros("$(DOLLAR)(Cluster) $(cluster).$(ProcId) $(DOLLAR)$(DOLLAR)", "7", "2")
-        == "$(Cluster) 7.2 $$"
-    )
 
 
 # ---- restarts and the pid-reuse guard ------------------------------------------------------------

@@ -323,7 +323,7 @@ class Factory:
             self._dry_run,
         )
         try:
-            outcomes = backend.submit_batch(requests, context)
+            outcomes = backend.submit(requests, context)
         except Exception as exc:  # one backend's failure never stops the others
             log.exception("%s: submission failed", name)
             return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}

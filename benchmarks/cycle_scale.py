@@ -52,13 +52,7 @@ from autopyfactory.batch.condor.census import (
     query_pilots,
 )
 from autopyfactory.batch.condor.command import Schedd, run_condor
-from autopyfactory.batch.interface import (
-    BatchError,
-    SubmitContext,
-    SubmitOutcome,
-    SubmitRequests,
-    submit_each,
-)
+from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome, SubmitRequests
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.cycle.factory import Factory
@@ -231,8 +225,13 @@ class PerLabelBackend(CondorBackend):
             total = None if total is None else total + sum(s.all for s in counts.values())
         return Census(supply, total, (), {label: tuple(found) for label, found in pilots.items()})
 
-    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
-        return submit_each(self, requests, context)
+    def submit(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+        return {
+            label.name: condor_submit_module.submit_pilots(
+                label, n, context, self.schedd_of(label), self._timeout
+            )
+            for label, n in requests
+        }
 
 
 class Apf1Backend(PerLabelBackend):

@@ -280,7 +280,7 @@ def test_monitor_log_links_resolve_through_the_httpd_snippet(httpd):
 
     import requests
 
-    from autopyfactory.batch.condor.submit import log_dir
+    from autopyfactory.batch.pilot import log_dir
     from autopyfactory.monitor_service.pages import log_links
 
     logs, url = httpd

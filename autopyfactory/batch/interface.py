@@ -1,19 +1,23 @@
 """The batch side of the factory, behind one small interface.
 
-A backend (HTCondor, local processes) answers two questions per cycle: how many pilots of each
-label are there (:meth:`Backend.census`), and please start N more (:meth:`Backend.submit`). It can
-also remove and release pilots. The cycle only talks to this interface, so a new backend slots in
-without touching it.
+A backend (HTCondor, local processes) serves two callers. The cycle asks it, for all of the
+backend's labels at once: how many pilots of each label are there (:meth:`Backend.census`),
+please start these (:meth:`Backend.submit`), release or remove these (:meth:`Backend.tidy`,
+:meth:`Backend.remove`). The cron helpers (``mon-exiting``, ``mon-stale``) ask it about pilots
+whatever their label: which finished (:meth:`Backend.finished`, :meth:`Backend.trace`) and which
+are stale (:meth:`Backend.stale`, :meth:`Backend.remove_stale`). Neither caller knows which
+backend it talks to, so a new backend slots in without touching them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import enum
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from autopyfactory.domain.label import Label
-from autopyfactory.domain.model import Census
+from autopyfactory.domain.model import Census, JobStatus
 
 
 class BatchError(Exception):
@@ -57,62 +61,106 @@ class Tidy:
     remove: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+class End(enum.Enum):
+    """How a pilot left the batch system."""
+
+    COMPLETED = "completed"  # it ran and exited
+    REMOVED = "removed"  # removed before it finished (by the factory, an operator, a policy)
+    LOST = "lost"  # the batch system keeps no trace of it
+
+
+@dataclass(frozen=True)
+class EndedPilot:
+    """A pilot that left the batch system: ``rc`` its exit code (0-255) when known, ``reason``
+    how it ended, for people (``Completed, exit code 3``, ``Removed: <why>``)."""
+
+    job_id: str
+    end: End
+    rc: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A backend's pilots that ended since the given times, and the ids still queued.
+
+    ``sources`` names the parts of the backend that were read completely (a schedd, the local
+    history): only their checkpoints may advance. A part that could not be read is in
+    ``problems`` instead, and its pilots are in neither ``pilots`` nor ``queued``.
+    """
+
+    pilots: tuple[EndedPilot, ...] = ()
+    queued: frozenset[str] = frozenset()
+    sources: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StalePilot:
+    """A pilot in one status for longer than allowed; ``source`` is where the backend found it."""
+
+    job_id: str
+    status: JobStatus
+    age: int  # seconds in ``status``
+    source: str
+
+    @property
+    def what(self) -> str:
+        """``idle for 25.0 h``."""
+        return f"{self.status.name.lower()} for {self.age / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Stale:
+    pilots: tuple[StalePilot, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Removal:
+    removed: frozenset[str] = frozenset()
+    problems: tuple[str, ...] = ()
+
+
 class Backend(Protocol):
     name: str
+
+    # -- the cycle --
 
     def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
         """The pilots of ``labels``; ``pilots`` lists every pilot of the labels in ``keep`` (and
         at least those housekeeping acts on)."""
         ...
 
-    def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
-
-    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+    def submit(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
         """All of a cycle's submissions at once; an outcome for every label asked, by name."""
         ...
-
-    def remove(self, label: Label, job_ids: Sequence[str], reason: str = "") -> None: ...
-
-    def release(self, label: Label, job_ids: Sequence[str]) -> None: ...
 
     def tidy(self, work: Sequence[Tidy]) -> dict[str, str]:
         """A cycle's releases and removals for all labels at once, in as few calls as the backend
         can; the error of each label (by name) whose pilots were not all acted on."""
         ...
 
+    def remove(self, label: Label, job_ids: Sequence[str], reason: str = "") -> None:
+        """Remove these pilots of ``label`` (raises BatchError)."""
+        ...
 
-class _Submits(Protocol):
-    def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome: ...
+    # -- the cron helpers --
 
+    def finished(self, since: Callable[[str], float]) -> Finished:
+        """This factory's pilots that ended since ``since(source)`` (epoch seconds, per source)."""
+        ...
 
-def submit_each(
-    backend: _Submits, requests: SubmitRequests, context: SubmitContext
-) -> dict[str, SubmitOutcome]:
-    """The batch interface for a backend that submits label by label (one failure stays local)."""
-    outcomes: dict[str, SubmitOutcome] = {}
-    for label, n in requests:
-        try:
-            outcomes[label.name] = backend.submit(label, n, context)
-        except Exception as exc:
-            outcomes[label.name] = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
-    return outcomes
+    def trace(self, job_ids: Sequence[str]) -> tuple[EndedPilot, ...]:
+        """What became of these pilots, in neither :meth:`finished` answer: those found ended,
+        however long ago, and those the backend can say are lost; the others it leaves out
+        (still queued, or it cannot tell). Raises BatchError."""
+        ...
 
+    def stale(self, now: float, older_than: Mapping[JobStatus, int]) -> Stale:
+        """This factory's pilots in a status of ``older_than`` for longer than its seconds."""
+        ...
 
-class _RemovesReleases(Protocol):
-    def remove(self, label: Label, job_ids: Sequence[str], reason: str = "") -> None: ...
-
-    def release(self, label: Label, job_ids: Sequence[str]) -> None: ...
-
-
-def tidy_each(backend: _RemovesReleases, work: Sequence[Tidy]) -> dict[str, str]:
-    """The housekeeping interface for a backend that acts label by label (a failure stays local)."""
-    failed: dict[str, str] = {}
-    for item in work:
-        try:
-            if item.release:
-                backend.release(item.label, item.release)
-            for reason, job_ids in item.remove.items():
-                backend.remove(item.label, job_ids, reason)
-        except BatchError as exc:
-            failed[item.label.name] = str(exc)
-    return failed
+    def remove_stale(self, pilots: Sequence[StalePilot], reason: str) -> Removal:
+        """Remove these pilots (from :meth:`stale`); ``reason`` as their RemoveReason."""
+        ...

@@ -28,7 +28,7 @@ from autopyfactory.config import loader as config
 from autopyfactory.config import schema as config_schema
 from autopyfactory.config.autoconfigure import POLICY_FIELDS, build_labels
 from autopyfactory.config.schema import Scope
-from autopyfactory.cron import reports as pilot_reports
+from autopyfactory.cron.command import run_command as run_cron_helper
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Decision, Demand, QueueStatus, Supply, plural
 from autopyfactory.domain.policy import GroupCap, PolicySettings, Situation, apply_group_caps, decide
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         helper = commands.add_parser(name, help=text)
         add_config_option(helper)
-        helper.set_defaults(handler=pilot_reports.run_command)
+        helper.set_defaults(handler=run_cron_helper)
     return parser
 
 

@@ -238,7 +238,7 @@ def size_for(rt: str, resources: Resources) -> Resources:
 def typed_label(label: Label, rt: str, job_labels: tuple[str, ...], limits: QueueLimits) -> Label:
     return replace(
         label,
-        name=safe_name(f"{label.name}-{rt}"),
+        name=label_name_for(label.queue, label.ce, rt),
         resources=size_for(rt, label.resources),
         resource_type=rt,
         job_labels=job_labels,
@@ -310,10 +310,30 @@ def _ces_for(
 LOCAL_CE = CE("LOCAL", "localhost", None, "")
 
 
-def label_name_for(section: str, ce: CE) -> str:
-    """``<section>-<ce host>[-<ce queue>]``; ``<section>-local`` for a ``batch = local`` queue."""
+def label_name_for(section: str, ce: CE, resource_type: str = "") -> str:
+    """``<section>-<ce host>[-<ce queue>][-<resource type>]``, with ``local`` for the host of a
+    LOCAL CE on localhost (every ``batch = local`` queue). The one rule: the factory names its
+    labels with it, and the cron helpers tell from it which labels a queue can have."""
     suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
-    return safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
+    name = safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
+    return safe_name(f"{name}-{resource_type}") if resource_type else name
+
+
+def possible_label_names(queue: QueueConfig) -> frozenset[str]:
+    """The names the labels of ``queue`` can have, as far as its section alone tells: when its CE
+    does not come from schedconfig (``batch = local``, or ``autoconfigure = false``), the name
+    without a resource type and one per resource type (which of them the factory makes depends on
+    ``resourceTypes`` and, for ``auto``, on schedconfig). Empty when schedconfig lists the CEs.
+    For the cron helpers, which read no schedconfig."""
+    settings, _ = resolve(queue, None)
+    if queue.get("autoconfigure") and settings["batch"].value != "local":
+        return frozenset()
+    try:
+        ces = _ces_for(queue, settings, None, [])
+    except LabelError:
+        return frozenset()
+    types = ("", *schema.RESOURCE_TYPE_NAMES)
+    return frozenset(label_name_for(queue.name, ce, rt) for ce in ces for rt in types)
 
 
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:

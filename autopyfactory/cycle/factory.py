@@ -31,7 +31,7 @@ from autopyfactory.cycle.report import CycleObserver, CycleReport, LabelResult, 
 from autopyfactory.domain.demand import JobStats, PandaReading
 from autopyfactory.domain.housekeeping import Action, ActionKind, plan_actions, removals_by_cause, summarize
 from autopyfactory.domain.label import Label, LabelSet
-from autopyfactory.domain.model import Census, Pilot, Supply
+from autopyfactory.domain.model import Census
 from autopyfactory.domain.planning import LabelPlan, plan
 from autopyfactory.domain.policy import (
     FactoryCaps,
@@ -281,23 +281,14 @@ class Factory:
     def _census(self, labels: Sequence[Label], problems: list[Problem], keep: Collection[str] = ()) -> Census:
         """All backends' censuses as one (a backend no label uses is not asked); every pilot of
         the labels in ``keep`` is listed (the others' only as far as housekeeping needs)."""
-        supply: dict[str, Supply | None] = {}
-        pilots: dict[str, tuple[Pilot, ...]] = {}
-        queued: dict[str, frozenset[int]] = {}
-        recent: dict[str, tuple[str, ...]] = {}
-        total: int | None = 0
+        censuses = []
         for name, backend in self._backends.items():
             members = [label for label in labels if label.batch == name]
-            if not members:
-                continue
-            census = backend.census(members, keep)
-            supply.update(census.supply)
-            pilots.update(census.pilots)
-            queued.update(census.queued_by_label())
-            recent.update(census.recent)
-            problems.extend(Problem("batch", message) for message in census.problems)
-            total = None if total is None or census.total is None else total + census.total
-        return Census(supply, total, (), pilots, queued, recent)
+            if members:
+                censuses.append(backend.census(members, keep))
+        census = Census.merge(censuses)
+        problems.extend(Problem("batch", message) for message in census.problems)
+        return census
 
     def _submit_all(self, plans: Sequence[LabelPlan], started: float) -> list[LabelResult]:
         """Every label's submission: one batch per backend (one condor_submit per schedd)."""
@@ -332,7 +323,7 @@ class Factory:
             self._dry_run,
         )
         try:
-            outcomes = backend.submit_batch(requests, context)
+            outcomes = backend.submit(requests, context)
         except Exception as exc:  # one backend's failure never stops the others
             log.exception("%s: submission failed", name)
             return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}

@@ -9,7 +9,7 @@ beyond validation and rendering, so every other module can share them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -171,6 +171,38 @@ class Census:
     def queue_dates(self) -> list[tuple[int, str]]:
         """(QDate, label) for every pilot's log directory, for log cleanup."""
         return [(qdate, label) for label, dates in self.queued_by_label().items() for qdate in dates]
+
+    @classmethod
+    def merge(cls, censuses: Iterable[Census]) -> Census:
+        """Several censuses as one: of several backends (each with its own labels) or of several
+        schedds (a label's pilots in more than one). Per label the supplies add up, and a label
+        unknown in any of them is unknown; the total is unknown if any is; the problems, pilots,
+        QDates and recent ids are all kept."""
+        supply: dict[str, Supply | None] = {}
+        total: int | None = 0
+        problems: list[str] = []
+        pilots: dict[str, tuple[Pilot, ...]] = {}
+        queued: dict[str, frozenset[int]] = {}
+        recent: dict[str, tuple[str, ...]] = {}
+        for census in censuses:
+            for name, found in census.supply.items():
+                supply[name] = _added(supply[name], found) if name in supply else found
+            total = None if total is None or census.total is None else total + census.total
+            problems.extend(census.problems)
+            for name, listed in census.pilots.items():
+                pilots[name] = (*pilots.get(name, ()), *listed)
+            for name, dates in census.queued_by_label().items():
+                queued[name] = queued.get(name, frozenset()) | dates
+            for name, ids in census.recent.items():
+                recent[name] = (*recent.get(name, ()), *ids)
+        return cls(supply, total, tuple(problems), pilots, queued, recent)
+
+
+def _added(a: Supply | None, b: Supply | None) -> Supply | None:
+    """Two counts of one label's pilots, summed; unknown if either is."""
+    if a is None or b is None:
+        return None
+    return Supply(a.idle + b.idle, a.running + b.running, a.held + b.held, a.all + b.all)
 
 
 def plural(n: int, noun: str, many: str = "") -> str:

@@ -31,12 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from autopyfactory.batch.condor.backend import CondorBackend
-from autopyfactory.batch.condor.census import RECENT_SECONDS
-from autopyfactory.batch.condor.command import Schedd
-from autopyfactory.batch.condor.schedds import MEMORY_FILE, SubmissionMemory
-from autopyfactory.batch.interface import Backend
-from autopyfactory.batch.local.backend import LocalBackend
+from autopyfactory.batch.backends import build_backends
 from autopyfactory.config import loader as config
 from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.cycle.control import ControlStore
@@ -46,10 +41,10 @@ from autopyfactory.cycle.report import CycleObserver, CycleReport
 from autopyfactory.domain.model import plural
 from autopyfactory.edges.credentials import CredentialChecker
 from autopyfactory.edges.http import make_session, total_deadline
-from autopyfactory.edges.monitor import MonitorClient, MonitorSettings
 from autopyfactory.edges.panda import PandaClient, PandaView
 from autopyfactory.edges.schedconfig import SchedconfigSource
 from autopyfactory.observers.metrics import FactoryMetrics
+from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
 from autopyfactory.observers.state import StateWriter
 from autopyfactory.runtime.systemd import Notifier
 
@@ -57,11 +52,6 @@ log = logging.getLogger(__name__)
 
 #: How long a stopping factory waits for the monitor queue to drain.
 MONITOR_FLUSH_SECONDS = 5.0
-#: Pilots submitted in the last RECENT_CYCLES cycles (at least MIN_RECENT_WINDOW seconds) must be
-#: in condor_q or condor_history, else that schedd's census is suspect (batch/condor/schedds.py); at most
-#: RECENT_SECONDS, the span within which the census lists pilot ids.
-RECENT_CYCLES = 3
-MIN_RECENT_WINDOW = 300.0
 
 
 @dataclass(frozen=True)
@@ -80,37 +70,6 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
         raise ValueError("a dry run needs a directory of its own")
     logs = str(Path(options.dry_run_dir) / "logs")
     return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
-
-
-def build_backends(
-    cfg: FactoryConfig, read_only: bool = False, stop_requested: Callable[[], bool] | None = None
-) -> dict[str, Backend]:
-    """The batch backends; ``read_only`` (a dry run): the local census and the memory of
-    submissions (schedds.json) change nothing."""
-    f = cfg.factory
-    memory = SubmissionMemory(
-        Path(f.state_dir) / MEMORY_FILE,
-        time.time,
-        min(max(RECENT_CYCLES * f.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
-        read_only=read_only,  # a dry run never writes the live state dir
-    )
-    return {
-        "condor": CondorBackend(
-            f.factory_id,
-            Schedd(f.condor_schedd, f.condor_pool),
-            f.condor_timeout,
-            memory=memory,
-            stop_requested=stop_requested,
-        ),
-        "local": LocalBackend(
-            f.factory_id,
-            Path(f.state_dir),
-            time.time,
-            f.local_max_running,
-            kill_grace=f.local_kill_grace,
-            read_only=read_only,
-        ),
-    }
 
 
 def build_factory(
@@ -146,7 +105,7 @@ def build_factory(
         cfg,
         schedconfig,
         panda,
-        build_backends(cfg, options.dry_run, stop_requested),
+        build_backends(cfg.factory, cfg.queues, read_only=options.dry_run, stop_requested=stop_requested),
         time.time,
         options.dry_run,
         observers,
@@ -158,11 +117,11 @@ def build_factory(
     )
 
 
-def build_monitor(cfg: FactoryConfig) -> MonitorClient | None:
+def build_monitor(cfg: FactoryConfig) -> MonitorObserver | None:
     f = cfg.factory
     if not f.monitor_url:
         return None
-    return MonitorClient(
+    return MonitorObserver(
         MonitorSettings(f.monitor_url, f.monitor_token, f.factory_id, f.factory_owner, f.base_log_dir_url)
     )
 

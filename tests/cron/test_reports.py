@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,11 +19,14 @@ import requests
 
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.condor.schedds import MEMORY_FILE, SubmissionMemory
-from autopyfactory.batch.local.backend import FinishedPilot
+from autopyfactory.batch.interface import SubmitContext
+from autopyfactory.batch.local.backend import LocalBackend
+from autopyfactory.batch.local.registry import FinishedPilot
 from autopyfactory.cli import main as cli
 from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
-from autopyfactory.cron.reports import CHECKPOINT_FILE
+from autopyfactory.config.autoconfigure import build_labels, possible_label_names
+from autopyfactory.cron.exiting import CHECKPOINT_FILE
+from autopyfactory.domain.label import Label
 from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
 from tests.support.condor_emulator.ads import JobStatus
 from tests.support.condor_emulator.driver import CondorEmulator
@@ -265,6 +268,92 @@ def test_local_pilots_come_from_the_local_history(
     assert state(factory, "3.0") == ("CREATED", None)  # local label: no AWOL verdict from condor
 
 
+def _local_queue(tmp_path: Path, factory: FactoryClient, extra: str = "") -> tuple[Path, Path]:
+    """A factory.conf whose [LQ] is a ``batch = local`` queue with resource types, and the gate
+    file its pilots wait for (they run until it exists, 60 s at most, then exit 0)."""
+    gate = tmp_path / "gate"
+    pilot = tmp_path / "pilot.sh"
+    wait = 'n=0\nwhile [ ! -e "$APF_TEST_GATE" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done\n'
+    pilot.write_text("#!/bin/sh\n" + wait)
+    pilot.chmod(0o755)
+    queue = (
+        f"\n[LQ]\nautoconfigure = false\nbatch = local\nresourceTypes = SCORE, MCORE\ncorecount = 8"
+        f"\nmaxrss = 16000\nexecutable = {pilot}\nenviron = APF_TEST_GATE={gate}\n{extra}"
+    )
+    return write_config(tmp_path, factory, queues=queue), gate
+
+
+def _local_pilots(
+    conf: Path, n: int, clock: Callable[[], float] = time.time
+) -> tuple[LocalBackend, dict[str, Label]]:
+    """``n`` pilots of each of [LQ]'s labels, started by a local backend in the factory's state
+    dir whose ``clock`` says when they were queued and started."""
+    loaded = config.load(conf)
+    labels = {label.name: label for label in build_labels(loaded, None).labels if label.batch == "local"}
+    f = loaded.factory
+    backend = LocalBackend(f.factory_id, Path(f.state_dir), clock)
+    context = SubmitContext(f.factory_id, f.pandaserver, str(conf.parent / "logs"), "", "", "2026-03-01")
+    outcomes = backend.submit([(label, n) for label in labels.values()], context)
+    assert all(outcome.job_ids and not outcome.error for outcome in outcomes.values()), outcomes
+    return backend, labels
+
+
+def _stop_local_pilots(backend: LocalBackend, labels: dict[str, Label], gate: Path) -> None:
+    gate.touch()
+    deadline = time.monotonic() + 30
+    while backend.census(list(labels.values())).total:
+        assert time.monotonic() < deadline, "the local pilots did not end"
+        time.sleep(0.05)
+
+
+def test_running_local_pilots_of_a_queue_with_resource_types_are_not_awol(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A local queue with resourceTypes makes ``LQ-local-SCORE`` and ``LQ-local-MCORE``: past
+    awolGrace (the monitor's clock is a day behind) its running pilots stay as they are."""
+    conf, gate = _local_queue(tmp_path, factory)
+    backend, labels = _local_pilots(conf, 1)
+    try:
+        assert sorted(labels) == ["LQ-local-MCORE", "LQ-local-SCORE"]
+        (queue,) = [queue for queue in config.load(conf).queues if queue.name == "LQ"]
+        assert set(labels) <= possible_label_names(queue)  # what the cron helpers expect of [LQ]
+        ids = {name: backend.census([label]).pilots[name][0].job_id for name, label in labels.items()}
+        for name, cid in ids.items():
+            factory.create(name, cid)
+        factory.pilot(ids["LQ-local-SCORE"], state="running")
+        factory.create("LQ-local-SCORE", "900.0")  # in neither the registry nor the history
+        assert run("mon-exiting", conf) == 0
+        assert "(0 AWOL)" in capsys.readouterr().out
+        assert state(factory, ids["LQ-local-SCORE"]) == ("RUNNING", None)
+        assert state(factory, ids["LQ-local-MCORE"]) == ("CREATED", None)
+        assert state(factory, "900.0") == ("CREATED", None)  # a local label: condor gives no verdict
+        assert not any("ClusterId == 900" in " ".join(call.argv) for call in condor.calls("condor_history"))
+        factory.pilot(ids["LQ-local-MCORE"], state="running")
+    finally:
+        _stop_local_pilots(backend, labels, gate)
+    assert run("mon-exiting", conf) == 0  # they ended with exit code 0
+    assert {state(factory, cid) for cid in ids.values()} == {("DONE", 0)}
+
+
+def test_local_pilots_finished_before_the_lookback_are_found_not_left_active(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """An active pilot past awolGrace is looked for in its backend's whole history."""
+    factory.create(LOCAL_LABEL, "5.0")
+    factory.pilot("5.0", state="running")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    ended = time.time() - 3 * DAY  # before monExitingLookback
+    pilot = FinishedPilot(
+        "5.0", LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
+        ended - 60, ended - 50, ended, 0, False, "exited",
+    )  # fmt: skip
+    (history / "5.0.json").write_text(pilot.to_json())
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
+    assert state(factory, "5.0") == ("DONE", 0)
+
+
 # --- mon-stale -----------------------------------------------------------------------------------
 
 
@@ -318,6 +407,27 @@ def test_stale_removal_is_rate_limited_oldest_first(
     assert "removed" in events(factory, cids[1])[-1]
     assert run("mon-stale", conf) == 0
     assert [f"{a['ClusterId']}.{a['ProcId']}" for a in condor.jobs()] == [cids[2]]
+
+
+def test_stale_local_pilots_are_flagged_and_removed_by_their_backend(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    conf, gate = _local_queue(tmp_path, factory)
+    conf.write_text(conf.read_text().replace("[Factory]", "[Factory]\nstaleRemove = true", 1))
+    backend, labels = _local_pilots(conf, 1, clock=lambda: time.time() - 3 * DAY)  # started 3 days ago
+    try:
+        ids = {name: backend.census([label]).pilots[name][0].job_id for name, label in labels.items()}
+        for name, cid in ids.items():
+            factory.create(name, cid)
+        assert run("mon-stale", conf) == 0
+        for cid in ids.values():
+            assert factory.job(cid)["flagged"] is True
+            assert "removed" in events(factory, cid)[-1]
+        removed = {record.job_id: record for record in backend.history()}
+        assert set(removed) == set(ids.values()) and all(r.removed for r in removed.values())
+        assert backend.census(list(labels.values())).total == 0
+    finally:
+        _stop_local_pilots(backend, labels, gate)
 
 
 @pytest.mark.parametrize("command", ["mon-exiting", "mon-stale"])

@@ -7,7 +7,7 @@ from prometheus_client import Gauge, generate_latest
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.observers.metrics import FactoryMetrics
-from tests.edges.test_monitor import CONF, DUMP, report_for
+from tests.observers.test_monitor import CONF, DUMP, report_for
 
 
 def test_metrics_reuse_label_children(tmp_path, monkeypatch):

@@ -4,27 +4,54 @@ Labels are grouped by schedd (``condorSchedd``/``condorPool``, per queue or fact
 schedd is asked once per cycle; when one fails, its labels' supply is unknown (None) and the
 others are unaffected. Schedds the factory submitted to before (a queue moved elsewhere) are
 asked too, and each answer is checked against the recent submissions (batch/condor/schedds.py).
+
+The cron helpers, which know no labels, ask every schedd the factory may have pilots in: the
+factory-wide one, those the queue sections name (``configured``) and the remembered ones. Each is
+one source with its own checkpoint (:func:`schedd_key`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from autopyfactory.batch.condor.bulk import BatchResult, BlockCache, submit_batch
 from autopyfactory.batch.condor.census import ScheddCensus, census_query, factory_constraint, query_pilots
 from autopyfactory.batch.condor.command import Schedd, run_condor
-from autopyfactory.batch.condor.history import history_ads
+from autopyfactory.batch.condor.history import history_ids, ids_constraint, read_history
 from autopyfactory.batch.condor.schedds import SubmissionMemory
-from autopyfactory.batch.condor.submit import submit_pilots
-from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome, SubmitRequests, Tidy
+from autopyfactory.batch.interface import (
+    BatchError,
+    End,
+    EndedPilot,
+    Finished,
+    Removal,
+    Stale,
+    StalePilot,
+    SubmitContext,
+    SubmitOutcome,
+    SubmitRequests,
+    Tidy,
+)
 from autopyfactory.domain.label import Label
-from autopyfactory.domain.model import Census, Pilot, Supply
+from autopyfactory.domain.model import Census, JobStatus, Pilot, Supply
 
 log = logging.getLogger(__name__)
 
 WATCH_CENSUSES = 3
+#: At most this many job ids per condor_history constraint of the cron helpers.
+IDS_PER_QUERY = 100
+AWOL = "AWOL: in neither condor_q nor condor_history"
+
+#: One schedd's share of a cycle's submissions.
+Requests = list[tuple[Label, int]]
+
+
+def schedd_key(schedd: Schedd) -> str:
+    """A schedd's name as a source of the cron helpers (their checkpoint's key)."""
+    return f"{schedd.name or '(local schedd)'}@{schedd.pool or '(local pool)'}"
 
 
 class CondorBackend:
@@ -38,9 +65,11 @@ class CondorBackend:
         parallel: int = 4,
         memory: SubmissionMemory | None = None,
         stop_requested: Callable[[], bool] | None = None,
+        configured: Sequence[Schedd] = (),
     ) -> None:
         """``stop_requested``: census queries are abandoned when it says the factory is stopping
-        (a submission in progress is not: it finishes)."""
+        (a submission in progress is not: it finishes). ``configured``: the schedds the queue
+        sections name, for the cron helpers."""
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
         self._blocks = BlockCache()
@@ -48,6 +77,7 @@ class CondorBackend:
         #: their pilots' ids in (so the monitor hears of pilots queued by a failed condor_submit)
         self._watch: dict[str, int] = {}
         self._memory, self._stop = memory, stop_requested
+        self._configured = tuple(configured)
         self._located: dict[tuple[str, str], Schedd] = {}  # (label, job id) -> schedd, from the census
 
     def schedd_of(self, label: Label) -> Schedd:
@@ -57,63 +87,71 @@ class CondorBackend:
         """All of this factory's pilots in one schedd (raises BatchError)."""
         return query_pilots(schedd, self._factory_id, self._timeout)
 
+    # -- census --
+
     def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
-        """One ``condor_q`` per schedd, counted in one pass (see status.read_census): the schedds
+        """One ``condor_q`` per schedd, counted in one pass (see census.read_census): the schedds
         of today's labels and every one remembered, so that the pilots of a queue that moved
         still count for their label and the factory's total (see batch/condor/schedds.py). ``keep``:
         labels whose every pilot is listed (a ``pilots remove`` request waits for them)."""
+        keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
+        watched = self._next_watch()
+        answers: list[tuple[Schedd, Census]] = [
+            (schedd, self._schedd_census(schedd, members, keep_idle, set(keep), watched))
+            for schedd, members in self._schedds_to_ask(labels)
+        ]
+        self._located = {}
+        for schedd, answer in answers:
+            for name, listed in answer.pilots.items():
+                for pilot in listed:
+                    self._located.setdefault((name, pilot.job_id), schedd)
+        merged = Census.merge(answer for _, answer in answers)
+        supply = {label.name: merged.supply.get(label.name, Supply()) for label in labels}
+        return replace(merged, supply=supply)
+
+    def _schedds_to_ask(self, labels: Sequence[Label]) -> list[tuple[Schedd, list[Label]]]:
+        """The schedds of ``labels`` (the default one if none), then the remembered ones."""
         groups = self._by_schedd(labels)
         if self._memory is not None:
             self._memory.tidy(set(groups))
             for schedd in self._memory.schedds():
                 groups.setdefault(schedd, [])
-        counts: dict[str, Supply] = {}
-        unknown: set[str] = set()
-        pilots: dict[str, tuple[Pilot, ...]] = {}
-        queued: dict[str, frozenset[int]] = {}
-        recent: dict[str, tuple[str, ...]] = {}
-        total = 0
-        problems: list[str] = []
-        located: dict[tuple[str, str], Schedd] = {}
-        keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
+        return sorted(groups.items(), key=lambda item: not item[1])  # today's first
+
+    def _next_watch(self) -> set[str]:
+        """The labels whose recent pilots this census lists; one census fewer left for each."""
         watched = set(self._watch)
         self._watch = {name: left - 1 for name, left in self._watch.items() if left > 1}
-        for schedd, members in sorted(groups.items(), key=lambda item: not item[1]):  # today's first
-            try:
-                found = census_query(
-                    schedd, self._factory_id, self._timeout, keep_idle, set(keep), self._stop
-                )
-                self._check_plausible(schedd, found)
-            except BatchError as exc:
-                problems.append(str(exc))
-                remembered = self._memory.labels_at(schedd) if self._memory else set()
-                unknown.update({label.name for label in members} | remembered)
-                continue
-            if not members and not found.total and self._memory is not None:
-                self._memory.forget(schedd)
-            for name, found_supply in found.supply.items():
-                counts[name] = _add(counts.get(name), found_supply)
-            for name, held in found.pilots.items():
-                pilots[name] = (*pilots.get(name, ()), *held)
-                for pilot in held:
-                    located.setdefault((name, pilot.job_id), schedd)
-            for name, dates in found.queued.items():
-                queued[name] = queued.get(name, frozenset()) | dates
-            for name in watched.intersection(found.recent):  # a half-failed submission's pilots: announced
-                recent[name] = (*recent.get(name, ()), *found.recent[name])
-            total += found.total
-        self._located = located
-        supply: dict[str, Supply | None] = {
-            name: None if name in unknown else counts.get(name, Supply()) for name in (x.name for x in labels)
-        }
-        return Census(supply, None if problems else total, tuple(problems), pilots, queued, recent)
+        return watched
+
+    def _schedd_census(
+        self, schedd: Schedd, members: Sequence[Label], keep_idle: set[str], keep: set[str], watched: set[str]
+    ) -> Census:
+        """One schedd's census; a failed one has its labels (also remembered ones) unknown."""
+        try:
+            found = census_query(schedd, self._factory_id, self._timeout, keep_idle, keep, self._stop)
+            self._check_plausible(schedd, found)
+        except BatchError as exc:
+            remembered = self._memory.labels_at(schedd) if self._memory else set()
+            unknown = {label.name for label in members} | remembered
+            return Census(dict.fromkeys(unknown, None), None, (str(exc),))
+        if not members and not found.total and self._memory is not None:
+            self._memory.forget(schedd)
+        return Census(
+            dict(found.supply),
+            found.total,
+            (),
+            {name: tuple(held) for name, held in found.pilots.items()},
+            {name: frozenset(dates) for name, dates in found.queued.items()},
+            {name: tuple(found.recent[name]) for name in watched.intersection(found.recent)},
+        )
 
     def _check_plausible(self, schedd: Schedd, found: ScheddCensus) -> None:
         """BatchError if pilots submitted here in the last few cycles are in neither condor_q's
         answer nor condor_history: condor_q answered wrongly (e.g. an empty answer with exit 0),
         so its count cannot be trusted and nothing may be submitted on it.
 
-        The recent window is at most status.RECENT_SECONDS, so every recently submitted pilot
+        The recent window is at most census.RECENT_SECONDS, so every recently submitted pilot
         that condor_q lists is among ``found.recent`` (or ``found.pilots``)."""
         if self._memory is None:
             return
@@ -143,48 +181,58 @@ class CondorBackend:
             groups[self._default] = []
         return groups
 
-    def submit(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome:
-        schedd = self.schedd_of(label)
-        refused = self._remember(schedd, [label], context)
-        if refused:
-            return refused[label.name]
-        outcome = submit_pilots(label, n, context, schedd, self._timeout)
-        if self._memory is not None and outcome.job_ids:
-            self._memory.note_submitted(schedd, outcome.job_ids)
-        return outcome
+    # -- submission --
 
-    def submit_batch(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
+    def submit(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
         """One condor_submit per schedd (see bulk.py); schedds in parallel, at most ``parallel``.
 
         Each schedd/label is remembered before (a label that cannot be is not submitted)."""
-        refused: dict[str, SubmitOutcome] = {}
-        by_schedd: dict[Schedd, list[tuple[Label, int]]] = {}
-        for label, n in requests:
-            by_schedd.setdefault(self.schedd_of(label), []).append((label, n))
-        for schedd, items in list(by_schedd.items()):
-            refused.update(self._remember(schedd, [label for label, _ in items], context))
-            by_schedd[schedd] = [(label, n) for label, n in items if label.name not in refused]
-        by_schedd = {schedd: items for schedd, items in by_schedd.items() if items}
-
-        def one(schedd: Schedd, items: list[tuple[Label, int]]) -> BatchResult:
-            return submit_batch(items, context, schedd, self._timeout, self._blocks)
-
-        if len(by_schedd) <= 1 or self._parallel == 1:
-            results = [one(schedd, items) for schedd, items in by_schedd.items()]
-        else:
-            with ThreadPoolExecutor(min(self._parallel, len(by_schedd)), "condor-submit") as pool:
-                results = list(pool.map(one, by_schedd.keys(), by_schedd.values()))
+        by_schedd, refused = self._remembered(requests, context)
+        results = self._submit_each_schedd(by_schedd, context)
         if self._memory is not None:
             for schedd, result in zip(by_schedd, results, strict=True):
                 ids = tuple(job_id for outcome in result.outcomes.values() for job_id in outcome.job_ids)
                 if ids:
                     self._memory.note_submitted(schedd, ids)
         outcomes = {name: outcome for result in results for name, outcome in result.outcomes.items()}
+        if not context.dry_run:
+            self._watch_failed(outcomes)
+        return refused | outcomes
+
+    def _remembered(
+        self, requests: SubmitRequests, context: SubmitContext
+    ) -> tuple[dict[Schedd, Requests], dict[str, SubmitOutcome]]:
+        """The requests by schedd, each remembered before, and the labels refused because their
+        schedd could not be remembered."""
+        by_schedd: dict[Schedd, Requests] = {}
+        for label, n in requests:
+            by_schedd.setdefault(self.schedd_of(label), []).append((label, n))
+        refused: dict[str, SubmitOutcome] = {}
+        for schedd, items in list(by_schedd.items()):
+            refused.update(self._remember(schedd, [label for label, _ in items], context))
+            by_schedd[schedd] = [(label, n) for label, n in items if label.name not in refused]
+        return {schedd: items for schedd, items in by_schedd.items() if items}, refused
+
+    def _submit_each_schedd(
+        self, by_schedd: Mapping[Schedd, Requests], context: SubmitContext
+    ) -> list[BatchResult]:
+        """One batch per schedd, in the order of ``by_schedd``; in parallel when there are several."""
+
+        def one(schedd: Schedd, items: Requests) -> BatchResult:
+            return submit_batch(items, context, schedd, self._timeout, self._blocks)
+
+        if len(by_schedd) <= 1 or self._parallel == 1:
+            return [one(schedd, items) for schedd, items in by_schedd.items()]
+        with ThreadPoolExecutor(min(self._parallel, len(by_schedd)), "condor-submit") as pool:
+            return list(pool.map(one, by_schedd.keys(), by_schedd.values()))
+
+    def _watch_failed(self, outcomes: Mapping[str, SubmitOutcome]) -> None:
+        """List the pilots of labels whose submission failed in the next censuses (condor may have
+        queued some after all, even on "not submitted")."""
         for name, outcome in outcomes.items():
-            if outcome.error and not context.dry_run:  # even "not submitted": condor may be wrong
+            if outcome.error:
                 self._watch[name] = WATCH_CENSUSES
                 self._blocks.made_dirs.clear()  # a log directory may have gone: make them again
-        return refused | outcomes
 
     def _remember(
         self, schedd: Schedd, labels: Sequence[Label], context: SubmitContext
@@ -203,6 +251,8 @@ class CondorBackend:
                 )
         return refused
 
+    # -- removal --
+
     def _where(self, label: Label, job_ids: Sequence[str]) -> dict[Schedd, list[str]]:
         """The schedd of each pilot as the last census found it (a moved queue's pilots stay in
         the old one), else the label's schedd."""
@@ -216,10 +266,6 @@ class CondorBackend:
         """condor_rm; ``reason`` becomes the jobs' RemoveReason (else "via condor_rm")."""
         for schedd, ids in self._where(label, job_ids).items():
             run_condor("condor_rm", schedd, ["-reason", reason, *ids] if reason else ids, self._timeout)
-
-    def release(self, label: Label, job_ids: Sequence[str]) -> None:
-        for schedd, ids in self._where(label, job_ids).items():
-            run_condor("condor_release", schedd, ids, self._timeout)
 
     def tidy(self, work: Sequence[Tidy]) -> dict[str, str]:
         """One ``condor_release`` per schedd and one ``condor_rm`` per schedd and reason, for all
@@ -244,20 +290,80 @@ class CondorBackend:
                     failed.setdefault(name, str(exc))
         return failed
 
+    # -- the cron helpers --
 
-def _add(a: Supply | None, b: Supply) -> Supply:
-    """Two schedds' counts of one label, summed."""
-    if a is None:
-        return b
-    return Supply(a.idle + b.idle, a.running + b.running, a.held + b.held, a.all + b.all)
+    def all_schedds(self) -> list[Schedd]:
+        """The factory-wide schedd, the configured ones, then the remembered ones (a queue that
+        moved leaves its pilots in the old one: they must be neither lost nor AWOL), each once."""
+        remembered = self._memory.schedds() if self._memory is not None else []
+        return list(dict.fromkeys([self._default, *self._configured, *remembered]))
 
+    def finished(self, since: Callable[[str], float]) -> Finished:
+        """Each schedd's condor_history since its time, and its condor_q (the ids still queued)."""
+        ended: list[EndedPilot] = []
+        queued: set[str] = set()
+        sources: list[str] = []
+        problems: list[str] = []
+        constraint = factory_constraint(self._factory_id)
+        for schedd in self.all_schedds():
+            key = schedd_key(schedd)
+            try:
+                found = read_history(schedd, constraint, self._timeout, since(key))
+                listed = self.pilots(schedd)
+            except BatchError as exc:
+                problems.append(str(exc))
+                continue
+            ended += found
+            queued.update(pilot.job_id for pilot in listed)
+            sources.append(key)
+        return Finished(tuple(ended), frozenset(queued), tuple(sources), tuple(problems))
 
-def history_ids(schedd: Schedd, factory_id: str, job_ids: Sequence[str], timeout: float) -> set[str]:
-    """Which of ``job_ids`` (this factory's) ``condor_history`` knows in ``schedd``."""
-    pairs = (job_id.split(".") for job_id in job_ids)
-    ids = " || ".join(f"(ClusterId == {int(c)} && ProcId == {int(p)})" for c, p in pairs)
-    args = [
-        "-constraint", f"{factory_constraint(factory_id)} && ({ids})",
-        "-attributes", "ClusterId,ProcId", "-limit", str(len(job_ids)),
-    ]  # fmt: skip
-    return {f"{ad.get('ClusterId')}.{ad.get('ProcId')}" for ad in history_ads(schedd, args, timeout)}
+    def trace(self, job_ids: Sequence[str]) -> tuple[EndedPilot, ...]:
+        """Each schedd's whole condor_history asked for the ids (in bounded batches); the ids in
+        none are lost (AWOL). Raises BatchError."""
+        found: list[EndedPilot] = []
+        missing = list(job_ids)
+        for schedd in self.all_schedds():
+            for start in range(0, len(missing), IDS_PER_QUERY):
+                part = missing[start : start + IDS_PER_QUERY]
+                found += read_history(schedd, ids_constraint(self._factory_id, part), self._timeout)
+            seen = {pilot.job_id for pilot in found}
+            missing = [job_id for job_id in missing if job_id not in seen]
+        return (*found, *(EndedPilot(job_id, End.LOST, None, AWOL) for job_id in missing))
+
+    def stale(self, now: float, older_than: Mapping[JobStatus, int]) -> Stale:
+        """Each schedd's condor_q; a schedd that cannot be asked is a problem."""
+        found: list[StalePilot] = []
+        problems: list[str] = []
+        for schedd in self.all_schedds():
+            try:
+                pilots = self.pilots(schedd)
+            except BatchError as exc:
+                problems.append(str(exc))
+                continue
+            for pilot in pilots:
+                age = int(now) - pilot.entered_status
+                if pilot.status in older_than and age > older_than[pilot.status]:
+                    found.append(StalePilot(pilot.job_id, pilot.status, age, schedd_key(schedd)))
+        return Stale(tuple(found), tuple(problems))
+
+    def remove_stale(self, pilots: Sequence[StalePilot], reason: str) -> Removal:
+        """One condor_rm per schedd."""
+        schedds = {schedd_key(schedd): schedd for schedd in self.all_schedds()}
+        by_schedd: dict[str, list[str]] = {}
+        for pilot in pilots:
+            by_schedd.setdefault(pilot.source, []).append(pilot.job_id)
+        removed: set[str] = set()
+        problems: list[str] = []
+        for key, ids in by_schedd.items():
+            schedd = schedds.get(key)
+            if schedd is None:
+                problems.append(f"{', '.join(ids)} not removed: {key} is not one of this factory's schedds")
+                continue
+            try:
+                run_condor("condor_rm", schedd, ["-reason", reason, *ids], self._timeout)
+            except BatchError as exc:
+                problems.append(str(exc))
+                continue
+            removed.update(ids)
+        return Removal(frozenset(removed), tuple(problems))

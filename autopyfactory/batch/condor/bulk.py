@@ -33,14 +33,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autopyfactory.batch.condor.command import Schedd, run_condor_keep
-from autopyfactory.batch.condor.submit import (
-    SubmitRenderError,
-    log_dir,
-    render_submit,
-    validate,
-    write_submit_file,
-)
+from autopyfactory.batch.condor.submit import render_submit, validate, write_submit_file
 from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome
+from autopyfactory.batch.pilot import SubmitRenderError, log_dir
 from autopyfactory.domain.label import Label
 
 log = logging.getLogger(__name__)
@@ -193,16 +188,12 @@ def submit_batch(
     cache: BlockCache | None = None,
 ) -> BatchResult:
     """Submit all ``requests`` (label, n) of one schedd; one outcome per label, never raises."""
+    cache = cache or BlockCache()
     outcomes: dict[str, SubmitOutcome] = {}
     groups: dict[frozenset[str], list[Block]] = {}
     for label, n in requests:
         try:
-            block = cache.block(label, n, context) if cache else render_block(label, n, context)
-            directory = log_dir(context.base_log_dir, context.date, label.name)
-            if cache is None or directory not in cache.made_dirs:
-                Path(directory).mkdir(parents=True, exist_ok=True)
-                if cache is not None:
-                    cache.made_dirs.add(directory)
+            block = _prepare(label, n, context, cache)
         except (SubmitRenderError, OSError) as exc:
             log.error("%s: no submission: %s", label.name, exc)
             outcomes[label.name] = SubmitOutcome(error=str(exc))
@@ -210,15 +201,27 @@ def submit_batch(
         groups.setdefault(block.signature, []).append(block)
     calls = 0
     for blocks in groups.values():
-        result, used = _submit_group(blocks, context, schedd, timeout, cache or BlockCache())
+        result, used = _submit_group(blocks, context, schedd, timeout, cache)
         outcomes.update(result)
         calls += used
     return BatchResult(outcomes, calls)
 
 
+def _prepare(label: Label, n: int, context: SubmitContext, cache: BlockCache) -> Block:
+    """The label's block, and its log directory made (once per cache); raises SubmitRenderError
+    or OSError."""
+    block = cache.block(label, n, context)
+    directory = log_dir(context.base_log_dir, context.date, label.name)
+    if directory not in cache.made_dirs:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        cache.made_dirs.add(directory)
+    return block
+
+
 def _submit_group(
     blocks: Sequence[Block], context: SubmitContext, schedd: Schedd, timeout: float, cache: BlockCache
 ) -> tuple[dict[str, SubmitOutcome], int]:
+    """One submit file for ``blocks`` (same signature), and its condor_submit unless a dry run."""
     total = sum(b.n for b in blocks)
     header = f"# autopyfactory: {len(blocks)} labels, {total} pilots, {schedd}, one cluster per label"
     text = batch_text(blocks, header)
@@ -232,6 +235,19 @@ def _submit_group(
         return {b.label.name: SubmitOutcome(submit_file=str(path)) for b in blocks}, 0
     if len(blocks) > 1 and schedd in cache.one_by_one:
         return _one_by_one(blocks, context, schedd, timeout, path)
+    return _submit_file(blocks, context, schedd, timeout, cache, path)
+
+
+def _submit_file(
+    blocks: Sequence[Block],
+    context: SubmitContext,
+    schedd: Schedd,
+    timeout: float,
+    cache: BlockCache,
+    path: Path,
+) -> tuple[dict[str, SubmitOutcome], int]:
+    """condor_submit of the batch file: each label's ids, or one call per label from now on when
+    this condor_submit refuses several queue statements."""
     output, error = run_condor_keep("condor_submit", schedd, ["-terse", str(path)], timeout)
     if error and len(blocks) > 1 and _MULTI_QUEUE_REFUSED.search(error) and not output.strip():
         log.warning("%s: condor_submit refuses several queue statements: one call per label from now", schedd)

@@ -15,35 +15,12 @@ CE flavours (CONTRACTS §3)::
 
 CREAM-CE, OSG-CE and LCG-CE (grid types ``cream`` and ``gt2``) are gone from HTCondor: its
 condor_submit accepts only the grid types in :data:`GRID_TYPES`. Such CEs get no label
-(labels.py), and a description for any other grid type is refused here, before condor_submit.
+(config/autoconfigure.py), and a description for any other grid type is refused here, before condor_submit.
 
-``arguments`` is a template: it is split into words like a shell would (quotes group words, a
-backslash escapes, nothing is expanded), then ``%(field)s`` is filled in each word, and each word
-reaches the wrapper as exactly one argument whatever it contains. A ``$`` the operator wrote is
-passed on as it is (condor never expands it): only the factory's own macros (``$(Cluster)``,
-``$(Process)`` in the environment) expand. Fields:
-
-    siteid            the PanDA site id (schedconfig ``siteid``; default the PanDA queue)
-    pq                the PanDA queue name
-    label             this label's name
-    port              the PanDA server's port: from its URL, else 25443 (https) / 25080 (http)
-    pandaserver       the PanDA server URL without the port: ``https://pandaserver.cern.ch``
-    pandaserver_host  the PanDA server's host name
-    pandaurl          ``scheme://host`` of the PanDA server (pilot 3's ``--url``)
-    pilotUser         pilot 3's ``--pilot-user`` (``pilotUser``, default ATLAS)
-    jobLabel          the prodSourceLabel the pilot asks for (``jobLabel``, default managed)
-    pilotType         pilot type / version tag (``pilotType``, default PR)
-    resourceType      the label's PanDA resource type (SCORE, MCORE...; empty when it has none)
-    corecount         cores per pilot
-    maxrss            memory per pilot in MB
-    factoryId         this factory's id
-
-Write ``%%`` for a literal ``%``. An unknown field is a :class:`SubmitRenderError`.
-
-After the template's words the factory appends, in this order: ``--resource-type <type>`` when
-the label has a resource type and the template does not name ``--resource-type`` itself, the
-wrapper's ``--piloturl <pilotURL>`` and ``--pilotversion <pilotVersion>`` when those are set, and
-the words of ``pilotExtraArgs`` (split like the template, passed on to ``pilot.py``).
+The pilot's argument words, environment and log directory come from :mod:`autopyfactory.batch.pilot`
+(the same for every backend, as the pilot must see them); this module writes them in condor's
+syntax. A ``$`` the operator wrote is passed on as it is (condor never expands it): only the
+factory's own macros (``$(Cluster)``, ``$(Process)`` in the environment) expand.
 
 Quoting: every ClassAd string (``+FactoryId = "…"`` and the like) goes through
 ``classad2.quote``; ``arguments`` and ``environment`` use condor's "new syntax" (the whole value
@@ -57,27 +34,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import quote as url_quote
-from urllib.parse import urlsplit
 
 import classad2
 import htcondor2
 
 from autopyfactory.batch.condor.command import Schedd, run_condor
 from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome
+from autopyfactory.batch.pilot import SubmitRenderError, log_dir, pilot_arguments, pilot_environment
 from autopyfactory.domain.label import CE, Label, Resources, SubmitSettings
 from autopyfactory.domain.model import JobStatus
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_FIELDS = (
-    "siteid", "pq", "label", "port", "pandaserver", "pandaserver_host", "pandaurl", "pilotUser", "jobLabel",
-    "pilotType", "resourceType", "corecount", "maxrss", "factoryId",
-)  # fmt: skip
-DEFAULT_PANDA_PORTS = {"https": 25443, "http": 25080}
 HTCONDOR_CE_PORT = 9619
 ARC_REST_PORT = 443
 ARC_GRIDFTP_PORT = 2811  # the old ARC interface; the same host serves REST on 443
@@ -88,12 +58,7 @@ GRID_TYPES = frozenset({"condor", "batch", "arc", "ec2", "gce", "azure"})
 EXPRESSION_COMMANDS = ("periodic_hold", "periodic_remove")
 
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TERSE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
-
-
-class SubmitRenderError(ValueError):
-    """The submit description cannot be built or is not valid; the message says why."""
 
 
 # ---- quoting -----------------------------------------------------------------------------------
@@ -208,117 +173,25 @@ def periodic_remove(settings: SubmitSettings) -> str:
 # ---- the pieces of a description ---------------------------------------------------------------
 
 
-def _panda_server(url: str) -> tuple[str, str, int]:
-    """(URL without the port, host, port) of the PanDA server."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in DEFAULT_PANDA_PORTS or not parts.hostname:
-        raise SubmitRenderError(f"pandaserver {url!r} is not an http(s) URL")
-    try:
-        port = parts.port or DEFAULT_PANDA_PORTS[parts.scheme]
-    except ValueError as exc:
-        raise SubmitRenderError(f"pandaserver {url!r}: {exc}") from None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}", parts.hostname, port
+def condor_words(words: Iterable[str]) -> list[str]:
+    """The pilot's argument words as condor_submit must read them (``$`` is no macro)."""
+    return [literal(word) for word in words]
 
 
-def template_fields(label: Label, context: SubmitContext) -> dict[str, str | int]:
-    server, host, port = _panda_server(context.pandaserver)
-    parts = urlsplit(server)
-    pilot = label.pilot
-    return {
-        "siteid": label.siteid,
-        "pq": label.pq,
-        "label": label.name,
-        "port": port,
-        "pandaserver": server,
-        "pandaserver_host": host,
-        "pandaurl": f"{parts.scheme}://{parts.netloc}",
-        "pilotUser": pilot.user,
-        "jobLabel": pilot.job_label,
-        "pilotType": pilot.pilot_type,
-        "resourceType": label.resource_type or "",
-        "corecount": label.resources.corecount,
-        "maxrss": label.resources.maxrss,
-        "factoryId": context.factory_id,
-    }
+#: Stands for the pilot's job id in the neutral environment until condor's macro replaces it. It
+#: cannot clash with a real value: an environment variable cannot hold a NUL.
+_JOB_ID = "\0job-id\0"
+#: condor_submit's macro for a pilot's job id.
+JOB_ID_MACRO = "$(Cluster).$(Process)"
 
 
-def _split(what: str, text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError as exc:
-        raise SubmitRenderError(f"{what} {text!r}: {exc}") from None
-
-
-def pilot_arguments(label: Label, context: SubmitContext) -> list[str]:
-    """The wrapper's argument words for ``label``: the template, then the appended options."""
-    words = render_arguments(label.submit.arguments, template_fields(label, context))
-    pilot = label.pilot
-    if label.resource_type and not any(w.split("=")[0] == "--resource-type" for w in words):
-        words += ["--resource-type", literal(label.resource_type)]
-    if pilot.url:
-        words += ["--piloturl", literal(pilot.url)]
-    if pilot.version:
-        words += ["--pilotversion", literal(pilot.version)]
-    return words + [literal(word) for word in _split("pilotExtraArgs", pilot.extra_args)]
-
-
-def render_arguments(template: str, fields: Mapping[str, str | int]) -> list[str]:
-    """The wrapper's argument words: the template split like a shell line, fields filled in.
-
-    A ``$`` in the template is escaped like one in a field value: the operator's text reaches the
-    pilot as written (``$ENV(HOME)`` or ``$(Cluster)`` are not condor macros here).
-    """
-    words = _split("arguments template", template)
-    safe = {name: literal(value) if isinstance(value, str) else value for name, value in fields.items()}
-    try:
-        return [literal(word) % safe for word in words]
-    except KeyError as exc:
-        known = ", ".join(TEMPLATE_FIELDS)
-        raise SubmitRenderError(
-            f"arguments template {template!r}: unknown field %({exc.args[0]})s (known: {known})"
-        ) from None
-    except (ValueError, TypeError) as exc:
-        raise SubmitRenderError(
-            f"arguments template {template!r}: {exc} (write %% for a literal %)"
-        ) from None
-
-
-def log_dir(base_log_dir: str, date: str, label: str) -> str:
-    """``<baseLogDir>/<date>/<label>``: where a label's pilot logs and submit files go."""
-    if not _DATE.match(date):
-        raise SubmitRenderError(f"date {date!r} is not YYYY-MM-DD")
-    if "/" in label or label in ("", ".", "..") or "\0" in label:
-        raise SubmitRenderError(f"label {label!r} cannot name a directory")
-    return f"{base_log_dir.rstrip('/') or '/'}/{date}/{label}"
-
-
-def gtag(context: SubmitContext, label: str) -> str:
-    """The URL of this pilot's stdout (empty when no baseLogDirUrl is configured)."""
-    base = context.base_log_dir_url.rstrip("/")
-    if not base:
-        return ""
-    return f"{literal(base)}/{context.date}/{literal(url_quote(label, safe=''))}/$(Cluster).$(Process).out"
-
-
-def pilot_environment(label: Label, context: SubmitContext) -> list[tuple[str, str]]:
-    """The pilot's environment: schedconfig ``environ`` first, then the factory's own variables.
-
-    An ``environ`` entry that names one of the factory's variables is dropped (even when the
-    factory leaves that variable out): the monitor and the logs rely on the factory's values.
-    """
-    own = [
-        ("APFFID", literal(context.factory_id)),
-        ("APFCID", "$(Cluster).$(Process)"),
-        ("APFMON", literal(context.monitor_url)),
-        ("FACTORYQUEUE", literal(label.name)),
-        ("GTAG", gtag(context, label.name)),
-        ("PANDA_JSID", literal(context.factory_id)),
+def condor_pilot_environment(label: Label, context: SubmitContext) -> list[tuple[str, str]]:
+    """The pilot's environment (batch/pilot.py) as condor_submit must read it: values escaped,
+    the job id condor's own macro."""
+    return [
+        (literal(name), JOB_ID_MACRO.join(literal(part) for part in value.split(_JOB_ID)))
+        for name, value in pilot_environment(label, context, _JOB_ID)
     ]
-    names = {name for name, _ in own}
-    own = [(name, value) for name, value in own if value]
-    extra = [(literal(k), literal(v)) for k, v in label.resources.environ if k not in names]
-    return extra + own
 
 
 def _port(ce: CE, default: int) -> int:
@@ -455,13 +328,13 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
         raise SubmitRenderError(f"{label.name}: unsupported CE flavour {label.ce.flavour!r}")
     submit = label.submit
     flavour = _check_grid_type(label.name, flavour_lines(label.ce, label.resources, submit))
-    words = pilot_arguments(label, context)
+    words = condor_words(pilot_arguments(label, context))
     lines = [
         " ".join(f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".splitlines()),
         *flavour,
         f"executable = {literal(submit.executable)}",
         f"arguments = {condor_arguments(words)}",
-        f"environment = {condor_environment(pilot_environment(label, context))}",
+        f"environment = {condor_environment(condor_pilot_environment(label, context))}",
         f"+FactoryId = {classad_string(context.factory_id)}",
         f"+MATCH_APF_QUEUE = {classad_string(label.name)}",
         f"+APF_PANDA_QUEUE = {classad_string(label.pq)}",

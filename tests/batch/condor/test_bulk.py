@@ -171,9 +171,7 @@ def test_schedds_are_submitted_to_concurrently_each_once(labels, tmp_path, condo
     moved = labels[CERN[1]]
     moved = dataclasses.replace(moved, submit=dataclasses.replace(moved.submit, schedd="s2.example.org"))
     backend = CondorBackend("bulk-factory", Schedd(), timeout=30)
-    outcomes = backend.submit_batch(
-        [(labels[CERN[0]], 2), (moved, 3), (labels[CERN[2]], 1)], context(tmp_path)
-    )
+    outcomes = backend.submit([(labels[CERN[0]], 2), (moved, 3), (labels[CERN[2]], 1)], context(tmp_path))
     assert len(condor.calls("condor_submit")) == 2
     assert [j["MATCH_APF_QUEUE"] for j in condor.jobs("s2.example.org")] == [CERN[1]] * 3
     assert outcomes[CERN[1]].job_ids == ("1.0", "1.1", "1.2") and outcomes[CERN[2]].job_ids == ("2.0",)
@@ -225,7 +223,7 @@ def test_pilots_of_a_failed_submission_are_listed_by_the_next_censuses(labels, t
     condor.fail_next("condor_submit", "queued-exit", output="")
     backend = CondorBackend("bulk-factory", Schedd(), timeout=30)
     label, other = labels[CERN[0]], labels[CERN[1]]
-    outcomes = backend.submit_batch([(label, 2)], context(tmp_path))
+    outcomes = backend.submit([(label, 2)], context(tmp_path))
     assert outcomes[CERN[0]].job_ids == () and outcomes[CERN[0]].error
     condor.submit(  # another label's pilot of this factory, not listed
         "universe = vanilla\nexecutable = /bin/true\ntransfer_executable = False\n"

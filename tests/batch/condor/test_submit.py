@@ -22,7 +22,6 @@ import pytest
 
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.condor.submit import (
-    SubmitRenderError,
     condor_arguments,
     condor_environment,
     parse_terse,
@@ -33,6 +32,7 @@ from autopyfactory.batch.condor.submit import (
     validate,
 )
 from autopyfactory.batch.interface import BatchError, SubmitContext
+from autopyfactory.batch.pilot import SubmitRenderError
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label

@@ -20,15 +20,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from autopyfactory.batch.interface import SubmitContext
-from autopyfactory.batch.local.backend import (
-    LocalBackend,
-    LocalPilot,
-    RunState,
-    describe,
-    expand_macros,
-    process_identity,
-)
+from autopyfactory.batch.interface import SubmitContext, SubmitOutcome, Tidy
+from autopyfactory.batch.local.backend import LocalBackend, describe
+from autopyfactory.batch.local.processes import process_identity
+from autopyfactory.batch.local.registry import LocalPilot, Registry, RunState
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
@@ -137,6 +132,11 @@ def make_context(
     )
 
 
+def submit(backend: LocalBackend, label: Label, n: int, context: SubmitContext) -> SubmitOutcome:
+    """One label's submission through the backend's batch interface."""
+    return backend.submit([(label, n)], context)[label.name]
+
+
 def write_pilot(directory: Path) -> Path:
     path = directory / "test-pilot.py"
     path.write_text(f"#!{sys.executable}\n{PILOT}")
@@ -150,7 +150,7 @@ def submit_from_child(base: str, state: str, gate: str) -> None:
     label = with_pilot(
         load_labels(root)[A], str(root / "test-pilot.py"), {"PILOT_GATE": gate, "PILOT_RC": "5"}
     )
-    outcome = LocalBackend(FID, Path(state)).submit(label, 1, make_context(root))
+    outcome = submit(LocalBackend(FID, Path(state)), label, 1, make_context(root))
     print(json.dumps(list(outcome.job_ids)))
 
 
@@ -220,19 +220,19 @@ def test_ids_are_cluster_proc_and_never_repeat(
 ):
     label = with_pilot(labels[A], str(pilot), {})
     backend = LocalBackend(FID, state)
-    assert backend.submit(label, 2, make_context(tmp_path)).job_ids == ("1.0", "1.1")
+    assert submit(backend, label, 2, make_context(tmp_path)).job_ids == ("1.0", "1.1")
     restarted = LocalBackend(FID, state)
-    assert restarted.submit(label, 1, make_context(tmp_path)).job_ids == ("2.0",)
+    assert submit(restarted, label, 1, make_context(tmp_path)).job_ids == ("2.0",)
     assert (state / "local" / "cluster").read_text() == "2\n"
     wait_for(finished(restarted, [label], 3), message="three pilots to finish")
     (state / "local" / "cluster").unlink()  # lost counter: continue after the highest id on disk
-    assert restarted.submit(label, 1, make_context(tmp_path)).job_ids == ("3.0",)
+    assert submit(restarted, label, 1, make_context(tmp_path)).job_ids == ("3.0",)
     wait_for(finished(restarted, [label], 4))
 
 
 def test_queue_environ_may_set_pilot_nokill(tmp_path: Path, labels: dict[str, Label]) -> None:
     label = with_pilot(labels[A], "/bin/true", {"PILOT_NOKILL": "0"}, "-q %(pq)s")
-    _, environment = describe(label, make_context(tmp_path))
+    _, environment = describe(label, make_context(tmp_path), "1.0")
     assert [value for name, value in environment if name == "PILOT_NOKILL"] == ["0"]
 
 
@@ -251,7 +251,7 @@ def test_pilot_sees_rendered_arguments_and_condor_environment(
     )
     label = dataclasses.replace(with_pilot(labels[A], str(pilot), environ, template), siteid="SITE$X")
     backend = LocalBackend(FID, state)
-    outcome = backend.submit(label, 1, make_context(tmp_path))
+    outcome = submit(backend, label, 1, make_context(tmp_path))
     assert (outcome.job_ids, outcome.error) == (("1.0",), "")
     wait_for(finished(backend, [label], 1))
 
@@ -292,7 +292,7 @@ def test_logs_exit_code_and_census_while_running_and_after(
     )
     clock = FakeClock(1_000_000.0)
     backend = LocalBackend(FID, state, clock=clock)
-    backend.submit(label, 1, make_context(tmp_path))
+    submit(backend, label, 1, make_context(tmp_path))
     wait_for(lambda: (record / "1.0.ready").exists())
 
     census = backend.census([labels[A], labels[B]])
@@ -327,7 +327,7 @@ def test_a_pilot_killed_by_a_signal_is_recorded_as_128_plus_n(
 ):
     label = with_pilot(labels[A], str(pilot), {"PILOT_KILL_SELF": "1"})
     backend = LocalBackend(FID, state)
-    backend.submit(label, 1, make_context(tmp_path))
+    submit(backend, label, 1, make_context(tmp_path))
     wait_for(finished(backend, [label], 1))
     assert backend.history()[0].rc == 128 + signal.SIGKILL
 
@@ -337,7 +337,7 @@ def test_history_is_newest_first_and_filtered_by_end_time(
 ):
     label = with_pilot(labels[A], str(pilot), {})
     backend = LocalBackend(FID, state)
-    backend.submit(label, 2, make_context(tmp_path))
+    submit(backend, label, 2, make_context(tmp_path))
     wait_for(finished(backend, [label], 2))
     history = backend.history()
     assert [r.job_id for r in history] == sorted(["1.0", "1.1"], key=lambda j: (_ended(history, j), j))[::-1]
@@ -354,10 +354,10 @@ def test_bad_executable_or_template_is_an_error_and_registers_nothing(
 ):
     backend = LocalBackend(FID, state)
     missing = with_pilot(labels[A], str(tmp_path / "no-such-wrapper"), {})
-    outcome = backend.submit(missing, 1, make_context(tmp_path))
+    outcome = submit(backend, missing, 1, make_context(tmp_path))
     assert outcome.job_ids == () and "not an executable file" in outcome.error
     bad = with_pilot(labels[A], str(pilot), {}, arguments="-s %(nosuchfield)s")
-    assert "unknown field %(nosuchfield)s" in backend.submit(bad, 1, make_context(tmp_path)).error
+    assert "unknown field %(nosuchfield)s" in submit(backend, bad, 1, make_context(tmp_path)).error
     assert not (state / "local" / "pilots").exists()
 
 
@@ -365,7 +365,7 @@ def test_dry_run_starts_and_writes_nothing(
     tmp_path: Path, state: Path, labels: dict[str, Label], pilot: Path
 ):
     label = with_pilot(labels[A], str(pilot), {"X": "a b"})
-    outcome = LocalBackend(FID, state).submit(label, 3, make_context(tmp_path, dry_run=True))
+    outcome = submit(LocalBackend(FID, state), label, 3, make_context(tmp_path, dry_run=True))
     assert outcome.job_ids == () and outcome.error == ""
     assert (
         outcome.extra["command"]
@@ -375,13 +375,6 @@ def test_dry_run_starts_and_writes_nothing(
     assert "'APFCID=$(Cluster).$(Process)'" in outcome.extra["environment"]
     assert "'X=a b'" in outcome.extra["environment"]
     assert not state.exists() and not (tmp_path / "logs").exists()
-
-
-def test_expand_macros_undoes_condor_escaping_in_one_pass():
-    assert (
-        expand_macros("$(DOLLAR)(Cluster) $(cluster).$(ProcId) $(DOLLAR)$(DOLLAR)", "7", "2")
-        == "$(Cluster) 7.2 $$"
-    )
 
 
 # ---- restarts and the pid-reuse guard ------------------------------------------------------------
@@ -455,7 +448,7 @@ def test_a_pilot_killed_behind_the_factorys_back_has_no_exit_code(
     gate = tmp_path / "gate"
     label = with_pilot(labels[A], str(pilot), {"PILOT_GATE": str(gate), "PILOT_RECORD": str(record)})
     backend = LocalBackend(FID, state)
-    backend.submit(label, 1, make_context(tmp_path))
+    submit(backend, label, 1, make_context(tmp_path))
     wait_for(lambda: (record / "1.0.ready").exists())
     entry = LocalPilot.from_json((state / "local" / "pilots" / "1.0.json").read_text())
     assert entry.pid is not None
@@ -475,9 +468,9 @@ def test_max_running_queues_pilots_and_starts_them_first_in_first_out(
     env = {"PILOT_GATE": str(gate), "PILOT_ORDER": str(order), "PILOT_RECORD": str(record)}
     label_a, label_b = with_pilot(labels[A], str(pilot), env), with_pilot(labels[B], str(pilot), env)
     backend = LocalBackend(FID, state, max_running=1)
-    assert backend.submit(label_a, 1, make_context(tmp_path)).job_ids == ("1.0",)
-    assert backend.submit(label_b, 2, make_context(tmp_path)).job_ids == ("2.0", "2.1")
-    assert backend.submit(label_a, 1, make_context(tmp_path)).job_ids == ("3.0",)
+    assert submit(backend, label_a, 1, make_context(tmp_path)).job_ids == ("1.0",)
+    assert submit(backend, label_b, 2, make_context(tmp_path)).job_ids == ("2.0", "2.1")
+    assert submit(backend, label_a, 1, make_context(tmp_path)).job_ids == ("3.0",)
     census = backend.census([label_a, label_b])
     assert (counts(census, A), counts(census, B), census.total) == ((1, 1), (2, 0), 4)
     assert {p.job_id: p.status for p in census.pilots[B]} == {"2.0": JobStatus.IDLE, "2.1": JobStatus.IDLE}
@@ -500,9 +493,9 @@ def test_remove_terminates_kills_the_stubborn_and_drops_the_waiting(
     polite = with_pilot(labels[A], str(pilot), common | {"PILOT_TERM": "exit"})
     stubborn = with_pilot(labels[B], str(pilot), common | {"PILOT_TERM": "ignore"})
     backend = LocalBackend(FID, state, max_running=2, kill_grace=0.3)
-    backend.submit(polite, 1, make_context(tmp_path))
-    backend.submit(stubborn, 1, make_context(tmp_path))
-    backend.submit(polite, 1, make_context(tmp_path))  # 3.0 waits for a slot
+    submit(backend, polite, 1, make_context(tmp_path))
+    submit(backend, stubborn, 1, make_context(tmp_path))
+    submit(backend, polite, 1, make_context(tmp_path))  # 3.0 waits for a slot
     wait_for(lambda: (record / "1.0.ready").exists() and (record / "2.0.ready").exists())
     pids = {e.job_id: e.pid for e in map(LocalPilot.from_json, _registry_texts(state))}
 
@@ -527,7 +520,7 @@ def test_remove_terminates_kills_the_stubborn_and_drops_the_waiting(
     assert not (record / "3.0.json").exists()  # never ran
     log_lines = (tmp_path / "logs" / DATE / A / "1.0.log").read_text().splitlines()
     assert log_lines[-1].split()[0] == "009" and log_lines[-1].endswith("removed")
-    backend.release(polite, ["1.0"])  # nothing is ever held: a no-op
+    assert backend.tidy([Tidy(polite, release=("1.0",))]) == {}  # nothing is ever held: a no-op
 
 
 def _registry_texts(state: Path) -> list[str]:
@@ -578,7 +571,7 @@ def test_runs_the_real_wrapper_with_a_file_pilot_source(
     }
     label = with_pilot(labels[A], str(WRAPPER), environ)  # the default arguments template
     backend = LocalBackend(FID, state)
-    outcome = backend.submit(label, 1, make_context(tmp_path, monitor_url=""))
+    outcome = submit(backend, label, 1, make_context(tmp_path, monitor_url=""))
     assert outcome.job_ids == ("1.0",)
     wait_for(finished(backend, [label], 1), timeout=60, message="the wrapper to finish")
 
@@ -648,7 +641,7 @@ def test_no_zombie_children_after_many_pilots(
     label = with_pilot(labels[A], str(pilot), {})
     backend = LocalBackend(FID, state)
     for _ in range(4):
-        assert len(backend.submit(label, 10, make_context(tmp_path)).job_ids) == 10
+        assert len(submit(backend, label, 10, make_context(tmp_path)).job_ids) == 10
     wait_for(finished(backend, [label], 40), timeout=30)
     pids = _started_pids(tmp_path / "logs" / DATE / A)
     assert len(pids) == 40
@@ -667,17 +660,17 @@ def test_a_started_pilot_whose_registry_write_fails_is_killed_not_forgotten(
     gate = tmp_path / "gate"  # never opened: the pilot would run for 10 s
     label = with_pilot(labels[A], str(pilot), {"PILOT_GATE": str(gate), "PILOT_RECORD": str(record)})
     backend = LocalBackend(FID, state)
-    real_write = LocalBackend._write
+    real_write = Registry.write
 
-    def full_disk(self: LocalBackend, entry: LocalPilot) -> None:
+    def full_disk(self: Registry, entry: LocalPilot) -> None:
         if entry.state is RunState.RUNNING:
             raise OSError(28, "No space left on device")
         real_write(self, entry)
 
-    monkeypatch.setattr(LocalBackend, "_write", full_disk)
-    outcome = backend.submit(label, 1, make_context(tmp_path))
+    monkeypatch.setattr(Registry, "write", full_disk)
+    outcome = submit(backend, label, 1, make_context(tmp_path))
     assert "No space left on device" in outcome.error
-    monkeypatch.setattr(LocalBackend, "_write", real_write)  # the disk has room again
+    monkeypatch.setattr(Registry, "write", real_write)  # the disk has room again
 
     (pid,) = _started_pids(tmp_path / "logs" / DATE / A).values()
     census = backend.census([label])

@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from autopyfactory.batch.local.backend import LocalPilot, process_identity
+from autopyfactory.batch.local.processes import process_identity
+from autopyfactory.batch.local.registry import LocalPilot
 from tests.cycle.test_e2e import Stand
 
 

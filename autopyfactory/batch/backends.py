@@ -1,0 +1,102 @@
+"""The backend registry: every batch backend by the name a queue's ``batch`` setting gives it,
+built from the factory's settings.
+
+One construction for the factory (runtime/service.py) and the cron helpers (cron/): both ask
+the same schedds (the factory-wide one, the queue sections' own, the remembered ones) and the
+same local registry. It reads the configuration through two small protocols, so the batch
+package stays below the configuration: the loader's ``FactorySettings`` and ``QueueConfig`` fit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from autopyfactory.batch.condor.backend import CondorBackend
+from autopyfactory.batch.condor.census import RECENT_SECONDS
+from autopyfactory.batch.condor.command import Schedd
+from autopyfactory.batch.condor.schedds import MEMORY_FILE, SubmissionMemory
+from autopyfactory.batch.interface import Backend
+from autopyfactory.batch.local.backend import LocalBackend
+
+#: Pilots submitted in the last RECENT_CYCLES cycles (at least MIN_RECENT_WINDOW seconds) must be
+#: in condor_q or condor_history, else that schedd's census is suspect (batch/condor/schedds.py); at most
+#: RECENT_SECONDS, the span within which the census lists pilot ids.
+RECENT_CYCLES = 3
+MIN_RECENT_WINDOW = 300.0
+
+
+class BatchSettings(Protocol):
+    """The factory settings the backends are built from (``[Factory]`` of factory.conf)."""
+
+    @property
+    def factory_id(self) -> str: ...
+    @property
+    def state_dir(self) -> str: ...
+    @property
+    def sleep(self) -> int: ...
+    @property
+    def condor_schedd(self) -> str: ...
+    @property
+    def condor_pool(self) -> str: ...
+    @property
+    def condor_timeout(self) -> float: ...
+    @property
+    def local_max_running(self) -> int | None: ...
+    @property
+    def local_kill_grace(self) -> float: ...
+
+
+class QueueSection(Protocol):
+    """A queue section of factory.conf: its value of a key before schedconfig is applied."""
+
+    def get(self, key: str) -> object: ...
+
+
+def configured_schedds(settings: BatchSettings, queues: Sequence[QueueSection]) -> list[Schedd]:
+    """The schedds the condor queue sections name (``condorSchedd``/``condorPool`` overrides)."""
+    return [
+        Schedd(
+            str(queue.get("condorSchedd") or settings.condor_schedd),
+            str(queue.get("condorPool") or settings.condor_pool),
+        )
+        for queue in queues
+        if queue.get("batch") == CondorBackend.name
+    ]
+
+
+def build_backends(
+    settings: BatchSettings,
+    queues: Sequence[QueueSection] = (),
+    *,
+    read_only: bool = False,
+    stop_requested: Callable[[], bool] | None = None,
+) -> dict[str, Backend]:
+    """The batch backends by name; ``read_only`` (a dry run): the local census and the memory of
+    submissions (schedds.json) change nothing."""
+    memory = SubmissionMemory(
+        Path(settings.state_dir) / MEMORY_FILE,
+        time.time,
+        min(max(RECENT_CYCLES * settings.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
+        read_only=read_only,  # a dry run never writes the live state dir
+    )
+    return {
+        CondorBackend.name: CondorBackend(
+            settings.factory_id,
+            Schedd(settings.condor_schedd, settings.condor_pool),
+            settings.condor_timeout,
+            memory=memory,
+            stop_requested=stop_requested,
+            configured=configured_schedds(settings, queues),
+        ),
+        LocalBackend.name: LocalBackend(
+            settings.factory_id,
+            Path(settings.state_dir),
+            time.time,
+            settings.local_max_running,
+            kill_grace=settings.local_kill_grace,
+            read_only=read_only,
+        ),
+    }

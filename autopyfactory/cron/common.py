@@ -1,0 +1,77 @@
+"""What the cron helpers share: reports in the monitor's terms, sending them, the backends.
+
+Both helpers report with ``POST <monitorURL>/factories/<factoryId>/jobs`` through the one monitor
+client (edges/monitor.py), in chunks; a report the monitor already has changes nothing, so both
+commands are idempotent. They ask the batch backends the factory itself would build from the same
+factory.conf (batch/backends.py), each about its own pilots, and never branch on which backend
+is which.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autopyfactory.batch.backends import build_backends
+from autopyfactory.batch.interface import Backend, End, EndedPilot
+from autopyfactory.config import loader as config
+from autopyfactory.edges.monitor import MonitorClient
+
+log = logging.getLogger(__name__)
+
+#: Reports per request.
+SEND_CHUNK = 1000
+#: How often the reports the monitor asks to retry (another request changed the job meanwhile)
+#: are sent again in one run.
+SEND_ATTEMPTS = 3
+
+
+class ReportError(Exception):
+    """The run cannot complete; nothing advanced."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """One pilot's state as the batch system sees it, in the monitor's terms."""
+
+    cid: str
+    state: str  # done, exiting, fault, flag
+    rc: int | None = None
+    reason: str = ""
+
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"cid": self.cid, "state": self.state, "reason": self.reason[:256]}
+        return body | ({"rc": self.rc} if self.rc is not None else {})
+
+
+def report_of(pilot: EndedPilot) -> Report:
+    """Completed: ``done`` (the monitor tells DONE from FAULT by the exit code); removed or lost:
+    ``fault``."""
+    return Report(pilot.job_id, "done" if pilot.end is End.COMPLETED else "fault", pilot.rc, pilot.reason)
+
+
+def backends_of(loaded: config.FactoryConfig) -> dict[str, Backend]:
+    """The factory's batch backends by name, built as the factory builds them."""
+    return build_backends(loaded.factory, loaded.queues)
+
+
+def send(client: MonitorClient, reports: Sequence[Report]) -> dict[str, int]:
+    """Send the reports in chunks; the monitor's counts (changed, unchanged, unknown) summed.
+    MonitorError when the monitor cannot be reached or refuses."""
+    totals = {"changed": 0, "unchanged": 0, "unknown": 0}
+    for start in range(0, len(reports), SEND_CHUNK):
+        chunk = reports[start : start + SEND_CHUNK]
+        for _attempt in range(SEND_ATTEMPTS):
+            answer = client.report_jobs([report.body() for report in chunk])
+            for key in totals:
+                totals[key] += int(answer[key])
+            for item in answer.get("rejected", []):  # the monitor applied the others
+                log.warning("monitor refused report %s: %s", chunk[item["index"]].cid, item["detail"])
+            retry = {job["cid"] for job in answer["jobs"] if job["result"] == "retry"}
+            chunk = [report for report in chunk if report.cid in retry]
+            if not chunk:
+                break
+        else:
+            raise ReportError(f"monitor: {len(chunk)} jobs kept changing concurrently; run again")
+    return totals

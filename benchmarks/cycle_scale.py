@@ -7,7 +7,7 @@ Run by hand:
   factory-wide caps, and the peak memory of both.
 * ``python benchmarks/cycle_scale.py cycle [--labels 200,2000,10000] [--pilots-per-label 50]
   [--variants a,b,c] [--max-per-label-variants 2000]`` runs one warm-up cycle and one measured
-  steady cycle of the real :class:`~autopyfactory.factory.Factory` (labels already built, metrics
+  steady cycle of the real :class:`~autopyfactory.cycle.factory.Factory` (labels already built, metrics
   observer, INFO log to a file) in a fresh process per variant and size, with counting
   ``condor_q``/``condor_submit``/``condor_rm``/``condor_release`` shims first on PATH that cost next
   to nothing (``cat`` of a prepared answer, ``awk`` printing ``-terse`` lines), so what is measured
@@ -60,6 +60,7 @@ from autopyfactory.batch.interface import (
 )
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.config.schedconfig_labels import SchedconfigLabels
 from autopyfactory.cycle.factory import Factory
 from autopyfactory.domain.demand import PandaReading, SiteJobs
 from autopyfactory.domain.label import Label
@@ -69,6 +70,7 @@ from autopyfactory.domain.policy import FactoryCaps
 from autopyfactory.edges.files import atomic_write_text
 from autopyfactory.edges.schedconfig import Snapshot
 from autopyfactory.observers.metrics import FactoryMetrics
+from autopyfactory.runtime.service import cycle_settings
 
 FACTORY_ID = "bench"
 NOW = 1_780_000_000
@@ -291,7 +293,9 @@ def child(variant: str, work: Path) -> dict[str, object]:
     records = json.loads((work / "cric.json").read_text())
     kind = {"a": PerLabelBackend, "b": CondorBackend, "c": Apf1Backend}[variant]
     backend = kind(FACTORY_ID, Schedd(), timeout=600)
-    factory = Factory(cfg, FixedSchedconfig(records), FixedPanda(len(records)), {"condor": backend},  # type: ignore[arg-type]
+    labels = SchedconfigLabels(cfg, FixedSchedconfig(records))  # type: ignore[arg-type]
+    settings = cycle_settings(cfg, dry_run=False)
+    factory = Factory(settings, labels, FixedPanda(len(records)), {"condor": backend},
                       clock=lambda: float(NOW), observers=[FactoryMetrics()])  # fmt: skip
     factory.run_cycle(0)
     before, cpu0, wall0 = counts(count_dir), _cpu(), time.perf_counter()

@@ -1,4 +1,4 @@
-"""``autopyfactory queue disable|enable|list`` and ``autopyfactory pilots remove`` (see control.py).
+"""``autopyfactory queue disable|enable|list`` and ``autopyfactory pilots remove`` (see domain/control.py).
 
 The commands only write ``<stateDir>/control.json`` (under its lock); the running daemon acts on
 it from its next cycle. They refuse names that are neither a queue section, a PQ, nor a label the
@@ -17,10 +17,9 @@ from typing import Protocol
 
 from autopyfactory.cli.options import add_config_option
 from autopyfactory.config import loader as config
-from autopyfactory.cycle.control import (
+from autopyfactory.domain.control import (
     ControlError,
     Controls,
-    ControlStore,
     Disable,
     Removal,
     add_removal,
@@ -28,9 +27,9 @@ from autopyfactory.cycle.control import (
     enable,
     expire,
     format_time,
-    new_removal_id,
     parse_until,
 )
+from autopyfactory.edges.control import ControlStore, new_removal_id
 from autopyfactory.observers.state import STATE_FILE, StateError, read_state
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

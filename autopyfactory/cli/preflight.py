@@ -36,9 +36,10 @@ import requests
 from autopyfactory.config import schema
 from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.config.schema import Scope
+from autopyfactory.domain.credentials import CredentialKind, CredentialState
 from autopyfactory.domain.demand import PandaError
 from autopyfactory.domain.label import Label, Setting, Source
-from autopyfactory.edges.credentials import CredentialKind, CredentialState, VomsProbe, check_credential
+from autopyfactory.edges.credentials import VomsProbe, check_credential
 from autopyfactory.edges.panda import PandaClient
 
 ERROR, WARNING, OK = "error", "warning", "ok"

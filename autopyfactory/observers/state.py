@@ -17,13 +17,13 @@ from typing import Any
 from autopyfactory import __version__
 from autopyfactory.cycle.report import CycleReport, LabelResult
 from autopyfactory.domain.label import Label
-from autopyfactory.domain.model import plural
+from autopyfactory.domain.model import EdgeKind, plural
 from autopyfactory.edges.files import atomic_write_text
 
 STATE_FILE = "status.json"
 FORMAT = 1
 #: The edges whose answer this cycle the state records (``edges``: kind -> answered well).
-EDGES = ("schedconfig", "panda", "batch", "control")
+EDGES = tuple(EdgeKind)
 
 
 class StateError(Exception):
@@ -44,7 +44,7 @@ def state_record(report: CycleReport, factory_id: str, previous: Mapping[str, An
         "skipped_queues": list(report.skipped_queues),
         "panda": _panda_record(report),
         "control": list(report.control),
-        "edges": {kind: report.ok(kind) for kind in EDGES},
+        "edges": {kind.value: report.ok(kind) for kind in EDGES},
         "credentials": [
             {"path": c.path, "kind": c.kind.value, "state": c.state.value, "message": c.message}
             for c in report.credentials

@@ -39,15 +39,18 @@ from autopyfactory.batch.interface import Backend
 from autopyfactory.batch.local.backend import LocalBackend
 from autopyfactory.config import loader as config
 from autopyfactory.config.loader import FactoryConfig
-from autopyfactory.cycle.control import ControlStore
+from autopyfactory.config.schedconfig_labels import SchedconfigLabels
 from autopyfactory.cycle.factory import Factory
-from autopyfactory.cycle.logcleanup import CleanupSchedule
+from autopyfactory.cycle.ports import CycleSettings
 from autopyfactory.cycle.report import CycleObserver, CycleReport
+from autopyfactory.domain.log_retention import GB
 from autopyfactory.domain.model import plural
+from autopyfactory.edges.control import ControlStore
 from autopyfactory.edges.credentials import CredentialChecker
 from autopyfactory.edges.http import make_session, total_deadline
 from autopyfactory.edges.monitor import MonitorClient, MonitorSettings
 from autopyfactory.edges.panda import PandaClient, PandaView
+from autopyfactory.edges.pilot_logs import CleanupSchedule, PilotLogCleanup
 from autopyfactory.edges.schedconfig import SchedconfigSource
 from autopyfactory.observers.metrics import FactoryMetrics
 from autopyfactory.observers.state import StateWriter
@@ -143,18 +146,44 @@ def build_factory(
         time.time,
     )
     return Factory(
-        cfg,
-        schedconfig,
+        cycle_settings(cfg, options.dry_run),
+        SchedconfigLabels(cfg, schedconfig),
         panda,
         build_backends(cfg, options.dry_run, stop_requested),
         time.time,
-        options.dry_run,
         observers,
         stop_requested,
         credentials=CredentialChecker(f.proxy_min_lifetime),
-        log_cleanup=CleanupSchedule(f.log_cleanup_interval),
+        log_cleanup=build_log_cleanup(cfg),
         observer_failed=observer_failed,
         controls=ControlStore(Path(f.state_dir)),
+    )
+
+
+def cycle_settings(cfg: FactoryConfig, dry_run: bool) -> CycleSettings:
+    f = cfg.factory
+    return CycleSettings(
+        f.factory_id,
+        f.pandaserver,
+        f.base_log_dir,
+        f.base_log_dir_url,
+        f.monitor_url,
+        f.num_factories,
+        f.max_per_cycle,
+        f.max_pilots,
+        dry_run,
+    )
+
+
+def build_log_cleanup(cfg: FactoryConfig) -> PilotLogCleanup:
+    f = cfg.factory
+    default_keep = cfg.queue_defaults["logKeepDays"].value  # for labels no longer configured
+    return PilotLogCleanup(
+        Path(f.base_log_dir),
+        CleanupSchedule(f.log_cleanup_interval),
+        int(str(default_keep)),
+        int(f.log_min_free_gb * GB),
+        f.log_compress_days,
     )
 
 
@@ -179,6 +208,7 @@ class Service:
         observers: Sequence[CycleObserver] = (),
     ) -> None:
         self._config_path, self._options, self._notifier = config_path, options, notifier
+        self._config = cfg
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._monitor = None if options.dry_run else build_monitor(cfg)
@@ -198,7 +228,7 @@ class Service:
 
     @property
     def config(self) -> FactoryConfig:
-        return self.factory.config
+        return self._config
 
     @property
     def metrics(self) -> FactoryMetrics:
@@ -267,7 +297,7 @@ class Service:
             return
         before = {q.name for q in self.config.queues}
         after = {q.name for q in new.queues}
-        self.factory = factory
+        self.factory, self._config = factory, new
         log.info(
             "configuration reloaded: %s (%d added, %d removed)",
             plural(len(after), "queue"),

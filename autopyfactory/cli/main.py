@@ -26,12 +26,12 @@ from autopyfactory.cli.options import add_config_option
 from autopyfactory.config import apf2 as apf2_migrate
 from autopyfactory.config import loader as config
 from autopyfactory.config import schema as config_schema
-from autopyfactory.config.autoconfigure import POLICY_FIELDS, build_labels
+from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.config.schema import Scope
 from autopyfactory.cron import reports as pilot_reports
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Decision, Demand, QueueStatus, Supply, plural
-from autopyfactory.domain.policy import GroupCap, PolicySettings, Situation, apply_group_caps, decide
+from autopyfactory.domain.policy import STEPS, GroupCap, PolicySettings, Situation, apply_group_caps, decide
 from autopyfactory.edges.credentials import voms_actimeleft
 from autopyfactory.edges.http import make_session, total_deadline
 from autopyfactory.edges.schedconfig import SchedconfigError, SchedconfigSource
@@ -510,21 +510,22 @@ def _supply(args: argparse.Namespace) -> Supply | None:
 def simulate_settings(chain: str | None, assignments: Sequence[str]) -> PolicySettings:
     """PolicySettings from ``--schedplugin`` and ``--set key=value``, checked against the schema."""
     values: dict[str, object] = {}
+    policy_keys = ["schedplugin", *(o.key for o in STEPS.options())]
     if chain is not None:
         assignments = [*assignments, f"schedplugin={chain}"]
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         option = config_schema.find(key.strip(), Scope.QUEUE)
-        if not sep or option is None or option.key not in POLICY_FIELDS:
-            close = difflib.get_close_matches(key.strip(), list(POLICY_FIELDS), n=1)
+        if not sep or option is None or option.key not in policy_keys:
+            close = difflib.get_close_matches(key.strip(), policy_keys, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"--set {assignment!r}: not a policy key{hint}")
         try:
-            values[POLICY_FIELDS[option.key]] = option.parse(raw)
+            values[option.key] = option.parse(raw)
         except config_schema.UnknownPluginError as exc:
             close = difflib.get_close_matches(exc.name, exc.known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown plugin {exc.name!r}{hint}; known: {', '.join(exc.known)}") from None
         except ValueError as exc:
             raise ValueError(f"--set {assignment!r}: {exc}") from None
-    return PolicySettings(**values)  # type: ignore[arg-type]
+    return STEPS.settings(values)

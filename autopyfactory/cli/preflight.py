@@ -39,6 +39,7 @@ from autopyfactory.config.schema import Scope
 from autopyfactory.domain.credentials import CredentialKind, CredentialState
 from autopyfactory.domain.demand import PandaError
 from autopyfactory.domain.label import Label, Setting, Source
+from autopyfactory.domain.policy import ClassicOptions
 from autopyfactory.edges.credentials import VomsProbe, check_credential
 from autopyfactory.edges.panda import PandaClient
 
@@ -91,7 +92,7 @@ def summary_line(label: Label) -> str:
     return (
         f"{label.name}  PQ={label.pq} {label.ce.flavour} {label.ce.endpoint}{queue}"
         f" status={label.status.value} batch={label.batch} cores={r.corecount} rss={r.maxrss}MB"
-        f" time={r.maxtime}s schedplugin={show(p.schedplugin)} nqueue={p.nqueue}"
+        f" time={r.maxtime}s schedplugin={show(p.schedplugin)} nqueue={p.of(ClassicOptions).nqueue}"
         + (f" rt={label.resource_type}" if label.resource_type else "")
         + (f" jobs={','.join(label.job_labels)}" if label.job_labels else "")
     )

@@ -148,8 +148,7 @@ def known_names(loaded: config.FactoryConfig) -> set[str]:
         record = read_state(Path(loaded.factory.state_dir) / STATE_FILE)
     except StateError:
         return names
-    labels = record["labels"]
-    return names | set(labels) | {str(label.get("pq")) for label in labels.values()}
+    return names | set(record.labels) | {label.pq for label in record.labels.values()}
 
 
 def _require_known(name: str, loaded: config.FactoryConfig, force: bool) -> None:

@@ -72,7 +72,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def run_queue(args: argparse.Namespace) -> int:
     loaded = config.load(args.config)
-    store = ControlStore(Path(loaded.factory.state_dir))
+    store = ControlStore(Path(loaded.factory.identity.state_dir))
     now = time.time()
     try:
         if args.action == "list":
@@ -110,7 +110,7 @@ def run_pilots(args: argparse.Namespace) -> int:
         for name in (args.label, args.pq):
             if name:
                 _require_known(name, loaded, args.force)
-        ControlStore(Path(loaded.factory.state_dir)).update(lambda c: add_removal(c, removal))
+        ControlStore(Path(loaded.factory.identity.state_dir)).update(lambda c: add_removal(c, removal))
     except ControlError as exc:
         print(f"autopyfactory pilots remove: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -145,7 +145,7 @@ def known_names(loaded: config.FactoryConfig) -> set[str]:
     """Queue sections and PQs of the config, and the labels and PQs of the last state file."""
     names = {q.name for q in loaded.queues} | {q.pq for q in loaded.queues}
     try:
-        record = read_state(Path(loaded.factory.state_dir) / STATE_FILE)
+        record = read_state(Path(loaded.factory.identity.state_dir) / STATE_FILE)
     except StateError:
         return names
     return names | set(record.labels) | {label.pq for label in record.labels.values()}

@@ -285,12 +285,12 @@ def run_check(args: argparse.Namespace) -> int:
     if args.config_only:
         return check_config_only(loaded)
     f = loaded.factory
-    location = args.schedconfig or f.schedconfig
+    location = args.schedconfig or f.schedconfig.location
     session = make_session(
-        f.http_retries, f.proxy, f.ca_path, deadline=total_deadline(f.http_timeout, f.http_retries)
+        f.http.retries, f.http.proxy, f.http.ca_path, deadline=total_deadline(f.http.timeout, f.http.retries)
     )
     source = SchedconfigSource(
-        location, f.schedconfig_cache_path, 0, session, f.http_timeout, time.time, keep_copy=False
+        location, f.schedconfig_cache_path, 0, session, f.http.timeout, time.time, keep_copy=False
     )
     try:
         snapshot = source.get()

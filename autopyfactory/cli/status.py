@@ -67,7 +67,7 @@ def run_status(args: argparse.Namespace) -> int:
     loaded = config.load(args.config)
     now = time.time()
     try:
-        record = read_state(Path(loaded.factory.state_dir) / STATE_FILE)
+        record = read_state(Path(loaded.factory.identity.state_dir) / STATE_FILE)
     except StateError as exc:
         if args.check:
             print(f"CRITICAL: {exc}")
@@ -85,7 +85,7 @@ def _report(args: argparse.Namespace, loaded: config.FactoryConfig, record: Stat
         print(f"autopyfactory status: no label matches {_filters(args.pq, args.label)}", file=sys.stderr)
         return int(Level.CRITICAL) if args.check else EXIT_ERROR
     if args.check:
-        findings = check(selected, now, loaded.factory.sleep, filtered=bool(args.pq or args.label))
+        findings = check(selected, now, loaded.factory.identity.sleep, filtered=bool(args.pq or args.label))
         print(render_check(findings, len(selected.labels)))
         return int(max((f.level for f in findings), default=Level.OK))
     if args.json:

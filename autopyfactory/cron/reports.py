@@ -170,14 +170,16 @@ def factory_schedds(loaded: config.FactoryConfig) -> list[Schedd]:
     factory submitted to before (``<stateDir>/schedds.json``: a queue that moved leaves its
     pilots in the old one, and they must be neither lost nor AWOL), each once."""
     f = loaded.factory
-    schedds = [Schedd(f.condor_schedd, f.condor_pool)]
+    schedds = [Schedd(f.condor.schedd, f.condor.pool)]
     for queue in loaded.queues:
         if queue.get("batch") == "local":
             continue
-        name = str(queue.get("condorSchedd") or f.condor_schedd)
-        pool = str(queue.get("condorPool") or f.condor_pool)
+        name = str(queue.get("condorSchedd") or f.condor.schedd)
+        pool = str(queue.get("condorPool") or f.condor.pool)
         schedds.append(Schedd(name, pool))
-    schedds += SubmissionMemory(Path(f.state_dir) / MEMORY_FILE, time.time, 0.0, read_only=True).schedds()
+    schedds += SubmissionMemory(
+        Path(f.identity.state_dir) / MEMORY_FILE, time.time, 0.0, read_only=True
+    ).schedds()
     return list(dict.fromkeys(schedds))
 
 
@@ -283,15 +285,17 @@ def collect_finished(loaded: config.FactoryConfig, saved: Mapping[str, float], n
     """Read every schedd's history since its checkpoint (and its queue, for the AWOL check)."""
     f = loaded.factory
     run = ExitingRun()
-    floor = now - f.mon_exiting_lookback
+    floor = now - f.cron.exiting_lookback
     for schedd in factory_schedds(loaded):
         key = schedd_key(schedd)
         since = max(saved.get(key, floor), floor)
         try:
             run.reports += read_history(
-                schedd, factory_constraint(f.factory_id), f.condor_timeout, since - OVERLAP
+                schedd, factory_constraint(f.identity.factory_id), f.condor.timeout, since - OVERLAP
             )
-            run.in_queue.update(p.job_id for p in query_pilots(schedd, f.factory_id, f.condor_timeout))
+            run.in_queue.update(
+                p.job_id for p in query_pilots(schedd, f.identity.factory_id, f.condor.timeout)
+            )
         except BatchError as exc:
             run.problems.append(str(exc))
             continue
@@ -299,7 +303,8 @@ def collect_finished(loaded: config.FactoryConfig, saved: Mapping[str, float], n
     if local_labels(loaded):
         since = max(saved.get(LOCAL_KEY, floor), floor)
         run.reports += [
-            local_report(p) for p in LocalBackend(f.factory_id, Path(f.state_dir)).history(since - OVERLAP)
+            local_report(p)
+            for p in LocalBackend(f.identity.factory_id, Path(f.identity.state_dir)).history(since - OVERLAP)
         ]
         run.checkpoint[LOCAL_KEY] = now
     return run
@@ -314,12 +319,12 @@ def find_awol(
     local = local_labels(loaded)
     missing = sorted(
         cid for cid, job in active.items()
-        if cid not in seen and job.label not in local and job.created_at <= now - f.awol_grace
+        if cid not in seen and job.label not in local and job.created_at <= now - f.cron.awol_grace
     )  # fmt: skip
     for schedd in factory_schedds(loaded):
         for start in range(0, len(missing), IDS_PER_QUERY):
             part = missing[start : start + IDS_PER_QUERY]
-            found = read_history(schedd, ids_constraint(f.factory_id, part), f.condor_timeout)
+            found = read_history(schedd, ids_constraint(f.identity.factory_id, part), f.condor.timeout)
             run.reports += found
             seen.update(report.cid for report in found)
         missing = [cid for cid in missing if cid not in seen]
@@ -331,7 +336,7 @@ def find_awol(
 
 def mon_exiting(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> ExitingRun:
     """One run; the checkpoint is written only after the monitor took the reports."""
-    path = Path(loaded.factory.state_dir) / CHECKPOINT_FILE
+    path = Path(loaded.factory.identity.state_dir) / CHECKPOINT_FILE
     saved = read_checkpoint(path, now)
     run = collect_finished(loaded, saved, now)
     if not run.problems:
@@ -365,11 +370,11 @@ class StalePilot:
 def stale_pilots(loaded: config.FactoryConfig, now: float, problems: list[str]) -> list[StalePilot]:
     """Idle > staleIdle or running > staleRunning, oldest first; unreadable schedds in ``problems``."""
     f = loaded.factory
-    limits = {JobStatus.IDLE: f.stale_idle, JobStatus.RUNNING: f.stale_running}
+    limits = {JobStatus.IDLE: f.cron.stale_idle, JobStatus.RUNNING: f.cron.stale_running}
     found = []
     for schedd in factory_schedds(loaded):
         try:
-            pilots = query_pilots(schedd, f.factory_id, f.condor_timeout)
+            pilots = query_pilots(schedd, f.identity.factory_id, f.condor.timeout)
         except BatchError as exc:
             problems.append(str(exc))
             continue
@@ -403,7 +408,11 @@ def mon_stale(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> list
     f = loaded.factory
     problems: list[str] = []
     stale = stale_pilots(loaded, now, problems)
-    removed = remove_stale(stale, f.stale_remove_max, f.condor_timeout, problems) if f.stale_remove else set()
+    removed = (
+        remove_stale(stale, f.cron.stale_remove_max, f.condor.timeout, problems)
+        if f.cron.stale_remove
+        else set()
+    )
     reports = [
         Report(
             s.pilot.job_id,
@@ -414,8 +423,8 @@ def mon_stale(loaded: config.FactoryConfig, api: MonitorApi, now: float) -> list
         for s in stale
     ]
     summary = (
-        f"mon-stale: {len(stale)} stale pilots, {len(removed)} removed (staleRemove={f.stale_remove},"
-        f" at most {f.stale_remove_max}); monitor: "
+        f"mon-stale: {len(stale)} stale pilots, {len(removed)} removed (staleRemove={f.cron.stale_remove},"
+        f" at most {f.cron.stale_remove_max}); monitor: "
     )
     try:
         totals = api.send(reports)
@@ -446,12 +455,12 @@ def run_command(args: argparse.Namespace) -> int:
     """
     loaded = config.load(args.config)
     f = loaded.factory
-    if not f.monitor_url:
+    if not f.monitor.url:
         print(f"autopyfactory {args.command}: no monitorURL in [Factory], nothing to report")
         return 0
     with requests.Session() as session:
         try:
-            api = MonitorApi(f.monitor_url, f.monitor_token, f.factory_id, f.http_timeout, session)
+            api = MonitorApi(f.monitor.url, f.monitor.token, f.identity.factory_id, f.http.timeout, session)
             if args.command == "mon-exiting":
                 problems = mon_exiting(loaded, api, time.time()).problems
             else:

@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import requests
+
 from autopyfactory.batch.condor.backend import CondorBackend
 from autopyfactory.batch.condor.census import RECENT_SECONDS
 from autopyfactory.batch.condor.command import Schedd
@@ -40,6 +42,7 @@ from autopyfactory.batch.local.backend import LocalBackend
 from autopyfactory.config import loader as config
 from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.config.schedconfig_labels import SchedconfigLabels
+from autopyfactory.config.settings import HttpSettings, PandaSettings
 from autopyfactory.cycle.factory import Factory
 from autopyfactory.cycle.ports import CycleSettings
 from autopyfactory.cycle.report import CycleObserver, CycleReport
@@ -81,8 +84,8 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
         return cfg
     if not options.dry_run_dir:
         raise ValueError("a dry run needs a directory of its own")
-    logs = str(Path(options.dry_run_dir) / "logs")
-    return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
+    logs = replace(cfg.factory.logs, base_dir=str(Path(options.dry_run_dir) / "logs"))
+    return replace(cfg, factory=replace(cfg.factory, logs=logs))
 
 
 def build_backends(
@@ -90,27 +93,27 @@ def build_backends(
 ) -> dict[str, Backend]:
     """The batch backends; ``read_only`` (a dry run): the local census and the memory of
     submissions (schedds.json) change nothing."""
-    f = cfg.factory
+    identity, condor, local = cfg.factory.identity, cfg.factory.condor, cfg.factory.local
     memory = SubmissionMemory(
-        Path(f.state_dir) / MEMORY_FILE,
+        Path(identity.state_dir) / MEMORY_FILE,
         time.time,
-        min(max(RECENT_CYCLES * f.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
+        min(max(RECENT_CYCLES * identity.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
         read_only=read_only,  # a dry run never writes the live state dir
     )
     return {
         "condor": CondorBackend(
-            f.factory_id,
-            Schedd(f.condor_schedd, f.condor_pool),
-            f.condor_timeout,
+            identity.factory_id,
+            Schedd(condor.schedd, condor.pool),
+            condor.timeout,
             memory=memory,
             stop_requested=stop_requested,
         ),
         "local": LocalBackend(
-            f.factory_id,
-            Path(f.state_dir),
+            identity.factory_id,
+            Path(identity.state_dir),
             time.time,
-            f.local_max_running,
-            kill_grace=f.local_kill_grace,
+            local.max_running,
+            kill_grace=local.kill_grace,
             read_only=read_only,
         ),
     }
@@ -125,74 +128,81 @@ def build_factory(
 ) -> Factory:
     cfg = for_dry_run(cfg, options)
     f = cfg.factory
-    session = make_session(
-        f.http_retries,
-        f.proxy,
-        f.ca_path,
-        deadline=total_deadline(f.http_timeout, f.http_retries),
-        stop_requested=stop_requested,
-    )
+    session = http_session(f.http, stop_requested)
     schedconfig = SchedconfigSource(
-        options.schedconfig or f.schedconfig,
+        options.schedconfig or f.schedconfig.location,
         f.schedconfig_cache_path,
-        f.schedconfig_refresh,
+        f.schedconfig.refresh,
         session,
-        f.http_timeout,
+        f.http.timeout,
         time.time,
         keep_copy=not options.dry_run,
-    )
-    panda = PandaView(
-        PandaClient(f.pandaserver, session, f.http_timeout, f.panda_token_file, f.panda_vo),
-        time.time,
     )
     return Factory(
         cycle_settings(cfg, options.dry_run),
         SchedconfigLabels(cfg, schedconfig),
-        panda,
+        PandaView(panda_client(f.panda, f.http, session), time.time),
         build_backends(cfg, options.dry_run, stop_requested),
         time.time,
         observers,
         stop_requested,
-        credentials=CredentialChecker(f.proxy_min_lifetime),
+        credentials=CredentialChecker(f.credentials.min_lifetime),
         log_cleanup=build_log_cleanup(cfg),
         observer_failed=observer_failed,
-        controls=ControlStore(Path(f.state_dir)),
+        controls=ControlStore(Path(f.identity.state_dir)),
     )
+
+
+def http_session(http: HttpSettings, stop_requested: Callable[[], bool] = lambda: False) -> requests.Session:
+    """The session for PanDA and CRIC: retries, client proxy and CAs, a deadline per request."""
+    return make_session(
+        http.retries,
+        http.proxy,
+        http.ca_path,
+        deadline=total_deadline(http.timeout, http.retries),
+        stop_requested=stop_requested,
+    )
+
+
+def panda_client(panda: PandaSettings, http: HttpSettings, session: requests.Session) -> PandaClient:
+    return PandaClient(panda.server, session, http.timeout, panda.token_file, panda.vo)
 
 
 def cycle_settings(cfg: FactoryConfig, dry_run: bool) -> CycleSettings:
     f = cfg.factory
     return CycleSettings(
-        f.factory_id,
-        f.pandaserver,
-        f.base_log_dir,
-        f.base_log_dir_url,
-        f.monitor_url,
-        f.num_factories,
-        f.max_per_cycle,
-        f.max_pilots,
+        f.identity.factory_id,
+        f.panda.server,
+        f.logs.base_dir,
+        f.logs.base_url,
+        f.monitor.url,
+        f.caps.num_factories,
+        f.caps.max_per_cycle,
+        f.caps.max_pilots,
         dry_run,
     )
 
 
 def build_log_cleanup(cfg: FactoryConfig) -> PilotLogCleanup:
-    f = cfg.factory
+    logs = cfg.factory.logs
     default_keep = cfg.queue_defaults["logKeepDays"].value  # for labels no longer configured
     return PilotLogCleanup(
-        Path(f.base_log_dir),
-        CleanupSchedule(f.log_cleanup_interval),
+        Path(logs.base_dir),
+        CleanupSchedule(logs.cleanup_interval),
         int(str(default_keep)),
-        int(f.log_min_free_gb * GB),
-        f.log_compress_days,
+        int(logs.min_free_gb * GB),
+        logs.compress_days,
     )
 
 
 def build_monitor(cfg: FactoryConfig) -> MonitorClient | None:
     f = cfg.factory
-    if not f.monitor_url:
+    if not f.monitor.url:
         return None
     return MonitorClient(
-        MonitorSettings(f.monitor_url, f.monitor_token, f.factory_id, f.factory_owner, f.base_log_dir_url)
+        MonitorSettings(
+            f.monitor.url, f.monitor.token, f.identity.factory_id, f.identity.owner, f.logs.base_url
+        )
     )
 
 
@@ -213,9 +223,9 @@ class Service:
         self._reload = threading.Event()
         self._monitor = None if options.dry_run else build_monitor(cfg)
         self._metrics = FactoryMetrics()
-        state_dir = options.dry_run_dir if options.dry_run else cfg.factory.state_dir
+        state_dir = options.dry_run_dir if options.dry_run else cfg.factory.identity.state_dir
         self._observers: list[CycleObserver] = [
-            StateWriter(Path(state_dir), cfg.factory.factory_id),
+            StateWriter(Path(state_dir), cfg.factory.identity.factory_id),
             self._metrics,
         ]
         if self._monitor:
@@ -244,9 +254,9 @@ class Service:
         """Run cycles; returns the number run."""
         if self._monitor:
             self._monitor.start()
-        f = self.config.factory
-        if f.metrics_port and not self._options.dry_run:
-            self._metrics.serve(f.metrics_port, f.metrics_address)
+        metrics = self.config.factory.metrics
+        if metrics.port and not self._options.dry_run:
+            self._metrics.serve(metrics.port, metrics.address)
         done = 0
         try:
             done = self._loop()
@@ -269,7 +279,7 @@ class Service:
             done += 1
             if self._options.cycles is not None and done >= self._options.cycles:
                 break
-            self._stop.wait(max(0.0, self.config.factory.sleep - (time.monotonic() - started)))
+            self._stop.wait(max(0.0, self.config.factory.identity.sleep - (time.monotonic() - started)))
         return done
 
     def _cycle(self, number: int) -> None:

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from autopyfactory.config import schema
-from autopyfactory.config.loader import FactorySettings, _field_name
 from autopyfactory.config.schema import Scope
+from autopyfactory.config.settings import FactorySettings, factory_keys
 from autopyfactory.domain.label import SubmitSettings
 from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS
 
@@ -185,18 +185,18 @@ def test_schedconfig_fields() -> None:
 # --- the table and the typed settings cannot drift ------------------------------------------------
 
 
-def test_every_factory_key_is_a_factory_settings_field_and_back() -> None:
-    keys = {_field_name(o.key): o.key for o in schema.options(Scope.FACTORY)}
-    fields = {f.name for f in dataclasses.fields(FactorySettings)}
-    assert set(keys) == fields
-    assert len(keys) == len(list(schema.options(Scope.FACTORY)))  # no two keys share a field
+def test_every_factory_key_fills_one_settings_field_and_back() -> None:
+    keys = [o.key for o in schema.options(Scope.FACTORY)]
+    assert sorted(factory_keys()) == sorted(keys)
+    assert len(factory_keys()) == len(set(factory_keys()))  # no key fills two fields
 
 
-def test_field_names() -> None:
-    assert _field_name("baseLogDirUrl") == "base_log_dir_url"
-    assert _field_name("pandaVO") == "panda_vo"
-    assert _field_name("monitorURL") == "monitor_url"
-    assert _field_name("sleep") == "sleep"
+def test_settings_by_key_gives_back_the_values_they_were_built_from() -> None:
+    values = {o.key: f"value of {o.key}" for o in schema.options(Scope.FACTORY)}
+    settings = FactorySettings.from_values(values)
+    assert settings.by_key() == values
+    assert settings.http.timeout == "value of httpTimeout"
+    assert settings.cron.exiting_lookback == "value of monExitingLookback"
 
 
 def test_the_policy_keys_are_the_registered_steps_options() -> None:

@@ -13,9 +13,8 @@ import getpass
 import sys
 import time
 from pathlib import Path
-from typing import Protocol
 
-from autopyfactory.cli.options import add_config_option
+from autopyfactory.cli.command import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Commands, add_config_option
 from autopyfactory.config import loader as config
 from autopyfactory.domain.control import (
     ControlError,
@@ -32,15 +31,9 @@ from autopyfactory.domain.control import (
 from autopyfactory.edges.control import ControlStore, new_removal_id
 from autopyfactory.observers.state import STATE_FILE, StateError, read_state
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
-
-class Commands(Protocol):
-    def add_parser(self, name: str, **kwargs: str) -> argparse.ArgumentParser: ...
-
-
-def add_commands(commands: Commands) -> None:
-    """Register ``queue`` and ``pilots`` with the main parser."""
+def register(commands: Commands) -> None:
+    """``queue`` and ``pilots``."""
     queue = commands.add_parser("queue", help="disable or enable a queue (label or PQ) at runtime")
     queue_actions = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
     off = queue_actions.add_parser("disable", help="submit nothing for it from the next cycle")
@@ -52,7 +45,6 @@ def add_commands(commands: Commands) -> None:
     queue_actions.add_parser("list", help="show disabled queues and pending pilot removals")
     for action in queue_actions.choices.values():
         _add_common(action)
-    queue.set_defaults(handler=run_queue)
 
     pilots = commands.add_parser("pilots", help="remove pilots at runtime (by label, PQ or CE)")
     pilot_actions = pilots.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -62,12 +54,15 @@ def add_commands(commands: Commands) -> None:
     remove.add_argument("--ce", default="", help="the pilots sent to this CE (host or host:port)")
     remove.add_argument("--idle-only", action="store_true", help="only pilots that have not started")
     _add_common(remove)
-    pilots.set_defaults(handler=run_pilots)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     add_config_option(parser)
     parser.add_argument("--force", action="store_true", help="accept a name the factory does not know")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_queue(args) if args.command == "queue" else run_pilots(args)
 
 
 def run_queue(args: argparse.Namespace) -> int:

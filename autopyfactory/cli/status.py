@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from autopyfactory.cli.command import EXIT_ERROR, EXIT_OK, Commands, add_config_option
 from autopyfactory.config import loader as config
 from autopyfactory.domain.credentials import CredentialState
 from autopyfactory.domain.model import EdgeKind, plural
@@ -36,7 +37,6 @@ from autopyfactory.observers.state import (
     read_state,
 )
 
-EXIT_OK, EXIT_ERROR = 0, 1
 STALE_CYCLES = 3  # the last cycle is stale after this many x sleep
 #: The edges a failure of which ``--check`` reports, and what they are to an operator.
 EDGE_NAMES = {EdgeKind.PANDA: "PanDA", EdgeKind.BATCH: "condor", EdgeKind.SCHEDCONFIG: "CRIC schedconfig"}
@@ -54,7 +54,11 @@ class Finding:
     message: str
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "status", help="show each label's last cycle, as the running factory wrote it"
+    )
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print the state file as JSON")
     parser.add_argument(
         "--check", action="store_true", help="for monitoring: exit 0 ok, 1 warning, 2 critical, with why"
@@ -63,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", action="append", default=[], help="only this label (repeatable)")
 
 
-def run_status(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     loaded = config.load(args.config)
     now = time.time()
     try:

@@ -66,7 +66,7 @@ from autopyfactory.domain.demand import PandaReading, SiteJobs
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, Pilot, Supply
 from autopyfactory.domain.planning import plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.edges.files import atomic_write_text
 from autopyfactory.edges.schedconfig import Snapshot
 from autopyfactory.observers.metrics import FactoryMetrics

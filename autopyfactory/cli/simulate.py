@@ -16,7 +16,8 @@ from autopyfactory.cli.command import EXIT_OK, Commands, UsageError, whole_numbe
 from autopyfactory.config import schema
 from autopyfactory.config.schema import Scope
 from autopyfactory.domain.model import Decision, Demand, QueueStatus, Supply, plural
-from autopyfactory.domain.policy import STEPS, GroupCap, PolicySettings, Situation, apply_group_caps, decide
+from autopyfactory.domain.policy import STEPS, PolicySettings, Situation, decide
+from autopyfactory.domain.sharing import GroupCap, apply_group_caps
 
 NOT_GIVEN = -1  # default of --pending (argparse does not run type= on non-string defaults)
 

@@ -156,7 +156,7 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
 
 
-# --- demand per resource type (issue 12) ---------------------------------------------------------
+# --- demand per resource type ---------------------------------------------------------------------
 
 
 def is_unified(record: Record | None) -> bool:

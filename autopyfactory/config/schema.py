@@ -1,9 +1,13 @@
 """The configuration schema: every key of factory.conf, its type, default and help, in one table.
 
-The table drives parsing and validation (config.py), the "did you mean" hints, ``check`` output
+The table drives parsing and validation (loader.py), the "did you mean" hints, ``check`` output
 and the configuration reference in the README (``autopyfactory config-reference`` prints it; a
 test keeps the README current). Keys are matched case-insensitively, as configparser does, and
-shown in their canonical spelling.
+shown in their canonical spelling. The policy steps' keys come from the policy's registry
+(``domain/policy.py``), where each step declares its own.
+
+The module is long because the table is: one entry per key with its help text. It stays one
+table so that a key is defined in one place.
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ def _panda_url(text: str) -> str:
 
 PANDA_URL = Kind("URL", _panda_url)
 
-#: PanDA's resource types (its resource_types table); the sizing rules are in labels.py.
+#: PanDA's resource types (its resource_types table); the sizing rules are in autoconfigure.py.
 RESOURCE_TYPE_NAMES = ("SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM")
 
 
@@ -447,7 +451,7 @@ OPTIONS: tuple[Option, ...] = (
         "Extra pilot environment, space-separated NAME=value pairs.",
         schedconfig="environ",
     ),
-    # ---- queues: demand per resource type and job label (issue 12) ----
+    # ---- queues: demand per resource type and job label ----
     Option(
         "resourceTypes",
         RESOURCE_TYPES,
@@ -528,7 +532,7 @@ OPTIONS: tuple[Option, ...] = (
         "Delete this label's pilot log directories older than this many days; 0 = keep forever.",
         minimum=0,
     ),
-    # ---- queues: held and stuck pilots (the factory's own housekeeping, see housekeeping.py) ----
+    # ---- queues: held and stuck pilots (the factory's own housekeeping, see domain/housekeeping.py) ----
     Option(
         "holdRecoverableCodes",
         INT_SET,

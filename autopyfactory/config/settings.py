@@ -168,8 +168,3 @@ class FactorySettings:
 def _groups() -> Iterator[tuple[str, type[Any]]]:
     hints = typing.get_type_hints(FactorySettings)
     return ((f.name, hints[f.name]) for f in fields(FactorySettings))
-
-
-def factory_keys() -> list[str]:
-    """The keys the settings fields are filled from, in field order."""
-    return [f.metadata[_KEY] for _name, group in _groups() for f in fields(group)]

@@ -33,7 +33,7 @@ from autopyfactory.domain.label import Label, LabelSet
 from autopyfactory.domain.log_retention import dirs_in_use
 from autopyfactory.domain.model import Census, EdgeKind, Pilot, Supply
 from autopyfactory.domain.planning import LabelPlan, plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The cycle (``factory.py``) imports only the domain and the batch interface; ever
 reaches it through one of these ports, built by the composition root (``runtime/service.py``):
 
 * :class:`LabelSource`: this cycle's labels (factory.conf's queues filled in from schedconfig,
-  ``config/labels.py``);
+  ``config/schedconfig_labels.py``);
 * :class:`PandaSource`: PanDA's answer (``edges/panda.py``);
 * :class:`CredentialGate`: the credentials the labels' pilots carry (``edges/credentials.py``);
 * :class:`RuntimeControl`: disabled queues and removal requests (``edges/control.py``);

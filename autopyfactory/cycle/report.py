@@ -82,7 +82,7 @@ class CycleReport:
     credentials: tuple[CredentialCheck, ...] = field(default=())
     recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
     panda: PandaReading | None = None  # this cycle's PanDA answer (None: not asked)
-    control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (control.py)
+    control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (domain/control.py)
 
     def ok(self, kind: EdgeKind) -> bool:
         """Whether the edge ``kind`` answered well this cycle."""

@@ -9,7 +9,7 @@ import pytest
 
 from autopyfactory.config import schema
 from autopyfactory.config.schema import Scope
-from autopyfactory.config.settings import FactorySettings, factory_keys
+from autopyfactory.config.settings import FactorySettings
 from autopyfactory.domain.label import SubmitSettings
 from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS
 
@@ -187,8 +187,10 @@ def test_schedconfig_fields() -> None:
 
 def test_every_factory_key_fills_one_settings_field_and_back() -> None:
     keys = [o.key for o in schema.options(Scope.FACTORY)]
-    assert sorted(factory_keys()) == sorted(keys)
-    assert len(factory_keys()) == len(set(factory_keys()))  # no key fills two fields
+    settings = FactorySettings.from_values({key: key for key in keys})
+    assert sorted(settings.by_key()) == sorted(keys)
+    groups = [getattr(settings, group.name) for group in dataclasses.fields(settings)]
+    assert sum(len(dataclasses.fields(group)) for group in groups) == len(keys)  # no key fills two fields
 
 
 def test_settings_by_key_gives_back_the_values_they_were_built_from() -> None:

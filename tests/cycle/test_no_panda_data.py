@@ -11,7 +11,7 @@ from autopyfactory.cycle.report import CycleReport, LabelResult
 from autopyfactory.domain.demand import PandaReading, SiteJobs
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.observers.metrics import FactoryMetrics
 from autopyfactory.observers.state import PandaRecord, state_record
 from tests.domain.test_planning import labels  # noqa: F401  (fixture)

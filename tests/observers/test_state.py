@@ -15,7 +15,7 @@ from autopyfactory.domain.credentials import CredentialCheck, CredentialKind, Cr
 from autopyfactory.domain.demand import PandaReading, SiteJobs
 from autopyfactory.domain.model import Census, EdgeKind, Supply
 from autopyfactory.domain.planning import plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.observers.state import (
     STATE_FILE,
     MalformedState,

@@ -80,7 +80,7 @@ class Factory:
         controls: RuntimeControl | None = None,
     ) -> None:
         """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
-        self.settings = settings
+        self._settings = settings
         self._label_source, self._panda, self._backends = labels, panda, backends
         self._clock, self._dry_run, self._observers = clock, settings.dry_run, observers
         self._stop_requested = stop_requested  # checked before census, submissions, housekeeping
@@ -148,7 +148,7 @@ class Factory:
         started: float,
     ) -> tuple[LabelResult, ...]:
         """The policy per label under the factory's caps, then the submissions and their tidy-up."""
-        f = self.settings
+        f = self._settings
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
         return self._tidy(self._submit_all(plans, started), census, started)
@@ -257,7 +257,7 @@ class Factory:
                 label.name: SubmitOutcome(error="not submitted: the factory is stopping")
                 for label, _ in requests
             }
-        f = self.settings
+        f = self._settings
         context = SubmitContext(
             f.factory_id,
             f.pandaserver,

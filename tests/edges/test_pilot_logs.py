@@ -18,9 +18,7 @@ from autopyfactory.domain.log_retention import (
     GB,
     CleanupPlan,
     CleanupPolicy,
-    DayDir,
     Deletion,
-    LabelDir,
     Why,
     plan_cleanup,
 )
@@ -38,14 +36,6 @@ TODAY = date(2026, 10, 31)
 
 def ago(n: int) -> str:
     return (TODAY - timedelta(days=n)).isoformat()
-
-
-def day(n: int, *labels: tuple[str, int], other: int = 0) -> DayDir:
-    return DayDir(TODAY - timedelta(days=n), tuple(LabelDir(lbl, size, 3, 3) for lbl, size in labels), other)
-
-
-def relpaths(plan: CleanupPlan) -> list[str]:
-    return [d.relpath for d in plan.deletions]
 
 
 # ---- real trees -------------------------------------------------------------------------------

@@ -179,6 +179,8 @@ class StepRegistry:
         """PolicySettings from config values by key (``schedplugin`` and any step option; the
         others keep their defaults)."""
         chain = values.get("schedplugin", DEFAULT_CHAIN)
+        if not isinstance(chain, tuple):
+            raise TypeError(f"schedplugin: a tuple of step names, not {chain!r}")
         options: list[object] = []
         for step in self._steps.values():
             given = {
@@ -188,9 +190,7 @@ class StepRegistry:
             }
             if given:
                 options.append(step.options(**given))
-        return PolicySettings(
-            tuple(chain) if isinstance(chain, tuple | list) else DEFAULT_CHAIN, tuple(options)
-        )
+        return PolicySettings(tuple(str(name) for name in chain), tuple(options))
 
 
 # --- Classic (APF 1.x) -------------------------------------------------------------------------

@@ -55,15 +55,17 @@ from autopyfactory.batch.condor.command import Schedd, run_condor
 from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome, SubmitRequests
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.config.schedconfig_labels import SchedconfigLabels
 from autopyfactory.cycle.factory import Factory
 from autopyfactory.domain.demand import PandaReading, SiteJobs
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, Pilot, Supply
 from autopyfactory.domain.planning import plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.edges.files import atomic_write_text
 from autopyfactory.edges.schedconfig import Snapshot
 from autopyfactory.observers.metrics import FactoryMetrics
+from autopyfactory.runtime.service import cycle_settings
 
 FACTORY_ID = "bench"
 NOW = 1_780_000_000
@@ -291,7 +293,9 @@ def child(variant: str, work: Path) -> dict[str, object]:
     records = json.loads((work / "cric.json").read_text())
     kind = {"a": PerLabelBackend, "b": CondorBackend, "c": Apf1Backend}[variant]
     backend = kind(FACTORY_ID, Schedd(), timeout=600)
-    factory = Factory(cfg, FixedSchedconfig(records), FixedPanda(len(records)), {"condor": backend},  # type: ignore[arg-type]
+    labels = SchedconfigLabels(cfg, FixedSchedconfig(records))  # type: ignore[arg-type]
+    settings = cycle_settings(cfg, dry_run=False)
+    factory = Factory(settings, labels, FixedPanda(len(records)), {"condor": backend},
                       clock=lambda: float(NOW), observers=[FactoryMetrics()])  # fmt: skip
     factory.run_cycle(0)
     before, cpu0, wall0 = counts(count_dir), _cpu(), time.perf_counter()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory.cli.main import REFERENCE_END, REFERENCE_START
 from autopyfactory.cli.main import build_parser as factory_parser
+from autopyfactory.cli.reference import REFERENCE_END, REFERENCE_START
 from autopyfactory.config.schema import reference_markdown
 from autopyfactory.monitor_service.cli import build_parser as monitor_parser
 from tests.support.paths import REPO

@@ -28,25 +28,40 @@ RECENT_CYCLES = 3
 MIN_RECENT_WINDOW = 300.0
 
 
-class BatchSettings(Protocol):
-    """The factory settings the backends are built from (``[Factory]`` of factory.conf)."""
-
+class IdentityView(Protocol):
     @property
     def factory_id(self) -> str: ...
     @property
     def state_dir(self) -> str: ...
     @property
     def sleep(self) -> int: ...
+
+
+class CondorView(Protocol):
     @property
-    def condor_schedd(self) -> str: ...
+    def schedd(self) -> str: ...
     @property
-    def condor_pool(self) -> str: ...
+    def pool(self) -> str: ...
     @property
-    def condor_timeout(self) -> float: ...
+    def timeout(self) -> float: ...
+
+
+class LocalView(Protocol):
     @property
-    def local_max_running(self) -> int | None: ...
+    def max_running(self) -> int | None: ...
     @property
-    def local_kill_grace(self) -> float: ...
+    def kill_grace(self) -> float: ...
+
+
+class BatchSettings(Protocol):
+    """The factory settings the backends are built from (the groups of ``[Factory]`` they read)."""
+
+    @property
+    def identity(self) -> IdentityView: ...
+    @property
+    def condor(self) -> CondorView: ...
+    @property
+    def local(self) -> LocalView: ...
 
 
 class QueueSection(Protocol):
@@ -59,8 +74,8 @@ def configured_schedds(settings: BatchSettings, queues: Sequence[QueueSection]) 
     """The schedds the condor queue sections name (``condorSchedd``/``condorPool`` overrides)."""
     return [
         Schedd(
-            str(queue.get("condorSchedd") or settings.condor_schedd),
-            str(queue.get("condorPool") or settings.condor_pool),
+            str(queue.get("condorSchedd") or settings.condor.schedd),
+            str(queue.get("condorPool") or settings.condor.pool),
         )
         for queue in queues
         if queue.get("batch") == CondorBackend.name
@@ -76,27 +91,28 @@ def build_backends(
 ) -> dict[str, Backend]:
     """The batch backends by name; ``read_only`` (a dry run): the local census and the memory of
     submissions (schedds.json) change nothing."""
+    identity, condor, local = settings.identity, settings.condor, settings.local
     memory = SubmissionMemory(
-        Path(settings.state_dir) / MEMORY_FILE,
+        Path(identity.state_dir) / MEMORY_FILE,
         time.time,
-        min(max(RECENT_CYCLES * settings.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
+        min(max(RECENT_CYCLES * identity.sleep, MIN_RECENT_WINDOW), RECENT_SECONDS),
         read_only=read_only,  # a dry run never writes the live state dir
     )
     return {
         CondorBackend.name: CondorBackend(
-            settings.factory_id,
-            Schedd(settings.condor_schedd, settings.condor_pool),
-            settings.condor_timeout,
+            identity.factory_id,
+            Schedd(condor.schedd, condor.pool),
+            condor.timeout,
             memory=memory,
             stop_requested=stop_requested,
             configured=configured_schedds(settings, queues),
         ),
         LocalBackend.name: LocalBackend(
-            settings.factory_id,
-            Path(settings.state_dir),
+            identity.factory_id,
+            Path(identity.state_dir),
             time.time,
-            settings.local_max_running,
-            kill_grace=settings.local_kill_grace,
+            local.max_running,
+            kill_grace=local.kill_grace,
             read_only=read_only,
         ),
     }

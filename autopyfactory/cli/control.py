@@ -1,4 +1,4 @@
-"""``autopyfactory queue disable|enable|list`` and ``autopyfactory pilots remove`` (see control.py).
+"""``autopyfactory queue disable|enable|list`` and ``autopyfactory pilots remove`` (see domain/control.py).
 
 The commands only write ``<stateDir>/control.json`` (under its lock); the running daemon acts on
 it from its next cycle. They refuse names that are neither a queue section, a PQ, nor a label the
@@ -13,14 +13,12 @@ import getpass
 import sys
 import time
 from pathlib import Path
-from typing import Protocol
 
-from autopyfactory.cli.options import add_config_option
+from autopyfactory.cli.command import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Commands, add_config_option
 from autopyfactory.config import loader as config
-from autopyfactory.cycle.control import (
+from autopyfactory.domain.control import (
     ControlError,
     Controls,
-    ControlStore,
     Disable,
     Removal,
     add_removal,
@@ -28,20 +26,14 @@ from autopyfactory.cycle.control import (
     enable,
     expire,
     format_time,
-    new_removal_id,
     parse_until,
 )
+from autopyfactory.edges.control import ControlStore, new_removal_id
 from autopyfactory.observers.state import STATE_FILE, StateError, read_state
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
-
-class Commands(Protocol):
-    def add_parser(self, name: str, **kwargs: str) -> argparse.ArgumentParser: ...
-
-
-def add_commands(commands: Commands) -> None:
-    """Register ``queue`` and ``pilots`` with the main parser."""
+def register(commands: Commands) -> None:
+    """``queue`` and ``pilots``."""
     queue = commands.add_parser("queue", help="disable or enable a queue (label or PQ) at runtime")
     queue_actions = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
     off = queue_actions.add_parser("disable", help="submit nothing for it from the next cycle")
@@ -53,7 +45,6 @@ def add_commands(commands: Commands) -> None:
     queue_actions.add_parser("list", help="show disabled queues and pending pilot removals")
     for action in queue_actions.choices.values():
         _add_common(action)
-    queue.set_defaults(handler=run_queue)
 
     pilots = commands.add_parser("pilots", help="remove pilots at runtime (by label, PQ or CE)")
     pilot_actions = pilots.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -63,7 +54,6 @@ def add_commands(commands: Commands) -> None:
     remove.add_argument("--ce", default="", help="the pilots sent to this CE (host or host:port)")
     remove.add_argument("--idle-only", action="store_true", help="only pilots that have not started")
     _add_common(remove)
-    pilots.set_defaults(handler=run_pilots)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -71,9 +61,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="accept a name the factory does not know")
 
 
+def run(args: argparse.Namespace) -> int:
+    return run_queue(args) if args.command == "queue" else run_pilots(args)
+
+
 def run_queue(args: argparse.Namespace) -> int:
     loaded = config.load(args.config)
-    store = ControlStore(Path(loaded.factory.state_dir))
+    store = ControlStore(Path(loaded.factory.identity.state_dir))
     now = time.time()
     try:
         if args.action == "list":
@@ -111,7 +105,7 @@ def run_pilots(args: argparse.Namespace) -> int:
         for name in (args.label, args.pq):
             if name:
                 _require_known(name, loaded, args.force)
-        ControlStore(Path(loaded.factory.state_dir)).update(lambda c: add_removal(c, removal))
+        ControlStore(Path(loaded.factory.identity.state_dir)).update(lambda c: add_removal(c, removal))
     except ControlError as exc:
         print(f"autopyfactory pilots remove: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -146,11 +140,10 @@ def known_names(loaded: config.FactoryConfig) -> set[str]:
     """Queue sections and PQs of the config, and the labels and PQs of the last state file."""
     names = {q.name for q in loaded.queues} | {q.pq for q in loaded.queues}
     try:
-        record = read_state(Path(loaded.factory.state_dir) / STATE_FILE)
+        record = read_state(Path(loaded.factory.identity.state_dir) / STATE_FILE)
     except StateError:
         return names
-    labels = record["labels"]
-    return names | set(labels) | {str(label.get("pq")) for label in labels.values()}
+    return names | set(record.labels) | {label.pq for label in record.labels.values()}
 
 
 def _require_known(name: str, loaded: config.FactoryConfig, force: bool) -> None:

@@ -1,11 +1,23 @@
-"""The ``demo`` command's options, apart from demo.py so that the CLI need not import the monitor."""
+"""``autopyfactory demo``: the PanDA/CRIC stand-ins, the monitor and the factory on this host.
+
+The demo itself (``autopyfactory.demo``) is imported only when the command runs: it needs the
+monitor extra, which the other commands do without.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+
+from autopyfactory.cli.command import EXIT_ERROR, Commands
+from autopyfactory.runtime import logs
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "demo", help="run PanDA/CRIC stand-ins, the monitor and the factory on this host"
+    )
     parser.add_argument(
         "--cycles", type=int, default=None, help="stop after this many cycles (default: Ctrl-C)"
     )
@@ -25,3 +37,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "the stand-in pilot; each pilot then takes about 40 s",
     )
     parser.add_argument("--keep", action="store_true", help="keep the demo's directory at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn  # noqa: F401  (the monitor extra)
+    except ImportError:
+        print("autopyfactory demo needs the monitor extra: pip install '.[monitor]'", file=sys.stderr)
+        return EXIT_ERROR
+    from autopyfactory.demo.run import run_demo
+
+    logs.setup_logging("", args.verbose)
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    return run_demo(args)

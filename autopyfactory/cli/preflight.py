@@ -36,9 +36,11 @@ import requests
 from autopyfactory.config import schema
 from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.config.schema import Scope
+from autopyfactory.domain.credentials import CredentialKind, CredentialState
 from autopyfactory.domain.demand import PandaError
 from autopyfactory.domain.label import Label, Setting, Source
-from autopyfactory.edges.credentials import CredentialKind, CredentialState, VomsProbe, check_credential
+from autopyfactory.domain.policy import ClassicOptions
+from autopyfactory.edges.credentials import VomsProbe, check_credential
 from autopyfactory.edges.panda import PandaClient
 
 ERROR, WARNING, OK = "error", "warning", "ok"
@@ -90,7 +92,7 @@ def summary_line(label: Label) -> str:
     return (
         f"{label.name}  PQ={label.pq} {label.ce.flavour} {label.ce.endpoint}{queue}"
         f" status={label.status.value} batch={label.batch} cores={r.corecount} rss={r.maxrss}MB"
-        f" time={r.maxtime}s schedplugin={show(p.schedplugin)} nqueue={p.nqueue}"
+        f" time={r.maxtime}s schedplugin={show(p.schedplugin)} nqueue={p.of(ClassicOptions).nqueue}"
         + (f" rt={label.resource_type}" if label.resource_type else "")
         + (f" jobs={','.join(label.job_labels)}" if label.job_labels else "")
     )
@@ -158,7 +160,7 @@ def _used_by(names: Sequence[str]) -> str:
 def credential_findings(
     cfg: FactoryConfig, labels: Sequence[Label], now: datetime, voms: VomsProbe | None
 ) -> Iterator[Finding]:
-    minimum = cfg.factory.proxy_min_lifetime
+    minimum = cfg.factory.credentials.min_lifetime
     files: list[tuple[str, CredentialKind, str]] = [
         (path, CredentialKind.PROXY, _used_by(names))
         for path, names in _users(labels, lambda label: label.submit.x509userproxy).items()
@@ -167,8 +169,8 @@ def credential_findings(
         (path, CredentialKind.TOKEN, _used_by(names))
         for path, names in _users(labels, lambda label: label.submit.scitokens_file).items()
     ]
-    if cfg.factory.panda_token_file:
-        files.append((cfg.factory.panda_token_file, CredentialKind.TOKEN, "pandaTokenFile"))
+    if cfg.factory.panda.token_file:
+        files.append((cfg.factory.panda.token_file, CredentialKind.TOKEN, "pandaTokenFile"))
     for path, kind, who in files:
         verdict = check_credential(path, kind, minimum, now, voms)
         if verdict.state is CredentialState.OK:
@@ -211,12 +213,14 @@ def _not_runnable(path: Path) -> str:
 def placeholder_findings(cfg: FactoryConfig, labels: Sequence[Label]) -> Iterator[Finding]:
     """Values left from etc/factory.conf.example."""
     f = cfg.factory
-    if f.factory_id == EXAMPLE_FACTORY_ID:
+    if f.identity.factory_id == EXAMPLE_FACTORY_ID:
         yield Finding(
-            ERROR, f"[Factory] factoryId = {f.factory_id}: the example's placeholder; name this factory"
+            ERROR,
+            f"[Factory] factoryId = {f.identity.factory_id}: the example's placeholder; name this factory",
         )
+    values = f.by_key()
     for option in schema.options(Scope.FACTORY):
-        value = getattr(f, _field(option.key), None)
+        value = values[option.key]
         if isinstance(value, str) and _EXAMPLE_HOST.search(value):
             yield Finding(ERROR, f"[Factory] {option.key} = {value}: a placeholder host from the example")
     seen: set[tuple[str, str]] = set()
@@ -234,10 +238,6 @@ def _is_placeholder(setting: Setting) -> bool:
     return setting.source is not Source.DEFAULT and bool(_EXAMPLE_HOST.search(show(setting.value)))
 
 
-def _field(key: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
-
-
 def is_loopback(url: str) -> bool:
     host = urlparse(url).hostname or ""
     if host == "localhost" or host.endswith(".localhost"):
@@ -249,7 +249,7 @@ def is_loopback(url: str) -> bool:
 
 
 def monitor_url_findings(cfg: FactoryConfig, labels: Sequence[Label]) -> Iterator[Finding]:
-    url = cfg.factory.monitor_url
+    url = cfg.factory.monitor.url
     remote = [label.name for label in labels if label.batch != LOCAL_BATCH]
     if url and remote and is_loopback(url):
         yield Finding(
@@ -268,19 +268,21 @@ def online_findings(
     """Reachability of PanDA, the schedconfig source and the monitor; whether the token is accepted."""
     f = cfg.factory
     found = [_panda_finding(cfg, session), _schedconfig_finding(schedconfig_source, schedconfig_location)]
-    if f.monitor_url:
-        found += _monitor_findings(f.monitor_url, f.monitor_token, f.factory_id, session, f.http_timeout)
+    if f.monitor.url:
+        found += _monitor_findings(
+            f.monitor.url, f.monitor.token, f.identity.factory_id, session, f.http.timeout
+        )
     return found
 
 
 def _panda_finding(cfg: FactoryConfig, session: requests.Session) -> Finding:
     f = cfg.factory
-    client = PandaClient(f.pandaserver, session, f.http_timeout, f.panda_token_file, f.panda_vo)
+    client = PandaClient(f.panda.server, session, f.http.timeout, f.panda.token_file, f.panda.vo)
     try:
         sites = client.fetch()
     except PandaError as exc:
         return Finding(ERROR, f"PanDA: {exc}")
-    return Finding(OK, f"PanDA {f.pandaserver}: answers, job statistics for {len(sites)} sites")
+    return Finding(OK, f"PanDA {f.panda.server}: answers, job statistics for {len(sites)} sites")
 
 
 def _schedconfig_finding(source: str, location: str) -> Finding:

@@ -18,19 +18,28 @@ import enum
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from autopyfactory.cli.command import EXIT_ERROR, EXIT_OK, Commands, add_config_option
 from autopyfactory.config import loader as config
-from autopyfactory.observers.state import STATE_FILE, StateError, format_status, read_state
+from autopyfactory.domain.credentials import CredentialState
+from autopyfactory.domain.model import EdgeKind, plural
+from autopyfactory.observers.state import (
+    STATE_FILE,
+    LabelRecord,
+    MalformedState,
+    PandaRecord,
+    StateError,
+    StateRecord,
+    read_state,
+)
 
-EXIT_OK, EXIT_ERROR = 0, 1
 STALE_CYCLES = 3  # the last cycle is stale after this many x sleep
 #: The edges a failure of which ``--check`` reports, and what they are to an operator.
-EDGE_NAMES = {"panda": "PanDA", "batch": "condor", "schedconfig": "CRIC schedconfig"}
-BLOCKING = frozenset({"too short", "expired", "missing", "unreadable"})
+EDGE_NAMES = {EdgeKind.PANDA: "PanDA", EdgeKind.BATCH: "condor", EdgeKind.SCHEDCONFIG: "CRIC schedconfig"}
 
 
 class Level(enum.IntEnum):
@@ -45,7 +54,11 @@ class Finding:
     message: str
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "status", help="show each label's last cycle, as the running factory wrote it"
+    )
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print the state file as JSON")
     parser.add_argument(
         "--check", action="store_true", help="for monitoring: exit 0 ok, 1 warning, 2 critical, with why"
@@ -54,42 +67,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", action="append", default=[], help="only this label (repeatable)")
 
 
-def run_status(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     loaded = config.load(args.config)
     now = time.time()
     try:
-        record = read_state(Path(loaded.factory.state_dir) / STATE_FILE)
+        record = read_state(Path(loaded.factory.identity.state_dir) / STATE_FILE)
     except StateError as exc:
         if args.check:
             print(f"CRITICAL: {exc}")
             return int(Level.CRITICAL)
-        print(f"autopyfactory status: {exc}", file=sys.stderr)
+        rewritten = "; the daemon rewrites it after its next cycle" if isinstance(exc, MalformedState) else ""
+        print(f"autopyfactory status: {exc}{rewritten}", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        return _report(args, loaded, record, now)
-    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
-        path = Path(loaded.factory.state_dir) / STATE_FILE
-        why = f"{path}: malformed state file ({type(exc).__name__}: {exc})"
-        if args.check:
-            print(f"CRITICAL: {why}")
-            return int(Level.CRITICAL)
-        print(f"autopyfactory status: {why}; the daemon rewrites it after its next cycle", file=sys.stderr)
-        return EXIT_ERROR
+    return _report(args, loaded, record, now)
 
 
-def _report(
-    args: argparse.Namespace, loaded: config.FactoryConfig, record: dict[str, Any], now: float
-) -> int:
-    """Print the (selected) state; KeyError/TypeError/... when the record is malformed."""
+def _report(args: argparse.Namespace, loaded: config.FactoryConfig, record: StateRecord, now: float) -> int:
+    """Print the (selected) state."""
     selected = select(record, args.pq, args.label)
-    if (args.pq or args.label) and not selected["labels"]:
+    if (args.pq or args.label) and not selected.labels:
         print(f"autopyfactory status: no label matches {_filters(args.pq, args.label)}", file=sys.stderr)
         return int(Level.CRITICAL) if args.check else EXIT_ERROR
     if args.check:
-        findings = check(selected, now, loaded.factory.sleep, filtered=bool(args.pq or args.label))
-        print(render_check(findings, len(selected["labels"])))
+        findings = check(selected, now, loaded.factory.identity.sleep, filtered=bool(args.pq or args.label))
+        print(render_check(findings, len(selected.labels)))
         return int(max((f.level for f in findings), default=Level.OK))
-    print(json.dumps(selected, indent=1, sort_keys=True) if args.json else format_status(selected, now))
+    if args.json:
+        print(json.dumps(selected.to_json(), indent=1, sort_keys=True))
+    else:
+        print(format_status(selected, now))
     return EXIT_OK
 
 
@@ -97,67 +103,59 @@ def _filters(pqs: Sequence[str], labels: Sequence[str]) -> str:
     return " ".join([*(f"--pq {p}" for p in pqs), *(f"--label {name}" for name in labels)])
 
 
-def select(record: Mapping[str, Any], pqs: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+def select(record: StateRecord, pqs: Sequence[str], labels: Sequence[str]) -> StateRecord:
     """The state record with only the labels of the given PQs or names (all when none given)."""
     if not pqs and not labels:
-        return dict(record)
-    kept = {
-        name: label for name, label in record["labels"].items() if name in labels or label.get("pq") in pqs
-    }
-    return {**record, "labels": kept}
+        return record
+    kept = {name: label for name, label in record.labels.items() if name in labels or label.pq in pqs}
+    return replace(record, labels=kept)
 
 
-def check(record: Mapping[str, Any], now: float, sleep: int, filtered: bool) -> list[Finding]:
+def check(record: StateRecord, now: float, sleep: int, filtered: bool) -> list[Finding]:
     """Every finding about the (selected part of the) state record; see the module docstring."""
     findings: list[Finding] = []
-    age, limit = int(now - float(record["time"])), STALE_CYCLES * sleep
+    age, limit = int(now - record.time), STALE_CYCLES * sleep
     if age > limit:
         findings.append(
             Finding(Level.CRITICAL, f"last cycle {age} s ago, more than {STALE_CYCLES} x sleep ({limit} s)")
         )
     findings += _edges(record, filtered)
     findings += _credentials(record)
-    for name, label in sorted(record["labels"].items()):
-        if label.get("error"):
-            findings.append(Finding(Level.WARNING, f"{name}: submission failed: {label['error']}"))
+    for name, label in sorted(record.labels.items()):
+        if label.error:
+            findings.append(Finding(Level.WARNING, f"{name}: submission failed: {label.error}"))
     return findings
 
 
-def _edges(record: Mapping[str, Any], filtered: bool) -> list[Finding]:
-    edges: Mapping[str, bool] = record.get("edges", {})
+def _edges(record: StateRecord, filtered: bool) -> list[Finding]:
     findings = []
-    if edges.get("control") is False:
+    if record.edges.get(EdgeKind.CONTROL) is False:
         findings.append(Finding(Level.CRITICAL, "control file unreadable: every queue held back"))
-    labels = record["labels"].values()
+    labels = record.labels.values()
     unknown = {
-        "panda": any(label.get("activated") is None for label in labels),
-        "batch": any(label.get("idle") is None for label in labels),
+        EdgeKind.PANDA: any(label.activated is None for label in labels),
+        EdgeKind.BATCH: any(label.idle is None for label in labels),
     }
     for kind, name in EDGE_NAMES.items():
         # filtered: only what touches the selected labels (their jobs or pilots unknown)
-        bad = unknown.get(kind, False) if filtered else edges.get(kind) is False
+        bad = unknown.get(kind, False) if filtered else record.edges.get(kind) is False
         if bad:
-            problems = [p for p in record.get("problems", []) if _is_about(p, kind)]
+            problems = [p.message for p in record.problems if p.kind is kind]
             detail = f": {problems[0]}" if problems else ""
             findings.append(Finding(Level.WARNING, f"{name} answered badly in the last cycle{detail}"))
     return findings
 
 
-def _is_about(problem: str, kind: str) -> bool:
-    words = {"panda": ("panda",), "batch": ("condor", "schedd", "batch"), "schedconfig": ("schedconfig",)}
-    return any(word in problem.lower() for word in words[kind])
-
-
-def _credentials(record: Mapping[str, Any]) -> list[Finding]:
-    used = {path for label in record["labels"].values() for path in label.get("credentials", [])}
+def _credentials(record: StateRecord) -> list[Finding]:
+    used = {path for label in record.labels.values() for path in label.credentials}
     findings = []
-    for credential in record.get("credentials", []):
-        if credential["path"] not in used:
+    for credential in record.credentials:
+        if credential.path not in used:
             continue
-        if credential["state"] in BLOCKING:
-            findings.append(Finding(Level.CRITICAL, f"{credential['message']}"))
-        elif credential["state"] == "warn":
-            findings.append(Finding(Level.WARNING, f"{credential['message']}"))
+        if credential.state.blocks:
+            findings.append(Finding(Level.CRITICAL, credential.message))
+        elif credential.state is CredentialState.WARN:
+            findings.append(Finding(Level.WARNING, credential.message))
     return findings
 
 
@@ -169,3 +167,86 @@ def render_check(findings: Sequence[Finding], labels: int) -> str:
         return head
     head += f" (+{len(findings) - 1} more)"
     return "\n".join([head, *(f"{f.level.name.lower()}: {f.message}" for f in findings)])
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+COLUMNS = (
+    "label",
+    "PQ",
+    "CE",
+    "status",
+    "PQ-activated",
+    "activated",
+    "idle",
+    "running",
+    "held",
+    "decision",
+    "last submit",
+    "reason",
+)
+
+#: What the two activated columns mean: the reasons' ``activated=`` is the label's share.
+LEGEND = (
+    "PQ-activated: the PQ's activated jobs at PanDA; activated: this label's share of them"
+    " (what the reason's activated= counts); ?: unknown this cycle"
+)
+
+
+def format_status(record: StateRecord, now: float) -> str:
+    """A table per label, preceded by a one-line header about the cycle."""
+    when = datetime.fromtimestamp(record.time, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    age = max(0, int(now - record.time))
+    lines = [
+        f"factory {record.factory} (autopyfactory {record.version}): cycle {record.cycle} at {when}"
+        f" ({age} s ago), {plural(len(record.labels), 'label')}"
+    ]
+    panda = _panda_line(record.panda, now)
+    if panda:
+        lines.append(panda)  # the age of the numbers in the table, or why there are none
+    lines += [f"problem: {problem.message}" for problem in record.problems]
+    lines += [f"control: {note}" for note in record.control]
+    rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record.labels.items())]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    lines.append(LEGEND)
+    return "\n".join(lines)
+
+
+def _panda_line(panda: PandaRecord | None, now: float) -> str:
+    """``PanDA: numbers from an answer 75 s old`` or ``PanDA: NO DATA in that cycle ...``."""
+    if panda is None:
+        return ""
+    if panda.ok:
+        age = max(0, int(now - panda.asked))
+        return f"PanDA: activated counts from an answer {age} s old (PanDA's counts lag up to 60 s more)"
+    last = panda.last_good
+    since = (
+        "no good answer since start" if last is None else f"last good answer {max(0, int(now - last))} s old"
+    )
+    return f"PanDA: NO DATA in that cycle, nothing submitted ({since}; its numbers are not used)"
+
+
+def _row(name: str, label: LabelRecord) -> tuple[str, ...]:
+    def show(value: object) -> str:
+        return "?" if value is None else str(value)
+
+    last = label.last_submit
+    last_text = datetime.fromtimestamp(last, UTC).strftime("%m-%d %H:%M") if last else "-"
+    reason = label.reason + (f" [error: {label.error}]" if label.error else "")
+    return (
+        name,
+        label.pq,
+        label.ce,
+        label.status,
+        show(label.activated),
+        show(label.share),
+        show(label.idle),
+        show(label.running),
+        show(label.held),
+        str(label.decision),
+        last_text,
+        reason,
+    )

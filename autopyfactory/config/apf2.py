@@ -10,15 +10,10 @@ listed (as comments at the top of the output and on stderr), never dropped silen
 
 from __future__ import annotations
 
-import argparse
 import configparser
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 #: APF 2 scheduler plugins that this factory has under the same name.
 SAME_PLUGINS = frozenset(
@@ -349,41 +344,3 @@ def render(migration: Migration, factory_path: Path, queues_path: Path) -> str:
 
 def _section(name: str, values: Mapping[str, str]) -> list[str]:
     return [f"[{name}]", *(f"{key} = {value}" for key, value in values.items()), ""]
-
-
-class Commands(Protocol):
-    def add_parser(self, name: str, **kwargs: str) -> argparse.ArgumentParser: ...
-
-
-def add_command(commands: Commands) -> None:
-    """Register ``migrate-apf2`` with the main parser."""
-    parser = commands.add_parser(
-        "migrate-apf2", help="write a factory.conf equivalent to APF 2's autopyfactory.conf + queues.conf"
-    )
-    parser.add_argument("factory_conf", metavar="AUTOPYFACTORY_CONF", help="APF 2's autopyfactory.conf")
-    parser.add_argument("queues_conf", metavar="QUEUES_CONF", help="APF 2's queues.conf")
-    parser.add_argument("-o", "--output", default="-", help="write here (default: stdout)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    factory_path, queues_path = Path(args.factory_conf), Path(args.queues_conf)
-    try:
-        migration = migrate(read_apf(factory_path), read_apf(queues_path))
-    except MigrationError as exc:
-        print(f"autopyfactory migrate-apf2: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    text = render(migration, factory_path, queues_path)
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        output = Path(args.output)
-        if output.exists() and not args.force:
-            print(f"autopyfactory migrate-apf2: {output} exists (--force to overwrite)", file=sys.stderr)
-            return EXIT_ERROR
-        output.write_text(text)
-        print(f"wrote {output}: {len(migration.queues)} queues", file=sys.stderr)
-    for entry in migration.unmapped:
-        print(f"no equivalent: {entry}", file=sys.stderr)
-    return EXIT_OK

@@ -34,7 +34,7 @@ from autopyfactory.domain.label import (
 )
 from autopyfactory.domain.model import QueueStatus
 from autopyfactory.domain.names import label_name, label_problem
-from autopyfactory.domain.policy import PolicySettings
+from autopyfactory.domain.policy import STEPS
 from autopyfactory.edges.schedconfig import Dump, Record
 
 log = logging.getLogger(__name__)
@@ -42,28 +42,6 @@ log = logging.getLogger(__name__)
 
 #: For these schedconfig fields 0 means "not set", as in CRIC.
 ZERO_IS_UNSET = frozenset({"corecount", "maxrss", "maxtime", "maxwdir"})
-
-#: Config key -> PolicySettings field.
-POLICY_FIELDS: Mapping[str, str] = {
-    "schedplugin": "schedplugin",
-    "nqueue": "nqueue",
-    "depthboost": "depthboost",
-    "idlepilotsuppression": "idlepilotsuppression",
-    "pilotlimit": "pilotlimit",
-    "transferringlimit": "transferringlimit",
-    "testpilots": "testpilots",
-    "sched.ready.offset": "ready_offset",
-    "sched.scale.factor": "scale_factor",
-    "sched.maxpercycle.maximum": "maxpercycle",
-    "sched.minpercycle.minimum": "minpercycle",
-    "sched.maxpending.maximum": "maxpending",
-    "sched.minpending.minimum": "minpending",
-    "sched.maxtorun.maximum": "maxtorun",
-    "sched.maxheld.maximum": "maxheld",
-    "sched.statustest.pilots": "statustest_pilots",
-    "sched.statusoffline.pilots": "statusoffline_pilots",
-    "sched.fixed.pilots": "fixed_pilots",
-}
 
 
 class LabelError(Exception):
@@ -178,7 +156,7 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
 
 
-# --- demand per resource type -----------------------------------------------------------------------
+# --- demand per resource type ---------------------------------------------------------------------
 
 
 def is_unified(record: Record | None) -> bool:
@@ -348,7 +326,7 @@ def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: 
         batch=str(value["batch"]),
         ce=ce,
         resources=_resources(value, ce, record, settings),
-        policy=PolicySettings(**{f: value[k] for k, f in POLICY_FIELDS.items()}),
+        policy=STEPS.settings(value),
         submit=_submit(value),
         housekeeping=_housekeeping(value),
         log_keep_days=int(value["logKeepDays"]),

@@ -1,13 +1,13 @@
 """Loading factory.conf (and queuesDir/*.conf) into typed settings, with file:line errors.
 
-Sections: ``[Factory]`` (factory-wide settings, see :class:`FactorySettings`), ``[QueueDefaults]``
+Sections: ``[Factory]`` (factory-wide settings, see ``settings.py``), ``[QueueDefaults]``
 (defaults for every queue) and one section per queue nickname. Every value is checked against
-the schema (config_schema.OPTIONS): an unknown key, a wrong type or a missing required key is an
+the schema (schema.OPTIONS): an unknown key, a wrong type or a missing required key is an
 error naming the file, the line, the key and, where one is close, the key that was probably meant.
 
 Errors in ``[Factory]`` or ``[QueueDefaults]`` stop start-up (:class:`ConfigError` is raised);
 errors in a queue section disable that queue only (they are returned in ``FactoryConfig.errors``).
-The merge with schedconfig happens later, in labels.py, following the precedence
+The merge with schedconfig happens later, in autoconfigure.py, following the precedence
 built-in default < [QueueDefaults] < schedconfig < the queue's own section.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from autopyfactory.config import schema
 from autopyfactory.config.schema import Scope
+from autopyfactory.config.settings import FactorySettings
 from autopyfactory.domain.label import Setting, Source
 
 FACTORY_SECTION = "Factory"
@@ -44,61 +45,6 @@ class ConfigError(Exception):
         key = f"{self.key}: " if self.key else ""
         hint = f" (did you mean {self.hint!r}?)" if self.hint else ""
         return f"{where}{section}{key}{self.message}{hint}"
-
-
-def _field_name(key: str) -> str:
-    """``baseLogDirUrl`` -> ``base_log_dir_url``; ``pandaVO`` -> ``panda_vo``."""
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
-
-
-@dataclass(frozen=True)
-class FactorySettings:
-    """The ``[Factory]`` section, typed. Field names are the keys in snake_case."""
-
-    factory_id: str
-    factory_owner: str
-    pandaserver: str
-    schedconfig: str
-    base_log_dir: str
-    base_log_dir_url: str
-    state_dir: str
-    sleep: int
-    schedconfig_refresh: int
-    schedconfig_cache: str
-    panda_max_age: int
-    http_timeout: float
-    http_retries: int
-    proxy: str
-    ca_path: str
-    panda_token_file: str
-    panda_vo: str
-    monitor_url: str
-    monitor_token: str
-    condor_schedd: str
-    condor_pool: str
-    condor_timeout: float
-    num_factories: int
-    max_per_cycle: int | None
-    max_pilots: int | None
-    queues_dir: str
-    local_max_running: int | None
-    local_kill_grace: float
-    metrics_port: int
-    metrics_address: str
-    proxy_min_lifetime: int
-    log_min_free_gb: float
-    log_compress_days: int
-    log_cleanup_interval: int
-    stale_idle: int
-    stale_running: int
-    stale_remove: bool
-    stale_remove_max: int
-    mon_exiting_lookback: int
-    awol_grace: int
-
-    @property
-    def schedconfig_cache_path(self) -> Path:
-        return Path(self.schedconfig_cache or Path(self.state_dir) / "schedconfig.json")
 
 
 @dataclass(frozen=True)
@@ -309,10 +255,9 @@ def _factory_settings(section: RawSection | None, path: str) -> FactorySettings:
     if errors:
         raise ConfigErrors(errors)
     resolved = {
-        _field_name(o.key): values[o.key].value if o.key in values else o.default
-        for o in schema.options(Scope.FACTORY)
+        o.key: values[o.key].value if o.key in values else o.default for o in schema.options(Scope.FACTORY)
     }
-    return FactorySettings(**resolved)  # type: ignore[arg-type]
+    return FactorySettings.from_values(resolved)
 
 
 class ConfigErrors(ConfigError):
@@ -369,7 +314,7 @@ def load(path: str | Path) -> FactoryConfig:
         defaults.update(overrides)
     queue_sections = [s for s in sections if s.name not in (FACTORY_SECTION, DEFAULTS_SECTION)]
     line = next((n for key, _, n in by_name[FACTORY_SECTION].items if key.lower() == "queuesdir"), 0)
-    extra, errors = _queues_dir_sections(factory.queues_dir, path, line)
+    extra, errors = _queues_dir_sections(factory.identity.queues_dir, path, line)
     queue_sections += extra
     return _with_queues(str(path), factory, defaults, queue_sections, errors)
 

@@ -1,9 +1,13 @@
 """The configuration schema: every key of factory.conf, its type, default and help, in one table.
 
-The table drives parsing and validation (config.py), the "did you mean" hints, ``check`` output
+The table drives parsing and validation (loader.py), the "did you mean" hints, ``check`` output
 and the configuration reference in the README (``autopyfactory config-reference`` prints it; a
 test keeps the README current). Keys are matched case-insensitively, as configparser does, and
-shown in their canonical spelling.
+shown in their canonical spelling. The policy steps' keys come from the policy's registry
+(``domain/policy.py``), where each step declares its own.
+
+The module is long because the table is: one entry per key with its help text. It stays one
+table so that a key is defined in one place.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from autopyfactory.domain.policy import PLUGINS
+from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS, PolicyOption
 
 
 class Scope(enum.Enum):
@@ -101,10 +105,10 @@ def _plugins(text: str) -> tuple[str, ...]:
     names = _parse_list(text)
     if not names:
         raise ValueError("expected at least one plugin name")
-    canonical = {name.lower(): name for name in PLUGINS}
+    canonical = {name.lower(): name for name in STEPS.names()}
     unknown = [n for n in names if n.lower() not in canonical]
     if unknown:
-        raise UnknownPluginError(unknown[0], sorted(PLUGINS))
+        raise UnknownPluginError(unknown[0], sorted(STEPS.names()))
     return tuple(canonical[n.lower()] for n in names)
 
 
@@ -147,7 +151,7 @@ def _panda_url(text: str) -> str:
 
 PANDA_URL = Kind("URL", _panda_url)
 
-#: PanDA's resource types (its resource_types table); the sizing rules are in labels.py.
+#: PanDA's resource types (its resource_types table); the sizing rules are in autoconfigure.py.
 RESOURCE_TYPE_NAMES = ("SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM")
 
 
@@ -190,6 +194,23 @@ class Option:
 
 def _factory(key: str, kind: Kind, default: object, text: str, **extra: object) -> Option:
     return Option(key, kind, default, text, Scope.FACTORY, **extra)  # type: ignore[arg-type]
+
+
+#: The value kind of each type a policy step's option may have.
+_POLICY_KINDS: tuple[tuple[object, Kind], ...] = ((int, INT), (float, FLOAT), (int | None, _optional(INT)))
+
+
+def _policy_option(declared: PolicyOption) -> Option:
+    """A queue option declared by a policy step (see domain/policy.py)."""
+    kind = next(kind for type_, kind in _POLICY_KINDS if type_ == declared.type)
+    return Option(
+        declared.key,
+        kind,
+        declared.default,
+        declared.help,
+        minimum=declared.minimum,
+        schedconfig=declared.schedconfig,
+    )
 
 
 #: Pilot 3's own grammar (pilot.py): -q queue (required), -r resource, -s site, -j prodSourceLabel,
@@ -447,71 +468,16 @@ OPTIONS: tuple[Option, ...] = (
         "PanDA job labels (prodSourceLabel: managed, user, ...) whose jobs count as demand; empty = "
         "user for an analysis queue, managed for pilotType PR, else every label.",
     ),
-    # ---- queues: policy ----
+    # ---- queues: policy (the chain and every step's options, from the policy's registry) ----
     Option(
         "schedplugin",
         PLUGIN_LIST,
-        ("Classic",),
+        DEFAULT_CHAIN,
         "Policy plugins applied left to right: Classic, or a chain of "
-        + ", ".join(name for name in PLUGINS if name != "Classic")
+        + ", ".join(name for name in STEPS.names() if name != "Classic")
         + ".",
     ),
-    Option("nqueue", INT, 20, "Classic: pilots to keep queued while jobs are activated.", minimum=0),
-    Option(
-        "depthboost",
-        INT,
-        2,
-        "Classic: queue up to nqueue x depthboost while activated > pending.",
-        minimum=1,
-        schedconfig="depthboost",
-    ),
-    Option(
-        "idlepilotsuppression",
-        INT,
-        1,
-        "Classic: with no activated jobs, send the idle pilot only every N-th cycle.",
-        minimum=1,
-    ),
-    Option(
-        "pilotlimit",
-        _optional(INT),
-        None,
-        "Classic: most pilots of this label in the batch system.",
-        minimum=0,
-        schedconfig="pilotlimit",
-    ),
-    Option(
-        "transferringlimit",
-        _optional(INT),
-        None,
-        "Classic: no pilots while PanDA counts this many transferring jobs.",
-        minimum=0,
-        schedconfig="transferringlimit",
-    ),
-    Option("testpilots", INT, 1, "Classic: pilots for a queue in test status with none pending.", minimum=0),
-    Option("sched.ready.offset", INT, 0, "Ready: activated - offset - pending.", minimum=0),
-    Option("sched.scale.factor", FLOAT, 1.0, "Scale: ceil(in x factor).", minimum=0),
-    Option("sched.maxpercycle.maximum", _optional(INT), None, "MaxPerCycle: min(in, maximum).", minimum=0),
-    Option("sched.minpercycle.minimum", INT, 0, "MinPerCycle: max(in, minimum).", minimum=0),
-    Option(
-        "sched.maxpending.maximum",
-        _optional(INT),
-        None,
-        "MaxPending: min(in, maximum - pending), >= 0.",
-        minimum=0,
-    ),
-    Option("sched.minpending.minimum", INT, 0, "MinPending: max(in, minimum - pending).", minimum=0),
-    Option(
-        "sched.maxtorun.maximum",
-        _optional(INT),
-        None,
-        "MaxToRun: min(in, maximum - pending - running), >= 0.",
-        minimum=0,
-    ),
-    Option("sched.maxheld.maximum", _optional(INT), None, "MaxHeld: 0 when held >= maximum.", minimum=0),
-    Option("sched.statustest.pilots", INT, 1, "StatusTest: pilots for a queue in test status.", minimum=0),
-    Option("sched.statusoffline.pilots", INT, 0, "StatusOffline: pilots for an offline queue.", minimum=0),
-    Option("sched.fixed.pilots", INT, 0, "Fixed: always this many.", minimum=0),
+    *(_policy_option(o) for o in STEPS.options()),
     # ---- queues: submission ----
     Option("executable", STR, "/usr/libexec/autopyfactory/runpilot3-wrapper.sh", "The pilot wrapper."),
     Option(
@@ -566,7 +532,7 @@ OPTIONS: tuple[Option, ...] = (
         "Delete this label's pilot log directories older than this many days; 0 = keep forever.",
         minimum=0,
     ),
-    # ---- queues: held and stuck pilots (the factory's own housekeeping, see housekeeping.py) ----
+    # ---- queues: held and stuck pilots (the factory's own housekeeping, see domain/housekeeping.py) ----
     Option(
         "holdRecoverableCodes",
         INT_SET,

@@ -27,12 +27,12 @@ def run_command(args: argparse.Namespace) -> int:
     """
     loaded = config.load(args.config)
     f = loaded.factory
-    if not f.monitor_url:
+    if not f.monitor.url:
         print(f"autopyfactory {args.command}: no monitorURL in [Factory], nothing to report")
         return 0
     backends = backends_of(loaded)
     with requests.Session() as session:
-        client = MonitorClient(f.monitor_url, f.monitor_token, f.factory_id, session, f.http_timeout)
+        client = MonitorClient(f.monitor.url, f.monitor.token, f.identity.factory_id, session, f.http.timeout)
         try:
             if args.command == "mon-exiting":
                 problems = mon_exiting(loaded, client, backends, time.time()).problems

@@ -135,7 +135,7 @@ def find_awol(
     """Active at the monitor, old enough, neither queued nor finished: each backend traces those
     of its labels (adds to ``run``; raises BatchError)."""
     seen = run.in_queue | {report.cid for report in run.reports}
-    old = now - loaded.factory.awol_grace
+    old = now - loaded.factory.cron.awol_grace
     batch_of = backend_of_label(loaded)
     missing: dict[str, list[str]] = {}
     for cid, job in sorted(active.items()):
@@ -156,9 +156,9 @@ def mon_exiting(
 ) -> ExitingRun:
     """One run; the checkpoint is written only after the monitor took the reports."""
     f = loaded.factory
-    path = Path(f.state_dir) / CHECKPOINT_FILE
+    path = Path(f.identity.state_dir) / CHECKPOINT_FILE
     saved = read_checkpoint(path, now)
-    run = collect_finished(backends, saved, now, f.mon_exiting_lookback)
+    run = collect_finished(backends, saved, now, f.cron.exiting_lookback)
     if not run.problems:
         try:
             find_awol(loaded, backends, run, active_jobs(client), now)

@@ -28,7 +28,7 @@ def stale_pilots(
 ) -> list[Found]:
     """Idle > staleIdle or running > staleRunning, oldest first; what could not be read in ``problems``."""
     f = loaded.factory
-    limits = {JobStatus.IDLE: f.stale_idle, JobStatus.RUNNING: f.stale_running}
+    limits = {JobStatus.IDLE: f.cron.stale_idle, JobStatus.RUNNING: f.cron.stale_running}
     found: list[Found] = []
     for name, backend in backends.items():
         stale = backend.stale(now, limits)
@@ -57,7 +57,9 @@ def mon_stale(
     f = loaded.factory
     problems: list[str] = []
     stale = stale_pilots(loaded, backends, now, problems)
-    removed = remove_stale(backends, stale[: f.stale_remove_max], problems) if f.stale_remove else set()
+    removed = (
+        remove_stale(backends, stale[: f.cron.stale_remove_max], problems) if f.cron.stale_remove else set()
+    )
     reports = [
         Report(
             pilot.job_id,
@@ -68,8 +70,8 @@ def mon_stale(
         for _, pilot in stale
     ]
     summary = (
-        f"mon-stale: {len(stale)} stale pilots, {len(removed)} removed (staleRemove={f.stale_remove},"
-        f" at most {f.stale_remove_max}); monitor: "
+        f"mon-stale: {len(stale)} stale pilots, {len(removed)} removed (staleRemove={f.cron.stale_remove},"
+        f" at most {f.cron.stale_remove_max}); monitor: "
     )
     try:
         totals = send(client, reports)

@@ -1,9 +1,10 @@
-"""The factory cycle: schedconfig -> PanDA -> batch census -> policy -> caps -> submit -> report.
+"""The factory cycle: labels -> PanDA -> batch census -> policy -> caps -> submit -> report.
 
-The I/O happens in :class:`Factory` (one method per edge); the decision for all labels is the
-pure function :func:`plan`, which joins the policy (policy.py) with the PanDA shares and the
+The I/O happens in :class:`Factory` (one method per edge, each edge reached through a port of
+``ports.py`` or the batch interface); the decision for all labels is the pure function
+:func:`~autopyfactory.domain.planning.plan`, which joins the policy with the PanDA shares and the
 factory-wide caps. A failure in one label never stops the others, and a cycle that raises is
-logged with its traceback by :func:`run_cycles`, which goes on with the next one.
+logged with its traceback by the service, which goes on with the next one.
 """
 
 from __future__ import annotations
@@ -13,41 +14,28 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from autopyfactory.batch.interface import Backend, BatchError, SubmitContext, SubmitOutcome, Tidy
-from autopyfactory.config.autoconfigure import build_labels
-from autopyfactory.config.loader import FactoryConfig
-from autopyfactory.cycle.control import (
-    ControlError,
-    Controls,
-    ControlStore,
-    LabelView,
-    drop_removals,
-    plan_removals,
+from autopyfactory.cycle.ports import (
+    CredentialGate,
+    CycleSettings,
+    LabelSource,
+    LogCleanup,
+    PandaSource,
+    RuntimeControl,
 )
-from autopyfactory.cycle.logcleanup import CleanupPolicy, CleanupSchedule, dirs_in_use, run_cleanup
 from autopyfactory.cycle.report import CycleObserver, CycleReport, LabelResult, Problem
+from autopyfactory.domain.control import ControlError, Controls, drop_removals, plan_removals, removal_views
+from autopyfactory.domain.credentials import CredentialVerdicts
 from autopyfactory.domain.demand import JobStats, PandaReading
 from autopyfactory.domain.housekeeping import Action, ActionKind, plan_actions, removals_by_cause, summarize
 from autopyfactory.domain.label import Label, LabelSet
-from autopyfactory.domain.model import Census
+from autopyfactory.domain.log_retention import dirs_in_use
+from autopyfactory.domain.model import Census, EdgeKind
 from autopyfactory.domain.planning import LabelPlan, plan
-from autopyfactory.domain.policy import (
-    FactoryCaps,
-)
-from autopyfactory.edges.credentials import CredentialCheck, CredentialChecker, CredentialKind
-from autopyfactory.edges.panda import PandaView
-from autopyfactory.edges.schedconfig import SchedconfigError, SchedconfigSource
+from autopyfactory.domain.sharing import FactoryCaps
 
 log = logging.getLogger(__name__)
-
-
-# --- the pure part --------------------------------------------------------------------------
-
-
-# --- the I/O around it ---------------------------------------------------------------------
-
 
 #: The census of a cycle in which the factory is stopping: not asked, nothing is known.
 _NO_CENSUS = Census({}, None)
@@ -74,47 +62,29 @@ def _with_housekeeping(
     return result
 
 
-def _disabled(controls: Controls, labels: Sequence[Label], now: float) -> dict[str, str]:
-    """The labels an operator disabled (``autopyfactory queues disable``), with the reason."""
-    return {
-        label.name: reason
-        for label in labels
-        if (reason := controls.disabled_reason(label.name, label.pq, now)) is not None
-    }
-
-
-def _removal_targets(controls: Controls, labels: Sequence[Label]) -> set[str]:
-    """Labels an ``autopyfactory pilots remove`` request waits for: their pilots must be listed."""
-    return {
-        label.name
-        for label in labels
-        if any(r.matches(label.name, label.pq, label.ce.endpoint) for r in controls.removals)
-    }
-
-
 class Factory:
+    """One factory's cycles over its ports; a port left out (None) is not used."""
+
     def __init__(
         self,
-        config: FactoryConfig,
-        schedconfig: SchedconfigSource,
-        panda: PandaView,
+        settings: CycleSettings,
+        labels: LabelSource,
+        panda: PandaSource,
         backends: Mapping[str, Backend],
         clock: Callable[[], float] = time.time,
-        dry_run: bool = False,
         observers: Sequence[CycleObserver] = (),
         stop_requested: Callable[[], bool] = lambda: False,
-        credentials: CredentialChecker | None = None,
-        log_cleanup: CleanupSchedule | None = None,
+        credentials: CredentialGate | None = None,
+        log_cleanup: LogCleanup | None = None,
         observer_failed: Callable[[str], None] = lambda _name: None,
-        controls: ControlStore | None = None,
+        controls: RuntimeControl | None = None,
     ) -> None:
         """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
-        self.config = config
-        self._schedconfig, self._panda, self._backends = schedconfig, panda, backends
-        self._clock, self._dry_run, self._observers = clock, dry_run, observers
+        self._settings = settings
+        self._label_source, self._panda, self._backends = labels, panda, backends
+        self._clock, self._dry_run, self._observers = clock, settings.dry_run, observers
         self._stop_requested = stop_requested  # checked before census, submissions, housekeeping
         self._credentials, self._log_cleanup = credentials, log_cleanup
-        self._labels_for: tuple[object, LabelSet] | None = None
         self._controls = controls
         self._observer_failed = observer_failed
 
@@ -128,14 +98,16 @@ class Factory:
         reading = self._read_panda(labels, problems)
         controls = self._controls.read_or_hold() if self._controls else Controls()
         census = self._take_census(labels, problems, controls)
-        checks, blocked = self._check_credentials(labels, started)
-        disabled = _disabled(controls, labels, started)
+        credentials = self._check_credentials(labels, started)
+        disabled = controls.disabled_labels(labels, started)
         notes = self._remove_requested(controls, labels, census)
-        results = self._decide_and_submit(cycle, labels, reading.stats, census, blocked, disabled, started)
+        results = self._decide_and_submit(
+            cycle, labels, reading.stats, census, credentials.blocked, disabled, started
+        )
         if not self._stop_requested():
             self._clean_logs(labels, census, started)
         if controls.problem:
-            problems.append(Problem("control", controls.problem))
+            problems.append(Problem(EdgeKind.CONTROL, controls.problem))
         report = CycleReport(
             cycle,
             started,
@@ -143,7 +115,7 @@ class Factory:
             results,
             tuple(problems),
             skipped_queues=label_set.problems,
-            credentials=checks,
+            credentials=credentials.checks,
             recent=census.recent,
             panda=reading,
             control=(*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
@@ -156,14 +128,14 @@ class Factory:
         """This cycle's PanDA answer; the detailed statistics only when a label needs them."""
         reading = self._panda.update(detailed=any(lb.resource_type or lb.job_labels for lb in labels))
         if not reading.ok:
-            problems.append(Problem("panda", reading.problem))
+            problems.append(Problem(EdgeKind.PANDA, reading.problem))
         return reading
 
     def _take_census(self, labels: Sequence[Label], problems: list[Problem], controls: Controls) -> Census:
         """The batch system's pilots; none at all (so nothing is submitted) once a stop is asked."""
         if self._stop_requested():
             return _NO_CENSUS
-        return self._census(labels, problems, _removal_targets(controls, labels))
+        return self._census(labels, problems, controls.removal_targets(labels))
 
     def _decide_and_submit(
         self,
@@ -176,7 +148,7 @@ class Factory:
         started: float,
     ) -> tuple[LabelResult, ...]:
         """The policy per label under the factory's caps, then the submissions and their tidy-up."""
-        f = self.config.factory
+        f = self._settings
         caps = FactoryCaps(f.max_per_cycle, f.max_pilots, census.total)
         plans = plan(labels, stats, census, f.num_factories, caps, cycle, blocked, disabled)
         return self._tidy(self._submit_all(plans, started), census, started)
@@ -197,18 +169,8 @@ class Factory:
         """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
         if self._controls is None or not controls.removals or self._dry_run:
             return []
-        targets = _removal_targets(controls, labels)  # the census listed every pilot of these
-        views = [
-            LabelView(
-                label.name,
-                label.pq,
-                label.ce.endpoint,
-                None if census.supply.get(label.name) is None else census.pilots.get(label.name, ()),
-            )
-            for label in labels
-            if label.name in targets
-        ]
-        removals = plan_removals(controls.removals, views)
+        targets = controls.removal_targets(labels)  # the census listed every pilot of these
+        removals = plan_removals(controls.removals, removal_views(labels, census, targets))
         notes = list(removals.notes)
         by_name = {label.name: label for label in labels}
         for name, job_ids in removals.by_label.items():
@@ -226,55 +188,29 @@ class Factory:
         return notes
 
     def _labels(self, problems: list[Problem]) -> LabelSet:
-        """Labels from the current schedconfig; rebuilt only when schedconfig changed."""
-        try:
-            snapshot = self._schedconfig.get()
-        except SchedconfigError as exc:
-            problems.append(Problem("schedconfig", f"schedconfig: {exc}"))
-            return build_labels(self.config, None)
-        if self._labels_for is None or self._labels_for[0] is not snapshot:
-            label_set = build_labels(self.config, snapshot.data)
-            for warning in label_set.warnings:
-                log.info("%s", warning)
-            self._labels_for = (snapshot, label_set)
-        return self._labels_for[1]
+        """This cycle's labels; without schedconfig those of the queues that need none."""
+        reading = self._label_source.read()
+        if reading.schedconfig_problem:
+            problems.append(Problem(EdgeKind.SCHEDCONFIG, reading.schedconfig_problem))
+        return reading.label_set
 
-    def _check_credentials(
-        self, labels: Sequence[Label], now: float
-    ) -> tuple[tuple[CredentialCheck, ...], dict[str, str]]:
+    def _check_credentials(self, labels: Sequence[Label], now: float) -> CredentialVerdicts:
         """Each credential the labels' pilots carry, checked once; labels whose one is too short."""
         if self._credentials is None:
-            return (), {}
-        self._credentials.new_cycle(datetime.fromtimestamp(now, UTC))
-        blocked: dict[str, str] = {}
-        for label in labels:
-            for path, kind in (
-                (label.submit.x509userproxy, CredentialKind.PROXY),
-                (label.submit.scitokens_file, CredentialKind.TOKEN),
-            ):
-                check = self._credentials.check(path, kind) if path else None
-                if check is not None and check.blocks:
-                    blocked[label.name] = check.message
-        return self._credentials.checks(), blocked
+            return CredentialVerdicts()
+        return self._credentials.check_labels(labels, now)
 
     def _clean_logs(self, labels: Sequence[Label], census: Census, now: float) -> None:
         """Pilot log cleanup, at most every logCleanupInterval; never while pilots' dirs are unknown."""
         if self._log_cleanup is None or self._dry_run or not self._log_cleanup.claim():
             return
-        f = self.config.factory
         in_use = None
         if census.total is not None:
             unknown = [name for name, supply in census.supply.items() if supply is None]
             in_use = dirs_in_use(census.queue_dates(), unknown_labels=unknown)
-        default_keep = self.config.queue_defaults["logKeepDays"].value  # for labels no longer configured
-        policy = CleanupPolicy(
-            keep_days=int(str(default_keep)),
-            keep_days_by_label={label.name: label.log_keep_days for label in labels},
-            min_free_bytes=int(f.log_min_free_gb * 10**9),
-            compress_days=f.log_compress_days,
-        )
+        keep_days = {label.name: label.log_keep_days for label in labels}
         try:
-            run_cleanup(Path(f.base_log_dir), datetime.fromtimestamp(now, UTC).date(), policy, in_use)
+            self._log_cleanup.clean(keep_days, in_use, datetime.fromtimestamp(now, UTC).date())
         except Exception:  # cleanup must never take the cycle down
             log.exception("log cleanup failed")
 
@@ -287,7 +223,7 @@ class Factory:
             if members:
                 censuses.append(backend.census(members, keep))
         census = Census.merge(censuses)
-        problems.extend(Problem("batch", message) for message in census.problems)
+        problems.extend(Problem(EdgeKind.BATCH, message) for message in census.problems)
         return census
 
     def _submit_all(self, plans: Sequence[LabelPlan], started: float) -> list[LabelResult]:
@@ -312,7 +248,7 @@ class Factory:
                 label.name: SubmitOutcome(error="not submitted: the factory is stopping")
                 for label, _ in requests
             }
-        f = self.config.factory
+        f = self._settings
         context = SubmitContext(
             f.factory_id,
             f.pandaserver,

@@ -11,11 +11,11 @@ from functools import cached_property
 from typing import Protocol
 
 from autopyfactory.batch.interface import SubmitOutcome
+from autopyfactory.domain.credentials import CredentialCheck
 from autopyfactory.domain.demand import PandaReading
 from autopyfactory.domain.label import Label
-from autopyfactory.domain.model import plural
+from autopyfactory.domain.model import EdgeKind, plural
 from autopyfactory.domain.planning import LabelPlan
-from autopyfactory.edges.credentials import CredentialCheck
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ def _restriction(label: Label) -> str:
 
 @dataclass(frozen=True)
 class Problem:
-    """Something that went wrong at an edge this cycle; ``kind`` is schedconfig, panda or batch."""
+    """Something that went wrong at an edge this cycle, and which edge."""
 
-    kind: str
+    kind: EdgeKind
     message: str
 
     def __str__(self) -> str:
@@ -82,9 +82,9 @@ class CycleReport:
     credentials: tuple[CredentialCheck, ...] = field(default=())
     recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
     panda: PandaReading | None = None  # this cycle's PanDA answer (None: not asked)
-    control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (control.py)
+    control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (domain/control.py)
 
-    def ok(self, kind: str) -> bool:
+    def ok(self, kind: EdgeKind) -> bool:
         """Whether the edge ``kind`` answered well this cycle."""
         return not any(p.kind == kind for p in self.problems)
 

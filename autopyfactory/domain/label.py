@@ -128,6 +128,15 @@ class LabelSet:
     warnings: tuple[str, ...]  # things worth knowing that did not stop a queue
 
 
+@dataclass(frozen=True)
+class LabelReading:
+    """A cycle's labels, and why schedconfig could not be had ("" when it could; the labels are
+    then those that need no schedconfig)."""
+
+    label_set: LabelSet
+    schedconfig_problem: str = ""
+
+
 class Source(enum.StrEnum):
     """Where a setting's value came from, lowest precedence first."""
 

@@ -36,6 +36,17 @@ class QueueStatus(enum.StrEnum):
             ) from None
 
 
+class EdgeKind(enum.StrEnum):
+    """The edges a cycle reports about: a problem names its edge, the state file records whether
+    each answered well, the metrics count errors by it. The values are what status.json and the
+    metrics spell."""
+
+    SCHEDCONFIG = "schedconfig"
+    PANDA = "panda"
+    BATCH = "batch"
+    CONTROL = "control"
+
+
 class JobStatus(enum.IntEnum):
     """HTCondor's JobStatus attribute."""
 

@@ -1,7 +1,8 @@
 """The decision for every label of a cycle: its share of PanDA's jobs, the policy, the caps.
 
 A pure function of numbers and configuration (no network, subprocess or clock): :func:`plan`
-joins the policy (policy.py) with the PanDA shares, the PQs' CRIC caps and the factory-wide caps.
+joins the policy (policy.py) with the PanDA shares, the PQs' CRIC caps and the factory-wide caps
+(sharing.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from dataclasses import dataclass
 from autopyfactory.domain.demand import JobStats, PandaError
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, Decision, Demand, Step, Supply
-from autopyfactory.domain.policy import (
+from autopyfactory.domain.policy import Situation, decide
+from autopyfactory.domain.sharing import (
     FactoryCaps,
     GroupCap,
-    Situation,
     apply_factory_caps,
     apply_group_caps,
-    decide,
     split_activated,
 )
 

@@ -1,53 +1,94 @@
 """How many pilots to submit: a pure function of numbers and configuration.
 
 No network, subprocess or clock here. :func:`decide` takes a label's policy settings and its
-:class:`Situation` and returns a :class:`~autopyfactory.model.Decision` whose steps explain every
-number. Around it:
+:class:`Situation` and returns a :class:`~autopyfactory.domain.model.Decision` whose steps explain
+every number. What is shared between labels (a PQ's activated jobs, the caps) is ``sharing.py``.
 
-* :func:`split_activated` shares a PQ's activated jobs between its labels and the factories that
-  serve it, so one activated job yields one pilot, not one per CE;
-* :func:`apply_factory_caps` applies the factory-wide caps fairly across labels.
-
-Two plugin families exist, selected per queue with ``schedplugin`` (applied left to right, each
+Two step families exist, selected per queue with ``schedplugin`` (applied left to right, each
 step gets the previous result): ``Classic`` (APF 1.x) and the APF 2 chain (``Ready``, ``Scale``,
 ``MaxPerCycle``, ...). Two guards hold whatever the chain says: no data means 0 pilots, and an
 offline queue gets 0 pilots unless the chain handles the status itself (``Classic`` or
 ``StatusOffline``).
+
+**Adding a step** is one edit in this file: a frozen dataclass of its options, each field made
+with :func:`option` (config key, default, help; its type is the field's), the step function, and
+one :class:`PolicyStep` line in :data:`STEPS`. The registry is the only list of steps: the
+configuration schema's policy keys and the reference, ``simulate --set`` and the label's
+:class:`PolicySettings` all come from it, and steps are chosen by name from it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Generic, TypeVar
 
 from autopyfactory.domain.model import Decision, Demand, QueueStatus, Step, Supply
+
+T = TypeVar("T")
+OptionsT = TypeVar("OptionsT")
+
+#: The chain of a queue that names none.
+DEFAULT_CHAIN = ("Classic",)
+_OPTION = "autopyfactory.option"
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str
+    help: str
+    minimum: float | None
+    schedconfig: str | None
+
+
+def option(
+    key: str, default: T, help: str, *, minimum: float | None = None, schedconfig: str | None = None
+) -> T:
+    """A step's option as a dataclass field: its config key, default and help text, the least
+    value the configuration accepts, and the CRIC panda-queue field that fills it (if any)."""
+    return field(default=default, metadata={_OPTION: _Spec(key, help, minimum, schedconfig)})
+
+
+@dataclass(frozen=True)
+class PolicyOption:
+    """One option of a step as the configuration sees it; ``type`` is int, float or int | None."""
+
+    key: str
+    type: object
+    default: object
+    help: str
+    step: str
+    field: str
+    minimum: float | None = None
+    schedconfig: str | None = None
 
 
 @dataclass(frozen=True)
 class PolicySettings:
-    """A label's policy configuration; field names follow the config keys (see config_schema)."""
+    """A label's policy: the chain of steps (``schedplugin``) and the options of its steps.
 
-    schedplugin: tuple[str, ...] = ("Classic",)
-    # Classic (APF 1.x)
-    nqueue: int = 20
-    depthboost: int = 2
-    idlepilotsuppression: int = 1
-    pilotlimit: int | None = None
-    transferringlimit: int | None = None
-    testpilots: int = 1
-    # APF 2 chain
-    ready_offset: int = 0
-    scale_factor: float = 1.0
-    maxpercycle: int | None = None
-    minpercycle: int = 0
-    maxpending: int | None = None
-    minpending: int = 0
-    maxtorun: int | None = None
-    maxheld: int | None = None
-    statustest_pilots: int = 1
-    statusoffline_pilots: int = 0
-    fixed_pilots: int = 0
+    ``options`` holds an options object per step whose options differ from the defaults; a step
+    without one uses its defaults. Two settings with the same effect compare equal.
+    """
+
+    schedplugin: tuple[str, ...] = DEFAULT_CHAIN
+    options: tuple[object, ...] = ()
+
+    def __post_init__(self) -> None:
+        kinds = [type(o) for o in self.options]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("one options object per step")
+        kept = sorted((o for o in self.options if o != type(o)()), key=lambda o: type(o).__name__)
+        object.__setattr__(self, "options", tuple(kept))
+
+    def of(self, kind: type[OptionsT]) -> OptionsT:
+        """The options of the step whose options class is ``kind``."""
+        for found in self.options:
+            if isinstance(found, kind):
+                return found
+        return kind()
 
 
 @dataclass(frozen=True)
@@ -75,13 +116,122 @@ class Known:
 
 
 PluginResult = tuple[int, str]
-Plugin = Callable[[int, Known, PolicySettings], PluginResult]
+
+
+@dataclass(frozen=True)
+class PolicyStep(Generic[OptionsT]):
+    """A step registered under ``name``: its function of (the previous result, the situation, its
+    options) and its options class; ``handles_offline``: it decides for an offline queue itself
+    (without such a step in the chain, the offline guard applies)."""
+
+    name: str
+    function: Callable[[int, Known, OptionsT], PluginResult]
+    options: type[OptionsT]
+    handles_offline: bool = False
+
+    def run(self, n: int, situation: Known, settings: PolicySettings) -> PluginResult:
+        return self.function(n, situation, settings.of(self.options))
+
+    def declared(self) -> Iterator[PolicyOption]:
+        """The step's options, in the order of its options class."""
+        hints = typing.get_type_hints(self.options)
+        for f in fields(self.options):  # type: ignore[arg-type]
+            spec = f.metadata[_OPTION]
+            yield PolicyOption(
+                spec.key,
+                hints[f.name],
+                f.default,
+                spec.help,
+                self.name,
+                f.name,
+                spec.minimum,
+                spec.schedconfig,
+            )
+
+
+class StepRegistry:
+    """The policy steps by name, and the options they declare (config keys unique across steps)."""
+
+    def __init__(self, steps: Sequence[PolicyStep[Any]]) -> None:
+        self._steps = {step.name: step for step in steps}
+        self._options = tuple(o for step in steps for o in step.declared())
+        keys = [o.key.lower() for o in self._options]
+        if len(self._steps) != len(steps) or len(set(keys)) != len(keys):
+            raise ValueError("policy steps and their option keys must be unique")
+        for o in self._options:
+            if o.type not in (int, float, int | None):
+                raise TypeError(f"{o.step}.{o.field}: an option is an int, a float or int | None")
+
+    def __getitem__(self, name: str) -> PolicyStep[Any]:
+        return self._steps[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._steps)
+
+    def options(self) -> tuple[PolicyOption, ...]:
+        """Every step's options, step by step in registration order."""
+        return self._options
+
+    def handling_offline(self) -> frozenset[str]:
+        return frozenset(name for name, step in self._steps.items() if step.handles_offline)
+
+    def settings(self, values: Mapping[str, object]) -> PolicySettings:
+        """PolicySettings from config values by key (``schedplugin`` and any step option; the
+        others keep their defaults)."""
+        chain = values.get("schedplugin", DEFAULT_CHAIN)
+        if not isinstance(chain, tuple):
+            raise TypeError(f"schedplugin: a tuple of step names, not {chain!r}")
+        options: list[object] = []
+        for step in self._steps.values():
+            given = {
+                o.field: values[o.key]
+                for o in self._options
+                if o.step == step.name and o.key in values and values[o.key] != o.default
+            }
+            if given:
+                options.append(step.options(**given))
+        return PolicySettings(tuple(str(name) for name in chain), tuple(options))
 
 
 # --- Classic (APF 1.x) -------------------------------------------------------------------------
 
 
-def classic(_n: int, s: Known, cfg: PolicySettings) -> PluginResult:
+@dataclass(frozen=True)
+class ClassicOptions:
+    nqueue: int = option("nqueue", 20, "Classic: pilots to keep queued while jobs are activated.", minimum=0)
+    depthboost: int = option(
+        "depthboost",
+        2,
+        "Classic: queue up to nqueue x depthboost while activated > pending.",
+        minimum=1,
+        schedconfig="depthboost",
+    )
+    idlepilotsuppression: int = option(
+        "idlepilotsuppression",
+        1,
+        "Classic: with no activated jobs, send the idle pilot only every N-th cycle.",
+        minimum=1,
+    )
+    pilotlimit: int | None = option(
+        "pilotlimit",
+        None,
+        "Classic: most pilots of this label in the batch system.",
+        minimum=0,
+        schedconfig="pilotlimit",
+    )
+    transferringlimit: int | None = option(
+        "transferringlimit",
+        None,
+        "Classic: no pilots while PanDA counts this many transferring jobs.",
+        minimum=0,
+        schedconfig="transferringlimit",
+    )
+    testpilots: int = option(
+        "testpilots", 1, "Classic: pilots for a queue in test status with none pending.", minimum=0
+    )
+
+
+def classic(_n: int, s: Known, cfg: ClassicOptions) -> PluginResult:
     """APF 1.x: keep ``nqueue`` pilots queued while jobs are activated, idle with one otherwise.
 
     Unlike APF 1.x, ``pilotlimit`` is a cap, not only a stop: the result never takes the total
@@ -100,7 +250,7 @@ def classic(_n: int, s: Known, cfg: PolicySettings) -> PluginResult:
     return n, why
 
 
-def _classic_wanted(s: Known, cfg: PolicySettings, pending: int, total: int) -> PluginResult:
+def _classic_wanted(s: Known, cfg: ClassicOptions, pending: int, total: int) -> PluginResult:
     activated, nqueue = s.demand.activated, cfg.nqueue
     if s.status is QueueStatus.TEST:
         if pending > 0:
@@ -127,86 +277,154 @@ def _classic_wanted(s: Known, cfg: PolicySettings, pending: int, total: int) -> 
 # --- the APF 2 chain ---------------------------------------------------------------------------
 
 
-def ready(_n: int, s: Known, cfg: PolicySettings) -> PluginResult:
-    out = max(0, s.demand.activated - cfg.ready_offset - s.supply.pending)
-    return out, f"activated={s.demand.activated} offset={cfg.ready_offset} pending={s.supply.pending}"
+@dataclass(frozen=True)
+class ReadyOptions:
+    offset: int = option("sched.ready.offset", 0, "Ready: activated - offset - pending.", minimum=0)
 
 
-def scale(n: int, _s: Known, cfg: PolicySettings) -> PluginResult:
-    return math.ceil(n * cfg.scale_factor), f"factor={cfg.scale_factor:g}"
+def ready(_n: int, s: Known, cfg: ReadyOptions) -> PluginResult:
+    out = max(0, s.demand.activated - cfg.offset - s.supply.pending)
+    return out, f"activated={s.demand.activated} offset={cfg.offset} pending={s.supply.pending}"
 
 
-def max_per_cycle(n: int, _s: Known, cfg: PolicySettings) -> PluginResult:
-    if cfg.maxpercycle is None:
+@dataclass(frozen=True)
+class ScaleOptions:
+    factor: float = option("sched.scale.factor", 1.0, "Scale: ceil(in x factor).", minimum=0)
+
+
+def scale(n: int, _s: Known, cfg: ScaleOptions) -> PluginResult:
+    return math.ceil(n * cfg.factor), f"factor={cfg.factor:g}"
+
+
+@dataclass(frozen=True)
+class MaxPerCycleOptions:
+    maximum: int | None = option(
+        "sched.maxpercycle.maximum", None, "MaxPerCycle: min(in, maximum).", minimum=0
+    )
+
+
+def max_per_cycle(n: int, _s: Known, cfg: MaxPerCycleOptions) -> PluginResult:
+    if cfg.maximum is None:
         return n, "max=unset"
-    return min(n, cfg.maxpercycle), f"max={cfg.maxpercycle}"
+    return min(n, cfg.maximum), f"max={cfg.maximum}"
 
 
-def min_per_cycle(n: int, _s: Known, cfg: PolicySettings) -> PluginResult:
-    return max(n, cfg.minpercycle), f"min={cfg.minpercycle}"
+@dataclass(frozen=True)
+class MinPerCycleOptions:
+    minimum: int = option("sched.minpercycle.minimum", 0, "MinPerCycle: max(in, minimum).", minimum=0)
 
 
-def max_pending(n: int, s: Known, cfg: PolicySettings) -> PluginResult:
+def min_per_cycle(n: int, _s: Known, cfg: MinPerCycleOptions) -> PluginResult:
+    return max(n, cfg.minimum), f"min={cfg.minimum}"
+
+
+@dataclass(frozen=True)
+class MaxPendingOptions:
+    maximum: int | None = option(
+        "sched.maxpending.maximum", None, "MaxPending: min(in, maximum - pending), >= 0.", minimum=0
+    )
+
+
+def max_pending(n: int, s: Known, cfg: MaxPendingOptions) -> PluginResult:
     """Unlike APF 2, the cap also holds when nothing is pending."""
-    if cfg.maxpending is None:
+    if cfg.maximum is None:
         return n, "max=unset"
     pending = s.supply.pending
-    return max(0, min(n, cfg.maxpending - pending)), f"pending={pending} max={cfg.maxpending}"
+    return max(0, min(n, cfg.maximum - pending)), f"pending={pending} max={cfg.maximum}"
 
 
-def min_pending(n: int, s: Known, cfg: PolicySettings) -> PluginResult:
+@dataclass(frozen=True)
+class MinPendingOptions:
+    minimum: int = option("sched.minpending.minimum", 0, "MinPending: max(in, minimum - pending).", minimum=0)
+
+
+def min_pending(n: int, s: Known, cfg: MinPendingOptions) -> PluginResult:
     pending = s.supply.pending
-    return max(n, cfg.minpending - pending), f"pending={pending} min={cfg.minpending}"
+    return max(n, cfg.minimum - pending), f"pending={pending} min={cfg.minimum}"
 
 
-def max_to_run(n: int, s: Known, cfg: PolicySettings) -> PluginResult:
-    if cfg.maxtorun is None:
+@dataclass(frozen=True)
+class MaxToRunOptions:
+    maximum: int | None = option(
+        "sched.maxtorun.maximum", None, "MaxToRun: min(in, maximum - pending - running), >= 0.", minimum=0
+    )
+
+
+def max_to_run(n: int, s: Known, cfg: MaxToRunOptions) -> PluginResult:
+    if cfg.maximum is None:
         return n, "max=unset"
     pending, running = s.supply.pending, s.supply.running
-    out = max(0, min(n, cfg.maxtorun - pending - running))
-    return out, f"pending={pending} running={running} max={cfg.maxtorun}"
+    out = max(0, min(n, cfg.maximum - pending - running))
+    return out, f"pending={pending} running={running} max={cfg.maximum}"
 
 
-def max_held(n: int, s: Known, cfg: PolicySettings) -> PluginResult:
-    if cfg.maxheld is None:
+@dataclass(frozen=True)
+class MaxHeldOptions:
+    maximum: int | None = option("sched.maxheld.maximum", None, "MaxHeld: 0 when held >= maximum.", minimum=0)
+
+
+def max_held(n: int, s: Known, cfg: MaxHeldOptions) -> PluginResult:
+    if cfg.maximum is None:
         return n, "max=unset"
     held = s.supply.held
-    return (0 if held >= cfg.maxheld else n), f"held={held} max={cfg.maxheld}"
+    return (0 if held >= cfg.maximum else n), f"held={held} max={cfg.maximum}"
 
 
-def status_test(n: int, s: Known, cfg: PolicySettings) -> PluginResult:
+@dataclass(frozen=True)
+class StatusTestOptions:
+    pilots: int = option(
+        "sched.statustest.pilots", 1, "StatusTest: pilots for a queue in test status.", minimum=0
+    )
+
+
+def status_test(n: int, s: Known, cfg: StatusTestOptions) -> PluginResult:
     if s.status is QueueStatus.TEST:
-        return cfg.statustest_pilots, f"status=test pilots={cfg.statustest_pilots}"
+        return cfg.pilots, f"status=test pilots={cfg.pilots}"
     return n, f"status={s.status.value}"
 
 
-def status_offline(n: int, s: Known, cfg: PolicySettings) -> PluginResult:
+@dataclass(frozen=True)
+class StatusOfflineOptions:
+    pilots: int = option(
+        "sched.statusoffline.pilots", 0, "StatusOffline: pilots for an offline queue.", minimum=0
+    )
+
+
+def status_offline(n: int, s: Known, cfg: StatusOfflineOptions) -> PluginResult:
     if s.status is QueueStatus.OFFLINE:
-        return cfg.statusoffline_pilots, f"status=offline pilots={cfg.statusoffline_pilots}"
+        return cfg.pilots, f"status=offline pilots={cfg.pilots}"
     return n, f"status={s.status.value}"
 
 
-def fixed(_n: int, _s: Known, cfg: PolicySettings) -> PluginResult:
-    return cfg.fixed_pilots, f"pilots={cfg.fixed_pilots}"
+@dataclass(frozen=True)
+class FixedOptions:
+    pilots: int = option("sched.fixed.pilots", 0, "Fixed: always this many.", minimum=0)
 
 
-PLUGINS: Mapping[str, Plugin] = {
-    "Classic": classic,
-    "Ready": ready,
-    "Scale": scale,
-    "MaxPerCycle": max_per_cycle,
-    "MinPerCycle": min_per_cycle,
-    "MaxPending": max_pending,
-    "MinPending": min_pending,
-    "MaxToRun": max_to_run,
-    "MaxHeld": max_held,
-    "StatusTest": status_test,
-    "StatusOffline": status_offline,
-    "Fixed": fixed,
-}
+def fixed(_n: int, _s: Known, cfg: FixedOptions) -> PluginResult:
+    return cfg.pilots, f"pilots={cfg.pilots}"
 
-#: Plugins that decide for an offline queue themselves; without one, the offline guard applies.
-STATUS_AWARE = frozenset({"Classic", "StatusOffline"})
+
+#: Every policy step, in the order the configuration reference lists them.
+STEPS = StepRegistry(
+    (
+        PolicyStep("Classic", classic, ClassicOptions, handles_offline=True),
+        PolicyStep("Ready", ready, ReadyOptions),
+        PolicyStep("Scale", scale, ScaleOptions),
+        PolicyStep("MaxPerCycle", max_per_cycle, MaxPerCycleOptions),
+        PolicyStep("MinPerCycle", min_per_cycle, MinPerCycleOptions),
+        PolicyStep("MaxPending", max_pending, MaxPendingOptions),
+        PolicyStep("MinPending", min_pending, MinPendingOptions),
+        PolicyStep("MaxToRun", max_to_run, MaxToRunOptions),
+        PolicyStep("MaxHeld", max_held, MaxHeldOptions),
+        PolicyStep("StatusTest", status_test, StatusTestOptions),
+        PolicyStep("StatusOffline", status_offline, StatusOfflineOptions, handles_offline=True),
+        PolicyStep("Fixed", fixed, FixedOptions),
+    )
+)
+
+#: Steps that decide for an offline queue themselves; without one, the offline guard applies.
+STATUS_AWARE = STEPS.handling_offline()
 
 
 # --- the decision ------------------------------------------------------------------------------
@@ -220,7 +438,7 @@ def decide(cfg: PolicySettings, situation: Situation) -> Decision:
     known = Known(situation.status, situation.demand, situation.supply, situation.cycle)  # type: ignore[arg-type]
     decision = Decision(0, ())
     for name in cfg.schedplugin:
-        out, reason = PLUGINS[name](decision.n, known, cfg)
+        out, reason = STEPS[name].run(decision.n, known, cfg)
         decision = decision.then(Step(name, decision.n, max(0, out), reason))
     if known.status is QueueStatus.OFFLINE and not STATUS_AWARE.intersection(cfg.schedplugin):
         decision = decision.then(Step("Offline", decision.n, 0, "status=offline"))
@@ -234,120 +452,3 @@ def _missing_data(s: Situation) -> str:
     if s.supply is None:
         missing.append("pilot counts unknown or stale")
     return ", ".join(missing)
-
-
-# --- sharing demand ----------------------------------------------------------------------------
-
-
-def split_activated(activated: int, labels: Sequence[str], num_factories: int, cycle: int) -> dict[str, int]:
-    """Share one PQ's activated jobs between its labels and the factories serving it.
-
-    The factory's part is ``activated // num_factories`` (rounded down: of two factories serving one
-    job, neither sends a job pilot for it, and both still idle with one pilot). That part is split
-    evenly between the labels, sorted by name; the remainder goes one job each to consecutive
-    labels starting at ``cycle % len(labels)``, so every CE gets it in turn.
-    """
-    if activated < 0 or num_factories < 1:
-        raise ValueError(f"activated={activated} num_factories={num_factories}")
-    ordered = sorted(labels)
-    if not ordered:
-        return {}
-    part = activated // num_factories
-    base, remainder = divmod(part, len(ordered))
-    start = cycle % len(ordered)
-    favoured = {ordered[(start + i) % len(ordered)] for i in range(remainder)}
-    return {label: base + (1 if label in favoured else 0) for label in ordered}
-
-
-# --- factory-wide caps -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FactoryCaps:
-    """Factory-wide caps; ``current_pilots`` None means some schedd's count is unknown."""
-
-    max_per_cycle: int | None = None
-    max_pilots: int | None = None
-    current_pilots: int | None = 0
-
-
-def apply_factory_caps(
-    decisions: Mapping[str, Decision], caps: FactoryCaps, cycle: int
-) -> dict[str, Decision]:
-    """Cut the labels' requests to the factory-wide caps, fairly (max-min) across labels."""
-    result = dict(decisions)
-    if caps.max_pilots is not None:
-        if caps.current_pilots is None:
-            limit, why = 0, f"maxPilots={caps.max_pilots} current=unknown"
-        else:
-            limit = max(0, caps.max_pilots - caps.current_pilots)
-            why = f"maxPilots={caps.max_pilots} current={caps.current_pilots}"
-        result = _cap(result, "FactoryMaxPilots", limit, why, cycle)
-    if caps.max_per_cycle is not None:
-        result = _cap(
-            result, "FactoryMaxPerCycle", caps.max_per_cycle, f"maxPerCycle={caps.max_per_cycle}", cycle
-        )
-    return result
-
-
-@dataclass(frozen=True)
-class GroupCap:
-    """A cap shared by some labels (a PQ's CRIC limits): at most ``capacity`` more pilots among
-    them this cycle; ``None`` means a count it depends on is unknown, so none."""
-
-    step: str
-    labels: tuple[str, ...]
-    capacity: int | None
-    why: str
-
-
-def apply_group_caps(
-    decisions: Mapping[str, Decision], caps: Sequence[GroupCap], cycle: int
-) -> dict[str, Decision]:
-    """Cut each group's labels to its cap, fairly (max-min); a step only where a number changes."""
-    result = dict(decisions)
-    for cap in caps:
-        members = [label for label in sorted(set(cap.labels)) if label in result]
-        limit = 0 if cap.capacity is None else max(0, cap.capacity)
-        wanted = {label: result[label].n for label in members}
-        granted = fair_share(wanted, limit, cycle)
-        why = f"requested={sum(wanted.values())} {cap.why}"
-        for label in members:
-            if granted[label] != wanted[label]:
-                result[label] = result[label].then(Step(cap.step, wanted[label], granted[label], why))
-    return result
-
-
-def _cap(decisions: dict[str, Decision], name: str, limit: int, why: str, cycle: int) -> dict[str, Decision]:
-    wanted = {label: d.n for label, d in decisions.items()}
-    granted = fair_share(wanted, limit, cycle)
-    requested = sum(wanted.values())
-    reason = f"requested={requested} {why}"
-    return {label: d.then(Step(name, d.n, granted[label], reason)) for label, d in decisions.items()}
-
-
-def fair_share(wanted: Mapping[str, int], capacity: int, cycle: int) -> dict[str, int]:
-    """Max-min fair split of ``capacity``: no label gets more than it wants, small requests are met
-    first, and what cannot be split evenly goes one each to labels in an order rotating with
-    ``cycle``."""
-    granted = dict.fromkeys(wanted, 0)
-    left = max(0, capacity)
-    hungry = sorted(label for label, n in wanted.items() if n > 0)
-    while left > 0 and hungry:
-        each = left // len(hungry)
-        if each == 0:
-            start = cycle % len(hungry)
-            for label in (hungry[start:] + hungry[:start])[:left]:
-                granted[label] += 1
-            break
-        for label in hungry:
-            give = min(each, wanted[label] - granted[label])
-            granted[label] += give
-            left -= give
-        hungry = [label for label in hungry if granted[label] < wanted[label]]
-    return granted
-
-
-def with_plugins(cfg: PolicySettings, names: Sequence[str]) -> PolicySettings:
-    """A copy of ``cfg`` with another plugin chain (used by ``simulate --schedplugin``)."""
-    return replace(cfg, schedplugin=tuple(names))

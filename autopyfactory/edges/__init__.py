@@ -1,3 +1,3 @@
-"""The systems the factory talks to: PanDA, CRIC (schedconfig), credentials, the monitor, and
-the HTTP and file plumbing they share.
+"""The systems the factory talks to: PanDA, CRIC (schedconfig), credentials, the monitor, the
+control file and the pilot log tree, and the HTTP and file plumbing they share.
 """

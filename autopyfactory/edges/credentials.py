@@ -1,18 +1,15 @@
-"""Is the credential the pilots carry still good enough to submit with?
+"""Reading the credentials the pilots carry, to judge them by the rule in ``domain/credentials.py``.
 
-A pilot submitted with a proxy or token that expires before the pilot starts (or soon after) is
-a pilot that fails at the CE or, worse, pulls a job it cannot finish. So before submitting, the
-factory checks each configured credential file once per cycle:
+Before submitting, the factory checks each configured credential file once per cycle:
 
 * an X.509 proxy: the shortest ``notAfter`` of the certificates in the file (proxy, EEC, chain),
   and the VOMS attribute certificate's lifetime when ``voms-proxy-info`` is installed;
 * a bearer token file (SciTokens / WLCG JWT): readable and non-empty; a JWT's ``exp`` when
   there is one, otherwise the lifetime is unknown and the token is accepted with a note.
 
-Below ``proxyMinLifetime`` nothing is submitted for the labels that use the file; below twice
-that the factory warns. :func:`assess` is the pure rule, :func:`check_credential` the edge that
-reads a file, and :class:`CredentialChecker` memoises the checks within a cycle, so a proxy
-shared by 200 labels is read (and logged about) once.
+:func:`check_credential` is the edge that reads a file, and :class:`CredentialChecker` (the
+cycle's credential gate) memoises the checks within a cycle, so a proxy shared by 200 labels is
+read (and logged about) once.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import enum
 import json
 import logging
 import math
@@ -28,11 +24,19 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from cryptography import x509
+
+from autopyfactory.domain.credentials import (
+    CredentialCheck,
+    CredentialKind,
+    CredentialState,
+    CredentialVerdicts,
+    assess,
+)
+from autopyfactory.domain.label import Label
 
 log = logging.getLogger(__name__)
 
@@ -45,93 +49,6 @@ VomsProbe = Callable[[str], float | None]
 
 class CredentialError(ValueError):
     """A credential file's content is unusable; the message says why in operator terms."""
-
-
-class CredentialKind(enum.StrEnum):
-    PROXY = "proxy"
-    TOKEN = "token"  # noqa: S105 (a kind of credential, not a secret)
-
-
-class CredentialState(enum.Enum):
-    """The outcome of a check. Every state but OK and WARN blocks submission."""
-
-    OK = "ok"
-    WARN = "warn"  # usable, but below 2 x proxyMinLifetime: renew soon
-    TOO_SHORT = "too short"  # valid, but below proxyMinLifetime
-    EXPIRED = "expired"
-    MISSING = "missing"
-    UNREADABLE = "unreadable"  # permissions, I/O error, or content that is not a credential
-
-    @property
-    def blocks(self) -> bool:
-        """True when nothing may be submitted with this credential."""
-        return self not in (CredentialState.OK, CredentialState.WARN)
-
-    @property
-    def log_level(self) -> int:
-        if self is CredentialState.OK:
-            return logging.DEBUG
-        return logging.WARNING if self is CredentialState.WARN else logging.ERROR
-
-
-@dataclass(frozen=True)
-class CredentialCheck:
-    """One credential file's verdict; ``message`` is the one line for log, label and status."""
-
-    path: str
-    kind: CredentialKind
-    state: CredentialState
-    lifetime_seconds: float | None  # None: unknown (unreadable, or a token without expiry)
-    message: str
-
-    @property
-    def blocks(self) -> bool:
-        return self.state.blocks
-
-
-# ---- the pure rule --------------------------------------------------------------------------
-
-
-def assess(
-    lifetime: float | None, min_lifetime: float, problem: str = "", note: str = ""
-) -> tuple[CredentialState, str]:
-    """The state and the explanation (without the ``kind path:`` prefix) of a lifetime.
-
-    ``problem`` is a reason the file could not be read at all (UNREADABLE); ``note`` qualifies
-    the lifetime (e.g. ``VOMS AC``). A None lifetime without a problem is unknown: OK, noted.
-    """
-    if problem:
-        return CredentialState.UNREADABLE, f"{problem}: nothing submitted"
-    suffix = f" ({note})" if note else ""
-    if lifetime is None:
-        return CredentialState.OK, f"lifetime unknown{suffix}"
-    if lifetime <= 0:
-        return CredentialState.EXPIRED, f"expired {format_duration(-lifetime)} ago{suffix}: nothing submitted"
-    left = f"{format_duration(lifetime)} left{suffix}"
-    minimum = format_duration(min_lifetime)
-    if lifetime < min_lifetime:
-        return CredentialState.TOO_SHORT, f"{left}, below proxyMinLifetime {minimum}: nothing submitted"
-    if lifetime < 2 * min_lifetime:
-        return (
-            CredentialState.WARN,
-            f"{left}, below 2 x proxyMinLifetime {format_duration(2 * min_lifetime)}: renew it soon",
-        )
-    return CredentialState.OK, left
-
-
-def format_duration(seconds: float) -> str:
-    """``3h12m``, ``6h``, ``2d4h``, ``45m``, ``30s``: minutes are truncated, never rounded up."""
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
 
 
 # ---- reading credentials (pure: bytes in, seconds out) --------------------------------------
@@ -315,10 +232,32 @@ class CredentialChecker:
         key = (path, kind)
         if key not in self._checks:
             result = check_credential(path, kind, self._min_lifetime, self._now, self._voms)
-            log.log(result.state.log_level, "%s", result.message)
+            log.log(log_level(result.state), "%s", result.message)
             self._checks[key] = result
         return self._checks[key]
 
     def checks(self) -> tuple[CredentialCheck, ...]:
         """This cycle's verdicts so far, in the order first asked (for ``status``)."""
         return tuple(self._checks.values())
+
+    def check_labels(self, labels: Sequence[Label], now: float) -> CredentialVerdicts:
+        """The cycle's credential gate: a new cycle at ``now``, each credential the labels' pilots
+        carry checked once, and the labels whose credential blocks submission."""
+        self.new_cycle(datetime.fromtimestamp(now, UTC))
+        blocked: dict[str, str] = {}
+        for label in labels:
+            for path, kind in (
+                (label.submit.x509userproxy, CredentialKind.PROXY),
+                (label.submit.scitokens_file, CredentialKind.TOKEN),
+            ):
+                check = self.check(path, kind) if path else None
+                if check is not None and check.blocks:
+                    blocked[label.name] = check.message
+        return CredentialVerdicts(self.checks(), blocked)
+
+
+def log_level(state: CredentialState) -> int:
+    """How loudly a verdict is logged: errors for blocking states, a warning for WARN, debug for OK."""
+    if state is CredentialState.OK:
+        return logging.DEBUG
+    return logging.WARNING if state is CredentialState.WARN else logging.ERROR

@@ -134,9 +134,3 @@ class Snapshot(Generic[T]):
     data: T
     taken_at: float  # seconds since the epoch
     source: str  # where it came from, for logs ("https://...", "last-good copy /var/lib/...")
-
-    def age(self, now: float) -> float:
-        return max(0.0, now - self.taken_at)
-
-    def fresh(self, now: float, max_age: float) -> bool:
-        return self.age(now) <= max_age

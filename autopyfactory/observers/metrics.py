@@ -7,26 +7,21 @@ server on ``metricsAddress:metricsPort`` when ``metricsPort`` is set.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from autopyfactory.cycle.report import CycleReport, LabelResult
 from autopyfactory.domain.label import Label
+from autopyfactory.domain.model import EdgeKind
 
 
 class FactoryMetrics:
     """A cycle observer that turns each CycleReport into metrics."""
 
-    def __init__(
-        self,
-        registry: CollectorRegistry | None = None,
-        last_update: Callable[[str], float | None] | None = None,
-    ) -> None:
-        """``last_update(kind)`` gives the time of the last good schedconfig/panda answer, if known."""
-        self.registry = registry or CollectorRegistry()
-        self._last_update = last_update or (lambda _kind: None)
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
         r = self.registry
         self.pilots = Gauge(
             "apf_pilots", "Pilots in the batch system per label and state", ["label", "state"], registry=r
@@ -78,13 +73,9 @@ class FactoryMetrics:
         self.cycles.inc()
         self.cycle_seconds.set(report.duration)
         for problem in report.problems:
-            self.errors.labels(problem.kind).inc()
-        if report.ok("batch"):
+            self.errors.labels(problem.kind.value).inc()
+        if report.ok(EdgeKind.BATCH):
             self.last_success.labels("condor").set(report.started)
-        for kind in ("schedconfig", "panda"):
-            when = self._last_update(kind)
-            if when is not None:
-                self.last_success.labels(kind).set(when)
         if report.panda is not None:
             self.panda_ok.set(1 if report.panda.ok else 0)
             if report.panda.last_good is not None:

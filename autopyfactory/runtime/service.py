@@ -31,17 +31,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import requests
+
 from autopyfactory.batch.backends import build_backends
 from autopyfactory.config import loader as config
 from autopyfactory.config.loader import FactoryConfig
-from autopyfactory.cycle.control import ControlStore
+from autopyfactory.config.schedconfig_labels import SchedconfigLabels
+from autopyfactory.config.settings import HttpSettings, PandaSettings
 from autopyfactory.cycle.factory import Factory
-from autopyfactory.cycle.logcleanup import CleanupSchedule
+from autopyfactory.cycle.ports import CycleSettings
 from autopyfactory.cycle.report import CycleObserver, CycleReport
+from autopyfactory.domain.log_retention import GB
 from autopyfactory.domain.model import plural
+from autopyfactory.edges.control import ControlStore
 from autopyfactory.edges.credentials import CredentialChecker
 from autopyfactory.edges.http import make_session, total_deadline
 from autopyfactory.edges.panda import PandaClient, PandaView
+from autopyfactory.edges.pilot_logs import CleanupSchedule, PilotLogCleanup
 from autopyfactory.edges.schedconfig import SchedconfigSource
 from autopyfactory.observers.metrics import FactoryMetrics
 from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
@@ -68,8 +74,8 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
         return cfg
     if not options.dry_run_dir:
         raise ValueError("a dry run needs a directory of its own")
-    logs = str(Path(options.dry_run_dir) / "logs")
-    return replace(cfg, factory=replace(cfg.factory, base_log_dir=logs))
+    logs = replace(cfg.factory.logs, base_dir=str(Path(options.dry_run_dir) / "logs"))
+    return replace(cfg, factory=replace(cfg.factory, logs=logs))
 
 
 def build_factory(
@@ -81,48 +87,81 @@ def build_factory(
 ) -> Factory:
     cfg = for_dry_run(cfg, options)
     f = cfg.factory
-    session = make_session(
-        f.http_retries,
-        f.proxy,
-        f.ca_path,
-        deadline=total_deadline(f.http_timeout, f.http_retries),
-        stop_requested=stop_requested,
-    )
+    session = http_session(f.http, stop_requested)
     schedconfig = SchedconfigSource(
-        options.schedconfig or f.schedconfig,
+        options.schedconfig or f.schedconfig.location,
         f.schedconfig_cache_path,
-        f.schedconfig_refresh,
+        f.schedconfig.refresh,
         session,
-        f.http_timeout,
+        f.http.timeout,
         time.time,
         keep_copy=not options.dry_run,
     )
-    panda = PandaView(
-        PandaClient(f.pandaserver, session, f.http_timeout, f.panda_token_file, f.panda_vo),
-        time.time,
-    )
     return Factory(
-        cfg,
-        schedconfig,
-        panda,
+        cycle_settings(cfg, options.dry_run),
+        SchedconfigLabels(cfg, schedconfig),
+        PandaView(panda_client(f.panda, f.http, session), time.time),
         build_backends(cfg.factory, cfg.queues, read_only=options.dry_run, stop_requested=stop_requested),
         time.time,
-        options.dry_run,
         observers,
         stop_requested,
-        credentials=CredentialChecker(f.proxy_min_lifetime),
-        log_cleanup=CleanupSchedule(f.log_cleanup_interval),
+        credentials=CredentialChecker(f.credentials.min_lifetime),
+        log_cleanup=build_log_cleanup(cfg),
         observer_failed=observer_failed,
-        controls=ControlStore(Path(f.state_dir)),
+        controls=ControlStore(Path(f.identity.state_dir)),
+    )
+
+
+def http_session(http: HttpSettings, stop_requested: Callable[[], bool] = lambda: False) -> requests.Session:
+    """The session for PanDA and CRIC: retries, client proxy and CAs, a deadline per request."""
+    return make_session(
+        http.retries,
+        http.proxy,
+        http.ca_path,
+        deadline=total_deadline(http.timeout, http.retries),
+        stop_requested=stop_requested,
+    )
+
+
+def panda_client(panda: PandaSettings, http: HttpSettings, session: requests.Session) -> PandaClient:
+    return PandaClient(panda.server, session, http.timeout, panda.token_file, panda.vo)
+
+
+def cycle_settings(cfg: FactoryConfig, dry_run: bool) -> CycleSettings:
+    f = cfg.factory
+    return CycleSettings(
+        f.identity.factory_id,
+        f.panda.server,
+        f.logs.base_dir,
+        f.logs.base_url,
+        f.monitor.url,
+        f.caps.num_factories,
+        f.caps.max_per_cycle,
+        f.caps.max_pilots,
+        dry_run,
+    )
+
+
+def build_log_cleanup(cfg: FactoryConfig) -> PilotLogCleanup:
+    logs = cfg.factory.logs
+    default_keep = cfg.queue_defaults["logKeepDays"].value  # for labels no longer configured
+    return PilotLogCleanup(
+        Path(logs.base_dir),
+        CleanupSchedule(logs.cleanup_interval),
+        int(str(default_keep)),
+        int(logs.min_free_gb * GB),
+        logs.compress_days,
     )
 
 
 def build_monitor(cfg: FactoryConfig) -> MonitorObserver | None:
     f = cfg.factory
-    if not f.monitor_url:
+    if not f.monitor.url:
         return None
     return MonitorObserver(
-        MonitorSettings(f.monitor_url, f.monitor_token, f.factory_id, f.factory_owner, f.base_log_dir_url)
+        MonitorSettings(
+            f.monitor.url, f.monitor.token, f.identity.factory_id, f.identity.owner, f.logs.base_url
+        )
     )
 
 
@@ -138,13 +177,14 @@ class Service:
         observers: Sequence[CycleObserver] = (),
     ) -> None:
         self._config_path, self._options, self._notifier = config_path, options, notifier
+        self._config = cfg
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._monitor = None if options.dry_run else build_monitor(cfg)
         self._metrics = FactoryMetrics()
-        state_dir = options.dry_run_dir if options.dry_run else cfg.factory.state_dir
+        state_dir = options.dry_run_dir if options.dry_run else cfg.factory.identity.state_dir
         self._observers: list[CycleObserver] = [
-            StateWriter(Path(state_dir), cfg.factory.factory_id),
+            StateWriter(Path(state_dir), cfg.factory.identity.factory_id),
             self._metrics,
         ]
         if self._monitor:
@@ -157,7 +197,7 @@ class Service:
 
     @property
     def config(self) -> FactoryConfig:
-        return self.factory.config
+        return self._config
 
     @property
     def metrics(self) -> FactoryMetrics:
@@ -173,9 +213,9 @@ class Service:
         """Run cycles; returns the number run."""
         if self._monitor:
             self._monitor.start()
-        f = self.config.factory
-        if f.metrics_port and not self._options.dry_run:
-            self._metrics.serve(f.metrics_port, f.metrics_address)
+        metrics = self.config.factory.metrics
+        if metrics.port and not self._options.dry_run:
+            self._metrics.serve(metrics.port, metrics.address)
         done = 0
         try:
             done = self._loop()
@@ -198,7 +238,7 @@ class Service:
             done += 1
             if self._options.cycles is not None and done >= self._options.cycles:
                 break
-            self._stop.wait(max(0.0, self.config.factory.sleep - (time.monotonic() - started)))
+            self._stop.wait(max(0.0, self.config.factory.identity.sleep - (time.monotonic() - started)))
         return done
 
     def _cycle(self, number: int) -> None:
@@ -226,7 +266,7 @@ class Service:
             return
         before = {q.name for q in self.config.queues}
         after = {q.name for q in new.queues}
-        self.factory = factory
+        self.factory, self._config = factory, new
         log.info(
             "configuration reloaded: %s (%d added, %d removed)",
             plural(len(after), "queue"),

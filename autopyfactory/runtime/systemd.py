@@ -18,10 +18,6 @@ class Notifier:
         if self._address.startswith("@"):  # abstract namespace
             self._address = "\0" + self._address[1:]
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def send(self, *fields: str) -> None:
         if not self._address:
             return

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,25 @@ def test_status_on_a_good_state_file_still_works(tmp_path: Path) -> None:
     result = run("autopyfactory", "status", "-c", str(conf))
     assert result.returncode == 0, result.stderr
     assert "factory f" in result.stdout and "\nL " in result.stdout
+
+
+def test_status_reads_a_state_file_of_the_previous_format(tmp_path: Path) -> None:
+    """A daemon upgraded under a running ``status --check``: its last file has problems without
+    their edge; the edge that answered badly is still reported, its problem only once rewritten."""
+    conf = tmp_path / "factory.conf"
+    conf.write_text(
+        "[Factory]\nfactoryId = f\nfactoryOwner = ops@example.org\npandaserver = http://127.0.0.1:9\n"
+        f"schedconfig = {tmp_path}/cric.json\nstateDir = {tmp_path}/state\n"
+    )
+    (tmp_path / "state").mkdir()
+    edges = {"panda": False, "batch": True, "control": True}
+    old = {**GOOD, "time": time.time(), "labels": {"L": {**GOOD_LABEL, "activated": None}},
+           "problems": ["PanDA: HTTP 500"], "edges": edges}  # fmt: skip
+    (tmp_path / "state" / "status.json").write_text(json.dumps(old))
+    result = run("autopyfactory", "status", "-c", str(conf), "--check")
+    assert (result.returncode, result.stdout) == (1, "WARNING: PanDA answered badly in the last cycle\n")
+    table = run("autopyfactory", "status", "-c", str(conf))
+    assert table.returncode == 0 and "problem: PanDA: HTTP 500" in table.stdout
 
 
 @pytest.mark.parametrize("days", ["1e9", "1e300", "3000000"])

@@ -63,7 +63,9 @@ def test_panda_answering_badly_is_a_warning(tmp_path, stand, condor):
     run(conf, condor, "--once")
     result = status(conf, "--check")
     assert result.returncode == 1, result.stdout
-    assert result.stdout.startswith("WARNING: PanDA answered badly in the last cycle")
+    assert result.stdout.startswith("WARNING: PanDA answered badly in the last cycle: PanDA: ")
+    record = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert [p["kind"] for p in record["problems"]] == ["panda"]  # stored, not guessed from its words
 
 
 def test_condor_answering_badly_is_a_warning(tmp_path, stand, condor):

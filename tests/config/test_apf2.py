@@ -29,13 +29,13 @@ def test_the_result_is_an_equivalent_factory_conf(tmp_path):
     loaded = config.load(out)
     assert loaded.errors == ()
     f = loaded.factory
-    assert (f.factory_id, f.factory_owner, f.sleep, f.panda_max_age) == (
+    assert (f.identity.factory_id, f.identity.owner, f.identity.sleep, f.panda.max_age) == (
         "EXAMPLE-apf01-ops",
         "ops@example.org",
         360,
         360,
     )
-    assert (f.base_log_dir, f.base_log_dir_url) == (
+    assert (f.logs.base_dir, f.logs.base_url) == (
         "/home/autopyfactory/factory/logs",
         "http://apf01.example.org:25880",
     )

@@ -20,7 +20,7 @@ from autopyfactory.config.autoconfigure import (
 from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.domain.label import CE, LabelSet, Setting, Source
 from autopyfactory.domain.model import QueueStatus
-from autopyfactory.domain.policy import PolicySettings
+from autopyfactory.domain.policy import ClassicOptions, MaxPendingOptions, PolicySettings
 from tests.support.paths import DATA
 
 # Lines 1-5; whatever a test appends starts on line 6.
@@ -136,8 +136,8 @@ def test_precedence_local_status_and_policy(tmp_path: Path, dump: dict[str, Any]
     label = result.labels[0]
     assert label.status is QueueStatus.TEST
     assert label.settings["status"] == Setting("test", Source.LOCAL, f"{path}:10")
-    assert label.policy.nqueue == 3
-    assert label.policy.maxpending == 50
+    assert label.policy.of(ClassicOptions).nqueue == 3
+    assert label.policy.of(MaxPendingOptions).maximum == 50
     assert label.settings["sched.maxpending.maximum"] == Setting(50, Source.QUEUE_DEFAULTS, f"{path}:8")
 
 

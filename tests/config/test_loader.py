@@ -57,13 +57,13 @@ def test_example_config_loads_with_cern_queue_and_typed_factory_settings() -> No
     assert cfg.errors == ()
     assert names(cfg) == ["CERN"]
     factory = cfg.factory
-    assert factory.factory_id == "example-factory"
-    assert factory.pandaserver == "https://pandaserver.cern.ch:25443"
-    assert factory.schedconfig == "https://atlas-cric.cern.ch/api/atlas/pandaqueue/query/?json"
-    assert factory.schedconfig_refresh == 600
-    assert factory.http_timeout == 30.0 and isinstance(factory.http_timeout, float)
-    assert factory.max_per_cycle is None
-    assert factory.queues_dir == ""
+    assert factory.identity.factory_id == "example-factory"
+    assert factory.panda.server == "https://pandaserver.cern.ch:25443"
+    assert factory.schedconfig.location == "https://atlas-cric.cern.ch/api/atlas/pandaqueue/query/?json"
+    assert factory.schedconfig.refresh == 600
+    assert factory.http.timeout == 30.0 and isinstance(factory.http.timeout, float)
+    assert factory.caps.max_per_cycle is None
+    assert factory.identity.queues_dir == ""
     assert factory.schedconfig_cache_path == Path("/var/lib/autopyfactory/schedconfig.json")
     cern = cfg.queues[0]
     assert cern.local == {}
@@ -75,10 +75,10 @@ def test_example_config_loads_with_cern_queue_and_typed_factory_settings() -> No
 def test_factory_defaults_and_types(tmp_path: Path) -> None:
     _, cfg = load(tmp_path, FACTORY + "sleep = 30\nhttpTimeout = 2.5\nmaxPilots = 100\nschedconfigCache =\n")
     factory = cfg.factory
-    assert (factory.sleep, factory.http_timeout, factory.max_pilots) == (30, 2.5, 100)
-    assert factory.state_dir == "/var/lib/autopyfactory"
-    assert factory.num_factories == 1
-    assert factory.panda_vo == "atlas"
+    assert (factory.identity.sleep, factory.http.timeout, factory.caps.max_pilots) == (30, 2.5, 100)
+    assert factory.identity.state_dir == "/var/lib/autopyfactory"
+    assert factory.caps.num_factories == 1
+    assert factory.panda.vo == "atlas"
     assert factory.schedconfig_cache_path == Path("/var/lib/autopyfactory/schedconfig.json")
     _, cfg = load(tmp_path, FACTORY + "stateDir = /srv/apf\n")
     assert cfg.factory.schedconfig_cache_path == Path("/srv/apf/schedconfig.json")
@@ -88,7 +88,7 @@ def test_factory_defaults_and_types(tmp_path: Path) -> None:
 
 def test_keys_are_case_insensitive_and_stored_canonically(tmp_path: Path) -> None:
     path, cfg = load(tmp_path, FACTORY + "SLEEP = 7\n[CERN]\nNQueue = 3\nSched.MaxPending.Maximum = 9\n")
-    assert cfg.factory.sleep == 7
+    assert cfg.factory.identity.sleep == 7
     assert dict(cfg.queues[0].local) == {
         "nqueue": Setting(3, Source.LOCAL, f"{path}:8"),
         "sched.maxpending.maximum": Setting(9, Source.LOCAL, f"{path}:9"),
@@ -522,4 +522,4 @@ def test_pandaserver_with_a_path_is_rejected_with_the_url_to_write(
 
 def test_pandaserver_trailing_slash_is_dropped(tmp_path: Path) -> None:
     _, cfg = load(tmp_path, FACTORY.replace(":25443", ":25443/"))
-    assert cfg.factory.pandaserver == "https://pandaserver.example.org:25443"
+    assert cfg.factory.panda.server == "https://pandaserver.example.org:25443"

@@ -8,11 +8,10 @@ import dataclasses
 import pytest
 
 from autopyfactory.config import schema
-from autopyfactory.config.autoconfigure import POLICY_FIELDS
-from autopyfactory.config.loader import FactorySettings, _field_name
 from autopyfactory.config.schema import Scope
+from autopyfactory.config.settings import FactorySettings
 from autopyfactory.domain.label import SubmitSettings
-from autopyfactory.domain.policy import PLUGINS, PolicySettings
+from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS
 
 
 def option(key: str, scope: Scope = Scope.QUEUE) -> schema.Option:
@@ -107,7 +106,7 @@ def test_plugins() -> None:
     with pytest.raises(schema.UnknownPluginError) as info:
         plugins.parse("Ready, Bogus, Other")
     assert info.value.name == "Bogus"
-    assert info.value.known == sorted(PLUGINS)
+    assert info.value.known == sorted(STEPS.names())
     with pytest.raises(ValueError, match=r"^expected at least one plugin name$"):
         plugins.parse(" , ")
 
@@ -186,30 +185,31 @@ def test_schedconfig_fields() -> None:
 # --- the table and the typed settings cannot drift ------------------------------------------------
 
 
-def test_every_factory_key_is_a_factory_settings_field_and_back() -> None:
-    keys = {_field_name(o.key): o.key for o in schema.options(Scope.FACTORY)}
-    fields = {f.name for f in dataclasses.fields(FactorySettings)}
-    assert set(keys) == fields
-    assert len(keys) == len(list(schema.options(Scope.FACTORY)))  # no two keys share a field
+def test_every_factory_key_fills_one_settings_field_and_back() -> None:
+    keys = [o.key for o in schema.options(Scope.FACTORY)]
+    settings = FactorySettings.from_values({key: key for key in keys})
+    assert sorted(settings.by_key()) == sorted(keys)
+    groups = [getattr(settings, group.name) for group in dataclasses.fields(settings)]
+    assert sum(len(dataclasses.fields(group)) for group in groups) == len(keys)  # no key fills two fields
 
 
-def test_field_names() -> None:
-    assert _field_name("baseLogDirUrl") == "base_log_dir_url"
-    assert _field_name("pandaVO") == "panda_vo"
-    assert _field_name("monitorURL") == "monitor_url"
-    assert _field_name("sleep") == "sleep"
+def test_settings_by_key_gives_back_the_values_they_were_built_from() -> None:
+    values = {o.key: f"value of {o.key}" for o in schema.options(Scope.FACTORY)}
+    settings = FactorySettings.from_values(values)
+    assert settings.by_key() == values
+    assert settings.http.timeout == "value of httpTimeout"
+    assert settings.cron.exiting_lookback == "value of monExitingLookback"
 
 
-def test_every_policy_key_maps_to_a_policy_settings_field_and_back() -> None:
+def test_the_policy_keys_are_the_registered_steps_options() -> None:
     # policy keys in the schema: the plugin chain, Classic's keys and the APF 2 chain's sched.* keys
-    policy_keys = {
+    policy_keys = [
         o.key
         for o in schema.options(Scope.QUEUE)
         if o.key == "schedplugin" or o.key.startswith("sched.") or o.help.startswith("Classic:")
-    }
-    assert policy_keys == set(POLICY_FIELDS)
-    assert set(POLICY_FIELDS.values()) == {f.name for f in dataclasses.fields(PolicySettings)}
-    assert len(set(POLICY_FIELDS.values())) == len(POLICY_FIELDS)  # no two keys share a field
+    ]
+    assert policy_keys == ["schedplugin", *(o.key for o in STEPS.options())]
+    assert option("schedplugin").default == DEFAULT_CHAIN
 
 
 def test_submit_keys_exist() -> None:
@@ -231,10 +231,18 @@ def test_submit_keys_exist() -> None:
         assert schema.find(key, Scope.QUEUE) is not None, key
 
 
-def test_policy_defaults_match_policy_settings_defaults() -> None:
-    defaults = PolicySettings()
-    for key, field in POLICY_FIELDS.items():
-        assert option(key).default == getattr(defaults, field), key
+def test_policy_options_are_as_their_steps_declare_them() -> None:
+    kinds = {int: "integer", float: "number", int | None: "integer (empty = unset)"}
+    for declared in STEPS.options():
+        found = option(declared.key)
+        assert (found.default, found.help, found.minimum) == (
+            declared.default,
+            declared.help,
+            declared.minimum,
+        )
+        assert (found.schedconfig, found.kind.name) == (declared.schedconfig, kinds[declared.type]), (
+            declared.key
+        )
 
 
 # --- the reference --------------------------------------------------------------------------------

@@ -291,8 +291,10 @@ def _local_pilots(
     loaded = config.load(conf)
     labels = {label.name: label for label in build_labels(loaded, None).labels if label.batch == "local"}
     f = loaded.factory
-    backend = LocalBackend(f.factory_id, Path(f.state_dir), clock)
-    context = SubmitContext(f.factory_id, f.pandaserver, str(conf.parent / "logs"), "", "", "2026-03-01")
+    backend = LocalBackend(f.identity.factory_id, Path(f.identity.state_dir), clock)
+    context = SubmitContext(
+        f.identity.factory_id, f.panda.server, str(conf.parent / "logs"), "", "", "2026-03-01"
+    )
     outcomes = backend.submit([(label, n) for label in labels.values()], context)
     assert all(outcome.job_ids and not outcome.error for outcome in outcomes.values()), outcomes
     return backend, labels

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory.cycle.control import Controls, ControlStore, Disable, Removal, parse_until, plan_removals
-from autopyfactory.cycle.control import LabelView as View
+from autopyfactory.domain.control import Controls, Disable, Removal, parse_until, plan_removals
+from autopyfactory.domain.control import LabelView as View
 from autopyfactory.domain.model import JobStatus, Pilot
+from autopyfactory.edges.control import ControlStore
 from tests.cycle.test_e2e import Stand, per_label, run, write_config
 from tests.runtime.test_daemon import Daemon
 from tests.support.condor_emulator.ads import JobStatus as CondorStatus

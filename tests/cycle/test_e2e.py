@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -450,3 +451,26 @@ def test_a_failed_housekeeping_call_is_reported_for_every_label_it_carried(tmp_p
     assert len(failed) == 3 and all(any(label in line for line in failed) for label in labels)
     assert all("Failed to connect to local queue manager" in line for line in failed)
     assert len(condor.calls("condor_release")) == 1  # the releases went through all the same
+
+
+# --- pilot log cleanup ---------------------------------------------------------------------------
+
+
+def test_a_cycle_cleans_old_pilot_logs_by_each_label_s_keep_days(tmp_path, stand, condor):
+    """The cycle gives the log cleanup its labels' logKeepDays; a label no longer configured
+    keeps [QueueDefaults] logKeepDays; the days in between stay."""
+    conf = write_config(tmp_path, stand, "[CERN]\nlogKeepDays = 5", defaults="logKeepDays = 30")
+    today = datetime.now(UTC).date()
+    label = "CERN-ce503.cern.ch-share"
+    kept = [(2, label), (10, "GONE"), (29, "GONE")]
+    deleted = [(10, label), (40, "GONE")]
+    for days, name in kept + deleted:
+        directory = tmp_path / "logs" / (today - timedelta(days=days)).isoformat() / name
+        directory.mkdir(parents=True)
+        (directory / "1.0.out").write_text("pilot log\n")
+    run(conf, condor, "--once")
+    left = {(p.parent.name, p.name) for p in (tmp_path / "logs").glob("*/*")}
+    for days, name in kept:
+        assert ((today - timedelta(days=days)).isoformat(), name) in left
+    for days, name in deleted:
+        assert ((today - timedelta(days=days)).isoformat(), name) not in left

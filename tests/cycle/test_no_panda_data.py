@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 
 from autopyfactory.batch.interface import SubmitOutcome
+from autopyfactory.cli.status import format_status
 from autopyfactory.cycle.report import CycleReport, LabelResult
 from autopyfactory.domain.demand import PandaReading, SiteJobs
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.observers.metrics import FactoryMetrics
-from autopyfactory.observers.state import format_status, state_record
+from autopyfactory.observers.state import PandaRecord, state_record
 from tests.domain.test_planning import labels  # noqa: F401  (fixture)
 
 T0 = 1_700_000_000.0
@@ -36,7 +37,7 @@ def test_a_cycle_without_panda_data_says_so_everywhere(labels):  # noqa: F811
     assert "activated=unknown(no PanDA data)" in line and "NoData: in=0 no PanDA data this cycle -> 0" in line
 
     record = state_record(report, "f", None)
-    assert record["panda"] == {"ok": False, "asked": T0 + 1, "last_good": T0 - 120, "problem": problem}
+    assert record.panda == PandaRecord(ok=False, asked=T0 + 1, last_good=T0 - 120, problem=problem)
     shown = format_status(record, now=T0 + 10)
     assert "PanDA: NO DATA in that cycle, nothing submitted (last good answer 130 s old;" in shown
 

@@ -11,7 +11,7 @@ from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.demand import SiteJobs
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 from tests.support.paths import CRIC_DUMP
 
 DUMP = json.loads(CRIC_DUMP.read_text())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -10,16 +12,25 @@ from hypothesis import strategies as st
 
 from autopyfactory.domain.model import Decision, Demand, QueueStatus, Step, Supply
 from autopyfactory.domain.policy import (
-    PLUGINS,
     STATUS_AWARE,
-    FactoryCaps,
+    STEPS,
+    ClassicOptions,
+    FixedOptions,
+    MaxHeldOptions,
+    MaxPendingOptions,
+    MaxPerCycleOptions,
+    MaxToRunOptions,
+    MinPendingOptions,
+    MinPerCycleOptions,
     PolicySettings,
+    ReadyOptions,
+    ScaleOptions,
     Situation,
-    apply_factory_caps,
+    StatusOfflineOptions,
+    StatusTestOptions,
     decide,
-    fair_share,
-    split_activated,
 )
+from autopyfactory.domain.sharing import split_activated
 
 ONLINE, TEST, OFFLINE, BROKEROFF = (
     QueueStatus.ONLINE,
@@ -33,8 +44,8 @@ def situation(activated=0, idle=0, held=0, running=0, total=None, transferring=0
     return Situation(status, Demand(activated, transferring), Supply(idle, running, held, total), cycle)
 
 
-def chain(*names: str, **values) -> PolicySettings:
-    return PolicySettings(schedplugin=names, **values)
+def chain(*names: str, options: Sequence[object] = ()) -> PolicySettings:
+    return PolicySettings(schedplugin=names, options=tuple(options))
 
 
 # --- the issue's worked example ------------------------------------------------------------------
@@ -49,11 +60,13 @@ def test_worked_example_from_the_issue():
         "StatusTest",
         "StatusOffline",
         "MaxPending",
-        ready_offset=4,
-        scale_factor=0.5,
-        maxpercycle=100,
-        minpercycle=0,
-        maxpending=25,
+        options=[
+            ReadyOptions(offset=4),
+            ScaleOptions(factor=0.5),
+            MaxPerCycleOptions(maximum=100),
+            MinPerCycleOptions(minimum=0),
+            MaxPendingOptions(maximum=25),
+        ],
     )
     decision = decide(cfg, situation(activated=100, idle=10))
     assert [s.out for s in decision.steps] == [86, 43, 43, 43, 43, 43, 15]
@@ -64,33 +77,48 @@ def test_worked_example_from_the_issue():
 # --- Classic (APF 1.x) ---------------------------------------------------------------------------
 
 CLASSIC = [
-    # (description, situation kwargs, settings kwargs, expected)
-    ("offline", dict(activated=100, status=OFFLINE), {}, 0),
-    ("activated, nothing pending: nqueue", dict(activated=5), {}, 20),
-    ("activated, pending below nqueue", dict(activated=5, idle=19), {}, 20),
-    ("activated > pending, pending < nqueue*depthboost", dict(activated=100, idle=25), {}, 20),
-    ("activated <= pending", dict(activated=25, idle=25), {}, 0),
-    ("pending at nqueue*depthboost", dict(activated=100, idle=40), {}, 0),
-    ("held counts as pending", dict(activated=100, idle=20, held=20), {}, 0),
-    ("no activated: idle pilot", dict(activated=0, idle=3), {}, 1),
-    ("no activated, pending >= nqueue", dict(activated=0, idle=20), {}, 0),
-    ("idle pilot suppressed off-cycle", dict(activated=0, cycle=3), dict(idlepilotsuppression=4), 0),
-    ("idle pilot on the cycle", dict(activated=0, cycle=8), dict(idlepilotsuppression=4), 1),
-    ("pilotlimit reached", dict(activated=100, running=50), dict(pilotlimit=50), 0),
-    ("pilotlimit caps the submission", dict(activated=100, running=45), dict(pilotlimit=50), 5),
-    ("transferringlimit reached", dict(activated=100, transferring=30), dict(transferringlimit=30), 0),
-    ("transferring below limit", dict(activated=100, transferring=29), dict(transferringlimit=30), 20),
-    ("test: something pending", dict(activated=100, idle=1, status=TEST), {}, 0),
-    ("test: many pilots", dict(activated=100, running=21, status=TEST), {}, 1),
-    ("test: testpilots", dict(activated=0, status=TEST), dict(testpilots=3), 3),
-    ("brokeroff behaves as online", dict(activated=5, status=BROKEROFF), {}, 20),
-    ("zeros everywhere", dict(), dict(nqueue=0), 0),
+    # (description, situation kwargs, step options, expected)
+    ("offline", dict(activated=100, status=OFFLINE), [], 0),
+    ("activated, nothing pending: nqueue", dict(activated=5), [], 20),
+    ("activated, pending below nqueue", dict(activated=5, idle=19), [], 20),
+    ("activated > pending, pending < nqueue*depthboost", dict(activated=100, idle=25), [], 20),
+    ("activated <= pending", dict(activated=25, idle=25), [], 0),
+    ("pending at nqueue*depthboost", dict(activated=100, idle=40), [], 0),
+    ("held counts as pending", dict(activated=100, idle=20, held=20), [], 0),
+    ("no activated: idle pilot", dict(activated=0, idle=3), [], 1),
+    ("no activated, pending >= nqueue", dict(activated=0, idle=20), [], 0),
+    (
+        "idle pilot suppressed off-cycle",
+        dict(activated=0, cycle=3),
+        [ClassicOptions(idlepilotsuppression=4)],
+        0,
+    ),
+    ("idle pilot on the cycle", dict(activated=0, cycle=8), [ClassicOptions(idlepilotsuppression=4)], 1),
+    ("pilotlimit reached", dict(activated=100, running=50), [ClassicOptions(pilotlimit=50)], 0),
+    ("pilotlimit caps the submission", dict(activated=100, running=45), [ClassicOptions(pilotlimit=50)], 5),
+    (
+        "transferringlimit reached",
+        dict(activated=100, transferring=30),
+        [ClassicOptions(transferringlimit=30)],
+        0,
+    ),
+    (
+        "transferring below limit",
+        dict(activated=100, transferring=29),
+        [ClassicOptions(transferringlimit=30)],
+        20,
+    ),
+    ("test: something pending", dict(activated=100, idle=1, status=TEST), [], 0),
+    ("test: many pilots", dict(activated=100, running=21, status=TEST), [], 1),
+    ("test: testpilots", dict(activated=0, status=TEST), [ClassicOptions(testpilots=3)], 3),
+    ("brokeroff behaves as online", dict(activated=5, status=BROKEROFF), [], 20),
+    ("zeros everywhere", dict(), [ClassicOptions(nqueue=0)], 0),
 ]
 
 
 @pytest.mark.parametrize(("what", "sit", "cfg", "expected"), CLASSIC, ids=[c[0] for c in CLASSIC])
 def test_classic(what, sit, cfg, expected):
-    decision = decide(PolicySettings(**cfg), situation(**sit))
+    decision = decide(PolicySettings(options=tuple(cfg)), situation(**sit))
     assert decision.n == expected
     assert [s.plugin for s in decision.steps] == ["Classic"]
 
@@ -98,40 +126,65 @@ def test_classic(what, sit, cfg, expected):
 # --- the APF 2 plugins, one at a time ----------------------------------------------------------
 
 PLUGIN_TABLE = [
-    # (plugin chain, situation kwargs, settings kwargs, expected n)
-    (("Ready",), dict(activated=10, idle=3), dict(ready_offset=2), 5),
-    (("Ready",), dict(activated=3, idle=3), {}, 0),
-    (("Ready",), dict(activated=1, idle=5), {}, 0),
-    (("Ready",), dict(activated=10, held=4), {}, 6),
-    (("Fixed", "Scale"), {}, dict(fixed_pilots=7, scale_factor=0.5), 4),
-    (("Fixed", "Scale"), {}, dict(fixed_pilots=7, scale_factor=0.0), 0),
-    (("Fixed", "Scale"), {}, dict(fixed_pilots=3, scale_factor=2.5), 8),
-    (("Fixed", "MaxPerCycle"), {}, dict(fixed_pilots=30, maxpercycle=10), 10),
-    (("Fixed", "MaxPerCycle"), {}, dict(fixed_pilots=30), 30),
-    (("Fixed", "MinPerCycle"), {}, dict(fixed_pilots=1, minpercycle=5), 5),
-    (("Fixed", "MinPerCycle"), {}, dict(fixed_pilots=9, minpercycle=5), 9),
-    (("Fixed", "MaxPending"), dict(idle=5), dict(fixed_pilots=30, maxpending=25), 20),
-    (("Fixed", "MaxPending"), dict(idle=30), dict(fixed_pilots=30, maxpending=25), 0),
-    (("Fixed", "MaxPending"), {}, dict(fixed_pilots=30, maxpending=25), 25),  # also with nothing pending
-    (("Fixed", "MinPending"), dict(idle=2), dict(minpending=5), 3),
-    (("Fixed", "MinPending"), dict(idle=9), dict(fixed_pilots=1, minpending=5), 1),
-    (("Fixed", "MaxToRun"), dict(idle=5, running=10), dict(fixed_pilots=30, maxtorun=20), 5),
-    (("Fixed", "MaxToRun"), dict(idle=5, running=30), dict(fixed_pilots=30, maxtorun=20), 0),
-    (("Fixed", "MaxHeld"), dict(held=3), dict(fixed_pilots=30, maxheld=3), 0),
-    (("Fixed", "MaxHeld"), dict(held=2), dict(fixed_pilots=30, maxheld=3), 30),
-    (("Fixed", "StatusTest"), dict(status=TEST), dict(fixed_pilots=30, statustest_pilots=2), 2),
-    (("Fixed", "StatusTest"), dict(status=ONLINE), dict(fixed_pilots=30, statustest_pilots=2), 30),
-    (("Fixed", "StatusOffline"), dict(status=OFFLINE), dict(fixed_pilots=30), 0),
-    (("Fixed", "StatusOffline"), dict(status=OFFLINE), dict(fixed_pilots=30, statusoffline_pilots=1), 1),
-    (("Fixed", "StatusOffline"), dict(status=BROKEROFF), dict(fixed_pilots=30), 30),
-    (("Fixed",), dict(status=OFFLINE), dict(fixed_pilots=30), 0),  # the offline guard
-    (("Fixed",), {}, dict(fixed_pilots=4), 4),
+    # (plugin chain, situation kwargs, step options, expected n)
+    (("Ready",), dict(activated=10, idle=3), [ReadyOptions(offset=2)], 5),
+    (("Ready",), dict(activated=3, idle=3), [], 0),
+    (("Ready",), dict(activated=1, idle=5), [], 0),
+    (("Ready",), dict(activated=10, held=4), [], 6),
+    (("Fixed", "Scale"), {}, [FixedOptions(pilots=7), ScaleOptions(factor=0.5)], 4),
+    (("Fixed", "Scale"), {}, [FixedOptions(pilots=7), ScaleOptions(factor=0.0)], 0),
+    (("Fixed", "Scale"), {}, [FixedOptions(pilots=3), ScaleOptions(factor=2.5)], 8),
+    (("Fixed", "MaxPerCycle"), {}, [FixedOptions(pilots=30), MaxPerCycleOptions(maximum=10)], 10),
+    (("Fixed", "MaxPerCycle"), {}, [FixedOptions(pilots=30)], 30),
+    (("Fixed", "MinPerCycle"), {}, [FixedOptions(pilots=1), MinPerCycleOptions(minimum=5)], 5),
+    (("Fixed", "MinPerCycle"), {}, [FixedOptions(pilots=9), MinPerCycleOptions(minimum=5)], 9),
+    (("Fixed", "MaxPending"), dict(idle=5), [FixedOptions(pilots=30), MaxPendingOptions(maximum=25)], 20),
+    (("Fixed", "MaxPending"), dict(idle=30), [FixedOptions(pilots=30), MaxPendingOptions(maximum=25)], 0),
+    (
+        ("Fixed", "MaxPending"),
+        {},
+        [FixedOptions(pilots=30), MaxPendingOptions(maximum=25)],
+        25,
+    ),  # also with nothing pending
+    (("Fixed", "MinPending"), dict(idle=2), [MinPendingOptions(minimum=5)], 3),
+    (("Fixed", "MinPending"), dict(idle=9), [FixedOptions(pilots=1), MinPendingOptions(minimum=5)], 1),
+    (
+        ("Fixed", "MaxToRun"),
+        dict(idle=5, running=10),
+        [FixedOptions(pilots=30), MaxToRunOptions(maximum=20)],
+        5,
+    ),
+    (
+        ("Fixed", "MaxToRun"),
+        dict(idle=5, running=30),
+        [FixedOptions(pilots=30), MaxToRunOptions(maximum=20)],
+        0,
+    ),
+    (("Fixed", "MaxHeld"), dict(held=3), [FixedOptions(pilots=30), MaxHeldOptions(maximum=3)], 0),
+    (("Fixed", "MaxHeld"), dict(held=2), [FixedOptions(pilots=30), MaxHeldOptions(maximum=3)], 30),
+    (("Fixed", "StatusTest"), dict(status=TEST), [FixedOptions(pilots=30), StatusTestOptions(pilots=2)], 2),
+    (
+        ("Fixed", "StatusTest"),
+        dict(status=ONLINE),
+        [FixedOptions(pilots=30), StatusTestOptions(pilots=2)],
+        30,
+    ),
+    (("Fixed", "StatusOffline"), dict(status=OFFLINE), [FixedOptions(pilots=30)], 0),
+    (
+        ("Fixed", "StatusOffline"),
+        dict(status=OFFLINE),
+        [FixedOptions(pilots=30), StatusOfflineOptions(pilots=1)],
+        1,
+    ),
+    (("Fixed", "StatusOffline"), dict(status=BROKEROFF), [FixedOptions(pilots=30)], 30),
+    (("Fixed",), dict(status=OFFLINE), [FixedOptions(pilots=30)], 0),  # the offline guard
+    (("Fixed",), {}, [FixedOptions(pilots=4)], 4),
 ]
 
 
 @pytest.mark.parametrize(("names", "sit", "cfg", "expected"), PLUGIN_TABLE)
 def test_plugin_table(names, sit, cfg, expected):
-    decision = decide(chain(*names, **cfg), situation(**sit))
+    decision = decide(chain(*names, options=cfg), situation(**sit))
     assert decision.n == expected
     for before, after in zip(decision.steps, decision.steps[1:], strict=False):
         assert after.inp == before.out
@@ -139,11 +192,37 @@ def test_plugin_table(names, sit, cfg, expected):
 
 def test_every_plugin_is_in_the_table():
     tabled = {name for names, *_ in PLUGIN_TABLE for name in names} | {"Classic"}
-    assert tabled == set(PLUGINS)
+    assert tabled == set(STEPS.names())
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+
+def test_settings_from_config_values_keep_only_what_differs_from_the_defaults():
+    values = {"schedplugin": ("Ready", "MaxPending"), "nqueue": 20, "sched.maxpending.maximum": 25}
+    cfg = STEPS.settings(values)
+    assert cfg == PolicySettings(("Ready", "MaxPending"), (MaxPendingOptions(maximum=25),))
+    assert cfg.of(MaxPendingOptions).maximum == 25
+    assert cfg.of(ClassicOptions) == ClassicOptions()  # a step without options has its defaults
+    assert STEPS.settings({}) == PolicySettings()
+
+
+def test_one_options_object_per_step():
+    with pytest.raises(ValueError, match="one options object per step"):
+        PolicySettings(options=(FixedOptions(pilots=1), FixedOptions(pilots=2)))
+
+
+def test_a_step_declares_its_options_once():
+    keys = [o.key for o in STEPS.options()]
+    assert len(keys) == len(set(keys))
+    fixed = next(o for o in STEPS.options() if o.key == "sched.fixed.pilots")
+    assert (fixed.step, fixed.field, fixed.type, fixed.default) == ("Fixed", "pilots", int, 0)
+    pilotlimit = next(o for o in STEPS.options() if o.key == "pilotlimit")
+    assert (pilotlimit.type, pilotlimit.schedconfig, pilotlimit.minimum) == (int | None, "pilotlimit", 0)
 
 
 def test_offline_guard_is_a_visible_step():
-    decision = decide(chain("Fixed", fixed_pilots=5), situation(status=OFFLINE))
+    decision = decide(chain("Fixed", options=[FixedOptions(pilots=5)]), situation(status=OFFLINE))
     assert decision.steps[-1] == Step("Offline", 5, 0, "status=offline")
 
 
@@ -160,7 +239,10 @@ def test_offline_guard_is_a_visible_step():
 )
 @pytest.mark.parametrize("names", [("Classic",), ("Fixed", "MinPerCycle"), ("MinPending",)])
 def test_missing_data_gives_zero_whatever_the_chain(demand, supply, reason, names):
-    cfg = chain(*names, fixed_pilots=10, minpercycle=10, minpending=10)
+    cfg = chain(
+        *names,
+        options=[FixedOptions(pilots=10), MinPerCycleOptions(minimum=10), MinPendingOptions(minimum=10)],
+    )
     decision = decide(cfg, Situation(ONLINE, demand, supply))
     assert decision == Decision(0, (Step("NoData", 0, 0, reason),))
 
@@ -201,88 +283,11 @@ def test_standby_and_maintenance_count_as_offline():
 
 
 def test_explain_joins_the_rendered_steps():
-    decision = decide(chain("Fixed", "MaxPerCycle", fixed_pilots=9, maxpercycle=4), situation())
-    assert decision.explain() == "Fixed: in=0 pilots=9 -> 9; MaxPerCycle: in=9 max=4 -> 4"
-
-
-# --- sharing activated jobs between labels and factories -----------------------------------------
-
-
-def test_one_activated_job_yields_one_pilot_not_one_per_ce():
-    shares = split_activated(1, [f"CE{i}" for i in range(13)], 1, cycle=0)
-    assert sum(shares.values()) == 1
-
-
-def test_remainder_rotates_with_the_cycle():
-    labels = ["a", "b", "c"]
-    assert split_activated(7, labels, 1, cycle=0) == {"a": 3, "b": 2, "c": 2}
-    assert split_activated(7, labels, 1, cycle=1) == {"a": 2, "b": 3, "c": 2}
-    assert split_activated(8, labels, 1, cycle=2) == {"a": 3, "b": 2, "c": 3}
-
-
-def test_factories_divide_before_labels():
-    assert split_activated(100, ["a", "b"], 3, cycle=0) == {"a": 17, "b": 16}
-
-
-@given(
-    activated=st.integers(0, 10**6),
-    n_labels=st.integers(1, 50),
-    factories=st.integers(1, 10),
-    cycle=st.integers(0, 10**4),
-)
-def test_shares_add_up_and_differ_by_at_most_one(activated, n_labels, factories, cycle):
-    labels = [f"L{i}" for i in range(n_labels)]
-    shares = split_activated(activated, labels, factories, cycle)
-    assert sum(shares.values()) == activated // factories
-    assert max(shares.values()) - min(shares.values()) <= 1
-
-
-# --- factory-wide caps -------------------------------------------------------------------------
-
-
-def decisions(**wanted: int) -> dict[str, Decision]:
-    return {label: Decision(n, (Step("Fixed", 0, n, ""),)) for label, n in wanted.items()}
-
-
-def test_max_per_cycle_is_shared_fairly_and_explained():
-    capped = apply_factory_caps(decisions(a=2, b=50, c=50), FactoryCaps(max_per_cycle=30), cycle=0)
-    assert {k: d.n for k, d in capped.items()} == {"a": 2, "b": 14, "c": 14}
-    assert capped["b"].steps[-1].render() == "FactoryMaxPerCycle: in=50 requested=102 maxPerCycle=30 -> 14"
-
-
-def test_max_pilots_counts_what_is_already_there():
-    capped = apply_factory_caps(
-        decisions(a=10, b=10), FactoryCaps(max_pilots=100, current_pilots=95), cycle=0
+    decision = decide(
+        chain("Fixed", "MaxPerCycle", options=[FixedOptions(pilots=9), MaxPerCycleOptions(maximum=4)]),
+        situation(),
     )
-    assert sum(d.n for d in capped.values()) == 5
-
-
-def test_max_pilots_with_unknown_current_total_submits_nothing():
-    capped = apply_factory_caps(decisions(a=10), FactoryCaps(max_pilots=100, current_pilots=None), cycle=0)
-    assert capped["a"].n == 0
-    assert "current=unknown" in capped["a"].steps[-1].reason
-
-
-def test_no_caps_configured_changes_nothing():
-    original = decisions(a=10, b=3)
-    assert apply_factory_caps(original, FactoryCaps(), cycle=0) == original
-
-
-@given(
-    wanted=st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 1000), max_size=30),
-    capacity=st.integers(0, 5000),
-    cycle=st.integers(0, 100),
-)
-def test_fair_share_properties(wanted, capacity, cycle):
-    granted = fair_share(wanted, capacity, cycle)
-    assert set(granted) == set(wanted)
-    assert sum(granted.values()) == min(capacity, sum(wanted.values()))
-    for label, n in granted.items():
-        assert 0 <= n <= wanted[label]
-    # max-min fairness: a label that got less than it wanted got at least as much as any other, minus one
-    for label, n in granted.items():
-        if n < wanted[label]:
-            assert all(n >= other - 1 for other in granted.values())
+    assert decision.explain() == "Fixed: in=0 pilots=9 -> 9; MaxPerCycle: in=9 max=4 -> 4"
 
 
 # --- properties of decide ------------------------------------------------------------------------
@@ -290,30 +295,34 @@ def test_fair_share_properties(wanted, capacity, cycle):
 counts = st.integers(0, 5000)
 optional_caps = st.none() | st.integers(0, 500)
 statuses = st.sampled_from(list(QueueStatus))
-plugin_chains = st.lists(st.sampled_from(sorted(PLUGINS)), min_size=1, max_size=8)
+plugin_chains = st.lists(st.sampled_from(sorted(STEPS.names())), min_size=1, max_size=8)
 
 
 @st.composite
 def policy_settings(draw, names=plugin_chains):
     return PolicySettings(
         schedplugin=tuple(draw(names)),
-        nqueue=draw(st.integers(0, 100)),
-        depthboost=draw(st.integers(1, 5)),
-        idlepilotsuppression=draw(st.integers(1, 10)),
-        pilotlimit=draw(optional_caps),
-        transferringlimit=draw(optional_caps),
-        testpilots=draw(st.integers(0, 5)),
-        ready_offset=draw(st.integers(0, 100)),
-        scale_factor=draw(st.floats(0, 10, allow_nan=False)),
-        maxpercycle=draw(optional_caps),
-        minpercycle=draw(st.integers(0, 50)),
-        maxpending=draw(optional_caps),
-        minpending=draw(st.integers(0, 50)),
-        maxtorun=draw(optional_caps),
-        maxheld=draw(optional_caps),
-        statustest_pilots=draw(st.integers(0, 5)),
-        statusoffline_pilots=draw(st.integers(0, 5)),
-        fixed_pilots=draw(st.integers(0, 1000)),
+        options=(
+            ClassicOptions(
+                nqueue=draw(st.integers(0, 100)),
+                depthboost=draw(st.integers(1, 5)),
+                idlepilotsuppression=draw(st.integers(1, 10)),
+                pilotlimit=draw(optional_caps),
+                transferringlimit=draw(optional_caps),
+                testpilots=draw(st.integers(0, 5)),
+            ),
+            ReadyOptions(offset=draw(st.integers(0, 100))),
+            ScaleOptions(factor=draw(st.floats(0, 10, allow_nan=False))),
+            MaxPerCycleOptions(maximum=draw(optional_caps)),
+            MinPerCycleOptions(minimum=draw(st.integers(0, 50))),
+            MaxPendingOptions(maximum=draw(optional_caps)),
+            MinPendingOptions(minimum=draw(st.integers(0, 50))),
+            MaxToRunOptions(maximum=draw(optional_caps)),
+            MaxHeldOptions(maximum=draw(optional_caps)),
+            StatusTestOptions(pilots=draw(st.integers(0, 5))),
+            StatusOfflineOptions(pilots=draw(st.integers(0, 5))),
+            FixedOptions(pilots=draw(st.integers(0, 1000))),
+        ),
     )
 
 
@@ -346,16 +355,18 @@ def test_never_negative_and_steps_chain(cfg, s):
     cap=st.sampled_from(["MaxPending", "MaxToRun", "MaxPerCycle", "MaxHeld"]),
 )
 def test_a_cap_at_the_end_of_the_chain_always_holds(cfg, s, cap):
-    cfg = PolicySettings(**{**cfg.__dict__, "schedplugin": (*cfg.schedplugin, cap)})
+    cfg = replace(cfg, schedplugin=(*cfg.schedplugin, cap))
     n = decide(cfg, s).n
     pending, running, held = s.supply.pending, s.supply.running, s.supply.held
-    if cap == "MaxPending" and cfg.maxpending is not None:
-        assert n <= max(0, cfg.maxpending - pending)
-    if cap == "MaxToRun" and cfg.maxtorun is not None:
-        assert n <= max(0, cfg.maxtorun - pending - running)
-    if cap == "MaxPerCycle" and cfg.maxpercycle is not None:
-        assert n <= cfg.maxpercycle
-    if cap == "MaxHeld" and cfg.maxheld is not None and held >= cfg.maxheld:
+    maxpending, maxtorun = cfg.of(MaxPendingOptions).maximum, cfg.of(MaxToRunOptions).maximum
+    maxpercycle, maxheld = cfg.of(MaxPerCycleOptions).maximum, cfg.of(MaxHeldOptions).maximum
+    if cap == "MaxPending" and maxpending is not None:
+        assert n <= max(0, maxpending - pending)
+    if cap == "MaxToRun" and maxtorun is not None:
+        assert n <= max(0, maxtorun - pending - running)
+    if cap == "MaxPerCycle" and maxpercycle is not None:
+        assert n <= maxpercycle
+    if cap == "MaxHeld" and maxheld is not None and held >= maxheld:
         assert n == 0
 
 
@@ -363,9 +374,10 @@ def test_a_cap_at_the_end_of_the_chain_always_holds(cfg, s, cap):
 @given(cfg=policy_settings(st.just(["Classic"])), s=situations())
 def test_classic_never_exceeds_nqueue_or_pilotlimit(cfg, s):
     n = decide(cfg, s).n
-    assert n <= max(cfg.nqueue, cfg.testpilots, 1)
-    if cfg.pilotlimit is not None:
-        assert s.supply.all + n <= max(cfg.pilotlimit, s.supply.all)
+    classic = cfg.of(ClassicOptions)
+    assert n <= max(classic.nqueue, classic.testpilots, 1)
+    if classic.pilotlimit is not None:
+        assert s.supply.all + n <= max(classic.pilotlimit, s.supply.all)
 
 
 @settings(max_examples=300)
@@ -388,5 +400,5 @@ def test_missing_or_stale_input_gives_zero(cfg, s, which):
 
 @given(factor=st.floats(0, 10, allow_nan=False), n=st.integers(0, 10**6))
 def test_scale_rounds_up(factor, n):
-    cfg = chain("Fixed", "Scale", fixed_pilots=n, scale_factor=factor)
+    cfg = chain("Fixed", "Scale", options=[FixedOptions(pilots=n), ScaleOptions(factor=factor)])
     assert decide(cfg, situation()).n == math.ceil(n * factor)

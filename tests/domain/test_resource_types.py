@@ -20,7 +20,7 @@ from autopyfactory.domain.demand import PandaError
 from autopyfactory.domain.label import QueueLimits, Resources
 from autopyfactory.domain.model import Census, Decision, Step, Supply
 from autopyfactory.domain.planning import plan, queue_caps
-from autopyfactory.domain.policy import FactoryCaps, GroupCap, apply_group_caps
+from autopyfactory.domain.sharing import FactoryCaps, GroupCap, apply_group_caps
 from autopyfactory.edges.panda import parse_detailed_stats
 from tests.support.paths import CRIC_DUMP
 

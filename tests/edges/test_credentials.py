@@ -19,14 +19,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from autopyfactory.domain.credentials import CredentialKind, CredentialState, assess, format_duration
 from autopyfactory.edges.credentials import (
     CredentialChecker,
     CredentialError,
-    CredentialKind,
-    CredentialState,
-    assess,
     check_credential,
-    format_duration,
+    log_level,
     proxy_lifetime,
     token_lifetime,
     voms_actimeleft,
@@ -145,12 +143,12 @@ def test_format_duration(seconds: float, text: str) -> None:
 )  # fmt: skip
 def test_blocking_states(state: CredentialState) -> None:
     assert state.blocks
-    assert state.log_level == logging.ERROR
+    assert log_level(state) == logging.ERROR
 
 
 def test_non_blocking_states() -> None:
     assert not CredentialState.OK.blocks and not CredentialState.WARN.blocks
-    assert CredentialState.WARN.log_level == logging.WARNING
+    assert log_level(CredentialState.WARN) == logging.WARNING
 
 
 # ---- proxies --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from autopyfactory.cycle.report import CycleReport, LabelResult
 from autopyfactory.domain.demand import SiteJobs
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
-from autopyfactory.domain.policy import FactoryCaps
+from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
 from tests.support.paths import CRIC_DUMP
 

@@ -74,7 +74,12 @@ def rendered(path: Path, panda: PandaStandIn) -> tuple[Label, list[str], dict[st
     labels = build_labels(cfg, {"CERN": CERN}).labels
     label = labels[0]
     context = SubmitContext(
-        cfg.factory.factory_id, cfg.factory.pandaserver, "/logs", "", panda.url + "/api", "2026-03-01"
+        cfg.factory.identity.factory_id,
+        cfg.factory.panda.server,
+        "/logs",
+        "",
+        panda.url + "/api",
+        "2026-03-01",
     )
     text = render_submit(label, 1, context)
     validate(text)

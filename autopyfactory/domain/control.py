@@ -2,10 +2,7 @@
 
 ``autopyfactory queue disable|enable`` and ``autopyfactory pilots remove`` write their requests to
 ``<stateDir>/control.json``; the running daemon reads the file at the start of every cycle, so a
-request takes effect from the next cycle, and a restart keeps it. Every change is a
-read-modify-write under an exclusive ``flock`` on ``<stateDir>/.control.lock`` and replaces the
-file atomically, so the commands and the daemon (which consumes removal requests) never lose
-each other's updates and readers never see half a file.
+request takes effect from the next cycle, and a restart keeps it.
 
 * A disabled queue (a label name or a PQ name, optionally ``--until`` a time) gets a ``Disabled``
   policy step with its reason, so its decision is 0 and the reason shows in the log line, the
@@ -15,27 +12,26 @@ each other's updates and readers never see half a file.
   answer) the request waits for a later cycle.
 * An unreadable control file disables every queue (the operator may have disabled some of them:
   submitting to those would break the promise) until it is fixed; the problem is reported.
+
+This module holds the rules, the requests as values and their JSON form; they are the domain's
+because the cycle applies them to its labels and census (which labels are disabled, which pilots
+a request removes) and the commands apply them to the file's content, and both must agree. The
+file itself, with its lock, is an edge (``edges/control.py``).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import re
-import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from autopyfactory.domain.model import JobStatus, Pilot
-from autopyfactory.edges.files import atomic_write_text
+from autopyfactory.domain.label import Label
+from autopyfactory.domain.model import Census, JobStatus, Pilot
 
-CONTROL_FILE = "control.json"
-LOCK_FILE = ".control.lock"
+#: The format of control.json (``"format"``); another one is refused, never guessed at.
 FORMAT = 1
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -130,6 +126,22 @@ class Controls:
                 return f"{scope} {entry.describe()}"
         return None
 
+    def disabled_labels(self, labels: Sequence[Label], now: float) -> dict[str, str]:
+        """The labels an operator disabled (``autopyfactory queue disable``), with the reason."""
+        return {
+            label.name: reason
+            for label in labels
+            if (reason := self.disabled_reason(label.name, label.pq, now)) is not None
+        }
+
+    def removal_targets(self, labels: Sequence[Label]) -> set[str]:
+        """Labels an ``autopyfactory pilots remove`` request waits for: their pilots must be listed."""
+        return {
+            label.name
+            for label in labels
+            if any(r.matches(label.name, label.pq, label.ce.endpoint) for r in self.removals)
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -148,64 +160,6 @@ def controls_from_json(record: object) -> Controls:
     except TypeError as exc:
         raise ValueError(f"bad entry: {exc}") from None
     return Controls(disabled, removals)
-
-
-class ControlStore:
-    """``<stateDir>/control.json``, read without a lock and changed under one."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / CONTROL_FILE
-        self._lock_path = state_dir / LOCK_FILE
-
-    def read(self) -> Controls:
-        """The current controls; no file means none. Raises ControlError when unreadable."""
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return Controls()
-        except OSError as exc:
-            raise ControlError(f"{self.path}: {exc.strerror or exc}") from None
-        try:
-            return controls_from_json(json.loads(text))
-        except ValueError as exc:
-            raise ControlError(f"{self.path}: {exc}") from None
-
-    def read_or_hold(self) -> Controls:
-        """For the daemon: unreadable controls become a problem that holds every queue back."""
-        try:
-            return self.read()
-        except ControlError as exc:
-            return Controls(problem=str(exc))
-
-    def update(self, change: Callable[[Controls], Controls]) -> Controls:
-        """Apply ``change`` to the current controls atomically; returns the new ones."""
-        with self._locked():
-            new = change(self.read())
-            atomic_write_text(self.path, json.dumps(new.to_json(), indent=1, sort_keys=True) + "\n")
-            self._keep_owner(self.path)
-        return new
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self._lock_path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
-        except OSError as exc:
-            raise ControlError(f"{self._lock_path}: {exc.strerror or exc}") from None
-        try:
-            self._keep_owner(self._lock_path)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _keep_owner(self, path: Path) -> None:
-        """Files root creates in the daemon's state dir belong to the dir's owner (the service user)."""
-        if os.geteuid() != 0:
-            return
-        directory = path.parent.stat()
-        if path.stat().st_uid != directory.st_uid:
-            os.chown(path, directory.st_uid, directory.st_gid)
 
 
 # --- changes (pure) -------------------------------------------------------------------------
@@ -233,10 +187,6 @@ def drop_removals(controls: Controls, done: Sequence[str]) -> Controls:
     return replace(controls, removals=tuple(r for r in controls.removals if r.id not in done))
 
 
-def new_removal_id() -> str:
-    return secrets.token_hex(4)
-
-
 # --- what the cycle does with removals (pure) -----------------------------------------------
 
 
@@ -257,6 +207,21 @@ class RemovalPlan:
     by_label: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     done: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+def removal_views(labels: Sequence[Label], census: Census, targets: AbstractSet[str]) -> list[LabelView]:
+    """What the removal requests need to know of the ``targets`` labels this cycle (their pilots
+    are None when the census could not count them)."""
+    return [
+        LabelView(
+            label.name,
+            label.pq,
+            label.ce.endpoint,
+            None if census.supply.get(label.name) is None else census.pilots.get(label.name, ()),
+        )
+        for label in labels
+        if label.name in targets
+    ]
 
 
 def plan_removals(removals: Sequence[Removal], labels: Sequence[LabelView]) -> RemovalPlan:

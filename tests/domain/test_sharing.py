@@ -1,0 +1,89 @@
+"""Sharing between labels: a PQ's activated jobs among its labels and the factories, and the
+factory-wide caps, fairly and explained."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autopyfactory.domain.model import Decision, Step
+from autopyfactory.domain.sharing import FactoryCaps, apply_factory_caps, fair_share, split_activated
+
+# --- sharing activated jobs between labels and factories -----------------------------------------
+
+
+def test_one_activated_job_yields_one_pilot_not_one_per_ce():
+    shares = split_activated(1, [f"CE{i}" for i in range(13)], 1, cycle=0)
+    assert sum(shares.values()) == 1
+
+
+def test_remainder_rotates_with_the_cycle():
+    labels = ["a", "b", "c"]
+    assert split_activated(7, labels, 1, cycle=0) == {"a": 3, "b": 2, "c": 2}
+    assert split_activated(7, labels, 1, cycle=1) == {"a": 2, "b": 3, "c": 2}
+    assert split_activated(8, labels, 1, cycle=2) == {"a": 3, "b": 2, "c": 3}
+
+
+def test_factories_divide_before_labels():
+    assert split_activated(100, ["a", "b"], 3, cycle=0) == {"a": 17, "b": 16}
+
+
+@given(
+    activated=st.integers(0, 10**6),
+    n_labels=st.integers(1, 50),
+    factories=st.integers(1, 10),
+    cycle=st.integers(0, 10**4),
+)
+def test_shares_add_up_and_differ_by_at_most_one(activated, n_labels, factories, cycle):
+    labels = [f"L{i}" for i in range(n_labels)]
+    shares = split_activated(activated, labels, factories, cycle)
+    assert sum(shares.values()) == activated // factories
+    assert max(shares.values()) - min(shares.values()) <= 1
+
+
+# --- factory-wide caps -------------------------------------------------------------------------
+
+
+def decisions(**wanted: int) -> dict[str, Decision]:
+    return {label: Decision(n, (Step("Fixed", 0, n, ""),)) for label, n in wanted.items()}
+
+
+def test_max_per_cycle_is_shared_fairly_and_explained():
+    capped = apply_factory_caps(decisions(a=2, b=50, c=50), FactoryCaps(max_per_cycle=30), cycle=0)
+    assert {k: d.n for k, d in capped.items()} == {"a": 2, "b": 14, "c": 14}
+    assert capped["b"].steps[-1].render() == "FactoryMaxPerCycle: in=50 requested=102 maxPerCycle=30 -> 14"
+
+
+def test_max_pilots_counts_what_is_already_there():
+    capped = apply_factory_caps(
+        decisions(a=10, b=10), FactoryCaps(max_pilots=100, current_pilots=95), cycle=0
+    )
+    assert sum(d.n for d in capped.values()) == 5
+
+
+def test_max_pilots_with_unknown_current_total_submits_nothing():
+    capped = apply_factory_caps(decisions(a=10), FactoryCaps(max_pilots=100, current_pilots=None), cycle=0)
+    assert capped["a"].n == 0
+    assert "current=unknown" in capped["a"].steps[-1].reason
+
+
+def test_no_caps_configured_changes_nothing():
+    original = decisions(a=10, b=3)
+    assert apply_factory_caps(original, FactoryCaps(), cycle=0) == original
+
+
+@given(
+    wanted=st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 1000), max_size=30),
+    capacity=st.integers(0, 5000),
+    cycle=st.integers(0, 100),
+)
+def test_fair_share_properties(wanted, capacity, cycle):
+    granted = fair_share(wanted, capacity, cycle)
+    assert set(granted) == set(wanted)
+    assert sum(granted.values()) == min(capacity, sum(wanted.values()))
+    for label, n in granted.items():
+        assert 0 <= n <= wanted[label]
+    # max-min fairness: a label that got less than it wanted got at least as much as any other, minus one
+    for label, n in granted.items():
+        if n < wanted[label]:
+            assert all(n >= other - 1 for other in granted.values())

@@ -13,53 +13,10 @@ import pytest
 
 from autopyfactory import __version__
 from autopyfactory.config import schema as config_schema
+from tests.support.check import DUMP, EXAMPLE, example_with, run
 from tests.support.paths import REPO
 
-EXAMPLE = REPO / "etc" / "factory.conf.example"
-DUMP = REPO / "tests" / "data" / "cric_dump.json"
-WRAPPER = REPO / "wrappers" / "runpilot3-wrapper.sh"
 CERN_HOSTS = [f"ce{n}.cern.ch" for n in range(503, 515)] + ["condorce01.cern.ch"]
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "autopyfactory", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-#: The example's placeholders, replaced as an operator going live would.
-LIVE_VALUES = {
-    "factoryId = example-factory": "factoryId = cern-factory-1",
-    "factoryOwner = admin@example.org": "factoryOwner = atlas-factory-admins@cern.ch",
-    "baseLogDirUrl = http://factory.example.org/pilots": "baseLogDirUrl = http://factory1.cern.ch/pilots",
-    "executable = /usr/libexec/autopyfactory/runpilot3-wrapper.sh": f"executable = {WRAPPER}",
-}
-
-
-def live_example() -> str:
-    """The example's text with its placeholders filled in (same lines, same line numbers)."""
-    text = EXAMPLE.read_text()
-    for placeholder, value in LIVE_VALUES.items():
-        assert placeholder in text
-        text = text.replace(placeholder, value)
-    return text
-
-
-def example_with(tmp_path: Path, after: str, lines: str) -> tuple[Path, int]:
-    """The live example with ``lines`` inserted after the line ``after``; returns (path, first line)."""
-    text = live_example().splitlines(keepends=True)
-    at = text.index(after + "\n") + 1
-    text[at:at] = [lines]
-    path = tmp_path / "factory.conf"
-    path.write_text("".join(text))
-    return path, at + 1
 
 
 def setting(output: str, key: str) -> list[str]:

@@ -8,17 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.cycle.test_e2e import Stand, run, write_config
+from tests.support.e2e import Stand, run, write_config
 from tests.support.proxies import proxy
 
 ARC1 = "NDGF-T1-arc01.ndgf.org-atlas"
-
-
-@pytest.fixture
-def stand(httpserver):
-    return Stand(httpserver)
 
 
 def config(tmp_path: Path, stand: Stand, queues: str) -> Path:

@@ -15,16 +15,11 @@ from autopyfactory.domain.control import Controls, Disable, Removal, parse_until
 from autopyfactory.domain.control import LabelView as View
 from autopyfactory.domain.model import JobStatus, Pilot
 from autopyfactory.edges.control import ControlStore
-from tests.cycle.test_e2e import Stand, per_label, run, write_config
-from tests.runtime.test_daemon import Daemon
 from tests.support.condor_emulator.ads import JobStatus as CondorStatus
+from tests.support.daemon import start
+from tests.support.e2e import per_label, run, write_config
 
 ARC1, ARC2 = "NDGF-T1-arc01.ndgf.org-atlas", "NDGF-T1-arc02.ndgf.org-atlas"
-
-
-@pytest.fixture
-def stand(httpserver):
-    return Stand(httpserver)
 
 
 def apf(*args: str, env=None) -> subprocess.CompletedProcess[str]:
@@ -104,8 +99,7 @@ def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_
 def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, stand, condor, daemons):
     stand.stats = {"NDGF-T1": {"activated": 50}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]")
-    daemon = Daemon(conf, condor, tmp_path / "factory.log")
-    daemons.append(daemon)
+    daemon = start(daemons, conf, condor, tmp_path / "factory.log")
     daemon.wait_log("cycle 0:")
     assert apf("queue", "disable", "NDGF-T1", "--reason", "drain", "-c", str(conf)).returncode == 0
     daemon.wait_log("UTC: drain -> 0", count=2)
@@ -114,16 +108,6 @@ def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, sta
     daemon.wait_log(" labels, decided ", count=cycles + 2)
     assert len(condor.jobs()) == before  # nothing more while disabled
     assert daemon.stop() == 0
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(10)
 
 
 def test_concurrent_requests_are_all_kept(tmp_path, stand):

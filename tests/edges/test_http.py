@@ -17,9 +17,7 @@ import pytest
 import requests
 
 from autopyfactory.edges.http import DeadlineExceeded, RequestAborted, make_session
-from tests.cycle.test_e2e import Stand, stand, write_config
-
-__all__ = ["stand"]  # the fixture, used by name
+from tests.support.e2e import Stand, write_config
 
 
 class Trickler:

@@ -21,7 +21,7 @@ from werkzeug import Request, Response
 from autopyfactory.demo import panda_standin
 from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
 from tests.support.htcondor_pool import Ad, HTCondorPool
-from tests.wrappers.pilots import write_tarball
+from tests.support.pilot_tarballs import write_tarball
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "wrappers" / "runpilot3-wrapper.sh"

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from tests.htcondor.stand import RealStand, job_id, ours
-from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
 from tests.support.htcondor_pool import HTCondorPool
+from tests.support.monitor import FactoryClient, Monitor, new_factory, start_monitor
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 

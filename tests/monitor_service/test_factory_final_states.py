@@ -9,7 +9,7 @@ import pytest
 
 from autopyfactory.monitor_service.states import JobState
 from autopyfactory.monitor_service.store import batch_plan
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "CERN-PROD_UCORE-ce503.cern.ch-condor"
 

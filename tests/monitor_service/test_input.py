@@ -13,7 +13,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.monitor_service.conftest import FactoryClient, Monitor
+from tests.support.monitor import FactoryClient, Monitor
 
 
 def assert_refused(answer: requests.Response, status: int | tuple[int, ...]) -> str:

@@ -20,7 +20,7 @@ from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.migrations import current_revision, head_revision, upgrade
 from autopyfactory.monitor_service.models import Base
 from autopyfactory.monitor_service.settings import database_url
-from tests.monitor_service.conftest import Monitor
+from tests.support.monitor import Monitor
 
 ROOT = Path(__file__).resolve().parents[2]
 

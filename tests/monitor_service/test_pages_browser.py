@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.monitor_service.conftest import Monitor, start_monitor
-from tests.monitor_service.test_pages import MCORE, UCORE, fill
+from tests.support.monitor import Monitor, local_session, running_monitor, sqlite_url
+from tests.support.monitor_dataset import MCORE, UCORE, fill
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = (
@@ -49,14 +49,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
     reason = _missing()
     if reason:
         pytest.skip(f"browser test not run: {reason}")
-    monitor = start_monitor("sqlite:///" + str(tmp_path_factory.mktemp("browser") / "monitor.sqlite"))
-    try:
-        with requests.Session() as http:
-            http.trust_env = False
+    with running_monitor(sqlite_url(tmp_path_factory.mktemp("browser"))) as monitor:
+        with local_session() as http:
             fill(monitor, http)
         yield monitor
-    finally:
-        monitor.server.stop()
 
 
 @pytest.fixture(scope="module")

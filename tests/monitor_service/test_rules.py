@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "L"
 

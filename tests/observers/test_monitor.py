@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 
@@ -12,42 +11,15 @@ import pytest
 from werkzeug import Response
 
 from autopyfactory import __version__
-from autopyfactory.batch.interface import SubmitOutcome
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
-from autopyfactory.cycle.report import CycleReport, LabelResult
-from autopyfactory.domain.demand import SiteJobs
-from autopyfactory.domain.model import Census, Supply
-from autopyfactory.domain.planning import plan
-from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
-from tests.support.paths import CRIC_DUMP
-
-DUMP = json.loads(CRIC_DUMP.read_text())
-CONF = """
-[Factory]
-factoryId = mon-test
-factoryOwner = ops@example.org
-pandaserver = https://panda.example.org:25443
-schedconfig = /dev/null
-baseLogDirUrl = http://logs.example.org/pilots
-
-[NDGF-T1]
-"""
+from tests.support.cycle_data import observed_labels
+from tests.support.cycle_data import observed_report as report_for
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
 def labels(tmp_path):
-    path = tmp_path / "factory.conf"
-    path.write_text(CONF)
-    return build_labels(config.load(path), DUMP).labels
-
-
-def report_for(labels, job_ids=("1.0", "1.1")):
-    census = Census({label.name: Supply() for label in labels}, 0)
-    plans = plan(labels, {"NDGF-T1": SiteJobs({"activated": 4})}, census, 1, FactoryCaps(), 0)
-    results = [LabelResult(p, SubmitOutcome(job_ids=job_ids if i == 0 else ())) for i, p in enumerate(plans)]
-    return CycleReport(0, 0.0, 0.1, tuple(results), ())
+    return observed_labels(tmp_path)
 
 
 def client_for(server, **overrides):
@@ -62,13 +34,6 @@ def client_for(server, **overrides):
     client = MonitorObserver(settings, sleep=lambda _seconds: False)
     client.start()
     return client
-
-
-def wait_for(condition, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def requests_seen(server):

@@ -31,9 +31,9 @@ from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.demo.pilot3_tarball import PILOT3_VERSION, tarball_from_sdist
 from autopyfactory.domain.label import Label
-from tests.batch.condor.test_submit import decode_new_syntax
+from tests.support.condor_submit import decode_new_syntax
 from tests.support.pilot3 import cached_pilot3_sdist
-from tests.wrappers.harness import WRAPPER, clean_environ
+from tests.support.wrapper_harness import WRAPPER, clean_environ
 from tests.wrappers.panda_standin import PandaStandIn
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -24,33 +24,24 @@ from autopyfactory.batch.interface import SubmitContext, SubmitOutcome, Tidy
 from autopyfactory.batch.local.backend import LocalBackend, describe
 from autopyfactory.batch.local.processes import process_identity
 from autopyfactory.batch.local.registry import LocalPilot, Registry, RunState
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, JobStatus, Supply
+from tests.support.factory_conf import factory_conf, labels_of, write_factory_conf
 from tests.support.paths import REPO
-from tests.wrappers.harness import WRAPPER, clean_environ
-from tests.wrappers.pilots import write_tarball
+from tests.support.pilot_tarballs import write_tarball
+from tests.support.waiting import wait_for
+from tests.support.wrapper_harness import WRAPPER, clean_environ
 
 FID = "test-factory"
 DATE = "2026-03-01"
 A, B = "LOCALQ-local", "OTHERQ-local"
 
-FACTORY_CONF = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = file:///nonexistent/cric.json
-
-[LOCALQ]
-autoconfigure = false
-batch = local
-
-[OTHERQ]
-autoconfigure = false
-batch = local
-"""
+FACTORY_CONF = factory_conf(
+    queues={
+        "LOCALQ": {"autoconfigure": False, "batch": "local"},
+        "OTHERQ": {"autoconfigure": False, "batch": "local"},
+    }
+)
 
 PILOT = """\
 import json, os, signal, sys, time
@@ -82,32 +73,12 @@ if env.get("PILOT_KILL_SELF"):
 sys.exit(int(env.get("PILOT_RC", "0")))
 """
 
-T = TypeVar("T")
-
-
-def wait_for(what: Callable[[], T], timeout: float = 10.0, message: str = "") -> T:
-    """Poll ``what`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message or what}")
-        time.sleep(0.02)
-
-
 # ---- labels, context and the pilot (also used by the child "factory" process) ----------------
 
 
 def load_labels(conf_dir: Path) -> dict[str, Label]:
-    path = conf_dir / "factory.conf"
-    path.write_text(FACTORY_CONF)
-    cfg = config.load(path)
-    assert cfg.errors == ()
-    result = build_labels(cfg, None)
-    assert result.problems == ()
-    return {label.name: label for label in result.labels}
+    labels = labels_of(write_factory_conf(conf_dir, FACTORY_CONF), dump=None)
+    return {label.name: label for label in labels}
 
 
 def with_pilot(label: Label, executable: str, environ: dict[str, str], arguments: str | None = None) -> Label:
@@ -224,7 +195,7 @@ def test_ids_are_cluster_proc_and_never_repeat(
     restarted = LocalBackend(FID, state)
     assert submit(restarted, label, 1, make_context(tmp_path)).job_ids == ("2.0",)
     assert (state / "local" / "cluster").read_text() == "2\n"
-    wait_for(finished(restarted, [label], 3), message="three pilots to finish")
+    wait_for(finished(restarted, [label], 3), what="three pilots to finish")
     (state / "local" / "cluster").unlink()  # lost counter: continue after the highest id on disk
     assert submit(restarted, label, 1, make_context(tmp_path)).job_ids == ("3.0",)
     wait_for(finished(restarted, [label], 4))
@@ -573,7 +544,7 @@ def test_runs_the_real_wrapper_with_a_file_pilot_source(
     backend = LocalBackend(FID, state)
     outcome = submit(backend, label, 1, make_context(tmp_path, monitor_url=""))
     assert outcome.job_ids == ("1.0",)
-    wait_for(finished(backend, [label], 1), timeout=60, message="the wrapper to finish")
+    wait_for(finished(backend, [label], 1), 60, "the wrapper to finish")
 
     (done,) = backend.history()
     out = (tmp_path / "logs" / DATE / A / "1.0.out").read_text()
@@ -642,7 +613,7 @@ def test_no_zombie_children_after_many_pilots(
     backend = LocalBackend(FID, state)
     for _ in range(4):
         assert len(submit(backend, label, 10, make_context(tmp_path)).job_ids) == 10
-    wait_for(finished(backend, [label], 40), timeout=30)
+    wait_for(finished(backend, [label], 40), 30)
     pids = _started_pids(tmp_path / "logs" / DATE / A)
     assert len(pids) == 40
     assert _zombie_children(list(pids.values())) == []
@@ -677,5 +648,5 @@ def test_a_started_pilot_whose_registry_write_fails_is_killed_not_forgotten(
     supply = census.supply[A]
     counted = 0 if supply is None else supply.all
     assert counted == int(_alive(pid)), "a live pilot process that the census does not count"
-    wait_for(lambda: not _alive(pid), timeout=5, message="the untracked pilot to be killed")
+    wait_for(lambda: not _alive(pid), 5, "the untracked pilot to be killed")
     assert _zombie_children([pid]) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autopyfactory.batch.local.processes import process_identity
 from autopyfactory.batch.local.registry import LocalPilot
-from tests.cycle.test_e2e import Stand
+from tests.support.e2e import Stand
 
 
 def registry(state: Path) -> dict[str, bytes]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.factory_conf import write_factory_conf
 from tests.support.paths import REPO
 
 GOOD_LABEL = {
@@ -29,6 +30,12 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def status_conf(tmp_path: Path) -> Path:
+    """A factory.conf for ``status``: factory ``f`` with its state in ``tmp_path/state``."""
+    own = {"factoryId": "f", "pandaserver": "http://127.0.0.1:9", "schedconfig": f"{tmp_path}/cric.json"}
+    return write_factory_conf(tmp_path, factory={**own, "stateDir": f"{tmp_path}/state"})
+
+
 @pytest.mark.parametrize(
     "record",
     [
@@ -42,11 +49,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_status_on_a_malformed_state_file_is_a_clear_error(tmp_path: Path, record: object) -> None:
-    conf = tmp_path / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = f\nfactoryOwner = ops@example.org\npandaserver = http://127.0.0.1:9\n"
-        f"schedconfig = {tmp_path}/cric.json\nstateDir = {tmp_path}/state\n"
-    )
+    conf = status_conf(tmp_path)
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "status.json").write_text(json.dumps(record))
     result = run("autopyfactory", "status", "-c", str(conf))
@@ -56,11 +59,7 @@ def test_status_on_a_malformed_state_file_is_a_clear_error(tmp_path: Path, recor
 
 
 def test_status_on_a_good_state_file_still_works(tmp_path: Path) -> None:
-    conf = tmp_path / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = f\nfactoryOwner = ops@example.org\npandaserver = http://127.0.0.1:9\n"
-        f"schedconfig = {tmp_path}/cric.json\nstateDir = {tmp_path}/state\n"
-    )
+    conf = status_conf(tmp_path)
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "status.json").write_text(json.dumps({**GOOD, "labels": {"L": GOOD_LABEL}}))
     result = run("autopyfactory", "status", "-c", str(conf))
@@ -71,11 +70,7 @@ def test_status_on_a_good_state_file_still_works(tmp_path: Path) -> None:
 def test_status_reads_a_state_file_of_the_previous_format(tmp_path: Path) -> None:
     """A daemon upgraded under a running ``status --check``: its last file has problems without
     their edge; the edge that answered badly is still reported, its problem only once rewritten."""
-    conf = tmp_path / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = f\nfactoryOwner = ops@example.org\npandaserver = http://127.0.0.1:9\n"
-        f"schedconfig = {tmp_path}/cric.json\nstateDir = {tmp_path}/state\n"
-    )
+    conf = status_conf(tmp_path)
     (tmp_path / "state").mkdir()
     edges = {"panda": False, "batch": True, "control": True}
     old = {**GOOD, "time": time.time(), "labels": {"L": {**GOOD_LABEL, "activated": None}},

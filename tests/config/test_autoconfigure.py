@@ -21,16 +21,11 @@ from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.domain.label import CE, LabelSet, Setting, Source
 from autopyfactory.domain.model import QueueStatus
 from autopyfactory.domain.policy import ClassicOptions, MaxPendingOptions, PolicySettings
+from tests.support.factory_conf import factory_conf
 from tests.support.paths import DATA
 
 # Lines 1-5; whatever a test appends starts on line 6.
-FACTORY = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = file:///nonexistent/cric.json
-"""
+FACTORY = factory_conf()
 
 CERN_HOSTS = [f"ce{n}.cern.ch" for n in range(503, 515)] + ["condorce01.cern.ch"]
 

@@ -9,18 +9,13 @@ import pytest
 from autopyfactory.config import loader as config
 from autopyfactory.config.loader import ConfigError, ConfigErrors, FactoryConfig
 from autopyfactory.domain.label import Setting, Source
+from tests.support.factory_conf import factory_conf
 from tests.support.paths import REPO
 
 EXAMPLE = REPO / "etc" / "factory.conf.example"
 
 # Lines 1-5; whatever a test appends starts on line 6.
-FACTORY = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = file:///nonexistent/cric.json
-"""
+FACTORY = factory_conf()
 
 
 def write(directory: Path, text: str, name: str = "factory.conf") -> Path:

@@ -22,16 +22,11 @@ from autopyfactory.domain.model import Census, Decision, Step, Supply
 from autopyfactory.domain.planning import plan, queue_caps
 from autopyfactory.domain.sharing import FactoryCaps, GroupCap, apply_group_caps
 from autopyfactory.edges.panda import parse_detailed_stats
+from tests.support.factory_conf import factory_conf
 from tests.support.paths import CRIC_DUMP
 
 DUMP: dict[str, Any] = json.loads(CRIC_DUMP.read_text())
-FACTORY = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = /dev/null
-"""
+FACTORY = factory_conf()
 
 
 def labels_for(tmp_path: Path, text: str, dump: dict[str, Any] = DUMP):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.htcondor.stand import (
+from tests.support.htcondor_pool import HTCondorPool
+from tests.support.real_stand import (
     HELD,
     IDLE,
     RealStand,
@@ -27,7 +28,6 @@ from tests.htcondor.stand import (
     logged_census,
     ours,
 )
-from tests.support.htcondor_pool import HTCondorPool
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 

@@ -11,7 +11,7 @@ import htcondor2
 
 from autopyfactory.batch.interface import SubmitContext
 from autopyfactory.domain.label import Label
-from tests.support.factory_conf import factory_conf, labels_of, write_factory_conf
+from tests.support.factory_conf import factory_conf, labels_from, write_factory_conf
 
 #: CERN and NDGF-T1 from CRIC, NDGF-T1 again as an 8-core queue, and a queue configured by hand
 #: (no CRIC record) for the local schedd; all with a proxy.
@@ -44,7 +44,7 @@ CONTEXT = SubmitContext(
 
 def submit_labels(directory: Path) -> list[Label]:
     """The labels of :data:`SUBMIT_CONF` (factory.conf written to ``directory``)."""
-    return labels_of(write_factory_conf(directory, SUBMIT_CONF))
+    return labels_from(write_factory_conf(directory, SUBMIT_CONF))
 
 
 def expanded(text: str, key: str) -> str:

@@ -14,7 +14,7 @@ from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
 from autopyfactory.domain.sharing import FactoryCaps
-from tests.support.factory_conf import factory_conf, labels_of, write_factory_conf
+from tests.support.factory_conf import factory_conf, labels_from, write_factory_conf
 
 #: CERN (13 CEs, Classic) and NDGF-T1 (2 CEs, Ready then MaxPending 8), 5 pilots per label. RC
 #: pilots count every job label, so the plain per-site statistics are enough (PR pilots count
@@ -33,12 +33,12 @@ OBSERVED_CONF = factory_conf(
 
 def planning_labels(directory: Path) -> list[Label]:
     """The 15 labels of :data:`PLANNING_CONF`."""
-    return labels_of(write_factory_conf(directory, PLANNING_CONF))
+    return labels_from(write_factory_conf(directory, PLANNING_CONF))
 
 
 def observed_labels(directory: Path) -> list[Label]:
     """The 2 labels of :data:`OBSERVED_CONF`."""
-    return labels_of(write_factory_conf(directory, OBSERVED_CONF))
+    return labels_from(write_factory_conf(directory, OBSERVED_CONF))
 
 
 def observed_report(labels: Sequence[Label], job_ids: tuple[str, ...] = ("1.0", "1.1")) -> CycleReport:

@@ -33,7 +33,6 @@ REQUIRED: dict[str, object] = {
     "schedconfig": "file:///nonexistent/cric.json",
 }
 
-Records = Mapping[str, Any]  # CRIC panda-queue records by queue name
 Part = Mapping[str, object] | str
 #: A section's settings: a mapping, a text as it is, or a list of them written in order.
 Settings = Part | Sequence[Part]
@@ -74,7 +73,7 @@ def cric_dump() -> dict[str, Any]:
     return data
 
 
-def labels_of(
+def labels_from(
     path: Path, dump: Mapping[str, Any] | Literal["cric_dump.json"] | None = "cric_dump.json"
 ) -> list[Label]:
     """The labels the factory builds from the factory.conf at ``path`` and the CRIC records

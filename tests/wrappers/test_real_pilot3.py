@@ -33,8 +33,8 @@ from autopyfactory.demo.pilot3_tarball import PILOT3_VERSION, tarball_from_sdist
 from autopyfactory.domain.label import Label
 from tests.support.condor_submit import decode_new_syntax
 from tests.support.pilot3 import cached_pilot3_sdist
+from tests.support.pilot3_panda import PandaStandIn
 from tests.support.wrapper_harness import WRAPPER, clean_environ
-from tests.wrappers.panda_standin import PandaStandIn
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ tests/htcondor/test_bulk_real.py; the emulator reproduces them (tests/support).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -26,36 +25,22 @@ from autopyfactory.batch.condor.bulk import (
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.condor.submit import write_submit_file
 from autopyfactory.batch.interface import SubmitContext
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
 from tests.support.condor_emulator.driver import CondorEmulator
-from tests.support.paths import DATA
-
-DUMP = DATA / "cric_dump.json"
-CONF = """\
-[Factory]
-factoryId = bulk-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.cern.ch:25443
-schedconfig = file:///nonexistent/cric.json
-
-[QueueDefaults]
-executable = {wrapper}
-
-[CERN]
-[NDGF-T1]
-"""
+from tests.support.factory_conf import labels_from, write_factory_conf
 
 
 @pytest.fixture
 def labels(tmp_path: Path) -> dict[str, Label]:
     wrapper = tmp_path / "wrapper.sh"
     wrapper.write_text("#!/bin/sh\n")
-    path = tmp_path / "factory.conf"
-    path.write_text(CONF.format(wrapper=wrapper))
-    result = build_labels(config.load(path), json.loads(DUMP.read_text()))
-    return {label.name: label for label in result.labels}
+    path = write_factory_conf(
+        tmp_path,
+        factory={"factoryId": "bulk-factory"},
+        defaults={"executable": wrapper},
+        queues={"CERN": {}, "NDGF-T1": {}},
+    )
+    return {label.name: label for label in labels_from(path)}
 
 
 def context(tmp_path: Path, dry_run: bool = False) -> SubmitContext:

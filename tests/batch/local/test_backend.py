@@ -26,7 +26,7 @@ from autopyfactory.batch.local.processes import process_identity
 from autopyfactory.batch.local.registry import LocalPilot, Registry, RunState
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, JobStatus, Supply
-from tests.support.factory_conf import factory_conf, labels_of, write_factory_conf
+from tests.support.factory_conf import factory_conf, labels_from, write_factory_conf
 from tests.support.paths import REPO
 from tests.support.pilot_tarballs import write_tarball
 from tests.support.waiting import wait_for
@@ -77,7 +77,7 @@ sys.exit(int(env.get("PILOT_RC", "0")))
 
 
 def load_labels(conf_dir: Path) -> dict[str, Label]:
-    labels = labels_of(write_factory_conf(conf_dir, FACTORY_CONF), dump=None)
+    labels = labels_from(write_factory_conf(conf_dir, FACTORY_CONF), dump=None)
     return {label.name: label for label in labels}
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from autopyfactory.batch.local.processes import process_identity
 from autopyfactory.batch.local.registry import LocalPilot
 from tests.support.e2e import Stand
+from tests.support.factory_conf import write_factory_conf
 
 
 def registry(state: Path) -> dict[str, bytes]:
@@ -37,27 +38,20 @@ def test_dry_run_reads_the_local_registry_and_changes_nothing(tmp_path: Path, ht
     pilot = tmp_path / "pilot.sh"
     pilot.write_text("#!/bin/sh\nexit 0\n")  # ends at once: its slot is free for the next
     pilot.chmod(0o755)
-    conf = tmp_path / "factory.conf"
-    conf.write_text(f"""
-[Factory]
-factoryId = dry-run-factory
-factoryOwner = ops@cern.ch
-pandaserver = {stand.panda_url}
-schedconfig = {stand.cric_url}
-baseLogDir = {tmp_path}/logs
-baseLogDirUrl = http://factory1.cern.ch/pilots
-stateDir = {tmp_path}/state
-httpTimeout = 5
-httpRetries = 0
-localMaxRunning = 1
-logMinFreeGB = 0
-
-[LOCALQ]
-autoconfigure = false
-batch = local
-executable = {pilot}
-nqueue = 3
-""")
+    own = {
+        "factoryId": "dry-run-factory",
+        "pandaserver": stand.panda_url,
+        "schedconfig": stand.cric_url,
+        "baseLogDir": f"{tmp_path}/logs",
+        "baseLogDirUrl": "http://factory1.cern.ch/pilots",
+        "stateDir": f"{tmp_path}/state",
+        "httpTimeout": 5,
+        "httpRetries": 0,
+        "localMaxRunning": 1,
+        "logMinFreeGB": 0,
+    }
+    queue = {"autoconfigure": False, "batch": "local", "executable": pilot, "nqueue": 3}
+    conf = write_factory_conf(tmp_path, factory=own, queues={"LOCALQ": queue})
     state = tmp_path / "state"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -172,7 +172,8 @@ class GroupCommit:
             return
         try:
             results = self._transaction(items)
-        except Exception as exc:
+        # Whatever a transaction raises goes to the requests waiting for it; the writer lives on.
+        except Exception as exc:  # noqa: BLE001
             if len(items) > 1:
                 log.warning("group commit of %d writes failed (%s): one by one", len(items), exc)
                 for item in items:
@@ -191,7 +192,7 @@ class GroupCommit:
     def _commit_alone(self, item: _Item) -> None:
         try:
             ((ok, value),) = self._transaction([item])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  the waiting request raises it; the writer lives on
             item.future.set_exception(exc)
             return
         if ok:

@@ -62,7 +62,9 @@ def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -
     assert set(setting(out, "testpilots")) == {"default        1"}
     assert set(setting(out, "schedplugin")) == {f"QueueDefaults  Classic  ({path}:{nqueue_line - 1})"}
     # values as an operator writes them, never Python reprs
-    assert "frozenset(" not in out and "None" not in out and "True" not in out
+    assert "frozenset(" not in out
+    assert "None" not in out
+    assert "True" not in out
     assert set(setting(out, "holdRecoverableCodes")) == {"default        -"}
     assert set(setting(out, "pilotlimit")) == {"default        -"}
     hold_rerun_line = EXAMPLE.read_text().splitlines().index("holdRerun = true") + 1
@@ -188,7 +190,8 @@ def test_version() -> None:
 def test_help_lists_check(flag: str) -> None:
     result = run(flag)
     assert result.returncode == 0
-    assert "check" in result.stdout and "config-reference" in result.stdout
+    assert "check" in result.stdout
+    assert "config-reference" in result.stdout
 
 
 def test_check_with_a_malformed_cric_record_skips_that_queue_without_a_traceback(tmp_path: Path) -> None:
@@ -206,7 +209,8 @@ def test_check_with_a_malformed_cric_record_skips_that_queue_without_a_traceback
     assert "error: [NDGF-T1] skipped: schedconfig NDGF-T1.queues is int '5', not a list of CE queues\n" in (
         result.stdout
     )
-    assert "CERN-ce503.cern.ch-share" in result.stdout and "13 labels, 1 error" in result.stdout
+    assert "CERN-ce503.cern.ch-share" in result.stdout
+    assert "13 labels, 1 error" in result.stdout
 
 
 def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
@@ -241,7 +245,8 @@ def test_check_shows_the_resource_type_labels_with_their_sizes_and_caps(tmp_path
     )
     as_json = json.loads(run("check", "--json", "-c", path, "--schedconfig", DUMP).stdout)
     label = next(lb for lb in as_json["labels"] if lb["name"] == "CERN-ce503.cern.ch-share-SCORE")
-    assert label["resource_type"] == "SCORE" and label["cric_limits"]["resource_type_limits"]["SCORE"] == 5000
+    assert label["resource_type"] == "SCORE"
+    assert label["cric_limits"]["resource_type_limits"]["SCORE"] == 5000
 
 
 def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:

@@ -108,7 +108,8 @@ def test_json_output(tmp_path: Path) -> None:
     assert answer["schedconfig"] == {"ok": True, "message": f"6 queues from {DUMP}"}
     assert len(answer["labels"]) == 13
     first = answer["labels"][0]
-    assert first["name"] == "CERN-ce503.cern.ch-share" and first["resources"]["maxrss"] == 32000
+    assert first["name"] == "CERN-ce503.cern.ch-share"
+    assert first["resources"]["maxrss"] == 32000
     assert first["settings"]["maxrss"] == {
         "value": 32000,
         "source": "schedconfig",

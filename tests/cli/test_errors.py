@@ -64,7 +64,8 @@ def test_status_on_a_good_state_file_still_works(tmp_path: Path) -> None:
     (tmp_path / "state" / "status.json").write_text(json.dumps({**GOOD, "labels": {"L": GOOD_LABEL}}))
     result = run("autopyfactory", "status", "-c", str(conf))
     assert result.returncode == 0, result.stderr
-    assert "factory f" in result.stdout and "\nL " in result.stdout
+    assert "factory f" in result.stdout
+    assert "\nL " in result.stdout
 
 
 def test_status_reads_a_state_file_of_the_previous_format(tmp_path: Path) -> None:
@@ -79,7 +80,8 @@ def test_status_reads_a_state_file_of_the_previous_format(tmp_path: Path) -> Non
     result = run("autopyfactory", "status", "-c", str(conf), "--check")
     assert (result.returncode, result.stdout) == (1, "WARNING: PanDA answered badly in the last cycle\n")
     table = run("autopyfactory", "status", "-c", str(conf))
-    assert table.returncode == 0 and "problem: PanDA: HTTP 500" in table.stdout
+    assert table.returncode == 0
+    assert "problem: PanDA: HTTP 500" in table.stdout
 
 
 @pytest.mark.parametrize("days", ["1e9", "1e300", "3000000"])
@@ -88,4 +90,5 @@ def test_monitor_clean_with_an_absurd_age_is_a_clear_error(tmp_path: Path, days:
     result = run("autopyfactory.monitor_service", "--db", db, "clean", "--days", days)
     assert "Traceback" not in result.stderr
     assert result.returncode == 2
-    assert "--days" in result.stderr and "at most 36500" in result.stderr
+    assert "--days" in result.stderr
+    assert "at most 36500" in result.stderr

@@ -471,7 +471,8 @@ def test_a_malformed_queues_field_skips_only_that_queue(
     dump = copy.deepcopy(dump)
     dump["NDGF-T1"]["queues"] = queues
     _, result = build(tmp_path, "[NDGF-T1]\n[CERN]\n", dump)
-    assert len(result.labels) == 13 and {label.pq for label in result.labels} == {"CERN"}
+    assert len(result.labels) == 13
+    assert {label.pq for label in result.labels} == {"CERN"}
     (problem,) = result.problems
     assert problem.startswith("[NDGF-T1] skipped: schedconfig NDGF-T1.queues is ")
     assert "not a list of CE queues" in problem

@@ -56,7 +56,8 @@ def test_example_config_loads_with_cern_queue_and_typed_factory_settings() -> No
     assert factory.panda.server == "https://pandaserver.cern.ch:25443"
     assert factory.schedconfig.location == "https://atlas-cric.cern.ch/api/atlas/pandaqueue/query/?json"
     assert factory.schedconfig.refresh == 600
-    assert factory.http.timeout == 30.0 and isinstance(factory.http.timeout, float)
+    assert factory.http.timeout == 30.0
+    assert isinstance(factory.http.timeout, float)
     assert factory.caps.max_per_cycle is None
     assert factory.identity.queues_dir == ""
     assert factory.schedconfig_cache_path == Path("/var/lib/autopyfactory/schedconfig.json")

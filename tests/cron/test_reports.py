@@ -170,7 +170,8 @@ def test_a_corrupt_checkpoint_is_rebuilt_from_the_lookback_with_a_warning(
     with caplog.at_level(logging.WARNING):
         assert run("mon-exiting", conf) == 0
     assert state(factory, cids[0]) == ("DONE", 0), "the window was skipped"
-    assert "rejected" in caplog.text and "look-back" in caplog.text
+    assert "rejected" in caplog.text
+    assert "look-back" in caplog.text
     (value,) = json.loads(path.read_text()).values()
     assert time.time() - 60 < value <= time.time()
     assert run("mon-exiting", conf) == 0  # and the next run is fine too
@@ -421,7 +422,8 @@ def test_stale_local_pilots_are_flagged_and_removed_by_their_backend(
             assert factory.job(cid)["flagged"] is True
             assert "removed" in events(factory, cid)[-1]
         removed = {record.job_id: record for record in backend.history()}
-        assert set(removed) == set(ids.values()) and all(r.removed for r in removed.values())
+        assert set(removed) == set(ids.values())
+        assert all(r.removed for r in removed.values())
         assert backend.census(list(labels.values())).total == 0
     finally:
         _stop_local_pilots(backend, labels, gate)

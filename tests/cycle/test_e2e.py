@@ -58,7 +58,8 @@ def test_condor_is_asked_once_per_cycle_and_submitted_once_per_schedd(tmp_path, 
     clusters: dict[int, set[str]] = {}
     for job in condor.jobs():
         clusters.setdefault(job["ClusterId"], set()).add(job["MATCH_APF_QUEUE"])
-    assert len(clusters) == 13 and all(len(labels) == 1 for labels in clusters.values())
+    assert len(clusters) == 13
+    assert all(len(labels) == 1 for labels in clusters.values())
     [query] = condor.calls("condor_q")
     assert 'FactoryId == "e2e-factory"' in query.argv
     assert "-json" in query.argv
@@ -139,7 +140,8 @@ def test_a_drained_queue_gets_no_further_pilots_in_the_very_next_cycle(tmp_path,
     assert "Database failure getting the job statistics" in result.stderr
     assert result.stderr.count("activated=unknown(no PanDA data)") == 13
     state = json.loads((tmp_path / "state" / "status.json").read_text())
-    assert state["panda"]["ok"] is False and state["panda"]["last_good"] is not None
+    assert state["panda"]["ok"] is False
+    assert state["panda"]["last_good"] is not None
     assert all(label["activated"] is None and label["decision"] == 0 for label in state["labels"].values())
     status = subprocess.run(
         [sys.executable, "-m", "autopyfactory", "status", "-c", str(conf)],
@@ -330,12 +332,14 @@ def test_housekeeping_is_one_call_per_schedd_and_cause_for_all_labels(tmp_path, 
     labels = _held_pilots_of_three_labels(condor)
     result = run(write_config(tmp_path, stand, HOUSEKEEPING), condor, "--once")
     releases, removals = condor.calls("condor_release"), condor.calls("condor_rm")
-    assert len(releases) == 1 and len(removals) == 1
+    assert len(releases) == 1
+    assert len(removals) == 1
     assert sorted(releases[0].argv[-3:]) == ["1.0", "2.0", "3.0"]
     assert sorted(removals[0].argv[-3:]) == ["1.1", "2.1", "3.1"]
     assert "autopyfactory housekeeping: held longer than holdTimeout" in " ".join(removals[0].argv)
     lines = [line for line in result.stderr.splitlines() if "housekeeping: released 1, removed 1" in line]
-    assert len(lines) == 3 and all(any(f"{label} " in line for line in lines) for label in labels)
+    assert len(lines) == 3
+    assert all(any(f"{label} " in line for line in lines) for label in labels)
 
 
 def test_a_failed_housekeeping_call_is_reported_for_every_label_it_carried(tmp_path, stand, condor):
@@ -344,7 +348,8 @@ def test_a_failed_housekeeping_call_is_reported_for_every_label_it_carried(tmp_p
     condor.fail_next("condor_rm", "exit", message="ERROR: Failed to connect to local queue manager")
     result = run(write_config(tmp_path, stand, HOUSEKEEPING), condor, "--once")
     failed = [line for line in result.stderr.splitlines() if "housekeeping: failed: " in line]
-    assert len(failed) == 3 and all(any(label in line for line in failed) for label in labels)
+    assert len(failed) == 3
+    assert all(any(label in line for line in failed) for label in labels)
     assert all("Failed to connect to local queue manager" in line for line in failed)
     assert len(condor.calls("condor_release")) == 1  # the releases went through all the same
 

@@ -41,7 +41,8 @@ def test_a_cycle_without_panda_data_says_so_everywhere(labels):
         in report.summary()
     )
     line = report.results[0].line()
-    assert "activated=unknown(no PanDA data)" in line and "NoData: in=0 no PanDA data this cycle -> 0" in line
+    assert "activated=unknown(no PanDA data)" in line
+    assert "NoData: in=0 no PanDA data this cycle -> 0" in line
 
     record = state_record(report, "f", None)
     assert record.panda == PandaRecord(ok=False, asked=T0 + 1, last_good=T0 - 120, problem=problem)

@@ -78,7 +78,8 @@ def test_auto_gives_a_unified_queue_one_label_per_ce_and_type(tmp_path):
 
 def test_without_resource_types_nothing_changes(tmp_path):
     result = labels_for(tmp_path, "[CERN]\n")
-    assert len(result.labels) == 13 and all(lb.resource_type is None for lb in result.labels)
+    assert len(result.labels) == 13
+    assert all(lb.resource_type is None for lb in result.labels)
 
 
 def test_auto_leaves_a_queue_that_is_not_unified_alone(tmp_path):
@@ -94,7 +95,8 @@ def test_a_listed_type_the_queue_cannot_run_is_skipped_with_a_warning(tmp_path):
     assert [lb.name for lb in result.labels] == ["TEST-SITE-ce01.test.example-default-SCORE"]
     assert "[TEST-SITE] resource type MCORE skipped: the queue runs only SCORE" in result.warnings
     result = labels_for(tmp_path, "[TEST-SITE]\nresourceTypes = MCORE\n")
-    assert result.labels == () and "none of resourceTypes MCORE runs here" in result.problems[0]
+    assert result.labels == ()
+    assert "none of resourceTypes MCORE runs here" in result.problems[0]
 
 
 def test_a_bad_resource_type_is_a_config_error(tmp_path):
@@ -142,7 +144,8 @@ JOBS = {
 def test_detailed_answer_counts_per_type_and_job_label():
     stats = parse_detailed_stats(ps.envelope(ps.detailed_job_stats(JOBS), detailed=True))
     cern = stats["CERN"]
-    assert cern.activated == 51 and cern.transferring == 2
+    assert cern.activated == 51
+    assert cern.transferring == 2
     assert cern.count("activated", "MCORE") == 17
     assert cern.count("activated", "MCORE", ("managed",)) == 12
     assert cern.count("activated", None, ("user",)) == 5

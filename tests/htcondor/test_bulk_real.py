@@ -90,7 +90,8 @@ def test_one_submission_several_clusters_ids_mapped_exactly(
     ids = {name: ids for name, (ids, _) in outcomes.items()}
     clusters = {name: {cid.split(".")[0] for cid in found} for name, found in ids.items()}
     assert [len(ids[n]) for n in (first, second, third)] == [3, 1, 2]
-    assert all(len(c) == 1 for c in clusters.values()) and len(set().union(*clusters.values())) == 3
+    assert all(len(c) == 1 for c in clusters.values())
+    assert len(set().union(*clusters.values())) == 3
     queued = labels_of(real_condor)
     for name, found in ids.items():
         assert all(queued[cid] == name for cid in found)
@@ -114,4 +115,5 @@ def test_max_jobs_per_owner_refuses_the_whole_batch(
     assert real_condor.jobs() == []
     for found, error in outcomes.values():
         assert found == ()
-        assert error.startswith("not submitted:") and "MAX_JOBS_PER_OWNER" in error
+        assert error.startswith("not submitted:")
+        assert "MAX_JOBS_PER_OWNER" in error

@@ -102,11 +102,14 @@ def test_log_links_use_the_utc_day_of_creation() -> None:
 
 def test_activity_svg_is_escaped_and_scaled() -> None:
     svg = activity_svg({"created": [0, 4, 2], "fault": [1, 0, 0]}, span="<24 h>")
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
-    assert "&lt;24 h&gt;" in svg and "<24 h>" not in svg
+    assert svg.startswith("<svg")
+    assert svg.endswith("</svg>")
+    assert "&lt;24 h&gt;" in svg
+    assert "<24 h>" not in svg
     assert "created 6, running 0, done 0, fault 1 in &lt;24 h&gt;" in svg
     assert svg.count("<polyline") == 1  # created; running and done are zero throughout
-    assert '<g class="series-fault" fill="#d62728"><rect ' in svg and svg.count("<rect ") == 1
+    assert '<g class="series-fault" fill="#d62728"><rect ' in svg
+    assert svg.count("<rect ") == 1
     frame = Frame(width=20, height=30, left=0, right=0, top=0, bottom=10)
     assert points([0, 2, 4], 4, frame) == "0.0,20.0 10.0,10.0 20.0,0.0"
     assert points([0, 0], 0, frame) == "0.0,20.0 20.0,20.0"
@@ -114,10 +117,12 @@ def test_activity_svg_is_escaped_and_scaled() -> None:
 
 def test_zero_faults_draw_nothing_red() -> None:
     quiet = activity_svg({"created": [3, 4, 2], "running": [1, 2, 2], "done": [0, 1, 0], "fault": [0, 0, 0]})
-    assert "series-fault" not in quiet and "#d62728" not in quiet
+    assert "series-fault" not in quiet
+    assert "#d62728" not in quiet
     assert quiet.count("<polyline") == 3
     some = activity_svg({"created": [3, 4, 2], "fault": [0, 2, 0]})
-    assert some.count("<rect ") == 1 and "<title>fault 2</title>" in some
+    assert some.count("<rect ") == 1
+    assert "<title>fault 2</title>" in some
 
 
 def test_chart_windows_fit_the_range_and_a_young_factory() -> None:
@@ -191,7 +196,8 @@ def test_factory_view(data: Dataset) -> None:
     assert health == {MCORE: "warning", UCORE: "ok"}
     ucore = next(row for row in page.context["labels"] if row["label"].name == UCORE)
     assert ucore["human"].startswith("12 pilots submitted: 812 activated")
-    assert ucore["label"].counts.FAULT == 0 and ucore["label"].counts.RUNNING == 4
+    assert ucore["label"].counts.FAULT == 0
+    assert ucore["label"].counts.RUNNING == 4
     assert "<svg" in page.context["chart"]
 
 
@@ -201,7 +207,8 @@ def test_label_view(data: Dataset) -> None:
     assert [m["human"].split(" ")[0] for m in ctx["messages"]] == ["12", "7", "3"]
     assert len(ctx["jobs"]) == ctx["total"] == 96
     newest = ctx["jobs"][0]
-    assert newest["job"].cid == "1023.3" and newest["job"].state.value == "CREATED"
+    assert newest["job"].cid == "1023.3"
+    assert newest["job"].state.value == "CREATED"
     assert newest["logs"][0] == ("out", f"http://CERN-apf01.example.org/logs/2025-03-02/{UCORE}/1023.3.out")
     # 22 hours of exits in the last 24 h: rc 0, 0, 20, 0 per hour (two hours' DONE left the window)
     assert (ctx["outcomes"].payload, ctx["outcomes"].miss, ctx["outcomes"].other) == (66, 22, 0)
@@ -249,16 +256,16 @@ def test_index_page(data: Dataset) -> None:
     assert 'class="health ok"' in row_of(html, "CERN-apf01")
     assert 'class="health warning"' in row_of(html, "BNL-apf02")
     assert 'class="health error"' in row_of(html, "stale-apf03")
-    assert (
-        "<svg" in row_of(html, "CERN-apf01") and "http://" not in html.split("<svg", 1)[0].split("<body>")[1]
-    )
+    assert "<svg" in row_of(html, "CERN-apf01")
+    assert "http://" not in html.split("<svg", 1)[0].split("<body>")[1]
     assert 'href="/api/overview"' in html
     assert 'href="/static/monitor.css"' in html
 
 
 def test_pages_escape_what_factories_send(data: Dataset) -> None:
     html = get(data, "/factory/stale-apf03")
-    assert EVIL not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; done" in html
+    assert EVIL not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; done" in html
 
 
 def test_label_page(data: Dataset) -> None:
@@ -272,11 +279,14 @@ def test_label_page(data: Dataset) -> None:
 
 def test_chart_range_links(data: Dataset) -> None:
     six = get(data, "/factory/CERN-apf01?hours=6")
-    assert "Activity, last 6 h</h2>" in six and "<strong>6 h</strong>" in six
-    assert 'href="/factory/CERN-apf01?hours=24"' in six and 'href="/factory/CERN-apf01?hours=168"' in six
+    assert "Activity, last 6 h</h2>" in six
+    assert "<strong>6 h</strong>" in six
+    assert 'href="/factory/CERN-apf01?hours=24"' in six
+    assert 'href="/factory/CERN-apf01?hours=168"' in six
     assert 'href="/api/factories/CERN-apf01/activity?hours=6"' in six
     week = get(data, "/factory/CERN-apf01?hours=168")
-    assert "<strong>7 d</strong>" in week and "(all there is so far)" in week  # about a day old
+    assert "<strong>7 d</strong>" in week
+    assert "(all there is so far)" in week  # about a day old
     label = get(data, f"/factory/CERN-apf01/{UCORE}?hours=6")
     assert f'href="/factory/CERN-apf01/{UCORE}?hours=168"' in label
     assert 'href="/pq/CERN-PROD_UCORE?hours=6"' in get(data, "/pq/CERN-PROD_UCORE?hours=24")
@@ -290,9 +300,12 @@ def test_factory_page_sorts_and_filters_labels_worst_first(data: Dataset) -> Non
     assert '<span class="muted" id="shown">2 of 2 labels, <strong>worst first ▾</strong>' in html
     assert 'href="/factory/CERN-apf01?hours=24&amp;q=&amp;health=&amp;sort=name"' in html
     one = get(data, "/factory/CERN-apf01?q=prod_ucore")
-    assert f'data-label="{UCORE}"' in one and f'data-label="{MCORE}"' not in one and ">1 of 2 labels" in one
+    assert f'data-label="{UCORE}"' in one
+    assert f'data-label="{MCORE}"' not in one
+    assert ">1 of 2 labels" in one
     warning = get(data, "/factory/CERN-apf01?health=warning&sort=name")
-    assert f'data-label="{MCORE}"' in warning and f'data-label="{UCORE}"' not in warning
+    assert f'data-label="{MCORE}"' in warning
+    assert f'data-label="{UCORE}"' not in warning
     assert "<strong>label ▾</strong>" in warning
     get(data, "/factory/CERN-apf01?sort=nonsense", status=422)
 
@@ -311,7 +324,8 @@ def test_worst_first_order() -> None:
 
 def test_job_and_pq_and_report_pages(data: Dataset) -> None:
     html = get(data, "/job/CERN-apf01:2005.3")
-    assert "FAULT" in html and "127.0.0.1" in html
+    assert "FAULT" in html
+    assert "127.0.0.1" in html
     assert "BNL-apf02" in get(data, "/pq/CERN-PROD_UCORE")
     report = get(data, "/report?hours=24&min_created=10&min_percent=20")
     assert MCORE in row_of(report, "suspect")
@@ -321,7 +335,8 @@ def test_job_and_pq_and_report_pages(data: Dataset) -> None:
 
 def test_search_page(data: Dataset) -> None:
     html = get(data, "/search?q=bnl")
-    assert 'href="/factory/BNL-apf02"' in html and 'value="bnl"' in html
+    assert 'href="/factory/BNL-apf02"' in html
+    assert 'value="bnl"' in html
     assert "Nothing matches" in get(data, "/search?q=nothing-like-this")
 
 
@@ -332,7 +347,8 @@ def test_unknown_names_are_404_pages(data: Dataset) -> None:
 
 def test_static_css(data: Dataset) -> None:
     answer = requests.get(data.monitor.url + "/static/monitor.css", timeout=10)
-    assert answer.status_code == 200 and ".health.ok" in answer.text
+    assert answer.status_code == 200
+    assert ".health.ok" in answer.text
 
 
 def test_json_twins(data: Dataset) -> None:
@@ -365,7 +381,8 @@ def _empty_pages(monitor: Monitor, http: requests.Session) -> None:
     client = new_factory(monitor, http)
     client.labels("L1")
     html = http.get(f"{monitor.url}/factory/{client.name}", timeout=10).text
-    assert "never" in html and "(no message yet)" in html
+    assert "never" in html
+    assert "(no message yet)" in html
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,9 @@ def test_factory_label_job_by_links(service: Monitor, browser: Any, shots: Path)
     assert browser.current_url == service.url + "/job/CERN-apf01:1000.0"
     assert browser.find_element(By.ID, "state").text == "DONE"
     timeline = browser.find_element(By.ID, "timeline").text
-    assert "CREATED" in timeline and "RUNNING → EXITING" in timeline and "expiry" in timeline
+    assert "CREATED" in timeline
+    assert "RUNNING → EXITING" in timeline
+    assert "expiry" in timeline
 
 
 def test_other_pages(service: Monitor, browser: Any, shots: Path) -> None:

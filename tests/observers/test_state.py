@@ -56,7 +56,8 @@ def test_what_is_written_is_read_back(tmp_path: Path, labels) -> None:
                             EdgeKind.CONTROL: True}  # fmt: skip
     assert record.credentials[0].state is CredentialState.WARN
     first = labels[0].name
-    assert record.labels[first].submitted == 2 and record.labels[first].last_submit == T0
+    assert record.labels[first].submitted == 2
+    assert record.labels[first].last_submit == T0
     assert record.labels[first].activated == 40
     assert json.loads((tmp_path / STATE_FILE).read_text()) == record.to_json()
 
@@ -66,7 +67,8 @@ def test_the_last_submit_time_carries_over_also_after_a_restart(tmp_path: Path, 
     restarted = StateWriter(tmp_path, "f")  # reads the previous file
     restarted.cycle_done(report_for(labels, 1, 0), labels)
     record = read_state(tmp_path / STATE_FILE)
-    assert record.cycle == 1 and record.labels[labels[0].name].last_submit == T0
+    assert record.cycle == 1
+    assert record.labels[labels[0].name].last_submit == T0
     assert record.labels[labels[1].name].last_submit is None
 
 

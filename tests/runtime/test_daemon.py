@@ -70,7 +70,8 @@ def test_sigterm_during_a_submission_finishes_it_and_submits_nothing_more(tmp_pa
     assert len(condor.calls("condor_submit")) == 1  # one per schedd: all 13 labels in it
     assert daemon.text().count("error='outcome unknown: condor_submit (local schedd): no answer within") == 13
     state = json.loads((tmp_path / "state" / "status.json").read_text())
-    assert state["cycle"] == 0 and len(state["labels"]) == 13
+    assert state["cycle"] == 0
+    assert len(state["labels"]) == 13
 
 
 def test_a_second_factory_with_the_same_pidfile_refuses_to_start(tmp_path, stand, condor, daemons):
@@ -125,7 +126,8 @@ def test_systemd_notifications(tmp_path, stand, condor, daemons):
     assert daemon.process.wait(30) == 0
     assert messages[0].startswith("READY=1\nSTATUS=cycle 0 started")
     statuses = [m for m in messages if m.startswith("STATUS=cycle")]
-    assert len(statuses) == 2 and all(m.endswith("WATCHDOG=1") for m in statuses)
+    assert len(statuses) == 2
+    assert all(m.endswith("WATCHDOG=1") for m in statuses)
     assert ", decided" in statuses[0]
 
 

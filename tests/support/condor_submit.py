@@ -55,7 +55,8 @@ def expanded(text: str, key: str) -> str:
 def decode_new_syntax(text: str) -> list[str]:
     """Condor's new syntax for arguments/environment, decoded by the manual's rules:
     outer double quotes, "" is a literal ", whitespace separates, '...' groups, '' inside is '."""
-    assert text.startswith('"') and text.endswith('"'), text
+    assert text.startswith('"'), text
+    assert text.endswith('"'), text
     inner = text[1:-1].replace('""', '"')
     words: list[str] = []
     current: str | None = None

@@ -674,7 +674,8 @@ def test_unwritable_log_dir_is_an_outcome_not_an_exception(labels, tmp_path, on_
     blocker = tmp_path / "logs"
     blocker.write_text("a file where the directory should be")
     outcome = submit_pilots(labels["CERN-ce503.cern.ch-share"], 1, context_in(tmp_path), Schedd(), timeout=5)
-    assert outcome.error and outcome.job_ids == ()
+    assert outcome.error
+    assert outcome.job_ids == ()
 
 
 def test_environ_cannot_override_the_factory_variables(labels):

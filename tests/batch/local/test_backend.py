@@ -242,7 +242,8 @@ def test_pilot_sees_rendered_arguments_and_condor_environment(
         "id=$(Cluster)",
     ]  # the operator's $(Cluster) is text: only the factory's own macros expand
     env = seen["env"]
-    assert env["APFFID"] == FID and env["PANDA_JSID"] == FID  # environ cannot override the factory's
+    assert env["APFFID"] == FID
+    assert env["PANDA_JSID"] == FID  # environ cannot override the factory's
     assert env["APFCID"] == "1.0"
     assert env["APFMON"] == "http://apfmon.example.org/api"
     assert env["FACTORYQUEUE"] == A
@@ -268,7 +269,8 @@ def test_logs_exit_code_and_census_while_running_and_after(
 
     census = backend.census([labels[A], labels[B]])
     assert census.supply == {A: Supply(running=1), B: Supply()}
-    assert census.total == 1 and census.problems == ()
+    assert census.total == 1
+    assert census.problems == ()
     (running,) = census.pilots[A]
     assert (running.job_id, running.label, running.status) == ("1.0", A, JobStatus.RUNNING)
     assert (running.queued, running.entered_status) == (1_000_000, 1_000_000)
@@ -276,10 +278,12 @@ def test_logs_exit_code_and_census_while_running_and_after(
     gate.touch()
     wait_for(finished(backend, [label], 1))
     census = backend.census([label])
-    assert census.supply == {A: Supply()} and census.pilots == {}
+    assert census.supply == {A: Supply()}
+    assert census.pilots == {}
     (done,) = backend.history()
     assert (done.job_id, done.rc, done.removed, done.reason) == ("1.0", 3, False, "exited")
-    assert done.started == 1_000_000.0 and done.ended > 1_000_000.0  # the supervisor's real end time
+    assert done.started == 1_000_000.0
+    assert done.ended > 1_000_000.0  # the supervisor's real end time
     assert done.pilot.status is JobStatus.COMPLETED
 
     logs = tmp_path / "logs" / DATE / A
@@ -287,7 +291,8 @@ def test_logs_exit_code_and_census_while_running_and_after(
     assert (logs / "1.0.err").read_text() == "hello stderr 1.0\n"
     lines = (logs / "1.0.log").read_text().splitlines()
     assert [line.split()[:2] for line in lines] == [["000", "(1.0)"], ["001", "(1.0)"], ["005", "(1.0)"]]
-    assert "started: pid " in lines[1] and str(pilot) in lines[1]
+    assert "started: pid " in lines[1]
+    assert str(pilot) in lines[1]
     assert lines[2].endswith("ended: exit code 3")
     assert not list((state / "local" / "pilots").iterdir())
     assert not list((state / "local" / "rc").iterdir())
@@ -326,7 +331,8 @@ def test_bad_executable_or_template_is_an_error_and_registers_nothing(
     backend = LocalBackend(FID, state)
     missing = with_pilot(labels[A], str(tmp_path / "no-such-wrapper"), {})
     outcome = submit(backend, missing, 1, make_context(tmp_path))
-    assert outcome.job_ids == () and "not an executable file" in outcome.error
+    assert outcome.job_ids == ()
+    assert "not an executable file" in outcome.error
     bad = with_pilot(labels[A], str(pilot), {}, arguments="-s %(nosuchfield)s")
     assert "unknown field %(nosuchfield)s" in submit(backend, bad, 1, make_context(tmp_path)).error
     assert not (state / "local" / "pilots").exists()
@@ -337,7 +343,8 @@ def test_dry_run_starts_and_writes_nothing(
 ):
     label = with_pilot(labels[A], str(pilot), {"X": "a b"})
     outcome = submit(LocalBackend(FID, state), label, 3, make_context(tmp_path, dry_run=True))
-    assert outcome.job_ids == () and outcome.error == ""
+    assert outcome.job_ids == ()
+    assert outcome.error == ""
     assert (
         outcome.extra["command"]
         == f"{pilot} -q LOCALQ -r LOCALQ -s LOCALQ -j managed -i PR --pilot-user ATLAS"
@@ -345,7 +352,8 @@ def test_dry_run_starts_and_writes_nothing(
     )
     assert "'APFCID=$(Cluster).$(Process)'" in outcome.extra["environment"]
     assert "'X=a b'" in outcome.extra["environment"]
-    assert not state.exists() and not (tmp_path / "logs").exists()
+    assert not state.exists()
+    assert not (tmp_path / "logs").exists()
 
 
 # ---- restarts and the pid-reuse guard ------------------------------------------------------------
@@ -446,7 +454,8 @@ def test_max_running_queues_pilots_and_starts_them_first_in_first_out(
     assert (counts(census, A), counts(census, B), census.total) == ((1, 1), (2, 0), 4)
     assert {p.job_id: p.status for p in census.pilots[B]} == {"2.0": JobStatus.IDLE, "2.1": JobStatus.IDLE}
     supply_b = census.supply[B]
-    assert supply_b is not None and supply_b.pending == 2
+    assert supply_b is not None
+    assert supply_b.pending == 2
 
     gate.touch()  # every started pilot now ends at once; a census starts the next one
     wait_for(finished(backend, [label_a, label_b], 4))
@@ -486,11 +495,13 @@ def test_remove_terminates_kills_the_stubborn_and_drops_the_waiting(
         "2.0": (None, True, "removed"),
         "3.0": (None, True, "removed before it started"),
     }
-    assert history["3.0"].started is None and history["1.0"].pilot.status is JobStatus.REMOVED
+    assert history["3.0"].started is None
+    assert history["1.0"].pilot.status is JobStatus.REMOVED
     assert backend.census([polite, stubborn]).total == 0
     assert not (record / "3.0.json").exists()  # never ran
     log_lines = (tmp_path / "logs" / DATE / A / "1.0.log").read_text().splitlines()
-    assert log_lines[-1].split()[0] == "009" and log_lines[-1].endswith("removed")
+    assert log_lines[-1].split()[0] == "009"
+    assert log_lines[-1].endswith("removed")
     assert backend.tidy([Tidy(polite, release=("1.0",))]) == {}  # nothing is ever held: a no-op
 
 
@@ -512,12 +523,14 @@ def test_a_corrupt_entry_makes_its_label_unknown_and_is_reported(
     assert census.supply == {A: None, B: Supply()}
     assert census.total == 1
     (problem,) = census.problems
-    assert "5.0.json" in problem and "missing" in problem
+    assert "5.0.json" in problem
+    assert "missing" in problem
 
     (directory / "6.0.json").write_text("{not json")  # whose label nobody can tell: all unknown
     census = backend.census([labels[A], labels[B]])
     assert census.supply == {A: None, B: None}
-    assert len(census.problems) == 2 and census.total == 2
+    assert len(census.problems) == 2
+    assert census.total == 2
     assert (directory / "6.0.json").exists()  # kept for the operator
 
 

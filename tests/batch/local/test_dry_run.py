@@ -76,6 +76,7 @@ def test_dry_run_reads_the_local_registry_and_changes_nothing(tmp_path: Path, ht
         done = run("--dry-run", "--dry-run-dir", str(tmp_path / "dry"))
         # (the live daemon's next census settles the ended pilot and starts the next one)
         assert registry(state) == before  # nothing started, settled, locked or written
-        assert "LOCALQ-local" in done.stderr and "idle=2 running=0" in done.stderr
+        assert "LOCALQ-local" in done.stderr
+        assert "idle=2 running=0" in done.stderr
     finally:
         kill_pilots(state)

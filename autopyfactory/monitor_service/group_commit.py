@@ -97,8 +97,6 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self.batches = 0
-        self.items = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -181,8 +179,6 @@ class GroupCommit:
                 return
             items[0].future.set_exception(exc)
             return
-        self.batches += 1
-        self.items += len(items)
         for item, (ok, value) in zip(items, results, strict=True):
             if ok:
                 item.future.set_result(value)

@@ -21,7 +21,6 @@ from autopyfactory.domain.names import LABEL_BODY, LABEL_CHARS, LABEL_MAX, LABEL
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState
 
 FID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-FID_MAX = 64
 CID_PATTERN = r"^[0-9]{1,20}\.[0-9]{1,10}$"
 NAME_CHARS = LABEL_CHARS
 JOB_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[0-9]{1,20}\.[0-9]{1,10}$"

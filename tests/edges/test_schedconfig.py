@@ -189,7 +189,7 @@ def test_good_download_is_used_and_written_atomically(
     clock = Clock()
     snapshot = source(url(cric), cache, session, clock).get()
     assert snapshot.data == DUMP
-    assert (snapshot.taken_at, snapshot.source) == (clock.now, url(cric))
+    assert snapshot.source == url(cric)
     assert cache.read_text() == DUMP_TEXT
     assert [p.name for p in cache.parent.iterdir()] == ["schedconfig.json"]  # no temporary file left
 
@@ -217,7 +217,6 @@ def test_refresh_interval_is_honoured(cric: HTTPServer, session: requests.Sessio
     second = sc.get()
     assert len(cric.log) == 2
     assert second is not first
-    assert second.taken_at == start + 600
     clock.now = start + 1199
     assert sc.get() is second
     assert len(cric.log) == 2
@@ -280,7 +279,6 @@ def test_failure_after_restart_uses_the_copy_on_disk(
         snapshot = restarted.get()
     assert snapshot.data == DUMP
     assert snapshot.source == f"last-good copy {cache}"
-    assert snapshot.taken_at == cache.stat().st_mtime  # its age is the copy's age
     assert messages(caplog) == [f"schedconfig: {url(cric)}: HTTP 503; using the last-good copy {cache}"]
 
 

@@ -126,7 +126,9 @@ def test_monitor_answering_503_gets_the_events_once_it_is_back(httpserver, label
     httpserver.expect_request("/api/factories/mon-test/messages").respond_with_handler(handler)
     client = client_for(httpserver)
     client.cycle_done(report_for(labels), labels)
-    wait_for(lambda: client.failed_attempts >= 3)
+    wait_for(
+        lambda: sum(a.status_code == 503 for _r, a in httpserver.log) >= 3, what="three refused attempts"
+    )
     assert client.sent == 0
     state["down"] = False
     wait_for(lambda: client.sent == 4)
@@ -237,8 +239,7 @@ def test_large_announcements_in_batches_with_a_timeout_that_fits(httpserver, lab
     client.cycle_done(report_for(labels, job_ids=tuple(f"7.{n}" for n in range(1200))), labels)
     wait_for(lambda: client.pending() == 0 and client.sent == 6, seconds=20)
     sizes = [len(r.get_json()) for r, _ in httpserver.log if r.path == "/api/jobs"]
-    assert sizes == [500, 500, 200]  # no repeats
-    assert client.failed_attempts == 0
+    assert sizes == [500, 500, 200]  # no repeats: none timed out
     client.close(1.0)
 
 
@@ -253,7 +254,6 @@ def test_pilots_the_monitor_never_heard_of_are_announced_once(labels):
     second = dataclasses.replace(report_for(labels, job_ids=()), recent={name: ("1.0", "2.0", "3.0", "4.0")})
     client.cycle_done(second, labels)
     assert [p["cid"] for p in client._pilots] == ["3.0", "1.0", "2.0", "4.0"]
-    assert client.reconciled == 3
 
 
 def test_an_old_monitor_without_bulk_messages_gets_one_per_label(httpserver, labels):
@@ -282,5 +282,4 @@ def test_items_the_monitor_rejects_are_counted_and_logged(httpserver, labels, ca
     client.cycle_done(report_for(labels), labels)
     wait_for(lambda: client.sent == 4)
     client.close(1.0)
-    assert client.rejected_items == 1
     assert "1 items rejected as invalid (first: item 1: label: String should match pattern)" in caplog.text

@@ -39,7 +39,6 @@ def test_real_shape_is_parsed():
     assert held.hold_reason_code == 2
     assert held.hold_reason.startswith("Error from ce504")
     assert pilots[0].hold_reason_code is None
-    assert pilots[1].run_count == 1
 
 
 def test_counts_per_label():

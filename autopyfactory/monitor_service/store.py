@@ -372,13 +372,7 @@ class Store:
             if event is None or not transition.changed:
                 return transition
             values = _transition_values(transition.state, now, rc, ids)
-            changed = session.execute(
-                update(Job)
-                .where(Job.id == row.id, Job.state == row.state)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if cast(CursorResult[Any], changed).rowcount != 1:
+            if not _move_job(session, row.id, row.state, values):
                 return None
             session.execute(insert(JobEvent), [event])
             return transition
@@ -537,13 +531,7 @@ def _apply_batch(
         if report.rc is not None and row.rc is None:
             values["rc"] = report.rc  # the wrapper's own rc, when it sent one, wins
         events = _path_events(row.id, current, plan.path, now, source, why)
-    changed = session.execute(
-        update(Job)
-        .where(Job.id == row.id, Job.state == current.value)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if cast(CursorResult[Any], changed).rowcount != 1:
+    if not _move_job(session, row.id, current.value, values):
         return BatchOutcome(report.cid, "retry", None, "changed concurrently, send it again")
     session.execute(insert(JobEvent), events)
     return BatchOutcome(report.cid, "changed", plan.path[-1] if plan.path else current, plan.detail)
@@ -566,6 +554,18 @@ def _path_events(
 class _LabelIds:
     by_name: dict[str, int]
     created: int
+
+
+def _move_job(session: Session, job_id: int, state: str, values: dict[str, Any]) -> bool:
+    """Update the job with ``values`` if it is still in ``state``; False if another request moved
+    it first (the caller judges the report again against the new state, or asks for it again)."""
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == state)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], changed).rowcount == 1
 
 
 def find_factory(session: Session, name: str) -> Factory:

@@ -40,13 +40,23 @@ def test_completed_while_running_passes_through_exiting(factory: FactoryClient) 
     assert _events(factory, "1.0")[-2:] == [("RUNNING", "EXITING"), ("EXITING", "DONE")]
 
 
-def test_completed_while_created_is_a_fault(factory: FactoryClient) -> None:
-    factory.create(LABEL, "2.0")
-    body = _post(factory, {"cid": "2.0", "state": "done", "rc": 1})
-    job = body["jobs"][0]  # type: ignore[index]
-    assert (job["result"], job["state"]) == ("changed", "FAULT")
-    assert "never reported running" in job["detail"]
-    assert factory.job("2.0")["rc"] == 1
+def test_completed_while_created_passes_through_exiting(factory: FactoryClient) -> None:
+    """The wrapper's reports were all lost (a monitor outage): what the factory says, from the
+    batch system's exit code, stands: done is CREATED -> EXITING -> DONE with its rc, fault is
+    FAULT."""
+    factory.create(LABEL, "2.0", "2.1")
+    body = _post(
+        factory, {"cid": "2.0", "state": "done", "rc": 0}, {"cid": "2.1", "state": "fault", "rc": 116}
+    )
+    done, fault = body["jobs"]  # type: ignore[misc]
+    assert (done["result"], done["state"]) == ("changed", "DONE")
+    assert (
+        done["detail"]
+        == "CREATED -> EXITING -> DONE (finished in the batch system, no report from its wrapper)"
+    )
+    assert (factory.job("2.0")["state"], factory.job("2.0")["rc"]) == ("DONE", 0)
+    assert _events(factory, "2.0")[-2:] == [("CREATED", "EXITING"), ("EXITING", "DONE")]
+    assert (fault["state"], factory.job("2.1")["rc"]) == ("FAULT", 116)
 
 
 def test_wrapper_rc_wins_and_exiting_becomes_done(factory: FactoryClient) -> None:

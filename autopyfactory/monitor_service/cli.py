@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body-bytes",
         type=_positive_int,
         default=Limits().max_body_bytes,
-        help="larger requests get 413",
+        help="bulk writes (labels, pilots, messages, batch reports) larger than this get 413 [4 MiB]",
     )
     serve.add_argument(
         "--workers",

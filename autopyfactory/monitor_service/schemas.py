@@ -444,6 +444,9 @@ class BatchReportIn(StrictModel):
 
     ``done``: Completed; ``exiting``: Completed, but let expiry make it DONE; ``fault``: Removed or
     vanished (AWOL); ``flag``: stale (idle or running far too long): flagged, state unchanged.
+    ``ran``: the batch system's outcome (its exit code) says the pilot ran, so a ``done`` or
+    ``exiting`` for a pilot the monitor still has as CREATED means its wrapper's reports were lost
+    (a monitor outage), not that it never ran.
     """
 
     cid: ClusterId
@@ -452,6 +455,12 @@ class BatchReportIn(StrictModel):
         default=None, description="the pilot's exit code; kept only when the wrapper sent none"
     )
     reason: Annotated[str, _text(256)] = Field(default="", description="for people: why (job events)")
+    ran: bool = Field(
+        default=False,
+        description="done/exiting for a pilot still CREATED: true, the pilot ran (its exit code says"
+        " so; its wrapper's reports were lost): CREATED -> EXITING [-> DONE]; false: it never said it"
+        " ran: FAULT",
+    )
 
 
 class BatchReportOut(BaseModel):

@@ -109,24 +109,29 @@ class BatchPlan:
     detail: str = ""
 
 
-_NO_REPORT = "finished in the batch system, no report from its wrapper"
+_NEVER_RAN = "finished in the batch system, never reported running"
+_REPORTS_LOST = "finished in the batch system, its exit code says it ran: its wrapper's reports were lost"
 _BATCH_PATHS: dict[tuple[str, JobState], tuple[JobState, ...]] = {
-    ("done", JobState.CREATED): (JobState.EXITING, JobState.DONE),
+    ("done", JobState.CREATED): (JobState.FAULT,),
     ("done", JobState.RUNNING): (JobState.EXITING, JobState.DONE),
     ("done", JobState.EXITING): (JobState.DONE,),
-    ("exiting", JobState.CREATED): (JobState.EXITING,),
+    ("exiting", JobState.CREATED): (JobState.FAULT,),
     ("exiting", JobState.RUNNING): (JobState.EXITING,),
+}
+_RAN_PATHS: dict[str, tuple[JobState, ...]] = {
+    "done": (JobState.EXITING, JobState.DONE),
+    "exiting": (JobState.EXITING,),
 }
 
 
-def batch_plan(request: str, current: JobState, flagged: bool) -> BatchPlan:
+def batch_plan(request: str, current: JobState, flagged: bool, ran: bool = False) -> BatchPlan:
     """Moves for a factory's report ``request`` (done, exiting, fault, flag) on a job in ``current``.
 
-    Completed (``done``/``exiting``) while the monitor still has RUNNING or CREATED means the
-    wrapper's own reports were lost (a monitor outage): the job passes through EXITING. Whether a
-    finished pilot is ``done`` or a ``fault`` is the factory's to say (from the batch system's exit
-    code); the monitor applies it through legal moves. A final job stays as it is; so does a job
-    already there.
+    Completed (``done``/``exiting``) while the monitor still has RUNNING means the wrapper's own
+    report was lost: the job passes through EXITING. Completed while still CREATED: when the
+    factory says the pilot ``ran`` (from the batch system's exit code), all its wrapper's reports
+    were lost (a monitor outage), and it passes through EXITING the same way; otherwise the pilot
+    never said it ran: FAULT. A final job stays as it is; so does a job already there.
     """
     if current.final:
         return BatchPlan(detail=f"already {current}, final")
@@ -134,10 +139,12 @@ def batch_plan(request: str, current: JobState, flagged: bool) -> BatchPlan:
         return BatchPlan(detail="already flagged") if flagged else BatchPlan(flag=True, detail="flagged")
     if request == "fault":
         return BatchPlan((JobState.FAULT,), detail=f"{current} -> FAULT")
-    path = _BATCH_PATHS.get((request, current), ())
+    lost = ran and current is JobState.CREATED and request in _RAN_PATHS
+    path = _RAN_PATHS[request] if lost else _BATCH_PATHS.get((request, current), ())
     if not path:
         return BatchPlan(detail=f"already {current}")
-    detail = " -> ".join([current, *path]) + (f" ({_NO_REPORT})" if current is JobState.CREATED else "")
+    why = _REPORTS_LOST if lost else _NEVER_RAN
+    detail = " -> ".join([current, *path]) + (f" ({why})" if current is JobState.CREATED else "")
     return BatchPlan(path, detail=detail)
 
 
@@ -613,7 +620,7 @@ def _apply_batch(
     session: Session, row: Any, report: BatchReportIn, now: datetime, source: str
 ) -> BatchOutcome:
     current = JobState(row.state)
-    plan = batch_plan(report.state, current, bool(row.flagged))
+    plan = batch_plan(report.state, current, bool(row.flagged), report.ran)
     if not plan.path and not plan.flag:
         return BatchOutcome(report.cid, "unchanged", current, plan.detail)
     why = f"batch system: {report.state}" + (f" rc={report.rc}" if report.rc is not None else "")

@@ -40,23 +40,32 @@ def test_completed_while_running_passes_through_exiting(factory: FactoryClient) 
     assert _events(factory, "1.0")[-2:] == [("RUNNING", "EXITING"), ("EXITING", "DONE")]
 
 
-def test_completed_while_created_passes_through_exiting(factory: FactoryClient) -> None:
-    """The wrapper's reports were all lost (a monitor outage): what the factory says, from the
-    batch system's exit code, stands: done is CREATED -> EXITING -> DONE with its rc, fault is
-    FAULT."""
-    factory.create(LABEL, "2.0", "2.1")
+def test_completed_while_created_is_a_fault(factory: FactoryClient) -> None:
+    factory.create(LABEL, "2.0")
+    body = _post(factory, {"cid": "2.0", "state": "done", "rc": 1})
+    job = body["jobs"][0]  # type: ignore[index]
+    assert (job["result"], job["state"]) == ("changed", "FAULT")
+    assert "never reported running" in job["detail"]
+    assert factory.job("2.0")["rc"] == 1
+
+
+def test_completed_while_created_but_ran_passes_through_exiting(factory: FactoryClient) -> None:
+    """All the wrapper's reports were lost (a monitor outage); the factory says from the batch
+    system's exit code that the pilot ran: CREATED -> EXITING -> DONE with its rc, not FAULT."""
+    factory.create(LABEL, "2.2", "2.3")
     body = _post(
-        factory, {"cid": "2.0", "state": "done", "rc": 0}, {"cid": "2.1", "state": "fault", "rc": 116}
+        factory,
+        {"cid": "2.2", "state": "done", "rc": 20, "ran": True},
+        {"cid": "2.3", "state": "exiting", "rc": 0, "ran": True},
     )
-    done, fault = body["jobs"]  # type: ignore[misc]
+    done, exiting = body["jobs"]  # type: ignore[misc]
     assert (done["result"], done["state"]) == ("changed", "DONE")
-    assert (
-        done["detail"]
-        == "CREATED -> EXITING -> DONE (finished in the batch system, no report from its wrapper)"
+    assert done["detail"].startswith(
+        "CREATED -> EXITING -> DONE (finished in the batch system, its exit code"
     )
-    assert (factory.job("2.0")["state"], factory.job("2.0")["rc"]) == ("DONE", 0)
-    assert _events(factory, "2.0")[-2:] == [("CREATED", "EXITING"), ("EXITING", "DONE")]
-    assert (fault["state"], factory.job("2.1")["rc"]) == ("FAULT", 116)
+    assert (factory.job("2.2")["state"], factory.job("2.2")["rc"]) == ("DONE", 20)
+    assert _events(factory, "2.2")[-2:] == [("CREATED", "EXITING"), ("EXITING", "DONE")]
+    assert (exiting["state"], factory.job("2.3")["rc"]) == ("EXITING", 0)
 
 
 def test_wrapper_rc_wins_and_exiting_becomes_done(factory: FactoryClient) -> None:
@@ -137,10 +146,11 @@ def test_many_reports_in_one_request(factory: FactoryClient) -> None:
     assert body["changed"] == 600
 
 
+@pytest.mark.parametrize("ran", [False, True])
 @pytest.mark.parametrize("state", list(JobState))
 @pytest.mark.parametrize("request_", ["done", "exiting", "fault", "flag"])
-def test_every_planned_move_is_legal(state: JobState, request_: str) -> None:
-    plan = batch_plan(request_, state, flagged=False)
+def test_every_planned_move_is_legal(state: JobState, request_: str, ran: bool) -> None:
+    plan = batch_plan(request_, state, flagged=False, ran=ran)
     assert not (plan.path and state.final)
     if state.final:
         assert plan.path == () and not plan.flag

@@ -976,7 +976,7 @@ apf_outcome() {
 }
 
 # Did pilot 3 give up on getJob? Its log has "fatal error in job download loop"; apf_refusal is
-# then the last line before it that quotes the server's answer or curl's failure, if any.
+# then the log's last line that quotes the server's answer or curl's failure, if any.
 apf_getjob_refused() {
     local log line
     apf_refusal=""

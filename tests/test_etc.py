@@ -12,6 +12,7 @@ from autopyfactory.cli.main import build_parser as factory_parser
 from autopyfactory.config import loader as config
 from autopyfactory.monitor_service.cli import build_parser as monitor_parser
 from tests.support.paths import REPO
+from tests.support.waiting import free_port
 
 ETC = REPO / "etc"
 
@@ -249,9 +250,7 @@ def httpd(tmp_path):
         pytest.skip(f"{APACHE} is missing (apt-get install apache2; .ci/run does)")
     logs = Path(tempfile.mkdtemp(prefix="apf-httpd-"))
     logs.chmod(0o755)  # httpd's worker user must read it
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     snippet = HTTPD_SNIPPET.read_text().replace("/var/log/autopyfactory/pilots", str(logs))
     loads = "\n".join(
         f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so"

@@ -55,13 +55,19 @@ class Unavailable(MonitorError):
 
 @dataclass
 class Batch:
-    """What the items of one transaction share: the session, the time, and the job events to
-    insert in one statement before the commit."""
+    """What the items of one transaction share: the session, the time, the job events to insert
+    in one statement before the commit, and work that must follow that insert (``after``)."""
 
     session: Session
     now: datetime
     events: list[dict[str, Any]] = field(default_factory=list)
-    factory_ids: dict[str, int] = field(default_factory=dict)  # looked up once per batch
+    after: list[Callable[[Session], None]] = field(default_factory=list)
+
+    def finish(self) -> None:
+        """Insert the events, then run ``after`` (e.g. pruning old events): before the commit."""
+        insert_events(self.session.connection(), self.events)
+        for work in self.after:
+            work(self.session)
 
 
 Work = Callable[[Batch], Any]
@@ -209,7 +215,7 @@ class GroupCommit:
                 if len(outcomes) != len(works):
                     raise RuntimeError(f"{together}: {len(outcomes)} outcomes for {len(works)} items")
                 results.extend(outcomes)
-            insert_events(session.connection(), batch.events)
+            batch.finish()
         return results
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from werkzeug import Request, Response
 
 from autopyfactory.edges.schedconfig import SchedconfigError, SchedconfigSource, parse_dump, read_source
 from tests.support.paths import DATA
+from tests.support.waiting import free_port
 
 DUMP_TEXT = (DATA / "cric_dump.json").read_text()
 DUMP = json.loads(DUMP_TEXT)
@@ -169,9 +169,7 @@ def test_read_http_timeout(cric: HTTPServer, session: requests.Session) -> None:
 
 
 def test_read_http_connection_refused(session: requests.Session) -> None:
-    with socket.socket() as sock:  # a port nobody listens on any more
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     location = f"http://127.0.0.1:{port}{PATH}"
     with pytest.raises(SchedconfigError) as info:
         read_source(location, session, TIMEOUT)

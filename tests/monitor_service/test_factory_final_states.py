@@ -49,6 +49,25 @@ def test_completed_while_created_is_a_fault(factory: FactoryClient) -> None:
     assert factory.job("2.0")["rc"] == 1
 
 
+def test_completed_while_created_but_ran_passes_through_exiting(factory: FactoryClient) -> None:
+    """All the wrapper's reports were lost (a monitor outage); the factory says from the batch
+    system's exit code that the pilot ran: CREATED -> EXITING -> DONE with its rc, not FAULT."""
+    factory.create(LABEL, "2.2", "2.3")
+    body = _post(
+        factory,
+        {"cid": "2.2", "state": "done", "rc": 20, "ran": True},
+        {"cid": "2.3", "state": "exiting", "rc": 0, "ran": True},
+    )
+    done, exiting = body["jobs"]  # type: ignore[misc]
+    assert (done["result"], done["state"]) == ("changed", "DONE")
+    assert done["detail"].startswith(
+        "CREATED -> EXITING -> DONE (finished in the batch system, its exit code"
+    )
+    assert (factory.job("2.2")["state"], factory.job("2.2")["rc"]) == ("DONE", 20)
+    assert _events(factory, "2.2")[-2:] == [("CREATED", "EXITING"), ("EXITING", "DONE")]
+    assert (exiting["state"], factory.job("2.3")["rc"]) == ("EXITING", 0)
+
+
 def test_wrapper_rc_wins_and_exiting_becomes_done(factory: FactoryClient) -> None:
     factory.create(LABEL, "3.0")
     factory.pilot("3.0", state="running")
@@ -128,10 +147,11 @@ def test_many_reports_in_one_request(factory: FactoryClient) -> None:
     assert body["changed"] == 600
 
 
+@pytest.mark.parametrize("ran", [False, True])
 @pytest.mark.parametrize("state", list(JobState))
 @pytest.mark.parametrize("request_", ["done", "exiting", "fault", "flag"])
-def test_every_planned_move_is_legal(state: JobState, request_: str) -> None:
-    plan = batch_plan(request_, state, flagged=False)
+def test_every_planned_move_is_legal(state: JobState, request_: str, ran: bool) -> None:
+    plan = batch_plan(request_, state, flagged=False, ran=ran)
     assert not (plan.path and state.final)
     if state.final:
         assert plan.path == ()

@@ -362,7 +362,8 @@ def test_json_twins(data: Dataset) -> None:
     assert sum(label["created"]) == 92
     outcomes = requests.get(f"{base}/labels/CERN-apf01:{UCORE}/outcomes", timeout=10).json()
     assert outcomes == {
-        "hours": 24, "payload": 66, "miss": 22, "getjob_failure": 0, "killed": 0, "wrapper": 0, "other": 0,
+        "hours": 24, "payload": 66, "miss": 22, "refused": 0, "getjob_failure": 0, "killed": 0, "wrapper": 0,
+        "other": 0, "exited": 88, "no_job_percent": 25.0, "refused_percent": 0.0,
     }  # fmt: skip
     pq = requests.get(base + "/pqs/CERN-PROD_UCORE/activity", timeout=10).json()
     assert sum(pq["created"]) == 184

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import itertools
 import os
+import sys
 import threading
 import time
 import uuid
@@ -160,6 +161,19 @@ def running_monitor(db_url: str, **settings: object) -> Iterator[Monitor]:
 def sqlite_url(directory: Path) -> str:
     """A SQLite database file in ``directory`` (created by the service's first start)."""
     return f"sqlite:///{directory / 'monitor.sqlite'}"
+
+
+def monitor_cli(db_url: str, *args: str) -> list[str]:
+    """The argv of ``autopyfactory-monitor --db db_url *args`` (run in a process of its own)."""
+    return [sys.executable, "-m", "autopyfactory.monitor_service", "--db", db_url, *args]
+
+
+def up(url: str) -> bool:
+    """True if the service at ``url`` (its root) answers its health check."""
+    try:
+        return requests.get(url + "/api/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def local_session() -> requests.Session:

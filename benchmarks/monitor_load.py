@@ -373,6 +373,21 @@ async def bulk_phase(
     return phase
 
 
+async def _jobs_to_report(svc: Service, cids: Cids, per_factory: int) -> list[tuple[str, str]]:
+    """``per_factory`` new jobs of every factory, created, as (factory, cid), one job of each
+    factory in turn."""
+    setup = Connection(svc.port)
+    columns = []
+    for factory, token in svc.tokens.items():
+        mine = cids.take(per_factory)
+        for start in range(0, len(mine), JOBS_PER_PUT):
+            body = jobs_body(svc, mine[start : start + JOBS_PER_PUT], factory)
+            if await setup.request("PUT", "/api/jobs", body, "application/json", token) != 200:
+                raise RuntimeError("could not create the jobs for the report phase")
+        columns.append([(factory, cid) for cid in mine])
+    return [job for row in zip(*columns, strict=True) for job in row]
+
+
 async def report_phase(
     svc: Service,
     cids: Cids,
@@ -386,18 +401,7 @@ async def report_phase(
     """Each job gets ``running`` then ``exiting`` (2 events), each sent ``1 + replays`` times at
     once; the jobs are created first, for every factory, and reported interleaved (one job of each
     factory in turn)."""
-    per_factory = (max_events // 2 + 1) // len(svc.tokens) + 1
-    jobs: list[tuple[str, str]] = []
-    setup = Connection(svc.port)
-    columns = []
-    for factory, token in svc.tokens.items():
-        mine = cids.take(per_factory)
-        for start in range(0, len(mine), JOBS_PER_PUT):
-            body = jobs_body(svc, mine[start : start + JOBS_PER_PUT], factory)
-            if await setup.request("PUT", "/api/jobs", body, "application/json", token) != 200:
-                raise RuntimeError("could not create the jobs for the report phase")
-        columns.append([(factory, cid) for cid in mine])
-    jobs = [job for row in zip(*columns, strict=True) for job in row]
+    jobs = await _jobs_to_report(svc, cids, (max_events // 2 + 1) // len(svc.tokens) + 1)
     phase = Phase("report", concurrency)
     queue = iter(jobs)
     stop = time.monotonic() + seconds

@@ -159,7 +159,7 @@ class Factory:
         for observer in self._observers:
             try:
                 observer.cycle_done(report, labels)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  an observer's failure is never the cycle's
                 name = type(observer).__name__
                 why = f"{type(exc).__name__}: {exc}"
                 log.warning("cycle %d: observer %s failed: %s", report.cycle, name, why)

@@ -24,7 +24,6 @@ from autopyfactory.monitor_service.pilot_keys import DIGEST_PATTERN
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState
 
 FID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-FID_MAX = 64
 CID_PATTERN = r"^[0-9]{1,20}\.[0-9]{1,10}$"
 NAME_CHARS = LABEL_CHARS
 JOB_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[0-9]{1,20}\.[0-9]{1,10}$"

@@ -34,7 +34,6 @@ from autopyfactory.monitor_service.settings import Clock
 from autopyfactory.monitor_service.states import JobState, Verdict, decide
 
 JOBS = cast(Table, Job.__table__)
-JOB_EVENTS = cast(Table, JobEvent.__table__)
 FACTORIES = cast(Table, Factory.__table__)
 CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 SOURCE_MAX = 64

@@ -15,16 +15,11 @@ from autopyfactory.domain.control import Controls, Disable, Removal, parse_until
 from autopyfactory.domain.control import LabelView as View
 from autopyfactory.domain.model import JobStatus, Pilot
 from autopyfactory.edges.control import ControlStore
-from tests.cycle.test_e2e import Stand, per_label, run, write_config
-from tests.runtime.test_daemon import Daemon
 from tests.support.condor_emulator.ads import JobStatus as CondorStatus
+from tests.support.daemon import start
+from tests.support.e2e import per_label, run, write_config
 
 ARC1, ARC2 = "NDGF-T1-arc01.ndgf.org-atlas", "NDGF-T1-arc02.ndgf.org-atlas"
-
-
-@pytest.fixture
-def stand(httpserver):
-    return Stand(httpserver)
 
 
 def apf(*args: str, env=None) -> subprocess.CompletedProcess[str]:
@@ -63,7 +58,8 @@ def test_disabling_one_label_leaves_the_others_alone(tmp_path, stand, condor):
     assert apf("queue", "disable", ARC1, "-c", str(conf)).returncode == 0
     result = run(conf, condor, "--once")
     assert per_label(condor.jobs()) == {ARC2: 5}, result.stderr
-    assert "Disabled: in=5 queue disabled by" in result.stderr and "no reason given -> 0" in result.stderr
+    assert "Disabled: in=5 queue disabled by" in result.stderr
+    assert "no reason given -> 0" in result.stderr
 
 
 def test_names_and_times_are_checked(tmp_path, stand):
@@ -73,9 +69,11 @@ def test_names_and_times_are_checked(tmp_path, stand):
     assert "'NDGF-T2' is no queue, PQ or label of this factory (did you mean 'NDGF-T1'?)" in typo.stderr
     assert apf("queue", "disable", "NDGF-T2", "--force", "-c", str(conf)).returncode == 0
     past = apf("queue", "disable", "NDGF-T1", "--until", "2020-01-01T00:00", "-c", str(conf))
-    assert past.returncode == 2 and "is not in the future" in past.stderr
+    assert past.returncode == 2
+    assert "is not in the future" in past.stderr
     nothing = apf("pilots", "remove", "-c", str(conf))
-    assert nothing.returncode == 2 and "give --label, --pq or --ce" in nothing.stderr
+    assert nothing.returncode == 2
+    assert "give --label, --pq or --ce" in nothing.stderr
 
 
 def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_path, stand, condor):
@@ -104,8 +102,7 @@ def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_
 def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, stand, condor, daemons):
     stand.stats = {"NDGF-T1": {"activated": 50}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]")
-    daemon = Daemon(conf, condor, tmp_path / "factory.log")
-    daemons.append(daemon)
+    daemon = start(daemons, conf, condor, tmp_path / "factory.log")
     daemon.wait_log("cycle 0:")
     assert apf("queue", "disable", "NDGF-T1", "--reason", "drain", "-c", str(conf)).returncode == 0
     daemon.wait_log("UTC: drain -> 0", count=2)
@@ -114,16 +111,6 @@ def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, sta
     daemon.wait_log(" labels, decided ", count=cycles + 2)
     assert len(condor.jobs()) == before  # nothing more while disabled
     assert daemon.stop() == 0
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(10)
 
 
 def test_concurrent_requests_are_all_kept(tmp_path, stand):
@@ -145,7 +132,8 @@ def test_an_unreadable_control_file_holds_every_queue_back(tmp_path):
     store.path.write_text("{not json")
     controls = store.read_or_hold()
     reason = controls.disabled_reason("X-ce", "X", 0.0)
-    assert reason is not None and reason.startswith("control file unreadable")
+    assert reason is not None
+    assert reason.startswith("control file unreadable")
 
 
 def test_a_disable_expires_at_its_until():
@@ -166,9 +154,11 @@ def test_a_removal_waits_while_the_census_is_unknown():
     pilot = Pilot("1.0", "L", JobStatus.IDLE, 0, 0)
     removal = Removal("r1", 0.0, pq="P")
     waiting = plan_removals([removal], [View("L", "P", "ce:9619", None)])
-    assert waiting.done == () and "waiting, pilots unknown for L" in waiting.notes[0]
+    assert waiting.done == ()
+    assert "waiting, pilots unknown for L" in waiting.notes[0]
     done = plan_removals([removal], [View("L", "P", "ce:9619", (pilot,)), View("M", "Q", "c", ())])
-    assert done.done == ("r1",) and done.by_label == {"L": ("1.0",)}
+    assert done.done == ("r1",)
+    assert done.by_label == {"L": ("1.0",)}
 
 
 def test_state_dir_is_created_by_the_first_request(tmp_path, stand):

@@ -20,8 +20,7 @@ import pytest
 from autopyfactory.batch.condor.bulk import submit_batch
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.interface import SubmitContext
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
+from tests.support.factory_conf import labels_from, write_factory_conf
 from tests.support.htcondor_pool import HTCondorPool
 
 pytestmark = pytest.mark.htcondor
@@ -52,13 +51,9 @@ def run_factory_submit(
         {**q, "ce_endpoint": pool.ce_endpoint, "ce_queue_name": queue}
         for q, queue in zip(record["queues"][:3], ("q0", "", "q2"), strict=True)
     ]
-    conf = work / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = real-bulk\nfactoryOwner = a@example.org\n"
-        "pandaserver = https://pandaserver.example:25443\nschedconfig = file:///dev/null\n"
-        f"[QueueDefaults]\nexecutable = {wrapper}\n[CERN]\n"
-    )
-    labels = {label.name: label for label in build_labels(config.load(conf), {"CERN": record}).labels}
+    own = {"factoryId": "real-bulk", "pandaserver": "https://pandaserver.example:25443"}
+    conf = write_factory_conf(work, factory=own, defaults={"executable": wrapper}, queues={"CERN": {}})
+    labels = {label.name: label for label in labels_from(conf, {"CERN": record})}
     context = SubmitContext(
         "real-bulk", "https://pandaserver.example:25443", str(work / "logs"), "", "", "2026-03-01"
     )
@@ -95,7 +90,8 @@ def test_one_submission_several_clusters_ids_mapped_exactly(
     ids = {name: ids for name, (ids, _) in outcomes.items()}
     clusters = {name: {cid.split(".")[0] for cid in found} for name, found in ids.items()}
     assert [len(ids[n]) for n in (first, second, third)] == [3, 1, 2]
-    assert all(len(c) == 1 for c in clusters.values()) and len(set().union(*clusters.values())) == 3
+    assert all(len(c) == 1 for c in clusters.values())
+    assert len(set().union(*clusters.values())) == 3
     queued = labels_of(real_condor)
     for name, found in ids.items():
         assert all(queued[cid] == name for cid in found)
@@ -119,4 +115,5 @@ def test_max_jobs_per_owner_refuses_the_whole_batch(
     assert real_condor.jobs() == []
     for found, error in outcomes.values():
         assert found == ()
-        assert error.startswith("not submitted:") and "MAX_JOBS_PER_OWNER" in error
+        assert error.startswith("not submitted:")
+        assert "MAX_JOBS_PER_OWNER" in error

@@ -33,8 +33,9 @@ from autopyfactory.monitor_service.migrations import upgrade
 from autopyfactory.monitor_service.schemas import JobRow
 from autopyfactory.monitor_service.states import PILOT_REPORTS
 from autopyfactory.monitor_service.store import PilotReport, Store
-from tests.monitor_service.support import FakeClock
-from tests.monitor_service.test_group_commit import REPO, free_port, monitor_cli, up, wait_for
+from tests.support.monitor import FakeClock, monitor_cli, up
+from tests.support.paths import REPO
+from tests.support.waiting import free_port, wait_for
 
 LABEL = "DL-LABEL"
 
@@ -149,7 +150,7 @@ def test_two_workers_many_factories_raced_replays_no_deadlock(pg_url: str, http:
     url = f"http://127.0.0.1:{port}"
     cids = [f"3.{n}" for n in range(150)]
     try:
-        wait_for(lambda: up(url) or process.poll() is not None)
+        wait_for(lambda: up(url) or process.poll() is not None, 60, "the service to answer")
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         for name, token in tokens.items():
             jobs = [{"cid": cid, "label": LABEL, "factory": name} for cid in cids]

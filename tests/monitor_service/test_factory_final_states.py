@@ -9,7 +9,7 @@ import pytest
 
 from autopyfactory.monitor_service.states import JobState
 from autopyfactory.monitor_service.store import batch_plan
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "CERN-PROD_UCORE-ce503.cern.ch-condor"
 
@@ -131,7 +131,8 @@ def test_bad_reports_are_left_out_and_the_good_ones_applied(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert [item["index"] for item in body["rejected"]] == [0]
-    assert body["changed"] == 1 and factory.job("9.0")["state"] == "FAULT"
+    assert body["changed"] == 1
+    assert factory.job("9.0")["state"] == "FAULT"
 
 
 def test_the_list_is_bounded(factory: FactoryClient) -> None:
@@ -153,4 +154,5 @@ def test_every_planned_move_is_legal(state: JobState, request_: str, ran: bool) 
     plan = batch_plan(request_, state, flagged=False, ran=ran)
     assert not (plan.path and state.final)
     if state.final:
-        assert plan.path == () and not plan.flag
+        assert plan.path == ()
+        assert not plan.flag

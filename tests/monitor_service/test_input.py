@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from autopyfactory.monitor_service.deps import fields_of
 from autopyfactory.monitor_service.errors import MonitorError
 from autopyfactory.monitor_service.schemas import JobUpdateIn
-from tests.monitor_service.conftest import FactoryClient, Monitor
+from tests.support.monitor import FactoryClient, Monitor
 
 
 def assert_refused(answer: requests.Response, status: int | tuple[int, ...]) -> str:

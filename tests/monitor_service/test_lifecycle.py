@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from tests.monitor_service.conftest import FactoryClient, Monitor
+from tests.support.monitor import FactoryClient, Monitor
 
 LABEL = "CERN-PROD_UCORE-ce503.cern.ch-condor"
 

@@ -9,7 +9,7 @@ import re
 import requests
 
 from autopyfactory.monitor_service.queries import rc_outcome
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "OUTCOME-L"
 OTHER = "OUTCOME-QUIET"

@@ -18,7 +18,7 @@ from autopyfactory.monitor_service.pilot_keys import (
     presented_key,
     verdict,
 )
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "KEYS-L"
 
@@ -57,7 +57,9 @@ def require(factory: FactoryClient) -> None:
 
 def test_keys_are_random_and_only_their_digest_is_kept() -> None:
     one, two = new_pilot_key(), new_pilot_key()
-    assert one != two and one.startswith("apfp_") and len(one) == 48
+    assert one != two
+    assert one.startswith("apfp_")
+    assert len(one) == 48
     assert key_digest(one) == key_digest(one) != key_digest(two)
     assert len(key_digest(one)) == 64
     assert presented_key(f"Bearer {one}") == one
@@ -103,7 +105,8 @@ def test_by_default_reports_need_no_key(factory: FactoryClient, http: requests.S
     assert http.get(f"{factory.monitor.url}/mon/rn/{factory.name}/2.0/", timeout=10).status_code == 200
     assert report(factory, "3.0", key).status_code == 200
     wrong = report(factory, "1.0", new_pilot_key(), state="fault")
-    assert wrong.status_code == 403 and "wrong pilot key" in wrong.json()["detail"]
+    assert wrong.status_code == 403
+    assert "wrong pilot key" in wrong.json()["detail"]
     assert factory.job("1.0")["state"] == "RUNNING"
     assert refusals(factory)["wrong_key"] == 1
 
@@ -129,7 +132,8 @@ def test_required_keys_refuse_unsigned_and_foreign_reports(
     assert "requires pilot keys" in attempts[0].json()["detail"]
     assert "API v1 GET reports are off" in attempts[-1].json()["detail"]
     job = factory.job("1.0")
-    assert job["state"] == "CREATED" and len(job["events"]) == 1  # type: ignore[arg-type]
+    assert job["state"] == "CREATED"
+    assert len(job["events"]) == 1  # type: ignore[arg-type]
     counted = refusals(factory)
     assert (counted["unsigned"], counted["wrong_key"]) == (4, 3)
     assert counted["last_at"] is not None

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from autopyfactory.monitor_service.pilot_keys import key_digest, new_pilot_key
 from autopyfactory.monitor_service.pilot_reports import PilotReports, route_path
-from tests.monitor_service.conftest import Monitor, new_factory, start_monitor
+from tests.support.monitor import Monitor, new_factory, start_monitor
 
 LABEL = "LEAN-L"
 FORM = "application/x-www-form-urlencoded"

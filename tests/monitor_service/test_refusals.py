@@ -9,7 +9,7 @@ import requests
 import sqlalchemy as sa
 
 from autopyfactory.monitor_service.store import REFUSALS_KEPT
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "REFUSED-L"
 
@@ -40,14 +40,16 @@ def test_reports_on_a_finished_pilot_are_counted_not_stored(factory: FactoryClie
         concurrent = list(pool.map(report, range(160)))
     assert sequential + concurrent == [409] * 200
     job = factory.job("1.0")
-    assert job["state"] == "FAULT" and job["rc"] == 116
+    assert job["state"] == "FAULT"
+    assert job["rc"] == 116
     assert job["refusals"] == 200
     assert job["refused_at"] is not None
     events = job["events"]
     assert isinstance(events, list)
     assert [(e["old_state"], e["new_state"]) for e in events[:2]] == [(None, "CREATED"), ("CREATED", "FAULT")]
     refused = events[2:]
-    assert len(refused) == REFUSALS_KEPT and not any(e["accepted"] for e in refused)
+    assert len(refused) == REFUSALS_KEPT
+    assert not any(e["accepted"] for e in refused)
     assert {e["new_state"] for e in refused} == {"EXITING"}  # the last ones: the concurrent exits
     assert _event_rows(factory, "1.0") == 2 + REFUSALS_KEPT  # not 202 rows
 
@@ -60,7 +62,8 @@ def test_events_are_paged(factory: FactoryClient, http: requests.Session) -> Non
         assert factory.pilot("2.0", state="running").status_code == 409
     url = f"{factory.monitor.api}/jobs/{factory.name}:2.0"
     whole = http.get(url, timeout=10).json()
-    assert whole["events_total"] == 6 and len(whole["events"]) == 6
+    assert whole["events_total"] == 6
+    assert len(whole["events"]) == 6
     page = http.get(url, params={"limit": 2, "offset": 3}, timeout=10).json()
     assert (page["events_total"], page["events_offset"], page["events_limit"]) == (6, 3, 2)
     assert page["events"] == whole["events"][3:5]

@@ -9,7 +9,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "L"
 

@@ -17,7 +17,7 @@ from autopyfactory.monitor_service.models import Factory, Job, JobEvent
 from autopyfactory.monitor_service.schemas import JobRow
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState, legacy_exit_target
 from autopyfactory.monitor_service.store import PilotReport, Store, TargetRule
-from tests.monitor_service.support import FakeClock
+from tests.support.monitor import FakeClock
 
 JOBS = ["1.0", "2.0", "3.0", "4.0"]
 

@@ -31,10 +31,10 @@ from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.demo.pilot3_tarball import PILOT3_VERSION, tarball_from_sdist
 from autopyfactory.domain.label import Label
-from tests.batch.condor.test_submit import decode_new_syntax
+from tests.support.condor_submit import decode_new_syntax
 from tests.support.pilot3 import cached_pilot3_sdist
-from tests.wrappers.harness import WRAPPER, clean_environ
-from tests.wrappers.panda_standin import PandaStandIn
+from tests.support.pilot3_panda import PandaStandIn
+from tests.support.wrapper_harness import WRAPPER, clean_environ
 
 pytestmark = pytest.mark.slow
 
@@ -218,6 +218,7 @@ def test_a_refused_get_job_is_not_reported_as_no_job(tmp_path: Path, panda: Pand
     assert "fatal error in job download loop" in output
     assert "==== pilot END: exit code 0 ====" in output  # pilot 3 itself says nothing is wrong
     assert rc == 119, output[-3000:]
-    assert "pilot log:" in output and "method getJob is forbidden" in output
+    assert "pilot log:" in output
+    assert "method getJob is forbidden" in output
     exits = [call for call in panda.monitor_calls() if call["state"] == ["exiting"]]
     assert [call["rc"] for call in exits] == [["119"]]

@@ -1,6 +1,6 @@
 """wrappers/runpilot3-wrapper.sh, run with real bash and real curl against servers on 127.0.0.1.
 
-Each test runs the wrapper as the batch system would; the served test pilot (tests/wrappers/pilots.py)
+Each test runs the wrapper as the batch system would; the served test pilot (tests/support/pilot_tarballs.py)
 records what it saw, and the server records every monitor call.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.wrappers.harness import ARGS, CID, FID, JOB_ID, JOB_PATH, PILOT_ARGV, WRAPPER, Wrapper
-from tests.wrappers.pilots import make_tarball, write_tarball
-from tests.wrappers.servers import RecordingServer, SilentServer, closed_port
+from tests.support.pilot_tarballs import make_tarball, write_tarball
+from tests.support.waiting import free_port as closed_port
+from tests.support.wrapper_harness import ARGS, CID, FID, JOB_ID, JOB_PATH, PILOT_ARGV, WRAPPER, Wrapper
+from tests.support.wrapper_servers import RecordingServer, SilentServer
 
 pytestmark = pytest.mark.slow
 
@@ -319,7 +320,8 @@ def test_a_pilot_done_before_its_running_report_exits_reporting_exiting(
 
     assert result.rc == 0, result.stdout
     states = server.monitor_states()
-    assert states[-1] == "exiting" and "exiting" in states[:-1], states
+    assert states[-1] == "exiting", states
+    assert "exiting" in states[:-1], states
     assert result.log_lines("monitor: exiting reported (HTTP 200)")
 
 

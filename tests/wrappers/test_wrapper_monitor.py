@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from autopyfactory.monitor_service.pilot_keys import key_digest, new_pilot_key
-from tests.monitor_service.conftest import Monitor, start_monitor
-from tests.wrappers.harness import CID, FID, JOB_ID, Wrapper
-from tests.wrappers.servers import RecordingServer
+from tests.support.monitor import Monitor, start_monitor
+from tests.support.wrapper_harness import CID, FID, JOB_ID, Wrapper
+from tests.support.wrapper_servers import RecordingServer
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ tests/htcondor/test_bulk_real.py; the emulator reproduces them (tests/support).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -26,36 +25,22 @@ from autopyfactory.batch.condor.bulk import (
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.condor.submit import write_submit_file
 from autopyfactory.batch.interface import SubmitContext
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
 from tests.support.condor_emulator.driver import CondorEmulator
-from tests.support.paths import DATA
-
-DUMP = DATA / "cric_dump.json"
-CONF = """\
-[Factory]
-factoryId = bulk-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.cern.ch:25443
-schedconfig = file:///nonexistent/cric.json
-
-[QueueDefaults]
-executable = {wrapper}
-
-[CERN]
-[NDGF-T1]
-"""
+from tests.support.factory_conf import labels_from, write_factory_conf
 
 
 @pytest.fixture
 def labels(tmp_path: Path) -> dict[str, Label]:
     wrapper = tmp_path / "wrapper.sh"
     wrapper.write_text("#!/bin/sh\n")
-    path = tmp_path / "factory.conf"
-    path.write_text(CONF.format(wrapper=wrapper))
-    result = build_labels(config.load(path), json.loads(DUMP.read_text()))
-    return {label.name: label for label in result.labels}
+    path = write_factory_conf(
+        tmp_path,
+        factory={"factoryId": "bulk-factory"},
+        defaults={"executable": wrapper},
+        queues={"CERN": {}, "NDGF-T1": {}},
+    )
+    return {label.name: label for label in labels_from(path)}
 
 
 def context(tmp_path: Path, dry_run: bool = False) -> SubmitContext:
@@ -76,7 +61,8 @@ def by_cluster(condor: CondorEmulator) -> dict[int, list[str]]:
 def test_one_call_one_cluster_per_label_ids_exact(labels, tmp_path, condor):
     requests = [(labels[name], n) for name, n in zip(CERN, (3, 1, 2), strict=True)]
     result = submit_batch(requests, context(tmp_path), Schedd(), timeout=30)
-    assert result.calls == 1 and len(condor.calls("condor_submit")) == 1
+    assert result.calls == 1
+    assert len(condor.calls("condor_submit")) == 1
     assert {name: o.job_ids for name, o in result.outcomes.items()} == {
         CERN[0]: ("1.0", "1.1", "1.2"), CERN[1]: ("2.0",), CERN[2]: ("3.0", "3.1"),
     }  # fmt: skip
@@ -92,9 +78,8 @@ def test_the_batch_file_has_a_comment_per_label_and_is_kept(labels, tmp_path, co
     path = Path(outcome.outcomes[CERN[0]].submit_file)
     assert path.parent == tmp_path / "logs" / "2026-03-01" / BATCH_DIR
     text = path.read_text()
-    assert (
-        f"# autopyfactory label {CERN[0]}: 2 pilots" in text and f"# autopyfactory label {CERN[1]}: 1" in text
-    )
+    assert f"# autopyfactory label {CERN[0]}: 2 pilots" in text
+    assert f"# autopyfactory label {CERN[1]}: 1" in text
 
 
 def test_a_setting_of_the_block_above_does_not_leak(labels, tmp_path, condor):
@@ -108,8 +93,10 @@ def test_a_setting_of_the_block_above_does_not_leak(labels, tmp_path, condor):
     second = dataclasses.replace(second, ce=dataclasses.replace(second.ce, queue=""), submit=second_submit)
     result = submit_batch([(first, 1), (second, 1)], context(tmp_path), Schedd(), 30)
     a, b = (condor.job(result.outcomes[label.name].job_ids[0]) for label in (first, second))
-    assert a["remote_queue"] == "special" and b["remote_queue"] is None  # undefined, as in condor
-    assert "600" in str(a["PeriodicRemove"]) and str(b["PeriodicRemove"]).lower() in (
+    assert a["remote_queue"] == "special"
+    assert b["remote_queue"] is None  # undefined, as in condor
+    assert "600" in str(a["PeriodicRemove"])
+    assert str(b["PeriodicRemove"]).lower() in (
         "false",
         "/expr(false)/",
     )
@@ -157,12 +144,14 @@ def test_a_label_that_cannot_be_rendered_drops_out_alone(labels, tmp_path, condo
         [(labels[CERN[0]], 1), (bad, 1), (labels[CERN[2]], 1)], context(tmp_path), Schedd(), 30
     )
     assert "unknown field" in result.outcomes[CERN[1]].error
-    assert result.outcomes[CERN[0]].job_ids == ("1.0",) and result.outcomes[CERN[2]].job_ids == ("2.0",)
+    assert result.outcomes[CERN[0]].job_ids == ("1.0",)
+    assert result.outcomes[CERN[2]].job_ids == ("2.0",)
 
 
 def test_dry_run_writes_the_file_and_runs_nothing(labels, tmp_path, condor):
     result = submit_batch([(labels[CERN[0]], 1)], context(tmp_path, dry_run=True), Schedd(), 30)
-    assert condor.calls("condor_submit") == [] and result.calls == 0
+    assert condor.calls("condor_submit") == []
+    assert result.calls == 0
     assert Path(result.outcomes[CERN[0]].submit_file).read_text().rstrip().endswith("queue 1")
 
 
@@ -174,7 +163,8 @@ def test_schedds_are_submitted_to_concurrently_each_once(labels, tmp_path, condo
     outcomes = backend.submit([(labels[CERN[0]], 2), (moved, 3), (labels[CERN[2]], 1)], context(tmp_path))
     assert len(condor.calls("condor_submit")) == 2
     assert [j["MATCH_APF_QUEUE"] for j in condor.jobs("s2.example.org")] == [CERN[1]] * 3
-    assert outcomes[CERN[1]].job_ids == ("1.0", "1.1", "1.2") and outcomes[CERN[2]].job_ids == ("2.0",)
+    assert outcomes[CERN[1]].job_ids == ("1.0", "1.1", "1.2")
+    assert outcomes[CERN[2]].job_ids == ("2.0",)
 
 
 # ---- the mapping on its own -------------------------------------------------------------------
@@ -193,8 +183,10 @@ def test_partial_ids_make_that_label_and_the_rest_unknown(labels, tmp_path):
         blocks, [("5.0", "5.1"), ("6.0",)], "condor_submit (local schedd): no answer within 3 s"
     )
     assert outcomes[CERN[0]].job_ids == ("5.0", "5.1")
-    assert outcomes[CERN[1]].job_ids == ("6.0",) and outcomes[CERN[1]].error.startswith("1 of 2 pilots known")
-    assert outcomes[CERN[2]].job_ids == () and outcomes[CERN[2]].error.startswith("outcome unknown")
+    assert outcomes[CERN[1]].job_ids == ("6.0",)
+    assert outcomes[CERN[1]].error.startswith("1 of 2 pilots known")
+    assert outcomes[CERN[2]].job_ids == ()
+    assert outcomes[CERN[2]].error.startswith("outcome unknown")
 
 
 def test_one_cluster_for_all_labels_is_still_mapped_in_order(labels, tmp_path):
@@ -224,7 +216,8 @@ def test_pilots_of_a_failed_submission_are_listed_by_the_next_censuses(labels, t
     backend = CondorBackend("bulk-factory", Schedd(), timeout=30)
     label, other = labels[CERN[0]], labels[CERN[1]]
     outcomes = backend.submit([(label, 2)], context(tmp_path))
-    assert outcomes[CERN[0]].job_ids == () and outcomes[CERN[0]].error
+    assert outcomes[CERN[0]].job_ids == ()
+    assert outcomes[CERN[0]].error
     condor.submit(  # another label's pilot of this factory, not listed
         "universe = vanilla\nexecutable = /bin/true\ntransfer_executable = False\n"
         f'+FactoryId = "bulk-factory"\n+MATCH_APF_QUEUE = "{CERN[1]}"\nqueue 1\n'
@@ -247,7 +240,9 @@ def test_a_steady_cycle_renders_and_validates_each_label_once(labels, tmp_path, 
     label = labels[CERN[0]]
     first, second = cache.block(label, 3, context(tmp_path)), cache.block(label, 5, context(tmp_path))
     assert rendered == [CERN[0]]
-    assert second.lines == first.lines and second.n == 5 and ": 5 pilots for PanDA queue" in second.comment
+    assert second.lines == first.lines
+    assert second.n == 5
+    assert ": 5 pilots for PanDA queue" in second.comment
     assert bulk.batch_text([second], "#") == bulk.batch_text([original(label, 5, context(tmp_path))], "#")
     cache.block(label, 5, context(tmp_path, dry_run=True))  # another context: rendered again
     assert rendered == [CERN[0]] * 2
@@ -259,7 +254,9 @@ def test_a_condor_submit_without_several_queue_statements_gets_one_call_per_labe
     cache = BlockCache()
     requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 1)]
     result = submit_batch(requests, context(tmp_path), Schedd(), 30, cache)
-    assert result.calls == 3 and len(condor.calls("condor_submit")) == 3  # the refused one, then 2
-    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1") and result.outcomes[CERN[1]].job_ids == ("2.0",)
+    assert result.calls == 3
+    assert len(condor.calls("condor_submit")) == 3  # the refused one, then 2
+    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1")
+    assert result.outcomes[CERN[1]].job_ids == ("2.0",)
     assert all(o.error == "" for o in result.outcomes.values())
     assert submit_batch(requests, context(tmp_path), Schedd(), 30, cache).calls == 2  # not asked again

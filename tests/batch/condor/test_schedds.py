@@ -9,9 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.cycle.test_e2e import Stand, per_label, run, stand, write_config
-
-__all__ = ["stand"]  # the fixture, used by name
+from tests.support.e2e import Stand, per_label, run, write_config
 
 OLD, NEW = "old.example.org", "new.example.org"
 NDGF = ["NDGF-T1-arc01.ndgf.org-atlas", "NDGF-T1-arc02.ndgf.org-atlas"]

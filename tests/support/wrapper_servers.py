@@ -162,10 +162,3 @@ class SilentServer:
         for conn in self._held:
             conn.close()
         self._sock.close()
-
-
-def closed_port() -> int:
-    """A local port with nothing listening (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         *preflight.config_findings(loaded, result.labels, datetime.now(UTC), voms_actimeleft),
     ]
     if args.online:
-        findings += preflight.online_findings(loaded, session, origin, location)
+        findings += preflight.online_findings(loaded, session, origin, location, result.labels)
     if args.json:
         print(json.dumps(check_json(schedconfig, dump is not None, result.labels, findings), indent=1))
     else:

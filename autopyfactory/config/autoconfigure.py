@@ -8,9 +8,10 @@ label keeps where every value came from (``autopyfactory check`` prints it).
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -144,7 +145,7 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
             raise LabelError("schedconfig is not available")
         record = dump.get(queue.pq)
         if record is None:
-            raise LabelError(f"PanDA queue {queue.pq!r} is not in schedconfig")
+            raise LabelError(f"PanDA queue {queue.pq!r} is not in schedconfig{did_you_mean(queue.pq, dump)}")
     settings, problems = resolve(queue, record)
     warnings.extend(f"[{queue.name}] {p}" for p in problems)
     ces = _ces_for(queue, settings, record, warnings)
@@ -154,6 +155,13 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     if not types:
         return [replace(_label(queue, settings, ce, record), job_labels=jobs, limits=limits) for ce in ces]
     return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`` (did you mean 'NDGF-T1'?)`` for the closest of ``names`` (ignoring case), or ""."""
+    by_lower = {candidate.lower(): candidate for candidate in names}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.8)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 # --- demand per resource type ---------------------------------------------------------------------

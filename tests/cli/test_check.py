@@ -59,6 +59,7 @@ def example_with(tmp_path: Path, after: str, lines: str) -> tuple[Path, int]:
     text[at:at] = [lines]
     path = tmp_path / "factory.conf"
     path.write_text("".join(text))
+    path.chmod(0o640)  # as the RPM installs it: it may hold monitorToken
     return path, at + 1
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from autopyfactory.config import schema
 from autopyfactory.config.loader import FactoryConfig, QueueConfig
 from autopyfactory.config.schema import Scope
+from autopyfactory.config.selection import Selected, select
 from autopyfactory.domain.housekeeping import HousekeepingSettings
 from autopyfactory.domain.label import (
     CE,
@@ -423,13 +424,18 @@ def _housekeeping(value: Mapping[str, Any]) -> HousekeepingSettings:
 
 
 def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
-    """Labels for every enabled queue; a queue that cannot be served is reported and skipped."""
+    """Labels for every enabled queue (the sections and the PanDA queues ``queues = cric: ...``
+    selects); a queue that cannot be served is reported and skipped."""
     labels: list[Label] = []
     problems = [str(error) for error in config.errors]
     warnings: list[str] = []
-    for queue in config.queues:
+    selected, problem = selected_queues(config, dump)
+    if problem:
+        problems.append(problem)
+    for queue in (*config.queues, *selected):
         if not queue.get("enabled"):
             continue
+        warnings.extend(_foreign_pilot_manager(queue, dump))
         try:
             labels.extend(labels_for_queue(queue, dump, warnings))
         except (LabelError, ValueError) as exc:
@@ -438,6 +444,55 @@ def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
             why = f"{type(exc).__name__}: {exc}"
             problems.append(f"[{queue.name}] skipped: malformed schedconfig record: {why}")
     return LabelSet(tuple(_unique_valid(labels, problems)), tuple(problems), tuple(warnings))
+
+
+# --- queues selected from CRIC ----------------------------------------------------------------
+
+
+def section_pqs(config: FactoryConfig) -> frozenset[str]:
+    """The PanDA queues that have a queue section: those of the sections, and, for a section
+    disabled by an error in it, its name (the section wins even then)."""
+    return frozenset({q.pq for q in config.queues} | {e.section for e in config.errors if e.section})
+
+
+def selection_of(config: FactoryConfig, dump: Dump | None) -> Selected | None:
+    """What ``queues = cric: ...`` selects from ``dump`` (None: no selection, or no dump)."""
+    selection = config.factory.identity.queue_selection
+    if selection is None or dump is None:
+        return None
+    return select(selection, dump, section_pqs(config))
+
+
+def selected_queues(config: FactoryConfig, dump: Dump | None) -> tuple[list[QueueConfig], str]:
+    """An empty queue section per selected PanDA queue, and why there are none ("" if no problem)."""
+    selection = config.factory.identity.queue_selection
+    if selection is None:
+        return [], ""
+    if dump is None:
+        return [], f"queues = {selection}: schedconfig is not available, no queue selected"
+    chosen = select(selection, dump, section_pqs(config))
+    if chosen.problem:
+        return [], f"queues = {selection}: {chosen.problem}"
+    where = f"{config.path} [Factory] queues"
+    return [QueueConfig(pq, where, 0, config.queue_defaults, {}) for pq in chosen.chosen], ""
+
+
+#: CRIC's ``pilot_manager`` for queues that this factory (APF) fills.
+OUR_PILOT_MANAGER = "apf"
+
+
+def _foreign_pilot_manager(queue: QueueConfig, dump: Dump | None) -> list[str]:
+    """A warning when CRIC says another system (Harvester, ...) sends the queue's pilots: both
+    would fill the same activated jobs, each unaware of the other's pilots."""
+    record = dump.get(queue.pq) if dump is not None else None
+    manager = str((record or {}).get("pilot_manager") or "").strip()
+    if not manager or manager.lower() == OUR_PILOT_MANAGER:
+        return []
+    return [
+        f"[{queue.name}] CRIC says pilot_manager={manager} for PanDA queue {queue.pq}: that system fills"
+        f" it too, and two factories would send pilots for the same jobs (have CRIC say"
+        f" pilot_manager=APF first, or leave the queue to that system)"
+    ]
 
 
 def _unique_valid(labels: list[Label], problems: list[str]) -> list[Label]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from autopyfactory.config.selection import parse_selection
 from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS, PolicyOption
 
 
@@ -150,6 +151,7 @@ def _panda_url(text: str) -> str:
 
 
 PANDA_URL = Kind("URL", _panda_url)
+QUEUE_SELECTION = Kind("cric: field=value ... (empty = none)", parse_selection)
 
 #: PanDA's resource types (its resource_types table); the sizing rules are in autoconfigure.py.
 RESOURCE_TYPE_NAMES = ("SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM")
@@ -314,6 +316,14 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     _factory("queuesDir", STR, "", "Directory whose *.conf files add queue sections."),
+    _factory(
+        "queues",
+        QUEUE_SELECTION,
+        None,
+        "PanDA queues chosen from CRIC by their fields, e.g. `cric: pilot_manager=apf vo=atlas "
+        "state=ACTIVE cloud=UK` (field=a,b: any of them; field!=a: not it); each is served like an "
+        "empty queue section. A queue section of its own always wins.",
+    ),
     _factory(
         "proxyMinLifetime",
         INT,

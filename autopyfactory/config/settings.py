@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from autopyfactory.config.selection import QueueSelection
+
 _KEY = "autopyfactory.key"
 
 
@@ -31,6 +33,8 @@ class IdentitySettings:
     owner: str = key("factoryOwner")
     state_dir: str = key("stateDir")
     queues_dir: str = key("queuesDir")
+    # PanDA queues chosen from CRIC (key() declares the field, no shared default: hence the noqa)
+    queue_selection: QueueSelection | None = key("queues")  # noqa: RUF009
     sleep: int = key("sleep")
 
 

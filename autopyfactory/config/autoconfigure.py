@@ -225,7 +225,7 @@ def size_for(rt: str, resources: Resources) -> Resources:
 def typed_label(label: Label, rt: str, job_labels: tuple[str, ...], limits: QueueLimits) -> Label:
     return replace(
         label,
-        name=label_name_for(label.queue, label.ce, rt),
+        name=safe_name(f"{label.name}-{rt}"),
         resources=size_for(rt, label.resources),
         resource_type=rt,
         job_labels=job_labels,
@@ -297,13 +297,14 @@ def _ces_for(
 LOCAL_CE = CE("LOCAL", "localhost", None, "")
 
 
-def label_name_for(section: str, ce: CE, resource_type: str = "") -> str:
-    """``<section>-<ce host>[-<ce queue>][-<resource type>]``, with ``local`` for the host of a
-    LOCAL CE on localhost (every ``batch = local`` queue). The one rule: the factory names its
-    labels with it, and the cron helpers tell from it which labels a queue can have."""
+def label_name_for(section: str, ce: CE) -> str:
+    """``<section>-<ce host>[-<ce queue>]``, with ``local`` for the host of a LOCAL CE on localhost
+    (every ``batch = local`` queue); a label of one resource type appends ``-<type>``
+    (:func:`typed_label`). The one rule: the factory names its labels with it (unless the section
+    names its one label, ``labelName``), and the cron helpers tell from it which labels a queue
+    can have."""
     suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
-    name = safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
-    return safe_name(f"{name}-{resource_type}") if resource_type else name
+    return safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
 
 
 def possible_label_names(queue: QueueConfig) -> frozenset[str]:
@@ -319,14 +320,18 @@ def possible_label_names(queue: QueueConfig) -> frozenset[str]:
         ces = _ces_for(queue, settings, None, [])
     except LabelError:
         return frozenset()
-    types = ("", *schema.RESOURCE_TYPE_NAMES)
-    return frozenset(label_name_for(queue.name, ce, rt) for ce in ces for rt in types)
+    names = [str(settings["labelName"].value) or label_name_for(queue.name, ce) for ce in ces]
+    return frozenset(
+        name if not rt else safe_name(f"{name}-{rt}")
+        for name in names
+        for rt in ("", *schema.RESOURCE_TYPE_NAMES)
+    )
 
 
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
     value: dict[str, Any] = {key: s.value for key, s in settings.items()}
     return Label(
-        name=label_name_for(queue.name, ce),
+        name=str(value["labelName"]) or label_name_for(queue.name, ce),
         queue=queue.name,
         pq=queue.pq,
         siteid=str(value["siteid"] or queue.pq),

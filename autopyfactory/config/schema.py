@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from autopyfactory.config.selection import parse_selection
+from autopyfactory.domain.names import label_problem
 from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS, PolicyOption
 
 
@@ -152,6 +153,17 @@ def _panda_url(text: str) -> str:
 
 PANDA_URL = Kind("URL", _panda_url)
 QUEUE_SELECTION = Kind("cric: field=value ... (empty = none)", parse_selection)
+
+
+def _label_name(text: str) -> str:
+    value = text.strip()
+    problem = label_problem(value) if value else None
+    if problem:
+        raise ValueError(f"not a label name ({problem}): {value!r}")
+    return value
+
+
+LABEL_NAME = Kind("label name (empty = unset)", _label_name)
 
 #: PanDA's resource types (its resource_types table); the sizing rules are in autoconfigure.py.
 RESOURCE_TYPE_NAMES = ("SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM")
@@ -426,6 +438,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ceEndpoint", STR, "", "CE host[:port] of a local queue."),
     Option("ceQueue", STR, "", "Batch queue behind the CE of a local queue."),
+    Option(
+        "labelName",
+        LABEL_NAME,
+        "",
+        "The name of the one label of a queue whose section gives its CE (autoconfigure = false, or "
+        "batch = local), e.g. the name APF 2 gave it, so that its history at the monitor carries on. "
+        "Empty: <section>-<ce host>[-<ce queue>]. With resourceTypes, -<type> is appended.",
+    ),
     # ---- queues: resources ----
     Option(
         "corecount", INT, 1, "Cores per pilot (xcount / request_cpus).", minimum=1, schedconfig="corecount"

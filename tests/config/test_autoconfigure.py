@@ -14,6 +14,7 @@ from autopyfactory.config.autoconfigure import (
     LabelError,
     build_labels,
     parse_environ,
+    possible_label_names,
     split_endpoint,
     usable_ces,
 )
@@ -557,3 +558,29 @@ def test_the_label_name_rule(name: str, problem: str | None) -> None:
     from autopyfactory.domain.names import label_problem
 
     assert label_problem(name) == problem
+
+
+# --- labelName: a label keeps its name (e.g. the one it had under APF 2) ------------------------------
+
+
+def test_a_section_with_its_own_ce_can_name_its_label(tmp_path: Path) -> None:
+    text = (
+        "[CERN-ce503.cern.ch]\nwmsqueue = CERN\nautoconfigure = false\nceFlavour = HTCONDOR-CE\n"
+        "ceEndpoint = ce503.cern.ch:9619\nceQueue = share\nlabelName = CERN-ce503.cern.ch\n"
+    )
+    _, result = build(tmp_path, text, None)
+    assert [label.name for label in result.labels] == ["CERN-ce503.cern.ch"]  # not ...-ce503.cern.ch-share
+    _, typed = build(tmp_path, text + "corecount = 8\nmaxrss = 16000\nresourceTypes = SCORE, MCORE\n", None)
+    assert [label.name for label in typed.labels] == ["CERN-ce503.cern.ch-SCORE", "CERN-ce503.cern.ch-MCORE"]
+    _, cfg = load(tmp_path, text)
+    assert {"CERN-ce503.cern.ch", "CERN-ce503.cern.ch-MCORE"} <= possible_label_names(cfg.queues[0])
+
+
+def test_label_name_is_refused_where_schedconfig_gives_the_ces(tmp_path: Path) -> None:
+    _, cfg = load(tmp_path, "[CERN]\nlabelName = CERN-1\n[NDGF-T1]\nlabelName = a/b\n")
+    assert [str(e) for e in cfg.errors] == [
+        f"{tmp_path}/factory.conf:6: [CERN] labelName: labelName needs autoconfigure = false: schedconfig"
+        " may list several CEs, one label each",
+        f"{tmp_path}/factory.conf:9: [NDGF-T1] labelName: bad value: not a label name (only the characters"
+        " A-Za-z0-9_.+@=- are allowed): 'a/b'",
+    ]

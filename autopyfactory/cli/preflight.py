@@ -9,6 +9,7 @@ factory needs on its host and around it, and says so per finding:
   an ARC-CE label with neither a proxy nor a token is an error (every pilot would be held);
 * the pilot wrapper (``executable``): it must exist and be executable on this host (condor
   transfers it from here; the local backend runs it);
+* what ``migrate-apf2`` could not carry over from APF 2 (``[Factory] unmigrated``): a warning a line;
 * values left from etc/factory.conf.example: ``factoryId = example-factory`` and any host under
   ``example.org``;
 * secrets every user of the host can read (world-readable): the proxies (they hold their private
@@ -148,7 +149,16 @@ def config_findings(
         *placeholder_findings(cfg, labels),
         *secret_mode_findings(cfg, labels),
         *loopback_findings(cfg, labels),
+        *unmigrated_findings(cfg),
     ]
+
+
+def unmigrated_findings(cfg: FactoryConfig) -> Iterator[Finding]:
+    """A warning per line of ``[Factory] unmigrated``: an APF 2 setting with no equivalent here
+    (written by ``migrate-apf2``; the operator deletes a line once it is handled)."""
+    for line in cfg.factory.migration.unmigrated.splitlines():
+        if line.strip():
+            yield Finding(WARNING, f"not migrated from APF 2: {line.strip()}")
 
 
 def _users(labels: Iterable[Label], path_of: Callable[[Label], str]) -> dict[str, list[str]]:

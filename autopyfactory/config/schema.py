@@ -329,6 +329,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _factory("queuesDir", STR, "", "Directory whose *.conf files add queue sections."),
     _factory(
+        "unmigrated",
+        STR,
+        "",
+        "What `autopyfactory migrate-apf2` could not carry over from APF 2, one setting a line with "
+        "what to do instead; `check` warns about every line until it is deleted.",
+    ),
+    _factory(
         "queues",
         QUEUE_SELECTION,
         None,

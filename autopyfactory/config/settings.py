@@ -130,6 +130,13 @@ class CronSettings:
 
 
 @dataclass(frozen=True)
+class MigrationSettings:
+    """What is left to do after ``migrate-apf2``."""
+
+    unmigrated: str = key("unmigrated")  # one APF 2 setting a line; "": nothing
+
+
+@dataclass(frozen=True)
 class FactorySettings:
     """The ``[Factory]`` section, typed and grouped."""
 
@@ -145,6 +152,7 @@ class FactorySettings:
     metrics: MetricsSettings
     credentials: CredentialSettings
     cron: CronSettings
+    migration: MigrationSettings
 
     @classmethod
     def from_values(cls, values: typing.Mapping[str, object]) -> FactorySettings:

@@ -143,6 +143,22 @@ def test_secrets_readable_by_every_user_are_errors(tmp_path: Path) -> None:
     assert "readable by every user" not in again.stdout
 
 
+def test_what_migrate_apf2_left_is_a_warning_a_line(tmp_path: Path) -> None:
+    left = (
+        "unmigrated =\n    [Factory] factoryUser = autopyfactory: the service runs as User=autopyfactory\n"
+        "    [CERN] schedplugin = Ready, KeepNRunning: plugin KeepNRunning has no equivalent (left out)\n"
+    )
+    path, _ = example_with(tmp_path, "[Factory]", left)
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 0, result.stdout
+    assert [w for w in findings(result.stdout, "warning") if w != HARVESTER] == [
+        "not migrated from APF 2: [Factory] factoryUser = autopyfactory: the service runs as"
+        " User=autopyfactory",
+        "not migrated from APF 2: [CERN] schedplugin = Ready, KeepNRunning: plugin KeepNRunning has no"
+        " equivalent (left out)",
+    ]
+
+
 def test_a_loopback_pandaserver_with_pilots_elsewhere(tmp_path: Path) -> None:
     """Pilots are told --url from pandaserver: a loopback address sends them to their own node."""
     path, _ = example_with(tmp_path, "[QueueDefaults]", "")

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from autopyfactory.cli import preflight
 from autopyfactory.cli.command import EXIT_ERROR, EXIT_OK, Commands, add_config_option
 from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
+from autopyfactory.config.autoconfigure import build_labels, selection_of
+from autopyfactory.config.selection import Selected
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import plural
 from autopyfactory.edges.credentials import voms_actimeleft
@@ -62,17 +63,19 @@ def run(args: argparse.Namespace) -> int:
     except SchedconfigError as exc:
         dump, origin, schedconfig = None, "", str(exc)
     result = build_labels(loaded, dump)
+    selected = selection_of(loaded, dump)
     findings = [
         *(preflight.Finding(preflight.ERROR, problem) for problem in result.problems),
         *(preflight.Finding(preflight.WARNING, warning) for warning in result.warnings),
         *preflight.config_findings(loaded, result.labels, datetime.now(UTC), voms_actimeleft),
     ]
     if args.online:
-        findings += preflight.online_findings(loaded, session, origin, location)
+        findings += preflight.online_findings(loaded, session, origin, location, result.labels)
     if args.json:
-        print(json.dumps(check_json(schedconfig, dump is not None, result.labels, findings), indent=1))
+        answer = check_json(schedconfig, dump is not None, result.labels, findings)
+        print(json.dumps(answer | {"selection": selection_json(selected)}, indent=1))
     else:
-        print_check(schedconfig, result.labels, findings, args.verbose)
+        print_check(schedconfig, selected.lines() if selected else [], result.labels, findings, args.verbose)
     failed = dump is None or any(finding.level == preflight.ERROR for finding in findings)
     return EXIT_ERROR if failed else EXIT_OK
 
@@ -89,11 +92,31 @@ def check_json(
     }
 
 
+def selection_json(selected: Selected | None) -> dict[str, object] | None:
+    """What ``queues = cric: ...`` selected (None without a selection or a dump)."""
+    if selected is None:
+        return None
+    return {
+        "queues": str(selected.selection),
+        "selected": list(selected.chosen),
+        "served_by_their_section": list(selected.by_section),
+        "not_selected": dict(selected.rejected),
+        "problem": selected.problem,
+    }
+
+
 def print_check(
-    schedconfig: str, labels: Sequence[Label], findings: Sequence[preflight.Finding], verbose: bool
+    schedconfig: str,
+    selection: Sequence[str],
+    labels: Sequence[Label],
+    findings: Sequence[preflight.Finding],
+    verbose: bool,
 ) -> None:
-    """One line per label (every setting with its provenance when verbose), then the findings."""
+    """The queue selection, one line per label (every setting with its provenance when verbose),
+    then the findings."""
     print(f"schedconfig: {schedconfig}")
+    for line in selection:
+        print(line)
     for label in labels:
         if verbose:
             print_label(label)

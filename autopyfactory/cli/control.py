@@ -81,9 +81,9 @@ def run_queue(args: argparse.Namespace) -> int:
             print(f"{args.name}: {entry.describe()}; the factory submits nothing for it from its next cycle")
         else:
             before = store.read()
-            store.update(lambda c: enable(expire(c, now), args.name))
+            after = store.update(lambda c: enable(expire(c, now), args.name))
             was = any(d.name == args.name and d.active(now) for d in before.disabled)
-            print(f"{args.name}: enabled" + ("" if was else " (it was not disabled)"))
+            print(enabled_message(args.name, was, still_disabled(args.name, after, loaded, now)))
     except _Usage as exc:
         print(f"autopyfactory queue {args.action}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -91,6 +91,24 @@ def run_queue(args: argparse.Namespace) -> int:
         print(f"autopyfactory queue {args.action}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def enabled_message(name: str, was_disabled: bool, others: list[Disable]) -> str:
+    """What ``queue enable NAME`` did, and which disables that hold the same pilots back remain
+    (a label's own disable when its PQ was enabled, or its PQ's when the label was)."""
+    if not others:
+        return f"{name}: enabled" + ("" if was_disabled else " (it was not disabled)")
+    held = "; ".join(f"{d.name} ({d.describe()})" for d in others)
+    how = " and ".join(f"autopyfactory queue enable {d.name}" for d in others)
+    done = "enabled" if was_disabled else "was not disabled itself"
+    return f"{name}: {done}; still disabled: {held}; to submit for it again: {how}"
+
+
+def still_disabled(name: str, controls: Controls, loaded: config.FactoryConfig, now: float) -> list[Disable]:
+    """The active disables of the labels of PQ ``name``, or of the PQ of label ``name``."""
+    pq_of = label_pqs(loaded)
+    related = {label for label, pq in pq_of.items() if pq == name} | {pq_of.get(name, "")}
+    return [d for d in controls.disabled if d.active(now) and d.name != name and d.name in related]
 
 
 def run_pilots(args: argparse.Namespace) -> int:
@@ -139,11 +157,17 @@ class _Usage(ControlError):
 def known_names(loaded: config.FactoryConfig) -> set[str]:
     """Queue sections and PQs of the config, and the labels and PQs of the last state file."""
     names = {q.name for q in loaded.queues} | {q.pq for q in loaded.queues}
+    pq_of = label_pqs(loaded)
+    return names | set(pq_of) | set(pq_of.values())
+
+
+def label_pqs(loaded: config.FactoryConfig) -> dict[str, str]:
+    """Label -> PQ, as the last state file of the factory knows them (empty without one)."""
     try:
         record = read_state(Path(loaded.factory.identity.state_dir) / STATE_FILE)
     except StateError:
-        return names
-    return names | set(record.labels) | {label.pq for label in record.labels.values()}
+        return {}
+    return {name: label.pq for name, label in record.labels.items()}
 
 
 def _require_known(name: str, loaded: config.FactoryConfig, force: bool) -> None:

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from autopyfactory.cli.command import EXIT_ERROR, Commands
+from autopyfactory.cli.command import EXIT_ERROR, Commands, whole_number
 from autopyfactory.runtime import logs
 
 
@@ -36,7 +36,23 @@ def register(commands: Commands) -> None:
         help="run the real PanDA pilot 3 (panda-pilot sdist, downloaded with pip on first use) instead of "
         "the stand-in pilot; each pilot then takes about 40 s",
     )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        help="the stand-in listens on this port and the monitor on the next one (default: free ports)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the demo's directory at the end")
+
+
+def _port(text: str) -> int:
+    """A base port: the monitor takes the next one too."""
+    port = whole_number(text, 1)
+    if port > 65534:
+        raise argparse.ArgumentTypeError(
+            f"must be at most 65534 (the monitor takes the next port), got {port}"
+        )
+    return port
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,12 +9,19 @@ factory needs on its host and around it, and says so per finding:
   an ARC-CE label with neither a proxy nor a token is an error (every pilot would be held);
 * the pilot wrapper (``executable``): it must exist and be executable on this host (condor
   transfers it from here; the local backend runs it);
+* what ``migrate-apf2`` could not carry over from APF 2 (``[Factory] unmigrated``): a warning a line;
 * values left from etc/factory.conf.example: ``factoryId = example-factory`` and any host under
   ``example.org``;
-* a loopback ``monitorURL`` while pilots run on other hosts (``batch = condor``): their reports
-  could never arrive;
-* with ``--online`` (:func:`online_findings`): PanDA, the schedconfig source and the monitor
-  answer, and the monitor accepts ``monitorToken`` (an empty, side-effect-free ``PUT /labels``).
+* secrets every user of the host can read (world-readable): the proxies (they hold their private
+  key) and token files the pilots carry, ``pandaTokenFile``, the client ``proxy``, and factory.conf
+  itself when it holds ``monitorToken``; an error naming the ``chmod`` (group-readable, the RPM's
+  ``0640 root:autopyfactory``, is how the service user reads them);
+* a loopback ``monitorURL`` or ``pandaserver`` while pilots run on other hosts (``batch =
+  condor``): their reports could never arrive, and they would ask their own node for jobs;
+* with ``--online`` (:func:`online_findings`): PanDA answers the statistics the cycle will ask
+  (the detailed ones when a label counts only some resource types or job labels; a server with no
+  job at all is "ok, no jobs"), the schedconfig source and the monitor answer, and the monitor
+  accepts ``monitorToken`` (an empty, side-effect-free ``PUT /labels``).
 
 Every rule is a small function returning findings; add new rules to :func:`config_findings`.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,10 +46,10 @@ from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.config.schema import Scope
 from autopyfactory.domain.credentials import CredentialKind, CredentialState
 from autopyfactory.domain.demand import PandaError
-from autopyfactory.domain.label import Label, Setting, Source
+from autopyfactory.domain.label import Label, Setting, Source, needs_detailed_statistics
 from autopyfactory.domain.policy import ClassicOptions
 from autopyfactory.edges.credentials import VomsProbe, check_credential
-from autopyfactory.edges.panda import PandaClient
+from autopyfactory.edges.panda import EmptyStatistics, PandaClient
 
 ERROR, WARNING, OK = "error", "warning", "ok"
 
@@ -139,8 +147,18 @@ def config_findings(
         *arc_credential_findings(labels),
         *executable_findings(labels),
         *placeholder_findings(cfg, labels),
-        *monitor_url_findings(cfg, labels),
+        *secret_mode_findings(cfg, labels),
+        *loopback_findings(cfg, labels),
+        *unmigrated_findings(cfg),
     ]
+
+
+def unmigrated_findings(cfg: FactoryConfig) -> Iterator[Finding]:
+    """A warning per line of ``[Factory] unmigrated``: an APF 2 setting with no equivalent here
+    (written by ``migrate-apf2``; the operator deletes a line once it is handled)."""
+    for line in cfg.factory.migration.unmigrated.splitlines():
+        if line.strip():
+            yield Finding(WARNING, f"not migrated from APF 2: {line.strip()}")
 
 
 def _users(labels: Iterable[Label], path_of: Callable[[Label], str]) -> dict[str, list[str]]:
@@ -248,26 +266,81 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def monitor_url_findings(cfg: FactoryConfig, labels: Sequence[Label]) -> Iterator[Finding]:
-    url = cfg.factory.monitor.url
+def loopback_findings(cfg: FactoryConfig, labels: Sequence[Label]) -> Iterator[Finding]:
+    """URLs the pilots are given that name this host, while pilots run on other hosts."""
     remote = [label.name for label in labels if label.batch != LOCAL_BATCH]
-    if url and remote and is_loopback(url):
+    monitor, panda = cfg.factory.monitor.url, cfg.factory.panda.server
+    if monitor and remote and is_loopback(monitor):
         yield Finding(
             ERROR,
-            f"[Factory] monitorURL = {url} is a loopback address, but pilots of {_used_by(remote)} run on"
-            " other hosts: their reports cannot reach it (give the monitor's public name)",
+            f"[Factory] monitorURL = {monitor} is a loopback address, but pilots of {_used_by(remote)} run"
+            " on other hosts: their reports cannot reach it (give the monitor's public name)",
         )
+    if remote and is_loopback(panda):
+        base = panda.rsplit(":", 1)[0] if urlparse(panda).port else panda
+        yield Finding(
+            ERROR,
+            f"[Factory] pandaserver = {panda} is a loopback address, but pilots of {_used_by(remote)} run"
+            f" on other hosts: they would be sent to --url {base} (give the PanDA server's public name)",
+        )
+
+
+#: What a secret file holds, by the kind of credential, for the message.
+_HOLDS = {CredentialKind.PROXY: "a proxy and its key", CredentialKind.TOKEN: "a token"}
+
+
+def secret_mode_findings(cfg: FactoryConfig, labels: Sequence[Label]) -> Iterator[Finding]:
+    """Secrets any user of the host can read: an error per file, naming the chmod that fixes it."""
+    for path, kind, who in _secret_files(cfg, labels):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:  # missing or unreadable: the credential rule says so
+            continue
+        if mode & stat.S_IROTH:
+            yield Finding(
+                ERROR,
+                f"{path}: readable by every user of this host (mode {stat.S_IMODE(mode):04o}) and holds"
+                f" {_HOLDS[kind]} ({who}): chmod o-rwx {path}",
+            )
+
+
+def _secret_files(cfg: FactoryConfig, labels: Sequence[Label]) -> list[tuple[str, CredentialKind, str]]:
+    """Every file holding a secret: (path, what kind, who uses it)."""
+    f = cfg.factory
+    files = [
+        (path, CredentialKind.PROXY, _used_by(names))
+        for path, names in _users(labels, lambda label: label.submit.x509userproxy).items()
+    ]
+    files += [
+        (path, CredentialKind.TOKEN, _used_by(names))
+        for path, names in _users(labels, lambda label: label.submit.scitokens_file).items()
+    ]
+    if f.panda.token_file:
+        files.append((f.panda.token_file, CredentialKind.TOKEN, "pandaTokenFile"))
+    if f.http.proxy:
+        files.append((f.http.proxy, CredentialKind.PROXY, "[Factory] proxy"))
+    if f.monitor.token:
+        files.append((cfg.path, CredentialKind.TOKEN, "[Factory] monitorToken"))
+    return files
 
 
 # --- --online --------------------------------------------------------------------------------
 
 
 def online_findings(
-    cfg: FactoryConfig, session: requests.Session, schedconfig_source: str, schedconfig_location: str
+    cfg: FactoryConfig,
+    session: requests.Session,
+    schedconfig_source: str,
+    schedconfig_location: str,
+    labels: Sequence[Label],
 ) -> list[Finding]:
-    """Reachability of PanDA, the schedconfig source and the monitor; whether the token is accepted."""
+    """Reachability of PanDA (asked what the cycle of ``labels`` will ask), the schedconfig source
+    and the monitor; whether the token is accepted."""
     f = cfg.factory
-    found = [_panda_finding(cfg, session), _schedconfig_finding(schedconfig_source, schedconfig_location)]
+    found = [
+        _panda_finding(cfg, session, needs_detailed_statistics(labels)),
+        _schedconfig_finding(schedconfig_source, schedconfig_location),
+    ]
     if f.monitor.url:
         found += _monitor_findings(
             f.monitor.url, f.monitor.token, f.identity.factory_id, session, f.http.timeout
@@ -275,13 +348,24 @@ def online_findings(
     return found
 
 
-def _panda_finding(cfg: FactoryConfig, session: requests.Session) -> Finding:
+def _panda_finding(cfg: FactoryConfig, session: requests.Session, detailed: bool) -> Finding:
     f = cfg.factory
     client = PandaClient(f.panda.server, session, f.http.timeout, f.panda.token_file, f.panda.vo)
+    why = (
+        " (the cycle asks the detailed statistics: some labels count only some resource types or job labels)"
+        if detailed
+        else ""
+    )
     try:
-        sites = client.fetch()
+        sites = client.fetch(detailed)
+    except EmptyStatistics:
+        return Finding(
+            OK,
+            f"PanDA {f.panda.server}: ok, no jobs (success: false without data, which a real server"
+            " answers when it has no job at all, and also when its database fails)",
+        )
     except PandaError as exc:
-        return Finding(ERROR, f"PanDA: {exc}")
+        return Finding(ERROR, f"PanDA: {exc}{why}")
     return Finding(OK, f"PanDA {f.panda.server}: answers, job statistics for {len(sites)} sites")
 
 

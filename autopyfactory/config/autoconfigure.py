@@ -8,15 +8,17 @@ label keeps where every value came from (``autopyfactory check`` prints it).
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from autopyfactory.config import schema
 from autopyfactory.config.loader import FactoryConfig, QueueConfig
 from autopyfactory.config.schema import Scope
+from autopyfactory.config.selection import Selected, select
 from autopyfactory.domain.housekeeping import HousekeepingSettings
 from autopyfactory.domain.label import (
     CE,
@@ -144,7 +146,7 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
             raise LabelError("schedconfig is not available")
         record = dump.get(queue.pq)
         if record is None:
-            raise LabelError(f"PanDA queue {queue.pq!r} is not in schedconfig")
+            raise LabelError(f"PanDA queue {queue.pq!r} is not in schedconfig{did_you_mean(queue.pq, dump)}")
     settings, problems = resolve(queue, record)
     warnings.extend(f"[{queue.name}] {p}" for p in problems)
     ces = _ces_for(queue, settings, record, warnings)
@@ -154,6 +156,13 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     if not types:
         return [replace(_label(queue, settings, ce, record), job_labels=jobs, limits=limits) for ce in ces]
     return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`` (did you mean 'NDGF-T1'?)`` for the closest of ``names`` (ignoring case), or ""."""
+    by_lower = {candidate.lower(): candidate for candidate in names}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.8)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 # --- demand per resource type ---------------------------------------------------------------------
@@ -216,7 +225,7 @@ def size_for(rt: str, resources: Resources) -> Resources:
 def typed_label(label: Label, rt: str, job_labels: tuple[str, ...], limits: QueueLimits) -> Label:
     return replace(
         label,
-        name=label_name_for(label.queue, label.ce, rt),
+        name=safe_name(f"{label.name}-{rt}"),
         resources=size_for(rt, label.resources),
         resource_type=rt,
         job_labels=job_labels,
@@ -288,13 +297,14 @@ def _ces_for(
 LOCAL_CE = CE("LOCAL", "localhost", None, "")
 
 
-def label_name_for(section: str, ce: CE, resource_type: str = "") -> str:
-    """``<section>-<ce host>[-<ce queue>][-<resource type>]``, with ``local`` for the host of a
-    LOCAL CE on localhost (every ``batch = local`` queue). The one rule: the factory names its
-    labels with it, and the cron helpers tell from it which labels a queue can have."""
+def label_name_for(section: str, ce: CE) -> str:
+    """``<section>-<ce host>[-<ce queue>]``, with ``local`` for the host of a LOCAL CE on localhost
+    (every ``batch = local`` queue); a label of one resource type appends ``-<type>``
+    (:func:`typed_label`). The one rule: the factory names its labels with it (unless the section
+    names its one label, ``labelName``), and the cron helpers tell from it which labels a queue
+    can have."""
     suffix = "local" if ce.flavour == "LOCAL" and ce.host == "localhost" else ce.host
-    name = safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
-    return safe_name(f"{name}-{resource_type}") if resource_type else name
+    return safe_name(f"{section}-{suffix}" + (f"-{ce.queue}" if ce.queue else ""))
 
 
 def possible_label_names(queue: QueueConfig) -> frozenset[str]:
@@ -310,14 +320,18 @@ def possible_label_names(queue: QueueConfig) -> frozenset[str]:
         ces = _ces_for(queue, settings, None, [])
     except LabelError:
         return frozenset()
-    types = ("", *schema.RESOURCE_TYPE_NAMES)
-    return frozenset(label_name_for(queue.name, ce, rt) for ce in ces for rt in types)
+    names = [str(settings["labelName"].value) or label_name_for(queue.name, ce) for ce in ces]
+    return frozenset(
+        name if not rt else safe_name(f"{name}-{rt}")
+        for name in names
+        for rt in ("", *schema.RESOURCE_TYPE_NAMES)
+    )
 
 
 def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: Record | None) -> Label:
     value: dict[str, Any] = {key: s.value for key, s in settings.items()}
     return Label(
-        name=label_name_for(queue.name, ce),
+        name=str(value["labelName"]) or label_name_for(queue.name, ce),
         queue=queue.name,
         pq=queue.pq,
         siteid=str(value["siteid"] or queue.pq),
@@ -415,13 +429,18 @@ def _housekeeping(value: Mapping[str, Any]) -> HousekeepingSettings:
 
 
 def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
-    """Labels for every enabled queue; a queue that cannot be served is reported and skipped."""
+    """Labels for every enabled queue (the sections and the PanDA queues ``queues = cric: ...``
+    selects); a queue that cannot be served is reported and skipped."""
     labels: list[Label] = []
     problems = [str(error) for error in config.errors]
     warnings: list[str] = []
-    for queue in config.queues:
+    selected, problem = selected_queues(config, dump)
+    if problem:
+        problems.append(problem)
+    for queue in (*config.queues, *selected):
         if not queue.get("enabled"):
             continue
+        warnings.extend(_foreign_pilot_manager(queue, dump))
         try:
             labels.extend(labels_for_queue(queue, dump, warnings))
         except (LabelError, ValueError) as exc:
@@ -430,6 +449,55 @@ def build_labels(config: FactoryConfig, dump: Dump | None) -> LabelSet:
             why = f"{type(exc).__name__}: {exc}"
             problems.append(f"[{queue.name}] skipped: malformed schedconfig record: {why}")
     return LabelSet(tuple(_unique_valid(labels, problems)), tuple(problems), tuple(warnings))
+
+
+# --- queues selected from CRIC ----------------------------------------------------------------
+
+
+def section_pqs(config: FactoryConfig) -> frozenset[str]:
+    """The PanDA queues that have a queue section: those of the sections, and, for a section
+    disabled by an error in it, its name (the section wins even then)."""
+    return frozenset({q.pq for q in config.queues} | {e.section for e in config.errors if e.section})
+
+
+def selection_of(config: FactoryConfig, dump: Dump | None) -> Selected | None:
+    """What ``queues = cric: ...`` selects from ``dump`` (None: no selection, or no dump)."""
+    selection = config.factory.identity.queue_selection
+    if selection is None or dump is None:
+        return None
+    return select(selection, dump, section_pqs(config))
+
+
+def selected_queues(config: FactoryConfig, dump: Dump | None) -> tuple[list[QueueConfig], str]:
+    """An empty queue section per selected PanDA queue, and why there are none ("" if no problem)."""
+    selection = config.factory.identity.queue_selection
+    if selection is None:
+        return [], ""
+    if dump is None:
+        return [], f"queues = {selection}: schedconfig is not available, no queue selected"
+    chosen = select(selection, dump, section_pqs(config))
+    if chosen.problem:
+        return [], f"queues = {selection}: {chosen.problem}"
+    where = f"{config.path} [Factory] queues"
+    return [QueueConfig(pq, where, 0, config.queue_defaults, {}) for pq in chosen.chosen], ""
+
+
+#: CRIC's ``pilot_manager`` for queues that this factory (APF) fills.
+OUR_PILOT_MANAGER = "apf"
+
+
+def _foreign_pilot_manager(queue: QueueConfig, dump: Dump | None) -> list[str]:
+    """A warning when CRIC says another system (Harvester, ...) sends the queue's pilots: both
+    would fill the same activated jobs, each unaware of the other's pilots."""
+    record = dump.get(queue.pq) if dump is not None else None
+    manager = str((record or {}).get("pilot_manager") or "").strip()
+    if not manager or manager.lower() == OUR_PILOT_MANAGER:
+        return []
+    return [
+        f"[{queue.name}] CRIC says pilot_manager={manager} for PanDA queue {queue.pq}: that system fills"
+        f" it too, and two factories would send pilots for the same jobs (have CRIC say"
+        f" pilot_manager=APF first, or leave the queue to that system)"
+    ]
 
 
 def _unique_valid(labels: list[Label], problems: list[str]) -> list[Label]:

@@ -286,8 +286,13 @@ def _queue_config(section: RawSection, defaults: Mapping[str, Setting]) -> Queue
 
 
 def _check_local_queue(queue: QueueConfig, section: RawSection) -> list[ConfigError]:
-    """A queue without schedconfig must name its CE itself."""
-    if queue.get("autoconfigure") or queue.get("batch") == "local":
+    """A queue without schedconfig must name its CE itself; only such a queue names its label."""
+    if queue.get("batch") == "local":
+        return []
+    if queue.get("autoconfigure"):
+        if queue.get("labelName"):
+            why = "labelName needs autoconfigure = false: schedconfig may list several CEs, one label each"
+            return [_error(section, section.line, "labelName", why)]
         return []
     if queue.get("ceFlavour") is None:
         return [_error(section, section.line, "ceFlavour", "autoconfigure = false needs ceFlavour")]

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from autopyfactory.config.selection import parse_selection
+from autopyfactory.domain.names import label_problem
 from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS, PolicyOption
 
 
@@ -150,6 +152,18 @@ def _panda_url(text: str) -> str:
 
 
 PANDA_URL = Kind("URL", _panda_url)
+QUEUE_SELECTION = Kind("cric: field=value ... (empty = none)", parse_selection)
+
+
+def _label_name(text: str) -> str:
+    value = text.strip()
+    problem = label_problem(value) if value else None
+    if problem:
+        raise ValueError(f"not a label name ({problem}): {value!r}")
+    return value
+
+
+LABEL_NAME = Kind("label name (empty = unset)", _label_name)
 
 #: PanDA's resource types (its resource_types table); the sizing rules are in autoconfigure.py.
 RESOURCE_TYPE_NAMES = ("SCORE", "MCORE", "SCORE_HIMEM", "MCORE_HIMEM")
@@ -315,6 +329,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _factory("queuesDir", STR, "", "Directory whose *.conf files add queue sections."),
     _factory(
+        "unmigrated",
+        STR,
+        "",
+        "What `autopyfactory migrate-apf2` could not carry over from APF 2, one setting a line with "
+        "what to do instead; `check` warns about every line until it is deleted.",
+    ),
+    _factory(
+        "queues",
+        QUEUE_SELECTION,
+        None,
+        "PanDA queues chosen from CRIC by their fields, e.g. `cric: pilot_manager=apf vo=atlas "
+        "state=ACTIVE cloud=UK` (field=a,b: any of them; field!=a: not it); each is served like an "
+        "empty queue section. A queue section of its own always wins.",
+    ),
+    _factory(
         "proxyMinLifetime",
         INT,
         21600,
@@ -416,6 +445,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ceEndpoint", STR, "", "CE host[:port] of a local queue."),
     Option("ceQueue", STR, "", "Batch queue behind the CE of a local queue."),
+    Option(
+        "labelName",
+        LABEL_NAME,
+        "",
+        "The name of the one label of a queue whose section gives its CE (autoconfigure = false, or "
+        "batch = local), e.g. the name APF 2 gave it, so that its history at the monitor carries on. "
+        "Empty: <section>-<ce host>[-<ce queue>]. With resourceTypes, -<type> is appended.",
+    ),
     # ---- queues: resources ----
     Option(
         "corecount", INT, 1, "Cores per pilot (xcount / request_cpus).", minimum=1, schedconfig="corecount"

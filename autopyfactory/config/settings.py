@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from autopyfactory.config.selection import QueueSelection
+
 _KEY = "autopyfactory.key"
 
 
@@ -31,6 +33,8 @@ class IdentitySettings:
     owner: str = key("factoryOwner")
     state_dir: str = key("stateDir")
     queues_dir: str = key("queuesDir")
+    # PanDA queues chosen from CRIC (key() declares the field, no shared default: hence the noqa)
+    queue_selection: QueueSelection | None = key("queues")  # noqa: RUF009
     sleep: int = key("sleep")
 
 
@@ -126,6 +130,13 @@ class CronSettings:
 
 
 @dataclass(frozen=True)
+class MigrationSettings:
+    """What is left to do after ``migrate-apf2``."""
+
+    unmigrated: str = key("unmigrated")  # one APF 2 setting a line; "": nothing
+
+
+@dataclass(frozen=True)
 class FactorySettings:
     """The ``[Factory]`` section, typed and grouped."""
 
@@ -141,6 +152,7 @@ class FactorySettings:
     metrics: MetricsSettings
     credentials: CredentialSettings
     cron: CronSettings
+    migration: MigrationSettings
 
     @classmethod
     def from_values(cls, values: typing.Mapping[str, object]) -> FactorySettings:

@@ -29,7 +29,7 @@ from autopyfactory.domain.control import ControlError, Controls, drop_removals, 
 from autopyfactory.domain.credentials import CredentialVerdicts
 from autopyfactory.domain.demand import JobStats, PandaReading
 from autopyfactory.domain.housekeeping import Action, ActionKind, plan_actions, removals_by_cause, summarize
-from autopyfactory.domain.label import Label, LabelSet
+from autopyfactory.domain.label import Label, LabelSet, needs_detailed_statistics
 from autopyfactory.domain.log_retention import dirs_in_use
 from autopyfactory.domain.model import Census, EdgeKind
 from autopyfactory.domain.planning import LabelPlan, plan
@@ -126,7 +126,7 @@ class Factory:
 
     def _read_panda(self, labels: Sequence[Label], problems: list[Problem]) -> PandaReading:
         """This cycle's PanDA answer; the detailed statistics only when a label needs them."""
-        reading = self._panda.update(detailed=any(lb.resource_type or lb.job_labels for lb in labels))
+        reading = self._panda.update(detailed=needs_detailed_statistics(labels))
         if not reading.ok:
             problems.append(Problem(EdgeKind.PANDA, reading.problem))
         return reading

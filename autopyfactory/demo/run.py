@@ -15,7 +15,13 @@ It starts:
 * the factory itself with ``batch = local``: pilots are local processes running the real wrapper,
   which fetches the tarball with curl and reports to the monitor.
 
-Everything lives in a temporary directory that is removed at the end (``--keep`` keeps it).
+Everything lives in a temporary directory that is removed at the end (``--keep`` keeps it), the
+pilots' own temporary files included (their ``TMPDIR`` is in it). At the end (``--cycles`` done,
+or Ctrl-C) the pilots still running are stopped as the local backend stops them, with the grace
+the wrapper needs to stop its pilot and report (``localKillGrace``), all at once; whatever they
+left running outside their process group is killed then (``leftovers.py``), so that no process
+outlives the demo. ``--port N`` puts the stand-in on port N and the monitor on N+1 (default: free
+ports).
 """
 
 from __future__ import annotations
@@ -43,9 +49,10 @@ import requests
 from autopyfactory.batch.local.backend import LocalBackend
 from autopyfactory.config import loader as config
 from autopyfactory.cycle.report import CycleReport
-from autopyfactory.demo import panda_standin
+from autopyfactory.demo import leftovers, panda_standin
 from autopyfactory.demo.pilot3_tarball import cache_dir, download_sdist, tarball_from_sdist
 from autopyfactory.domain.label import Label
+from autopyfactory.domain.model import JobStatus, plural
 from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
 from autopyfactory.runtime.service import RunOptions, Service, install_signal_handlers
 from autopyfactory.runtime.systemd import Notifier
@@ -63,8 +70,9 @@ PILOT = r'''"""A stand-in for PanDA pilot 3: its command-line grammar, one getJo
 It parses its arguments as pilot 3's pilot.py does (required -q and --pilot-user, -w from a fixed
 list, flags without values; a wrong argument is a usage error, exit 2; -h prints the usage and
 exits 0), asks the PanDA server given by --url and -p for a job (POST /server/panda/getJob), and
-like pilot 3 exits 0 without a job id when there is none. With a job it writes the job id to
-pandaIDs.out next to pilot.py, runs the payload (a sleep) and reports the job finished.
+like pilot 3 exits 0 without a job id when there is none. With a job it moves into a process group
+of its own as pilot 3 does, writes the job id to pandaIDs.out next to pilot.py, runs the payload
+(a sleep) and reports the job finished.
 """
 import argparse, json, os, sys, time, urllib.parse, urllib.request
 
@@ -102,6 +110,7 @@ with urllib.request.urlopen(server + "getJob", urllib.parse.urlencode(form).enco
 if job.get("StatusCode") != 0:
     print("no job for", args.queue, "(StatusCode %s)" % job.get("StatusCode"), flush=True)
     sys.exit(0)
+os.setpgrp()  # as pilot 3 does once it has a job: its own process group, out of the pilot's
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pandaIDs.out"), "a") as ids:
     ids.write("%d\n" % job["PandaID"])
 print("running PanDA job", job["PandaID"], "at", args.queue, flush=True)
@@ -169,6 +178,11 @@ class Scenario:
         with self.lock:
             self.running.pop(panda_id, None)
 
+    def drained(self) -> bool:
+        """No job activated or running at any queue (the real server's answer is then empty)."""
+        with self.lock:
+            return not self.running and not any(self.activated.values())
+
 
 def get_job_answer(scenario: Scenario, form: dict[str, list[str]]) -> dict[str, Any]:
     """PanDA's getJob answer: a job of the pilot's site (``siteName``), else ``StatusCode`` 20."""
@@ -190,11 +204,13 @@ class StandIn:
     counts other than ``assigned`` refresh only every ``lag`` seconds (PanDA: 60).
     """
 
-    def __init__(self, scenario: Scenario, log_dir: Path, lag: float = 0.0, tarball: bytes = b"") -> None:
+    def __init__(
+        self, scenario: Scenario, log_dir: Path, lag: float = 0.0, tarball: bytes = b"", port: int = 0
+    ) -> None:
         self.scenario, self.log_dir = scenario, log_dir
         self.lag, self._lag_lock = panda_standin.Lag(lag, time.monotonic), threading.Lock()
         self.tarball, self.dump = tarball or pilot_tarball(), json.dumps(cric_dump()).encode()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="stand-in", daemon=True)
@@ -284,7 +300,7 @@ class _StandInHandler(BaseHTTPRequestHandler):
 class Monitor:
     """The monitoring webservice on SQLite in a thread, with fast expiry so pilots reach DONE."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, port: int = 0) -> None:
         import uvicorn
 
         from autopyfactory.monitor_service.app import create_app
@@ -301,8 +317,9 @@ class Monitor:
         finally:
             db.close()
         settings = MonitorSettings(url, expiry=ExpiryRules(exiting=timedelta(seconds=3)), expire_every=1.0)
-        config_ = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning",
+        config_ = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                                  access_log=False)  # fmt: skip
+        self.port = port
         self._server = uvicorn.Server(config_)
         self._thread = threading.Thread(target=self._server.run, name="monitor", daemon=True)
         self.url = ""
@@ -312,7 +329,8 @@ class Monitor:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the monitoring webservice did not start")
+                on = f" on port {self.port} (in use?)" if self.port else ""
+                raise RuntimeError(f"the monitoring webservice did not start{on}")
             time.sleep(0.02)
         self.url = f"http://127.0.0.1:{self._server.servers[0].sockets[0].getsockname()[1]}"
 
@@ -334,9 +352,13 @@ def factory_conf(
 ) -> Path:
     path = work / "factory.conf"
     queues = "\n".join(f"[{name}]" for name in QUEUES)
+    # TMPDIR: the pilots' work dirs and temporary files stay in the demo's directory; APF_DEMO_RUN
+    # marks every process they start (leftovers.py)
     environ = (
         f"PILOT_HTTP_SOURCES={stand_in.url}/cache/pilot/pilot3.tar.gz APFMON_RETRIES=5 APFMON_RETRY_DELAY=1"
+        f" TMPDIR={work}/tmp {leftovers.MARKER}={work}"
     )
+    (work / "tmp").mkdir(exist_ok=True)
     extra = ""
     if pilot3:
         environ += f" ATLAS_SW_BASE={work}/cvmfs HARVESTER_WORKDIR={work}/payload PILOT_NOKILL=1"
@@ -370,6 +392,7 @@ environ = {environ}
 {extra}
 {queues}
 """)
+    path.chmod(0o600)  # it holds the monitor token
     return path
 
 
@@ -388,11 +411,27 @@ def packaged_wrapper(work: Path) -> Path:
 class Printer:
     """A cycle observer printing one line per cycle with the monitor's view."""
 
-    def __init__(self, monitor: Monitor) -> None:
-        self._monitor = monitor
+    def __init__(self, monitor: Monitor, scenario: Scenario) -> None:
+        self._monitor, self._scenario = monitor, scenario
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None:
-        print(f"{report.summary()} | monitor: {format_counts(self._monitor.counts())}", flush=True)
+        line = f"{report.summary()} | monitor: {format_counts(self._monitor.counts())}"
+        print(line + drain_note(report, self._scenario), flush=True)
+
+
+#: Why a cycle of the demo had no PanDA data although nothing is broken (see drain_note).
+DRAINED = (
+    " | the stand-in has no job left until its next wave: like a real PanDA server it then answers"
+    " success: false, 'Database failure ...' (the WARNING above), and the factory submits nothing"
+)
+
+
+def drain_note(report: CycleReport, scenario: Scenario) -> str:
+    """What the warning about PanDA means when the stand-in simply has no job left (it answers as
+    an empty real PanDA server does, which the factory cannot tell from a failing one)."""
+    if report.panda is None or report.panda.ok or not scenario.drained():
+        return ""
+    return DRAINED
 
 
 def format_counts(counts: dict[str, int]) -> str:
@@ -405,35 +444,75 @@ def run_demo(args: argparse.Namespace) -> int:
     if tarball is None:
         return 1
     work = Path(tempfile.mkdtemp(prefix="autopyfactory-demo-"))
+    try:
+        return _run_in(work, args, tarball)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_in(work: Path, args: argparse.Namespace, tarball: bytes) -> int:
     if args.pilot3:
         worker_node(work)
     scenario = Scenario(args.job_seconds)
-    stand_in = StandIn(scenario, work / "logs", args.panda_lag, tarball)
-    monitor = Monitor(work / "monitor.sqlite")
-    stand_in.start()
-    monitor.start()
+    try:
+        stand_in = StandIn(scenario, work / "logs", args.panda_lag, tarball, port=args.port)
+        monitor = Monitor(work / "monitor.sqlite", port=args.port + 1 if args.port else 0)
+        stand_in.start()
+        monitor.start()
+    except (OSError, RuntimeError) as exc:
+        hint = " (--port N needs N and N+1 free)" if args.port else ""
+        print(f"autopyfactory demo: {exc}{hint}", file=sys.stderr)
+        return 1
+    try:
+        return _serve(work, args, scenario, stand_in, monitor)
+    finally:
+        monitor.stop()
+        stand_in.stop()
+
+
+def _serve(
+    work: Path, args: argparse.Namespace, scenario: Scenario, stand_in: StandIn, monitor: Monitor
+) -> int:
     path = factory_conf(work, stand_in, monitor, packaged_wrapper(work), args.sleep, args.pilot3)
     print(f"demo directory:        {work}")
     jobs = ", ".join(f"{queue} {n}" for queue, (_status, n) in QUEUES.items())
     print(f"PanDA/CRIC stand-in:   {stand_in.url}  (activated jobs: {jobs})")
     print(f"monitoring webservice: {monitor.url}/  (API {monitor.url}/api, docs {monitor.url}/docs)")
     print(f"factory config:        {path}")
-    print("the factory runs pilots as local processes; Ctrl-C stops everything", flush=True)
-    service = Service(
-        path, config.load(path), RunOptions(cycles=args.cycles), Notifier(None), [Printer(monitor)]
+    print("the factory runs pilots as local processes; Ctrl-C stops everything")
+    print(
+        "between waves of jobs the stand-in has none left and answers as an empty real PanDA server"
+        " does (success: false, 'Database failure'): the factory then warns and submits nothing",
+        flush=True,
     )
-    install_signal_handlers(service)
+    loaded = config.load(path)
+    service = Service(
+        path, loaded, RunOptions(cycles=args.cycles), Notifier(None), [Printer(monitor, scenario)]
+    )
+    interrupted = _stop_on_signals(service)
     try:
         service.run()
-        _drain(monitor, timeout=(90 if args.pilot3 else 30) if args.cycles else 5)
+        if not interrupted.is_set():  # the cycles are done: let the pilots finish their jobs
+            _drain(monitor, timeout=90 if args.pilot3 else 30)
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        _stop_pilots(service, work)
-        monitor.stop()
-        stand_in.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stop below is bounded; let it finish
+        stop_pilots(work, loaded.factory.local.kill_grace)
     return 0
+
+
+def _stop_on_signals(service: Service) -> threading.Event:
+    """SIGINT/SIGTERM stop the factory after its cycle; the event says one came (no draining then)."""
+    interrupted = threading.Event()
+    install_signal_handlers(service)
+
+    def stop(_signum: int, _frame: object) -> None:
+        interrupted.set()
+        service.request_stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return interrupted
 
 
 def real_pilot3() -> bytes | None:
@@ -477,15 +556,19 @@ def _drain(monitor: Monitor, timeout: float) -> None:
     print(f"final: monitor: {format_counts(counts)}", flush=True)
 
 
-def _stop_pilots(service: Service, work: Path) -> None:
-    """Stop the pilots still running (they are detached processes and would outlive the demo)."""
-    if service.last_report is None:
-        return
-    labels = [result.plan.label for result in service.last_report.results]
-    backend = LocalBackend(FACTORY_ID, work / "state", kill_grace=2.0)
-    census = backend.census(labels)
-    for label in labels:
-        left = [pilot.job_id for pilot in census.pilots.get(label.name, ())]
-        if left:
-            print(f"stopping {len(left)} pilots of {label.name}", file=sys.stderr)
-            backend.remove(label, left)
+def stop_pilots(work: Path, grace: float) -> None:
+    """Stop the pilots still running as the local backend does (SIGTERM to each one's process
+    group, SIGKILL after ``grace`` seconds), all at once, then kill what they left running outside
+    their groups (leftovers.py): the demo leaves no process behind."""
+    started = leftovers.demo_processes(str(work))
+    backend = LocalBackend(FACTORY_ID, work / "state", kill_grace=grace)
+    every = {status: -1 for status in (JobStatus.IDLE, JobStatus.RUNNING)}  # older than -1 s: all
+    pilots = backend.stale(time.time(), every).pilots
+    if pilots:
+        why = f"at most {grace:g} s: the wrapper stops its pilot and reports"
+        print(f"stopping {plural(len(pilots), 'pilot')} ({why})", file=sys.stderr, flush=True)
+        for problem in backend.remove_stale(pilots, "the demo stops").problems:
+            print(f"autopyfactory demo: {problem}", file=sys.stderr)
+    left = leftovers.kill(started | leftovers.demo_processes(str(work)), timeout=5.0)
+    if left:
+        print(f"autopyfactory demo: processes {left} survived SIGKILL", file=sys.stderr)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autopyfactory.domain.label import Label
-from autopyfactory.domain.model import Census, JobStatus, Pilot
+from autopyfactory.domain.model import Census, JobStatus, Pilot, plural
 
 #: The format of control.json (``"format"``); another one is refused, never guessed at.
 FORMAT = 1
@@ -241,5 +241,5 @@ def plan_removals(removals: Sequence[Removal], labels: Sequence[LabelView]) -> R
             by_label.setdefault(view.name, set()).update(ids)
             count += len(ids)
         done.append(removal.id)
-        notes.append(f"{removal.describe()}: {count} pilots of {len(matching)} labels")
+        notes.append(f"{removal.describe()}: {plural(count, 'pilot')} of {plural(len(matching), 'label')}")
     return RemovalPlan({k: tuple(sorted(v)) for k, v in by_label.items()}, tuple(done), tuple(notes))

@@ -8,7 +8,7 @@ from. ``config/autoconfigure.py`` builds labels from factory.conf and the CRIC r
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from autopyfactory.domain.housekeeping import HousekeepingSettings
@@ -119,6 +119,12 @@ class Label:
     job_labels: tuple[str, ...] = ()  # counts only these job labels' jobs (empty: every label)
     limits: QueueLimits = QueueLimits()  # the PQ's CRIC caps shared by all its labels
     pilot: PilotSettings = PilotSettings()
+
+
+def needs_detailed_statistics(labels: Iterable[Label]) -> bool:
+    """Whether some label counts only some resource types or job labels: PanDA's per-site
+    statistics cannot tell those jobs apart, the detailed ones (per resource type and job label) can."""
+    return any(label.resource_type or label.job_labels for label in labels)
 
 
 @dataclass(frozen=True)

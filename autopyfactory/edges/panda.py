@@ -51,11 +51,17 @@ def parse_stats(payload: object) -> dict[str, SiteJobs]:
     }
 
 
+class EmptyStatistics(PandaError):
+    """``success: false`` without data: what a real server answers when it has no job at all, and
+    also when its database fails (see the module doc). No data for a cycle; ``check`` says "no jobs"."""
+
+
 def _data(payload: object) -> dict[str, object]:
     if not isinstance(payload, dict):
         raise PandaError(f"answer is a {type(payload).__name__}, not an object")
     if payload.get("success") is not True:
-        raise PandaError(f"success={payload.get('success')!r}: {str(payload.get('message', ''))[:200]}")
+        problem = f"success={payload.get('success')!r}: {str(payload.get('message', ''))[:200]}"
+        raise EmptyStatistics(problem) if payload.get("data") == {} else PandaError(problem)
     data = payload.get("data")
     if not isinstance(data, dict):
         raise PandaError(f"'data' is a {type(data).__name__}, not an object")

@@ -119,8 +119,13 @@ class _Commands:
         return self._actions.add_parser(name, help=help, parents=[self._common])
 
 
+def _plain(text: str) -> str:
+    """RST from a docstring as ``--help`` shows it: without the double backticks."""
+    return text.replace("``", "")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autopyfactory-monitor", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="autopyfactory-monitor", description=_plain(__doc__.split("\n")[0]))
     _global_options(parser, None)
     commands = _Commands(parser)
 

@@ -80,7 +80,9 @@ def message_health(at: datetime | None, now: datetime) -> Health:
     return "warning" if age < MESSAGE_ERROR else "error"
 
 
-_PAIR = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)""")
+#: ``key=value``; a value is quoted, a word with a parenthesised note (``unknown(no PanDA data)``,
+#: what the factory writes for a count it does not have) or a plain word.
+_PAIR = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\w+\([^()]*\)|\S+)""")
 _STEP = re.compile(r"^([A-Za-z][\w.-]*): in=(-?\d+)(.*?) -> (-?\d+)$")
 
 
@@ -115,14 +117,23 @@ def humanise(text: str) -> str | None:
     first = f"{submitted} pilot{'' if submitted == '1' else 's'} submitted"
     if values["decision"] != submitted:
         first += f" of {values['decision']} decided"
-    details = [f"{values['activated']} activated"] if "activated" in values else []
+    details = [_activated(values["activated"])] if "activated" in values else []
     if "idle" in values and "held" in values and values["idle"].isdigit() and values["held"].isdigit():
         details.append(f"{int(values['idle']) + int(values['held'])} pending")
+    elif values.get("pilots") == "unknown":
+        details.append("pilots unknown")
     details += [f"{values[key]} {key}" for key in ("running", "held") if values.get(key, "0") != "0"]
     details += limiting_steps(tail)
     if "error" in values:
         details.append(f"error: {values['error']}")
     return f"{first}: {', '.join(details)}" if details else first
+
+
+def _activated(value: str) -> str:
+    """``812 activated``; ``no PanDA data`` for the factory's ``unknown(no PanDA data)``."""
+    if value.startswith("unknown(") and value.endswith(")"):
+        return value[len("unknown(") : -1] or "unknown activated"
+    return f"{value} activated"
 
 
 def log_links(url: str, created_at: datetime, label: str, cid: str) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import pytest
 
 from autopyfactory import __version__
 from autopyfactory.config import schema as config_schema
-from tests.support.check import DUMP, EXAMPLE, example_with, run
+from tests.support.check import DUMP, EXAMPLE, HARVESTER, example_with, run
 from tests.support.paths import REPO
 
 CERN_HOSTS = [f"ce{n}.cern.ch" for n in range(503, 515)] + ["condorce01.cern.ch"]
@@ -31,12 +31,13 @@ def test_check_shows_one_line_per_label_by_default(tmp_path: Path) -> None:
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == f"schedconfig: 6 queues from {DUMP}"
-    assert lines[1:-1] == [
+    assert lines[1:-2] == [
         f"CERN-{host}-share  PQ=CERN HTCONDOR-CE {host}:9619 queue=share status=online batch=condor"
         " cores=8 rss=32000MB time=288000s schedplugin=Classic nqueue=20 jobs=managed"
         for host in CERN_HOSTS
     ]
-    assert lines[-1] == "13 labels, 0 errors, 0 warnings"
+    assert lines[-2] == f"warning: {HARVESTER}"
+    assert lines[-1] == "13 labels, 0 errors, 1 warning"
 
 
 def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -
         )
         for host in CERN_HOSTS
     ]
-    assert out.endswith("\n13 labels, 0 errors, 0 warnings\n")
+    assert out.endswith(f"\nwarning: {HARVESTER}\n13 labels, 0 errors, 1 warning\n")
     assert set(setting(out, "corecount")) == {"schedconfig    8  (schedconfig CERN.corecount)"}
     assert set(setting(out, "maxrss")) == {"schedconfig    32000  (schedconfig CERN.maxrss)"}
     assert set(setting(out, "status")) == {"schedconfig    online  (schedconfig CERN.status)"}
@@ -122,7 +123,8 @@ def test_check_reports_skipped_queues(tmp_path: Path) -> None:
     assert "error: [NO-SUCH-PQ] skipped: PanDA queue 'NO-SUCH-PQ' is not in schedconfig\n" in out
     assert "warning: [NOCE-SITE] CE skipped: ce01.noce.example:9619: ce_state='INACTIVE'\n" in out
     assert "\nTEST-SITE-ce01.test.example-default  PQ=TEST-SITE HTCONDOR-CE ce01.test.example:9619 " in out
-    assert out.endswith("\n14 labels, 2 errors, 3 warnings\n")
+    assert out.count("CRIC says pilot_manager=Harvester") == 3  # CERN, NOCE-SITE, TEST-SITE
+    assert out.endswith("\n14 labels, 2 errors, 6 warnings\n")
 
 
 def test_check_without_schedconfig_fails(tmp_path: Path) -> None:

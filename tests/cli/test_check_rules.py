@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from autopyfactory.edges.panda import STATS_PATH
-from tests.support.check import DUMP, EXAMPLE, WRAPPER, example_with, findings, run
+from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
+from tests.support.check import DUMP, EXAMPLE, HARVESTER, WRAPPER, example_with, findings, run
 from tests.support.monitor import Monitor, new_factory, running_monitor, sqlite_url
 from tests.support.proxies import proxy
 
@@ -29,7 +29,8 @@ def test_the_shipped_example_does_not_pass_with_its_placeholders() -> None:
         "[Factory] factoryOwner = admin@example.org: a placeholder host from the example",
         "[Factory] baseLogDirUrl = http://factory.example.org/pilots: a placeholder host from the example",
     ]
-    assert result.stdout.endswith("\n13 labels, 4 errors, 0 warnings\n")
+    assert findings(result.stdout, "warning") == [HARVESTER]
+    assert result.stdout.endswith("\n13 labels, 4 errors, 1 warning\n")
 
 
 def test_a_placeholder_ce_in_a_queue_section(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ def test_credentials_missing_unreadable_expiring(tmp_path: Path) -> None:
     assert any(e.startswith(f"token {tmp_path}/token-dir: cannot read: Is a directory") for e in errors), (
         errors
     )
-    [warning] = findings(result.stdout, "warning")
+    [warning] = [w for w in findings(result.stdout, "warning") if "pilot_manager" not in w]
     assert warning.startswith(f"proxy {soon}: 7h5")
     assert warning.endswith(
         "left, below 2 x proxyMinLifetime 12h: renew it soon (label TEST-SITE-ce01.test.example-default)"
@@ -100,6 +101,89 @@ def test_a_loopback_monitor_with_pilots_elsewhere(tmp_path: Path) -> None:
     assert run("check", "-c", local, "--schedconfig", DUMP).returncode == 0  # pilots on this host
 
 
+def test_secrets_readable_by_every_user_are_errors(tmp_path: Path) -> None:
+    """A proxy (with its key), a token file or a factory.conf holding monitorToken that every user of
+    the host can read is an error naming the chmod; group-readable (the RPM's 0640) is fine."""
+    pilots, client = proxy(tmp_path / "pilots.pem", 48), proxy(tmp_path / "client.pem", 48)
+    token, panda_token = tmp_path / "site.token", tmp_path / "panda.token"
+    token.write_text("eyJ.site.token\n")
+    panda_token.write_text("eyJ.panda.token\n")
+    for path in (pilots, client, token, panda_token):
+        path.chmod(0o644)
+    factory = f"proxy = {client}\npandaTokenFile = {panda_token}\nmonitorURL = \nmonitorToken = secret\n"
+    path, _ = example_with(tmp_path, "[Factory]", factory)
+    path.write_text(
+        path.read_text().replace("[CERN]\n", f"[CERN]\nx509userproxy = {pilots}\nscitokensFile = {token}\n")
+    )
+    path.chmod(0o644)
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    errors = [e for e in findings(result.stdout, "error") if "readable by every user" in e]
+    assert errors == [
+        f"{pilots}: readable by every user of this host (mode 0644) and holds a proxy and its key"
+        f" (13 labels, e.g. CERN-ce503.cern.ch-share): chmod o-rwx {pilots}",
+        f"{token}: readable by every user of this host (mode 0644) and holds a token"
+        f" (13 labels, e.g. CERN-ce503.cern.ch-share): chmod o-rwx {token}",
+        f"{panda_token}: readable by every user of this host (mode 0644) and holds a token"
+        f" (pandaTokenFile): chmod o-rwx {panda_token}",
+        f"{client}: readable by every user of this host (mode 0644) and holds a proxy and its key"
+        f" ([Factory] proxy): chmod o-rwx {client}",
+        f"{path}: readable by every user of this host (mode 0644) and holds a token"
+        f" ([Factory] monitorToken): chmod o-rwx {path}",
+    ]
+    for secret in (pilots, client, token, panda_token):
+        secret.chmod(0o600)
+    path.chmod(0o640)
+    again = run("check", "-c", path, "--schedconfig", DUMP)
+    assert "readable by every user" not in again.stdout
+
+
+def test_what_migrate_apf2_left_is_a_warning_a_line(tmp_path: Path) -> None:
+    left = (
+        "unmigrated =\n    [Factory] factoryUser = autopyfactory: the service runs as User=autopyfactory\n"
+        "    [CERN] schedplugin = Ready, KeepNRunning: plugin KeepNRunning has no equivalent (left out)\n"
+    )
+    path, _ = example_with(tmp_path, "[Factory]", left)
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 0, result.stdout
+    assert [w for w in findings(result.stdout, "warning") if w != HARVESTER] == [
+        "not migrated from APF 2: [Factory] factoryUser = autopyfactory: the service runs as"
+        " User=autopyfactory",
+        "not migrated from APF 2: [CERN] schedplugin = Ready, KeepNRunning: plugin KeepNRunning has no"
+        " equivalent (left out)",
+    ]
+
+
+def test_a_loopback_pandaserver_with_pilots_elsewhere(tmp_path: Path) -> None:
+    """Pilots are told --url from pandaserver: a loopback address sends them to their own node."""
+    path, _ = example_with(tmp_path, "[QueueDefaults]", "")
+    path.write_text(
+        re.sub(r"^pandaserver = .*$", "pandaserver = http://127.0.0.1:25080", path.read_text(), flags=re.M)
+    )
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert findings(result.stdout, "error") == [
+        "[Factory] pandaserver = http://127.0.0.1:25080 is a loopback address, but pilots of 13 labels,"
+        " e.g. CERN-ce503.cern.ch-share run on other hosts: they would be sent to --url"
+        " http://127.0.0.1 (give the PanDA server's public name)"
+    ]
+    local, _ = example_with(tmp_path, "[QueueDefaults]", "batch = local\n")
+    local.write_text(
+        re.sub(r"^pandaserver = .*$", "pandaserver = http://localhost:25080", local.read_text(), flags=re.M)
+    )
+    assert run("check", "-c", local, "--schedconfig", DUMP).returncode == 0  # pilots on this host
+
+
+def test_a_queue_section_missing_from_cric_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path, _ = example_with(tmp_path, "[CERN]", "[NDGF_T1]\n[test-site]\n")
+    result = run("check", "-c", path, "--schedconfig", DUMP)
+    assert result.returncode == 1
+    assert findings(result.stdout, "error") == [
+        "[NDGF_T1] skipped: PanDA queue 'NDGF_T1' is not in schedconfig (did you mean 'NDGF-T1'?)",
+        "[test-site] skipped: PanDA queue 'test-site' is not in schedconfig (did you mean 'TEST-SITE'?)",
+    ]
+
+
 def test_json_output(tmp_path: Path) -> None:
     path, _ = example_with(tmp_path, "[CERN]", "[NO-SUCH-PQ]\n")
     result = run("check", "-c", path, "--schedconfig", DUMP, "--json")
@@ -117,9 +201,10 @@ def test_json_output(tmp_path: Path) -> None:
     }
     assert first["settings"]["holdRecoverableCodes"]["value"] == []
     assert answer["findings"] == [
-        {"level": "error", "message": "[NO-SUCH-PQ] skipped: PanDA queue 'NO-SUCH-PQ' is not in schedconfig"}
+        {"level": "error", "message": "[NO-SUCH-PQ] skipped: PanDA queue 'NO-SUCH-PQ' is not in schedconfig"},
+        {"level": "warning", "message": HARVESTER},
     ]
-    assert (answer["errors"], answer["warnings"]) == (1, 0)
+    assert (answer["errors"], answer["warnings"]) == (1, 1)
 
 
 # --- --online ---------------------------------------------------------------------------------
@@ -131,10 +216,29 @@ def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
         yield service
 
 
-def online_config(tmp_path: Path, httpserver, monitor_url: str, factory_id: str, token: str) -> Path:
+def online_config(
+    tmp_path: Path,
+    httpserver,
+    monitor_url: str,
+    factory_id: str,
+    token: str,
+    detailed: bool = True,
+    empty: bool = False,
+) -> Path:
+    """An example config for ``--online`` against ``httpserver``: a PanDA answering the per-site
+    statistics and (``detailed``) the detailed ones, with jobs or (``empty``) as a drained server."""
+    data = {"CERN": {"activated": 3, "assigned": 0, "running": 0}}
+    per_type = {"CERN": {"SCORE": {"managed": data["CERN"]}}}
+    message = "Database failure getting the job statistics"
     httpserver.expect_request(STATS_PATH).respond_with_json(
-        {"success": True, "data": {"CERN": {"activated": 3}}}
+        {"success": False, "message": message, "data": {}} if empty else {"success": True, "data": data}
     )
+    if detailed:
+        httpserver.expect_request(DETAILED_PATH).respond_with_json(
+            {"success": False, "message": message, "data": {}}
+            if empty
+            else {"success": True, "data": per_type}
+        )
     httpserver.expect_request("/cric.json").respond_with_data(
         DUMP.read_text(), content_type="application/json"
     )
@@ -172,6 +276,41 @@ def test_online_everything_answers_and_the_token_is_accepted(
     assert labels == []  # check wrote nothing at the monitor
 
 
+def test_online_asks_the_statistics_the_cycle_asks(tmp_path: Path, httpserver, monitor: Monitor) -> None:
+    """Labels counting only managed jobs (pilotType PR) need the detailed statistics: a server that
+    has only the per-site ones would give the cycle no data, so check asks the detailed ones."""
+    with requests.Session() as session:
+        factory = new_factory(monitor, session)
+    path = online_config(tmp_path, httpserver, monitor.api, factory.name, factory.token, detailed=False)
+    assert "\npilotType = PR\n" in path.read_text()
+    result = run("check", "-c", path, "--online")
+    assert result.returncode == 1, result.stdout
+    [error] = findings(result.stdout, "error")
+    assert error.startswith(f"PanDA: {httpserver.url_for('/').rstrip('/')}{DETAILED_PATH}: HTTP 500")
+    assert error.endswith(
+        "(the cycle asks the detailed statistics: some labels count only some resource types or job labels)"
+    )
+
+    plain = path.read_text().replace("\npilotType = PR\n", "\npilotType = RC\n")
+    path.write_text(plain)  # RC pilots take every job label: the per-site statistics are asked
+    result = run("check", "-c", path, "--online")
+    assert result.returncode == 0, result.stdout
+    assert (
+        f"PanDA {httpserver.url_for('/').rstrip('/')}: answers, job statistics for 1 sites" in result.stdout
+    )
+
+
+def test_online_an_empty_panda_is_ok_with_no_jobs(tmp_path: Path, httpserver, monitor: Monitor) -> None:
+    """A real server with no job at all answers success: false without data: not an error."""
+    with requests.Session() as session:
+        factory = new_factory(monitor, session)
+    path = online_config(tmp_path, httpserver, monitor.api, factory.name, factory.token, empty=True)
+    result = run("check", "-c", path, "--online")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [panda] = [f for f in findings(result.stdout, "ok") if f.startswith("PanDA")]
+    assert panda.startswith(f"PanDA {httpserver.url_for('/').rstrip('/')}: ok, no jobs")
+
+
 def test_online_a_wrong_token_and_unreachable_panda(tmp_path: Path, httpserver, monitor: Monitor) -> None:
     with requests.Session() as session:
         factory = new_factory(monitor, session)
@@ -184,7 +323,7 @@ def test_online_a_wrong_token_and_unreachable_panda(tmp_path: Path, httpserver, 
     result = run("check", "-c", path, "--online")
     assert result.returncode == 1
     errors = findings(result.stdout, "error")
-    assert errors[0].startswith(f"PanDA: http://127.0.0.1:9{STATS_PATH}: ")
+    assert errors[0].startswith(f"PanDA: http://127.0.0.1:9{DETAILED_PATH}: ")
     assert errors[1].startswith("monitor: monitorToken rejected (HTTP 401): ")
     assert "schedconfig" not in " ".join(errors)
 

@@ -14,6 +14,7 @@ from autopyfactory.config.autoconfigure import (
     LabelError,
     build_labels,
     parse_environ,
+    possible_label_names,
     split_endpoint,
     usable_ces,
 )
@@ -36,6 +37,12 @@ def dump() -> dict[str, Any]:
     return data
 
 
+def own(warnings: tuple[str, ...]) -> tuple[str, ...]:
+    """The warnings but those about CRIC naming another pilot_manager (every record of the test dump
+    names Harvester, as the real CERN one does)."""
+    return tuple(w for w in warnings if "CRIC says pilot_manager=" not in w)
+
+
 def load(tmp_path: Path, text: str) -> tuple[Path, FactoryConfig]:
     path = tmp_path / "factory.conf"
     path.write_text(FACTORY + text)
@@ -54,7 +61,11 @@ def build(tmp_path: Path, text: str, dump: dict[str, Any] | None) -> tuple[Path,
 def test_cern_gives_13_labels_one_per_ce(tmp_path: Path, dump: dict[str, Any]) -> None:
     _, result = build(tmp_path, "[CERN]\n", dump)
     assert result.problems == ()
-    assert result.warnings == ()
+    assert result.warnings == (  # the real CERN record: Harvester fills it
+        "[CERN] CRIC says pilot_manager=Harvester for PanDA queue CERN: that system fills it too, and two"
+        " factories would send pilots for the same jobs (have CRIC say pilot_manager=APF first, or leave"
+        " the queue to that system)",
+    )
     assert [label.name for label in result.labels] == [f"CERN-{host}-share" for host in CERN_HOSTS]
     for label, host in zip(result.labels, CERN_HOSTS, strict=True):
         assert (label.queue, label.pq, label.siteid, label.cloud, label.batch) == (
@@ -269,7 +280,7 @@ def test_standby_and_maintenance_are_offline(
 def test_queue_without_usable_ce_is_reported_and_skipped(tmp_path: Path, dump: dict[str, Any]) -> None:
     _, result = build(tmp_path, "[NOCE-SITE]\n[TEST-SITE]\n", dump)
     assert result.problems == ("[NOCE-SITE] skipped: PanDA queue 'NOCE-SITE' has no usable CE (3 skipped)",)
-    assert result.warnings == (
+    assert own(result.warnings) == (
         "[NOCE-SITE] CE skipped: ce01.noce.example:9619: ce_state='INACTIVE'",
         "[NOCE-SITE] CE skipped: ce02.noce.example:9619: ce_status='testing'",
         "[NOCE-SITE] CE skipped: ce03.noce.example: unknown ce_flavour 'BOINC'",
@@ -334,7 +345,7 @@ def test_bad_optional_schedconfig_value_is_a_warning(tmp_path: Path, dump: dict[
     dump["CERN"]["corecount"] = -8
     _, result = build(tmp_path, "[CERN]\n", dump)
     assert len(result.labels) == 13
-    assert result.warnings == (
+    assert own(result.warnings) == (
         "[CERN] schedconfig CERN.corecount=-8 ignored: must be at least 1, got -8",
         "[CERN] schedconfig CERN.maxrss='lots' ignored: expected a whole number, got 'lots'",
     )
@@ -543,3 +554,29 @@ def test_the_label_name_rule(name: str, problem: str | None) -> None:
     from autopyfactory.domain.names import label_problem
 
     assert label_problem(name) == problem
+
+
+# --- labelName: a label keeps its name (e.g. the one it had under APF 2) ------------------------------
+
+
+def test_a_section_with_its_own_ce_can_name_its_label(tmp_path: Path) -> None:
+    text = (
+        "[CERN-ce503.cern.ch]\nwmsqueue = CERN\nautoconfigure = false\nceFlavour = HTCONDOR-CE\n"
+        "ceEndpoint = ce503.cern.ch:9619\nceQueue = share\nlabelName = CERN-ce503.cern.ch\n"
+    )
+    _, result = build(tmp_path, text, None)
+    assert [label.name for label in result.labels] == ["CERN-ce503.cern.ch"]  # not ...-ce503.cern.ch-share
+    _, typed = build(tmp_path, text + "corecount = 8\nmaxrss = 16000\nresourceTypes = SCORE, MCORE\n", None)
+    assert [label.name for label in typed.labels] == ["CERN-ce503.cern.ch-SCORE", "CERN-ce503.cern.ch-MCORE"]
+    _, cfg = load(tmp_path, text)
+    assert {"CERN-ce503.cern.ch", "CERN-ce503.cern.ch-MCORE"} <= possible_label_names(cfg.queues[0])
+
+
+def test_label_name_is_refused_where_schedconfig_gives_the_ces(tmp_path: Path) -> None:
+    _, cfg = load(tmp_path, "[CERN]\nlabelName = CERN-1\n[NDGF-T1]\nlabelName = a/b\n")
+    assert [str(e) for e in cfg.errors] == [
+        f"{tmp_path}/factory.conf:6: [CERN] labelName: labelName needs autoconfigure = false: schedconfig"
+        " may list several CEs, one label each",
+        f"{tmp_path}/factory.conf:9: [NDGF-T1] labelName: bad value: not a label name (only the characters"
+        " A-Za-z0-9_.+@=- are allowed): 'a/b'",
+    ]

@@ -62,6 +62,28 @@ def test_disabling_one_label_leaves_the_others_alone(tmp_path, stand, condor):
     assert "no reason given -> 0" in result.stderr
 
 
+def test_enabling_a_pq_names_its_labels_that_stay_disabled(tmp_path, stand, condor):
+    """Enabling the PQ does not enable a label disabled by its own name: the answer says so,
+    and enabling the label says the PQ still holds it back."""
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    run(conf, condor, "--once")  # the state file knows the labels of the PQ
+    assert apf("queue", "disable", ARC1, "--reason", "CE drain", "-c", str(conf)).returncode == 0
+    enabled = apf("queue", "enable", "NDGF-T1", "-c", str(conf))
+    assert enabled.returncode == 0, enabled.stderr
+    assert enabled.stdout.startswith("NDGF-T1: was not disabled itself; still disabled: ")
+    assert f"{ARC1} (disabled by " in enabled.stdout
+    assert "CE drain" in enabled.stdout
+    assert f"autopyfactory queue enable {ARC1}" in enabled.stdout
+    assert "(it was not disabled)" not in enabled.stdout
+
+    assert apf("queue", "disable", "NDGF-T1", "-c", str(conf)).returncode == 0
+    label = apf("queue", "enable", ARC1, "-c", str(conf))
+    assert label.stdout.startswith(f"{ARC1}: enabled; still disabled: NDGF-T1 (disabled by "), label.stdout
+    both = apf("queue", "enable", "NDGF-T1", "-c", str(conf))
+    assert both.stdout == "NDGF-T1: enabled\n"
+
+
 def test_names_and_times_are_checked(tmp_path, stand):
     conf = write_config(tmp_path, stand, "[NDGF-T1]")
     typo = apf("queue", "disable", "NDGF-T2", "-c", str(conf))
@@ -89,7 +111,8 @@ def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_
 
     result = run(conf, condor, "--once")
     assert per_label(condor.jobs()) == {ARC1: 1, ARC2: 5}, result.stderr
-    assert "(idle pilots, --label NDGF-T1-arc01.ndgf.org-atlas): 4 pilots of 1 labels" in result.stderr
+    assert "(idle pilots, --label NDGF-T1-arc01.ndgf.org-atlas): 4 pilots of 1 label" in result.stderr
+    assert "of 1 labels" not in result.stderr
     assert json.loads((tmp_path / "state" / "control.json").read_text())["removals"] == []
     run(conf, condor, "--once")
     assert len(condor.jobs()) == 6  # done once, not again

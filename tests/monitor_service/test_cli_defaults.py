@@ -73,3 +73,12 @@ def test_refuses_to_create_a_database_the_service_user_cannot_write(tmp_path: Pa
     assert (
         monitor("add-factory", "f1", "--db", db, env={"AUTOPYFACTORY_USER": other}).returncode == 0
     )  # it exists
+
+
+def test_help_shows_plain_text_not_rst_markup() -> None:
+    """The description comes from the module docstring, written in RST: ``--help`` shows it plain."""
+    for args in ((), ("serve",), ("expire",), ("clean",), ("add-factory",)):
+        shown = monitor(*args, "--help")
+        assert shown.returncode == 0, shown.stderr
+        assert "``" not in shown.stdout, shown.stdout
+    assert "autopyfactory-monitor: serve the API" in " ".join(monitor("--help").stdout.split())

@@ -45,7 +45,7 @@ def test_humanise_the_factory_message() -> None:
         ),
         (
             "L pq=P activated=unknown pilots=unknown decision=0 submitted=0 | Ready: in=0 -> 0",
-            "0 pilots submitted: unknown activated",
+            "0 pilots submitted: unknown activated, pilots unknown",
         ),
         (
             "L pq=P activated=9 idle=1 running=0 held=2 decision=5 submitted=0 error='condor: boom x' | "
@@ -56,6 +56,15 @@ def test_humanise_the_factory_message() -> None:
         (
             "L decision=1 submitted=1 | Odd: in=7 -> 1; garbage; Other: in=2 -> 3",
             "1 pilot submitted: Odd 7 → 1",
+        ),
+        (
+            "L pq=P activated=unknown(no PanDA data) idle=0 running=0 held=0 decision=0 submitted=0 | "
+            "NoData: in=0 no PanDA data this cycle -> 0",
+            "0 pilots submitted: no PanDA data, 0 pending",
+        ),
+        (
+            "L pq=P activated=4 share=4 pilots=unknown decision=0 submitted=0 | NoData: in=0 -> 0",
+            "0 pilots submitted: 4 activated, pilots unknown",
         ),
         ("the factory said something else", None),
         ("", None),

@@ -47,6 +47,14 @@ def live_example() -> str:
     return text
 
 
+#: The real CERN record names Harvester as its pilot_manager.
+HARVESTER = (
+    "[CERN] CRIC says pilot_manager=Harvester for PanDA queue CERN: that system fills it too, and two"
+    " factories would send pilots for the same jobs (have CRIC say pilot_manager=APF first, or leave"
+    " the queue to that system)"
+)
+
+
 def example_with(tmp_path: Path, after: str, lines: str) -> tuple[Path, int]:
     """The live example with ``lines`` inserted after the line ``after``; returns (path, first line)."""
     text = live_example().splitlines(keepends=True)
@@ -54,6 +62,7 @@ def example_with(tmp_path: Path, after: str, lines: str) -> tuple[Path, int]:
     text[at:at] = [lines]
     path = tmp_path / "factory.conf"
     path.write_text("".join(text))
+    path.chmod(0o640)  # as the RPM installs it: it may hold monitorToken
     return path, at + 1
 
 

@@ -67,37 +67,64 @@ def _require_non_negative(**values: int) -> None:
 
 @dataclass(frozen=True)
 class Demand:
-    """Jobs waiting for pilots, as PanDA counts them (already this label's share)."""
+    """Jobs waiting for pilots, as PanDA counts them (already this label's share).
+
+    ``shared``: the activated jobs of all the labels sharing them (the PQ's CEs counting the same
+    jobs; this factory's part), None when it is this label's alone. A label whose share is 0 while
+    its siblings have jobs is not a queue without jobs (its idle pilot would be one pilot too many).
+    """
 
     activated: int
     transferring: int = 0
+    shared: int | None = None
 
     def __post_init__(self) -> None:
         _require_non_negative(activated=self.activated, transferring=self.transferring)
+        if self.shared is not None and self.shared < self.activated:
+            raise ValueError(f"shared={self.shared} is less than activated={self.activated}")
+
+    @property
+    def group(self) -> int:
+        """The activated jobs of this label and the labels sharing them."""
+        return self.activated if self.shared is None else self.shared
 
 
 @dataclass(frozen=True)
 class Supply:
     """A label's pilots in the batch system. ``total`` also counts states that are neither
-    idle, running nor held (transferring output, suspended); it defaults to their sum."""
+    idle, running nor held (transferring output, suspended); it defaults to their sum.
+
+    ``started``: the running pilots that started within the last ``pandaLag`` seconds (and those
+    whose start time the batch system does not tell). PanDA's ``activated`` count is a snapshot
+    refreshed every one or two minutes, so the jobs these pilots just took are still in it: they
+    count against the demand like pending pilots (:attr:`covering`).
+    """
 
     idle: int = 0
     running: int = 0
     held: int = 0
     total: int | None = None
+    started: int = 0
 
     def __post_init__(self) -> None:
-        _require_non_negative(idle=self.idle, running=self.running, held=self.held)
+        _require_non_negative(idle=self.idle, running=self.running, held=self.held, started=self.started)
         counted = self.idle + self.running + self.held
         if self.total is None:
             object.__setattr__(self, "total", counted)
         elif self.total < counted:
             raise ValueError(f"total={self.total} is less than idle+running+held={counted}")
+        if self.started > self.running:
+            raise ValueError(f"started={self.started} is more than running={self.running}")
 
     @property
     def pending(self) -> int:
         """Pilots not yet running: idle + held (APF's meaning of *pending*)."""
         return self.idle + self.held
+
+    @property
+    def covering(self) -> int:
+        """Pilots that stand for jobs PanDA still counts as activated: pending + started."""
+        return self.pending + self.started
 
     @property
     def all(self) -> int:
@@ -213,7 +240,8 @@ def _added(a: Supply | None, b: Supply | None) -> Supply | None:
     """Two counts of one label's pilots, summed; unknown if either is."""
     if a is None or b is None:
         return None
-    return Supply(a.idle + b.idle, a.running + b.running, a.held + b.held, a.all + b.all)
+    idle, running, held = a.idle + b.idle, a.running + b.running, a.held + b.held
+    return Supply(idle, running, held, a.all + b.all, a.started + b.started)
 
 
 def plural(n: int, noun: str, many: str = "") -> str:

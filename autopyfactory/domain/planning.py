@@ -19,7 +19,7 @@ from autopyfactory.domain.sharing import (
     GroupCap,
     apply_factory_caps,
     apply_group_caps,
-    split_activated,
+    share_jobs,
 )
 
 
@@ -50,7 +50,7 @@ def plan(
     ``disabled`` those an operator disabled (``autopyfactory queue disable``); both drop out
     before the factory-wide caps are shared.
     """
-    shares = _shares(labels, stats, num_factories, cycle)
+    shares = _shares(labels, stats, census, num_factories, cycle)
     plans: dict[str, LabelPlan] = {}
     for label in labels:
         demand = shares.get(label.name)
@@ -75,10 +75,11 @@ def _activated(stats: JobStats, pq: str) -> int:
 
 
 def _shares(
-    labels: Sequence[Label], stats: JobStats | None, num_factories: int, cycle: int
+    labels: Sequence[Label], stats: JobStats | None, census: Census, num_factories: int, cycle: int
 ) -> dict[str, Demand]:
     """Each label's share of its demand: the activated jobs of its (PQ, resource type, job labels),
-    split between the labels counting the same jobs and the factories."""
+    this factory's part of them (``// num_factories``) shared between the labels counting the same
+    jobs so that their pilots add up to the jobs (:func:`~autopyfactory.domain.sharing.share_jobs`)."""
     if stats is None:
         return {}
     groups: dict[tuple[str, str | None, tuple[str, ...]], list[str]] = {}
@@ -91,10 +92,16 @@ def _shares(
             jobs = site.count("activated", rt, job_labels) if site else 0
         except PandaError:  # restricted counts without the detailed answer: no data, no pilots
             continue
-        activated = split_activated(jobs, names, num_factories, cycle)
+        part = jobs // num_factories
+        covering = {name: _covering(census.supply.get(name)) for name in names}
+        activated = share_jobs(part, covering, cycle)
         transferring = site.transferring if site else 0  # a PQ-wide limit: every label sees the whole count
-        shares.update({name: Demand(n, transferring) for name, n in activated.items()})
+        shares.update({name: Demand(n, transferring, part) for name, n in activated.items()})
     return shares
+
+
+def _covering(supply: Supply | None) -> int | None:
+    return None if supply is None else supply.covering
 
 
 def queue_caps(labels: Sequence[Label], census: Census) -> list[GroupCap]:

@@ -8,10 +8,11 @@ import pytest
 
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
-from autopyfactory.domain.demand import SiteJobs
+from autopyfactory.demo import panda_standin as ps
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
 from autopyfactory.domain.sharing import FactoryCaps
+from autopyfactory.edges.panda import parse_detailed_stats
 from tests.support.paths import CRIC_DUMP
 
 DUMP = json.loads(CRIC_DUMP.read_text())
@@ -25,9 +26,6 @@ schedconfig = /dev/null
 
 [QueueDefaults]
 nqueue = 5
-# RC pilots count every job label, so the plain per-site statistics below are enough (PR pilots
-# count managed jobs only and need the detailed answer: tests/domain/test_resource_types.py)
-pilotType = RC
 
 [CERN]
 [NDGF-T1]
@@ -41,6 +39,12 @@ def labels(tmp_path):
     path = tmp_path / "factory.conf"
     path.write_text(CONF)
     return build_labels(config.load(path), DUMP).labels
+
+
+def activated(**sites: int):
+    """PanDA's detailed answer with ``n`` activated managed jobs at each site."""
+    jobs = {(site, "SCORE", "managed", "activated"): n for site, n in sites.items()}
+    return parse_detailed_stats(ps.envelope(ps.detailed_job_stats(jobs), detailed=True))
 
 
 def census_of(labels, **overrides):
@@ -62,7 +66,7 @@ def test_no_panda_data_means_nothing_anywhere(labels):
 
 def test_unknown_census_blocks_only_that_label(labels):
     blocked = "NDGF-T1-arc01.ndgf.org-atlas"
-    stats = {"NDGF-T1": SiteJobs({"activated": 10})}
+    stats = activated(**{"NDGF-T1": 10})
     plans = by_name(plan(labels, stats, census_of(labels, **{blocked: None}), 1, FactoryCaps(), cycle=0))
     assert plans[blocked].decision.n == 0
     assert plans[blocked].decision.steps[0].reason == "pilot counts unknown or stale"
@@ -70,7 +74,7 @@ def test_unknown_census_blocks_only_that_label(labels):
 
 
 def test_activated_jobs_are_shared_between_the_ces_of_a_pq(labels):
-    stats = {"CERN": SiteJobs({"activated": 27}), "NDGF-T1": SiteJobs({"activated": 3})}
+    stats = activated(CERN=27, **{"NDGF-T1": 3})
     plans = plan(labels, stats, census_of(labels), 1, FactoryCaps(), cycle=4)
     cern = [p for p in plans if p.label.pq == "CERN"]
     assert sum(p.demand.activated for p in cern) == 27
@@ -88,7 +92,7 @@ def test_a_pq_absent_from_panda_has_no_activated_jobs(labels):
 
 
 def test_factory_caps_apply_after_the_labels(labels):
-    stats = {"CERN": SiteJobs({"activated": 1000})}
+    stats = activated(CERN=1000)
     plans = plan(labels, stats, census_of(labels), 1, FactoryCaps(max_per_cycle=26), cycle=0)
     cern = [p for p in plans if p.label.pq == "CERN"]
     assert sum(p.decision.n for p in cern) == 26
@@ -96,6 +100,41 @@ def test_factory_caps_apply_after_the_labels(labels):
 
 
 def test_num_factories_divides_the_demand(labels):
-    stats = {"NDGF-T1": SiteJobs({"activated": 9})}
+    stats = activated(**{"NDGF-T1": 9})
     plans = plan(labels, stats, census_of(labels), 3, FactoryCaps(), cycle=0)
     assert sum(p.demand.activated for p in plans if p.label.pq == "NDGF-T1") == 3
+
+
+# --- the pilots of a PQ add up to its jobs -------------------------------------------------------
+
+NDGF = ("NDGF-T1-arc01.ndgf.org-atlas", "NDGF-T1-arc02.ndgf.org-atlas")
+
+
+def test_pilots_that_started_within_the_lag_stand_for_jobs_still_counted_activated(labels):
+    """A burst of 10 jobs taken by 10 pilots that just started: PanDA still says 10 activated."""
+    lagging = census_of(labels, **{name: Supply(running=5, started=5) for name in NDGF})
+    plans = by_name(plan(labels, activated(**{"NDGF-T1": 10}), lagging, 1, FactoryCaps(), cycle=1))
+    assert [plans[name].decision.n for name in NDGF] == [0, 0]
+    assert "pending=0 started=5" in plans[NDGF[0]].decision.explain()
+    settled = census_of(labels, **{name: Supply(running=5, started=0) for name in NDGF})
+    plans = by_name(plan(labels, activated(**{"NDGF-T1": 10}), settled, 1, FactoryCaps(), cycle=1))
+    assert sum(plans[name].decision.n for name in NDGF) == 10  # started long ago: new jobs
+
+
+@pytest.mark.parametrize("chain", ["Ready", "Classic"])
+@pytest.mark.parametrize(("pq", "jobs"), [("NDGF-T1", 21), ("CERN", 21), ("CERN", 1), ("CERN", 40)])
+def test_a_pq_gets_no_more_pilots_than_jobs_over_cycles(tmp_path, chain, pq, jobs):
+    """The jobs stay activated (the pilots wait in the batch queue); cycle after cycle the pilots
+    decided for the PQ's CEs add up to its jobs, the remainder going to the CEs in turn."""
+    path = tmp_path / "factory.conf"
+    path.write_text(
+        CONF.replace("[NDGF-T1]\nschedplugin = Ready, MaxPending", "[NDGF-T1]")
+        + f"schedplugin = {chain}\nnqueue = 50\n"
+    )
+    labels = [lb for lb in build_labels(config.load(path), DUMP).labels if lb.pq == pq]
+    pending = dict.fromkeys((lb.name for lb in labels), 0)
+    for cycle in range(len(labels) + 2):
+        census = Census({name: Supply(idle=n) for name, n in pending.items()}, total=sum(pending.values()))
+        for p in plan(labels, activated(**{pq: jobs}), census, 1, FactoryCaps(), cycle):
+            pending[p.label.name] += p.decision.n
+    assert sum(pending.values()) == jobs

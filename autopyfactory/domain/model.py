@@ -69,24 +69,17 @@ def _require_non_negative(**values: int) -> None:
 class Demand:
     """Jobs waiting for pilots, as PanDA counts them (already this label's share).
 
-    ``shared``: the activated jobs of all the labels sharing them (the PQ's CEs counting the same
-    jobs; this factory's part), None when it is this label's alone. A label whose share is 0 while
-    its siblings have jobs is not a queue without jobs (its idle pilot would be one pilot too many).
+    ``idle_elsewhere``: why this label sends no idle pilot when it has no jobs ("" when it may):
+    a queue keeps one idle pilot, not one per CE and resource type, and none while any of its
+    labels has jobs (planning.py decides which label keeps it).
     """
 
     activated: int
     transferring: int = 0
-    shared: int | None = None
+    idle_elsewhere: str = ""
 
     def __post_init__(self) -> None:
         _require_non_negative(activated=self.activated, transferring=self.transferring)
-        if self.shared is not None and self.shared < self.activated:
-            raise ValueError(f"shared={self.shared} is less than activated={self.activated}")
-
-    @property
-    def group(self) -> int:
-        """The activated jobs of this label and the labels sharing them."""
-        return self.activated if self.shared is None else self.shared
 
 
 @dataclass(frozen=True)

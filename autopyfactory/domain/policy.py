@@ -264,9 +264,9 @@ def classic(_n: int, s: Known, cfg: ClassicOptions) -> PluginResult:
 def _classic_wanted(s: Known, cfg: ClassicOptions, pending: int, total: int) -> PluginResult:
     """APF 1.x's rule, then the demand's cap: the label's pilots that stand for jobs (pending, and
     started within pandaLag) never outnumber its activated jobs, so neither ``nqueue`` nor
-    ``depthboost`` queues a pilot for a job that is not there. Without activated jobs one idle
-    pilot is kept queued (not one more every cycle), and none at all when the PQ's jobs are
-    shared with other labels (its other CEs) that have them."""
+    ``depthboost`` queues a pilot for a job that is not there. Without activated jobs the queue
+    keeps one idle pilot queued (not one more every cycle, nor one per CE and resource type: the
+    label that keeps it is ``Demand.idle_elsewhere`` == "")."""
     activated, nqueue, started = s.demand.activated, cfg.nqueue, s.supply.started
     if s.status is QueueStatus.TEST:
         if pending > 0:
@@ -286,8 +286,8 @@ def _classic_wanted(s: Known, cfg: ClassicOptions, pending: int, total: int) -> 
         if wanted > room:
             return room, f"{facts}, no more pilots than jobs: activated-started-pending={room}"
         return wanted, facts
-    if s.demand.group > 0:
-        return 0, f"activated=0 pending={pending}: the PQ's {s.demand.group} jobs are other CEs' share"
+    if s.demand.idle_elsewhere:
+        return 0, f"activated=0 pending={pending}: {s.demand.idle_elsewhere}"
     facts = f"activated=0 pending={pending} nqueue={nqueue}"
     if pending >= min(1, nqueue):
         return 0, f"{facts}, the idle pilot is queued" if nqueue else facts

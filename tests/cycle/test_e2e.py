@@ -190,10 +190,18 @@ def test_depth_is_kept_as_pilots_start(tmp_path, stand, condor):
     assert idle == {started: 5, "NDGF-T1-arc02.ndgf.org-atlas": 10}
 
 
-def test_a_queue_without_activated_jobs_idles_with_one_pilot_per_ce(tmp_path, stand, condor):
+def test_a_queue_without_activated_jobs_keeps_one_idle_pilot(tmp_path, stand, condor):
     stand.stats = {"AGLT2": {"activated": 4}}  # nothing for NDGF-T1
-    run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
-    assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 1, "NDGF-T1-arc02.ndgf.org-atlas": 1}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 1}  # one for the queue, not per CE
+    result = run(conf, condor, "--once")
+    assert len(condor.jobs()) == 1  # it is still queued: no second one
+    assert "activated=0 pending=1 nqueue=5, the idle pilot is queued -> 0" in result.stderr
+    assert (
+        "activated=0 pending=0: the queue's idle pilot is NDGF-T1-arc01.ndgf.org-atlas's turn"
+        in result.stderr
+    )
 
 
 def test_offline_gets_nothing_and_test_gets_its_test_pilot(tmp_path, stand, condor):

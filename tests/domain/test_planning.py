@@ -88,7 +88,7 @@ def test_a_pq_absent_from_panda_has_no_activated_jobs(labels):
     plans = plan(labels, {}, census_of(labels), 1, FactoryCaps(), cycle=0)
     cern = [p for p in plans if p.label.pq == "CERN"]
     assert all(p.pq_activated == 0 for p in cern)
-    assert all(p.decision.n == 1 for p in cern)  # Classic: the idle pilot
+    assert sorted(p.decision.n for p in cern) == [0] * 12 + [1]  # Classic: the queue's one idle pilot
 
 
 def test_factory_caps_apply_after_the_labels(labels):
@@ -138,3 +138,39 @@ def test_a_pq_gets_no_more_pilots_than_jobs_over_cycles(tmp_path, chain, pq, job
         for p in plan(labels, activated(**{pq: jobs}), census, 1, FactoryCaps(), cycle):
             pending[p.label.name] += p.decision.n
     assert sum(pending.values()) == jobs
+
+
+# --- the queue's one idle pilot ------------------------------------------------------------------------
+
+
+def typed_cern(tmp_path):
+    path = tmp_path / "factory.conf"
+    path.write_text(CONF.replace("nqueue = 5\n", "nqueue = 5\nresourceTypes = auto\n"))
+    return [lb for lb in build_labels(config.load(path), DUMP).labels if lb.pq == "CERN"]
+
+
+def test_a_queue_without_jobs_keeps_one_idle_pilot_of_its_smallest_type_in_turn(tmp_path):
+    labels = typed_cern(tmp_path)  # 13 CEs x 4 types
+    idle = census_of(labels)
+    for cycle in (0, 1, 14):
+        plans = plan(labels, activated(NDGF=1), idle, 1, FactoryCaps(), cycle)
+        [kept] = [p for p in plans if p.decision.n]
+        assert (kept.decision.n, kept.label.resource_type) == (1, "SCORE")
+        scores = sorted(lb.name for lb in labels if lb.resource_type == "SCORE")
+        assert kept.label.name == scores[cycle % 13]
+    other = next(p for p in plans if p.label.resource_type == "MCORE")
+    assert f"the queue's idle pilot is {scores[1]}'s turn" in other.decision.explain()
+
+
+def test_no_second_idle_pilot_while_one_is_queued_or_the_queue_has_jobs(tmp_path):
+    labels = typed_cern(tmp_path)
+    queued = census_of(labels, **{labels[5].name: Supply(idle=1)})
+    assert sum(p.decision.n for p in plan(labels, activated(NDGF=1), queued, 1, FactoryCaps(), 3)) == 0
+    unknown = census_of(labels, **{labels[5].name: None})
+    assert sum(p.decision.n for p in plan(labels, activated(NDGF=1), unknown, 1, FactoryCaps(), 3)) == 0
+    jobs = {("CERN", "MCORE", "managed", "activated"): 1}
+    stats = parse_detailed_stats(ps.envelope(ps.detailed_job_stats(jobs), detailed=True))
+    plans = plan(labels, stats, census_of(labels), 1, FactoryCaps(), 0)
+    assert [(p.label.resource_type, p.decision.n) for p in plans if p.decision.n] == [("MCORE", 1)]
+    score = next(p for p in plans if p.label.resource_type == "SCORE")
+    assert "activated=0 pending=0: the queue has 1 job (other labels' share)" in score.decision.explain()

@@ -50,9 +50,9 @@ def situation(
     status=ONLINE,
     cycle=0,
     started=0,
-    shared=None,
+    idle_elsewhere="",
 ):
-    demand = Demand(activated, transferring, shared)
+    demand = Demand(activated, transferring, idle_elsewhere)
     return Situation(status, demand, Supply(idle, running, held, total, started), cycle)
 
 
@@ -107,7 +107,7 @@ CLASSIC = [
     ("no activated: the idle pilot", dict(activated=0), [], 1),
     ("no activated, the idle pilot is queued", dict(activated=0, idle=1), [], 0),
     ("no activated, pending >= nqueue", dict(activated=0, idle=20), [], 0),
-    ("no share, but the PQ's other CEs have jobs", dict(activated=0, shared=3), [], 0),
+    ("no jobs, the queue's idle pilot is another label's", dict(activated=0, idle_elsewhere="CE2's"), [], 0),
     (
         "idle pilot suppressed off-cycle",
         dict(activated=0, cycle=3),
@@ -284,7 +284,6 @@ def test_missing_data_gives_zero_whatever_the_chain(demand, supply, reason, name
         lambda: Supply(idle=5, total=4),
         lambda: Supply(running=2, started=3),
         lambda: Supply(started=-1),
-        lambda: Demand(5, 0, 4),
         lambda: Situation(ONLINE, Demand(1), Supply(), cycle=-1),
         lambda: split_activated(-1, ["a"], 1, 0),
         lambda: split_activated(1, ["a"], 0, 0),
@@ -356,10 +355,10 @@ def policy_settings(draw, names=plugin_chains):
 def situations(draw):
     idle, running, held = draw(counts), draw(counts), draw(counts)
     activated = draw(counts)
-    shared = draw(st.none() | st.integers(activated, activated + 5000))
+    idle_elsewhere = draw(st.sampled_from(["", "the queue's idle pilot is L2's turn"]))
     return Situation(
         draw(statuses),
-        Demand(activated, draw(counts), shared),
+        Demand(activated, draw(counts), idle_elsewhere),
         Supply(
             idle,
             running,
@@ -418,14 +417,14 @@ def test_classic_never_exceeds_nqueue_or_pilotlimit(cfg, s):
 @given(cfg=policy_settings(st.just(["Classic"])), s=situations())
 def test_classic_depth_follows_the_demand(cfg, s):
     """Classic never makes the pilots that stand for jobs (pending, started within pandaLag)
-    outnumber the activated jobs; without jobs it keeps one idle pilot queued, and none when the
-    PQ's other CEs have the jobs. A queue in test status gets its test pilots."""
+    outnumber the activated jobs; without jobs it keeps one idle pilot queued if it is the label
+    of its queue that keeps it. A queue in test status gets its test pilots."""
     n = decide(cfg, s).n
     supply, demand = s.supply, s.demand
     if s.status in (QueueStatus.ONLINE, QueueStatus.BROKEROFF):
         if demand.activated > 0:
             assert supply.covering + n <= max(demand.activated, supply.covering)
-        elif demand.group > 0 or supply.pending > 0:
+        elif demand.idle_elsewhere or supply.pending > 0:
             assert n == 0
         else:
             assert n <= 1

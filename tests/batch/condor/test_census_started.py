@@ -58,23 +58,13 @@ def test_the_census_asks_for_the_start_date():
     assert {"JobCurrentStartDate", "EnteredCurrentStatus"} <= set(CENSUS_ATTRIBUTES)
 
 
-CONF = """
-[Factory]
-factoryId = test-factory
-factoryOwner = ops@example.org
-pandaserver = https://panda.example.org:25443
-schedconfig = /dev/null
-[NDGF-T1]
-"""
-
-
 def test_the_backend_counts_started_pilots_in_the_emulator(tmp_path, condor):
     """HTCondor-C pilots started by the CE at different times, as a gridmanager reports them."""
-    from tests.domain.test_planning import DUMP
+    from tests.domain.test_planning import CONF, DUMP
 
     path = tmp_path / "factory.conf"
     path.write_text(CONF)
-    label = build_labels(config.load(path), DUMP).labels[0]
+    label = next(lb for lb in build_labels(config.load(path), DUMP).labels if lb.pq == "NDGF-T1")
     sub = (
         "universe = grid\ngrid_resource = condor ce ce:9619\nexecutable = /bin/true\n"
         f'+FactoryId = "test-factory"\n+MATCH_APF_QUEUE = "{label.name}"\nqueue 4\n'

@@ -45,6 +45,7 @@ import argparse
 import dataclasses
 import heapq
 import importlib.util
+import io
 import json
 import math
 import os
@@ -522,7 +523,7 @@ def old_engine(
         archive = subprocess.run(
             ["git", "-C", str(REPO), "archive", base], check=True, capture_output=True
         ).stdout
-        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tree, filter="data")
         env = {**os.environ, "PYTHONPATH": tree}
         args = [sys.executable, __file__, "--engine", "new", "--chain", ",".join(chains),

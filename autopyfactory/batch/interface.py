@@ -127,9 +127,13 @@ class Backend(Protocol):
 
     # -- the cycle --
 
-    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+    def census(
+        self, labels: Sequence[Label], keep: Collection[str] = (), started_since: float | None = None
+    ) -> Census:
         """The pilots of ``labels``; ``pilots`` lists every pilot of the labels in ``keep`` (and
-        at least those housekeeping acts on)."""
+        at least those housekeeping acts on). ``started_since`` (epoch seconds): each Supply's
+        ``started`` counts the running pilots that started at or after it, and those whose start
+        time the backend cannot tell (the safe side: they may have just taken a job); None: 0."""
         ...
 
     def submit(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:

@@ -19,7 +19,7 @@ passed on as it is. Fields:
     pandaserver_host  the PanDA server's host name
     pandaurl          ``scheme://host`` of the PanDA server (pilot 3's ``--url``)
     pilotUser         pilot 3's ``--pilot-user`` (``pilotUser``, default ATLAS)
-    jobLabel          the prodSourceLabel the pilot asks for (``jobLabel``, default managed)
+    jobLabel          the job label the pilot asks for (``jobLabel``; by default what the queue runs)
     pilotType         pilot type / version tag (``pilotType``, default PR)
     resourceType      the label's PanDA resource type (SCORE, MCORE...; empty when it has none)
     corecount         cores per pilot

@@ -163,8 +163,9 @@ def print_demand(label: Label) -> None:
     """Which PanDA jobs count for the label, and the PQ's CRIC caps."""
     rt = label.resource_type or "any (counts every job)"
     sized = " (sized for it)" if label.resource_type else ""
-    jobs = ", ".join(label.job_labels) or "any"
-    print(f"  demand: resource type {rt}{sized}, job labels {jobs}")
+    jobs = ", ".join(label.job_labels) or "none (the pilots take none of demandJobLabels now)"
+    ask = f"-j {label.pilot.job_label} -i {label.pilot.pilot_type}"
+    print(f"  demand: resource type {rt}{sized}, job labels {jobs} (pilots ask {ask})")
     limits = label.limits
     caps = [f"resource_type_limits.{t}={n}" for t, n in sorted(limits.resource_type_limits.items())]
     if limits.max_new_per_cycle is not None:

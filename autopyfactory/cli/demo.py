@@ -28,7 +28,7 @@ def register(commands: Commands) -> None:
         type=float,
         default=0.0,
         help="refresh the stand-in's job counts (but assigned) only every this many seconds, as PanDA "
-        "does every 60 [0]",
+        "does every 60 (ATLAS: 120); the factory's pandaLag follows it [0]",
     )
     parser.add_argument(
         "--pilot3",

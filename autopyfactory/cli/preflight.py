@@ -102,7 +102,7 @@ def summary_line(label: Label) -> str:
         f" status={label.status.value} batch={label.batch} cores={r.corecount} rss={r.maxrss}MB"
         f" time={r.maxtime}s schedplugin={show(p.schedplugin)} nqueue={p.of(ClassicOptions).nqueue}"
         + (f" rt={label.resource_type}" if label.resource_type else "")
-        + (f" jobs={','.join(label.job_labels)}" if label.job_labels else "")
+        + f" jobs={','.join(label.job_labels) or 'none'}"
     )
 
 

@@ -50,7 +50,14 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("--idle", type=_non_negative, default=None, help="idle pilots (default: pending - held)")
     p.add_argument("--held", type=_non_negative, default=0)
-    p.add_argument("--running", type=_non_negative, default=0)
+    p.add_argument("--running", type=_non_negative, default=None, help="running pilots (default: --started)")
+    p.add_argument(
+        "--started",
+        type=_non_negative,
+        default=0,
+        help="running pilots that started within pandaLag: their jobs may still be in PanDA's activated,"
+        " so they count against it like pending ones",
+    )
     p.add_argument(
         "--total", type=_non_negative, default=None, help="all pilots (default: pending + running)"
     )
@@ -135,7 +142,10 @@ def _supply(args: argparse.Namespace) -> Supply | None:
         raise ValueError(f"--held={held} is more than --pending={pending}")
     else:
         idle = pending - held
-    return Supply(idle=idle, running=args.running, held=held, total=args.total)
+    running = args.started if args.running is None else args.running
+    if args.started > running:
+        raise ValueError(f"--started={args.started} is more than --running={running}")
+    return Supply(idle=idle, running=running, held=held, total=args.total, started=args.started)
 
 
 def simulate_settings(chain: str | None, assignments: Sequence[str]) -> PolicySettings:

@@ -180,6 +180,7 @@ COLUMNS = (
     "activated",
     "idle",
     "running",
+    "started",
     "held",
     "decision",
     "last submit",
@@ -189,7 +190,9 @@ COLUMNS = (
 #: What the two activated columns mean: the reasons' ``activated=`` is the label's share.
 LEGEND = (
     "PQ-activated: the PQ's activated jobs at PanDA; activated: this label's share of them"
-    " (what the reason's activated= counts); ?: unknown this cycle"
+    " (what the reason's activated= counts); started: running pilots that started within pandaLag"
+    " (their jobs may still be in activated, so they count against it like idle and held ones);"
+    " ?: unknown this cycle"
 )
 
 
@@ -221,7 +224,8 @@ def _panda_line(panda: PandaRecord | None, now: float) -> str:
         return ""
     if panda.ok:
         age = max(0, int(now - panda.asked))
-        return f"PanDA: activated counts from an answer {age} s old (PanDA's counts lag up to 60 s more)"
+        lag = "PanDA's counts lag 1-2 min more: see started"
+        return f"PanDA: activated counts from an answer {age} s old ({lag})"
     last = panda.last_good
     since = (
         "no good answer since start" if last is None else f"last good answer {max(0, int(now - last))} s old"
@@ -245,6 +249,7 @@ def _row(name: str, label: LabelRecord) -> tuple[str, ...]:
         show(label.share),
         show(label.idle),
         show(label.running),
+        show(label.started),
         show(label.held),
         str(label.decision),
         last_text,

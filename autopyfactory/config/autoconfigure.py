@@ -20,6 +20,7 @@ from autopyfactory.config.loader import FactoryConfig, QueueConfig
 from autopyfactory.config.schema import Scope
 from autopyfactory.config.selection import Selected, select
 from autopyfactory.domain.housekeeping import HousekeepingSettings
+from autopyfactory.domain.job_labels import counted_job_labels, default_job_label, pilots_take, untakeable
 from autopyfactory.domain.label import (
     CE,
     GRID_FLAVOURS,
@@ -152,10 +153,11 @@ def labels_for_queue(queue: QueueConfig, dump: Dump | None, warnings: list[str])
     ces = _ces_for(queue, settings, record, warnings)
     types = resource_types_for(settings, record, warnings, queue.name)
     limits = queue_limits(record, warnings, queue.name)
-    jobs = job_labels_for(settings, record)
+    labels = [_label(queue, settings, ce, record) for ce in ces]
+    jobs = job_labels_for(settings, labels[0]) if labels else ()
     if not types:
-        return [replace(_label(queue, settings, ce, record), job_labels=jobs, limits=limits) for ce in ces]
-    return [typed_label(_label(queue, settings, ce, record), rt, jobs, limits) for ce in ces for rt in types]
+        return [replace(label, job_labels=jobs, limits=limits) for label in labels]
+    return [typed_label(label, rt, jobs, limits) for label in labels for rt in types]
 
 
 def did_you_mean(name: str, names: Iterable[str]) -> str:
@@ -233,18 +235,32 @@ def typed_label(label: Label, rt: str, job_labels: tuple[str, ...], limits: Queu
     )
 
 
-def job_labels_for(settings: Mapping[str, Setting], record: Record | None) -> tuple[str, ...]:
-    """``demandJobLabels``, else what the pilots ask for: an analysis queue's pilots ask for ``user``
-    jobs, PR pilots (``pilotType = PR``) for ``managed`` ones; else every job label counts."""
-    configured = _strings(settings["demandJobLabels"].value)
-    if configured:
-        return configured
-    if record is not None and record.get("type") == "analysis":
-        return ("user",)
-    pilot_type = settings.get("pilotType")
-    if pilot_type is not None and str(pilot_type.value).upper() == "PR":
-        return ("managed",)
-    return ()
+def job_labels_for(settings: Mapping[str, Setting], label: Label) -> tuple[str, ...]:
+    """The job labels whose jobs the label counts: those its pilots can take (their ``-j`` and
+    ``-i`` at the queue's status, domain/job_labels.py), narrowed to ``demandJobLabels`` when set.
+    LabelError when ``demandJobLabels`` names a job label the pilots cannot take: counting its
+    jobs would send pilots that find nothing."""
+    narrowed = _strings(settings["demandJobLabels"].value)
+    pilot = label.pilot
+    refused = untakeable(pilot.job_label, pilot.pilot_type, narrowed)
+    if refused:
+        taken = ", ".join(pilots_take(pilot.job_label, pilot.pilot_type, QueueStatus.ONLINE))
+        raise LabelError(
+            f"demandJobLabels {', '.join(refused)} ({settings['demandJobLabels'].origin}): the pilots"
+            f" (jobLabel {pilot.job_label}, pilotType {pilot.pilot_type}) cannot take those jobs;"
+            f" they take {taken}"
+        )
+    return counted_job_labels(pilot.job_label, pilot.pilot_type, label.status, narrowed)
+
+
+def pilot_job_label(value: Mapping[str, Any], record: Record | None) -> str:
+    """``jobLabel``, else what the queue's pilots should ask for: by pilot type, and for PR pilots
+    by what the queue runs (domain/job_labels.py, default_job_label)."""
+    if value["jobLabel"]:
+        return str(value["jobLabel"])
+    queue_type = str((record or {}).get("type") or "")
+    catchall = str((record or {}).get("catchall") or "")
+    return default_job_label(str(value["pilotType"]), queue_type, catchall)
 
 
 def queue_limits(record: Record | None, warnings: list[str], queue: str) -> QueueLimits:
@@ -347,7 +363,7 @@ def _label(queue: QueueConfig, settings: Mapping[str, Setting], ce: CE, record: 
         settings=settings,
         pilot=PilotSettings(
             user=str(value["pilotUser"]),
-            job_label=str(value["jobLabel"]),
+            job_label=pilot_job_label(value, record),
             pilot_type=str(value["pilotType"]),
             version=str(value["pilotVersion"]),
             url=str(value["pilotURL"]),

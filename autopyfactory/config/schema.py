@@ -287,6 +287,17 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     _factory(
+        "pandaLag",
+        INT,
+        120,
+        "Seconds PanDA's activated counts lag behind (its statistics table is refreshed every 120 s "
+        "at ATLAS, every 60 s on PostgreSQL) plus the time a pilot takes from its start to getJob: a "
+        "running pilot that started within this many seconds still stands for a job in activated "
+        "and counts against the demand like a pending one. Too long errs on the safe side (fewer "
+        "pilots); 0 = no correction.",
+        minimum=0,
+    ),
+    _factory(
         "httpTimeout",
         FLOAT,
         30.0,
@@ -503,7 +514,9 @@ OPTIONS: tuple[Option, ...] = (
         LIST,
         (),
         "PanDA job labels (prodSourceLabel: managed, user, ...) whose jobs count as demand; empty = "
-        "user for an analysis queue, managed for pilotType PR, else every label.",
+        "every job label the pilots can take (jobLabel, pilotType and the queue's status decide). "
+        "It can only narrow that set: a job label the pilots cannot take is an error "
+        "(docs/policy.md: which jobs the pilots can take).",
     ),
     # ---- queues: policy (the chain and every step's options, from the policy's registry) ----
     Option(
@@ -529,9 +542,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("pilotUser", IDENT, "ATLAS", "Pilot 3 --pilot-user (the experiment plug-in)."),
     Option(
         "jobLabel",
-        IDENT,
-        "managed",
-        "Pilot 3 -j: the prodSourceLabel the pilot asks PanDA for (managed, user, test, ptest, rc_test2...).",
+        _optional(IDENT),
+        None,
+        "Pilot 3 -j: the job label (prodSourceLabel) the pilots ask PanDA for. Unset: by pilotType "
+        "(RC rc_test2, ALRB rc_alrb, PT ptest) and for PR pilots by the queue (CRIC type unified: "
+        "unified, analysis: user, else managed).",
     ),
     Option("pilotType", IDENT, "PR", "Pilot 3 -i: pilot type (PR; RC, PT, ALRB for release-candidate/test)."),
     Option(

@@ -44,6 +44,7 @@ class PandaSettings:
     token_file: str = key("pandaTokenFile")
     vo: str = key("pandaVO")
     max_age: int = key("pandaMaxAge")  # obsolete, accepted and ignored
+    lag: int = key("pandaLag")  # seconds a started pilot still stands for a job in activated
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class Factory:
         labels = label_set.labels
         reading = self._read_panda(labels, problems)
         controls = self._controls.read_or_hold() if self._controls else Controls()
-        census = self._take_census(labels, problems, controls)
+        census = self._take_census(labels, problems, controls, started - self._settings.panda_lag)
         credentials = self._check_credentials(labels, started)
         disabled = controls.disabled_labels(labels, started)
         notes = self._remove_requested(controls, labels, census)
@@ -131,11 +131,15 @@ class Factory:
             problems.append(Problem(EdgeKind.PANDA, reading.problem))
         return reading
 
-    def _take_census(self, labels: Sequence[Label], problems: list[Problem], controls: Controls) -> Census:
-        """The batch system's pilots; none at all (so nothing is submitted) once a stop is asked."""
+    def _take_census(
+        self, labels: Sequence[Label], problems: list[Problem], controls: Controls, started_since: float
+    ) -> Census:
+        """The batch system's pilots (those started since ``started_since`` counted apart: they
+        stand for jobs PanDA still counts activated); none at all (so nothing is submitted) once a
+        stop is asked."""
         if self._stop_requested():
             return _NO_CENSUS
-        return self._census(labels, problems, controls.removal_targets(labels))
+        return self._census(labels, problems, controls.removal_targets(labels), started_since)
 
     def _decide_and_submit(
         self,
@@ -214,14 +218,20 @@ class Factory:
         except Exception:  # cleanup must never take the cycle down
             log.exception("log cleanup failed")
 
-    def _census(self, labels: Sequence[Label], problems: list[Problem], keep: Collection[str] = ()) -> Census:
+    def _census(
+        self,
+        labels: Sequence[Label],
+        problems: list[Problem],
+        keep: Collection[str] = (),
+        started_since: float | None = None,
+    ) -> Census:
         """All backends' censuses as one (a backend no label uses is not asked); every pilot of
         the labels in ``keep`` is listed (the others' only as far as housekeeping needs)."""
         censuses = []
         for name, backend in self._backends.items():
             members = [label for label in labels if label.batch == name]
             if members:
-                censuses.append(backend.census(members, keep))
+                censuses.append(backend.census(members, keep, started_since))
         census = Census.merge(censuses)
         problems.extend(Problem(EdgeKind.BATCH, message) for message in census.problems)
         return census

@@ -40,6 +40,8 @@ class CycleSettings:
     max_per_cycle: int | None = None
     max_pilots: int | None = None
     dry_run: bool = False  # read everything, submit, remove and clean up nothing
+    #: seconds a running pilot counts as standing for a job PanDA still counts activated (pandaLag)
+    panda_lag: float = 120.0
 
 
 class LabelSource(Protocol):

@@ -36,7 +36,9 @@ class LabelResult:
     @cached_property
     def _line(self) -> str:
         p, s = self.plan, self.plan.supply
-        pilots = f"idle={s.idle} running={s.running} held={s.held}" if s else "pilots=unknown"
+        pilots = (
+            f"idle={s.idle} running={s.running} held={s.held} started={s.started}" if s else "pilots=unknown"
+        )
         activated = "unknown(no PanDA data)" if p.pq_activated is None else str(p.pq_activated)
         share = "" if p.demand is None else f" share={p.demand.activated}"
         result = f"submitted={self.submitted}"

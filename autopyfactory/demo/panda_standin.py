@@ -17,11 +17,18 @@ statistics_api.py``, ``DBProxy.getJobStatistics`` / ``getDetailedJobStatistics``
 
 Counts are kept as ``{(site, resource_type, prodsourcelabel, status): n}`` with ``None`` for a
 missing site, resource type or job label, as in the database.
+
+And the job dispatcher's side (:class:`JobTable`): getJob hands a pilot an activated job of its
+site whose job label matches what the pilot asked for and whose resource type is the one it asked
+for (any, if it asked none), and the job leaves ``activated`` at once in the live table (the
+statistics see it only at the next refresh). Which labels match an ask is :func:`getjob_labels`,
+written from the server's code, not from the factory's (the factory's own rule is tested against it).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -115,3 +122,71 @@ class Lag:
         seen = {k: n for k, n in live.items() if k[3] not in SUMMARISED}
         seen.update(self._snapshot)
         return seen
+
+
+def getjob_labels(asked: str | None, queue_status: str = "online") -> frozenset[str]:
+    """The job labels of the jobs a getJob request for ``asked`` can be given at a queue in
+    ``queue_status``: ``acquire_jobs`` (pandaserver/api/v1/pilot_api.py) asks for ``test`` instead
+    of user, managed and unified at a queue in test; ``construct_where_clause``
+    (pandaserver/taskbuffer/db_proxy_mods/job_complex_module.py) then matches the labels (a
+    ``test`` ask with a computingElement, which pilot 3 always sends; its gangarobot processing
+    type is not modelled here)."""
+    if queue_status == "test" and asked in ("user", "managed", "unified"):
+        asked = "test"
+    if asked == "user":
+        return frozenset({"user", "panda", "install"})
+    production = frozenset({"managed", "test", "prod_test", "install"})
+    if asked in (None, "", "managed"):
+        return production
+    if asked == "test":
+        return frozenset({"prod_test", "install", "test"})
+    if asked == "unified":
+        return production | {"user", "panda"}
+    return frozenset({asked})
+
+
+#: A job kind in the table: (site, resource type, job label).
+JobKind = tuple[str, str, str]
+
+
+class JobTable:
+    """PanDA's live jobs: activated ones wait for a pilot, getJob turns one into running, a
+    finished one leaves. :meth:`jobs` is the table as the statistics count it (see :class:`Lag`)."""
+
+    def __init__(self) -> None:
+        self.activated: Counter[JobKind] = Counter()
+        self.running: Counter[JobKind] = Counter()
+
+    def add(self, site: str, n: int, resource_type: str = "SCORE", label: str = "managed") -> None:
+        self.activated[(site, resource_type, label)] += n
+
+    def get_job(
+        self, site: str, asked: str | None, resource_type: str | None = None, queue_status: str = "online"
+    ) -> JobKind | None:
+        """One activated job for a pilot of ``site`` asking ``asked`` (and ``resource_type``,
+        None = any), now running; None when none matches (getJob's "no job")."""
+        labels = getjob_labels(asked, queue_status)
+        for kind in sorted(self.activated):
+            job_site, rt, label = kind
+            if (
+                job_site == site
+                and label in labels
+                and resource_type in (None, rt)
+                and self.activated[kind] > 0
+            ):
+                self.activated[kind] -= 1
+                self.running[kind] += 1
+                return kind
+        return None
+
+    def finish(self, kind: JobKind) -> None:
+        if self.running[kind] > 0:
+            self.running[kind] -= 1
+
+    def jobs(self) -> dict[JobKey, int]:
+        """The table by (site, resource type, job label, status), as the statistics read it."""
+        counts: dict[JobKey, int] = {}
+        for status, table in (("activated", self.activated), ("running", self.running)):
+            for (site, rt, label), n in table.items():
+                counts[(site, rt, label, status)] = n
+        return counts

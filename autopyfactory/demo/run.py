@@ -2,9 +2,11 @@
 
 It starts:
 
-* a PanDA and CRIC stand-in (:class:`StandIn`): job statistics from a small evolving scenario, a
-  CRIC dump with three queues, PanDA's job dispatcher (``POST /server/panda/getJob``: a job of the
-  pilot's site whose payload sleeps a few seconds, or ``StatusCode`` 20, no job), the pilot
+* a PanDA and CRIC stand-in (:class:`StandIn`): job statistics from a small evolving scenario
+  (with ``--panda-lag``, refreshed only that often, as PanDA's; the factory's ``pandaLag`` is set
+  to match), a CRIC dump with three queues, PanDA's job dispatcher (``POST /server/panda/getJob``:
+  a job of the pilot's site that its job label and resource type match, as the server's, whose
+  payload sleeps a few seconds, or ``StatusCode`` 20, no job), the pilot
   tarball and the pilots' log files. The tarball's ``pilot.py`` is a stand-in for pilot 3 that
   parses its arguments with pilot 3's grammar (a wrong argument fails as in pilot 3), asks for a
   job, and like pilot 3 exits 0 with or without one (the wrapper reports 20 for "no job").
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import shutil
 import signal
 import sys
@@ -64,6 +67,8 @@ NO_JOBS = 20  # PanDA's getJob StatusCode: no job for this pilot
 PAYLOAD_NAME = "jobO.demo.tar.gz"
 PAYLOAD = '#!/bin/sh\necho "demo payload: sleeping $1 s"\nsleep "$1"\n'
 QUEUES = {"DEMO_A": ("online", 10), "DEMO_B": ("online", 4), "DEMO_TEST": ("test", 2)}  # status, jobs
+#: The job label of a queue's jobs (default managed): a queue in test status gets test jobs only.
+JOB_LABELS = {"DEMO_TEST": "test"}
 
 PILOT = r'''"""A stand-in for PanDA pilot 3: its command-line grammar, one getJob, a sleep "payload".
 
@@ -143,57 +148,65 @@ def cric_dump() -> dict[str, dict[str, Any]]:
 
 
 class Scenario:
-    """Activated jobs per site: a few at the start, more arriving now and then; pilots take them."""
+    """PanDA's jobs per site: a few at the start, more arriving now and then; pilots take them.
+
+    getJob follows the server (panda_standin.JobTable): a pilot gets a job of its site whose job
+    label matches what it asked for (the test queue's jobs are ``test`` jobs, as HammerCloud's)."""
 
     def __init__(self, job_seconds: float) -> None:
         self.lock = threading.Lock()
-        self.activated = {name: jobs for name, (_status, jobs) in QUEUES.items()}
-        self.running: dict[int, str] = {}
+        self.table = panda_standin.JobTable()
+        for name, (_status, jobs) in QUEUES.items():
+            self.table.add(name, jobs, "SCORE", JOB_LABELS.get(name, "managed"))
+        self.running: dict[int, panda_standin.JobKind] = {}
         self.next_id = 4_000_000_001
         self.job_seconds = job_seconds
         self.started = time.monotonic()
         self.arrivals = 0
 
-    def stats(self) -> dict[str, dict[str, int]]:
+    def jobs(self) -> dict[panda_standin.JobKey, int]:
+        """The live job table, by (site, resource type, job label, status)."""
         with self.lock:
             waves = int((time.monotonic() - self.started) // 20)  # a new wave of jobs every 20 s
             while self.arrivals < waves:
-                self.activated["DEMO_A"] += 5
+                self.table.add("DEMO_A", 5)
                 self.arrivals += 1
-            running = {site: list(self.running.values()).count(site) for site in self.activated}
-            return {
-                s: {"activated": n, "assigned": 0, "running": running[s]} for s, n in self.activated.items()
-            }
+            return self.table.jobs()
 
-    def take(self, site: str) -> dict[str, Any]:
+    def take(self, site: str, asked: str = "managed", resource_type: str | None = None) -> dict[str, Any]:
         with self.lock:
-            if self.activated.get(site, 0) <= 0:
+            status = QUEUES.get(site, ("online", 0))[0]
+            kind = self.table.get_job(site, asked, resource_type, status)
+            if kind is None:
                 return {}
-            self.activated[site] -= 1
             self.next_id += 1
-            self.running[self.next_id] = site
-            return {"PandaID": self.next_id, "seconds": self.job_seconds}
+            self.running[self.next_id] = kind
+            return {"PandaID": self.next_id, "seconds": self.job_seconds, "prodSourceLabel": kind[2]}
 
     def finish(self, panda_id: int) -> None:
         with self.lock:
-            self.running.pop(panda_id, None)
+            kind = self.running.pop(panda_id, None)
+            if kind is not None:
+                self.table.finish(kind)
 
     def drained(self) -> bool:
         """No job activated or running at any queue (the real server's answer is then empty)."""
         with self.lock:
-            return not self.running and not any(self.activated.values())
+            return not self.running and not any(self.table.activated.values())
 
 
 def get_job_answer(scenario: Scenario, form: dict[str, list[str]]) -> dict[str, Any]:
-    """PanDA's getJob answer: a job of the pilot's site (``siteName``), else ``StatusCode`` 20."""
-    job = scenario.take(form.get("siteName", [""])[0])
+    """PanDA's getJob answer: a job of the pilot's site (``siteName``) that its job label
+    (``prodSourceLabel``) and resource type (``resourceType``, if any) match, else ``StatusCode`` 20."""
+    site = form.get("siteName", [""])[0]
+    asked = form.get("prodSourceLabel", ["managed"])[0]
+    job = scenario.take(site, asked, form.get("resourceType", [""])[0] or None)
     if not job:
         return {"StatusCode": NO_JOBS}
-    label = form.get("prodSourceLabel", ["managed"])[0]
-    return {"StatusCode": 0, "PandaID": job["PandaID"], "prodSourceLabel": label, "jobsetID": 1,
-            "taskID": 1, "attemptNr": 1, "coreCount": 1, "inFiles": "", "outFiles": "", "logFile": "",
-            "swRelease": "", "homepackage": "", "transformation": "http://127.0.0.1/" + PAYLOAD_NAME,
-            "jobPars": str(job["seconds"])}  # fmt: skip
+    return {"StatusCode": 0, "PandaID": job["PandaID"], "prodSourceLabel": job["prodSourceLabel"],
+            "jobsetID": 1, "taskID": 1, "attemptNr": 1, "coreCount": 1, "inFiles": "", "outFiles": "",
+            "logFile": "", "swRelease": "", "homepackage": "",
+            "transformation": "http://127.0.0.1/" + PAYLOAD_NAME, "jobPars": str(job["seconds"])}  # fmt: skip
 
 
 class StandIn:
@@ -219,10 +232,8 @@ class StandIn:
         self._thread.start()
 
     def statistics(self, headers: Mapping[str, str], detailed: bool = False) -> bytes:
-        """PanDA's answer to ``active_job_(detailed_)stats_by_site`` for these request headers
-        (the demo's jobs are all SCORE and managed)."""
-        sites: dict[str | None, dict[str, int]] = {site: n for site, n in self.scenario.stats().items()}
-        live = panda_standin.from_sites(sites)
+        """PanDA's answer to ``active_job_(detailed_)stats_by_site`` for these request headers."""
+        live = self.scenario.jobs()
         with self._lag_lock:  # the server answers in threads
             jobs = self.lag.view(live)
         data = panda_standin.detailed_job_stats(jobs) if detailed else panda_standin.job_stats(jobs)
@@ -347,9 +358,22 @@ class Monitor:
         self._thread.join(10)
 
 
+#: Seconds from a demo pilot's start to its getJob: the stand-in pilot at once, pilot 3 after
+#: reading its queue data (about 40 s). Part of the factory's pandaLag.
+TO_GETJOB = {False: 5, True: 60}
+
+
 def factory_conf(
-    work: Path, stand_in: StandIn, monitor: Monitor, wrapper: Path, sleep: int, pilot3: bool = False
+    work: Path,
+    stand_in: StandIn,
+    monitor: Monitor,
+    wrapper: Path,
+    sleep: int,
+    pilot3: bool = False,
+    panda_lag: float = 0.0,
 ) -> Path:
+    """The demo's factory.conf; ``pandaLag`` is the stand-in's refresh period (``--panda-lag``)
+    plus the time the pilots take to ask for a job."""
     path = work / "factory.conf"
     queues = "\n".join(f"[{name}]" for name in QUEUES)
     # TMPDIR: the pilots' work dirs and temporary files stay in the demo's directory; APF_DEMO_RUN
@@ -377,6 +401,7 @@ baseLogDir = {work}/logs
 baseLogDirUrl = {stand_in.url}/logs
 stateDir = {work}/state
 sleep = {sleep}
+pandaLag = {math.ceil(panda_lag) + TO_GETJOB[pilot3]}
 httpRetries = 0
 monitorURL = {monitor.url}/api
 monitorToken = {monitor.token}
@@ -474,7 +499,9 @@ def _run_in(work: Path, args: argparse.Namespace, tarball: bytes) -> int:
 def _serve(
     work: Path, args: argparse.Namespace, scenario: Scenario, stand_in: StandIn, monitor: Monitor
 ) -> int:
-    path = factory_conf(work, stand_in, monitor, packaged_wrapper(work), args.sleep, args.pilot3)
+    path = factory_conf(
+        work, stand_in, monitor, packaged_wrapper(work), args.sleep, args.pilot3, args.panda_lag
+    )
     print(f"demo directory:        {work}")
     jobs = ", ".join(f"{queue} {n}" for queue, (_status, n) in QUEUES.items())
     print(f"PanDA/CRIC stand-in:   {stand_in.url}  (activated jobs: {jobs})")

@@ -24,12 +24,17 @@ class SiteJobs:
     counts: Mapping[str, int]
     detail: Detail | None = None
 
-    def count(self, status: str, resource_type: str | None = None, job_labels: tuple[str, ...] = ()) -> int:
-        """Jobs in ``status`` of one resource type and some job labels (None / () = any).
+    def count(
+        self, status: str, resource_type: str | None = None, job_labels: tuple[str, ...] | None = None
+    ) -> int:
+        """Jobs in ``status`` of one resource type (None: any) and some job labels (None: any;
+        empty: none, so 0).
 
         Restricted counts need the detailed answer; without it they raise PandaError.
         """
-        if resource_type is None and not job_labels:
+        if job_labels is not None and not job_labels:
+            return 0
+        if resource_type is None and job_labels is None:
             return self.counts.get(status, 0)
         if self.detail is None:
             raise PandaError("counts per resource type or job label need the detailed statistics")
@@ -38,7 +43,7 @@ class SiteJobs:
             for rt, by_label in self.detail.items()
             if resource_type is None or rt == resource_type
             for label, by_status in by_label.items()
-            if not job_labels or label in job_labels
+            if job_labels is None or label in job_labels
         )
 
     @property
@@ -73,7 +78,7 @@ class PandaReading:
     def describe(self, now: float) -> str:
         """One line for reports: ``PanDA ok, answer 3 s old`` or ``no PanDA data: ...``."""
         if self.ok:
-            return f"PanDA ok, answer {max(0.0, now - self.asked):.0f} s old (its counts lag up to 60 s more)"
+            return f"PanDA ok, answer {max(0.0, now - self.asked):.0f} s old (its counts lag 1-2 min more)"
         if self.last_good is None:
             since = "no good answer since start"
         else:

@@ -90,7 +90,7 @@ class PilotSettings:
     """What the pilot is told beyond the queue: pilot 3's options and the wrapper's pilot source."""
 
     user: str = "ATLAS"  # pilot 3 --pilot-user
-    job_label: str = "managed"  # pilot 3 -j: the prodSourceLabel it asks PanDA for
+    job_label: str = "managed"  # pilot 3 -j: the job label it asks PanDA for (see domain/job_labels.py)
     pilot_type: str = "PR"  # pilot 3 -i (PR, RC, PT, ALRB)
     version: str = ""  # wrapper --pilotversion
     url: str = ""  # wrapper --piloturl
@@ -116,7 +116,9 @@ class Label:
     #: PanDA resource type (SCORE, MCORE, SCORE_HIMEM, MCORE_HIMEM) whose jobs this label counts and
     #: whose pilots it sends (``--resource-type``); None: every job, no type asked for
     resource_type: str | None = None
-    job_labels: tuple[str, ...] = ()  # counts only these job labels' jobs (empty: every label)
+    #: the job labels (prodSourceLabels) whose jobs this label counts: those its pilots can take
+    #: (domain/job_labels.py), narrowed by ``demandJobLabels``; empty: none (it counts no job)
+    job_labels: tuple[str, ...] = ()
     limits: QueueLimits = QueueLimits()  # the PQ's CRIC caps shared by all its labels
     pilot: PilotSettings = PilotSettings()
 

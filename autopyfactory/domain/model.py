@@ -67,10 +67,16 @@ def _require_non_negative(**values: int) -> None:
 
 @dataclass(frozen=True)
 class Demand:
-    """Jobs waiting for pilots, as PanDA counts them (already this label's share)."""
+    """Jobs waiting for pilots, as PanDA counts them (already this label's share).
+
+    ``idle_elsewhere``: why this label sends no idle pilot when it has no jobs ("" when it may):
+    a queue keeps one idle pilot, not one per CE and resource type, and none while any of its
+    labels has jobs (planning.py decides which label keeps it).
+    """
 
     activated: int
     transferring: int = 0
+    idle_elsewhere: str = ""
 
     def __post_init__(self) -> None:
         _require_non_negative(activated=self.activated, transferring=self.transferring)
@@ -79,25 +85,39 @@ class Demand:
 @dataclass(frozen=True)
 class Supply:
     """A label's pilots in the batch system. ``total`` also counts states that are neither
-    idle, running nor held (transferring output, suspended); it defaults to their sum."""
+    idle, running nor held (transferring output, suspended); it defaults to their sum.
+
+    ``started``: the running pilots that started within the last ``pandaLag`` seconds (and those
+    whose start time the batch system does not tell). PanDA's ``activated`` count is a snapshot
+    refreshed every one or two minutes, so the jobs these pilots just took are still in it: they
+    count against the demand like pending pilots (:attr:`covering`).
+    """
 
     idle: int = 0
     running: int = 0
     held: int = 0
     total: int | None = None
+    started: int = 0
 
     def __post_init__(self) -> None:
-        _require_non_negative(idle=self.idle, running=self.running, held=self.held)
+        _require_non_negative(idle=self.idle, running=self.running, held=self.held, started=self.started)
         counted = self.idle + self.running + self.held
         if self.total is None:
             object.__setattr__(self, "total", counted)
         elif self.total < counted:
             raise ValueError(f"total={self.total} is less than idle+running+held={counted}")
+        if self.started > self.running:
+            raise ValueError(f"started={self.started} is more than running={self.running}")
 
     @property
     def pending(self) -> int:
         """Pilots not yet running: idle + held (APF's meaning of *pending*)."""
         return self.idle + self.held
+
+    @property
+    def covering(self) -> int:
+        """Pilots that stand for jobs PanDA still counts as activated: pending + started."""
+        return self.pending + self.started
 
     @property
     def all(self) -> int:
@@ -211,7 +231,8 @@ def _added(a: Supply | None, b: Supply | None) -> Supply | None:
     """Two counts of one label's pilots, summed; unknown if either is."""
     if a is None or b is None:
         return None
-    return Supply(a.idle + b.idle, a.running + b.running, a.held + b.held, a.all + b.all)
+    idle, running, held = a.idle + b.idle, a.running + b.running, a.held + b.held
+    return Supply(idle, running, held, a.all + b.all, a.started + b.started)
 
 
 def plural(n: int, noun: str, many: str = "") -> str:

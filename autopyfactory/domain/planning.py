@@ -8,18 +8,18 @@ joins the policy (policy.py) with the PanDA shares, the PQs' CRIC caps and the f
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autopyfactory.domain.demand import JobStats, PandaError
 from autopyfactory.domain.label import Label
-from autopyfactory.domain.model import Census, Decision, Demand, Step, Supply
+from autopyfactory.domain.model import Census, Decision, Demand, Step, Supply, plural
 from autopyfactory.domain.policy import Situation, decide
 from autopyfactory.domain.sharing import (
     FactoryCaps,
     GroupCap,
     apply_factory_caps,
     apply_group_caps,
-    split_activated,
+    share_jobs,
 )
 
 
@@ -50,7 +50,7 @@ def plan(
     ``disabled`` those an operator disabled (``autopyfactory queue disable``); both drop out
     before the factory-wide caps are shared.
     """
-    shares = _shares(labels, stats, num_factories, cycle)
+    shares = _with_idle_pilot(labels, _shares(labels, stats, census, num_factories, cycle), census, cycle)
     plans: dict[str, LabelPlan] = {}
     for label in labels:
         demand = shares.get(label.name)
@@ -75,10 +75,11 @@ def _activated(stats: JobStats, pq: str) -> int:
 
 
 def _shares(
-    labels: Sequence[Label], stats: JobStats | None, num_factories: int, cycle: int
+    labels: Sequence[Label], stats: JobStats | None, census: Census, num_factories: int, cycle: int
 ) -> dict[str, Demand]:
     """Each label's share of its demand: the activated jobs of its (PQ, resource type, job labels),
-    split between the labels counting the same jobs and the factories."""
+    this factory's part of them (``// num_factories``) shared between the labels counting the same
+    jobs so that their pilots add up to the jobs (:func:`~autopyfactory.domain.sharing.share_jobs`)."""
     if stats is None:
         return {}
     groups: dict[tuple[str, str | None, tuple[str, ...]], list[str]] = {}
@@ -91,10 +92,64 @@ def _shares(
             jobs = site.count("activated", rt, job_labels) if site else 0
         except PandaError:  # restricted counts without the detailed answer: no data, no pilots
             continue
-        activated = split_activated(jobs, names, num_factories, cycle)
+        part = jobs // num_factories
+        covering = {name: _covering(census.supply.get(name)) for name in names}
+        activated = share_jobs(part, covering, cycle)
         transferring = site.transferring if site else 0  # a PQ-wide limit: every label sees the whole count
         shares.update({name: Demand(n, transferring) for name, n in activated.items()})
     return shares
+
+
+#: Resource types from the smallest pilot up: a queue's idle pilot is one of its smallest.
+_TYPE_ORDER = (None, "SCORE", "SCORE_HIMEM", "MCORE", "MCORE_HIMEM")
+
+
+def _with_idle_pilot(
+    labels: Sequence[Label], shares: Mapping[str, Demand], census: Census, cycle: int
+) -> dict[str, Demand]:
+    """The shares, each with who keeps its queue's idle pilot (``Demand.idle_elsewhere``).
+
+    A queue (the labels of one PQ asking for the same jobs: its CEs and resource types) keeps one
+    idle pilot while it has no jobs, not one per label: each one that starts finds no job. It is
+    kept by one label of the smallest resource type, in turn by cycle, and only while no other
+    label of the queue has a pilot pending (or an unknown count). While the queue has jobs, none.
+    """
+    queues: dict[tuple[str, tuple[str, ...]], list[Label]] = {}
+    for label in labels:
+        if label.name in shares:
+            queues.setdefault((label.pq, label.job_labels), []).append(label)
+    out = dict(shares)
+    for members in queues.values():
+        why = _idle_elsewhere(members, shares, census, cycle)
+        out.update({name: replace(shares[name], idle_elsewhere=text) for name, text in why.items()})
+    return out
+
+
+def _idle_elsewhere(
+    members: Sequence[Label], shares: Mapping[str, Demand], census: Census, cycle: int
+) -> dict[str, str]:
+    jobs = sum(shares[label.name].activated for label in members)
+    if jobs:
+        return {label.name: f"the queue has {plural(jobs, 'job')} (other labels' share)" for label in members}
+    rank = {label.name: _rank(label.resource_type) for label in members}
+    turn = sorted(name for name in rank if rank[name] == min(rank.values()))
+    keeper = turn[cycle % len(turn)]
+    why = {label.name: f"the queue's idle pilot is {keeper}'s turn" for label in members}
+    pending = [name for name in rank if name != keeper and _may_be_pending(census.supply.get(name))]
+    why[keeper] = f"the queue's idle pilot is queued at {pending[0]}" if pending else ""
+    return why
+
+
+def _rank(resource_type: str | None) -> int:
+    return _TYPE_ORDER.index(resource_type) if resource_type in _TYPE_ORDER else len(_TYPE_ORDER)
+
+
+def _may_be_pending(supply: Supply | None) -> bool:
+    return supply is None or supply.pending > 0
+
+
+def _covering(supply: Supply | None) -> int | None:
+    return None if supply is None else supply.covering
 
 
 def queue_caps(labels: Sequence[Label], census: Census) -> list[GroupCap]:

@@ -10,6 +10,11 @@ step gets the previous result): ``Classic`` (APF 1.x) and the APF 2 chain (``Rea
 offline queue gets 0 pilots unless the chain handles the status itself (``Classic`` or
 ``StatusOffline``).
 
+The pilots that stand for a label's activated jobs are its pending ones and those that started
+within ``pandaLag`` (``Supply.started``): PanDA's ``activated`` is a snapshot refreshed every one
+or two minutes, so the jobs these just took are still in it. ``Ready`` and ``Classic`` subtract
+both; ``Classic`` also never queues more pilots than there are jobs (docs/policy.md).
+
 **Adding a step** is one edit in this file: a frozen dataclass of its options, each field made
 with :func:`option` (config key, default, help; its type is the field's), the step function, and
 one :class:`PolicyStep` line in :data:`STEPS`. The registry is the only list of steps: the
@@ -198,18 +203,23 @@ class StepRegistry:
 
 @dataclass(frozen=True)
 class ClassicOptions:
-    nqueue: int = option("nqueue", 20, "Classic: pilots to keep queued while jobs are activated.", minimum=0)
+    nqueue: int = option(
+        "nqueue",
+        20,
+        "Classic: pilots to queue per cycle while jobs are activated (never more pending than jobs).",
+        minimum=0,
+    )
     depthboost: int = option(
         "depthboost",
         2,
-        "Classic: queue up to nqueue x depthboost while activated > pending.",
+        "Classic: queue up to nqueue x depthboost while activated > pending + started.",
         minimum=1,
         schedconfig="depthboost",
     )
     idlepilotsuppression: int = option(
         "idlepilotsuppression",
         1,
-        "Classic: with no activated jobs, send the idle pilot only every N-th cycle.",
+        "Classic: with no activated jobs, queue the idle pilot only every N-th cycle.",
         minimum=1,
     )
     pilotlimit: int | None = option(
@@ -232,10 +242,11 @@ class ClassicOptions:
 
 
 def classic(_n: int, s: Known, cfg: ClassicOptions) -> PluginResult:
-    """APF 1.x: keep ``nqueue`` pilots queued while jobs are activated, idle with one otherwise.
+    """APF 1.x's depth, following the demand: up to ``nqueue`` pilots a cycle while jobs are
+    activated, never more pending than there are jobs, one idle pilot queued when there are none.
 
     Unlike APF 1.x, ``pilotlimit`` is a cap, not only a stop: the result never takes the total
-    above it.
+    above it. Also unlike APF 1.x, the depth follows the demand (:func:`_classic_wanted`).
     """
     pending, total = s.supply.pending, s.supply.all
     if s.status is QueueStatus.OFFLINE:
@@ -251,24 +262,48 @@ def classic(_n: int, s: Known, cfg: ClassicOptions) -> PluginResult:
 
 
 def _classic_wanted(s: Known, cfg: ClassicOptions, pending: int, total: int) -> PluginResult:
-    activated, nqueue = s.demand.activated, cfg.nqueue
+    """APF 1.x's rule, then the demand's cap: the label's pilots that stand for jobs (pending, and
+    started within pandaLag) never outnumber its activated jobs, so neither ``nqueue`` nor
+    ``depthboost`` queues a pilot for a job that is not there. Without activated jobs the queue
+    keeps one idle pilot queued (not one more every cycle, nor one per CE and resource type: the
+    label that keeps it is ``Demand.idle_elsewhere`` == "")."""
     if s.status is QueueStatus.TEST:
-        if pending > 0:
-            return 0, f"status=test pending={pending}"
-        if total > nqueue:
-            return 1, f"status=test total={total} nqueue={nqueue}"
-        return cfg.testpilots, f"status=test testpilots={cfg.testpilots}"
-    if activated > 0:
-        facts = f"activated={activated} pending={pending} nqueue={nqueue}"
-        if pending < nqueue:
-            return nqueue, facts
-        if activated > pending and pending < nqueue * cfg.depthboost:
-            return nqueue, f"{facts} depthboost={cfg.depthboost}"
+        return _classic_test(cfg, pending, total)
+    if s.demand.activated > 0:
+        return _classic_with_jobs(s, cfg, pending)
+    return _classic_idle(s, cfg, pending)
+
+
+def _classic_test(cfg: ClassicOptions, pending: int, total: int) -> PluginResult:
+    if pending > 0:
+        return 0, f"status=test pending={pending}"
+    if total > cfg.nqueue:
+        return 1, f"status=test total={total} nqueue={cfg.nqueue}"
+    return cfg.testpilots, f"status=test testpilots={cfg.testpilots}"
+
+
+def _classic_with_jobs(s: Known, cfg: ClassicOptions, pending: int) -> PluginResult:
+    activated, nqueue, started = s.demand.activated, cfg.nqueue, s.supply.started
+    facts = f"activated={activated} pending={pending} started={started} nqueue={nqueue}"
+    if pending < nqueue:
+        wanted = nqueue
+    elif activated > pending + started and pending < nqueue * cfg.depthboost:
+        wanted, facts = nqueue, f"{facts} depthboost={cfg.depthboost}"
+    else:
         return 0, f"{facts} depthboost={cfg.depthboost}"
-    facts = f"activated=0 pending={pending} nqueue={nqueue}"
+    room = max(0, activated - started - pending)
+    if wanted > room:
+        return room, f"{facts}, no more pilots than jobs: activated-started-pending={room}"
+    return wanted, facts
+
+
+def _classic_idle(s: Known, cfg: ClassicOptions, pending: int) -> PluginResult:
+    if s.demand.idle_elsewhere:
+        return 0, f"activated=0 pending={pending}: {s.demand.idle_elsewhere}"
+    facts = f"activated=0 pending={pending} nqueue={cfg.nqueue}"
+    if pending >= min(1, cfg.nqueue):
+        return 0, f"{facts}, the idle pilot is queued" if cfg.nqueue else facts
     suppression = cfg.idlepilotsuppression
-    if pending >= nqueue:
-        return 0, facts
     if suppression > 1 and s.cycle % suppression != 0:
         return 0, f"{facts} idlepilotsuppression={suppression} cycle={s.cycle}"
     return 1, f"{facts} idle pilot"
@@ -279,12 +314,17 @@ def _classic_wanted(s: Known, cfg: ClassicOptions, pending: int, total: int) -> 
 
 @dataclass(frozen=True)
 class ReadyOptions:
-    offset: int = option("sched.ready.offset", 0, "Ready: activated - offset - pending.", minimum=0)
+    offset: int = option(
+        "sched.ready.offset", 0, "Ready: activated - offset - pending - started (within pandaLag).", minimum=0
+    )
 
 
 def ready(_n: int, s: Known, cfg: ReadyOptions) -> PluginResult:
-    out = max(0, s.demand.activated - cfg.offset - s.supply.pending)
-    return out, f"activated={s.demand.activated} offset={cfg.offset} pending={s.supply.pending}"
+    """One pilot per activated job not yet covered: by a pending pilot, or by a pilot that started
+    within pandaLag (its job is still in PanDA's lagging ``activated``)."""
+    activated, supply = s.demand.activated, s.supply
+    out = max(0, activated - cfg.offset - supply.covering)
+    return out, f"activated={activated} offset={cfg.offset} pending={supply.pending} started={supply.started}"
 
 
 @dataclass(frozen=True)

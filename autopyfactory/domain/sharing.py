@@ -1,7 +1,8 @@
 """What the labels of a cycle share: a PQ's activated jobs, and the caps that hold across labels.
 
 * :func:`split_activated` shares a PQ's activated jobs between its labels and the factories that
-  serve it, so one activated job yields one pilot, not one per CE;
+  serve it, so one activated job yields one pilot, not one per CE; :func:`share_jobs` does so
+  for the jobs no pilot stands for yet, so that the labels' pilots add up to the jobs;
 * :func:`apply_group_caps` cuts a group of labels (a PQ's CRIC limits) to its cap, and
   :func:`apply_factory_caps` all labels to the factory-wide caps, both fairly (:func:`fair_share`),
   each cut a visible step of the labels' decisions.
@@ -35,6 +36,32 @@ def split_activated(activated: int, labels: Sequence[str], num_factories: int, c
     start = cycle % len(ordered)
     favoured = {ordered[(start + i) % len(ordered)] for i in range(remainder)}
     return {label: base + (1 if label in favoured else 0) for label in ordered}
+
+
+def share_jobs(jobs: int, covering: Mapping[str, int | None], cycle: int) -> dict[str, int]:
+    """This factory's ``jobs`` of a group of labels (a PQ's CEs counting the same jobs) as each
+    label's share, such that the pilots decided for the group never outnumber its jobs.
+
+    ``covering`` has each label's pilots that already stand for jobs (pending, and started within
+    pandaLag), None when unknown. Each label first keeps the jobs its own pilots stand for (all of
+    them if there are enough jobs, else a max-min fair part); the jobs left, which no pilot stands
+    for, are split evenly and the remainder goes one job each to consecutive labels starting at
+    ``cycle % labels`` (:func:`split_activated`). So a label's share minus its own pilots is its
+    part of the uncovered jobs, and those parts add up to ``jobs`` minus the group's pilots: the
+    remainder goes to the CEs in turn over cycles, never on top of what the others have.
+
+    A label whose pilots are unknown (its schedd did not answer; it gets no pilots this cycle)
+    keeps the even share it would have without pilots, so the others do not take its jobs.
+    """
+    if jobs < 0:
+        raise ValueError(f"jobs={jobs}")
+    even = split_activated(jobs, list(covering), 1, cycle)
+    unknown = {name: even[name] for name, n in covering.items() if n is None}
+    known = {name: n for name, n in covering.items() if n is not None}
+    available = jobs - sum(unknown.values())
+    own = fair_share(known, available, cycle)
+    uncovered = split_activated(available - sum(own.values()), list(known), 1, cycle)
+    return unknown | {name: own[name] + uncovered[name] for name in known}
 
 
 # --- factory-wide caps -------------------------------------------------------------------------

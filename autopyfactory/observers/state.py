@@ -86,6 +86,7 @@ class LabelRecord:
     last_submit: float | None = None
     resource_type: str | None = None
     credentials: tuple[str, ...] = ()  # the credential files the label's pilots carry
+    started: int | None = None  # running pilots started within pandaLag (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ def _label_record(result: LabelResult, now: float, earlier: LabelRecord | None) 
         last_submit=now if result.submitted else (earlier.last_submit if earlier else None),
         resource_type=p.label.resource_type,
         credentials=tuple(path for path in (submit.x509userproxy, submit.scitokens_file) if path),
+        started=None if p.supply is None else p.supply.started,
     )
 
 
@@ -383,4 +385,5 @@ def _label(f: _Object) -> LabelRecord:
         last_submit=f.maybe_time("last_submit"),
         resource_type=f.optional_text("resource_type"),
         credentials=f.texts("credentials"),
+        started=f.maybe_count("started", must_exist=False),
     )

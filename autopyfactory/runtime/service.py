@@ -139,6 +139,7 @@ def cycle_settings(cfg: FactoryConfig, dry_run: bool) -> CycleSettings:
         f.caps.max_per_cycle,
         f.caps.max_pilots,
         dry_run,
+        f.panda.lag,
     )
 
 

@@ -33,7 +33,8 @@ def test_check_shows_one_line_per_label_by_default(tmp_path: Path) -> None:
     assert lines[0] == f"schedconfig: 6 queues from {DUMP}"
     assert lines[1:-2] == [
         f"CERN-{host}-share  PQ=CERN HTCONDOR-CE {host}:9619 queue=share status=online batch=condor"
-        " cores=8 rss=32000MB time=288000s schedplugin=Classic nqueue=20 jobs=managed"
+        " cores=8 rss=32000MB time=288000s schedplugin=Classic nqueue=20"
+        " jobs=managed,test,prod_test,install,user,panda"
         for host in CERN_HOSTS
     ]
     assert lines[-2] == f"warning: {HARVESTER}"
@@ -236,11 +237,16 @@ def test_check_shows_the_resource_type_labels_with_their_sizes_and_caps(tmp_path
     assert "\n52 labels, 0 errors" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("CERN-")}
     assert "cores=8 rss=32000MB" in lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"]
-    assert lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"].endswith(" rt=MCORE_HIMEM jobs=managed")
+    assert lines["CERN-ce503.cern.ch-share-MCORE_HIMEM"].endswith(
+        " rt=MCORE_HIMEM jobs=managed,test,prod_test,install,user,panda"
+    )
     assert "cores=1 rss=2000MB" in lines["CERN-ce503.cern.ch-share-SCORE"]
     verbose = run("check", "-v", "-c", path, "--schedconfig", DUMP).stdout
     block = verbose.split("[CERN-ce503.cern.ch-share-MCORE_HIMEM]", 1)[1].split("\n[", 1)[0]
-    assert "demand: resource type MCORE_HIMEM (sized for it), job labels managed" in block
+    assert (
+        "demand: resource type MCORE_HIMEM (sized for it), job labels managed, test, prod_test, install,"
+        " user, panda (pilots ask -j unified -i PR)"
+    ) in block
     assert (
         "CRIC caps of the PQ: resource_type_limits.MCORE_HIMEM=100 resource_type_limits.SCORE=5000"
         " resource_type_limits.SCORE_HIMEM=2000 maxNewWorkersPerCycle=400" in block

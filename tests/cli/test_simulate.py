@@ -36,16 +36,30 @@ def test_worked_example_as_text():
     result = simulate(*WORKED_EXAMPLE)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Ready: in=0 activated=100 offset=4 pending=10 -> 86"
+    assert lines[0] == "Ready: in=0 activated=100 offset=4 pending=10 started=0 -> 86"
     assert lines[-2] == "MaxPending: in=43 pending=10 max=25 -> 15"
     assert lines[-1] == "=> 15 pilots"
 
 
 def test_classic_by_default_with_idle_and_held():
-    result = simulate("--activated", "5", "--idle", "3", "--held", "2", "--json")
+    result = simulate("--activated", "30", "--idle", "3", "--held", "2", "--json")
     answer = json.loads(result.stdout)
     assert answer["n"] == 20
-    assert answer["steps"][0]["reason"] == "activated=5 pending=5 nqueue=20"
+    assert answer["steps"][0]["reason"] == "activated=30 pending=5 started=0 nqueue=20"
+
+
+def test_pilots_started_within_the_lag_count_against_the_jobs():
+    result = simulate("--activated", "30", "--started", "30", "--schedplugin", "Ready")
+    assert result.stdout.splitlines() == [
+        "Ready: in=0 activated=30 offset=0 pending=0 started=30 -> 0",
+        "=> 0 pilots",
+    ]
+    classic = json.loads(simulate("--activated", "30", "--started", "25", "--json").stdout)
+    assert classic["n"] == 5
+    assert "activated-started-pending=5" in classic["steps"][0]["reason"]
+    wrong = simulate("--activated", "30", "--started", "5", "--running", "4")
+    assert wrong.returncode != 0
+    assert "--started=5 is more than --running=4" in wrong.stderr
 
 
 def test_unknown_activated_gives_zero_with_the_reason():

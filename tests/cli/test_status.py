@@ -99,8 +99,8 @@ def test_filters_and_the_two_activated_columns(tmp_path, stand, condor):
     lines = table.stdout.splitlines()
     assert lines[1].startswith("PanDA: activated counts from an answer ")  # the age of the numbers
     header = lines[2].split()
-    assert header[:10] == ["label", "PQ", "CE", "status", "PQ-activated", "activated", "idle", "running",
-                           "held", "decision"]  # fmt: skip
+    assert header[:11] == ["label", "PQ", "CE", "status", "PQ-activated", "activated", "idle", "running",
+                           "started", "held", "decision"]  # fmt: skip
     rows = [line.split() for line in lines[3:] if line.startswith("NDGF-T1-")]
     assert len(rows) == 2
     assert not any(line.startswith("TEST-SITE") for line in lines)
@@ -114,3 +114,23 @@ def test_filters_and_the_two_activated_columns(tmp_path, stand, condor):
     none = status(conf, "--pq", "NOPE")
     assert none.returncode == 1
     assert "no label matches --pq NOPE" in none.stderr
+
+
+def test_pilots_that_just_started_show_in_status_and_in_the_reason(tmp_path, stand, condor):
+    """PanDA still counts the 7 jobs the pilots just took: the second cycle sends none."""
+    stand.stats = {"NDGF-T1": {"activated": 7}}
+    conf = config(tmp_path, stand, "[NDGF-T1]\nschedplugin = Ready\n")
+    run(conf, condor, "--once")
+    condor.set_status('FactoryId == "e2e-factory"', 2)  # the CE started them all just now
+    run(conf, condor, "--once")
+    record = json.loads(status(conf, "--json").stdout)
+    labels = record["labels"]
+    assert sorted((lb["running"], lb["started"], lb["decision"]) for lb in labels.values()) == [
+        (3, 3, 0),
+        (4, 4, 0),
+    ]
+    assert any("pending=0 started=4 -> 0" in lb["reason"] for lb in labels.values())
+    table = status(conf).stdout.splitlines()
+    header = table[2].split()
+    rows = [line.split() for line in table[3:] if line.startswith("NDGF-T1-")]
+    assert sorted(row[header.index("started")] for row in rows) == ["3", "4"]

@@ -27,7 +27,7 @@ def test_pilots_reach_every_ce_with_tags_environment_and_resources(tmp_path, sta
     result = run(conf, condor, "--once")
     jobs = condor.jobs()
     counts = per_label(jobs)
-    assert counts == {f"CERN-{host}-share": 5 for host in CERN_CES}
+    assert counts == {f"CERN-{host}-share": 2 for host in CERN_CES}  # one per job, not nqueue each
     job = next(j for j in jobs if j["MATCH_APF_QUEUE"] == "CERN-ce503.cern.ch-share")
     assert job["GridResource"] == "condor ce503.cern.ch ce503.cern.ch:9619"
     assert job["FactoryId"] == "e2e-factory"
@@ -45,9 +45,12 @@ def test_pilots_reach_every_ce_with_tags_environment_and_resources(tmp_path, sta
         assert expected in environment
     assert job["Out"].startswith(f"{tmp_path}/logs/")
     assert job["Out"].endswith(f"/CERN-ce503.cern.ch-share/{cid}.out")
-    line = "CERN-ce503.cern.ch-share pq=CERN jobs=managed activated=26 share=2 idle=0 running=0 held=0"
-    assert f"{line} decision=5" in result.stderr
-    assert "submitted 65" in result.stderr
+    jobs = "managed,test,prod_test,install,user,panda"  # what unified pilots take
+    line = (
+        f"CERN-ce503.cern.ch-share pq=CERN jobs={jobs} activated=26 share=2 idle=0 running=0 held=0 started=0"
+    )
+    assert f"{line} decision=2" in result.stderr
+    assert "submitted 26" in result.stderr
 
 
 def test_condor_is_asked_once_per_cycle_and_submitted_once_per_schedd(tmp_path, stand, condor):
@@ -84,10 +87,18 @@ def test_depth_is_kept_as_pilots_start(tmp_path, stand, condor):
     assert idle == {started: 5, "NDGF-T1-arc02.ndgf.org-atlas": 10}
 
 
-def test_a_queue_without_activated_jobs_idles_with_one_pilot_per_ce(tmp_path, stand, condor):
+def test_a_queue_without_activated_jobs_keeps_one_idle_pilot(tmp_path, stand, condor):
     stand.stats = {"AGLT2": {"activated": 4}}  # nothing for NDGF-T1
-    run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
-    assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 1, "NDGF-T1-arc02.ndgf.org-atlas": 1}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 1}  # one for the queue, not per CE
+    result = run(conf, condor, "--once")
+    assert len(condor.jobs()) == 1  # it is still queued: no second one
+    assert "activated=0 pending=1 nqueue=5, the idle pilot is queued -> 0" in result.stderr
+    assert (
+        "activated=0 pending=0: the queue's idle pilot is NDGF-T1-arc01.ndgf.org-atlas's turn"
+        in result.stderr
+    )
 
 
 def test_offline_gets_nothing_and_test_gets_its_test_pilot(tmp_path, stand, condor):
@@ -287,10 +298,10 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
     text = path.read_text()
     comments = [line for line in text.splitlines() if line.startswith("# autopyfactory label ")]
     assert {c.split()[3].rstrip(":") for c in comments} == {f"CERN-{host}-share" for host in CERN_CES}
-    block = text.split("# autopyfactory label CERN-ce504.cern.ch-share:")[1].split("queue 5")[0]
+    block = text.split("# autopyfactory label CERN-ce504.cern.ch-share:")[1].split("queue 2")[0]
     assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in block
     assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
-    assert text.count("\nqueue 5\n") == 13
+    assert text.count("\nqueue 2\n") == 13
     assert json.loads((own / "status.json").read_text())["labels"]
     assert "stopped after 1 cycle\n" in result.stderr  # singular: not "1 cycles"
 

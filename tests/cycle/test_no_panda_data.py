@@ -61,7 +61,10 @@ def test_a_good_cycle_shows_the_age_of_its_numbers(labels):
     report = report_for(labels, PandaReading(stats, T0 + 1, "", last_good=T0 + 1))
     assert "PanDA answer 1 s into the cycle" in report.summary()
     shown = format_status(state_record(report, "f", None), now=T0 + 61)
-    assert "PanDA: activated counts from an answer 60 s old (PanDA's counts lag up to 60 s more)" in shown
+    assert (
+        "PanDA: activated counts from an answer 60 s old (PanDA's counts lag 1-2 min more: see started)"
+        in shown
+    )
     metrics = FactoryMetrics()
     metrics.cycle_done(report, labels)
     assert metrics.panda_ok._value.get() == 1

@@ -90,7 +90,7 @@ def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
         assert first.returncode == 0, first.stderr
         assert "running PanDA job" in first.stdout
         assert (pilot.parent / "pandaIDs.out").read_text().strip().isdigit()
-        assert scenario.activated["DEMO_B"] == QUEUES["DEMO_B"][1] - 1
+        assert scenario.table.activated[("DEMO_B", "SCORE", "managed")] == QUEUES["DEMO_B"][1] - 1
         assert not scenario.running  # finished
     finally:
         stand_in.stop()

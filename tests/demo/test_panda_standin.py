@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from autopyfactory.demo import panda_standin as ps
+from autopyfactory.domain.job_labels import pilots_take
+from autopyfactory.domain.model import QueueStatus
 from autopyfactory.edges.panda import parse_stats
 
 
@@ -79,3 +83,31 @@ def test_lag_freezes_summarised_counts_but_not_assigned():
     clock.now = 60
     assert ps.job_stats(lag.view(later)) == {"CERN": {"assigned": 7, "activated": 0, "running": 0}}
     assert ps.Lag(0, clock).view(later) == later
+
+
+def test_getjob_gives_a_pilot_only_jobs_of_its_site_label_and_type():
+    table = ps.JobTable()
+    table.add("ANALY", 2, "SCORE", "user")
+    table.add("PROD", 1, "MCORE", "managed")
+    table.add("PROD", 1, "SCORE", "rc_test2")
+    assert table.get_job("ANALY", "managed") is None  # a managed pilot at an analysis queue: no job
+    assert table.get_job("ANALY", "user") == ("ANALY", "SCORE", "user")
+    assert table.get_job("ANALY", "unified", "SCORE") == ("ANALY", "SCORE", "user")
+    assert table.get_job("ANALY", "user") is None  # both taken
+    assert table.get_job("PROD", "managed", "SCORE") is None  # the managed job is MCORE
+    assert table.get_job("PROD", "rc_test2") == ("PROD", "SCORE", "rc_test2")
+    assert table.get_job("PROD", "managed", queue_status="test") is None  # test queues: test jobs only
+    assert table.get_job("PROD", "managed") == ("PROD", "MCORE", "managed")
+    assert table.jobs()[("ANALY", "SCORE", "user", "running")] == 2
+    table.finish(("ANALY", "SCORE", "user"))
+    assert table.jobs()[("ANALY", "SCORE", "user", "running")] == 1
+
+
+@pytest.mark.parametrize("asked", ["managed", "user", "unified", "test", "ptest", "rc_test2", "rc_alrb", ""])
+@pytest.mark.parametrize("status", ["online", "test"])
+def test_the_factory_counts_what_the_server_gives(asked, status):
+    """The factory's rule (domain/job_labels.py) against the stand-in's, written from the server."""
+    queue_status = QueueStatus.from_schedconfig(status)
+    # pilot 3 itself asks for test at a test queue unless it asks ptest; the server adds nothing more
+    expected = ps.getjob_labels("test" if status == "test" and asked != "ptest" else asked, status)
+    assert set(pilots_take(asked, "PR", queue_status)) == expected

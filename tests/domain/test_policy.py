@@ -40,8 +40,20 @@ ONLINE, TEST, OFFLINE, BROKEROFF = (
 )
 
 
-def situation(activated=0, idle=0, held=0, running=0, total=None, transferring=0, status=ONLINE, cycle=0):
-    return Situation(status, Demand(activated, transferring), Supply(idle, running, held, total), cycle)
+def situation(
+    activated=0,
+    idle=0,
+    held=0,
+    running=0,
+    total=None,
+    transferring=0,
+    status=ONLINE,
+    cycle=0,
+    started=0,
+    idle_elsewhere="",
+):
+    demand = Demand(activated, transferring, idle_elsewhere)
+    return Situation(status, demand, Supply(idle, running, held, total, started), cycle)
 
 
 def chain(*names: str, options: Sequence[object] = ()) -> PolicySettings:
@@ -79,14 +91,23 @@ def test_worked_example_from_the_issue():
 CLASSIC = [
     # (description, situation kwargs, step options, expected)
     ("offline", dict(activated=100, status=OFFLINE), [], 0),
-    ("activated, nothing pending: nqueue", dict(activated=5), [], 20),
-    ("activated, pending below nqueue", dict(activated=5, idle=19), [], 20),
+    ("many activated, nothing pending: nqueue", dict(activated=50), [], 20),
+    ("activated, nothing pending: one pilot per job", dict(activated=5), [], 5),
+    ("pending below nqueue: up to the jobs", dict(activated=25, idle=19), [], 6),
+    ("pending below nqueue, as many as jobs", dict(activated=5, idle=19), [], 0),
     ("activated > pending, pending < nqueue*depthboost", dict(activated=100, idle=25), [], 20),
+    ("depthboost, capped by the jobs", dict(activated=30, idle=25), [], 5),
     ("activated <= pending", dict(activated=25, idle=25), [], 0),
     ("pending at nqueue*depthboost", dict(activated=100, idle=40), [], 0),
     ("held counts as pending", dict(activated=100, idle=20, held=20), [], 0),
-    ("no activated: idle pilot", dict(activated=0, idle=3), [], 1),
+    ("started pilots still stand for jobs", dict(activated=30, running=30, started=30), [], 0),
+    ("started pilots count like pending", dict(activated=30, idle=5, running=20, started=20), [], 5),
+    ("long-running pilots do not", dict(activated=30, running=200, started=0), [], 20),
+    ("depthboost counts started pilots", dict(activated=45, idle=25, running=20, started=20), [], 0),
+    ("no activated: the idle pilot", dict(activated=0), [], 1),
+    ("no activated, the idle pilot is queued", dict(activated=0, idle=1), [], 0),
     ("no activated, pending >= nqueue", dict(activated=0, idle=20), [], 0),
+    ("no jobs, the queue's idle pilot is another label's", dict(activated=0, idle_elsewhere="CE2's"), [], 0),
     (
         "idle pilot suppressed off-cycle",
         dict(activated=0, cycle=3),
@@ -111,7 +132,7 @@ CLASSIC = [
     ("test: something pending", dict(activated=100, idle=1, status=TEST), [], 0),
     ("test: many pilots", dict(activated=100, running=21, status=TEST), [], 1),
     ("test: testpilots", dict(activated=0, status=TEST), [ClassicOptions(testpilots=3)], 3),
-    ("brokeroff behaves as online", dict(activated=5, status=BROKEROFF), [], 20),
+    ("brokeroff behaves as online", dict(activated=5, status=BROKEROFF), [], 5),
     ("zeros everywhere", dict(), [ClassicOptions(nqueue=0)], 0),
 ]
 
@@ -131,6 +152,8 @@ PLUGIN_TABLE = [
     (("Ready",), dict(activated=3, idle=3), [], 0),
     (("Ready",), dict(activated=1, idle=5), [], 0),
     (("Ready",), dict(activated=10, held=4), [], 6),
+    (("Ready",), dict(activated=30, running=30, started=30), [], 0),  # the lag: their jobs are in activated
+    (("Ready",), dict(activated=30, idle=5, running=40, started=10), [ReadyOptions(offset=2)], 13),
     (("Fixed", "Scale"), {}, [FixedOptions(pilots=7), ScaleOptions(factor=0.5)], 4),
     (("Fixed", "Scale"), {}, [FixedOptions(pilots=7), ScaleOptions(factor=0.0)], 0),
     (("Fixed", "Scale"), {}, [FixedOptions(pilots=3), ScaleOptions(factor=2.5)], 8),
@@ -259,6 +282,8 @@ def test_missing_data_gives_zero_whatever_the_chain(demand, supply, reason, name
         (lambda: Supply(running=-2), "running must not be negative, got -2"),
         (lambda: Supply(held=-3), "held must not be negative, got -3"),
         (lambda: Supply(idle=5, total=4), r"total=4 is less than idle\+running\+held=5"),
+        (lambda: Supply(running=2, started=3), "started=3 is more than running=2"),
+        (lambda: Supply(started=-1), "started must not be negative, got -1"),
         (lambda: Situation(ONLINE, Demand(1), Supply(), cycle=-1), "cycle must not be negative, got -1"),
         (lambda: split_activated(-1, ["a"], 1, 0), "activated=-1 num_factories=1"),
         (lambda: split_activated(1, ["a"], 0, 0), "activated=1 num_factories=0"),
@@ -329,10 +354,18 @@ def policy_settings(draw, names=plugin_chains):
 @st.composite
 def situations(draw):
     idle, running, held = draw(counts), draw(counts), draw(counts)
+    activated = draw(counts)
+    idle_elsewhere = draw(st.sampled_from(["", "the queue's idle pilot is L2's turn"]))
     return Situation(
         draw(statuses),
-        Demand(draw(counts), draw(counts)),
-        Supply(idle, running, held, idle + running + held + draw(st.integers(0, 50))),
+        Demand(activated, draw(counts), idle_elsewhere),
+        Supply(
+            idle,
+            running,
+            held,
+            idle + running + held + draw(st.integers(0, 50)),
+            draw(st.integers(0, running)),
+        ),
         draw(st.integers(0, 10**6)),
     )
 
@@ -378,6 +411,43 @@ def test_classic_never_exceeds_nqueue_or_pilotlimit(cfg, s):
     assert n <= max(classic.nqueue, classic.testpilots, 1)
     if classic.pilotlimit is not None:
         assert s.supply.all + n <= max(classic.pilotlimit, s.supply.all)
+
+
+@settings(max_examples=300)
+@given(cfg=policy_settings(st.just(["Classic"])), s=situations())
+def test_classic_depth_follows_the_demand(cfg, s):
+    """Classic never makes the pilots that stand for jobs (pending, started within pandaLag)
+    outnumber the activated jobs; without jobs it keeps one idle pilot queued if it is the label
+    of its queue that keeps it. A queue in test status gets its test pilots."""
+    n = decide(cfg, s).n
+    supply, demand = s.supply, s.demand
+    if s.status in (QueueStatus.ONLINE, QueueStatus.BROKEROFF):
+        if demand.activated > 0:
+            assert supply.covering + n <= max(demand.activated, supply.covering)
+        elif demand.idle_elsewhere or supply.pending > 0:
+            assert n == 0
+        else:
+            assert n <= 1
+
+
+@settings(max_examples=300)
+@given(cfg=policy_settings(st.just(["Ready"])), s=situations())
+def test_ready_sends_one_pilot_per_job_no_pilot_stands_for(cfg, s):
+    n = decide(cfg, s).n
+    if s.status is not QueueStatus.OFFLINE:
+        assert n == max(0, s.demand.activated - cfg.of(ReadyOptions).offset - s.supply.covering)
+
+
+def test_reasons_show_the_pilots_that_started_within_the_lag():
+    lagging = situation(activated=30, running=30, started=30)
+    assert (
+        decide(chain("Ready"), lagging).explain()
+        == "Ready: in=0 activated=30 offset=0 pending=0 started=30 -> 0"
+    )
+    assert decide(PolicySettings(), lagging).explain() == (
+        "Classic: in=0 activated=30 pending=0 started=30 nqueue=20, no more pilots than jobs:"
+        " activated-started-pending=0 -> 0"
+    )
 
 
 @settings(max_examples=300)

@@ -107,14 +107,57 @@ def test_a_bad_resource_type_is_a_config_error(tmp_path):
     )
 
 
-def test_job_labels_configured_or_from_the_queue_type(tmp_path):
+PRODUCTION = ("managed", "test", "prod_test", "install")
+ANALYSIS = ("user", "panda", "install")
+
+
+@pytest.mark.parametrize(
+    ("queue_type", "section", "job_label", "counted"),
+    [
+        ("unified", "", "unified", (*PRODUCTION, "user", "panda")),
+        ("analysis", "", "user", ANALYSIS),
+        ("production", "", "managed", PRODUCTION),
+        ("unified", "pilotType = RC\n", "rc_test2", ("rc_test2",)),
+        ("analysis", "pilotType = ALRB\n", "rc_alrb", ("rc_alrb",)),
+        ("production", "pilotType = PT\n", "ptest", ("ptest",)),
+        ("unified", "demandJobLabels = managed, user\n", "unified", ("managed", "user")),
+        ("analysis", "jobLabel = managed\n", "managed", PRODUCTION),
+    ],
+)
+def test_the_pilots_ask_for_what_the_queue_runs_and_count_what_they_can_take(
+    tmp_path, queue_type, section, job_label, counted
+):
     dump = copy.deepcopy(DUMP)
-    dump["TEST-SITE"]["type"] = "analysis"
-    assert labels_for(tmp_path, "[TEST-SITE]\n", dump).labels[0].job_labels == ("user",)
-    text = "[TEST-SITE]\ndemandJobLabels = managed, ptest\n"
-    assert labels_for(tmp_path, text, dump).labels[0].job_labels == ("managed", "ptest")
-    assert labels_for(tmp_path, "[TEST-SITE]\n").labels[0].job_labels == ("managed",)  # PR pilots
-    assert labels_for(tmp_path, "[TEST-SITE]\npilotType = RC\n").labels[0].job_labels == ()
+    dump["NDGF-T1"]["type"] = queue_type
+    label = labels_for(tmp_path, f"[NDGF-T1]\n{section}", dump).labels[0]
+    assert (label.pilot.job_label, label.job_labels) == (job_label, counted)
+
+
+def test_a_grandly_unified_catchall_makes_the_pilots_ask_unified(tmp_path):
+    dump = copy.deepcopy(DUMP)
+    dump["NDGF-T1"].update(type="production", catchall="grandly_unified")
+    assert labels_for(tmp_path, "[NDGF-T1]\n", dump).labels[0].pilot.job_label == "unified"
+
+
+def test_a_queue_in_test_status_counts_the_test_jobs_whatever_the_pilots_ask(tmp_path):
+    label = labels_for(tmp_path, "[TEST-SITE]\n").labels[0]  # CRIC status test
+    assert (label.pilot.job_label, label.job_labels) == ("unified", ("prod_test", "install", "test"))
+    narrowed = labels_for(tmp_path, "[TEST-SITE]\ndemandJobLabels = managed\n").labels[0]
+    assert narrowed.job_labels == ()  # managed jobs are not given out while the queue is in test
+
+
+@pytest.mark.parametrize(
+    ("section", "refused", "taken"),
+    [
+        ("jobLabel = managed\ndemandJobLabels = user\n", "user", "managed, test, prod_test, install"),
+        ("pilotType = RC\ndemandJobLabels = managed\n", "managed", "rc_test2"),
+    ],
+)
+def test_counting_jobs_the_pilots_cannot_take_is_refused(tmp_path, section, refused, taken):
+    result = labels_for(tmp_path, f"[NDGF-T1]\n{section}")
+    assert result.labels == ()
+    assert f"[NDGF-T1] skipped: demandJobLabels {refused} ({tmp_path}/factory.conf:" in result.problems[0]
+    assert f"cannot take those jobs; they take {taken}" in result.problems[0]
 
 
 def test_bad_cric_limits_are_ignored_with_a_warning():
@@ -182,8 +225,8 @@ def test_each_type_gets_pilots_for_its_own_jobs(tmp_path):
     by_type = {
         rt: sum(p.decision.n for p in plans if p.label.resource_type == rt) for rt in ("SCORE", "MCORE")
     }
-    # one pilot per job of its type, shared by 13 CEs; PR pilots count managed jobs, not the 5 user ones
-    assert by_type == {"SCORE": 30, "MCORE": 12}
+    # one pilot per job of its type, shared by 13 CEs; unified pilots also take the 5 user jobs
+    assert by_type == {"SCORE": 30, "MCORE": 17}
 
 
 def test_resource_type_limit_caps_the_pilots_of_that_type_across_the_queue(tmp_path):
@@ -196,7 +239,7 @@ def test_resource_type_limit_caps_the_pilots_of_that_type_across_the_queue(tmp_p
     supply = {lb.name: Supply(running=1) for lb in labels}
     plans = plan(labels, stats, Census(supply, total=26), 1, FactoryCaps(), cycle=0)
     assert sum(p.decision.n for p in plans if p.label.resource_type == "SCORE") == 20 - 13
-    assert sum(p.decision.n for p in plans if p.label.resource_type == "MCORE") == 12  # managed only
+    assert sum(p.decision.n for p in plans if p.label.resource_type == "MCORE") == 17  # managed + user
     capped = next(p for p in plans if p.label.resource_type == "SCORE" and p.decision.n < 3)
     assert capped.decision.steps[-1].plugin == "ResourceTypeLimit"
     assert "CERN SCORE limit=20 pilots=13" in capped.decision.steps[-1].reason
@@ -266,21 +309,6 @@ def test_group_caps_properties(wanted, groups, cycle):
             assert decision.n == wanted[label]  # labels outside every group untouched
     for members, capacity in groups:  # every cap holds at the end
         assert sum(capped[label].n for label in members if label in capped) <= max(0, capacity or 0)
-
-
-def test_pr_pilots_count_managed_jobs():
-    """Once the pilot settings (pilotType) exist, PR pilots count only managed jobs."""
-    from autopyfactory.config.autoconfigure import job_labels_for
-    from autopyfactory.domain.label import Setting, Source
-
-    settings = {
-        "demandJobLabels": Setting((), Source.DEFAULT, "built-in"),
-        "pilotType": Setting("PR", Source.LOCAL, "x"),
-    }
-    assert job_labels_for(settings, {"type": "unified"}) == ("managed",)
-    assert job_labels_for(settings, {"type": "analysis"}) == ("user",)
-    settings["pilotType"] = Setting("RC", Source.LOCAL, "x")
-    assert job_labels_for(settings, None) == ()
 
 
 def _typed_cern_labels():

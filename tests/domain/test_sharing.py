@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autopyfactory.domain.model import Decision, Step
-from autopyfactory.domain.sharing import FactoryCaps, apply_factory_caps, fair_share, split_activated
+from autopyfactory.domain.sharing import (
+    FactoryCaps,
+    apply_factory_caps,
+    fair_share,
+    share_jobs,
+    split_activated,
+)
 
 # --- sharing activated jobs between labels and factories -----------------------------------------
 
@@ -39,6 +45,41 @@ def test_shares_add_up_and_differ_by_at_most_one(activated, n_labels, factories,
     shares = split_activated(activated, labels, factories, cycle)
     assert sum(shares.values()) == activated // factories
     assert max(shares.values()) - min(shares.values()) <= 1
+
+
+def test_shares_credit_each_label_with_the_jobs_its_pilots_stand_for():
+    # 21 jobs, 2 CEs: 11 + 10 pilots in the first cycle, none more in the next (was 10 + 11 more)
+    assert share_jobs(21, {"a": 0, "b": 0}, cycle=0) == {"a": 11, "b": 10}
+    assert share_jobs(21, {"a": 11, "b": 10}, cycle=1) == {"a": 11, "b": 10}
+    # 2 jobs, 3 CEs: the uncovered job goes to the CEs in turn
+    assert share_jobs(2, {"a": 1, "b": 0, "c": 0}, cycle=1) == {"a": 1, "b": 1, "c": 0}
+    assert share_jobs(2, {"a": 1, "b": 0, "c": 0}, cycle=2) == {"a": 1, "b": 0, "c": 1}
+    # more pilots than jobs: the jobs are shared among the pilots, nothing is uncovered
+    assert share_jobs(3, {"a": 5, "b": 0}, cycle=0) == {"a": 3, "b": 0}
+
+
+def test_a_label_with_unknown_pilots_keeps_its_even_share():
+    assert share_jobs(10, {"a": None, "b": 2}, cycle=0) == {"a": 5, "b": 5}
+
+
+@given(
+    jobs=st.integers(0, 10**5),
+    covering=st.lists(st.none() | st.integers(0, 2000), min_size=1, max_size=20),
+    cycle=st.integers(0, 10**4),
+)
+def test_shares_add_up_and_the_uncovered_jobs_are_split_evenly(jobs, covering, cycle):
+    labels = {f"L{i:02}": n for i, n in enumerate(covering)}
+    shares = share_jobs(jobs, labels, cycle)
+    assert sum(shares.values()) == jobs
+    even = split_activated(jobs, list(labels), 1, cycle)
+    known = {name: n for name, n in labels.items() if n is not None}
+    available = jobs - sum(even[name] for name in labels if labels[name] is None)
+    assert all(shares[name] == even[name] for name in labels if labels[name] is None)
+    # the pilots Ready would add for the known labels: exactly the jobs no pilot stands for
+    new = {name: max(0, shares[name] - n) for name, n in known.items()}
+    assert sum(new.values()) == max(0, available - sum(known.values()))
+    if new:  # split evenly, the remainder one each
+        assert max(new.values()) - min(new.values()) <= 1
 
 
 # --- factory-wide caps -------------------------------------------------------------------------

@@ -16,11 +16,10 @@ from autopyfactory.domain.planning import plan
 from autopyfactory.domain.sharing import FactoryCaps
 from tests.support.factory_conf import factory_conf, labels_from, write_factory_conf
 
-#: CERN (13 CEs, Classic) and NDGF-T1 (2 CEs, Ready then MaxPending 8), 5 pilots per label. RC
-#: pilots count every job label, so the plain per-site statistics are enough (PR pilots count
-#: managed jobs only and need the detailed answer: tests/domain/test_resource_types.py).
+#: CERN (13 CEs, Classic) and NDGF-T1 (2 CEs, Ready then MaxPending 8), 5 pilots per label; PR
+#: pilots, which count the jobs of the detailed statistics their job label can take.
 PLANNING_CONF = factory_conf(
-    defaults={"nqueue": 5, "pilotType": "RC"},
+    defaults={"nqueue": 5},
     queues={"CERN": {}, "NDGF-T1": {"schedplugin": "Ready, MaxPending", "sched.maxpending.maximum": 8}},
 )
 

@@ -338,7 +338,8 @@ def test_driver_moves_pilots_like_the_schedd_and_the_ce(condor: CondorEmulator, 
 
     running = condor.history()[0]
     assert (running["JobStatus"], running["ExitCode"], running["JobRunCount"]) == (JobStatus.COMPLETED, 20, 1)
-    assert running["JobCurrentStartDate"] == 5000
+    # aged 25 h, as everything it started: a real start date is that much in the past then too
+    assert running["JobCurrentStartDate"] == 5000 - 25 * 3600
     assert running["GridJobStatus"] == "COMPLETED"
     assert running["GridJobId"] == f"{CE} 1.0"
     released, accepted = condor.jobs()

@@ -120,13 +120,13 @@ def test_default_arguments_pass_pilot3s_own_parser(tmp_path: Path, panda: PandaS
     _label, words, _env = rendered(example_config(tmp_path, panda, ""), panda)
     port = panda.url.rsplit(":", 1)[1]
     assert words == [
-        "-q", "CERN", "-r", "CERN", "-s", "CERN", "-j", "managed", "-i", "PR", "--pilot-user", "ATLAS",
+        "-q", "CERN", "-r", "CERN", "-s", "CERN", "-j", "unified", "-i", "PR", "--pilot-user", "ATLAS",
         "--url", "http://127.0.0.1", "-p", port, "-w", "generic",
     ]  # fmt: skip
-    to_pilot = ["-q", "CERN", "-j", "managed", "-i", "PR", *words[10:]]
+    to_pilot = ["-q", "CERN", "-j", "unified", "-i", "PR", *words[10:]]  # CERN is a unified queue
     for argv in (words, to_pilot):
         args = pilot3_parse(sdist_dir, argv)
-        assert (args["queue"], args["job_label"], args["version_tag"]) == ("CERN", "managed", "PR")
+        assert (args["queue"], args["job_label"], args["version_tag"]) == ("CERN", "unified", "PR")
         assert (args["pilot_user"], args["url"], args["port"], args["workflow"]) == (
             "ATLAS",
             "http://127.0.0.1",
@@ -189,7 +189,7 @@ def test_wrapper_runs_real_pilot3_up_to_get_job(tmp_path: Path, panda: PandaStan
     form = panda.get_jobs()[0]
     assert form["computingElement"] == [label.pq]
     assert form["siteName"] == [label.siteid]
-    assert form["prodSourceLabel"] == ["managed"]
+    assert form["prodSourceLabel"] == ["unified"]  # CERN runs production and analysis
     assert "pilot fetched from " + panda.url + "/cache/pilot/pilot3.tar.gz" in output
     assert f"PILOTVERSION: {PILOT3_VERSION}" in output
     # signalled while it waits: forwarded, the pilot ends (or is killed) within the documented bound

@@ -89,15 +89,18 @@ class CondorBackend:
 
     # -- census --
 
-    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+    def census(
+        self, labels: Sequence[Label], keep: Collection[str] = (), started_since: float | None = None
+    ) -> Census:
         """One ``condor_q`` per schedd, counted in one pass (see census.read_census): the schedds
         of today's labels and every one remembered, so that the pilots of a queue that moved
         still count for their label and the factory's total (see batch/condor/schedds.py). ``keep``:
-        labels whose every pilot is listed (a ``pilots remove`` request waits for them)."""
+        labels whose every pilot is listed (a ``pilots remove`` request waits for them);
+        ``started_since``: see the Backend protocol."""
         keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
         watched = self._next_watch()
         answers: list[tuple[Schedd, Census]] = [
-            (schedd, self._schedd_census(schedd, members, keep_idle, set(keep), watched))
+            (schedd, self._schedd_census(schedd, members, keep_idle, set(keep), watched, started_since))
             for schedd, members in self._schedds_to_ask(labels)
         ]
         self._located = {}
@@ -125,11 +128,19 @@ class CondorBackend:
         return watched
 
     def _schedd_census(
-        self, schedd: Schedd, members: Sequence[Label], keep_idle: set[str], keep: set[str], watched: set[str]
+        self,
+        schedd: Schedd,
+        members: Sequence[Label],
+        keep_idle: set[str],
+        keep: set[str],
+        watched: set[str],
+        started_since: float | None = None,
     ) -> Census:
         """One schedd's census; a failed one has its labels (also remembered ones) unknown."""
         try:
-            found = census_query(schedd, self._factory_id, self._timeout, keep_idle, keep, self._stop)
+            found = census_query(
+                schedd, self._factory_id, self._timeout, keep_idle, keep, self._stop, started_since
+            )
             self._check_plausible(schedd, found)
         except BatchError as exc:
             remembered = self._memory.labels_at(schedd) if self._memory else set()

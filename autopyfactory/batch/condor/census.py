@@ -4,6 +4,14 @@ The query is constrained to ``FactoryId == "<id>"`` (ClassAd-quoted) and project
 attributes the factory uses. ``condor_q -json`` prints nothing at all when no job matches; that
 is zero pilots, not an error. Output that is not a JSON list of job ads is an error: the census
 of that schedd is unknown and nothing is submitted to it this cycle.
+
+**When a running pilot started** (for ``Supply.started``, the pilots that stand for jobs PanDA
+still counts as activated) is the later of ``JobCurrentStartDate`` and ``EnteredCurrentStatus``.
+Seen on a real HTCondor 25.0 pool: a vanilla job has both at its start; an HTCondor-C (grid) job
+has the CE side's start in ``JobCurrentStartDate`` (copied by the gridmanager) and in
+``EnteredCurrentStatus`` the moment the gridmanager saw it running, a probe interval later. The
+later one is on the safe side (counted a little longer, and never by a CE's clock running
+behind). A running pilot with neither counts as started: it may just have taken a job.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ RECENT_SECONDS = 3600
 #: What the cycle's census reads: counts, housekeeping of held (and stuck idle) pilots, log dirs.
 CENSUS_ATTRIBUTES = (
     "ClusterId", "ProcId", "JobStatus", "MATCH_APF_QUEUE", "QDate", "EnteredCurrentStatus",
-    "HoldReason", "HoldReasonCode", "NumHolds",
+    "HoldReason", "HoldReasonCode", "NumHolds", "JobCurrentStartDate",
 )  # fmt: skip
 _STATUSES = range(1, 8)
 
@@ -57,6 +65,7 @@ class ScheddCensus:
     pilots: dict[str, list[Pilot]] = field(default_factory=dict)
     queued: dict[str, set[int]] = field(default_factory=dict)
     recent: dict[str, list[str]] = field(default_factory=dict)
+    started: dict[str, int] = field(default_factory=dict)  # running pilots started since the threshold
 
 
 def census_query(
@@ -66,14 +75,16 @@ def census_query(
     keep_idle: Container[str],
     keep_all: Container[str] = (),
     stop: Callable[[], bool] | None = None,
+    started_since: float | None = None,
 ) -> ScheddCensus:
     """This factory's pilots in one schedd, counted while condor_q's answer streams in (never
     held whole). Raises BatchError when the answer is unusable: a non-zero exit, a timeout, output
-    that is not a complete JSON list of job ads (or the query was abandoned because ``stop()``)."""
+    that is not a complete JSON list of job ads (or the query was abandoned because ``stop()``).
+    ``started_since``: count the running pilots started at or after it (see the module doc)."""
     attributes = ",".join(CENSUS_ATTRIBUTES)
     args = ["-constraint", factory_constraint(factory_id), "-json", "-attributes", attributes]
     origin = f"condor_q ({schedd})"
-    counter = _Counter(origin, keep_idle, keep_all)
+    counter = _Counter(origin, keep_idle, keep_all, started_since)
     ads = AdStream(origin, counter.ad)
     stream_condor("condor_q", schedd, args, timeout, ads.feed, stop)
     ads.close()
@@ -81,11 +92,15 @@ def census_query(
 
 
 def read_census(
-    output: str | Iterable[bytes], origin: str, keep_idle: Container[str] = (), keep_all: Container[str] = ()
+    output: str | Iterable[bytes],
+    origin: str,
+    keep_idle: Container[str] = (),
+    keep_all: Container[str] = (),
+    started_since: float | None = None,
 ) -> ScheddCensus:
     """Count ``condor_q -json`` output (a text, or its bytes in pieces) per label and state (see
     :class:`ScheddCensus`)."""
-    counter = _Counter(origin, keep_idle, keep_all)
+    counter = _Counter(origin, keep_idle, keep_all, started_since)
     ads = AdStream(origin, counter.ad)
     for piece in [output.encode()] if isinstance(output, str) else output:
         ads.feed(piece)
@@ -211,8 +226,11 @@ class AdStream:
 class _Counter:
     """The census of one answer, fed one job ad at a time (see :class:`AdStream`)."""
 
-    def __init__(self, origin: str, keep_idle: Container[str], keep_all: Container[str]) -> None:
+    def __init__(
+        self, origin: str, keep_idle: Container[str], keep_all: Container[str], started_since: float | None
+    ) -> None:
         self.origin, self.keep_idle, self.keep_all = origin, keep_idle, keep_all
+        self.started_since = started_since
         self.tallies: dict[str, list[int]] = {}
         self.census = ScheddCensus()
         self.newest = 0
@@ -228,6 +246,8 @@ class _Counter:
             tally = self.tallies[label] = [0] * 8
             self.census.queued[label] = set()
         tally[status] += 1
+        if status == 2 and self.started_since is not None and _started_since(ad, self.started_since):
+            self.census.started[label] = self.census.started.get(label, 0) + 1
         self.census.queued[label].add(qdate - qdate % 3600 if qdate > 0 else 0)
         if status == 5 or (status == 1 and label in self.keep_idle) or label in self.keep_all:
             self.census.pilots.setdefault(label, []).append(_pilot(ad, self.origin))
@@ -241,15 +261,24 @@ class _Counter:
                 if type(cluster) is not int or type(proc) is not int:
                     raise BatchError(f"{self.origin}: bad job ad: ClusterId={cluster!r} ProcId={proc!r}")
                 self.census.recent.setdefault(label, []).append(f"{cluster}.{proc}")
-        self.census.supply = {label: _tally_supply(t) for label, t in self.tallies.items()}
+        started = self.census.started
+        self.census.supply = {
+            label: _tally_supply(t, started.get(label, 0)) for label, t in self.tallies.items()
+        }
         self.census.total = sum(s.all for s in self.census.supply.values())
         return self.census
 
 
-def _tally_supply(t: list[int]) -> Supply:
+def _tally_supply(t: list[int], started: int) -> Supply:
     idle, running, held = t[JobStatus.IDLE], t[JobStatus.RUNNING], t[JobStatus.HELD]
     other = t[JobStatus.TRANSFERRING_OUTPUT] + t[JobStatus.SUSPENDED]
-    return Supply(idle=idle, running=running, held=held, total=idle + running + held + other)
+    return Supply(idle=idle, running=running, held=held, total=idle + running + held + other, started=started)
+
+
+def _started_since(ad: Mapping[str, object], since: float) -> bool:
+    """A running pilot started at or after ``since``, or cannot tell when (see the module doc)."""
+    times = [t for key in ("JobCurrentStartDate", "EnteredCurrentStatus") if type(t := ad.get(key)) is int]
+    return not times or max(times) >= since
 
 
 def factory_constraint(factory_id: str) -> str:

@@ -282,22 +282,25 @@ class LocalBackend:
 
     # -- census --
 
-    def census(self, labels: Sequence[Label], keep: Collection[str] = ()) -> Census:
+    def census(
+        self, labels: Sequence[Label], keep: Collection[str] = (), started_since: float | None = None
+    ) -> Census:
         """Finish what ended, start what may start, then count per label (see the module doc);
-        every pilot is listed, whatever ``keep`` says."""
+        every pilot is listed, whatever ``keep`` says. ``started_since``: see the Backend protocol
+        (a running pilot's start is the registry's ``started``)."""
         if self._read_only:
             entries, broken = self._registry.scan()
             live = [entry for entry in entries if entry.state is not RunState.RUNNING or self._running(entry)]
-            return self._count(labels, live, broken, [])
+            return self._count(labels, live, broken, [], started_since)
         try:
             with self._registry.locked():
-                return self._census(labels)
+                return self._census(labels, started_since)
         except (OSError, BatchError) as exc:
             return Census(
                 dict.fromkeys((label.name for label in labels), None), None, (f"local pilots: {exc}",)
             )
 
-    def _census(self, labels: Sequence[Label]) -> Census:
+    def _census(self, labels: Sequence[Label], started_since: float | None = None) -> Census:
         self._unreaped = {
             pid: ticks for pid, ticks in self._unreaped.items() if not reap_supervisor(pid, ticks, 0.0)
         }
@@ -306,7 +309,7 @@ class LocalBackend:
         problems = self._start_waiting((live, broken))
         live, broken = self._registry.scan()  # started ones are RUNNING now
         self._registry.prune_history(self._clock(), self._history_keep)
-        return self._count(labels, live, broken, problems)
+        return self._count(labels, live, broken, problems, started_since)
 
     def _running(self, entry: LocalPilot) -> bool:
         """Read-only: a RUNNING entry's supervisor is alive and has written no exit code yet."""
@@ -319,12 +322,16 @@ class LocalBackend:
         live: Sequence[LocalPilot],
         broken: Sequence[Broken],
         problems: Sequence[str],
+        started_since: float | None = None,
     ) -> Census:
         problems = [f"local pilot registry {path}: {why}" for path, _, why in broken] + list(problems)
         unknown = {label for _, label, _ in broken}
         pilots: dict[str, list[Pilot]] = {}
+        started: dict[str, int] = {}
         for entry in live:
             pilots.setdefault(entry.label, []).append(entry.as_pilot())
+            if started_since is not None and _started_since(entry, started_since):
+                started[entry.label] = started.get(entry.label, 0) + 1
         supply: dict[str, Supply | None] = {}
         for label in labels:
             found = pilots.get(label.name, [])
@@ -332,7 +339,9 @@ class LocalBackend:
                 supply[label.name] = None
             else:
                 running = sum(1 for p in found if p.status is JobStatus.RUNNING)
-                supply[label.name] = Supply(idle=len(found) - running, running=running)
+                supply[label.name] = Supply(
+                    idle=len(found) - running, running=running, started=started.get(label.name, 0)
+                )
         by_label = {label: tuple(found) for label, found in pilots.items()}
         return Census(supply, len(live) + len(broken), tuple(problems), by_label)
 
@@ -487,3 +496,9 @@ class LocalBackend:
             return Removal(problems=(f"local pilots {', '.join(ids)} not removed: {exc}",))
         problems = (f"local pilots still running after SIGKILL: {', '.join(survivors)}",) if survivors else ()
         return Removal(frozenset(ids) - set(survivors), problems)
+
+
+def _started_since(entry: LocalPilot, since: float) -> bool:
+    """A running pilot started at or after ``since``, or with no start time recorded (the safe
+    side: it may just have taken a job PanDA still counts as activated)."""
+    return entry.state is RunState.RUNNING and (entry.started is None or entry.started >= since)

@@ -28,7 +28,7 @@ def test_pilots_left_in_the_old_schedd_count_for_the_label(tmp_path, stand, cond
 
     result = run(moved_queue(tmp_path, stand, NEW), condor, "--once")
     assert condor.jobs(NEW) == [], "the idle pilots in the old schedd are the labels' queue"
-    assert "idle=5 running=0 held=0 decision=0" in result.stderr
+    assert "idle=5 running=0 held=0 started=0 decision=0" in result.stderr
     remembered = json.loads((tmp_path / "state" / "schedds.json").read_text())
     assert {s["name"] for s in remembered["schedds"]} == {OLD}
 

@@ -75,7 +75,7 @@ grid_resource = condor ce503.cern.ch ce503.cern.ch:9619
 +maxMemory = 32000
 +maxWallTime = 4800
 executable = /usr/libexec/autopyfactory/runpilot3-wrapper.sh
-arguments = "-q CERN -r CERN -s CERN -j managed -i PR --pilot-user ATLAS --url https://pandaserver.cern.ch \
+arguments = "-q CERN -r CERN -s CERN -j unified -i PR --pilot-user ATLAS --url https://pandaserver.cern.ch \
 -p 25443 -w generic"
 environment = "APFFID=test-factory APFCID=$(Cluster).$(Process) APFMON=http://apfmon.example.org/api \
 FACTORYQUEUE=CERN-ce503.cern.ch-share \

@@ -21,6 +21,11 @@ release and ``condor_rm -reason`` texts (``<reason> (by user <user>)``), and the
   ``RequestMemory`` (MemoryUsage or ImageSize) and ``RequestDisk = DiskUsage`` when the
   description does not ask; htcondor2.Submit alone does none of these (submit.py now does).
 
+* a running HTCondor-C job (checked on the real pool): the gridmanager copies the CE side's
+  ``JobCurrentStartDate``, and ``EnteredCurrentStatus`` is when it saw the job running, a probe
+  interval later; the emulator set both to the same time (``set_status(..., started=...)`` now
+  gives the CE's start apart; ``age`` moves the start dates too).
+
 Known and kept: the emulator never starts, completes or evicts a job by itself (tests drive it),
 has no gridmanager (``GridJobStatus`` is whatever a test sets) and no ``condor_hold`` command.
 """

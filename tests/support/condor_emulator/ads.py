@@ -139,8 +139,12 @@ def json_ad(ad: Ad, attributes: Sequence[str] | None) -> str:
 # --- status transitions ------------------------------------------------------------------------
 
 
-def enter(ad: Ad, status: JobStatus, at: int) -> None:
-    """Move a job to ``status`` as the schedd does (run counters, hold and grid attributes)."""
+def enter(ad: Ad, status: JobStatus, at: int, started: int | None = None) -> None:
+    """Move a job to ``status`` as the schedd does (run counters, hold and grid attributes).
+
+    ``started``: when a running job really started, if earlier than ``at`` (an HTCondor-C job's
+    JobCurrentStartDate is the CE side's start, copied by the gridmanager, while its
+    EnteredCurrentStatus is when the gridmanager saw it running: seen on a real 25.0 pool)."""
     if ad["JobStatus"] == JobStatus.HELD and status != JobStatus.HELD:
         _forget_hold(ad)
     ad["LastJobStatus"] = ad["JobStatus"]
@@ -149,8 +153,8 @@ def enter(ad: Ad, status: JobStatus, at: int) -> None:
     if status == JobStatus.RUNNING:
         ad["JobRunCount"] = ad.get("JobRunCount", 0) + 1
         ad["NumJobStarts"] = ad.get("NumJobStarts", 0) + 1
-        ad["JobCurrentStartDate"] = at
-        ad.setdefault("JobStartDate", at)
+        ad["JobCurrentStartDate"] = at if started is None else started
+        ad.setdefault("JobStartDate", ad["JobCurrentStartDate"])
 
 
 def hold(ad: Ad, at: int, reason: str, code: int, subcode: int = 0) -> None:

@@ -114,12 +114,14 @@ class CondorEmulator:
         hold_reason: str | None = None,
         hold_reason_code: int | None = None,
         grid_status: str | None = None,
+        started: float | None = None,
     ) -> list[str]:
         """Move jobs (a job id, a cluster or a constraint) to ``status`` at time ``at`` (now).
 
         Running counts a start (JobRunCount); Held sets HoldReason/HoldReasonCode; Completed and
         Removed move the job to the history. For grid jobs GridJobStatus/GridJobId are set as an
-        HTCondor-CE reports them (``grid_status`` overrides the name).
+        HTCondor-CE reports them (``grid_status`` overrides the name), and ``started`` is when the
+        CE started the job (JobCurrentStartDate; default ``at``), as a gridmanager reports it.
         """
         status = JobStatus(status)
         if status == JobStatus.COMPLETED:
@@ -129,7 +131,7 @@ class CondorEmulator:
         with self._state.update(schedd) as queue:
             selected = self._select(queue, target)
             for ad in selected:
-                self._move(ad, status, _when(at), hold_reason, hold_reason_code, grid_status)
+                self._move(ad, status, _when(at), hold_reason, hold_reason_code, grid_status, started)
         return [adlib.job_id(ad) for ad in selected]
 
     def complete(self, target: str, exit_code: int = 0, *, schedd: str | None = None,
@@ -144,15 +146,17 @@ class CondorEmulator:
         return self._finish(target, JobStatus.REMOVED, schedd, at, reason=reason)
 
     def age(self, target: str, seconds: float, *, schedd: str | None = None) -> list[str]:
-        """Make jobs older: QDate and EnteredCurrentStatus move ``seconds`` into the past.
+        """Make jobs older: QDate, EnteredCurrentStatus and the start dates move ``seconds`` into
+        the past.
 
         Real time keeps running, so ClassAd ``time()`` in the factory's expressions stays right.
         """
         with self._state.update(schedd) as queue:
             selected = self._select(queue, target)
             for ad in selected:
-                ad["QDate"] -= int(seconds)
-                ad["EnteredCurrentStatus"] -= int(seconds)
+                for key in ("QDate", "EnteredCurrentStatus", "JobCurrentStartDate", "JobStartDate"):
+                    if key in ad:
+                        ad[key] -= int(seconds)
         return [adlib.job_id(ad) for ad in selected]
 
     def run_periodic(self, schedd: str | None = None) -> dict[str, list[str]]:
@@ -240,11 +244,11 @@ class CondorEmulator:
 
     @staticmethod
     def _move(ad: Ad, status: JobStatus, at: int, reason: str | None, code: int | None,
-              grid_status: str | None) -> None:  # fmt: skip
+              grid_status: str | None, started: float | None = None) -> None:  # fmt: skip
         if status == JobStatus.HELD:
             adlib.hold(ad, at, reason or f"via condor_hold (by user {current_user()})", code or 1)
         else:
-            adlib.enter(ad, status, at)
+            adlib.enter(ad, status, at, None if started is None else int(started))
         adlib.set_grid_status(ad, status, grid_status)
 
     @staticmethod

@@ -50,6 +50,7 @@ from autopyfactory.batch.interface import (
     SubmitOutcome,
     SubmitRequests,
     Tidy,
+    removed_pilot,
 )
 from autopyfactory.batch.local.processes import (
     KILL_GRACE,
@@ -115,7 +116,7 @@ def environment_of(label: Label, context: SubmitContext, job_id: str) -> list[tu
 def ended_pilot(record: FinishedPilot) -> EndedPilot:
     """A history record in the cron helpers' terms."""
     if record.removed:
-        return EndedPilot(record.job_id, End.REMOVED, None, f"Removed: {record.reason}")
+        return removed_pilot(record.job_id, record.reason)
     rc = record.rc if record.rc is not None and 0 <= record.rc <= 255 else None
     return EndedPilot(record.job_id, End.COMPLETED, rc, f"Completed: {record.reason}")
 

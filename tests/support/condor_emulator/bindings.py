@@ -13,7 +13,9 @@ a real 25.0 schedd in tests/htcondor/test_emulator_agreement.py):
 * a description the submit library rejects: ``Failed to create job ad, errmsg=...``;
 * a schedd the collector does not know: the program's own "cannot find the address" error.
 
-The count given to ``submit`` replaces the description's queue count, as in the bindings.
+The count given to ``submit`` replaces the description's queue count, as in the bindings. The
+bindings come with their own submit library (the ``htcondor`` wheel, 25.14 here), whose defaults
+for a job that asks for no memory or disk differ from condor_submit 25.0's: :data:`DEFAULTS`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from .state import State, UnknownScheddError
 from .submit import SubmitError
 
 _QUEUE = re.compile(r"^\s*queue\b.*$", re.IGNORECASE | re.MULTILINE)
+#: What the bindings' submit library writes when the description does not ask (seen on a real schedd).
+DEFAULTS = {
+    "request_memory": "128",
+    "request_disk": "MAX({ 1024,(TransferInputSizeMB + 1) * 1.25 }) * 1024",
+}
 
 
 class EmulatedSchedd:
@@ -59,6 +66,9 @@ class EmulatedSchedd:
         if self._hang_at is not None and self._calls > self._hang_at:
             self._on_hang()
         text = _QUEUE.sub(f"queue {count}", description) if count > 0 else description
+        asked = htcondor2.Submit(description)
+        defaults = "".join(f"{key} = {value}\n" for key, value in DEFAULTS.items() if key not in asked)
+        text = defaults + text
         try:
             clusters = queue_clusters(self._state, self._name, text, os.getcwd())
         except SubmitError as exc:

@@ -78,8 +78,14 @@ def stand(httpserver):
     return Stand(httpserver)
 
 
+#: A pilot token that never expires (header.payload., no signature): ARC-CE labels need a credential.
+TOKEN = "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDB9.\n"
+
+
 def write_config(tmp_path: Path, stand: Stand, queues: str, defaults: str = "", factory: str = "") -> Path:
     path = tmp_path / "factory.conf"
+    token = tmp_path / "pilot.token"
+    token.write_text(TOKEN)
     path.write_text(f"""
 [Factory]
 factoryId = e2e-factory
@@ -99,6 +105,7 @@ logMinFreeGB = 0
 [QueueDefaults]
 executable = {WRAPPER}
 nqueue = 5
+scitokensFile = {token}
 {defaults}
 
 {queues}
@@ -313,12 +320,11 @@ def test_condor_q_failing_means_nothing_is_submitted(tmp_path, stand, condor, ki
 
 
 def test_one_failing_schedd_does_not_stop_the_other(tmp_path, stand, condor):
-    condor.add_schedd("schedd2.example.org")
     stand.stats = {"NDGF-T1": {"activated": 50}, "TEST-SITE": {"activated": 5}}
-    queues = "[NDGF-T1]\ncondorSchedd = schedd2.example.org\n[TEST-SITE]\n"
-    condor.fail_next("condor_q", "exit")  # the first query fails: NDGF's schedd comes first
-    run(write_config(tmp_path, stand, queues), condor, "--once")
-    assert condor.jobs("schedd2.example.org") == []
+    queues = "[NDGF-T1]\ncondorSchedd = schedd2.example.org\n[TEST-SITE]\n"  # a schedd the pool does not know
+    result = run(write_config(tmp_path, stand, queues), condor, "--once")
+    assert "condor_q (schedd2.example.org) exited 1" in result.stderr
+    assert [call.schedd for call in condor.calls(SUBMITTER)] == [None]
     assert per_label(condor.jobs()) == {"TEST-SITE-ce01.test.example-default": 1}
 
 
@@ -477,3 +483,15 @@ def test_a_cycle_cleans_old_pilot_logs_by_each_label_s_keep_days(tmp_path, stand
         assert ((today - timedelta(days=days)).isoformat(), name) in left
     for days, name in deleted:
         assert ((today - timedelta(days=days)).isoformat(), name) not in left
+
+
+def test_an_arc_ce_label_without_a_credential_gets_nothing_and_says_why(tmp_path, stand, condor):
+    """The rule ``check`` reports as an error holds in ``run``: HTCondor would hold every pilot."""
+    stand.stats = {"NDGF-T1": {"activated": 50}, "TEST-SITE": {"activated": 5}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]\nscitokensFile =\n[TEST-SITE]\nscitokensFile =\n")
+    result = run(conf, condor, "--once")
+    assert per_label(condor.jobs()) == {
+        "TEST-SITE-ce01.test.example-default": 1
+    }  # an HTCondor-CE: its own way
+    reason = 'ARC-CE without x509userproxy or scitokensFile: HTCondor would hold every pilot ("ARC job has no'
+    assert result.stderr.count(f'Credentials: in=5 {reason} credentials") -> 0') == 2

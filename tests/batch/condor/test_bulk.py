@@ -115,7 +115,7 @@ def test_no_setting_of_one_label_reaches_another(labels, tmp_path, condor):
     second = labels[CERN[1]]  # no environ, no site attributes
     submit_batch([(first, 1), (second, 1)], context(tmp_path), Schedd(), 30)
     together = {job["MATCH_APF_QUEUE"]: job for job in condor.jobs()}
-    alone = condor.submit(render_submit(second, 1, context(tmp_path)))
+    alone = submit_batch([(second, 1)], context(tmp_path), Schedd(), 30).outcomes[CERN[1]].job_ids
     reference = condor.job(alone[0])
     ignore = {"ClusterId", "ProcId", "GlobalJobId", "QDate", "EnteredCurrentStatus", "Environment"}
     ignore |= {"Out", "Err", "UserLog"}

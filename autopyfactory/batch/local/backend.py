@@ -182,10 +182,12 @@ class LocalBackend:
                     job_id = f"{cluster}.{proc}"
                     environment = environment_of(label, context, job_id)
                     registered.append(self._register(label, job_id, command, environment, directory))
-                errors = self._start_waiting(self._registry.scan())
+                failed = self._start_waiting(self._registry.scan())
+                errors = [why for _, why in failed]
         except (OSError, BatchError) as exc:
-            errors = [f"{type(exc).__name__}: {exc}"]
-        ids = tuple(entry.job_id for entry in registered)
+            failed, errors = [], [f"{type(exc).__name__}: {exc}"]
+        not_started = {job_id for job_id, _ in failed}  # finished as "not started": never queued
+        ids = tuple(entry.job_id for entry in registered if entry.job_id not in not_started)
         if ids:
             log.info("%s: submitted %d local pilots %s..%s", label.name, len(ids), ids[0], ids[-1])
         for error in errors:
@@ -230,8 +232,9 @@ class LocalBackend:
         self._registry.write(entry)
         return entry
 
-    def _start_waiting(self, scan: tuple[list[LocalPilot], list[Broken]]) -> list[str]:
-        """Start idle pilots, oldest first, while there are free slots; returns start errors.
+    def _start_waiting(self, scan: tuple[list[LocalPilot], list[Broken]]) -> list[tuple[str, str]]:
+        """Start idle pilots, oldest first, while there are free slots; returns (job id, why) of
+        those whose start failed (they are finished at once, never announced).
 
         Broken registry entries count as running: the host limit holds even when one is unreadable.
         """
@@ -245,7 +248,7 @@ class LocalBackend:
             try:
                 self._start(entry)
             except OSError as exc:
-                errors.append(f"{entry.job_id} not started: {exc}")
+                errors.append((entry.job_id, f"{entry.job_id} not started: {exc}"))
                 self._finish(entry, None, self._clock(), f"not started: {exc}")
         return errors
 
@@ -304,7 +307,7 @@ class LocalBackend:
         }
         entries, broken = self._registry.scan()
         live = [entry for entry in entries if self._settle(entry)]
-        problems = self._start_waiting((live, broken))
+        problems = [why for _, why in self._start_waiting((live, broken))]
         live, broken = self._registry.scan()  # started ones are RUNNING now
         self._registry.prune_history(self._clock(), self._history_keep)
         return self._count(labels, live, broken, problems)

@@ -384,6 +384,20 @@ class _Lifecycle:
         _stop_pool(self.pool.config, self.home / "pool" / "master.pid")
 
 
+@contextlib.contextmanager
+def running_pool(environ: dict[str, str] | os._Environ[str]) -> Iterator[HTCondorPool]:
+    """A personal pool for a script (benchmarks/cycle_scale.py), started and stopped like the
+    fixture's; SystemExit with the reason when there is no HTCondor."""
+    found = find_htcondor(environ)
+    if isinstance(found, str):
+        raise SystemExit(f"no real HTCondor: {found}")
+    lifecycle = _Lifecycle(found, environ)
+    try:
+        yield lifecycle.start()
+    finally:
+        lifecycle.stop()
+
+
 @pytest.fixture(scope="session")
 def htcondor_pool() -> Iterator[HTCondorPool]:
     """The session's real personal pool; skips the test with the reason when there is no HTCondor."""

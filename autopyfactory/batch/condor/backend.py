@@ -1,4 +1,4 @@
-"""The HTCondor batch backend: census with condor_q, submission with condor_submit.
+"""The HTCondor batch backend: census with condor_q, submission with autopyfactory-condor-submit.
 
 Labels are grouped by schedd (``condorSchedd``/``condorPool``, per queue or factory-wide). Each
 schedd is asked once per cycle; when one fails, its labels' supply is unknown (None) and the
@@ -76,7 +76,7 @@ class CondorBackend:
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
         self._blocks = BlockCache()
         #: labels whose last submission's outcome is not exactly known -> censuses left to list
-        #: their pilots' ids in (so the monitor hears of pilots queued by a failed condor_submit)
+        #: their pilots' ids in (so the monitor hears of pilots queued by a failed submission)
         self._watch: dict[str, int] = {}
         self._memory, self._stop = memory, stop_requested
         self._configured = tuple(configured)

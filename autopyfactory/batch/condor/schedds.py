@@ -9,7 +9,7 @@ ids of its submissions of the last few cycles:
 * before a submission to a schedd/label not yet remembered, the pair is written (atomically);
   if that fails, nothing is submitted, so a pilot is never queued where a later census would
   not look;
-* the ids condor_submit returned are added after it (a failure to save them is a warning:
+* the ids the submission returned are added after it (a failure to save them is a warning:
   they only serve the plausibility check);
 * the census asks every remembered schedd too and counts what it finds against the labels and
   the factory caps; a schedd no label uses is forgotten once it holds none of this factory's

@@ -308,7 +308,7 @@ class FixedPanda:
 
 class FixedSchedconfig:
     def __init__(self, data: dict[str, object]) -> None:
-        self.snapshot = Snapshot(data, NOW, "bench")
+        self.snapshot = Snapshot(data, "bench")
 
     def get(self) -> Snapshot[dict[str, object]]:
         return self.snapshot

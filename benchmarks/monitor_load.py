@@ -12,13 +12,22 @@ the reader runs on during the bulk and report phases, so that their read p50/p99
 reads stay fast under write load;
 
 then checks that every acknowledged report is in the database (a job event with its state):
-"lost" must be 0. Bounded: each phase stops after ``--seconds`` or ``--max-events``, whichever
-comes first; only 127.0.0.1 is contacted.
+"lost" must be 0. On PostgreSQL it also reports the deadlocks the database detected while the
+service ran (``pg_stat_database.deadlocks`` before the start and after the stop, when every
+backend has flushed its counters): 0 is the target. With ``--factories N`` the reports come from
+N factories at once, interleaved, so that concurrent batches mix factories; with ``--replays K``
+each report is sent K more times at the same moment on other connections (a wrapper retrying
+after a lost answer), so that two batches hold the same jobs (the set-up where locking rows in
+per-factory order deadlocked); with ``--workers N`` both paths run N worker processes on
+PostgreSQL. The rate counts a report and its replays as one event. Bounded: each phase stops
+after ``--seconds`` or ``--max-events``, whichever comes first; only 127.0.0.1 is contacted.
 
     python benchmarks/monitor_load.py                       # both databases, both paths
     python benchmarks/monitor_load.py --backends sqlite --seconds 5 --concurrency 1,16
     python benchmarks/monitor_load.py --paths new --concurrency ""   # bulk creates only
-    git worktree add /tmp/before <commit>; python benchmarks/monitor_load.py --old-tree /tmp/before
+    git archive <commit> | tar -x -C /tmp/before; python benchmarks/monitor_load.py --old-tree /tmp/before
+    python benchmarks/monitor_load.py --backends postgresql --workers 2 --factories 8 --replays 1 \
+        --concurrency 64 --bulk-concurrency "" --old-tree /tmp/before   # multi-worker, multi-factory
 """
 
 from __future__ import annotations
@@ -104,9 +113,17 @@ class Connection:
 class Service:
     url: str  # database URL
     port: int
-    token: str
-    factory: str
+    tokens: dict[str, str]  # factory name -> token
     process: subprocess.Popen[bytes]
+
+    @property
+    def factory(self) -> str:
+        """The first factory (bulk creates and the reader use it)."""
+        return next(iter(self.tokens))
+
+    @property
+    def token(self) -> str:
+        return self.tokens[self.factory]
 
 
 def free_port() -> int:
@@ -128,14 +145,21 @@ def environment(tree: Path | None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree)} if tree else dict(os.environ)
 
 
+def factory_names(count: int) -> list[str]:
+    return ["bench"] + [f"bench{n}" for n in range(1, count)]
+
+
 @contextmanager
-def service(db: str, serve_options: list[str], log: Path, tree: Path | None) -> Iterator[Service]:
-    factory = "bench"
+def service(
+    db: str, serve_options: list[str], log: Path, tree: Path | None, factories: int = 1
+) -> Iterator[Service]:
     env = environment(tree)  # and cwd=tree: `python -m` puts the current directory before PYTHONPATH
-    command = monitor_command(db, "add-factory", factory)
-    token = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=120, env=env, cwd=tree
-    ).stdout
+    tokens = {}
+    for factory in factory_names(factories):
+        command = monitor_command(db, "add-factory", factory)
+        tokens[factory] = subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=120, env=env, cwd=tree
+        ).stdout.strip()
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -147,7 +171,7 @@ def service(db: str, serve_options: list[str], log: Path, tree: Path | None) -> 
         )
     try:
         wait_until_up(port, process)
-        yield Service(db, port, token.strip(), factory, process)
+        yield Service(db, port, tokens, process)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -284,10 +308,11 @@ class Cids:
         return [f"{cluster}.{proc}" for proc in range(n)]
 
 
-def jobs_body(svc: Service, cids: list[str]) -> bytes:
+def jobs_body(svc: Service, cids: list[str], factory: str = "") -> bytes:
     import json
 
-    return json.dumps([{"cid": cid, "label": "BENCH-L", "factory": svc.factory} for cid in cids]).encode()
+    owner = factory or svc.factory
+    return json.dumps([{"cid": cid, "label": "BENCH-L", "factory": owner} for cid in cids]).encode()
 
 
 READS = ("list", "json", "page")
@@ -348,48 +373,66 @@ async def bulk_phase(
     return phase
 
 
+async def _jobs_to_report(svc: Service, cids: Cids, per_factory: int) -> list[tuple[str, str]]:
+    """``per_factory`` new jobs of every factory, created, as (factory, cid), one job of each
+    factory in turn."""
+    setup = Connection(svc.port)
+    columns = []
+    for factory, token in svc.tokens.items():
+        mine = cids.take(per_factory)
+        for start in range(0, len(mine), JOBS_PER_PUT):
+            body = jobs_body(svc, mine[start : start + JOBS_PER_PUT], factory)
+            if await setup.request("PUT", "/api/jobs", body, "application/json", token) != 200:
+                raise RuntimeError("could not create the jobs for the report phase")
+        columns.append([(factory, cid) for cid in mine])
+    return [job for row in zip(*columns, strict=True) for job in row]
+
+
 async def report_phase(
     svc: Service,
     cids: Cids,
     concurrency: int,
     seconds: float,
     max_events: int,
-    acked: list[tuple[str, str]],
+    acked: list[tuple[str, str, str]],
     cpu: Callable[[int], float],
+    replays: int = 0,
 ) -> Phase:
-    """Each job gets ``running`` then ``exiting`` (2 events); the jobs are created first."""
-    jobs = cids.take(max_events // 2 + 1)
-    setup = Connection(svc.port)
-    for start in range(0, len(jobs), JOBS_PER_PUT):
-        body = jobs_body(svc, jobs[start : start + JOBS_PER_PUT])
-        if await setup.request("PUT", "/api/jobs", body, "application/json", svc.token) != 200:
-            raise RuntimeError("could not create the jobs for the report phase")
+    """Each job gets ``running`` then ``exiting`` (2 events), each sent ``1 + replays`` times at
+    once; the jobs are created first, for every factory, and reported interleaved (one job of each
+    factory in turn)."""
+    jobs = await _jobs_to_report(svc, cids, (max_events // 2 + 1) // len(svc.tokens) + 1)
     phase = Phase("report", concurrency)
     queue = iter(jobs)
     stop = time.monotonic() + seconds
     done = asyncio.Event()
 
     async def worker() -> None:
-        connection = Connection(svc.port)
-        for cid in queue:
+        # one connection per copy: a replay races its original, as a wrapper's retry after a lost
+        # answer does (with several workers the copies may be in two processes' batches at once)
+        connections = [Connection(svc.port) for _ in range(1 + replays)]
+        for factory, cid in queue:
             if time.monotonic() >= stop or phase.items >= max_events:
                 break
             for form in ({"state": "running"}, {"state": "exiting", "rc": "0"}):
                 body = urlencode(form).encode()
+                path = f"/api/jobs/{factory}:{cid}"
                 started = time.perf_counter()
-                status = await connection.request(
-                    "POST", f"/api/jobs/{svc.factory}:{cid}", body, "application/x-www-form-urlencoded"
+                statuses = await asyncio.gather(
+                    *(c.request("POST", path, body, "application/x-www-form-urlencoded") for c in connections)
                 )
                 phase.latencies.append(time.perf_counter() - started)
-                if status == 200:
+                if 200 in statuses:
                     phase.items += 1
-                    acked.append((cid, "RUNNING" if form["state"] == "running" else "EXITING"))
-                else:
-                    phase.errors[status] = phase.errors.get(status, 0) + 1
-        connection.close()
+                    acked.append((factory, cid, "RUNNING" if form["state"] == "running" else "EXITING"))
+                for status in statuses:
+                    if status != 200:
+                        phase.errors[status] = phase.errors.get(status, 0) + 1
+        for connection in connections:
+            connection.close()
 
     started, cpu_before = time.perf_counter(), cpu(svc.process.pid)
-    read_task = asyncio.create_task(reader(svc, jobs[0], done, phase.reads))
+    read_task = asyncio.create_task(reader(svc, jobs[0][1], done, phase.reads))
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - started
     phase.cpu = cpu(svc.process.pid) - cpu_before
@@ -398,28 +441,42 @@ async def report_phase(
     return phase
 
 
-def lost_events(db: str, factory: str, acked: list[tuple[str, str]]) -> int:
+def lost_events(db: str, acked: list[tuple[str, str, str]]) -> int:
     """Acknowledged reports without their accepted job event in the database."""
     url = db if "://" in db else "sqlite:///" + db
     engine = sa.create_engine(url)
     query = sa.text(
-        "SELECT j.cid, e.new_state FROM job_events e JOIN jobs j ON j.id = e.job_id"
-        " JOIN factories f ON f.id = j.factory_id WHERE f.name = :f AND e.accepted"
+        "SELECT f.name, j.cid, e.new_state FROM job_events e JOIN jobs j ON j.id = e.job_id"
+        " JOIN factories f ON f.id = j.factory_id WHERE e.accepted"
     )
     with engine.connect() as connection:
-        stored = {(row.cid, row.new_state) for row in connection.execute(query, {"f": factory})}
+        stored = {(row.name, row.cid, row.new_state) for row in connection.execute(query)}
     engine.dispose()
     return sum(1 for item in acked if item not in stored)
+
+
+def deadlocks(db: str) -> int | None:
+    """PostgreSQL's count of deadlocks detected in ``db`` so far (None for SQLite). A backend
+    flushes its counters at the latest when it exits: read this after the service stopped."""
+    if "://" not in db:
+        return None
+    engine = sa.create_engine(db, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        query = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        found = int(connection.exec_driver_sql(query).scalar() or 0)
+    engine.dispose()
+    return found
 
 
 async def run_one(backend: str, path: str, db: str, args: argparse.Namespace, log: Path) -> list[str]:
     tree = args.old_tree if path == "old" else None
     options = ["--no-group-commit"] if path == "old" and tree is None else []
-    if path == "new" and backend == "postgresql" and args.workers > 1:
+    if backend == "postgresql" and args.workers > 1:
         options += ["--workers", str(args.workers)]
     lines = []
-    acked: list[tuple[str, str]] = []
-    with service(db, options, log, tree) as svc:
+    acked: list[tuple[str, str, str]] = []
+    deadlocks_before = deadlocks(db)
+    with service(db, options, log, tree, args.factories) as svc:
         cids = Cids()
         read_cid = cids.take(1)[0]  # the pilot whose JSON and page the reader fetches
         first = jobs_body(svc, [read_cid])
@@ -436,13 +493,17 @@ async def run_one(backend: str, path: str, db: str, args: argparse.Namespace, lo
             print(lines[-1], flush=True)
         for concurrency in args.concurrency:
             phase = await report_phase(
-                svc, cids, concurrency, args.seconds, args.max_events, acked, cpu_seconds
+                svc, cids, concurrency, args.seconds, args.max_events, acked, cpu_seconds, args.replays
             )
             lines.append(phase.line(backend, path))
             print(lines[-1], flush=True)
-    lost = lost_events(db, "bench", acked)
+    lost = lost_events(db, acked)
     lines.append(f"{backend:<10} {path:<4} lost-event check: {len(acked)} acknowledged reports, {lost} lost")
     print(lines[-1], flush=True)
+    found = deadlocks(db)
+    if found is not None and deadlocks_before is not None:
+        lines.append(f"{backend:<10} {path:<4} deadlocks detected by PostgreSQL: {found - deadlocks_before}")
+        print(lines[-1], flush=True)
     return lines
 
 
@@ -461,7 +522,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="longest phase [10]")
     parser.add_argument("--max-events", type=int, default=30000, help="reports per phase, at most [30000]")
     parser.add_argument("--max-jobs", type=int, default=300000, help="jobs created per phase, at most")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes, new path on PostgreSQL [1]")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes on PostgreSQL, both paths [1]"
+    )
+    parser.add_argument("--factories", type=int, default=1, help="factories whose pilots report at once [1]")
+    parser.add_argument(
+        "--replays",
+        type=int,
+        default=0,
+        help="copies of each report sent at the same time as it, as retrying wrappers do [0]",
+    )
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL where a scratch database is made")
     parser.add_argument(
         "--old-tree",

@@ -138,7 +138,8 @@ def bench(svc: Services) -> None:
     with svc.db.read() as session:
         label = session.execute(select(Label.name, Factory.name).join(Factory)).first()
         job = session.execute(select(Job.cid, Factory.name).join(Factory).order_by(Job.id.desc())).first()
-    assert label is not None and job is not None
+    assert label is not None
+    assert job is not None
     cases: list[tuple[str, Callable[[], object]]] = [
         ("/", lambda: pages.show(svc, pages.index_view)),
         (f"/factory/{label[1]}", lambda: pages.show(svc, pages.factory_view, label[1], 24)),

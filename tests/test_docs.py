@@ -225,11 +225,11 @@ def test_every_section_a_pointer_names_exists() -> None:
 # --- no issue numbers --------------------------------------------------------------------------------
 
 #: A reference to the issue tracker: the word issue (or issues) followed by a number, with or
-#: without a hash sign, or an item number N.M alone in parentheses, one or several (the examples
-#: below). Version numbers (HTCondor 25.0, pilot 3.7.0.36, a parenthesis that goes on after the
+#: without a hash sign, or an item number N.M (M from 1) alone in parentheses, one or several (the
+#: examples below). Version numbers (HTCondor 25.0, pilot 3.7.0.36, a parenthesis that goes on after the
 #: number) and values in code (``close(1.0)``, ``(30.0, ...``) are not.
 ISSUE_REFERENCE = re.compile(
-    r"\bissues?\s*#?\s*\d|(?<![\w.])\([1-9]\d\.\d{1,2}(?:\s*(?:,|and)\s*[1-9]\d\.\d{1,2})*\)",
+    r"\bissues?\s*#?\s*\d|(?<![\w.])\([1-9]\d\.[1-9]\d?(?:\s*(?:,|and)\s*[1-9]\d\.[1-9]\d?)*\)",
     re.IGNORECASE,
 )
 
@@ -255,6 +255,7 @@ def test_an_issue_reference_is_recognised(text: str) -> None:
     "text",
     [
         "HTCondor 25.0 prints a warning",
+        "== (37.5, 25.0)",
         'The grid types condor_submit accepts (25.0: "Must be one of',
         "PILOT3_VERSION = '3.7.0.36' and Python 3.11",
         "panda-server ≥ 0.7.0, panda-server 1.0.4",

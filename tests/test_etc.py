@@ -12,6 +12,7 @@ from autopyfactory.cli.main import build_parser as factory_parser
 from autopyfactory.config import loader as config
 from autopyfactory.monitor_service.cli import build_parser as monitor_parser
 from tests.support.paths import REPO
+from tests.support.waiting import free_port
 
 ETC = REPO / "etc"
 
@@ -40,7 +41,8 @@ def test_factory_unit_command_parses():
     argv = exec_start("autopyfactory.service")
     assert argv[0] == "/usr/bin/autopyfactory"
     args = factory_parser().parse_args(argv[1:])
-    assert args.command == "run" and args.config == "/etc/autopyfactory/factory.conf"
+    assert args.command == "run"
+    assert args.config == "/etc/autopyfactory/factory.conf"
 
 
 def test_monitor_unit_command_parses():
@@ -86,7 +88,8 @@ def test_the_postgresql_example_runs_several_workers():
         values,
     )
     args = monitor_parser().parse_args(["--db", values["AUTOPYFACTORY_MONITOR_DB"], *argv[1:]])
-    assert args.workers > 1 and args.expire_every is None
+    assert args.workers > 1
+    assert args.expire_every is None
     assert args.db.startswith("postgresql+psycopg://")
 
 
@@ -111,7 +114,9 @@ def test_factory_unit_reload_checks_the_config_before_the_sighup():
     reload = [expand(t.removeprefix("ExecReload="), sysconfig()) for t in lines if "ExecReload=" in t[:11]]
     assert [argv[0] for argv in reload] == ["/usr/bin/autopyfactory", "/bin/kill"]
     args = factory_parser().parse_args(reload[0][1:])
-    assert args.command == "check" and args.config_only and args.config == "/etc/autopyfactory/factory.conf"
+    assert args.command == "check"
+    assert args.config_only
+    assert args.config == "/etc/autopyfactory/factory.conf"
     assert reload[1][1:] == ["-HUP"]  # $MAINPID is systemd's, empty here
 
 
@@ -147,7 +152,8 @@ def test_units_are_hardened(unit):
         ("SystemCallArchitectures", "native"),
     ):
         assert s.get(key) == [value], f"{unit}: {key}={s.get(key)}"
-    assert "PrivateTmp" in s and s["User"] == ["autopyfactory"]
+    assert "PrivateTmp" in s
+    assert s["User"] == ["autopyfactory"]
 
 
 def writable(s: dict[str, list[str]]) -> list[str]:
@@ -172,7 +178,8 @@ def test_the_factory_may_write_its_default_dirs_and_condor_can_authenticate():
         assert is_under(str(option.default), writable(s)), f"{key} default {option.default} read-only"
     assert is_under("/var/log/autopyfactory/factory.log", writable(s))  # ExecStart's --log-file
     # FS authentication: condor_submit creates a directory the schedd names in its /tmp
-    assert s["PrivateTmp"] == ["no"] and is_under("/tmp/FS_XXXXXXXXX", writable(s))
+    assert s["PrivateTmp"] == ["no"]
+    assert is_under("/tmp/FS_XXXXXXXXX", writable(s))
     families = s["RestrictAddressFamilies"][0].split()
     assert {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"} <= set(families)  # schedd, interfaces
 
@@ -225,7 +232,8 @@ def test_httpd_snippet_serves_the_example_base_log_dir_at_its_url():
     assert alias, "no Alias line"
     assert alias.group(2) == keys["baseLogDir"]
     assert alias.group(1) == urlsplit(keys["baseLogDirUrl"]).path
-    assert f"<Directory {keys['baseLogDir']}>" in text and "Options Indexes SymLinksIfOwnerMatch\n" in text
+    assert f"<Directory {keys['baseLogDir']}>" in text
+    assert "Options Indexes SymLinksIfOwnerMatch\n" in text
     assert f"RewriteBase {alias.group(1)}/" in text
 
 
@@ -242,9 +250,7 @@ def httpd(tmp_path):
         pytest.skip(f"{APACHE} is missing (apt-get install apache2; .ci/run does)")
     logs = Path(tempfile.mkdtemp(prefix="apf-httpd-"))
     logs.chmod(0o755)  # httpd's worker user must read it
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     snippet = HTTPD_SNIPPET.read_text().replace("/var/log/autopyfactory/pilots", str(logs))
     loads = "\n".join(
         f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so"
@@ -309,6 +315,8 @@ def test_monitor_log_links_resolve_through_the_httpd_snippet(httpd):
         assert (answer.status_code, answer.text) == (200, "compressed stdout\n")
         assert answer.headers["Content-Type"].startswith("text/plain")
         index = http.get(f"{url}/", timeout=10)
-        assert index.status_code == 200 and "2026-03-02/" in index.text
+        assert index.status_code == 200
+        assert "2026-03-02/" in index.text
         day = http.get(f"{url}/2026-03-02/{label}/", timeout=10)
-        assert "1023.3.out" in day.text and "1023.4.out.gz" in day.text
+        assert "1023.3.out" in day.text
+        assert "1023.4.out.gz" in day.text

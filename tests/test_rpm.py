@@ -142,7 +142,8 @@ def test_config_files_are_noreplace_and_dirs_owned_by_the_user(built_rpm: Path) 
         files[path] = (int(fileflags), owner_mode, group)
     for path in CONFIG_FILES:
         fileflags = files[path][0]
-        assert fileflags & 1 and fileflags & 16, (path, fileflags)  # RPMFILE_CONFIG | RPMFILE_NOREPLACE
+        assert fileflags & 1, (path, fileflags)  # RPMFILE_CONFIG
+        assert fileflags & 16, (path, fileflags)  # RPMFILE_NOREPLACE
     assert files["/var/log/autopyfactory"][1] == "autopyfactory:drwxr-xr-x"
     assert files["/var/lib/autopyfactory"][1] == "autopyfactory:drwxr-x---"
     assert files["/usr/libexec/autopyfactory/runpilot3-wrapper.sh"][1] == "root:-rwxr-xr-x"
@@ -157,7 +158,8 @@ def test_scripts_create_the_system_user(built_rpm: Path) -> None:
     pre = scripts.split("preinstall scriptlet", 1)[1].split("scriptlet", 1)[0]
     assert "groupadd -r autopyfactory" in pre
     assert "useradd -r -g autopyfactory" in pre
-    assert "postinstall scriptlet" in scripts and "systemctl daemon-reload" in scripts
+    assert "postinstall scriptlet" in scripts
+    assert "systemctl daemon-reload" in scripts
 
 
 def test_requires_the_interpreter_of_the_console_scripts(built_rpm: Path) -> None:
@@ -184,19 +186,22 @@ def test_requires_what_the_service_imports_and_runs(built_rpm: Path) -> None:
 
 def test_short_description_and_the_units_documentation_is_in_the_package(built_rpm: Path) -> None:
     description = rpm_query(built_rpm, "--qf", "%{DESCRIPTION}")
-    assert len(description.splitlines()) <= 6 and "## " not in description
+    assert len(description.splitlines()) <= 6
+    assert "## " not in description
     assert description.startswith("autopyfactory submits PanDA pilots")
     listed = set(rpm_query(built_rpm, "-l").splitlines())
     unit = (ROOT / "etc" / "systemd" / "autopyfactory.service").read_text()
     documentation = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("Documentation=")]
     assert documentation
     for url in documentation:
-        assert url.startswith("file://") and url.removeprefix("file://") in listed, (url, sorted(listed))
+        assert url.startswith("file://"), url
+        assert url.removeprefix("file://") in listed, (url, sorted(listed))
 
 
 def test_the_wrapper_in_the_package_is_the_wrapper() -> None:
     link = ROOT / "autopyfactory" / "data" / "runpilot3-wrapper.sh"
-    assert link.is_symlink() and os.readlink(link) == "../../wrappers/runpilot3-wrapper.sh"
+    assert link.is_symlink()
+    assert os.readlink(link) == "../../wrappers/runpilot3-wrapper.sh"
     assert link.read_bytes() == (ROOT / "wrappers" / "runpilot3-wrapper.sh").read_bytes()
 
 
@@ -235,7 +240,8 @@ def test_plain_setup_install_never_writes_system_files(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert proc.returncode != 0 and "--root" in proc.stderr
+    assert proc.returncode != 0
+    assert "--root" in proc.stderr
     # setup() declares no data file with an absolute path: pip never installs into /etc etc.
     check = subprocess.run(
         [

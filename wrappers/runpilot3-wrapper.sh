@@ -2,9 +2,10 @@
 #
 # runpilot3-wrapper.sh - the autopyfactory pilot wrapper: what every pilot runs on a worker node.
 #
-# It reports to the monitor, makes a fresh work dir, fetches and checks the pilot code, prints
-# what is needed to debug a bad node, finds a python, sources the site set-up, runs the pilot
-# with this script's arguments, forwards signals to it, and exits with the pilot's exit code.
+# It reports to the monitor (in the background: never holding up the pilot), makes a fresh work
+# dir, fetches and checks the pilot code, prints what is needed to debug a bad node, finds a python,
+# sources the site set-up, runs the pilot with this script's arguments, forwards signals to it, and
+# exits with the pilot's exit code.
 # Every failure of the wrapper itself prints one line starting with "WRAPPER ERROR:" on stderr,
 # reports "fault" to the monitor and exits with one of the codes below.
 #
@@ -40,7 +41,10 @@
 # Exit codes (the monitor gets the same number as rc):
 #   0       the pilot ran a PanDA job (pilot exit 0 and a job id in pandaIDs.out)
 #   20      the pilot asked PanDA and got no job (pilot 3 exits 0 then, without a job id)
-#   1-113, 119-255 the pilot's own exit code, or the number in the STATUSCODE file it wrote. Pilot 3:
+#   119     PanDA refused the pilot's getJob (e.g. HTTP 403 "method getJob is forbidden") or gave no
+#           readable answer: pilot 3 logged "fatal error in job download loop" in its pilotlog.txt
+#           and exited 0 without a job id
+#   1-113, 120-255 the pilot's own exit code, or the number in the STATUSCODE file it wrote. Pilot 3:
 #           1 general failure (e.g. the payload failed), 2 pilot 3 rejected its arguments, 64-113
 #           pilot errors (e.g. 68 no valid proxy, 69 no local space, 71 no queuedata, 78 queue not
 #           active, 79 getJob/PanDA server communication failure), 128+N killed by signal N
@@ -61,6 +65,18 @@
 # APF_PILOT_GRACE + APFMON_SIGNAL_MAX_TIME + 1 s while it runs (4 s and 9 s with the defaults; the
 # batch system's kill grace should be at least that much).
 #
+# Monitor reports ride out an outage without holding up the pilot. "running" is sent in the
+# background as the wrapper starts; the pilot starts at once. Each report is retried while the
+# monitor does not answer, answers 5xx or 429, or answers 404 (the factory may not have announced
+# this pilot yet): pauses of APFMON_RETRY_DELAY seconds, doubling up to 60 s, at most
+# APFMON_RETRIES times, no attempt starting later than APFMON_RUNNING_WINDOW seconds after the
+# wrapper's start (running) or APFMON_EXIT_WINDOW seconds after the pilot ended (exiting, fault).
+# When the pilot ends, a running report still being retried gives way to the exiting one (which
+# the monitor accepts also for a pilot it still has as CREATED); an attempt under way is finished
+# first. So with a monitor that never answers the wrapper exits at most APFMON_EXIT_WINDOW +
+# 2 x APFMON_MAX_TIME seconds after its pilot (340 s with the defaults); with one that answers,
+# at once. Other refusals (403 a wrong pilot key, 409 an illegal move, 4xx) are not retried.
+#
 # Environment read (production defaults in brackets; a timeout must be > 0, a bad value is
 # reported and replaced by its default):
 #   APF_FORCE_<VAR>            exported as <VAR> before anything else (sites overwrite condor's env)
@@ -69,8 +85,14 @@
 #   APFFID, APFCID             factory id and condor cluster.proc of this pilot (set by the factory)
 #   APFMON_CONNECT_TIMEOUT     seconds to connect to the monitor [10]
 #   APFMON_MAX_TIME            seconds for one monitor call [20]
-#   APFMON_RETRIES             extra attempts after a failed monitor call [2]
-#   APFMON_RETRY_DELAY         seconds between monitor attempts [5]
+#   APFMON_RETRIES             extra attempts after a failed monitor call, at most [20]
+#   APFMON_RETRY_DELAY         seconds before the first retry, doubled for each next one up to 60 [5]
+#   APFMON_RUNNING_WINDOW      seconds from the wrapper's start to retry "running" in [600]
+#   APFMON_EXIT_WINDOW         seconds from the pilot's end to retry "exiting"/"fault" in [300]
+#   APFMON_KEY                 this pilot's key for its own record at the monitor (apfp_..., from
+#                              the factory): sent with every v2 report (Authorization: Bearer, from
+#                              a private curl config file, never on a command line) and removed from
+#                              the environment before anything runs [unset: reports carry no key]
 #   APFMON_SIGNAL_MAX_TIME     seconds for a monitor call after a signal (no retries) [3]
 #   APF_PILOT_GRACE            seconds a signalled pilot gets before SIGKILL [5]
 #   PILOT_HTTP_SOURCES         space separated URLs of the pilot tarball, tried in order (file:// works);
@@ -101,7 +123,12 @@ apf_version="0.2.0"
 apf_startdir=$PWD
 apf_main_pid=$BASHPID # the EXIT trap also runs in copies of this shell (see apf_cleanup)
 apf_workdir=""
-apf_scratch=""      # a private temp dir for curl's HTTP status (made lazily, removed at exit)
+apf_scratch=""      # a private temp dir: curl's HTTP status, the monitor key's curl config (removed at exit)
+apf_mon_config=""   # curl config file with this pilot's monitor key (see apf_monitor_key)
+apf_running_pid=""  # the background process reporting "running" (see apf_running_start)
+apf_reporter=""     # in that process: "yes", then "stop" or "stop-now" when told (apf_reporter_stop)
+apf_child_kind=""   # "pause" while apf_wait_child waits for a retry pause, not a monitor call
+apf_start_time=""   # epoch seconds when the wrapper started
 apf_pilot_pid=""
 apf_child_pid=""    # the curl or sleep the wrapper is waiting for (killed at once on a signal)
 apf_watchdog_pid="" # kills the pilot APF_PILOT_GRACE seconds after a signal
@@ -113,6 +140,7 @@ apf_wait_signalled="" # set by the traps, reset by the wait loops
 apf_mute=""
 # Numeric settings, filled from the environment by apf_setting.
 apf_mon_connect="" apf_mon_max_time="" apf_mon_retries="" apf_mon_delay="" apf_mon_signal_time=""
+apf_mon_running_window="" apf_mon_exit_window=""
 apf_http_connect="" apf_http_max_time="" apf_http_retries="" apf_http_delay="" apf_pilot_grace=""
 
 apf_log() {
@@ -131,9 +159,10 @@ usage: runpilot3-wrapper.sh -q <queue> [-s <site>] [-r <resource>] [-j <job labe
        runpilot3-wrapper.sh -h | --help
 pilot.py gets -q <queue> -j <job label> -i <pilot type> and every argument that is not the
 wrapper's own, e.g.: --pilot-user ATLAS --url https://pandaserver.cern.ch -p 25443 -w generic
-Exit codes: 0 ran a job, 20 no job, else the pilot's own; the wrapper's: 114 usage, 115 no work
-dir, 116 pilot not fetched, 117 no python, 118 APF 1 style option refused, 128+N signal N before
-the pilot started. See the header of this script for details and the environment.
+Exit codes: 0 ran a job, 20 no job, 119 getJob refused by PanDA, else the pilot's own; the
+wrapper's: 114 usage, 115 no work dir, 116 pilot not fetched, 117 no python, 118 APF 1 style option
+refused, 128+N signal N before the pilot started. See the header of this script for details and
+the environment.
 EOF
 }
 
@@ -143,6 +172,7 @@ apf_die() {
     shift
     apf_dying=yes
     printf 'WRAPPER ERROR: %s\n' "$*" >&2
+    apf_running_stop
     apf_monitor fault "$code"
     exit "$code"
 }
@@ -190,8 +220,10 @@ apf_apply_forced_env() {
 apf_monitor_init() {
     apf_setting apf_mon_connect APFMON_CONNECT_TIMEOUT 10 timeout
     apf_setting apf_mon_max_time APFMON_MAX_TIME 20 timeout
-    apf_setting apf_mon_retries APFMON_RETRIES 2 count
+    apf_setting apf_mon_retries APFMON_RETRIES 20 count
     apf_setting apf_mon_delay APFMON_RETRY_DELAY 5 seconds
+    apf_setting apf_mon_running_window APFMON_RUNNING_WINDOW 600 count
+    apf_setting apf_mon_exit_window APFMON_EXIT_WINDOW 300 count
     apf_setting apf_mon_signal_time APFMON_SIGNAL_MAX_TIME 3 timeout
     apf_setting apf_pilot_grace APF_PILOT_GRACE 5 count
     apf_mon_api=${APFMON_API:-v2}
@@ -214,6 +246,37 @@ apf_monitor_init() {
         apf_mon_url=""
     else
         apf_log "monitor: $apf_mon_url (API $apf_mon_api) as $APFFID:$APFCID"
+        apf_make_scratch
+    fi
+    apf_monitor_key
+}
+
+# The scratch dir, made before any report (the background reporter must share it, not make its own).
+apf_make_scratch() {
+    [ -z "$apf_scratch" ] || [ ! -d "$apf_scratch" ] || return 0
+    apf_scratch=$(mktemp -d 2>/dev/null || mktemp -d /tmp/apf_wrapper.XXXXXXXX 2>/dev/null) || apf_scratch=""
+    [ -n "$apf_scratch" ]
+}
+
+# APFMON_KEY: this pilot's key for its own record at the monitor (the factory gives each pilot
+# one and announces its digest). It goes into a curl config file in the private scratch dir, never
+# onto a command line (ps shows those to every user of the node), and leaves the environment, so
+# that neither the pilot nor its payload sees it. A value that is not a pilot key is not sent.
+apf_monitor_key() {
+    local key=${APFMON_KEY:-}
+    unset APFMON_KEY APF_FORCE_APFMON_KEY
+    [ -n "$key" ] || return 0
+    if [ -z "${apf_mon_url:-}" ]; then
+        return 0
+    elif [ "$apf_mon_api" != v2 ]; then
+        apf_log "WARNING: API v1 reports cannot carry APFMON_KEY: sent without it"
+    elif ! [[ $key =~ ^apfp_[A-Za-z0-9_-]{43}$ ]]; then
+        apf_log "WARNING: APFMON_KEY is not a pilot key (apfp_ and 43 characters): reports sent without it"
+    elif [ -n "$apf_scratch" ] && (umask 077 && printf 'header = "Authorization: Bearer %s"\n' "$key" >"$apf_scratch/monitor.curl"); then
+        apf_mon_config=$apf_scratch/monitor.curl
+        apf_log "monitor: reports carry this pilot's key (APFMON_KEY)"
+    else
+        apf_log "WARNING: no private place for APFMON_KEY: reports sent without it"
     fi
 }
 
@@ -230,6 +293,8 @@ apf_wait_child() {
     fi
     apf_child_out=""
     apf_child_pid=$!
+    # told to stop now between the fork and the line above: the trap could not kill this child
+    if [ "$apf_reporter" = stop-now ]; then kill -KILL "$apf_child_pid" 2>/dev/null; fi
     apf_wait_signalled=""
     wait "$apf_child_pid"
     status=$?
@@ -248,14 +313,11 @@ apf_wait_child() {
 apf_http_code() {
     local status out
     apf_http=""
-    if [ -z "$apf_scratch" ] || [ ! -d "$apf_scratch" ]; then
-        apf_scratch=$(mktemp -d 2>/dev/null || mktemp -d /tmp/apf_wrapper.XXXXXXXX 2>/dev/null) || apf_scratch=""
-    fi
-    if [ -z "$apf_scratch" ]; then # nowhere to write: a plain call (a signal waits for it)
+    if [ -z "$apf_scratch" ] || [ ! -d "$apf_scratch" ]; then # nowhere to write: a plain call (a signal waits for it)
         apf_http=$(curl -sS -o /dev/null -w '%{http_code}' "$@")
         return
     fi
-    out=$apf_scratch/http_code
+    out=$apf_scratch/http_code.$BASHPID # the background reporter has its own
     apf_child_out=$out
     apf_wait_child curl -sS -o /dev/null -w '%{http_code}' "$@"
     status=$?
@@ -263,17 +325,25 @@ apf_http_code() {
     return "$status"
 }
 
-# apf_monitor running | exiting RC [IDS] | fault RC. Bounded by timeouts and retries (after a
-# signal: one short attempt); a monitor failure is logged and never changes what the wrapper does.
+# apf_monitor running | exiting RC [IDS] | fault RC. Retried while the monitor does not answer,
+# answers 5xx, 429 or 404 (the factory's announcement of this pilot may still be on its way):
+# pauses of APFMON_RETRY_DELAY, doubling up to 60 s, at most APFMON_RETRIES times, and no attempt
+# starts after the window (APFMON_RUNNING_WINDOW for running, from the wrapper's start; else
+# APFMON_EXIT_WINDOW from now). After a signal: one short attempt. A monitor failure is logged and
+# never changes what the wrapper does.
 apf_monitor() {
     local state=$1 rc=${2:-} ids=${3:-} url attempt=0 http status connect=$apf_mon_connect
-    local max_time=$apf_mon_max_time retries=$apf_mon_retries
+    local max_time=$apf_mon_max_time retries=$apf_mon_retries delay_ms deadline now pause
     local -a args
     [ -n "${apf_mon_url:-}" ] || return 0
     if [ -n "$apf_signalled" ]; then
         max_time=$apf_mon_signal_time retries=0
         connect=$max_time
     fi
+    printf -v now '%(%s)T' -1
+    deadline=$((now + apf_mon_exit_window))
+    [ "$state" != running ] || deadline=$((apf_start_time + apf_mon_running_window))
+    apf_milliseconds delay_ms "$apf_mon_delay"
     if [ "$apf_mon_api" = v1 ]; then
         # v1 has no fault state: a failing wrapper reports "exiting" with its own non-zero code.
         case $state in
@@ -286,6 +356,7 @@ apf_monitor() {
         args=(--data "state=$state")
         [ -n "$rc" ] && args+=(--data "rc=$rc")
         [ -n "$ids" ] && args+=(--data-urlencode "ids=$ids")
+        [ -n "$apf_mon_config" ] && args=(-K "$apf_mon_config" "${args[@]}")
     fi
     while :; do
         attempt=$((attempt + 1))
@@ -296,18 +367,74 @@ apf_monitor() {
             apf_log "monitor: $state reported (HTTP $http)"
             return 0
         fi
-        # 404: the factory's announcement of this pilot may still be on its way; other 4xx are final.
-        if [ "$status" -eq 0 ] && [[ $http == 4[0-9][0-9] ]] && [ "$http" != 404 ]; then
+        if [ "$status" -eq 0 ] && [[ $http == 4[0-9][0-9] ]] && [ "$http" != 404 ] && [ "$http" != 429 ]; then
             apf_log "WARNING: monitor refused $state (HTTP $http), not retrying"
             return 0
         fi
         apf_log "WARNING: monitor: $state attempt $attempt failed (curl exit $status, HTTP ${http:-none})"
-        if [ "$attempt" -gt "$retries" ] || [ -n "$apf_signalled" ]; then
-            apf_log "WARNING: monitor: giving up on $state; the pilot is not affected"
+        printf -v now '%(%s)T' -1
+        if [ "$attempt" -gt "$retries" ] || [ -n "$apf_signalled" ] || [[ $apf_reporter == stop* ]] ||
+            [ $((now * 1000 + delay_ms)) -gt $((deadline * 1000)) ]; then
+            apf_log "WARNING: monitor: giving up on $state after $attempt attempts; the pilot is not affected"
             return 0
         fi
-        apf_wait_child sleep "$apf_mon_delay"
+        printf -v pause '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000))
+        apf_child_kind=pause
+        apf_wait_child sleep "$pause"
+        apf_child_kind=""
+        [[ $apf_reporter != stop* ]] || return 0
+        delay_ms=$((delay_ms * 2 > 60000 ? 60000 : delay_ms * 2))
     done
+}
+
+# apf_milliseconds VAR SECONDS: "5" or "0.25" as whole milliseconds in VAR (bash has integers only).
+apf_milliseconds() {
+    local whole=${2%%.*} fraction=000
+    [[ $2 == *.* ]] && fraction=${2#*.}000
+    printf -v "$1" '%d' $((10#$whole * 1000 + 10#${fraction:0:3}))
+}
+
+# The running report goes out in the background: the pilot starts at once, whatever the monitor
+# does, and the report may be retried while the pilot runs (a monitor outage, or a 404 while the
+# factory's announcement is on its way) for APFMON_RUNNING_WINDOW seconds from the wrapper's start.
+apf_running_start() {
+    [ -n "${apf_mon_url:-}" ] || return 0
+    (
+        apf_reporter=yes
+        trap 'apf_reporter_stop finish' USR2
+        trap 'apf_reporter_stop now' TERM INT USR1 QUIT
+        apf_monitor running
+    ) &
+    apf_running_pid=$!
+}
+
+# In the background reporter. "finish" (the pilot has ended): an attempt under way is finished, a
+# pause is cut short, no more attempts. "now" (a signal): the attempt under way is stopped too.
+# shellcheck disable=SC2317 # called from a trap
+apf_reporter_stop() {
+    apf_wait_signalled=yes
+    if [ "$1" = now ] || [ "${apf_child_kind:-}" = pause ]; then
+        apf_reporter=stop-now
+        apf_kill_child
+    else
+        apf_reporter=stop
+    fi
+    if [ "$1" = now ]; then exit 0; fi
+}
+
+# apf_running_stop [now]: the pilot has ended (or the wrapper is failing): the running report
+# gives way to the exiting (or fault) report, which supersedes it. An attempt under way is awaited
+# (at most APFMON_MAX_TIME), unless the wrapper was signalled (or "now"): then it stops at once.
+apf_running_stop() {
+    [ -n "$apf_running_pid" ] || return 0
+    if [ -n "$apf_signalled" ] || [ "${1:-}" = now ]; then
+        kill -TERM "$apf_running_pid" 2>/dev/null
+    else
+        kill -USR2 "$apf_running_pid" 2>/dev/null
+    fi
+    # a trap (a signal meanwhile, which also stops the reporter at once) interrupts wait: again
+    while kill -0 "$apf_running_pid" 2>/dev/null; do wait "$apf_running_pid" 2>/dev/null; done
+    apf_running_pid=""
 }
 
 # ---- arguments ----------------------------------------------------------------------------
@@ -462,6 +589,7 @@ apf_early_signal() {
     apf_signalled=yes
     apf_wait_signalled=yes
     apf_kill_child # a download, monitor call or retry pause under way ends now
+    apf_stop_reporter_now
     [ -z "${apf_dying:-}" ] || return 0
     apf_die $((128 + $2)) "got SIG$1 before the pilot was started"
 }
@@ -473,6 +601,7 @@ apf_forward_signal() {
     if [ -n "$apf_pilot_done" ]; then # the pilot has ended: stop the report under way, exit
         apf_log "got SIG$1 after the pilot ended"
         apf_kill_child
+        apf_stop_reporter_now
         return
     fi
     if [ -z "$apf_pilot_pid" ]; then
@@ -482,6 +611,12 @@ apf_forward_signal() {
     apf_log "got SIG$1: forwarding it to the pilot (pid $apf_pilot_pid)"
     kill -s "$1" "$apf_pilot_pid" 2>/dev/null || apf_log "WARNING: could not signal pid $apf_pilot_pid"
     apf_start_watchdog
+}
+
+# A signal ends the background running report at once (its attempt under way too).
+# shellcheck disable=SC2317 # called from a trap
+apf_stop_reporter_now() {
+    if [ -n "$apf_running_pid" ]; then kill -TERM "$apf_running_pid" 2>/dev/null; fi
 }
 
 # After the first forwarded signal the pilot has APF_PILOT_GRACE seconds, then it is killed. The
@@ -530,6 +665,7 @@ apf_cleanup() {
     esac
     apf_kill_child
     apf_stop_watchdog
+    apf_running_stop now
     if [ -n "$apf_scratch" ]; then rm -rf -- "$apf_scratch"; fi
     [ -n "$apf_workdir" ] && [ -d "$apf_workdir" ] || return 0
     if [ -n "${APF_KEEP_WORKDIR:-}" ]; then
@@ -806,16 +942,26 @@ apf_run_pilot() {
 }
 
 # The pilot's outcome for the monitor and the batch system. Pilot 3 exits 0 also when PanDA had no
-# job for it; only its pandaIDs.out tells the two apart, so 0 without a job id becomes 20.
+# job for it, and also when its getJob was refused (HTTP 403, e.g. "method getJob is forbidden")
+# or got no readable answer: it then logs "fatal error in job download loop" and gives up. Only its
+# pandaIDs.out and its log (pilotlog.txt) tell these apart: 0 without a job id becomes 119 when
+# the log has that line, else 20.
 apf_outcome() {
     local what
     if [ "$apf_rc" -eq 0 ] && [ -z "$apf_ids" ]; then
-        apf_log "the pilot exited 0 without a PanDA job id (no pandaIDs.out): no job, reporting 20"
-        apf_rc=20
+        if apf_getjob_refused; then
+            apf_log "the pilot exited 0 without a PanDA job id after 'fatal error in job download loop': getJob refused, reporting 119"
+            [ -z "$apf_refusal" ] || apf_log "pilot log: $apf_refusal"
+            apf_rc=119
+        else
+            apf_log "the pilot exited 0 without a PanDA job id (no pandaIDs.out): no job, reporting 20"
+            apf_rc=20
+        fi
     fi
     case $apf_rc in
         0) what="ran PanDA job(s) $apf_ids" ;;
         20) what="no job: PanDA had none for this queue and label" ;;
+        119) what="getJob refused: PanDA's dispatcher refused the job request or gave no readable answer (see the pilot log)" ;;
         1) what="pilot failure (e.g. the payload failed), see the pilot log" ;;
         2) what="pilot 3 rejected its arguments (see its usage message above)" ;;
         79) what="getJob failed: PanDA server communication failure" ;;
@@ -829,6 +975,18 @@ apf_outcome() {
     apf_log "pilot outcome: $apf_rc, $what"
 }
 
+# Did pilot 3 give up on getJob? Its log has "fatal error in job download loop"; apf_refusal is
+# then the log's last line that quotes the server's answer or curl's failure, if any.
+apf_getjob_refused() {
+    local log line
+    apf_refusal=""
+    log=$(apf_pilot_file pilotlog.txt) || return 1
+    grep -q 'fatal error in job download loop' "$log" 2>/dev/null || return 1
+    line=$(grep -E 'failed to parse output=|request failed for IPv' "$log" 2>/dev/null | tail -n 1)
+    apf_refusal=${line:0:300}
+    return 0
+}
+
 # apf_quoted ARGS: the arguments as one shell-quoted line, for the log.
 apf_quoted() {
     local line
@@ -837,6 +995,7 @@ apf_quoted() {
 }
 
 apf_main() {
+    printf -v apf_start_time '%(%s)T' -1
     trap apf_cleanup EXIT
     trap 'apf_early_signal TERM 15' TERM
     trap 'apf_early_signal INT 2' INT
@@ -849,7 +1008,7 @@ apf_main() {
     case " $* " in *" --mute "*) apf_mute=yes ;; esac
     apf_monitor_init
     apf_parse_args "$@"
-    apf_monitor running
+    apf_running_start
     apf_make_workdir
     apf_fetch_pilot
     apf_site_setup
@@ -859,6 +1018,7 @@ apf_main() {
     apf_log "queue $apf_queue, site $apf_site, resource ${apf_resource:-<none>}, job label $apf_job_label, pilot type $apf_pilot_type"
     apf_run_pilot -q "$apf_queue" -j "$apf_job_label" -i "$apf_pilot_type" \
         ${apf_pilot_args[@]+"${apf_pilot_args[@]}"}
+    apf_running_stop
     apf_monitor exiting "$apf_rc" "$apf_ids"
     apf_log "wrapper exiting with code $apf_rc"
     exit "$apf_rc"

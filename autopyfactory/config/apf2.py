@@ -202,28 +202,11 @@ def _queue(
     values = {key: _get(parser, section, key) for key in keys}
     own = set(keys) if defaults_only else set(parser._sections.get(section, {}))  # type: ignore[attr-defined]
     mapped: dict[str, str] = {}
-
-    def note(key: str, instead: str) -> None:
-        if key in own:  # a [DEFAULT] key is listed once, under DEFAULT
-            result.note(section, key, values[key], instead)
-
     for key, value in values.items():
         if key in QUEUE_KEYS:
             mapped[QUEUE_KEYS[key]] = _bool(value) if key == "enabled" else value
-        elif key in NOT_NEEDED or key.startswith("batchsubmit.") or key.startswith("nordugridrsl."):
-            continue
-        elif key.startswith("executable."):
-            note(key, "no equivalent: runpilot3-wrapper.sh takes its options from `arguments`")
-        elif key.startswith("globusrsl."):
-            note(key, "no equivalent (GRAM RSL)")
-        elif key in ("periodic_hold", "periodic_remove"):
-            note(key, "holdIdleAfter, removeHeldAfter, removeIdleAfter, removeRunningAfter")
-        elif key == "monitorsection":
-            note(key, "monitorURL in [Factory]")
-        elif key.startswith("sched."):
-            note(key, "no equivalent")
-        else:
-            note(key, "no equivalent")
+        elif key in own and not _handled_elsewhere(key):  # a [DEFAULT] key is noted once, under DEFAULT
+            result.note(section, key, value, _queue_note(key))
     arguments = values.get("executable.arguments") or values.get("executable.defaultarguments")
     if arguments:
         mapped["arguments"] = arguments
@@ -233,6 +216,29 @@ def _queue(
         mapped.update(_names(section, values))
         mapped.update(_ce(section, values, result))
     return mapped
+
+
+#: What stands in for an APF 2 queue key we have no key for: by the key's prefix (ending in ".")
+#: or the key itself; any other key has no equivalent.
+_QUEUE_NOTES = (
+    ("executable.", "no equivalent: runpilot3-wrapper.sh takes its options from `arguments`"),
+    ("globusrsl.", "no equivalent (GRAM RSL)"),
+    ("periodic_hold", "holdIdleAfter, removeHeldAfter, removeIdleAfter, removeRunningAfter"),
+    ("periodic_remove", "holdIdleAfter, removeHeldAfter, removeIdleAfter, removeRunningAfter"),
+    ("monitorsection", "monitorURL in [Factory]"),
+)
+
+
+def _handled_elsewhere(key: str) -> bool:
+    """Keys not needed at all, and the CE's keys (read by :func:`_ce`)."""
+    return key in NOT_NEEDED or key.startswith(("batchsubmit.", "nordugridrsl."))
+
+
+def _queue_note(key: str) -> str:
+    for name, instead in _QUEUE_NOTES:
+        if key == name or (name.endswith(".") and key.startswith(name)):
+            return instead
+    return "no equivalent"
 
 
 def _bool(value: str) -> str:
@@ -263,45 +269,55 @@ def _names(section: str, values: Mapping[str, str]) -> dict[str, str]:
 def _ce(section: str, values: Mapping[str, str], result: Migration) -> dict[str, str]:
     plugin = values.get("batchsubmitplugin", "").strip()
     key = plugin.lower()
-    if not plugin:
-        result.note(section, "batchsubmitplugin", "(unset)", "no CE given: queue disabled")
-        return {"enabled": "false"}
-    flavour = FLAVOURS.get(key)
+    flavour = FLAVOURS.get(key) if plugin else None
     if flavour is None:
-        result.note(section, "batchsubmitplugin", plugin, "no equivalent: queue disabled")
+        why = "no equivalent: queue disabled" if plugin else "no CE given: queue disabled"
+        result.note(section, "batchsubmitplugin", plugin or "(unset)", why)
         return {"enabled": "false"}
     ce: dict[str, str] = {"autoconfigure": "false", "ceFlavour": flavour[0]}
-    if flavour[0] == "LOCAL":
-        ce["batch"] = "condor"
-    else:
-        ce.update(_endpoint(key, values, flavour[1]))
-    prefix = f"batchsubmit.{key}."
+    ce.update({"batch": "condor"} if flavour[0] == "LOCAL" else _endpoint(key, values, flavour[1]))
+    ce.update(_plugin_options(section, key, values, result))
+    environ = _environ(section, ce.get("environ"), values, result)
+    if environ is not None:
+        ce["environ"] = environ
+    queue = values.get(f"batchsubmit.{key}.queue") or values.get("nordugridrsl.queue", "")
+    if queue:
+        ce["ceQueue"] = queue
+    return ce
+
+
+def _plugin_options(
+    section: str, plugin: str, values: Mapping[str, str], result: Migration
+) -> dict[str, str]:
+    """Our keys for the ``batchsubmit.<plugin>.*`` options that have one; a note for the others."""
+    prefix = f"batchsubmit.{plugin}."
+    options: dict[str, str] = {}
     for name, value in values.items():
-        if not name.startswith(prefix) or name[len(prefix) :] in _CE_OPTIONS:
+        option = name.removeprefix(prefix)
+        if option == name or option in _CE_OPTIONS:
             continue
-        option = name[len(prefix) :]
-        if option == "environ":
-            ce["environ"] = value
-        elif option == "proxyfile":
-            ce["x509userproxy"] = value
-        elif option == "proxy" and value.lower() != "none":
-            result.note(section, name, value, "set x509userproxy to the file proxy.conf's handler writes")
+        if option in ("environ", "proxyfile"):
+            options["environ" if option == "environ" else "x509userproxy"] = value
+        elif option == "proxy":
+            if value.lower() != "none":
+                result.note(section, name, value, "set x509userproxy to the file proxy.conf's handler writes")
         elif option == "condor_attributes":
             result.note(section, name, value, "no equivalent (no free-form submit attributes)")
-        elif option != "proxy":
+        else:
             result.note(section, name, value, "no equivalent")
-    environ = [ce["environ"]] if "environ" in ce else []
+    return options
+
+
+def _environ(section: str, own: str | None, values: Mapping[str, str], result: Migration) -> str | None:
+    """The plugin's environ with the ``nordugridrsl.addenv.*`` variables added (None: neither);
+    a note for the other ARC RSL keys."""
+    environ = [] if own is None else [own]
     for name, value in values.items():
         if name.startswith("nordugridrsl.addenv."):
             environ.append(f"{name.removeprefix('nordugridrsl.addenv.')}={value}")
         elif name.startswith("nordugridrsl.") and name != "nordugridrsl.queue":
             result.note(section, name, value, "no equivalent (the ARC RSL is built from the label)")
-    if environ:
-        ce["environ"] = " ".join(environ)
-    queue = values.get(f"{prefix}queue") or values.get("nordugridrsl.queue", "")
-    if queue:
-        ce["ceQueue"] = queue
-    return ce
+    return " ".join(environ) if environ else None
 
 
 _CE_OPTIONS = frozenset({"gridresource", "webservice", "port", "queue", "batch"})

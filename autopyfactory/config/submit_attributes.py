@@ -139,5 +139,5 @@ def _check(key: str, value: str, line: str) -> None:
         stored = next(name for name in description if normal_key(name) == normal)
         try:
             classad2.ExprTree(str(description[stored]))
-        except Exception as exc:  # classad2 raises its own ClassAdException
+        except classad2.ClassAdException as exc:
             raise ValueError(f"{line!r}: not a ClassAd expression: {exc}") from None

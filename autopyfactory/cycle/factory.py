@@ -166,7 +166,7 @@ class Factory:
         for observer in self._observers:
             try:
                 observer.cycle_done(report, labels)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  an observer's failure is never the cycle's
                 name = type(observer).__name__
                 why = f"{type(exc).__name__}: {exc}"
                 log.warning("cycle %d: observer %s failed: %s", report.cycle, name, why)
@@ -218,7 +218,7 @@ class Factory:
                 errors |= backend.tidy(
                     [Tidy(by_name[name], (), removals) for name, removals in items.items()]
                 )
-            except Exception as exc:  # one backend's failure never stops the others
+            except Exception as exc:  # noqa: BLE001  one backend's failure never stops the others
                 errors |= dict.fromkeys(items, f"{type(exc).__name__}: {exc}")
         failed: dict[str, dict[str, str]] = {}
         for request_id, found in by_request.items():

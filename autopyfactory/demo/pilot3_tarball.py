@@ -20,7 +20,6 @@ from pathlib import Path
 
 #: The pilot 3 release the tests and the demo use (its argument grammar is what the factory renders).
 PILOT3_VERSION = "3.7.0.36"
-SDIST_GLOB = "panda[-_]pilot-*.tar.gz"
 
 
 def cache_dir() -> Path:

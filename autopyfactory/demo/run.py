@@ -218,63 +218,67 @@ class StandIn:
         self.server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        stand_in = self
+        """The request handler class bound to this stand-in (the server makes one per request)."""
+        return type("Handler", (_StandInHandler,), {"stand_in": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = urlparse(self.path).path
-                if path in (STATS_PATH, DETAILED_PATH):
-                    body = stand_in.statistics(dict(self.headers.items()), detailed=path == DETAILED_PATH)
-                    self._send(200, body, "text/plain")
-                elif path == "/cric.json":
-                    self._send(200, stand_in.dump, "application/json")
-                elif path == "/cache/pilot/pilot3.tar.gz":
-                    self._send(200, stand_in.tarball, "application/gzip")
-                elif path.startswith("/cache/schedconfig/") and path.endswith(".all.json"):
-                    # pilot 3's queuedata (--queuedata-url): the queue's CRIC record
-                    record = pilot3_queues().get(path[len("/cache/schedconfig/") : -len(".all.json")])
-                    self._send(200 if record else 404, json.dumps(record or {}).encode(), "application/json")
-                elif path == "/cache/ddmendpoints.json":  # pilot 3's --storagedata-url: none
-                    self._send(200, b"{}", "application/json")
-                elif path.startswith("/logs/"):
-                    self._log_file(path[len("/logs/") :])
-                else:
-                    self._send(404, b"not found\n", "text/plain")
 
-            def do_POST(self) -> None:
-                path = urlparse(self.path).path
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode(errors="replace") if length else "")
-                if path == "/server/panda/getJob":
-                    answer = get_job_answer(stand_in.scenario, form)
-                    self._send(200, json.dumps(answer).encode(), "application/json")
-                elif path in ("/server/panda/updateJob", "/server/panda/updateJobsInBulk"):
-                    job_id = form.get("jobId", [""])[0]
-                    if job_id.isdigit() and form.get("state", [""])[0] in ("finished", "failed"):
-                        stand_in.scenario.finish(int(job_id))
-                    self._send(200, json.dumps({"StatusCode": 0}).encode(), "application/json")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
+class _StandInHandler(BaseHTTPRequestHandler):
+    """The HTTP side of a :class:`StandIn`: PanDA, CRIC, the pilot tarball and the pilot logs."""
 
-            def _log_file(self, relative: str) -> None:
-                root = stand_in.log_dir.resolve()
-                target = (root / relative).resolve()
-                if root not in target.parents or not target.is_file():
-                    self._send(404, b"not found\n", "text/plain")
-                    return
-                self._send(200, target.read_bytes(), "text/plain; charset=utf-8")
+    stand_in: StandIn
 
-            def _send(self, status: int, body: bytes, kind: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def do_GET(self) -> None:
+        path = urlparse(self.path).path
+        if path in (STATS_PATH, DETAILED_PATH):
+            body = self.stand_in.statistics(dict(self.headers.items()), detailed=path == DETAILED_PATH)
+            self._send(200, body, "text/plain")
+        elif path == "/cric.json":
+            self._send(200, self.stand_in.dump, "application/json")
+        elif path == "/cache/pilot/pilot3.tar.gz":
+            self._send(200, self.stand_in.tarball, "application/gzip")
+        elif path.startswith("/cache/schedconfig/") and path.endswith(".all.json"):
+            # pilot 3's queuedata (--queuedata-url): the queue's CRIC record
+            record = pilot3_queues().get(path[len("/cache/schedconfig/") : -len(".all.json")])
+            self._send(200 if record else 404, json.dumps(record or {}).encode(), "application/json")
+        elif path == "/cache/ddmendpoints.json":  # pilot 3's --storagedata-url: none
+            self._send(200, b"{}", "application/json")
+        elif path.startswith("/logs/"):
+            self._log_file(path[len("/logs/") :])
+        else:
+            self._send(404, b"not found\n", "text/plain")
 
-            def log_message(self, *_args: object) -> None:
-                pass
+    def do_POST(self) -> None:
+        path = urlparse(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(length).decode(errors="replace") if length else "")
+        if path == "/server/panda/getJob":
+            answer = get_job_answer(self.stand_in.scenario, form)
+            self._send(200, json.dumps(answer).encode(), "application/json")
+        elif path in ("/server/panda/updateJob", "/server/panda/updateJobsInBulk"):
+            job_id = form.get("jobId", [""])[0]
+            if job_id.isdigit() and form.get("state", [""])[0] in ("finished", "failed"):
+                self.stand_in.scenario.finish(int(job_id))
+            self._send(200, json.dumps({"StatusCode": 0}).encode(), "application/json")
+        else:
+            self._send(404, b"not found\n", "text/plain")
 
-        return Handler
+    def _log_file(self, relative: str) -> None:
+        root = self.stand_in.log_dir.resolve()
+        target = (root / relative).resolve()
+        if root not in target.parents or not target.is_file():
+            self._send(404, b"not found\n", "text/plain")
+            return
+        self._send(200, target.read_bytes(), "text/plain; charset=utf-8")
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
 
 
 class Monitor:

@@ -146,11 +146,9 @@ class Pilot:
     status: JobStatus
     entered_status: int  # EnteredCurrentStatus, epoch seconds
     queued: int  # QDate, epoch seconds
-    run_count: int = 0
     hold_reason: str = ""
     hold_reason_code: int | None = None
     num_holds: int = 0  # NumHolds: how often it was held so far
-    grid_status: str = ""
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class _Fetch:
                 response.close()
                 return
             _ = response.content  # read the whole body here, not in the waiting thread
-        except BaseException as exc:  # handed to the waiting thread
+        except BaseException as exc:  # noqa: BLE001  handed to the waiting thread, which raises it
             self.error = exc
         finally:
             self.done.set()

@@ -109,7 +109,7 @@ class SchedconfigSource:
                 atomic_write_text(self._cache, text)
             except OSError as exc:  # the fresh dump is still good; only the copy is missing
                 log.warning("schedconfig: cannot write the last-good copy %s: %s", self._cache, exc)
-        self._current = Snapshot(dump, now, self._location)
+        self._current = Snapshot(dump, self._location)
         log.info("schedconfig: %d queues from %s", len(dump), self._location)
         return self._current
 
@@ -122,7 +122,7 @@ class SchedconfigSource:
         except SchedconfigError as exc:
             raise SchedconfigError(f"{problem}; no last-good copy either ({exc})") from None
         log.warning("schedconfig: %s; using the last-good copy %s", problem, self._cache)
-        self._current = Snapshot(dump, self._cache.stat().st_mtime, f"last-good copy {self._cache}")
+        self._current = Snapshot(dump, f"last-good copy {self._cache}")
         return self._current
 
 
@@ -132,5 +132,4 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Snapshot(Generic[T]):
     data: T
-    taken_at: float  # seconds since the epoch
     source: str  # where it came from, for logs ("https://...", "last-good copy /var/lib/...")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,9 +29,9 @@ from autopyfactory.monitor_service.errors import MonitorError, Unauthorized
 from autopyfactory.monitor_service.expiry import Expiry, ExpiryThread
 from autopyfactory.monitor_service.group_commit import GroupCommit
 from autopyfactory.monitor_service.migrations import upgrade
-from autopyfactory.monitor_service.pilot_reports import DATABASE_UNAVAILABLE, PilotReports, replay
+from autopyfactory.monitor_service.pilot_reports import DATABASE_UNAVAILABLE, PilotReports, replay, route_path
 from autopyfactory.monitor_service.queries import Queries
-from autopyfactory.monitor_service.settings import MonitorSettings
+from autopyfactory.monitor_service.settings import Limits, MonitorSettings
 from autopyfactory.monitor_service.store import Store
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def create_app(settings: MonitorSettings) -> FastAPI:
     docs.install(app)
     _add_error_handlers(app)
     app.add_middleware(PilotReports, services=services)  # innermost: inside the limits below
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(BodyGuard, limits=settings.limits)
     app.add_middleware(NulQueryGuard)
     return app
 
@@ -155,35 +156,55 @@ def _error(error: Any) -> dict[str, Any]:
     return {"where": where, "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
 
 
-class BodyLimit:
-    """Refuses bodies larger than ``max_bytes`` with 413, before any parsing (ASGI middleware).
+# Endpoints that take bulk bodies (a factory's labels, pilots, messages, batch reports).
+_BULK_PATHS = re.compile(r"/api/(jobs|labels)|/api/factories/[^/]+/(messages|jobs)")
+_PILOT_REPORT = re.compile(r"/api/jobs/[^/]+/?")
+
+
+def body_limit(limits: Limits, method: str, path: str) -> int:
+    """The largest body ``method path`` may have (see :class:`~settings.Limits`)."""
+    if method in ("PUT", "POST") and _BULK_PATHS.fullmatch(path):
+        return limits.max_body_bytes
+    if method == "POST" and _PILOT_REPORT.fullmatch(path):
+        return limits.max_report_bytes
+    return limits.max_other_bytes
+
+
+class BodyGuard:
+    """Refuses a body larger than its endpoint's limit with 413 before any parsing, and a JSON
+    body that is not UTF-8 (a BOM, UTF-16, UTF-32) with 400 (ASGI middleware).
 
     The body is read here, up to the limit, and replayed to the app: that bounds chunked uploads
-    too, which a Content-Length check alone would not.
+    too, which a Content-Length check alone would not. A declared length above the limit is
+    refused before a byte of the body is read.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = body_limit(self.limits, scope["method"], route_path(scope))
         declared = _content_length(scope)
         if declared is None:
             await _plain(send, 400, "invalid Content-Length header")
             return
-        if declared > self.max_bytes:
-            await _plain(send, 413, f"body larger than {self.max_bytes} bytes")
+        if declared > limit:
+            await _plain(send, 413, f"body larger than {limit} bytes")
             return
-        body = await self._read(receive)
+        body = await self._read(receive, limit)
         if body is None:
-            await _plain(send, 413, f"body larger than {self.max_bytes} bytes")
+            await _plain(send, 413, f"body larger than {limit} bytes")
+            return
+        if body and _is_json(scope) and (problem := _json_encoding_problem(body)):
+            await _plain(send, 400, problem)
             return
         await self.app(scope, replay(body, receive), send)
 
-    async def _read(self, receive: Receive) -> bytes | None:
+    async def _read(self, receive: Receive, limit: int) -> bytes | None:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -192,12 +213,35 @@ class BodyLimit:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            kind = str(value.decode("latin-1")).split(";", 1)[0].strip().lower()
+            return kind == "application/json" or kind.endswith("+json")
+    return False
+
+
+def _json_encoding_problem(body: bytes) -> str:
+    """Why a JSON body is not UTF-8 text (RFC 8259), or "". ``json.loads`` of bytes would read
+    UTF-16 and UTF-32 (with or without a BOM) and a UTF-8 BOM; a NUL byte is never valid JSON
+    outside an escape, and is how UTF-16/32 of ASCII text looks."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        return "JSON must be UTF-8 without a byte order mark"
+    if b"\x00" in body:
+        return "JSON must be UTF-8 (a NUL byte: UTF-16 or UTF-32?)"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "JSON must be UTF-8"
+    return ""
 
 
 class NulQueryGuard:

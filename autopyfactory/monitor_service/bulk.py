@@ -24,8 +24,9 @@ from autopyfactory.monitor_service.models import UTCDateTime
 # PostgreSQL: the jobs and their CREATED events in one statement; its row count is the jobs created.
 _PG_CREATE = text(
     "WITH new AS ("
-    " INSERT INTO jobs (factory_id, label_id, cid, state, created_at, state_changed_at, flagged, ids)"
-    " SELECT :factory_id, CAST(r->>0 AS integer), r->>1, 'CREATED', :now, :now, false, ''"
+    " INSERT INTO jobs"
+    " (factory_id, label_id, cid, state, created_at, state_changed_at, flagged, ids, key_sha256)"
+    " SELECT :factory_id, CAST(r->>0 AS integer), r->>1, 'CREATED', :now, :now, false, '', r->>2"
     " FROM json_array_elements(CAST(:rows AS json)) AS r"
     " ON CONFLICT (factory_id, cid) DO NOTHING RETURNING id)"
     " INSERT INTO job_events (job_id, at, old_state, new_state, accepted, source, text)"
@@ -33,15 +34,28 @@ _PG_CREATE = text(
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 # SQLite has no INSERT in a WITH: the new ids come back and go into the events as one JSON text.
 _SQLITE_JOBS = text(
-    "INSERT INTO jobs (factory_id, label_id, cid, state, created_at, state_changed_at, flagged, ids)"
+    "INSERT INTO jobs"
+    " (factory_id, label_id, cid, state, created_at, state_changed_at, flagged, ids, key_sha256)"
     " SELECT :factory_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'CREATED', :now, :now,"
-    " 0, '' FROM json_each(:rows) WHERE true"
+    " 0, '', json_extract(value, '$[2]') FROM json_each(:rows) WHERE true"
     " ON CONFLICT (factory_id, cid) DO NOTHING RETURNING id"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _SQLITE_CREATED_EVENTS = text(
     "INSERT INTO job_events (job_id, at, old_state, new_state, accepted, source, text)"
     " SELECT value, :now, NULL, 'CREATED', 1, :source, :text FROM json_each(:ids)"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
+# The jobs of a create that are recorded as asked (same cid, label and key digest), new or not:
+# a replayed create is answered as the first was.
+_PG_RECORDED = text(
+    "SELECT count(*) FROM json_array_elements(CAST(:rows AS json)) AS r JOIN jobs j"
+    " ON j.factory_id = :factory_id AND j.cid = r->>1 AND j.label_id = CAST(r->>0 AS integer)"
+    " AND j.key_sha256 = r->>2"
+)
+_SQLITE_RECORDED = text(
+    "SELECT count(*) FROM json_each(:rows) AS r JOIN jobs j"
+    " ON j.factory_id = :factory_id AND j.cid = json_extract(r.value, '$[1]')"
+    " AND j.label_id = json_extract(r.value, '$[0]') AND j.key_sha256 = json_extract(r.value, '$[2]')"
+)
 _PG_EVENTS = text(
     "INSERT INTO job_events (job_id, at, old_state, new_state, accepted, source, text)"
     " SELECT u.job_id, :at, u.old, u.new, u.accepted, u.source, u.text"
@@ -61,23 +75,29 @@ def insert_created_jobs(
     connection: Connection,
     factory_id: int,
     now: datetime,
-    label_and_cid: Sequence[tuple[int, str]],
+    rows: Sequence[tuple[int, str, str]],
     source: str,
     note: str,
 ) -> int:
-    """Insert CREATED jobs and their CREATED events, skipping cids the factory has already; the
-    number of jobs created. No per-job Python object is made on the way in or out."""
-    if not label_and_cid:
+    """Insert CREATED jobs (``(label id, cid, key digest)`` each) and their CREATED events,
+    skipping cids the factory has already; the number of jobs of ``rows`` recorded as asked (new,
+    or already there with the same label and key digest: a replay). No per-job Python object is
+    made on the way in or out."""
+    if not rows:
         return 0
-    rows = json.dumps(label_and_cid)
-    values = {"factory_id": factory_id, "now": now, "rows": rows, "source": source, "text": note}
+    text_rows = json.dumps(rows)
+    values = {"factory_id": factory_id, "now": now, "rows": text_rows, "source": source, "text": note}
     if connection.dialect.name == "postgresql":
-        result = connection.execute(_PG_CREATE, values)
-        return int(cast(CursorResult[Any], result).rowcount)
-    new_ids = [row[0] for row in connection.execute(_SQLITE_JOBS, values).fetchall()]
-    if new_ids:
-        connection.execute(_SQLITE_CREATED_EVENTS, {**values, "ids": json.dumps(new_ids)})
-    return len(new_ids)
+        inserted = int(cast(CursorResult[Any], connection.execute(_PG_CREATE, values)).rowcount)
+    else:
+        new_ids = [row[0] for row in connection.execute(_SQLITE_JOBS, values).fetchall()]
+        if new_ids:
+            connection.execute(_SQLITE_CREATED_EVENTS, {**values, "ids": json.dumps(new_ids)})
+        inserted = len(new_ids)
+    if inserted == len(rows):
+        return inserted
+    recorded = _PG_RECORDED if connection.dialect.name == "postgresql" else _SQLITE_RECORDED
+    return int(connection.scalar(recorded, {"factory_id": factory_id, "rows": text_rows}) or 0)
 
 
 def insert_events(connection: Connection, events: Sequence[dict[str, Any]]) -> None:

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import OperationalError
 
 from autopyfactory.monitor_service.db import Database, DatabaseUrlError
-from autopyfactory.monitor_service.errors import AlreadyExists
+from autopyfactory.monitor_service.errors import AlreadyExists, NotFound
 from autopyfactory.monitor_service.expiry import Expiry
 from autopyfactory.monitor_service.migrations import upgrade
+from autopyfactory.monitor_service.queries import Queries
 from autopyfactory.monitor_service.schemas import FID_PATTERN
 from autopyfactory.monitor_service.settings import (
     DEFAULT_DB,
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body-bytes",
         type=_positive_int,
         default=Limits().max_body_bytes,
-        help="larger requests get 413",
+        help="bulk writes (labels, pilots, messages, batch reports) larger than this get 413 [4 MiB]",
     )
     serve.add_argument(
         "--workers",
@@ -171,6 +172,32 @@ def build_parser() -> argparse.ArgumentParser:
     add = commands.add_parser("add-factory", help="register a factory and print its token (shown once)")
     add.add_argument("name", help="factory id, as in the factory's config (1-64 of A-Z a-z 0-9 _ . -)")
     add.add_argument("--new-token", action="store_true", help="replace the token of an existing factory")
+    add.add_argument(
+        "--require-pilot-keys",
+        action="store_true",
+        help="refuse this factory's pilot reports without their pilot's key (see the pilot-keys command)",
+    )
+
+    keys = commands.add_parser(
+        "pilot-keys",
+        help="show, or set, whether a factory's pilot reports must carry their pilot's key (APFMON_KEY)",
+    )
+    keys.add_argument("name", help="factory id")
+    choice = keys.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--require",
+        dest="required",
+        action="store_const",
+        const=True,
+        help="refuse reports without the pilot's key, or with a wrong one, and API v1 GET reports",
+    )
+    choice.add_argument(
+        "--optional",
+        dest="required",
+        action="store_const",
+        const=False,
+        help="accept reports without a key (the default: the production ATLAS wrapper sends none)",
+    )
 
     expire = commands.add_parser("expire", help="apply the expiry rules once (run from cron)")
     _expiry_options(expire)
@@ -282,6 +309,8 @@ def _run(args: argparse.Namespace, settings: MonitorSettings) -> int:
         revision = upgrade(db.engines.write)
         if args.command == "migrate":
             print(f"schema at revision {revision}")
+        elif args.command == "pilot-keys":
+            return _pilot_keys(args, db, settings)
         elif args.command == "expire":
             print(Expiry(db, settings.clock, expiry_rules(args)).run().line())
         elif args.command == "clean":
@@ -302,7 +331,10 @@ def _add_factory(args: argparse.Namespace, settings: MonitorSettings) -> int:
     db = Database.open(settings.db_url)
     try:
         upgrade(db.engines.write)
-        token = Store(db, settings.clock).add_factory(args.name, new_token_if_exists=args.new_token)
+        store = Store(db, settings.clock)
+        token = store.add_factory(args.name, new_token_if_exists=args.new_token)
+        if args.require_pilot_keys:
+            store.set_pilot_keys(args.name, required=True)
     finally:
         db.close()
     print(token)
@@ -311,6 +343,31 @@ def _add_factory(args: argparse.Namespace, settings: MonitorSettings) -> int:
         f" factory's factory.conf as [Factory] monitorToken = <token> (with factoryId = {args.name})",
         file=sys.stderr,
     )
+    return 0
+
+
+def _pilot_keys(args: argparse.Namespace, db: Database, settings: MonitorSettings) -> int:
+    """``pilot-keys NAME [--require|--optional]``: set the factory's setting if asked, then say
+    where it stands (the setting, the reports refused so far, the active pilots without a key)."""
+    try:
+        if args.required is not None:
+            Store(db, settings.clock).set_pilot_keys(args.name, args.required)
+        detail = Queries(db, settings).factory(args.name, hours=24)
+    except NotFound as exc:
+        print(f"autopyfactory-monitor: {exc}", file=sys.stderr)
+        return 1
+    refusals = detail.key_refusals
+    last = f" (last {refusals.last_at:%Y-%m-%d %H:%M:%S} UTC)" if refusals.last_at else ""
+    print(
+        f"factory {detail.name}: pilot keys {detail.pilot_keys}; refused reports: {refusals.unsigned}"
+        f" without a key, {refusals.wrong_key} with a wrong key{last}; active pilots announced"
+        f" without a key: {refusals.active_without_key}"
+    )
+    if detail.pilot_keys == "required" and refusals.active_without_key:
+        print(
+            f"warning: the reports of those {refusals.active_without_key} pilots are now refused",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -29,10 +29,6 @@ class Engines:
     read: Engine
     write: Engine
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.write.dialect.name == "sqlite"
-
     def dispose(self) -> None:
         self.read.dispose()
         if self.write is not self.read:

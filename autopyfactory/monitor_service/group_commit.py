@@ -55,13 +55,19 @@ class Unavailable(MonitorError):
 
 @dataclass
 class Batch:
-    """What the items of one transaction share: the session, the time, and the job events to
-    insert in one statement before the commit."""
+    """What the items of one transaction share: the session, the time, the job events to insert
+    in one statement before the commit, and work that must follow that insert (``after``)."""
 
     session: Session
     now: datetime
     events: list[dict[str, Any]] = field(default_factory=list)
-    factory_ids: dict[str, int] = field(default_factory=dict)  # looked up once per batch
+    after: list[Callable[[Session], None]] = field(default_factory=list)
+
+    def finish(self) -> None:
+        """Insert the events, then run ``after`` (e.g. pruning old events): before the commit."""
+        insert_events(self.session.connection(), self.events)
+        for work in self.after:
+            work(self.session)
 
 
 Work = Callable[[Batch], Any]
@@ -97,8 +103,6 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self.batches = 0
-        self.items = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -172,7 +176,8 @@ class GroupCommit:
             return
         try:
             results = self._transaction(items)
-        except Exception as exc:
+        # Whatever a transaction raises goes to the requests waiting for it; the writer lives on.
+        except Exception as exc:  # noqa: BLE001
             if len(items) > 1:
                 log.warning("group commit of %d writes failed (%s): one by one", len(items), exc)
                 for item in items:
@@ -180,8 +185,6 @@ class GroupCommit:
                 return
             items[0].future.set_exception(exc)
             return
-        self.batches += 1
-        self.items += len(items)
         for item, (ok, value) in zip(items, results, strict=True):
             if ok:
                 item.future.set_result(value)
@@ -191,7 +194,7 @@ class GroupCommit:
     def _commit_alone(self, item: _Item) -> None:
         try:
             ((ok, value),) = self._transaction([item])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  the waiting request raises it; the writer lives on
             item.future.set_exception(exc)
             return
         if ok:
@@ -212,7 +215,7 @@ class GroupCommit:
                 if len(outcomes) != len(works):
                     raise RuntimeError(f"{together}: {len(outcomes)} outcomes for {len(works)} items")
                 results.extend(outcomes)
-            insert_events(session.connection(), batch.events)
+            batch.finish()
         return results
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -76,6 +77,12 @@ class Factory(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_ip: Mapped[str] = mapped_column(String(64), default="")
+    # Pilot keys (pilot_keys.py): whether reports must carry their pilot's key, and the reports
+    # refused for the lack of one (unsigned, API v1 GET) or for a wrong one.
+    require_pilot_keys: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    refused_unsigned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    refused_bad_key: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    key_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     labels: Mapped[list[Label]] = relationship(back_populates="factory")
 
@@ -141,10 +148,15 @@ class Job(Base):
     flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rc: Mapped[int | None] = mapped_column(Integer)
     ids: Mapped[str] = mapped_column(String(2048), default="")  # PanDA job ids the pilot ran
+    key_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")  # its pilot key's
+    # Reports refused by the state machine (409): counted here; only the last few stay as events.
+    refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class JobEvent(Base):
-    """The job's timeline: every transition, flag and refused request, with time, source and text."""
+    """The job's timeline: every transition and flag, and the latest refused requests (the job's
+    ``refusals`` counts them all), with time, source and text."""
 
     __tablename__ = "job_events"
     __table_args__ = (Index(None, "job_id", "id"),)

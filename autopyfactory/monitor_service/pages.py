@@ -36,6 +36,7 @@ Health = Literal["ok", "warning", "error"]
 MESSAGE_WARNING = timedelta(minutes=10)  # a label's last cycle message older than this: warning
 MESSAGE_ERROR = timedelta(minutes=30)  # older than this: error
 LAST_JOBS = 100  # jobs listed on a label page
+EVENTS_PAGE = 100  # events per job page
 STATES = [state.value for state in JobState]
 LOG_SUFFIXES = ("out", "err", "log")
 WIDE = Frame(width=720, height=120, top=14, bottom=14)  # the chart of a factory, label or PQ page
@@ -193,7 +194,7 @@ def index_view(svc: Services) -> Page:
 
 
 #: How the factory page can order its labels (``?sort=``); ``worst`` first is the default.
-Sort = Literal["worst", "name", "pq", "ce", "faults", "running", "message"]
+Sort = Literal["worst", "name", "pq", "ce", "faults", "running", "message", "nojob", "refused"]
 _HEALTH_RANK = {"error": 0, "warning": 1, "ok": 2}
 
 
@@ -208,6 +209,8 @@ def sort_labels(rows: list[dict[str, Any]], how: Sort) -> list[dict[str, Any]]:
         "faults": lambda r: (-r["label"].counts.FAULT, r["label"].name),
         "running": lambda r: (-r["label"].counts.RUNNING, r["label"].name),
         "message": lambda r: (r["label"].last_message_at is not None, r["label"].last_message_at or 0),
+        "nojob": lambda r: (-r["label"].outcomes.no_job_percent, r["label"].name),
+        "refused": lambda r: (-r["label"].outcomes.refused_percent, r["label"].name),
     }
     return sorted(rows, key=keys[how])
 
@@ -257,7 +260,7 @@ def label_view(svc: Services, fid: str, name: str, hours: int = 24) -> Page:
         "fid": fid,
         "l": detail,
         "row": label_row(detail, now),
-        "outcomes": svc.queries.outcomes(fid, name, hours),
+        "outcomes": detail.outcomes,
         "messages": messages,
         "jobs": [job_row(job, url) for job in jobs.jobs],
         "total": jobs.total,
@@ -273,13 +276,20 @@ def label_view(svc: Services, fid: str, name: str, hours: int = 24) -> Page:
     return Page("label.html", context, twins)
 
 
-def job_view(svc: Services, fid: str, cid: str) -> Page:
+def job_view(svc: Services, fid: str, cid: str, offset: int = 0) -> Page:
     now = svc.settings.clock()
-    job = svc.queries.job(fid, cid)
+    job = svc.queries.job(fid, cid, EVENTS_PAGE, offset)
     url = svc.queries.factory_url(fid)
     events = [{"e": e, "age": ago(e.at, now)} for e in job.events]
-    context = {"title": f"Job {fid}:{cid}", "j": job, "events": events, **job_row(job, url)}
-    return Page("job.html", context, {"job": f"/api/jobs/{quote(fid)}:{quote(cid)}"})
+    pages = {
+        "first": offset + 1 if job.events else offset,
+        "last": offset + len(job.events),
+        "previous": max(0, offset - EVENTS_PAGE) if offset > 0 else None,
+        "next": offset + EVENTS_PAGE if offset + EVENTS_PAGE < job.events_total else None,
+    }
+    context = {"title": f"Job {fid}:{cid}", "j": job, "events": events, "pages": pages, **job_row(job, url)}
+    api = f"/api/jobs/{quote(fid)}:{quote(cid)}" + (f"?limit={EVENTS_PAGE}&offset={offset}" if offset else "")
+    return Page("job.html", context, {"job": api})
 
 
 def pq_view(svc: Services, pq: str, hours: int = 24) -> Page:
@@ -372,11 +382,11 @@ def label(fid: str, label: str, svc: ServicesDep, hours: Hours = 24) -> HTMLResp
 
 
 @router.get("/job/{key}")
-def job(key: str, svc: ServicesDep) -> HTMLResponse:
+def job(key: str, svc: ServicesDep, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> HTMLResponse:
     fid, sep, cid = key.partition(":")
     if not sep:
         return render(not_found(f"a job is <factory>:<cid>, not {key!r}"), svc)
-    return show(svc, job_view, fid, cid)
+    return show(svc, job_view, fid, cid, offset)
 
 
 @router.get("/pq/{pq}")

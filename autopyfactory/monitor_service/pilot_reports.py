@@ -6,13 +6,14 @@ the middleware stack, dependency solving and the response model cost more CPU th
 database work. :class:`PilotReports` (ASGI middleware) therefore answers exactly these requests
 itself when they are well formed:
 
-- ``POST /api/jobs/{factory}:{cid}`` with a form or JSON body that validates as
-  :class:`~schemas.JobUpdateIn`;
+- ``POST /api/jobs/{factory}:{cid}`` (with or without a trailing slash) with a form or JSON body
+  that validates as :class:`~schemas.JobUpdateIn`, and the pilot's key if it carries one
+  (``Authorization: Bearer apfp_...``, see :mod:`pilot_keys`);
 - API v1 ``GET /mon/rn/{fid}/{cid}/`` and ``GET /mon/ex/{fid}/{cid}/{rc}/`` (with or without the
   trailing slash).
 
 The same validation (the same patterns and the same model), the same store call and the same
-answers (200 with :class:`~schemas.TransitionOut`, 404, 409, 503) as the FastAPI routes in
+answers (200 with :class:`~schemas.TransitionOut`, 403, 404, 409, 503) as the FastAPI routes in
 :mod:`routes_write`, which stay the documented endpoints. Every other request, and every report
 that does not parse or validate, goes on to the FastAPI app unchanged (its body replayed), so
 errors are answered there, word for word as before.
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autopyfactory.monitor_service.deps import Services, fields_of, validated
 from autopyfactory.monitor_service.errors import Conflict, MonitorError
+from autopyfactory.monitor_service.pilot_keys import presented_key
 from autopyfactory.monitor_service.schemas import CID_PATTERN, FID_PATTERN, JobUpdateIn, TransitionOut
 from autopyfactory.monitor_service.states import JobState, legacy_exit_target
 from autopyfactory.monitor_service.store import PilotReport, TargetRule, Transition
@@ -41,23 +43,19 @@ log = logging.getLogger(__name__)
 
 _FID = FID_PATTERN.strip("^$")
 _CID = CID_PATTERN.strip("^$")
-_POST = re.compile(rf"/api/jobs/({_FID}):({_CID})")
+_POST = re.compile(rf"/api/jobs/({_FID}):({_CID})/?")
 _RUNNING = re.compile(rf"/mon/rn/({_FID})/({_CID})/?")
-_EXITING = re.compile(rf"/mon/ex/({_FID})/({_CID})/(0|[1-9][0-9]{{0,2}})/?")
+_EXITING = re.compile(rf"/mon/ex/({_FID})/({_CID})/([0-9]{{1,3}})/?")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 DATABASE_UNAVAILABLE = "database unavailable, try again later"
 
 
-async def report(
-    svc: Services, fid: str, cid: str, target: TargetRule, rc: int | None, ids: str | None, source: str
-) -> Transition:
+async def report(svc: Services, item: PilotReport) -> Transition:
     """One report, by group commit when it is on (the answer waits for the commit), else in a
     transaction of its own."""
     if svc.writer is None:
-        return await run_in_threadpool(svc.store.report, fid, cid, target, source, rc, ids)
-    outcome = await svc.writer.run_together(
-        svc.store.reports_in, PilotReport(fid, cid, target, source, rc, ids)
-    )
+        return await run_in_threadpool(svc.store.report, item)
+    outcome = await svc.writer.run_together(svc.store.reports_in, item)
     assert isinstance(outcome, Transition)
     return outcome
 
@@ -99,13 +97,14 @@ class PilotReports:
         if method == "POST" and (found := _POST.fullmatch(path)):
             await self._post(scope, receive, send, found[1], found[2])
         elif method == "GET" and (found := _RUNNING.fullmatch(path)):
-            await self._run(scope, send, found[1], found[2], _running, None, None)
+            await self._run(scope, send, _legacy(scope, found[1], found[2], _running, None))
         elif method == "GET" and (found := _EXITING.fullmatch(path)):
             rc = int(found[3])
             if rc > 255:  # the route's 422 comes from FastAPI
                 await self.app(scope, receive, send)
                 return
-            await self._run(scope, send, found[1], found[2], partial(legacy_exit_target, rc=rc), rc, None)
+            target = partial(legacy_exit_target, rc=rc)
+            await self._run(scope, send, _legacy(scope, found[1], found[2], target, rc))
         else:
             await self.app(scope, receive, send)
 
@@ -116,22 +115,13 @@ class PilotReports:
             await self.app(scope, replay(body, receive), send)
             return
         target = parsed.target
-        await self._run(scope, send, fid, cid, lambda _current: target, parsed.rc, parsed.ids)
+        key = presented_key(_header(scope, b"authorization"))
+        item = PilotReport(fid, cid, lambda _current: target, _source(scope), parsed.rc, parsed.ids, key)
+        await self._run(scope, send, item)
 
-    async def _run(
-        self,
-        scope: Scope,
-        send: Send,
-        fid: str,
-        cid: str,
-        target: TargetRule,
-        rc: int | None,
-        ids: str | None,
-    ) -> None:
-        client = scope.get("client")
-        source = client[0] if client else ""
+    async def _run(self, scope: Scope, send: Send, item: PilotReport) -> None:
         try:
-            outcome = answer(await report(self.services, fid, cid, target, rc, ids, source))
+            outcome = answer(await report(self.services, item))
         except MonitorError as exc:
             await _send(send, exc.status, error_body(str(exc)))
             return
@@ -146,13 +136,26 @@ def _running(_current: JobState) -> JobState:
     return JobState.RUNNING
 
 
+def _legacy(scope: Scope, fid: str, cid: str, target: TargetRule, rc: int | None) -> PilotReport:
+    """An API v1 report (it can carry no pilot key: see pilot_keys)."""
+    return PilotReport(fid, cid, target, _source(scope), rc, None, legacy=True)
+
+
+def _source(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def _job_update(scope: Scope, body: bytes) -> JobUpdateIn | None:
     """The body as a report, or None when it is not a valid form or JSON report."""
-    kind = ""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            kind = value.decode("latin-1").split(";", 1)[0].strip().lower()
-            break
+    kind = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
     try:
         fields = fields_of(kind, body, JobUpdateIn)
         if fields is None:

@@ -21,6 +21,12 @@ from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import NotFound
 from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
 from autopyfactory.monitor_service.schemas import (
+    RC_GETJOB_FAILURE,
+    RC_GETJOB_REFUSED,
+    RC_KILLED,
+    RC_MISS,
+    RC_PAYLOAD,
+    RC_WRAPPER,
     EventOut,
     FactoryDetail,
     FactoryOut,
@@ -30,9 +36,11 @@ from autopyfactory.monitor_service.schemas import (
     JobDetail,
     JobOut,
     JobPage,
+    KeyRefusals,
     LabelDetail,
     LabelOut,
     MessageOut,
+    Outcomes,
     PqDetail,
     PqSummary,
     StateCounts,
@@ -57,21 +65,19 @@ _SERIES_OF_STATE = {
     JobState.DONE.value: "done",
     JobState.FAULT.value: "fault",
 }
-RC_PAYLOAD, RC_MISS = 0, 20  # pilot exit codes: the payload ran / there was no job ("miss")
-RC_GETJOB_FAILURE = 79  # pilot 3: getJob / PanDA server communication failure
-#: the wrapper's own failures (usage, work dir, no pilot, no python, APF 1 option)
-RC_WRAPPER = range(114, 119)
-RC_KILLED = range(129, 256)  # 128+N: killed by signal N
+_OUTCOME_OF_RC = {
+    RC_PAYLOAD: "payload",
+    RC_MISS: "miss",
+    RC_GETJOB_REFUSED: "refused",
+    RC_GETJOB_FAILURE: "getjob_failure",
+}
+_EXITED = [JobState.EXITING.value, JobState.DONE.value]
 
 
 def rc_outcome(rc: int | None) -> str:
     """The Outcomes field a pilot's exit code counts in (see the wrapper's exit code table)."""
-    if rc == RC_PAYLOAD:
-        return "payload"
-    if rc == RC_MISS:
-        return "miss"
-    if rc == RC_GETJOB_FAILURE:
-        return "getjob_failure"
+    if rc in _OUTCOME_OF_RC:
+        return _OUTCOME_OF_RC[rc]
     if rc is not None and rc in RC_WRAPPER:
         return "wrapper"
     if rc is not None and rc in RC_KILLED:
@@ -114,20 +120,6 @@ class FactoryOverview(FactoryOut):
     activity: Activity
 
 
-class Outcomes(BaseModel):
-    """How a label's pilots that finished in the window ended, by rc."""
-
-    hours: int
-    payload: int = Field(description=f"rc {RC_PAYLOAD}: the pilot ran a payload")
-    miss: int = Field(description=f"rc {RC_MISS}: no job for the pilot")
-    getjob_failure: int = Field(
-        0, description=f"rc {RC_GETJOB_FAILURE}: pilot 3 could not ask PanDA for a job"
-    )
-    killed: int = Field(0, description="rc 129-255: the pilot was killed by a signal (128+N)")
-    wrapper: int = Field(0, description="rc 114-118: the wrapper failed before the pilot ran")
-    other: int = Field(description="any other rc (e.g. 1 pilot or payload failure, 64-113 pilot errors)")
-
-
 SearchKind = Literal["factory", "label", "pq", "site"]
 
 
@@ -161,6 +153,23 @@ def count_states(
             raw[key][state] = number
             raw[key]["flagged"] += int(flagged_number or 0)
     return {key: StateCounts.model_validate(values) for key, values in raw.items()}
+
+
+def outcomes_by_label(
+    session: Session, where: Sequence[ColumnElement[bool]], since: datetime, hours: int
+) -> dict[int, Outcomes]:
+    """Per label: its pilots that exited (EXITING or DONE) since ``since``, by rc, aggregated in
+    the database (a range scan of the per-label state index)."""
+    rows = session.execute(
+        select(Job.label_id, Job.rc, func.count())
+        .where(*where, Job.state.in_(_EXITED), Job.state_changed_at >= since)
+        .group_by(Job.label_id, Job.rc)
+    )
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for label_id, rc, number in rows:
+        field = rc_outcome(rc)
+        counts[label_id][field] = counts[label_id].get(field, 0) + number
+    return {label_id: Outcomes(hours=hours, **fields) for label_id, fields in counts.items()}
 
 
 def of_factory(factory_id: int) -> ColumnElement[bool]:
@@ -288,7 +297,7 @@ def job_out(job: Job, factory: str, label: str) -> JobOut:
     )
 
 
-def label_out(label: Label, factory: str, counts: StateCounts | None) -> LabelOut:
+def label_out(label: Label, factory: str, counts: StateCounts | None, outcomes: Outcomes) -> LabelOut:
     return LabelOut(
         name=label.name,
         factory=factory,
@@ -301,6 +310,7 @@ def label_out(label: Label, factory: str, counts: StateCounts | None) -> LabelOu
         last_message=label.last_message,
         last_message_at=label.last_message_at,
         counts=counts or StateCounts(),
+        outcomes=outcomes,
     )
 
 
@@ -330,6 +340,7 @@ class Queries:
             "created_at": factory.created_at,
             "last_seen": factory.last_seen,
             "status": self.status(factory.last_seen),
+            "pilot_keys": "required" if factory.require_pilot_keys else "optional",
         }
 
     # --- factories and labels ------------------------------------------------------------
@@ -346,11 +357,23 @@ class Queries:
                 select(func.count()).select_from(Label).where(Label.factory_id == factory.id)
             )
             counts = count_states(session, Job.factory_id, [of_factory(factory.id)], self._since(hours))
+            unkeyed = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(of_factory(factory.id), Job.state.in_(_ACTIVE), Job.key_sha256 == "")
+            )
+            refusals = KeyRefusals(
+                unsigned=factory.refused_unsigned,
+                wrong_key=factory.refused_bad_key,
+                last_at=factory.key_refused_at,
+                active_without_key=unkeyed or 0,
+            )
             return FactoryDetail(
                 **self._factory_out(factory),
                 labels=labels or 0,
                 counts=counts.get(factory.id, StateCounts()),
                 hours=hours,
+                key_refusals=refusals,
             )
 
     def labels(self, factory_name: str, hours: int) -> list[LabelOut]:
@@ -359,13 +382,22 @@ class Queries:
             labels = session.scalars(
                 select(Label).where(Label.factory_id == factory.id).order_by(Label.name)
             ).all()
-            counts = count_states(session, Job.label_id, [of_factory(factory.id)], self._since(hours))
-            return [label_out(label, factory.name, counts.get(label.id)) for label in labels]
+            since, where = self._since(hours), [of_factory(factory.id)]
+            counts = count_states(session, Job.label_id, where, since)
+            outcomes = outcomes_by_label(session, where, since, hours)
+            return [
+                label_out(
+                    label, factory.name, counts.get(label.id), outcomes.get(label.id, Outcomes(hours=hours))
+                )
+                for label in labels
+            ]
 
     def label(self, factory_name: str, label_name: str, hours: int) -> LabelDetail:
         with self._db.read() as session:
             label = _label(session, factory_name, label_name)
-            counts = count_states(session, Job.label_id, [Job.label_id == label.id], self._since(hours))
+            since, where = self._since(hours), [Job.label_id == label.id]
+            counts = count_states(session, Job.label_id, where, since)
+            outcomes = outcomes_by_label(session, where, since, hours).get(label.id, Outcomes(hours=hours))
             messages = session.scalars(
                 select(LabelMessage)
                 .where(LabelMessage.label_id == label.id)
@@ -373,7 +405,7 @@ class Queries:
                 .limit(self._settings.messages_kept)
             )
             return LabelDetail(
-                **label_out(label, factory_name, counts.get(label.id)).model_dump(),
+                **label_out(label, factory_name, counts.get(label.id), outcomes).model_dump(),
                 hours=hours,
                 messages=[MessageOut(at=m.at, text=m.text) for m in messages],
             )
@@ -404,7 +436,8 @@ class Queries:
                 jobs=[job_out(job, factory_name, label_name) for job in jobs],
             )
 
-    def job(self, factory_name: str, cid: str) -> JobDetail:
+    def job(self, factory_name: str, cid: str, limit: int = 100, offset: int = 0) -> JobDetail:
+        """One job with a page of its events (oldest first)."""
         with self._db.read() as session:
             row = session.execute(
                 select(Job, Label)
@@ -415,10 +448,24 @@ class Queries:
             if row is None:
                 raise NotFound(f"no job {factory_name}:{cid}")
             job, label = row
-            events = session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
+            total = session.scalar(
+                select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id)
+            )
+            events = session.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == job.id)
+                .order_by(JobEvent.id)
+                .limit(limit)
+                .offset(offset)
+            )
             return JobDetail(
                 **job_out(job, factory_name, label.name).model_dump(),
                 batchqueue=label.batchqueue,
+                refusals=job.refusals,
+                refused_at=job.refused_at,
+                events_total=total or 0,
+                events_offset=offset,
+                events_limit=limit,
                 events=[_event_out(event) for event in events],
             )
 
@@ -452,9 +499,13 @@ class Queries:
             ).all()
             if not rows:
                 raise NotFound(f"no label serves PanDA queue {pq!r}")
-            ids = [label.id for label, _ in rows]
-            counts = count_states(session, Job.label_id, [Job.label_id.in_(ids)], self._since(hours))
-            labels = [label_out(label, factory, counts.get(label.id)) for label, factory in rows]
+            since, where = self._since(hours), [Job.label_id.in_([label.id for label, _ in rows])]
+            counts = count_states(session, Job.label_id, where, since)
+            outcomes = outcomes_by_label(session, where, since, hours)
+            labels = [
+                label_out(label, factory, counts.get(label.id), outcomes.get(label.id, Outcomes(hours=hours)))
+                for label, factory in rows
+            ]
             return PqDetail(pq=pq, hours=hours, counts=_total(c.counts for c in labels), labels=labels)
 
     def faults(self, hours: int, min_created: int, min_percent: float) -> FaultReport:
@@ -558,16 +609,8 @@ class Queries:
         """Pilots of the label that exited (EXITING or DONE) in the window, by rc."""
         with self._db.read() as session:
             label = _label(session, factory_name, label_name)
-            rows = session.execute(
-                select(Job.rc, func.count())
-                .where(Job.label_id == label.id, Job.state.in_([JobState.EXITING.value, JobState.DONE.value]))
-                .where(Job.state_changed_at >= self._since(hours))
-                .group_by(Job.rc)
-            )
-            counts = dict.fromkeys(("payload", "miss", "getjob_failure", "killed", "wrapper", "other"), 0)
-            for rc, number in rows:
-                counts[rc_outcome(rc)] += number
-        return Outcomes(hours=hours, **counts)
+            found = outcomes_by_label(session, [Job.label_id == label.id], self._since(hours), hours)
+        return found.get(label.id, Outcomes(hours=hours))
 
     def factory_url(self, name: str) -> str:
         """The factory's log URL (its heartbeat's ``url``), "" when unknown."""

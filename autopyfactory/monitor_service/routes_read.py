@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from autopyfactory.domain.names import LABEL_MAX, LABEL_PATTERN
 from autopyfactory.monitor_service.deps import ServicesDep
 from autopyfactory.monitor_service.migrations import current_revision
-from autopyfactory.monitor_service.queries import Activity, FactoryOverview, Outcomes, SearchResult
+from autopyfactory.monitor_service.queries import Activity, FactoryOverview, SearchResult
 from autopyfactory.monitor_service.routes_write import INVALID_INPUT, FactoryPath, JobKey, LabelKey
 from autopyfactory.monitor_service.schemas import (
     HOURS_MAX,
@@ -23,6 +23,7 @@ from autopyfactory.monitor_service.schemas import (
     JobPage,
     LabelDetail,
     LabelOut,
+    Outcomes,
     PqDetail,
     PqSummary,
 )
@@ -82,11 +83,16 @@ def label_jobs(
     return svc.queries.jobs(fid, name, state, limit, offset)
 
 
+EventsLimit = Annotated[int, Query(ge=1, le=PAGE_MAX, description="events per page")]
+EventsOffset = Annotated[int, Query(ge=0, le=10**9, description="events to skip, from the oldest")]
+
+
 @router.get("/api/jobs/{key}", response_model=JobDetail, responses=_NOT_FOUND)
-def job(key: JobKey, svc: ServicesDep) -> JobDetail:
-    """One job with its event timeline (every transition, flag and refused report)."""
+def job(key: JobKey, svc: ServicesDep, limit: EventsLimit = 100, offset: EventsOffset = 0) -> JobDetail:
+    """One job with a page of its event timeline, oldest first (every transition and flag, and
+    its last few refused reports; ``refusals`` counts them all)."""
     fid, cid = key.split(":", 1)
-    return svc.queries.job(fid, cid)
+    return svc.queries.job(fid, cid, limit, offset)
 
 
 @router.get("/api/pqs", response_model=list[PqSummary])
@@ -136,7 +142,8 @@ def label_activity(key: LabelKey, svc: ServicesDep, hours: Hours = 24) -> Activi
 
 @router.get("/api/labels/{key}/outcomes", response_model=Outcomes, responses=_NOT_FOUND)
 def label_outcomes(key: LabelKey, svc: ServicesDep, hours: Hours = 24) -> Outcomes:
-    """Pilots that exited in the window: with a payload (rc 0), miss (rc 20), other."""
+    """Pilots that exited in the window by rc: with a payload (rc 0), no job (rc 20), getJob
+    refused (rc 119), ..., and the shares of no job and refused."""
     fid, name = key.split(":", 1)
     return svc.queries.outcomes(fid, name, hours)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 
@@ -15,6 +15,7 @@ from autopyfactory.monitor_service.deps import (
     Services,
     ServicesDep,
     bulk_body,
+    bulk_items,
     client_address,
     form_or_json_body,
     parsed_body,
@@ -23,6 +24,8 @@ from autopyfactory.monitor_service.deps import (
     valid_items,
     valid_jobs,
 )
+from autopyfactory.monitor_service.errors import MonitorError
+from autopyfactory.monitor_service.pilot_keys import presented_key
 from autopyfactory.monitor_service.pilot_reports import answer, report
 from autopyfactory.monitor_service.schemas import (
     BATCH_REPORTS_MAX,
@@ -52,7 +55,7 @@ from autopyfactory.monitor_service.schemas import (
     checked_label_key,
 )
 from autopyfactory.monitor_service.states import JobState, legacy_exit_target
-from autopyfactory.monitor_service.store import JobsCreated, TargetRule, Transition
+from autopyfactory.monitor_service.store import JobsCreated, PilotReport, TargetRule
 
 INVALID_INPUT: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationErrorOut, "description": "invalid input: what and where"}
@@ -78,11 +81,12 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     **_BODY_ERRORS,
 }
 _PILOT_ERRORS: dict[int | str, dict[str, Any]] = _BODY_ERRORS | {
+    403: {"model": ErrorOut, "description": "no pilot key where its factory requires one, or a wrong one"},
     404: {"model": ErrorOut, "description": "unknown job"},
-    409: {"model": ErrorOut, "description": "illegal transition (recorded in the job's events)"},
+    409: {"model": ErrorOut, "description": "illegal transition (counted; the last few are job events)"},
     415: {"model": ErrorOut, "description": "neither form data nor JSON"},
 }
-_LEGACY_ERRORS: dict[int | str, dict[str, Any]] = {code: _PILOT_ERRORS[code] for code in (404, 409)}
+_LEGACY_ERRORS: dict[int | str, dict[str, Any]] = {code: _PILOT_ERRORS[code] for code in (403, 404, 409)}
 
 
 async def _label_status_body(request: Request) -> LabelStatusIn:
@@ -112,10 +116,17 @@ def heartbeat(
         created_at=record.created_at,
         last_seen=record.last_seen,
         status=svc.queries.status(record.last_seen),
+        pilot_keys="required" if record.require_pilot_keys else "optional",
     )
 
 
-BulkItems = Annotated[list[dict[str, Any]], Body(max_length=MAX_ITEMS)]
+class TooManyItems(MonitorError):
+    status = 422
+
+
+# The body of a bulk request, read and parsed after the token was checked (a dependency listed
+# after FactoryAuth), and off the event loop (deps.bulk_items).
+BulkItems = Annotated[list[dict[str, Any]], Depends(bulk_items)]
 
 
 @router.put(
@@ -125,7 +136,7 @@ BulkItems = Annotated[list[dict[str, Any]], Body(max_length=MAX_ITEMS)]
     openapi_extra=bulk_body(LabelIn, MAX_ITEMS),
     tags=["factory"],
 )
-def put_labels(items: BulkItems, factory: FactoryAuth, svc: ServicesDep) -> LabelsWritten:
+def put_labels(factory: FactoryAuth, items: BulkItems, svc: ServicesDep) -> LabelsWritten:
     """Create or update the factory's labels (one PanDA queue × one CE queue each). Invalid
     labels are left out and listed in ``rejected``; the valid ones are written."""
     labels, rejected = valid_items(LabelIn, items)
@@ -142,10 +153,11 @@ def put_labels(items: BulkItems, factory: FactoryAuth, svc: ServicesDep) -> Labe
     openapi_extra=bulk_body(JobIn, MAX_ITEMS),
     tags=["factory"],
 )
-async def put_jobs(items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request) -> JobsWritten:
-    """Announce created pilots (state CREATED). Replaying a create changes nothing. Invalid jobs
-    are left out and listed in ``rejected``; the valid ones are written."""
-    jobs, rejected = valid_jobs(items)
+async def put_jobs(factory: FactoryAuth, items: BulkItems, svc: ServicesDep, request: Request) -> JobsWritten:
+    """Announce created pilots (state CREATED), each optionally with the SHA-256 of its pilot
+    key (``key_sha256``). A replayed create changes nothing and is answered as the first was.
+    Invalid jobs are left out and listed in ``rejected``; the valid ones are written."""
+    jobs, rejected = await run_in_threadpool(valid_jobs, items)
     for owner in dict.fromkeys(job["factory"] for job in jobs):  # in order: the first stranger is named
         require_owner(factory, owner)
     outcome = await _create_jobs(svc, factory, jobs, client_address(request))
@@ -194,7 +206,7 @@ def post_label_message(
     tags=["factory"],
 )
 def post_label_messages(
-    fid: FactoryPath, items: BulkItems, factory: FactoryAuth, svc: ServicesDep, request: Request
+    fid: FactoryPath, factory: FactoryAuth, items: BulkItems, svc: ServicesDep, request: Request
 ) -> MessagesWritten:
     """Many labels' one-line cycle messages at once (one request per cycle instead of one per
     label); the same as `POST /api/labels/{fid}:{label}` for each, in one transaction. Invalid
@@ -213,11 +225,7 @@ def post_label_messages(
     tags=["factory"],
 )
 def post_batch_reports(
-    fid: FactoryPath,
-    items: Annotated[list[dict[str, Any]], Body(max_length=BATCH_REPORTS_MAX)],
-    factory: FactoryAuth,
-    svc: ServicesDep,
-    request: Request,
+    fid: FactoryPath, factory: FactoryAuth, items: BulkItems, svc: ServicesDep, request: Request
 ) -> BatchReportsOut:
     """What the factory's batch system saw (cron helpers): `done` (Completed), `exiting`,
     `fault` (Removed, or vanished) or `flag` (stale), applied through legal moves only.
@@ -228,6 +236,8 @@ def post_batch_reports(
     Invalid reports are left out and listed in ``rejected``; the valid ones are applied.
     """
     require_owner(factory, fid)
+    if len(items) > BATCH_REPORTS_MAX:
+        raise TooManyItems(f"at most {BATCH_REPORTS_MAX} reports in one request, not {len(items)}")
     reports, rejected = valid_items(BatchReportIn, items)
     outcomes = svc.store.batch_reports(fid, reports, client_address(request))
     jobs = [BatchReportOut(cid=o.cid, result=o.result, state=o.state, detail=o.detail) for o in outcomes]
@@ -249,7 +259,8 @@ _BATCH_RESULTS = ("changed", "unchanged", "unknown", "retry")
     tags=["pilot"],
 )
 async def post_job_state(key: JobKey, request: Request) -> TransitionOut:
-    """A wrapper's report: `state=running`, `state=exiting&rc=N[&ids=...]` or `state=fault[&rc=N]`."""
+    """A wrapper's report: `state=running`, `state=exiting&rc=N[&ids=...]` or `state=fault[&rc=N]`,
+    with `Authorization: Bearer <pilot key>` when the factory gave its pilot one (`APFMON_KEY`)."""
     # Well-formed reports are answered by pilot_reports.PilotReports before they get here (the same
     # checks and answers, without FastAPI's cost); this route documents them and refuses the rest.
     # The body and the services are fetched here rather than declared as dependencies: FastAPI's
@@ -259,28 +270,39 @@ async def post_job_state(key: JobKey, request: Request) -> TransitionOut:
     body = await parsed_body(request, JobUpdateIn)
     fid, cid = key.split(":", 1)
     target = body.target
-    return answer(await _report(svc, request, fid, cid, lambda _current: target, body.rc, body.ids))
+    pilot_key = presented_key(request.headers.get("authorization"))
+    item = PilotReport(
+        fid, cid, lambda _current: target, client_address(request), body.rc, body.ids, pilot_key
+    )
+    return answer(await report(svc, item))
 
+
+# The same with a trailing slash: answered, not redirected (a wrapper's curl follows no redirect).
+router.add_api_route("/api/jobs/{key}/", post_job_state, methods=["POST"], include_in_schema=False)
 
 CidPath = Annotated[str, Path(pattern=CID_PATTERN)]
-RcPath = Annotated[int, Path(ge=0, le=255)]
 
 
-async def _report(
-    svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None, ids: str | None
-) -> Transition:
-    return await report(svc, fid, cid, target, rc, ids, client_address(request))
+def _exit_code(rc: str) -> str:
+    if int(rc) > 255:
+        raise ValueError("an exit code is at most 255")
+    return rc
+
+
+# Decimal digits only: an int path parameter would also take "+5", "1_0" and "0\n" (%0a).
+RcPath = Annotated[str, Path(pattern=r"^[0-9]{1,3}$"), AfterValidator(_exit_code)]
 
 
 async def _legacy(
     svc: Services, request: Request, fid: str, cid: str, target: TargetRule, rc: int | None
 ) -> TransitionOut:
-    return answer(await _report(svc, request, fid, cid, target, rc, None))
+    item = PilotReport(fid, cid, target, client_address(request), rc, None, legacy=True)
+    return answer(await report(svc, item))
 
 
 @router.get("/mon/rn/{fid}/{cid}/", response_model=TransitionOut, responses=_LEGACY_ERRORS, tags=["pilot v1"])
 async def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, request: Request) -> TransitionOut:
-    """API v1: the pilot is running."""
+    """API v1: the pilot is running (refused for a factory that requires pilot keys)."""
     return await _legacy(svc, request, fid, cid, lambda _current: JobState.RUNNING, None)
 
 
@@ -290,8 +312,10 @@ async def legacy_running(fid: FactoryPath, cid: CidPath, svc: ServicesDep, reque
 async def legacy_exiting(
     fid: FactoryPath, cid: CidPath, rc: RcPath, svc: ServicesDep, request: Request
 ) -> TransitionOut:
-    """API v1: the pilot is exiting with ``rc``; from CREATED with rc != 0 this means fault."""
-    return await _legacy(svc, request, fid, cid, lambda current: legacy_exit_target(current, rc), rc)
+    """API v1: the pilot is exiting with ``rc``; from CREATED with rc != 0 this means fault
+    (refused for a factory that requires pilot keys)."""
+    code = int(rc)
+    return await _legacy(svc, request, fid, cid, lambda current: legacy_exit_target(current, code), code)
 
 
 # The same without the trailing slash, so that no client is sent a redirect it may not follow.

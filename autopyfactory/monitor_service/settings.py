@@ -42,9 +42,14 @@ class ExpiryRules:
 
 @dataclass(frozen=True)
 class Limits:
-    """Input limits (item counts are fixed in :mod:`schemas`, as they are part of the API schema)."""
+    """Body size limits per kind of endpoint: a larger body gets 413 before it is read whole or
+    parsed (item counts are fixed in :mod:`schemas`, as they are part of the API schema)."""
 
-    max_body_bytes: int = 4 * 1024 * 1024  # larger requests get 413 before they are parsed
+    max_body_bytes: int = 4 * 1024 * 1024  # bulk writes of a factory (labels, jobs, messages, reports)
+    # A pilot report is a few hundred bytes; 100 PanDA ids of 20 digits, percent-encoded, about 2.3 KiB.
+    max_report_bytes: int = 8 * 1024
+    # Everything else: a label's message (2,048 characters, percent-encoded UTF-8), a heartbeat, reads.
+    max_other_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 A job is created by its factory (``CREATED``); its wrapper reports ``running`` and then
 ``exiting`` with the pilot's return code; the server's expiry turns a job that stayed in
 ``EXITING`` long enough into ``DONE``. ``FAULT`` is reachable from every state that is not final.
+``CREATED -> EXITING`` is legal too: a pilot whose ``running`` report was lost (a monitor outage,
+or a report sent before the factory announced the pilot) still ends with its rc and PanDA ids.
 A report that asks for the state the job is already in is a *replay* (a wrapper retrying after a
 lost answer) and changes nothing; any other move that is not listed here is *illegal*.
 """
@@ -29,9 +31,10 @@ FINAL_STATES = frozenset({JobState.DONE, JobState.FAULT})
 ACTIVE_STATES = frozenset(JobState) - FINAL_STATES
 
 _FORWARD = {
-    JobState.CREATED: JobState.RUNNING,
-    JobState.RUNNING: JobState.EXITING,
-    JobState.EXITING: JobState.DONE,
+    (JobState.CREATED, JobState.RUNNING),
+    (JobState.CREATED, JobState.EXITING),  # the running report was lost
+    (JobState.RUNNING, JobState.EXITING),
+    (JobState.EXITING, JobState.DONE),
 }
 
 
@@ -53,7 +56,7 @@ def is_legal(current: JobState, target: JobState) -> bool:
     """True when ``current -> target`` is one of the machine's moves."""
     if current.final:
         return False
-    return target is JobState.FAULT or _FORWARD.get(current) is target
+    return target is JobState.FAULT or (current, target) in _FORWARD
 
 
 def decide(current: JobState, target: JobState) -> Decision:

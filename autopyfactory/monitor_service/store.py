@@ -9,9 +9,12 @@ a duplicate or skip a check.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Insert, Table, bindparam, delete, func, insert, select, text, update
@@ -22,18 +25,20 @@ from sqlalchemy.orm import Session
 from autopyfactory.monitor_service.auth import looks_like_token, new_token, token_digest
 from autopyfactory.monitor_service.bulk import insert_created_jobs
 from autopyfactory.monitor_service.db import Database
-from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, NotFound
+from autopyfactory.monitor_service.errors import AlreadyExists, Conflict, Forbidden, MonitorError, NotFound
 from autopyfactory.monitor_service.group_commit import Batch, Outcome
-from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage
+from autopyfactory.monitor_service.models import Factory, Job, JobEvent, Label, LabelMessage, UTCDateTime
+from autopyfactory.monitor_service.pilot_keys import KeyVerdict, verdict
 from autopyfactory.monitor_service.schemas import BatchReportIn, BatchResult, FactoryIn, JobRow, LabelIn
 from autopyfactory.monitor_service.settings import Clock
 from autopyfactory.monitor_service.states import JobState, Verdict, decide
 
 JOBS = cast(Table, Job.__table__)
-JOB_EVENTS = cast(Table, JobEvent.__table__)
+FACTORIES = cast(Table, Factory.__table__)
 CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 SOURCE_MAX = 64
 TEXT_MAX = 512  # job_events.text
+REFUSALS_KEPT = 5  # refused reports (409) kept as job events per job; the job counts them all
 _TRANSITION_ATTEMPTS = 3
 
 
@@ -104,6 +109,7 @@ class BatchPlan:
 
 
 _NEVER_RAN = "finished in the batch system, never reported running"
+_REPORTS_LOST = "finished in the batch system, its exit code says it ran: its wrapper's reports were lost"
 _BATCH_PATHS: dict[tuple[str, JobState], tuple[JobState, ...]] = {
     ("done", JobState.CREATED): (JobState.FAULT,),
     ("done", JobState.RUNNING): (JobState.EXITING, JobState.DONE),
@@ -111,14 +117,20 @@ _BATCH_PATHS: dict[tuple[str, JobState], tuple[JobState, ...]] = {
     ("exiting", JobState.CREATED): (JobState.FAULT,),
     ("exiting", JobState.RUNNING): (JobState.EXITING,),
 }
+_RAN_PATHS: dict[str, tuple[JobState, ...]] = {
+    "done": (JobState.EXITING, JobState.DONE),
+    "exiting": (JobState.EXITING,),
+}
 
 
-def batch_plan(request: str, current: JobState, flagged: bool) -> BatchPlan:
+def batch_plan(request: str, current: JobState, flagged: bool, ran: bool = False) -> BatchPlan:
     """Moves for a factory's report ``request`` (done, exiting, fault, flag) on a job in ``current``.
 
     Completed (``done``/``exiting``) while the monitor still has RUNNING means the wrapper's own
-    report was lost: the job passes through EXITING. Completed while still CREATED means the
-    pilot never said it ran: FAULT. A final job stays as it is; so does a job already there.
+    report was lost: the job passes through EXITING. Completed while still CREATED: when the
+    factory says the pilot ``ran`` (from the batch system's exit code), all its wrapper's reports
+    were lost (a monitor outage), and it passes through EXITING the same way; otherwise the pilot
+    never said it ran: FAULT. A final job stays as it is; so does a job already there.
     """
     if current.final:
         return BatchPlan(detail=f"already {current}, final")
@@ -126,10 +138,12 @@ def batch_plan(request: str, current: JobState, flagged: bool) -> BatchPlan:
         return BatchPlan(detail="already flagged") if flagged else BatchPlan(flag=True, detail="flagged")
     if request == "fault":
         return BatchPlan((JobState.FAULT,), detail=f"{current} -> FAULT")
-    path = _BATCH_PATHS.get((request, current), ())
+    lost = ran and current is JobState.CREATED and request in _RAN_PATHS
+    path = _RAN_PATHS[request] if lost else _BATCH_PATHS.get((request, current), ())
     if not path:
         return BatchPlan(detail=f"already {current}")
-    detail = " -> ".join([current, *path]) + (f" ({_NEVER_RAN})" if current is JobState.CREATED else "")
+    why = _REPORTS_LOST if lost else _NEVER_RAN
+    detail = " -> ".join([current, *path]) + (f" ({why})" if current is JobState.CREATED else "")
     return BatchPlan(path, detail=detail)
 
 
@@ -139,7 +153,10 @@ TargetRule = Callable[[JobState], JobState]
 
 @dataclass(frozen=True)
 class PilotReport:
-    """A wrapper's report, as an item of a group commit (see :meth:`Store.reports_in`)."""
+    """A wrapper's report, as an item of a group commit (see :meth:`Store.reports_in`).
+
+    ``pilot_key``: the pilot key it carried (None: none); ``legacy``: an API v1 ``GET`` (see
+    :mod:`pilot_keys`)."""
 
     factory: str
     cid: str
@@ -147,6 +164,8 @@ class PilotReport:
     source: str
     rc: int | None
     ids: str | None
+    pilot_key: str | None = None
+    legacy: bool = False
 
     @property
     def key(self) -> str:
@@ -198,6 +217,11 @@ class Store:
                 select(Factory.name).where(Factory.token_hash == token_digest(token))
             ).one_or_none()
 
+    def set_pilot_keys(self, name: str, required: bool) -> None:
+        """Whether the factory's pilot reports must carry their pilot's key (see pilot_keys.py)."""
+        with self._db.write.begin() as session:
+            find_factory(session, name).require_pilot_keys = required
+
     def heartbeat(self, name: str, data: FactoryIn, source: str) -> Factory:
         """The factory is alive: note when and from where, and the fields it sent."""
         with self._db.write.begin() as session:
@@ -212,7 +236,7 @@ class Store:
 
     def upsert_labels(self, factory_name: str, labels: Sequence[LabelIn]) -> tuple[int, int]:
         """Create or update the labels (last record wins for a repeated name); (created, updated)."""
-        records = {label.name: label for label in labels}
+        records = {label.name: label for label in sorted(labels, key=lambda label: label.name)}
         now = self._clock()
         with self._db.write.begin() as session:
             factory_id = find_factory(session, factory_name).id
@@ -272,7 +296,10 @@ class Store:
     # --- jobs -------------------------------------------------------------------------------
 
     def create_jobs(self, factory_name: str, jobs: Sequence[JobRow], source: str) -> JobsCreated:
-        """Record created pilots. A cid already known is a duplicate and is left as it is."""
+        """Record created pilots. Idempotent: a cid already known is left as it is; a replayed
+        create (same cids, labels and key digests) writes nothing and is answered as the first was
+        (``created``: the jobs recorded as asked; ``duplicates``: the others, i.e. a cid repeated
+        in the request or known with another label or key digest)."""
         with self._db.write.begin() as session:
             return self.create_jobs_in(Batch(session, self._clock()), factory_name, jobs, source)
 
@@ -281,47 +308,62 @@ class Store:
     ) -> JobsCreated:
         """:meth:`create_jobs` as one item of a group commit; the jobs' CREATED events are inserted
         with them (set-based, :func:`bulk.insert_created_jobs`), not added to the batch's."""
-        wanted: dict[str, str] = {}
+        wanted: dict[str, tuple[str, str]] = {}
         for job in jobs:
-            wanted.setdefault(job["cid"], job["label"])
+            wanted.setdefault(job["cid"], (job["label"], job.get("key_sha256", "")))
         session, now = batch.session, batch.now
         factory_id = find_factory(session, factory_name).id
-        labels = _ensure_labels(session, self._db.dialect, factory_id, sorted(set(wanted.values())), now)
+        names = sorted({label for label, _ in wanted.values()})
+        labels = _ensure_labels(session, self._db.dialect, factory_id, names, now)
         # In cid order: concurrent creates of the same cids (a replay, another worker) then take
         # the unique index's locks in the same order and cannot deadlock on PostgreSQL.
-        pairs = [(labels.by_name[wanted[cid]], cid) for cid in sorted(wanted)]
+        rows = [(labels.by_name[wanted[cid][0]], cid, wanted[cid][1]) for cid in sorted(wanted)]
         note = f"created by factory {factory_name}"[:TEXT_MAX]
         connection = session.connection()
-        created = insert_created_jobs(connection, factory_id, now, pairs, source[:SOURCE_MAX], note)
-        return JobsCreated(created, len(jobs) - created, labels.created)
+        recorded = insert_created_jobs(connection, factory_id, now, rows, source[:SOURCE_MAX], note)
+        return JobsCreated(recorded, len(jobs) - recorded, labels.created)
 
     def reports_in(self, batch: Batch, reports: Sequence[PilotReport]) -> list[Outcome]:
         """Several reports in arrival order, with the results, events and final states that
-        :meth:`report_in` would give one after the other, but one SELECT of the jobs' states (rows
-        locked on PostgreSQL) and one UPDATE statement for the jobs that change.
+        reports one after the other would give, but one SELECT of the jobs (rows locked on
+        PostgreSQL, in id order across all factories) and one UPDATE statement for the jobs that
+        change.
+
+        A report must pass its job's pilot key check (:func:`pilot_keys.verdict`; refused: 403,
+        counted on the factory, nothing else written) and the state machine (refused: 409, counted
+        on the job; only the last :data:`REFUSALS_KEPT` refusals stay as job events).
 
         Each update is still conditional on the state the job was judged from: if another process
         changed a job meanwhile, :class:`ConcurrentChange` sends the batch back to be done one by
         one (where each report is judged again).
         """
         jobs = _current_jobs(batch, reports)
-        states = {key: state for key, (_, state) in jobs.items()}
+        states = {key: row.state for key, row in jobs.items()}
         changes: dict[tuple[str, str], dict[str, Any]] = {}
+        refused: Counter[int] = Counter()
+        key_refused: Counter[tuple[int, KeyVerdict]] = Counter()
+        first_event = len(batch.events)
         outcomes: list[Outcome] = []
         for report in reports:
             job = jobs.get((report.factory, report.cid))
             if job is None:
                 outcomes.append((False, NotFound(f"no job {report.key}: the factory has not announced it")))
                 continue
-            job_id, judged = job
-            transition, event = _judge(report, job_id, states[report.factory, report.cid], batch.now)
+            access = verdict(report.pilot_key, job.key_sha256, job.require_keys, legacy=report.legacy)
+            if access is not KeyVerdict.OK:
+                key_refused[job.factory_id, access] += 1
+                outcomes.append((False, Forbidden(_key_refusal(report, access))))
+                continue
+            transition, event = _judge(report, job.job_id, states[report.factory, report.cid], batch.now)
             if event is not None:
                 batch.events.append(event)
+            if not transition.accepted:
+                refused[job.job_id] += 1
             if transition.changed:
                 states[report.factory, report.cid] = transition.state
                 change = changes.setdefault(
                     (report.factory, report.cid),
-                    {"job_id": job_id, "judged": judged.value, "new_rc": None, "new_ids": None},
+                    {"job_id": job.job_id, "judged": job.state.value, "new_rc": None, "new_ids": None},
                 )
                 change |= {"new_state": transition.state.value, "now": batch.now}
                 change["new_rc"] = report.rc if report.rc is not None else change["new_rc"]
@@ -329,60 +371,30 @@ class Store:
             outcomes.append((True, transition))
         if changes and _update_reported(batch, list(changes.values())) != len(changes):
             raise ConcurrentChange("a job is changing concurrently, try again")
+        if refused:
+            _count_refusals(batch, refused, first_event, {job.job_id: job.refusals for job in jobs.values()})
+        if key_refused:
+            _count_key_refusals(batch, key_refused)
         return outcomes
 
-    def report(
-        self, factory_name: str, cid: str, target: TargetRule, source: str, rc: int | None, ids: str | None
-    ) -> Transition:
-        """Apply a pilot's report to an existing job, if the state machine allows it.
-
-        A refused report is recorded in the job's events and returned with ``accepted`` False.
-        The update is conditional on the state it was judged from; when a concurrent report won,
-        the report is judged again against the new state.
-        """
-        key = f"{factory_name}:{cid}"
+    def report(self, report: PilotReport) -> Transition:
+        """Apply one pilot's report in a transaction of its own (group commit off): as
+        :meth:`reports_in` with a batch of one. A refusal is raised after its commit (the
+        refusal is counted); a report that meets a concurrent change is judged again."""
         for _ in range(_TRANSITION_ATTEMPTS):
-            outcome = self._try_report(key, factory_name, cid, target, source, rc, ids)
-            if outcome is not None:
-                return outcome
-        raise Conflict(f"job {key} is changing concurrently, try again")
-
-    def _try_report(
-        self,
-        key: str,
-        factory_name: str,
-        cid: str,
-        target: TargetRule,
-        source: str,
-        rc: int | None,
-        ids: str | None,
-    ) -> Transition | None:
-        now = self._clock()
-        with self._db.write.begin() as session:
-            row = session.execute(
-                select(Job.id, Job.state)
-                .join(Factory, Factory.id == Job.factory_id)
-                .where(Factory.name == factory_name, Job.cid == cid)
-            ).one_or_none()
-            if row is None:
-                raise NotFound(f"no job {key}: the factory has not announced it")
-            report = PilotReport(factory_name, cid, target, source, rc, ids)
-            transition, event = _judge(report, row.id, JobState(row.state), now)
-            if event is not None and not transition.accepted:
-                session.execute(insert(JobEvent), [event])
-            if event is None or not transition.changed:
-                return transition
-            values = _transition_values(transition.state, now, rc, ids)
-            changed = session.execute(
-                update(Job)
-                .where(Job.id == row.id, Job.state == row.state)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if cast(CursorResult[Any], changed).rowcount != 1:
-                return None
-            session.execute(insert(JobEvent), [event])
-            return transition
+            try:
+                with self._db.write.begin() as session:
+                    batch = Batch(session, self._clock())
+                    ((ok, outcome),) = self.reports_in(batch, [report])
+                    batch.finish()
+            except ConcurrentChange:
+                continue
+            if not ok:
+                assert isinstance(outcome, MonitorError)
+                raise outcome
+            assert isinstance(outcome, Transition)
+            return outcome
+        raise Conflict(f"job {report.key} is changing concurrently, try again")
 
     # --- the factory's batch view -----------------------------------------------------------
 
@@ -406,9 +418,10 @@ class Store:
             rows = {
                 row.cid: row
                 for row in session.execute(
-                    select(Job.id, Job.cid, Job.state, Job.rc, Job.flagged).where(
-                        Job.factory_id == factory_id, Job.cid.in_([r.cid for r in reports])
-                    )
+                    select(Job.id, Job.cid, Job.state, Job.rc, Job.flagged)
+                    .where(Job.factory_id == factory_id, Job.cid.in_([r.cid for r in reports]))
+                    .order_by(Job.id)  # locked in the one order every writer uses: no deadlock
+                    .with_for_update()
                 )
             }
             return [
@@ -420,7 +433,6 @@ class Store:
 
 
 # Statements of the group-commit report path, built once (their SQL is compiled once and cached).
-_FACTORY_ID = select(Factory.id).where(Factory.name == bindparam("name"))
 
 # One UPDATE for all the jobs a batch of reports changes (executed with one parameter set each).
 _REPORTS_UPDATE = (
@@ -444,12 +456,47 @@ _PG_REPORTS_UPDATE = text(
     " AS v(job_id, judged, new_state, new_rc, new_ids)"
     " WHERE jobs.id = v.job_id AND jobs.state = v.judged"
 ).bindparams(bindparam("now", type_=JOBS.c.state_changed_at.type))
-_JOBS_OF_FACTORY = (
-    select(JOBS.c.id, JOBS.c.cid, JOBS.c.state)
-    .where(JOBS.c.factory_id == bindparam("factory_id"), JOBS.c.cid.in_(bindparam("cids", expanding=True)))
-    .order_by(JOBS.c.id)  # rows locked in one order by every process: no deadlock between batches
-    .with_for_update()  # PostgreSQL: held to the commit; SQLite: nothing (BEGIN IMMEDIATE holds all)
+# The reported jobs of every factory in the batch, in one statement. PostgreSQL locks them in one
+# global order (job id, whatever the factory): two batches that mix factories can then never hold
+# one job each while waiting for the other's (a deadlock, which PostgreSQL breaks after a second by
+# failing one batch). SQLite needs no row locks: BEGIN IMMEDIATE holds the whole database.
+_PG_REPORTED_JOBS = text(
+    "SELECT j.id, j.factory_id, f.name, j.cid, j.state, j.key_sha256, j.refusals, f.require_pilot_keys"
+    " FROM unnest(CAST(:names AS varchar[]), CAST(:cids AS varchar[])) AS r(name, cid)"
+    " JOIN factories f ON f.name = r.name JOIN jobs j ON j.factory_id = f.id AND j.cid = r.cid"
+    " ORDER BY j.id FOR UPDATE OF j"
 )
+_SQLITE_REPORTED_JOBS = text(
+    "SELECT j.id, j.factory_id, f.name, j.cid, j.state, j.key_sha256, j.refusals, f.require_pilot_keys"
+    " FROM json_each(:pairs) AS r JOIN factories f ON f.name = json_extract(r.value, '$[0]')"
+    " JOIN jobs j ON j.factory_id = f.id AND j.cid = json_extract(r.value, '$[1]')"
+)
+_COUNT_REFUSALS = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"))
+    .values(refusals=JOBS.c.refusals + bindparam("n"), refused_at=bindparam("now", type_=UTCDateTime()))
+)
+_COUNT_KEY_REFUSALS = (
+    update(FACTORIES)
+    .where(FACTORIES.c.id == bindparam("factory_id"))
+    .values(
+        refused_unsigned=FACTORIES.c.refused_unsigned + bindparam("unsigned"),
+        refused_bad_key=FACTORIES.c.refused_bad_key + bindparam("wrong"),
+        key_refused_at=bindparam("now", type_=UTCDateTime()),
+    )
+)
+
+
+@dataclass(frozen=True)
+class _ReportedJob:
+    """A reported job as read (and on PostgreSQL locked) for a batch of reports."""
+
+    job_id: int
+    factory_id: int
+    state: JobState
+    key_sha256: str
+    refusals: int
+    require_keys: bool
 
 
 def _update_reported(batch: Batch, changes: list[dict[str, Any]]) -> int:
@@ -473,26 +520,86 @@ def _update_reported(batch: Batch, changes: list[dict[str, Any]]) -> int:
     ).rowcount
 
 
-def _current_jobs(
-    batch: Batch, reports: Sequence[PilotReport]
-) -> dict[tuple[str, str], tuple[int, JobState]]:
-    """(factory, cid) -> (job id, state) of the reports' jobs that exist."""
+def _current_jobs(batch: Batch, reports: Sequence[PilotReport]) -> dict[tuple[str, str], _ReportedJob]:
+    """(factory, cid) -> the job, for the reports' jobs that exist (one statement)."""
+    pairs = sorted({(report.factory, report.cid) for report in reports})
     connection = batch.session.connection()
-    cids: dict[str, set[str]] = {}
-    for report in reports:
-        cids.setdefault(report.factory, set()).add(report.cid)
-    found: dict[tuple[str, str], tuple[int, JobState]] = {}
-    for factory, wanted in cids.items():
-        factory_id = batch.factory_ids.get(factory)
-        if factory_id is None:
-            factory_id = connection.scalar(_FACTORY_ID, {"name": factory})
-            if factory_id is None:
-                continue
-            batch.factory_ids[factory] = factory_id
-        for part in chunks(sorted(wanted)):
-            rows = connection.execute(_JOBS_OF_FACTORY, {"factory_id": factory_id, "cids": list(part)})
-            found.update({(factory, row.cid): (row.id, JobState(row.state)) for row in rows})
-    return found
+    if connection.dialect.name == "postgresql":
+        names, cids = [name for name, _ in pairs], [cid for _, cid in pairs]
+        rows = connection.execute(_PG_REPORTED_JOBS, {"names": names, "cids": cids})
+    else:
+        rows = connection.execute(_SQLITE_REPORTED_JOBS, {"pairs": json.dumps(pairs)})
+    return {
+        (row.name, row.cid): _ReportedJob(
+            row.id,
+            row.factory_id,
+            JobState(row.state),
+            row.key_sha256,
+            row.refusals,
+            bool(row.require_pilot_keys),
+        )
+        for row in rows
+    }
+
+
+def _key_refusal(report: PilotReport, access: KeyVerdict) -> str:
+    if access is KeyVerdict.WRONG:
+        return f"job {report.key}: wrong pilot key"
+    if report.legacy:
+        return f"job {report.key}: factory {report.factory} requires pilot keys: API v1 GET reports are off"
+    return (
+        f"job {report.key}: factory {report.factory} requires pilot keys:"
+        " send the pilot's key (Authorization: Bearer <its APFMON_KEY>)"
+    )
+
+
+def _count_refusals(batch: Batch, refused: Counter[int], first_event: int, before: dict[int, int]) -> None:
+    """Count the batch's refused reports on their jobs and keep only the last
+    :data:`REFUSALS_KEPT` of them per job as events: repeated refusals (a wrapper replaying a
+    report on a finished pilot, or anyone flooding one) cost a counter, not a row each."""
+    kept: dict[int, int] = {}
+    fresh = batch.events[first_event:]
+    for event in reversed(fresh):
+        if not event["accepted"]:
+            kept[event["job_id"]] = kept.get(event["job_id"], 0) + 1
+            event["keep"] = kept[event["job_id"]] <= REFUSALS_KEPT
+    batch.events[first_event:] = [event for event in fresh if event.pop("keep", True)]
+    rows = [{"job_id": job_id, "n": n, "now": batch.now} for job_id, n in sorted(refused.items())]
+    batch.session.connection().execute(_COUNT_REFUSALS, rows)
+    crowded = [job_id for job_id, n in refused.items() if before.get(job_id, 0) + n > REFUSALS_KEPT]
+    if crowded:
+        batch.after.append(partial(_prune_refusals, sorted(crowded)))
+
+
+def _prune_refusals(job_ids: list[int], session: Session) -> None:
+    """Delete all but the last :data:`REFUSALS_KEPT` refusal events of these jobs."""
+    oldest_kept = (
+        select(JobEvent.id)
+        .where(JobEvent.job_id == bindparam("job_id"), JobEvent.accepted.is_(False))
+        .order_by(JobEvent.id.desc())
+        .offset(REFUSALS_KEPT - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = delete(JobEvent).where(
+        JobEvent.job_id == bindparam("job_id"), JobEvent.accepted.is_(False), JobEvent.id < oldest_kept
+    )
+    session.connection().execute(statement, [{"job_id": job_id} for job_id in job_ids])
+
+
+def _count_key_refusals(batch: Batch, refused: Counter[tuple[int, KeyVerdict]]) -> None:
+    """Count reports refused for their pilot key on their factories (one row each, in id order)."""
+    factories = sorted({factory_id for factory_id, _ in refused})
+    rows = [
+        {
+            "factory_id": factory_id,
+            "unsigned": refused[factory_id, KeyVerdict.UNSIGNED],
+            "wrong": refused[factory_id, KeyVerdict.WRONG],
+            "now": batch.now,
+        }
+        for factory_id in factories
+    ]
+    batch.session.connection().execute(_COUNT_KEY_REFUSALS, rows)
 
 
 def _judge(
@@ -508,25 +615,11 @@ def _judge(
     return Transition(report.key, decision.target, True, True, decision.reason), event
 
 
-def _transition_values(target: JobState, now: datetime, rc: int | None, ids: str | None) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "state": target.value,
-        "state_changed_at": now,
-        "flagged": False,
-        "flagged_at": None,
-    }
-    if rc is not None:
-        values["rc"] = rc
-    if ids:
-        values["ids"] = ids
-    return values
-
-
 def _apply_batch(
     session: Session, row: Any, report: BatchReportIn, now: datetime, source: str
 ) -> BatchOutcome:
     current = JobState(row.state)
-    plan = batch_plan(report.state, current, bool(row.flagged))
+    plan = batch_plan(report.state, current, bool(row.flagged), report.ran)
     if not plan.path and not plan.flag:
         return BatchOutcome(report.cid, "unchanged", current, plan.detail)
     why = f"batch system: {report.state}" + (f" rc={report.rc}" if report.rc is not None else "")

@@ -99,11 +99,7 @@ class MonitorObserver:
         self._bulk_messages = True
         self._slow = 1.0  # timeout factor, doubled after a timed-out attempt
         self.dropped_by_kind: collections.Counter[str] = collections.Counter()
-        self.coalesced = 0
-        self.reconciled = 0
         self.sent = 0
-        self.failed_attempts = 0
-        self.rejected_items = 0  # items of bulk requests the monitor left out as invalid
 
     @property
     def dropped(self) -> int:
@@ -120,20 +116,15 @@ class MonitorObserver:
         label_records = [self._label_record(label) for label in labels]
         created = [(cid, r.plan.label.name) for r in report.results for cid in r.outcome.job_ids]
         with self._lock:
-            self._set("_heartbeat", Event("PUT", self._api.factory_path(), heartbeat, HEARTBEAT, HEARTBEAT))
+            self._heartbeat = Event("PUT", self._api.factory_path(), heartbeat, HEARTBEAT, HEARTBEAT)
             if label_records != self._last_labels:
                 what = f"{len(label_records)} labels"
-                self._set("_labels", Event("PUT", "/labels", label_records, what, LABELS, len(label_records)))
+                self._labels = Event("PUT", "/labels", label_records, what, LABELS, len(label_records))
                 self._last_labels = label_records
             self._announce(created, report.recent)
             for result in report.results:
                 self._message(result.plan.label.name, result.line())
             self._lock.notify()
-
-    def _set(self, slot: str, event: Event) -> None:
-        if getattr(self, slot) is not None:
-            self.coalesced += 1
-        setattr(self, slot, event)
 
     def _announce(self, created: Sequence[tuple[str, str]], recent: Mapping[str, tuple[str, ...]]) -> None:
         """Queue the created pilots, and the census's listed ones the monitor never heard of
@@ -145,7 +136,6 @@ class MonitorObserver:
             if not any(cid in cycle for cycle in self._announced)
         ]
         if missing:
-            self.reconciled += len(missing)
             log.info(
                 "monitor: announcing %d pilots found in the batch system it never heard of", len(missing)
             )
@@ -161,7 +151,6 @@ class MonitorObserver:
     def _message(self, label: str, text: str) -> None:
         if label in self._messages:
             del self._messages[label]  # the older message is superseded; the label moves to the end
-            self.coalesced += 1
         elif not self._room_for(MESSAGES):
             self._drop(MESSAGES, label)
             return
@@ -263,7 +252,6 @@ class MonitorObserver:
                 return
             if outcome != "retry":
                 return
-            self.failed_attempts += 1
             if self._pause(backoff):
                 return
             backoff = min(backoff * 2, self.settings.max_backoff)
@@ -311,7 +299,6 @@ class MonitorObserver:
             return
         if not isinstance(rejected, list) or not rejected:
             return
-        self.rejected_items += len(rejected)
         first = rejected[0] if isinstance(rejected[0], dict) else {}
         log.error(
             "monitor: %s: %d items rejected as invalid (first: item %s: %s)",

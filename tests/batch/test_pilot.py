@@ -4,8 +4,6 @@ same ones HTCondor delivers after its own escaping and macro expansion."""
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import pytest
 
@@ -19,19 +17,15 @@ from autopyfactory.batch.pilot import (
     render_arguments,
     template_fields,
 )
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label, PilotSettings
-from tests.batch.condor.test_submit import CONTEXT, DUMP, FACTORY_CONF, decode_new_syntax, expanded
+from tests.support.condor_submit import CONTEXT, decode_new_syntax, expanded, submit_labels
 
 HOSTILE = "we\"ird 'label' $(Cluster) \\ x"
 
 
 @pytest.fixture(scope="module")
 def cern(tmp_path_factory: pytest.TempPathFactory) -> Label:
-    path: Path = tmp_path_factory.mktemp("conf") / "factory.conf"
-    path.write_text(FACTORY_CONF)
-    made = build_labels(config.load(path), json.loads(DUMP.read_text())).labels
+    made = submit_labels(tmp_path_factory.mktemp("conf"))
     return next(label for label in made if label.name == "CERN-ce503.cern.ch-share")
 
 

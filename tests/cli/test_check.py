@@ -13,53 +13,10 @@ import pytest
 
 from autopyfactory import __version__
 from autopyfactory.config import schema as config_schema
+from tests.support.check import DUMP, EXAMPLE, example_with, run
 from tests.support.paths import REPO
 
-EXAMPLE = REPO / "etc" / "factory.conf.example"
-DUMP = REPO / "tests" / "data" / "cric_dump.json"
-WRAPPER = REPO / "wrappers" / "runpilot3-wrapper.sh"
 CERN_HOSTS = [f"ce{n}.cern.ch" for n in range(503, 515)] + ["condorce01.cern.ch"]
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "autopyfactory", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-#: The example's placeholders, replaced as an operator going live would.
-LIVE_VALUES = {
-    "factoryId = example-factory": "factoryId = cern-factory-1",
-    "factoryOwner = admin@example.org": "factoryOwner = atlas-factory-admins@cern.ch",
-    "baseLogDirUrl = http://factory.example.org/pilots": "baseLogDirUrl = http://factory1.cern.ch/pilots",
-    "executable = /usr/libexec/autopyfactory/runpilot3-wrapper.sh": f"executable = {WRAPPER}",
-}
-
-
-def live_example() -> str:
-    """The example's text with its placeholders filled in (same lines, same line numbers)."""
-    text = EXAMPLE.read_text()
-    for placeholder, value in LIVE_VALUES.items():
-        assert placeholder in text
-        text = text.replace(placeholder, value)
-    return text
-
-
-def example_with(tmp_path: Path, after: str, lines: str) -> tuple[Path, int]:
-    """The live example with ``lines`` inserted after the line ``after``; returns (path, first line)."""
-    text = live_example().splitlines(keepends=True)
-    at = text.index(after + "\n") + 1
-    text[at:at] = [lines]
-    path = tmp_path / "factory.conf"
-    path.write_text("".join(text))
-    return path, at + 1
 
 
 def setting(output: str, key: str) -> list[str]:
@@ -105,7 +62,9 @@ def test_check_verbose_shows_every_setting_with_its_provenance(tmp_path: Path) -
     assert set(setting(out, "testpilots")) == {"default        1"}
     assert set(setting(out, "schedplugin")) == {f"QueueDefaults  Classic  ({path}:{nqueue_line - 1})"}
     # values as an operator writes them, never Python reprs
-    assert "frozenset(" not in out and "None" not in out and "True" not in out
+    assert "frozenset(" not in out
+    assert "None" not in out
+    assert "True" not in out
     assert set(setting(out, "holdRecoverableCodes")) == {"default        -"}
     assert set(setting(out, "pilotlimit")) == {"default        -"}
     hold_rerun_line = EXAMPLE.read_text().splitlines().index("holdRerun = true") + 1
@@ -231,7 +190,8 @@ def test_version() -> None:
 def test_help_lists_check(flag: str) -> None:
     result = run(flag)
     assert result.returncode == 0
-    assert "check" in result.stdout and "config-reference" in result.stdout
+    assert "check" in result.stdout
+    assert "config-reference" in result.stdout
 
 
 def test_check_with_a_malformed_cric_record_skips_that_queue_without_a_traceback(tmp_path: Path) -> None:
@@ -249,7 +209,8 @@ def test_check_with_a_malformed_cric_record_skips_that_queue_without_a_traceback
     assert "error: [NDGF-T1] skipped: schedconfig NDGF-T1.queues is int '5', not a list of CE queues\n" in (
         result.stdout
     )
-    assert "CERN-ce503.cern.ch-share" in result.stdout and "13 labels, 1 error" in result.stdout
+    assert "CERN-ce503.cern.ch-share" in result.stdout
+    assert "13 labels, 1 error" in result.stdout
 
 
 def test_check_rejects_a_pandaserver_with_a_path(tmp_path: Path) -> None:
@@ -284,7 +245,8 @@ def test_check_shows_the_resource_type_labels_with_their_sizes_and_caps(tmp_path
     )
     as_json = json.loads(run("check", "--json", "-c", path, "--schedconfig", DUMP).stdout)
     label = next(lb for lb in as_json["labels"] if lb["name"] == "CERN-ce503.cern.ch-share-SCORE")
-    assert label["resource_type"] == "SCORE" and label["cric_limits"]["resource_type_limits"]["SCORE"] == 5000
+    assert label["resource_type"] == "SCORE"
+    assert label["cric_limits"]["resource_type_limits"]["SCORE"] == 5000
 
 
 def test_check_config_only_is_what_a_reload_accepts(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.test_check import DUMP, example_with, run
-from tests.cli.test_check_rules import findings, proxy
+from tests.support.check import DUMP, example_with, findings, run
+from tests.support.proxies import proxy
 
 
 def test_arc_ce_without_proxy_or_token_is_an_error(tmp_path: Path) -> None:

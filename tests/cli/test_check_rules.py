@@ -14,14 +14,9 @@ import pytest
 import requests
 
 from autopyfactory.edges.panda import STATS_PATH
-from tests.cli.test_check import DUMP, EXAMPLE, WRAPPER, example_with, run
-from tests.monitor_service.conftest import Monitor, new_factory, start_monitor
+from tests.support.check import DUMP, EXAMPLE, WRAPPER, example_with, findings, run
+from tests.support.monitor import Monitor, new_factory, running_monitor, sqlite_url
 from tests.support.proxies import proxy
-
-
-def findings(output: str, level: str) -> list[str]:
-    prefix = f"{level}: "
-    return [line.removeprefix(prefix) for line in output.splitlines() if line.startswith(prefix)]
 
 
 def test_the_shipped_example_does_not_pass_with_its_placeholders() -> None:
@@ -113,7 +108,8 @@ def test_json_output(tmp_path: Path) -> None:
     assert answer["schedconfig"] == {"ok": True, "message": f"6 queues from {DUMP}"}
     assert len(answer["labels"]) == 13
     first = answer["labels"][0]
-    assert first["name"] == "CERN-ce503.cern.ch-share" and first["resources"]["maxrss"] == 32000
+    assert first["name"] == "CERN-ce503.cern.ch-share"
+    assert first["resources"]["maxrss"] == 32000
     assert first["settings"]["maxrss"] == {
         "value": 32000,
         "source": "schedconfig",
@@ -131,11 +127,8 @@ def test_json_output(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
-    service = start_monitor("sqlite:///" + str(tmp_path_factory.mktemp("monitor") / "monitor.sqlite"))
-    try:
+    with running_monitor(sqlite_url(tmp_path_factory.mktemp("monitor"))) as service:
         yield service
-    finally:
-        service.server.stop()
 
 
 def online_config(tmp_path: Path, httpserver, monitor_url: str, factory_id: str, token: str) -> Path:

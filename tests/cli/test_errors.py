@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.factory_conf import write_factory_conf
 from tests.support.paths import REPO
 
 GOOD_LABEL = {
@@ -29,6 +30,12 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def status_conf(tmp_path: Path) -> Path:
+    """A factory.conf for ``status``: factory ``f`` with its state in ``tmp_path/state``."""
+    own = {"factoryId": "f", "pandaserver": "http://127.0.0.1:9", "schedconfig": f"{tmp_path}/cric.json"}
+    return write_factory_conf(tmp_path, factory={**own, "stateDir": f"{tmp_path}/state"})
+
+
 @pytest.mark.parametrize(
     "record",
     [
@@ -42,11 +49,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_status_on_a_malformed_state_file_is_a_clear_error(tmp_path: Path, record: object) -> None:
-    conf = tmp_path / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = f\nfactoryOwner = ops@example.org\npandaserver = http://127.0.0.1:9\n"
-        f"schedconfig = {tmp_path}/cric.json\nstateDir = {tmp_path}/state\n"
-    )
+    conf = status_conf(tmp_path)
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "status.json").write_text(json.dumps(record))
     result = run("autopyfactory", "status", "-c", str(conf))
@@ -56,26 +59,19 @@ def test_status_on_a_malformed_state_file_is_a_clear_error(tmp_path: Path, recor
 
 
 def test_status_on_a_good_state_file_still_works(tmp_path: Path) -> None:
-    conf = tmp_path / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = f\nfactoryOwner = ops@example.org\npandaserver = http://127.0.0.1:9\n"
-        f"schedconfig = {tmp_path}/cric.json\nstateDir = {tmp_path}/state\n"
-    )
+    conf = status_conf(tmp_path)
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "status.json").write_text(json.dumps({**GOOD, "labels": {"L": GOOD_LABEL}}))
     result = run("autopyfactory", "status", "-c", str(conf))
     assert result.returncode == 0, result.stderr
-    assert "factory f" in result.stdout and "\nL " in result.stdout
+    assert "factory f" in result.stdout
+    assert "\nL " in result.stdout
 
 
 def test_status_reads_a_state_file_of_the_previous_format(tmp_path: Path) -> None:
     """A daemon upgraded under a running ``status --check``: its last file has problems without
     their edge; the edge that answered badly is still reported, its problem only once rewritten."""
-    conf = tmp_path / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = f\nfactoryOwner = ops@example.org\npandaserver = http://127.0.0.1:9\n"
-        f"schedconfig = {tmp_path}/cric.json\nstateDir = {tmp_path}/state\n"
-    )
+    conf = status_conf(tmp_path)
     (tmp_path / "state").mkdir()
     edges = {"panda": False, "batch": True, "control": True}
     old = {**GOOD, "time": time.time(), "labels": {"L": {**GOOD_LABEL, "activated": None}},
@@ -84,7 +80,8 @@ def test_status_reads_a_state_file_of_the_previous_format(tmp_path: Path) -> Non
     result = run("autopyfactory", "status", "-c", str(conf), "--check")
     assert (result.returncode, result.stdout) == (1, "WARNING: PanDA answered badly in the last cycle\n")
     table = run("autopyfactory", "status", "-c", str(conf))
-    assert table.returncode == 0 and "problem: PanDA: HTTP 500" in table.stdout
+    assert table.returncode == 0
+    assert "problem: PanDA: HTTP 500" in table.stdout
 
 
 @pytest.mark.parametrize("days", ["1e9", "1e300", "3000000"])
@@ -93,4 +90,5 @@ def test_monitor_clean_with_an_absurd_age_is_a_clear_error(tmp_path: Path, days:
     result = run("autopyfactory.monitor_service", "--db", db, "clean", "--days", days)
     assert "Traceback" not in result.stderr
     assert result.returncode == 2
-    assert "--days" in result.stderr and "at most 36500" in result.stderr
+    assert "--days" in result.stderr
+    assert "at most 36500" in result.stderr

@@ -87,7 +87,8 @@ def test_version_and_help():
         [sys.executable, "-m", "autopyfactory", "--help"], capture_output=True, text=True
     )
     assert helptext.returncode == 0
-    assert "simulate" in helptext.stdout and "check" in helptext.stdout
+    assert "simulate" in helptext.stdout
+    assert "check" in helptext.stdout
 
 
 def test_a_resource_type_limit_caps_the_decision():

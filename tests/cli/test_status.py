@@ -8,17 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.cycle.test_e2e import Stand, run, write_config
+from tests.support.e2e import Stand, run, write_config
 from tests.support.proxies import proxy
 
 ARC1 = "NDGF-T1-arc01.ndgf.org-atlas"
-
-
-@pytest.fixture
-def stand(httpserver):
-    return Stand(httpserver)
 
 
 def config(tmp_path: Path, stand: Stand, queues: str) -> Path:
@@ -53,7 +46,8 @@ def test_a_good_cycle_is_ok_and_a_stale_one_critical(tmp_path, stand, condor):
 
 def test_no_state_file_is_critical(tmp_path, stand):
     result = status(config(tmp_path, stand, "[NDGF-T1]"), "--check")
-    assert result.returncode == 2 and result.stdout.startswith("CRITICAL: ")
+    assert result.returncode == 2
+    assert result.stdout.startswith("CRITICAL: ")
     assert "has the factory run a cycle yet?" in result.stdout
 
 
@@ -86,10 +80,13 @@ def test_credentials_expiring_soon_warn_and_too_short_are_critical_for_their_lab
     run(conf, condor, "--once")
     everything = status(conf, "--check")
     assert everything.returncode == 2
-    assert everything.stdout.startswith(f"CRITICAL: proxy {short}") and "(+1 more)" in everything.stdout
-    assert f"warning: proxy {soon}" in everything.stdout and "renew it soon" in everything.stdout
+    assert everything.stdout.startswith(f"CRITICAL: proxy {short}")
+    assert "(+1 more)" in everything.stdout
+    assert f"warning: proxy {soon}" in everything.stdout
+    assert "renew it soon" in everything.stdout
     test_site = status(conf, "--check", "--pq", "TEST-SITE")
-    assert test_site.returncode == 1 and test_site.stdout.startswith(f"WARNING: proxy {soon}")
+    assert test_site.returncode == 1
+    assert test_site.stdout.startswith(f"WARNING: proxy {soon}")
     assert str(short) not in test_site.stdout
 
 
@@ -105,7 +102,8 @@ def test_filters_and_the_two_activated_columns(tmp_path, stand, condor):
     assert header[:10] == ["label", "PQ", "CE", "status", "PQ-activated", "activated", "idle", "running",
                            "held", "decision"]  # fmt: skip
     rows = [line.split() for line in lines[3:] if line.startswith("NDGF-T1-")]
-    assert len(rows) == 2 and not any(line.startswith("TEST-SITE") for line in lines)
+    assert len(rows) == 2
+    assert not any(line.startswith("TEST-SITE") for line in lines)
     assert sorted(row[4:6] for row in rows) == [["7", "3"], ["7", "4"]]
     for row, line in zip(rows, (x for x in lines[3:] if x.startswith("NDGF-T1-")), strict=True):
         assert f"activated={row[5]} " in line  # the reason counts the label's share, as the column
@@ -114,4 +112,5 @@ def test_filters_and_the_two_activated_columns(tmp_path, stand, condor):
     one = json.loads(status(conf, "--json", "--label", ARC1).stdout)
     assert list(one["labels"]) == [ARC1]
     none = status(conf, "--pq", "NOPE")
-    assert none.returncode == 1 and "no label matches --pq NOPE" in none.stderr
+    assert none.returncode == 1
+    assert "no label matches --pq NOPE" in none.stderr

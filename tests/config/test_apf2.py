@@ -52,7 +52,8 @@ def test_the_result_is_an_equivalent_factory_conf(tmp_path):
     assert (mcore.pq, mcore.get("siteid"), mcore.get("autoconfigure")) == ("EXAMPLE_MCORE", "EXAMPLE", False)
     assert (mcore.get("ceFlavour"), mcore.get("ceEndpoint")) == ("HTCONDOR-CE", "ce01.example.org:9619")
     assert mcore.get("x509userproxy") == "/var/lib/autopyfactory/x509up"
-    assert mcore.get("sched.maxpending.maximum") == 25 and mcore.get("sched.maxpercycle.maximum") == 50
+    assert mcore.get("sched.maxpending.maximum") == 25
+    assert mcore.get("sched.maxpercycle.maximum") == 50
     assert (
         mcore.get("arguments")
         == "-s %(siteid)s -h %(pq)s -p 25443 -w https://pandaserver.cern.ch -u managed -k 0"
@@ -70,10 +71,12 @@ def test_the_result_is_an_equivalent_factory_conf(tmp_path):
     assert arc.get("environ") == "RUCIO_ACCOUNT=pilot"
 
     cream = queues["EXAMPLE_CREAM"]
-    assert cream.get("enabled") is False and cream.get("ceEndpoint") == "cream01.example.org:8443"
+    assert cream.get("enabled") is False
+    assert cream.get("ceEndpoint") == "cream01.example.org:8443"
     local = queues["EXAMPLE_LOCAL"]
     assert (local.get("ceFlavour"), local.get("environ")) == ("LOCAL", "APF_TEST=1 X=2")
-    assert local.get("schedplugin") == ("Ready", "MaxToRun", "Fixed") and local.get("sched.fixed.pilots") == 4
+    assert local.get("schedplugin") == ("Ready", "MaxToRun", "Fixed")
+    assert local.get("sched.fixed.pilots") == 4
     assert queues["EXAMPLE_CLOUD"].get("enabled") is False
 
 
@@ -97,7 +100,8 @@ def test_an_existing_output_is_kept_and_bad_input_is_an_error(tmp_path):
     out = tmp_path / "factory.conf"
     out.write_text("mine\n")
     kept = migrate("-o", str(out))
-    assert kept.returncode == 1 and "exists (--force to overwrite)" in kept.stderr
+    assert kept.returncode == 1
+    assert "exists (--force to overwrite)" in kept.stderr
     assert out.read_text() == "mine\n"
     assert migrate("-o", str(out), "--force").returncode == 0
     broken = tmp_path / "broken.conf"
@@ -106,4 +110,5 @@ def test_an_existing_output_is_kept_and_bad_input_is_an_error(tmp_path):
         [sys.executable, "-m", "autopyfactory", "migrate-apf2", str(broken), str(APF2 / "queues.conf")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.returncode == 1 and "broken.conf" in result.stderr
+    assert result.returncode == 1
+    assert "broken.conf" in result.stderr

@@ -21,16 +21,11 @@ from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.domain.label import CE, LabelSet, Setting, Source
 from autopyfactory.domain.model import QueueStatus
 from autopyfactory.domain.policy import ClassicOptions, MaxPendingOptions, PolicySettings
+from tests.support.factory_conf import factory_conf
 from tests.support.paths import DATA
 
 # Lines 1-5; whatever a test appends starts on line 6.
-FACTORY = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = file:///nonexistent/cric.json
-"""
+FACTORY = factory_conf()
 
 CERN_HOSTS = [f"ce{n}.cern.ch" for n in range(503, 515)] + ["condorce01.cern.ch"]
 
@@ -476,7 +471,8 @@ def test_a_malformed_queues_field_skips_only_that_queue(
     dump = copy.deepcopy(dump)
     dump["NDGF-T1"]["queues"] = queues
     _, result = build(tmp_path, "[NDGF-T1]\n[CERN]\n", dump)
-    assert len(result.labels) == 13 and {label.pq for label in result.labels} == {"CERN"}
+    assert len(result.labels) == 13
+    assert {label.pq for label in result.labels} == {"CERN"}
     (problem,) = result.problems
     assert problem.startswith("[NDGF-T1] skipped: schedconfig NDGF-T1.queues is ")
     assert "not a list of CE queues" in problem

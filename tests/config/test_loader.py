@@ -9,18 +9,13 @@ import pytest
 from autopyfactory.config import loader as config
 from autopyfactory.config.loader import ConfigError, ConfigErrors, FactoryConfig
 from autopyfactory.domain.label import Setting, Source
+from tests.support.factory_conf import factory_conf
 from tests.support.paths import REPO
 
 EXAMPLE = REPO / "etc" / "factory.conf.example"
 
 # Lines 1-5; whatever a test appends starts on line 6.
-FACTORY = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = file:///nonexistent/cric.json
-"""
+FACTORY = factory_conf()
 
 
 def write(directory: Path, text: str, name: str = "factory.conf") -> Path:
@@ -61,7 +56,8 @@ def test_example_config_loads_with_cern_queue_and_typed_factory_settings() -> No
     assert factory.panda.server == "https://pandaserver.cern.ch:25443"
     assert factory.schedconfig.location == "https://atlas-cric.cern.ch/api/atlas/pandaqueue/query/?json"
     assert factory.schedconfig.refresh == 600
-    assert factory.http.timeout == 30.0 and isinstance(factory.http.timeout, float)
+    assert factory.http.timeout == 30.0
+    assert isinstance(factory.http.timeout, float)
     assert factory.caps.max_per_cycle is None
     assert factory.identity.queues_dir == ""
     assert factory.schedconfig_cache_path == Path("/var/lib/autopyfactory/schedconfig.json")

@@ -13,21 +13,8 @@ import requests
 from autopyfactory.config import loader as config
 from autopyfactory.config.schedconfig_labels import SchedconfigLabels
 from autopyfactory.edges.schedconfig import SchedconfigSource
+from tests.support.factory_conf import write_factory_conf
 from tests.support.paths import DATA
-
-CONF = """[Factory]
-factoryId = f
-factoryOwner = ops@example.org
-pandaserver = http://127.0.0.1:9
-schedconfig = {dump}
-stateDir = {state}
-
-[CERN]
-
-[LOCALQ]
-batch = local
-autoconfigure = false
-"""
 
 
 class Clock:
@@ -41,8 +28,16 @@ class Clock:
 def setup(tmp_path: Path) -> tuple[Path, Clock, SchedconfigLabels]:
     dump = tmp_path / "cric.json"
     shutil.copy(DATA / "cric_dump.json", dump)
-    conf = tmp_path / "factory.conf"
-    conf.write_text(CONF.format(dump=dump, state=tmp_path / "state"))
+    conf = write_factory_conf(
+        tmp_path,
+        factory={
+            "factoryId": "f",
+            "pandaserver": "http://127.0.0.1:9",
+            "schedconfig": dump,
+            "stateDir": tmp_path / "state",
+        },
+        queues={"CERN": {}, "LOCALQ": {"batch": "local", "autoconfigure": False}},
+    )
     clock = Clock()
     source = SchedconfigSource(str(dump), tmp_path / "copy.json", 600, requests.Session(), 5.0, clock)
     return dump, clock, SchedconfigLabels(config.load(conf), source)

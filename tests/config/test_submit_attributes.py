@@ -15,7 +15,8 @@ from autopyfactory.batch.interface import SubmitContext
 from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.config.submit_attributes import owned, parse_submit_attributes
-from tests.cli.test_check import DUMP, example_with, run
+from tests.support.check import DUMP, example_with, run
+from tests.support.factory_conf import write_factory_conf
 
 SITE = """submitAttributes =
     accounting_group = group_atlas.prod
@@ -26,13 +27,11 @@ CONTEXT = SubmitContext("f", "https://pandaserver.cern.ch:25443", "/var/log/apf"
 
 
 def write(tmp_path: Path, queues: str, defaults: str = "") -> Path:
-    path = tmp_path / "factory.conf"
-    path.write_text(
-        "[Factory]\nfactoryId = site\nfactoryOwner = a@example.org\n"
-        "pandaserver = https://pandaserver.cern.ch:25443\nschedconfig = file:///dev/null\n"
-        f"[QueueDefaults]\nscitokensFile = /tmp/token\n{defaults}\n{queues}"
-    )
-    return path
+    return write_factory_conf(tmp_path, defaults=["scitokensFile = /tmp/token", defaults], queues=queues)
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), start=1) if line.startswith(text))
 
 
 def test_a_queue_s_attributes_reach_its_labels_descriptions_after_the_factory_s_lines(tmp_path):
@@ -99,8 +98,10 @@ def test_queue_defaults_give_them_to_every_queue_and_a_section_replaces_them(tmp
 def test_what_the_factory_owns_or_htcondor_refuses_is_a_config_error_with_its_line(tmp_path, line, message):
     path = write(tmp_path, f"[CERN]\nnqueue = 3\nsubmitAttributes =\n    accounting_group = a\n    {line}\n")
     errors = [str(error) for error in config.load(path).errors]
-    assert len(errors) == 1 and message in errors[0], errors
-    assert errors[0].startswith(f"{path}:11: [CERN] submitAttributes: bad value: "), errors
+    assert len(errors) == 1, errors
+    assert message in errors[0], errors
+    at = line_of(path, "submitAttributes")
+    assert errors[0].startswith(f"{path}:{at}: [CERN] submitAttributes: bad value: "), errors
 
 
 def test_a_key_given_twice_is_an_error():

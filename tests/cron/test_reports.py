@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.condor.schedds import MEMORY_FILE, SubmissionMemory
@@ -27,10 +25,19 @@ from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels, possible_label_names
 from autopyfactory.cron.exiting import CHECKPOINT_FILE
 from autopyfactory.domain.label import Label
-from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
 from tests.support.condor_emulator.ads import JobStatus
 from tests.support.condor_emulator.driver import CondorEmulator
+from tests.support.factory_conf import write_factory_conf
+from tests.support.monitor import (
+    FactoryClient,
+    Monitor,
+    local_session,
+    new_factory,
+    running_monitor,
+    sqlite_url,
+)
 from tests.support.paths import REPO
+from tests.support.waiting import free_port
 
 ROOT = REPO
 LABEL = "CERN-PROD"
@@ -40,17 +47,13 @@ DAY = 86400
 
 @pytest.fixture(scope="module")
 def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
-    service = start_monitor("sqlite:///" + str(tmp_path_factory.mktemp("monitor") / "monitor.sqlite"))
-    try:
+    with running_monitor(sqlite_url(tmp_path_factory.mktemp("monitor"))) as service:
         yield service
-    finally:
-        service.server.stop()
 
 
 @pytest.fixture
 def factory(monitor: Monitor) -> Iterator[FactoryClient]:
-    with requests.Session() as session:
-        session.trust_env = False
+    with local_session() as session:
         client = new_factory(monitor, session)
         # The monitor's clock a day behind real time: every job it creates is past awolGrace.
         set_monitor_time(monitor, time.time() - DAY)
@@ -64,24 +67,19 @@ def set_monitor_time(monitor: Monitor, epoch: float) -> None:
 def write_config(
     tmp_path: Path, factory: FactoryClient, extra: str = "", queues: str = "", monitor_url: str | None = None
 ) -> Path:
-    path = tmp_path / "factory.conf"
-    path.write_text(f"""
-[Factory]
-factoryId = {factory.name}
-factoryOwner = ops@example.org
-pandaserver = http://127.0.0.1:9
-schedconfig = {tmp_path}/cric.json
-stateDir = {tmp_path}/state
-condorTimeout = 5
-httpTimeout = 5
-monitorURL = {factory.monitor.api if monitor_url is None else monitor_url}
-monitorToken = {factory.token}
-{extra}
-
-[{LABEL}]
-{queues}
-""")
-    return path
+    """The factory.conf of ``factory`` with its monitor (or ``monitor_url``), the queue [CERN-PROD]
+    (``queues`` is the rest of its section and may add sections) and ``extra`` in [Factory]."""
+    own = {
+        "factoryId": factory.name,
+        "pandaserver": "http://127.0.0.1:9",
+        "schedconfig": f"{tmp_path}/cric.json",
+        "stateDir": f"{tmp_path}/state",
+        "condorTimeout": 5,
+        "httpTimeout": 5,
+        "monitorURL": factory.monitor.api if monitor_url is None else monitor_url,
+        "monitorToken": factory.token,
+    }
+    return write_factory_conf(tmp_path, factory=[own, extra], queues={LABEL: queues})
 
 
 def submit(condor: CondorEmulator, fid: str, n: int, schedd: str | None = None) -> list[str]:
@@ -172,7 +170,8 @@ def test_a_corrupt_checkpoint_is_rebuilt_from_the_lookback_with_a_warning(
     with caplog.at_level(logging.WARNING):
         assert run("mon-exiting", conf) == 0
     assert state(factory, cids[0]) == ("DONE", 0), "the window was skipped"
-    assert "rejected" in caplog.text and "look-back" in caplog.text
+    assert "rejected" in caplog.text
+    assert "look-back" in caplog.text
     (value,) = json.loads(path.read_text()).values()
     assert time.time() - 60 < value <= time.time()
     assert run("mon-exiting", conf) == 0  # and the next run is fine too
@@ -199,9 +198,7 @@ def test_a_monitor_that_is_down_fails_the_run_and_keeps_the_checkpoint(
 ) -> None:
     submit(condor, factory.name, 1)
     condor.complete("1.0")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     conf = write_config(tmp_path, factory, monitor_url=f"http://127.0.0.1:{port}/api")
     assert run("mon-exiting", conf) == 1
     assert "unreachable" in capsys.readouterr().err
@@ -268,9 +265,11 @@ def test_local_pilots_come_from_the_local_history(
     assert state(factory, "3.0") == ("CREATED", None)  # local label: no AWOL verdict from condor
 
 
-def _local_queue(tmp_path: Path, factory: FactoryClient, extra: str = "") -> tuple[Path, Path]:
-    """A factory.conf whose [LQ] is a ``batch = local`` queue with resource types, and the gate
-    file its pilots wait for (they run until it exists, 60 s at most, then exit 0)."""
+def _local_queue(
+    tmp_path: Path, factory: FactoryClient, extra: str = "", factory_settings: str = ""
+) -> tuple[Path, Path]:
+    """A factory.conf whose [LQ] is a ``batch = local`` queue with resource types (and ``extra``),
+    and the gate file its pilots wait for (they run until it exists, 60 s at most, then exit 0)."""
     gate = tmp_path / "gate"
     pilot = tmp_path / "pilot.sh"
     wait = 'n=0\nwhile [ ! -e "$APF_TEST_GATE" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done\n'
@@ -280,7 +279,7 @@ def _local_queue(tmp_path: Path, factory: FactoryClient, extra: str = "") -> tup
         f"\n[LQ]\nautoconfigure = false\nbatch = local\nresourceTypes = SCORE, MCORE\ncorecount = 8"
         f"\nmaxrss = 16000\nexecutable = {pilot}\nenviron = APF_TEST_GATE={gate}\n{extra}"
     )
-    return write_config(tmp_path, factory, queues=queue), gate
+    return write_config(tmp_path, factory, factory_settings, queues=queue), gate
 
 
 def _local_pilots(
@@ -386,9 +385,7 @@ def test_stale_pilots_removed_while_the_monitor_is_down_are_said_so(
 ) -> None:
     """The message says what was done: not "nothing was advanced" after pilots were removed."""
     cids = _stale_setup(condor, factory)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     extra = "staleRemove = true\nstaleRemoveMax = 1"
     conf = write_config(tmp_path, factory, extra, monitor_url=f"http://127.0.0.1:{port}/api")
     assert run("mon-stale", conf) == 1
@@ -414,8 +411,7 @@ def test_stale_removal_is_rate_limited_oldest_first(
 def test_stale_local_pilots_are_flagged_and_removed_by_their_backend(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
-    conf, gate = _local_queue(tmp_path, factory)
-    conf.write_text(conf.read_text().replace("[Factory]", "[Factory]\nstaleRemove = true", 1))
+    conf, gate = _local_queue(tmp_path, factory, factory_settings="staleRemove = true")
     backend, labels = _local_pilots(conf, 1, clock=lambda: time.time() - 3 * DAY)  # started 3 days ago
     try:
         ids = {name: backend.census([label]).pilots[name][0].job_id for name, label in labels.items()}
@@ -426,7 +422,8 @@ def test_stale_local_pilots_are_flagged_and_removed_by_their_backend(
             assert factory.job(cid)["flagged"] is True
             assert "removed" in events(factory, cid)[-1]
         removed = {record.job_id: record for record in backend.history()}
-        assert set(removed) == set(ids.values()) and all(r.removed for r in removed.values())
+        assert set(removed) == set(ids.values())
+        assert all(r.removed for r in removed.values())
         assert backend.census(list(labels.values())).total == 0
     finally:
         _stop_local_pilots(backend, labels, gate)

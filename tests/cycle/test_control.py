@@ -16,16 +16,11 @@ from autopyfactory.domain.control import Controls, Disable, Removal, parse_until
 from autopyfactory.domain.control import LabelView as View
 from autopyfactory.domain.model import JobStatus, Pilot
 from autopyfactory.edges.control import ControlStore
-from tests.cycle.test_e2e import Stand, per_label, run, write_config
-from tests.runtime.test_daemon import Daemon
 from tests.support.condor_emulator.ads import JobStatus as CondorStatus
+from tests.support.daemon import start
+from tests.support.e2e import per_label, run, write_config
 
 ARC1, ARC2 = "NDGF-T1-arc01.ndgf.org-atlas", "NDGF-T1-arc02.ndgf.org-atlas"
-
-
-@pytest.fixture
-def stand(httpserver):
-    return Stand(httpserver)
 
 
 def apf(*args: str, env=None) -> subprocess.CompletedProcess[str]:
@@ -64,7 +59,8 @@ def test_disabling_one_label_leaves_the_others_alone(tmp_path, stand, condor):
     assert apf("queue", "disable", ARC1, "-c", str(conf)).returncode == 0
     result = run(conf, condor, "--once")
     assert per_label(condor.jobs()) == {ARC2: 5}, result.stderr
-    assert "Disabled: in=5 queue disabled by" in result.stderr and "no reason given -> 0" in result.stderr
+    assert "Disabled: in=5 queue disabled by" in result.stderr
+    assert "no reason given -> 0" in result.stderr
 
 
 def test_names_and_times_are_checked(tmp_path, stand):
@@ -74,9 +70,11 @@ def test_names_and_times_are_checked(tmp_path, stand):
     assert "'NDGF-T2' is no queue, PQ or label of this factory (did you mean 'NDGF-T1'?)" in typo.stderr
     assert apf("queue", "disable", "NDGF-T2", "--force", "-c", str(conf)).returncode == 0
     past = apf("queue", "disable", "NDGF-T1", "--until", "2020-01-01T00:00", "-c", str(conf))
-    assert past.returncode == 2 and "is not in the future" in past.stderr
+    assert past.returncode == 2
+    assert "is not in the future" in past.stderr
     nothing = apf("pilots", "remove", "-c", str(conf))
-    assert nothing.returncode == 2 and "give --label, --pq or --ce" in nothing.stderr
+    assert nothing.returncode == 2
+    assert "give --label, --pq or --ce" in nothing.stderr
 
 
 def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_path, stand, condor):
@@ -117,7 +115,8 @@ def test_pilots_remove_is_one_condor_rm_per_schedd_with_the_request_as_reason(tm
         r["pq"]: r["id"] for r in json.loads((tmp_path / "state" / "control.json").read_text())["removals"]
     }
     run(conf, condor, "--once")
-    assert condor.jobs() == [] and condor.jobs("s2.example.org") == []
+    assert condor.jobs() == []
+    assert condor.jobs("s2.example.org") == []
     calls = condor.calls("condor_rm")
     assert len(calls) == 2  # one per schedd (and request), not one per label
     user = getpass.getuser()
@@ -139,9 +138,11 @@ def test_a_failed_condor_rm_keeps_the_request_pending_and_visible(tmp_path, stan
     condor.fail_next("condor_rm", "exit")
     result = run(conf, condor, "--once")
     assert len(condor.jobs()) == 10
-    assert "removing the pilots of" in result.stderr and "kept, tried again next cycle" in result.stderr
+    assert "removing the pilots of" in result.stderr
+    assert "kept, tried again next cycle" in result.stderr
     listed = apf("queue", "list", "-c", str(conf)).stdout
-    assert "(pilots, --pq NDGF-T1): drain: requested by" in listed and listed.rstrip().endswith("pending")
+    assert "(pilots, --pq NDGF-T1): drain: requested by" in listed
+    assert listed.rstrip().endswith("pending")
     status = apf("status", "-c", str(conf)).stdout
     assert "kept, tried again next cycle" in status
     run(conf, condor, "--once")  # condor_rm works again
@@ -152,8 +153,7 @@ def test_a_failed_condor_rm_keeps_the_request_pending_and_visible(tmp_path, stan
 def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, stand, condor, daemons):
     stand.stats = {"NDGF-T1": {"activated": 50}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]")
-    daemon = Daemon(conf, condor, tmp_path / "factory.log")
-    daemons.append(daemon)
+    daemon = start(daemons, conf, condor, tmp_path / "factory.log")
     daemon.wait_log("cycle 0:")
     assert apf("queue", "disable", "NDGF-T1", "--reason", "drain", "-c", str(conf)).returncode == 0
     daemon.wait_log("UTC: drain -> 0", count=2)
@@ -162,16 +162,6 @@ def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, sta
     daemon.wait_log(" labels, decided ", count=cycles + 2)
     assert len(condor.jobs()) == before  # nothing more while disabled
     assert daemon.stop() == 0
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(10)
 
 
 def test_concurrent_requests_are_all_kept(tmp_path, stand):
@@ -193,7 +183,8 @@ def test_an_unreadable_control_file_holds_every_queue_back(tmp_path):
     store.path.write_text("{not json")
     controls = store.read_or_hold()
     reason = controls.disabled_reason("X-ce", "X", 0.0)
-    assert reason is not None and reason.startswith("control file unreadable")
+    assert reason is not None
+    assert reason.startswith("control file unreadable")
 
 
 def test_a_disable_expires_at_its_until():
@@ -214,7 +205,8 @@ def test_a_removal_waits_while_the_census_is_unknown():
     pilot = Pilot("1.0", "L", JobStatus.IDLE, 0, 0)
     removal = Removal("r1", 0.0, pq="P")
     waiting = plan_removals([removal], [View("L", "P", "ce:9619", None)])
-    assert waiting.by_request == {} and "waiting, pilots unknown for L" in waiting.notes[0]
+    assert waiting.by_request == {}
+    assert "waiting, pilots unknown for L" in waiting.notes[0]
     done = plan_removals([removal], [View("L", "P", "ce:9619", (pilot,)), View("M", "Q", "c", ())])
     assert done.by_request == {"r1": {"L": ("1.0",)}}
 

@@ -10,125 +10,14 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
-from werkzeug import Request, Response
 
 from autopyfactory.batch.condor.bulk import SUBMITTER
-from autopyfactory.demo import panda_standin
 from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
 from tests.support.condor_emulator.ads import JobStatus
-from tests.support.paths import REPO
-
-ROOT = REPO
-DUMP = json.loads((ROOT / "tests" / "data" / "cric_dump.json").read_text())
-WRAPPER = ROOT / "wrappers" / "runpilot3-wrapper.sh"
-CERN_CES = [q["ce_endpoint"].split(":")[0] for q in DUMP["CERN"]["queues"]]
-
-
-class Stand:
-    """PanDA statistics and the CRIC dump, served from mutable state.
-
-    PanDA answers as the real server does (see autopyfactory.panda_standin): no job left at all is
-    ``success: false``, sites without jobs are left out, JSON only for ``Accept: application/json``.
-    ``script`` (one ``{site: {status: n}}`` per request, the last one repeated) lets the jobs
-    change between the cycles of one ``run --cycles N``.
-    """
-
-    def __init__(self, httpserver) -> None:
-        self.server = httpserver
-        self.stats: dict[str | None, dict[str, int]] = {}
-        self.script: list[dict[str | None, dict[str, int]]] = []
-        self.jobs: panda_standin.Jobs | None = None  # per resource type and job label; beats stats
-        self.dump = DUMP
-        self.panda_status = 200
-        self.panda_body: str | None = None  # raw body overriding the JSON answer
-        httpserver.expect_request(STATS_PATH).respond_with_handler(lambda r: self._panda(r, detailed=False))
-        httpserver.expect_request(DETAILED_PATH).respond_with_handler(lambda r: self._panda(r, detailed=True))
-        httpserver.expect_request("/cric.json").respond_with_handler(
-            lambda _r: Response(json.dumps(self.dump))
-        )
-
-    def _panda(self, request: Request, detailed: bool) -> Response:
-        if self.panda_body is not None:
-            return Response(self.panda_body, status=self.panda_status)
-        if self.script:
-            self.stats = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        jobs = self.jobs if self.jobs is not None else panda_standin.from_sites(self.stats)
-        data = panda_standin.detailed_job_stats(jobs) if detailed else panda_standin.job_stats(jobs)
-        payload = panda_standin.envelope(data, detailed)
-        body = panda_standin.render(
-            payload, request.headers.get("Accept"), request.headers.get("Content-Type")
-        )
-        return Response(body, status=self.panda_status, content_type="text/plain")
-
-    @property
-    def panda_url(self) -> str:
-        return self.server.url_for("/").rstrip("/")
-
-    @property
-    def cric_url(self) -> str:
-        return self.server.url_for("/cric.json")
-
-
-@pytest.fixture
-def stand(httpserver):
-    return Stand(httpserver)
-
-
-#: A pilot token that never expires (header.payload., no signature): ARC-CE labels need a credential.
-TOKEN = "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDB9.\n"
-
-
-def write_config(tmp_path: Path, stand: Stand, queues: str, defaults: str = "", factory: str = "") -> Path:
-    path = tmp_path / "factory.conf"
-    token = tmp_path / "pilot.token"
-    token.write_text(TOKEN)
-    path.write_text(f"""
-[Factory]
-factoryId = e2e-factory
-factoryOwner = ops@example.org
-pandaserver = {stand.panda_url}
-schedconfig = {stand.cric_url}
-baseLogDir = {tmp_path}/logs
-baseLogDirUrl = http://logs.example.org/pilots
-stateDir = {tmp_path}/state
-sleep = 1
-condorTimeout = 3
-httpTimeout = 2
-httpRetries = 0
-logMinFreeGB = 0
-{factory}
-
-[QueueDefaults]
-executable = {WRAPPER}
-nqueue = 5
-scitokensFile = {token}
-{defaults}
-
-{queues}
-""")
-    return path
-
-
-def run(conf: Path, condor, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), *args],
-        env=condor.env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def per_label(jobs) -> Counter[str]:
-    return Counter(job["MATCH_APF_QUEUE"] for job in jobs)
-
-
-def job_ids(jobs) -> list[str]:
-    return [f"{job['ClusterId']}.{job['ProcId']}" for job in jobs]
-
+from tests.support.e2e import CERN_CES, DUMP, job_ids, per_label, run, write_config
 
 # --- the main job ------------------------------------------------------------------------------
 
@@ -170,7 +59,8 @@ def test_condor_is_asked_once_per_cycle_and_submitted_once_per_schedd(tmp_path, 
     clusters: dict[int, set[str]] = {}
     for job in condor.jobs():
         clusters.setdefault(job["ClusterId"], set()).add(job["MATCH_APF_QUEUE"])
-    assert len(clusters) == 13 and all(len(labels) == 1 for labels in clusters.values())
+    assert len(clusters) == 13
+    assert all(len(labels) == 1 for labels in clusters.values())
     [query] = condor.calls("condor_q")
     assert 'FactoryId == "e2e-factory"' in query.argv
     assert "-json" in query.argv
@@ -251,7 +141,8 @@ def test_a_drained_queue_gets_no_further_pilots_in_the_very_next_cycle(tmp_path,
     assert "Database failure getting the job statistics" in result.stderr
     assert result.stderr.count("activated=unknown(no PanDA data)") == 13
     state = json.loads((tmp_path / "state" / "status.json").read_text())
-    assert state["panda"]["ok"] is False and state["panda"]["last_good"] is not None
+    assert state["panda"]["ok"] is False
+    assert state["panda"]["last_good"] is not None
     assert all(label["activated"] is None and label["decision"] == 0 for label in state["labels"].values())
     status = subprocess.run(
         [sys.executable, "-m", "autopyfactory", "status", "-c", str(conf)],
@@ -443,12 +334,14 @@ def test_housekeeping_is_one_call_per_schedd_and_cause_for_all_labels(tmp_path, 
     labels = _held_pilots_of_three_labels(condor)
     result = run(write_config(tmp_path, stand, HOUSEKEEPING), condor, "--once")
     releases, removals = condor.calls("condor_release"), condor.calls("condor_rm")
-    assert len(releases) == 1 and len(removals) == 1
+    assert len(releases) == 1
+    assert len(removals) == 1
     assert sorted(releases[0].argv[-3:]) == ["1.0", "2.0", "3.0"]
     assert sorted(removals[0].argv[-3:]) == ["1.1", "2.1", "3.1"]
     assert "autopyfactory housekeeping: held longer than holdTimeout" in " ".join(removals[0].argv)
     lines = [line for line in result.stderr.splitlines() if "housekeeping: released 1, removed 1" in line]
-    assert len(lines) == 3 and all(any(f"{label} " in line for line in lines) for label in labels)
+    assert len(lines) == 3
+    assert all(any(f"{label} " in line for line in lines) for label in labels)
 
 
 def test_a_failed_housekeeping_call_is_reported_for_every_label_it_carried(tmp_path, stand, condor):
@@ -457,7 +350,8 @@ def test_a_failed_housekeeping_call_is_reported_for_every_label_it_carried(tmp_p
     condor.fail_next("condor_rm", "exit", message="ERROR: Failed to connect to local queue manager")
     result = run(write_config(tmp_path, stand, HOUSEKEEPING), condor, "--once")
     failed = [line for line in result.stderr.splitlines() if "housekeeping: failed: " in line]
-    assert len(failed) == 3 and all(any(label in line for line in failed) for label in labels)
+    assert len(failed) == 3
+    assert all(any(label in line for line in failed) for label in labels)
     assert all("Failed to connect to local queue manager" in line for line in failed)
     assert len(condor.calls("condor_release")) == 1  # the releases went through all the same
 
@@ -490,8 +384,7 @@ def test_an_arc_ce_label_without_a_credential_gets_nothing_and_says_why(tmp_path
     stand.stats = {"NDGF-T1": {"activated": 50}, "TEST-SITE": {"activated": 5}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]\nscitokensFile =\n[TEST-SITE]\nscitokensFile =\n")
     result = run(conf, condor, "--once")
-    assert per_label(condor.jobs()) == {
-        "TEST-SITE-ce01.test.example-default": 1
-    }  # an HTCondor-CE: its own way
+    # an HTCondor-CE may map its pilots its own way: it gets its pilot
+    assert per_label(condor.jobs()) == {"TEST-SITE-ce01.test.example-default": 1}
     reason = 'ARC-CE without x509userproxy or scitokensFile: HTCondor would hold every pilot ("ARC job has no'
     assert result.stderr.count(f'Credentials: in=5 {reason} credentials") -> 0') == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from autopyfactory.batch.interface import SubmitOutcome
 from autopyfactory.cli.status import format_status
 from autopyfactory.cycle.report import CycleReport, LabelResult
@@ -14,19 +16,24 @@ from autopyfactory.domain.planning import plan
 from autopyfactory.domain.sharing import FactoryCaps
 from autopyfactory.observers.metrics import FactoryMetrics
 from autopyfactory.observers.state import PandaRecord, state_record
-from tests.domain.test_planning import labels  # noqa: F401  (fixture)
+from tests.support.cycle_data import planning_labels
 
 T0 = 1_700_000_000.0
 
 
-def report_for(labels, reading: PandaReading) -> CycleReport:  # noqa: F811
+@pytest.fixture
+def labels(tmp_path):
+    return planning_labels(tmp_path)
+
+
+def report_for(labels, reading: PandaReading) -> CycleReport:
     census = Census({label.name: Supply() for label in labels}, total=0)
     plans = plan(labels, reading.stats, census, 1, FactoryCaps(), cycle=3)
     results = tuple(LabelResult(p, SubmitOutcome()) for p in plans)
     return CycleReport(3, T0, 2.0, results, (), panda=reading)
 
 
-def test_a_cycle_without_panda_data_says_so_everywhere(labels):  # noqa: F811
+def test_a_cycle_without_panda_data_says_so_everywhere(labels):
     problem = "PanDA: success=False: Database failure getting the job statistics"
     report = report_for(labels, PandaReading(None, T0 + 1, problem, last_good=T0 - 120))
     assert (
@@ -34,7 +41,8 @@ def test_a_cycle_without_panda_data_says_so_everywhere(labels):  # noqa: F811
         in report.summary()
     )
     line = report.results[0].line()
-    assert "activated=unknown(no PanDA data)" in line and "NoData: in=0 no PanDA data this cycle -> 0" in line
+    assert "activated=unknown(no PanDA data)" in line
+    assert "NoData: in=0 no PanDA data this cycle -> 0" in line
 
     record = state_record(report, "f", None)
     assert record.panda == PandaRecord(ok=False, asked=T0 + 1, last_good=T0 - 120, problem=problem)
@@ -48,7 +56,7 @@ def test_a_cycle_without_panda_data_says_so_everywhere(labels):  # noqa: F811
     assert math.isnan(metrics.activated.labels("CERN")._value.get())
 
 
-def test_a_good_cycle_shows_the_age_of_its_numbers(labels):  # noqa: F811
+def test_a_good_cycle_shows_the_age_of_its_numbers(labels):
     stats = {"CERN": SiteJobs({"activated": 40})}
     report = report_for(labels, PandaReading(stats, T0 + 1, "", last_good=T0 + 1))
     assert "PanDA answer 1 s into the cycle" in report.summary()
@@ -60,7 +68,7 @@ def test_a_good_cycle_shows_the_age_of_its_numbers(labels):  # noqa: F811
     assert metrics.activated.labels("CERN")._value.get() == 40
 
 
-def test_no_panda_data_after_good_numbers_clears_the_activated_gauge(labels):  # noqa: F811
+def test_no_panda_data_after_good_numbers_clears_the_activated_gauge(labels):
     metrics = FactoryMetrics()
     metrics.cycle_done(
         report_for(labels, PandaReading({"CERN": SiteJobs({"activated": 40})}, T0, "", T0)), labels

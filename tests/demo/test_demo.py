@@ -52,11 +52,14 @@ def test_stand_in_pilot_fails_on_arguments_as_pilot3_does(tmp_path: Path):
     old = run(
         "-s", "SITE", "-h", "QUEUE", "-p", "25443", "-w", "https://pandaserver.cern.ch", "-u", "managed"
     )
-    assert old.returncode == 0 and old.stdout.startswith("usage:")  # pilot 3: -h is help, exit 0
+    assert old.returncode == 0
+    assert old.stdout.startswith("usage:")  # pilot 3: -h is help, exit 0
     missing = run("-q", "QUEUE", "-w", "generic")
-    assert missing.returncode == 2 and "--pilot-user" in missing.stderr
+    assert missing.returncode == 2
+    assert "--pilot-user" in missing.stderr
     bad = run("-q", "QUEUE", "--pilot-user", "ATLAS", "-w", "https://pandaserver.cern.ch")
-    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    assert bad.returncode == 2
+    assert "invalid choice" in bad.stderr
 
 
 def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
@@ -80,7 +83,8 @@ def test_stand_in_pilot_takes_a_job_with_the_default_arguments(tmp_path: Path):
         assert first.returncode == 0, first.stderr
         assert "running PanDA job" in first.stdout
         assert (pilot.parent / "pandaIDs.out").read_text().strip().isdigit()
-        assert scenario.activated["DEMO_B"] == QUEUES["DEMO_B"][1] - 1 and not scenario.running  # finished
+        assert scenario.activated["DEMO_B"] == QUEUES["DEMO_B"][1] - 1
+        assert not scenario.running  # finished
     finally:
         stand_in.stop()
 
@@ -103,7 +107,8 @@ def test_demo_with_the_real_pilot3_runs_jobs():
             int(n) for n in re.findall(r"^cycle \d: .*?submitted (\d+)", result.stdout, re.MULTILINE)
         )
         final = re.search(r"^final: monitor: (.*)$", result.stdout, re.MULTILINE)
-        assert final and f"DONE={submitted} FAULT=0" in final.group(1), result.stdout
+        assert final, result.stdout
+        assert f"DONE={submitted} FAULT=0" in final.group(1), result.stdout
         outcomes = [
             line.split("pilot outcome: ", 1)[1]
             for log in work.glob("logs/*/*/*.out")

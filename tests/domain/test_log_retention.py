@@ -53,7 +53,9 @@ def test_age_with_per_label_overrides() -> None:
         (f"{ago(5)}/SHORT", f"age: {ago(5)} older than 3 days"),
     ]
     assert not [d for d in plan.deletions if d.why is not Why.AGE]  # FOREVER keeps every day dir
-    assert plan.kept == () and plan.compressions == () and plan.notes == ()
+    assert plan.kept == ()
+    assert plan.compressions == ()
+    assert plan.notes == ()
 
 
 def test_keep_days_zero_means_no_age_limit() -> None:
@@ -81,7 +83,8 @@ def test_any_day_protects_every_day_of_a_label() -> None:
 def test_unknown_census_plans_nothing() -> None:
     policy = CleanupPolicy(keep_days=1, min_free_bytes=10 * GB, compress_days=1)
     plan = plan_cleanup([day(90, ("A", 1))], TODAY, policy, 0, in_use=None)
-    assert plan.deletions == () and plan.compressions == ()
+    assert plan.deletions == ()
+    assert plan.compressions == ()
     assert plan.notes == ("census of pilots unknown: nothing deleted or compressed",)
 
 
@@ -112,7 +115,8 @@ def test_space_deletes_oldest_days_first_and_stops_when_enough_is_projected() ->
         (ago(9), Why.EMPTY, "empty after cleanup"),  # day dirs last: rmdir once their labels are gone
         (ago(5), Why.EMPTY, "empty after cleanup"),
     ]
-    assert plan.min_free_bytes == 10 * GB and plan.notes == ()
+    assert plan.min_free_bytes == 10 * GB
+    assert plan.notes == ()
 
 
 def test_enough_free_space_deletes_nothing() -> None:

@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.demand import SiteJobs
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
 from autopyfactory.domain.sharing import FactoryCaps
-from tests.support.paths import CRIC_DUMP
-
-DUMP = json.loads(CRIC_DUMP.read_text())
-
-CONF = """
-[Factory]
-factoryId = test-factory
-factoryOwner = ops@example.org
-pandaserver = https://panda.example.org:25443
-schedconfig = /dev/null
-
-[QueueDefaults]
-nqueue = 5
-# RC pilots count every job label, so the plain per-site statistics below are enough (PR pilots
-# count managed jobs only and need the detailed answer: tests/domain/test_resource_types.py)
-pilotType = RC
-
-[CERN]
-[NDGF-T1]
-schedplugin = Ready, MaxPending
-sched.maxpending.maximum = 8
-"""
+from tests.support.cycle_data import planning_labels
 
 
 @pytest.fixture
 def labels(tmp_path):
-    path = tmp_path / "factory.conf"
-    path.write_text(CONF)
-    return build_labels(config.load(path), DUMP).labels
+    return planning_labels(tmp_path)
 
 
 def census_of(labels, **overrides):

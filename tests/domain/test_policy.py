@@ -251,21 +251,21 @@ def test_missing_data_gives_zero_whatever_the_chain(demand, supply, reason, name
 
 
 @pytest.mark.parametrize(
-    "build",
+    ("build", "message"),
     [
-        lambda: Demand(-1),
-        lambda: Demand(1, -1),
-        lambda: Supply(idle=-1),
-        lambda: Supply(running=-2),
-        lambda: Supply(held=-3),
-        lambda: Supply(idle=5, total=4),
-        lambda: Situation(ONLINE, Demand(1), Supply(), cycle=-1),
-        lambda: split_activated(-1, ["a"], 1, 0),
-        lambda: split_activated(1, ["a"], 0, 0),
+        (lambda: Demand(-1), "activated must not be negative, got -1"),
+        (lambda: Demand(1, -1), "transferring must not be negative, got -1"),
+        (lambda: Supply(idle=-1), "idle must not be negative, got -1"),
+        (lambda: Supply(running=-2), "running must not be negative, got -2"),
+        (lambda: Supply(held=-3), "held must not be negative, got -3"),
+        (lambda: Supply(idle=5, total=4), r"total=4 is less than idle\+running\+held=5"),
+        (lambda: Situation(ONLINE, Demand(1), Supply(), cycle=-1), "cycle must not be negative, got -1"),
+        (lambda: split_activated(-1, ["a"], 1, 0), "activated=-1 num_factories=1"),
+        (lambda: split_activated(1, ["a"], 0, 0), "activated=1 num_factories=0"),
     ],
 )
-def test_negative_or_inconsistent_inputs_are_rejected(build):
-    with pytest.raises(ValueError):
+def test_negative_or_inconsistent_inputs_are_rejected(build, message):
+    with pytest.raises(ValueError, match=message):
         build()
 
 

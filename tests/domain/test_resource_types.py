@@ -22,16 +22,11 @@ from autopyfactory.domain.model import Census, Decision, Step, Supply
 from autopyfactory.domain.planning import plan, queue_caps
 from autopyfactory.domain.sharing import FactoryCaps, GroupCap, apply_group_caps
 from autopyfactory.edges.panda import parse_detailed_stats
+from tests.support.factory_conf import factory_conf
 from tests.support.paths import CRIC_DUMP
 
 DUMP: dict[str, Any] = json.loads(CRIC_DUMP.read_text())
-FACTORY = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = /dev/null
-"""
+FACTORY = factory_conf()
 
 
 def labels_for(tmp_path: Path, text: str, dump: dict[str, Any] = DUMP):
@@ -83,7 +78,8 @@ def test_auto_gives_a_unified_queue_one_label_per_ce_and_type(tmp_path):
 
 def test_without_resource_types_nothing_changes(tmp_path):
     result = labels_for(tmp_path, "[CERN]\n")
-    assert len(result.labels) == 13 and all(lb.resource_type is None for lb in result.labels)
+    assert len(result.labels) == 13
+    assert all(lb.resource_type is None for lb in result.labels)
 
 
 def test_auto_leaves_a_queue_that_is_not_unified_alone(tmp_path):
@@ -99,7 +95,8 @@ def test_a_listed_type_the_queue_cannot_run_is_skipped_with_a_warning(tmp_path):
     assert [lb.name for lb in result.labels] == ["TEST-SITE-ce01.test.example-default-SCORE"]
     assert "[TEST-SITE] resource type MCORE skipped: the queue runs only SCORE" in result.warnings
     result = labels_for(tmp_path, "[TEST-SITE]\nresourceTypes = MCORE\n")
-    assert result.labels == () and "none of resourceTypes MCORE runs here" in result.problems[0]
+    assert result.labels == ()
+    assert "none of resourceTypes MCORE runs here" in result.problems[0]
 
 
 def test_a_bad_resource_type_is_a_config_error(tmp_path):
@@ -147,7 +144,8 @@ JOBS = {
 def test_detailed_answer_counts_per_type_and_job_label():
     stats = parse_detailed_stats(ps.envelope(ps.detailed_job_stats(JOBS), detailed=True))
     cern = stats["CERN"]
-    assert cern.activated == 51 and cern.transferring == 2
+    assert cern.activated == 51
+    assert cern.transferring == 2
     assert cern.count("activated", "MCORE") == 17
     assert cern.count("activated", "MCORE", ("managed",)) == 12
     assert cern.count("activated", None, ("user",)) == 5

@@ -147,7 +147,8 @@ def test_blocking_states(state: CredentialState) -> None:
 
 
 def test_non_blocking_states() -> None:
-    assert not CredentialState.OK.blocks and not CredentialState.WARN.blocks
+    assert not CredentialState.OK.blocks
+    assert not CredentialState.WARN.blocks
     assert log_level(CredentialState.WARN) == logging.WARNING
 
 
@@ -215,7 +216,8 @@ def test_check_chain_with_a_short_eec(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     path = str(tmp_path / "nope")
     check = check_credential(path, PROXY, MIN, NOW, None)
-    assert check.state is CredentialState.MISSING and check.blocks
+    assert check.state is CredentialState.MISSING
+    assert check.blocks
     assert check.message == f"proxy {path}: no such file: nothing submitted"
     assert check.lifetime_seconds is None
 
@@ -372,7 +374,8 @@ def test_jwt_without_exp_and_opaque_tokens_are_accepted_with_a_note(tmp_path: Pa
                        ("dots", "a.b.c")]:  # fmt: skip
         path = write(tmp_path, text.encode(), name)
         check = check_credential(path, TOKEN, MIN, NOW, None)
-        assert check.state is CredentialState.OK and check.lifetime_seconds is None
+        assert check.state is CredentialState.OK
+        assert check.lifetime_seconds is None
         assert check.message == f"token {path}: lifetime unknown (not a JWT with exp; accepted)"
 
 
@@ -416,7 +419,8 @@ def test_each_file_is_checked_once_per_cycle(tmp_path: Path, caplog: pytest.LogC
         first = [checker.check(proxy, PROXY) for _label in range(50)]
         tokens = [checker.check(token, TOKEN) for _label in range(50)]
     assert asked == [proxy]
-    assert all(c is first[0] for c in first) and all(c is tokens[0] for c in tokens)
+    assert all(c is first[0] for c in first)
+    assert all(c is tokens[0] for c in tokens)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [first[0].message]
     assert checker.checks() == (first[0], tokens[0])

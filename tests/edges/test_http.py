@@ -17,9 +17,7 @@ import pytest
 import requests
 
 from autopyfactory.edges.http import DeadlineExceeded, RequestAborted, make_session
-from tests.cycle.test_e2e import Stand, stand, write_config
-
-__all__ = ["stand"]  # the fixture, used by name
+from tests.support.e2e import Stand, write_config
 
 
 class Trickler:
@@ -89,7 +87,8 @@ def test_a_stop_request_abandons_the_request_at_once(trickler: Trickler) -> None
 
 def test_a_good_answer_is_read_whole(stand: Stand) -> None:
     text = make_session(0, deadline=5).get(stand.cric_url, timeout=5).text
-    assert text.startswith("{") and text.rstrip().endswith("}")
+    assert text.startswith("{")
+    assert text.rstrip().endswith("}")
 
 
 def _config(tmp_path: Path, stand: Stand, panda_url: str) -> Path:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -14,6 +13,7 @@ from werkzeug import Request, Response
 
 from autopyfactory.edges.monitor import MonitorClient, MonitorError, path_part
 from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
+from tests.support.waiting import free_port
 
 FID = "apf.cern-01_x"
 LABEL = "CERN+PROD@ce1=x.y-SCORE"  # every character a label name may have
@@ -87,9 +87,7 @@ def test_every_failure_is_a_monitor_error(httpserver, session: requests.Session)
         client.label_counts()
     with pytest.raises(MonitorError, match="not JSON"):
         client.report_jobs([])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with pytest.raises(MonitorError, match="unreachable"):
         MonitorClient(f"http://127.0.0.1:{port}/api", "tok", FID, session).label_counts()
 

@@ -118,13 +118,17 @@ def test_a_failed_answer_is_no_data_even_right_after_a_good_one(httpserver, stat
     view = PandaView(client_for(httpserver), clock=clock)
     httpserver.expect_oneshot_request(STATS_PATH).respond_with_json(REAL_ANSWER)
     reading = view.update()
-    assert reading.ok and reading.stats is not None and reading.stats["CERN"].activated == 812
-    assert reading.problem == "" and reading.last_good == clock.now
+    assert reading.ok
+    assert reading.stats is not None
+    assert reading.stats["CERN"].activated == 812
+    assert reading.problem == ""
+    assert reading.last_good == clock.now
 
     httpserver.expect_oneshot_request(STATS_PATH).respond_with_data(body, status=status)
     clock.now += 1
     reading = view.update()
-    assert reading.stats is None and not reading.ok
+    assert reading.stats is None
+    assert not reading.ok
     assert why in reading.problem
     assert reading.last_good == clock.now - 1  # remembered for the reports, never reused
     assert reading.describe(clock.now + 4).startswith(
@@ -135,7 +139,8 @@ def test_a_failed_answer_is_no_data_even_right_after_a_good_one(httpserver, stat
 def test_view_without_any_good_answer_has_no_data(httpserver):
     httpserver.expect_request(STATS_PATH).respond_with_json({"success": False, "message": "maintenance"})
     reading = PandaView(client_for(httpserver), Clock()).update()
-    assert reading.stats is None and reading.last_good is None
+    assert reading.stats is None
+    assert reading.last_good is None
     assert "maintenance" in reading.problem
     assert "no good answer since start" in reading.describe(Clock().now)
 
@@ -160,7 +165,9 @@ def test_the_reason_is_the_first_line_and_bounded(httpserver):
     with pytest.raises(PandaError) as caught:
         client_for(httpserver).fetch()
     reason = str(caught.value).split("HTTP 500: ", 1)[1]
-    assert len(reason) == REASON_CHARS and reason.endswith("...") and "second" not in reason
+    assert len(reason) == REASON_CHARS
+    assert reason.endswith("...")
+    assert "second" not in reason
 
 
 def test_unreachable_server_is_no_data():
@@ -178,4 +185,5 @@ def test_fetches_the_detailed_answer_when_asked(httpserver):
     )
     stats = client_for(httpserver).fetch(detailed=True)
     assert set(stats) == {"CERN"}
-    assert stats["CERN"].activated == 4 and stats["CERN"].count("activated", "MCORE", ("managed",)) == 4
+    assert stats["CERN"].activated == 4
+    assert stats["CERN"].count("activated", "MCORE", ("managed",)) == 4

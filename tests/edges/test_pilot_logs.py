@@ -114,19 +114,23 @@ def test_age_cleanup_on_real_files(tree: Path, caplog: pytest.LogCaptureFixture)
         f"{ago(45)}/CERN-B", f"{ago(45)}/NDGF", f"{ago(35)}/CERN-A", f"{ago(35)}/CERN-B",
         f"{ago(20)}/CERN-B",
     )  # fmt: skip
-    assert summary.errors == () and summary.bytes_freed > 0
-    assert summary.free_before is not None and summary.free_after is not None
+    assert summary.errors == ()
+    assert summary.bytes_freed > 0
+    assert summary.free_before is not None
+    assert summary.free_after is not None
     assert summary.free_after == summary.free_before + summary.bytes_freed
     for gone in summary.deleted:
         assert not (tree / gone).exists()
     assert (tree / ago(45) / "CERN-A" / "1234.0.out").exists()  # in use
-    assert (tree / ago(35) / "NDGF").is_dir() and (tree / ago(20) / "CERN-A").is_dir()
+    assert (tree / ago(35) / "NDGF").is_dir()
+    assert (tree / ago(20) / "CERN-A").is_dir()
     for untouched in ("latest/x.out", "2026-13-01", "README", ago(400)):
         assert untouched in before
         assert (tree / untouched).is_symlink() or (tree / untouched).exists()
     assert (tree / "latest" / "x.out").read_text() == "keep me"
     assert f"kept {ago(45)}/CERN-A, in use by pilots in the queue" in caplog.text
-    assert "leaving" in caplog.text and "latest" in caplog.text
+    assert "leaving" in caplog.text
+    assert "latest" in caplog.text
     assert "log cleanup: deleted 5 dirs" in caplog.text
     assert plan.notes == ()
 
@@ -138,8 +142,10 @@ def test_space_cleanup_on_a_small_filesystem(tree: Path) -> None:
     in_use = {(ago(45), "CERN-A")}
     _plan, summary = run_cleanup(tree, TODAY, policy, in_use, probe)
     assert summary.deleted == (f"{ago(45)}/CERN-B", f"{ago(45)}/NDGF")
-    assert (tree / ago(45) / "CERN-A").is_dir() and (tree / ago(35) / "CERN-A").is_dir()
-    assert summary.free_after is not None and summary.free_after >= policy.min_free_bytes
+    assert (tree / ago(45) / "CERN-A").is_dir()
+    assert (tree / ago(35) / "CERN-A").is_dir()
+    assert summary.free_after is not None
+    assert summary.free_after >= policy.min_free_bytes
     assert summary.skipped == ()  # the day dir is not even planned: CERN-A in it is kept
 
 
@@ -168,7 +174,8 @@ def test_a_failing_probe_means_no_space_cleanup_but_age_still_runs(
     plan, summary = run_cleanup(tree, TODAY, policy, set(), broken)
     assert summary.deleted == (f"{ago(45)}/CERN-A", f"{ago(45)}/CERN-B", f"{ago(45)}/NDGF", ago(45))
     assert plan.notes == ("free space unknown: no cleanup by space",)
-    assert "free space of" in caplog.text and "Permission denied" in caplog.text
+    assert "free space of" in caplog.text
+    assert "Permission denied" in caplog.text
     assert len(summary.errors) == 2  # before and after: reported, never raised
 
 
@@ -209,7 +216,8 @@ def test_deletion_errors_are_counted_not_raised(tree: Path, monkeypatch: pytest.
 
 def test_missing_base_dir_is_nothing_to_do(tmp_path: Path) -> None:
     plan, summary = run_cleanup(tmp_path / "nope", TODAY, CleanupPolicy(keep_days=1), set(), lambda p: 0)
-    assert plan == CleanupPlan() and summary == CleanupSummary()
+    assert plan == CleanupPlan()
+    assert summary == CleanupSummary()
 
 
 def test_unknown_census_deletes_nothing_on_disk(tree: Path) -> None:
@@ -244,7 +252,8 @@ def test_compression_preserves_contents_and_is_idempotent(tree: Path) -> None:
     assert [c.relpath for c in plan.compressions] == [
         f"{ago(d)}/{lbl}" for d in (45, 35) for lbl in ("CERN-A", "CERN-B", "NDGF")
     ] + [f"{ago(20)}/CERN-B", f"{ago(20)}/NDGF", f"{ago(10)}/CERN-A", f"{ago(10)}/CERN-B", f"{ago(10)}/NDGF"]
-    assert summary.compressed_files == 11 * 16 and summary.errors == ()
+    assert summary.compressed_files == 11 * 16
+    assert summary.errors == ()
     assert sorted(p.name for p in target.iterdir()) == sorted(f"{name}.gz" for name in original)
     assert contents(target) == original
     st = (target / "1234.0.out.gz").stat()
@@ -254,8 +263,10 @@ def test_compression_preserves_contents_and_is_idempotent(tree: Path) -> None:
 
     after_first = snapshot(tree)
     plan, summary = run_cleanup(tree, TODAY, policy, in_use, small_filesystem(tree, GB))
-    assert plan.compressions == () and summary.compressed_files == 0
-    assert snapshot(tree) == after_first and contents(target) == original
+    assert plan.compressions == ()
+    assert summary.compressed_files == 0
+    assert snapshot(tree) == after_first
+    assert contents(target) == original
 
 
 def test_compression_recovers_from_an_interrupted_run(tree: Path) -> None:
@@ -331,7 +342,8 @@ def test_files_vanishing_while_compressing_are_skipped(tree: Path, monkeypatch: 
     summary = apply(tree, plan, lambda p: GB)
     monkeypatch.undo()
     assert summary.errors == ()
-    assert not (target / "1234.3.err.gz").exists() and not (target / "1234.3.err.gz.tmp").exists()
+    assert not (target / "1234.3.err.gz").exists()
+    assert not (target / "1234.3.err.gz.tmp").exists()
     assert (target / "1234.3.out.gz").exists()
 
 
@@ -341,12 +353,15 @@ def test_files_vanishing_while_compressing_are_skipped(tree: Path, monkeypatch: 
 def test_schedule_runs_at_most_once_per_interval() -> None:
     now = [1000.0]
     schedule = CleanupSchedule(interval=3600, clock=lambda: now[0])
-    assert schedule.due() and schedule.claim()
-    assert not schedule.due() and not schedule.claim()
+    assert schedule.due()
+    assert schedule.claim()
+    assert not schedule.due()
+    assert not schedule.claim()
     now[0] += 3599
     assert not schedule.claim()
     now[0] += 1
-    assert schedule.due() and schedule.claim()
+    assert schedule.due()
+    assert schedule.claim()
     assert not schedule.claim()
 
 

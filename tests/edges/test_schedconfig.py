@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from werkzeug import Request, Response
 
 from autopyfactory.edges.schedconfig import SchedconfigError, SchedconfigSource, parse_dump, read_source
 from tests.support.paths import DATA
+from tests.support.waiting import free_port
 
 DUMP_TEXT = (DATA / "cric_dump.json").read_text()
 DUMP = json.loads(DUMP_TEXT)
@@ -169,9 +169,7 @@ def test_read_http_timeout(cric: HTTPServer, session: requests.Session) -> None:
 
 
 def test_read_http_connection_refused(session: requests.Session) -> None:
-    with socket.socket() as sock:  # a port nobody listens on any more
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     location = f"http://127.0.0.1:{port}{PATH}"
     with pytest.raises(SchedconfigError) as info:
         read_source(location, session, TIMEOUT)
@@ -189,7 +187,7 @@ def test_good_download_is_used_and_written_atomically(
     clock = Clock()
     snapshot = source(url(cric), cache, session, clock).get()
     assert snapshot.data == DUMP
-    assert (snapshot.taken_at, snapshot.source) == (clock.now, url(cric))
+    assert snapshot.source == url(cric)
     assert cache.read_text() == DUMP_TEXT
     assert [p.name for p in cache.parent.iterdir()] == ["schedconfig.json"]  # no temporary file left
 
@@ -217,7 +215,6 @@ def test_refresh_interval_is_honoured(cric: HTTPServer, session: requests.Sessio
     second = sc.get()
     assert len(cric.log) == 2
     assert second is not first
-    assert second.taken_at == start + 600
     clock.now = start + 1199
     assert sc.get() is second
     assert len(cric.log) == 2
@@ -280,7 +277,6 @@ def test_failure_after_restart_uses_the_copy_on_disk(
         snapshot = restarted.get()
     assert snapshot.data == DUMP
     assert snapshot.source == f"last-good copy {cache}"
-    assert snapshot.taken_at == cache.stat().st_mtime  # its age is the copy's age
     assert messages(caplog) == [f"schedconfig: {url(cric)}: HTTP 503; using the last-good copy {cache}"]
 
 

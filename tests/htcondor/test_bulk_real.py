@@ -28,12 +28,11 @@ import pytest
 from autopyfactory.batch.condor.bulk import SUBMITTER, SUBMITTER_MODULE, submit_batch
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.interface import SubmitContext, SubmitOutcome
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
-from tests.htcondor.stand import RealStand, ours
+from tests.support.factory_conf import labels_from, write_factory_conf
 from tests.support.htcondor_pool import HTCondorPool
 from tests.support.proxies import proxy
+from tests.support.real_stand import RealStand, ours
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
@@ -85,13 +84,9 @@ def bench(real_condor: HTCondorPool, monkeypatch: pytest.MonkeyPatch) -> Bench:
         {**q, "ce_endpoint": pool.ce_endpoint, "ce_queue_name": queue}
         for q, queue in zip(record["queues"][:3], ("q0", "", "q2"), strict=True)
     ]
-    conf = work / "factory.conf"
-    conf.write_text(
-        "[Factory]\nfactoryId = real-bulk\nfactoryOwner = a@example.org\n"
-        "pandaserver = https://pandaserver.example:25443\nschedconfig = file:///dev/null\n"
-        f"[QueueDefaults]\nexecutable = {wrapper}\n[CERN]\n"
-    )
-    labels = {label.name: label for label in build_labels(config.load(conf), {"CERN": record}).labels}
+    own = {"factoryId": "real-bulk", "pandaserver": "https://pandaserver.example:25443"}
+    conf = write_factory_conf(work, factory=own, defaults={"executable": wrapper}, queues={"CERN": {}})
+    labels = {label.name: label for label in labels_from(conf, {"CERN": record})}
     context = SubmitContext(
         "real-bulk", "https://pandaserver.example:25443", str(work / "logs"), "", "", "2026-03-01"
     )
@@ -142,7 +137,8 @@ def test_one_run_one_cluster_per_label_ids_mapped_exactly(bench: Bench) -> None:
     ids = {name: o.job_ids for name, o in outcomes.items()}
     clusters = {name: {cid.split(".")[0] for cid in found} for name, found in ids.items()}
     assert [len(ids[n]) for n in (first, second, third)] == [3, 1, 2]
-    assert all(len(c) == 1 for c in clusters.values()) and len(set().union(*clusters.values())) == 3
+    assert all(len(c) == 1 for c in clusters.values())
+    assert len(set().union(*clusters.values())) == 3
     queued = labels_of(bench.pool)
     for name, found in ids.items():
         assert all(queued[cid] == name for cid in found)
@@ -198,19 +194,24 @@ def test_no_value_of_one_label_reaches_another_label_s_pilots(bench: Bench) -> N
         assert {k: v for k, v in mine.items() if own.get(k) != v} == {}, label.name
         assert {k: v for k, v in own.items() if mine.get(k) != v} == {}, label.name
     a, b, c = (together[label.name] for label in labels)
-    assert "SITE_SECRET=aaa-secret" in a["Environment"] and "squid" not in b["Environment"] + c["Environment"]
-    assert "OTHER=ccc" in c["Environment"] and "OTHER" not in a["Environment"] + b["Environment"]
+    assert "SITE_SECRET=aaa-secret" in a["Environment"]
+    assert "squid" not in b["Environment"] + c["Environment"]
+    assert "OTHER=ccc" in c["Environment"]
+    assert "OTHER" not in a["Environment"] + b["Environment"]
     assert (a["maxMemory"], b["maxMemory"], c["maxMemory"]) == (32000, 2000, 4000)
     assert (a["xcount"], b["xcount"], c["xcount"]) == (8, 1, 2)
     assert (a["remote_queue"], b.get("remote_queue"), c["remote_queue"]) == ("q0", None, "q2")
-    assert "x509userproxy" in a and "x509userproxy" not in b and "x509userproxy" not in c
-    assert "ScitokensFile" in c and "ScitokensFile" not in a and "ScitokensFile" not in b
-    assert (
-        a["AccountingGroup"] == "group_atlas.prod"
-        and "AccountingGroup" not in b
-        and "AccountingGroup" not in c
-    )
-    assert "AlmaLinux9" in str(c["Requirements"]) and "AlmaLinux9" not in str(a["Requirements"])
+    assert "x509userproxy" in a
+    assert "x509userproxy" not in b
+    assert "x509userproxy" not in c
+    assert "ScitokensFile" in c
+    assert "ScitokensFile" not in a
+    assert "ScitokensFile" not in b
+    assert a["AccountingGroup"] == "group_atlas.prod"
+    assert "AccountingGroup" not in b
+    assert "AccountingGroup" not in c
+    assert "AlmaLinux9" in str(c["Requirements"])
+    assert "AlmaLinux9" not in str(a["Requirements"])
 
 
 def test_max_jobs_per_owner_refuses_only_the_labels_that_do_not_fit(bench: Bench, knob: Path) -> None:
@@ -218,7 +219,8 @@ def test_max_jobs_per_owner_refuses_only_the_labels_that_do_not_fit(bench: Bench
     recounted(bench.pool)
     first, second, third = bench.names()
     outcomes = bench.submit([(bench.labels[first], 2), (bench.labels[second], 2), (bench.labels[third], 1)])
-    assert len(outcomes[first].job_ids) == 2 and len(outcomes[third].job_ids) == 1
+    assert len(outcomes[first].job_ids) == 2
+    assert len(outcomes[third].job_ids) == 1
     assert outcomes[second].job_ids == ()
     assert outcomes[second].error == "not submitted: Number of submitted jobs would exceed MAX_JOBS_PER_OWNER"
     assert sorted(labels_of(bench.pool).values()) == sorted([first, first, third])
@@ -308,6 +310,7 @@ def test_one_cluster_for_several_labels_would_leak_between_them(bench: Bench) ->
     bench.pool.run(["condor_submit", "-terse", str(table)])
     jobs = {job["MATCH_APF_QUEUE"]: job for job in bench.pool.jobs()}
     assert jobs["A"]["ClusterId"] == jobs["B"]["ClusterId"]
-    assert "SITE_SECRET=aaa" in jobs["B"]["Environment"] and "squid" in jobs["B"]["Environment"]
+    assert "SITE_SECRET=aaa" in jobs["B"]["Environment"]
+    assert "squid" in jobs["B"]["Environment"]
     assert jobs["B"]["RequestMemory"] == 32000
     assert re.search(r"\bOTHER=b\b", jobs["B"]["Environment"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from autopyfactory.domain.credentials import ARC_WITHOUT_CREDENTIAL
-from tests.htcondor.stand import RealStand, ours
 from tests.support.htcondor_pool import HTCondorPool
+from tests.support.real_stand import RealStand, ours
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from autopyfactory.batch.condor.census import CENSUS_ATTRIBUTES
-from tests.htcondor.stand import RealStand, ours
 from tests.support.condor_emulator.driver import CondorEmulator
 from tests.support.htcondor_pool import HTCondorPool
+from tests.support.real_stand import RealStand, ours
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 

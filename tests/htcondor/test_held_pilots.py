@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.htcondor.stand import HELD, IDLE, RUNNING, RealStand, census_agrees, job_id, ours
 from tests.support.htcondor_pool import Ad, HTCondorPool
+from tests.support.real_stand import HELD, IDLE, RUNNING, RealStand, census_agrees, job_id, ours
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 

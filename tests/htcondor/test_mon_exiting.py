@@ -13,29 +13,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.htcondor.stand import RealStand, job_id, ours
-from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
 from tests.support.htcondor_pool import HTCondorPool
+from tests.support.monitor import (
+    FactoryClient,
+    Monitor,
+    local_session,
+    new_factory,
+    running_monitor,
+    sqlite_url,
+)
+from tests.support.real_stand import RealStand, job_id, ours
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
 
 @pytest.fixture
 def monitor(tmp_path: Path) -> Iterator[Monitor]:
-    service = start_monitor("sqlite:///" + str(tmp_path / "monitor.sqlite"))
-    service.clock.advance(datetime.now(UTC) - service.clock())
-    try:
+    with running_monitor(sqlite_url(tmp_path)) as service:
+        service.clock.advance(datetime.now(UTC) - service.clock())
         yield service
-    finally:
-        service.server.stop()
 
 
 @pytest.fixture
 def monitor_factory(monitor: Monitor) -> Iterator[FactoryClient]:
-    with requests.Session() as session:
-        session.trust_env = False
+    with local_session() as session:
         yield new_factory(monitor, session)
 
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.htcondor.stand import COMPLETED, HELD, RUNNING, RealStand, job_id, ours
 from tests.support.htcondor_pool import HTCondorPool
+from tests.support.real_stand import COMPLETED, HELD, RUNNING, RealStand, job_id, ours
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 

@@ -11,12 +11,15 @@ from tests.support.htcondor_pool import ENV_VAR, Found, HTCondorPool, find_htcon
 
 def test_without_the_variable_the_reason_says_what_to_set() -> None:
     reason = find_htcondor({})
-    assert isinstance(reason, str) and ENV_VAR in reason
+    assert isinstance(reason, str)
+    assert ENV_VAR in reason
 
 
 def test_a_directory_with_neither_script_nor_prefix_is_refused_with_the_reason(tmp_path: Path) -> None:
     reason = find_htcondor({ENV_VAR: str(tmp_path)})
-    assert isinstance(reason, str) and "personal-pool.sh" in reason and "condor_master" in reason
+    assert isinstance(reason, str)
+    assert "personal-pool.sh" in reason
+    assert "condor_master" in reason
 
 
 def test_an_installed_prefix_is_found(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.htcondor.stand import (
+from tests.support.htcondor_pool import HTCondorPool
+from tests.support.real_stand import (
     HELD,
     IDLE,
     RealStand,
@@ -27,7 +28,6 @@ from tests.htcondor.stand import (
     logged_census,
     ours,
 )
-from tests.support.htcondor_pool import HTCondorPool
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.timeout(400)]  # a loaded machine: generous
 
@@ -67,7 +67,8 @@ def test_htcondor_c_and_vanilla_pilots_run_the_wrapper_and_the_census_matches_co
     history = {job_id(j): j for j in ours(real_condor.jobs(history=True))}
     assert set(submitted) <= set(history)
     for jid, job in submitted.items():
-        assert history[jid]["JobStatus"] == 4 and history[jid]["ExitCode"] == 0, history[jid]
+        assert history[jid]["JobStatus"] == 4, history[jid]
+        assert history[jid]["ExitCode"] == 0, history[jid]
         pq = "GRIDPQ" if job["MATCH_APF_QUEUE"] == grid else "LOCALPQ"
         out = Path(history[jid]["Out"]).read_text()
         line = next(x for x in out.splitlines() if x.startswith("TEST PILOT running with"))
@@ -97,8 +98,10 @@ def test_depth_over_cycles_and_a_schedd_stopped_mid_run(real_condor: HTCondorPoo
                              what="the schedd down")  # fmt: skip
         stand.stats = {"DEEP": {"activated": 1000, "assigned": 0, "running": 0}}
         result = stand.cycle(conf)
-        assert "submitted 0" in result.stderr and "0 submit errors" in result.stderr, result.stderr
-        assert "NoData" in result.stderr and "pilot counts unknown" in result.stderr
+        assert "submitted 0" in result.stderr, result.stderr
+        assert "0 submit errors" in result.stderr, result.stderr
+        assert "NoData" in result.stderr
+        assert "pilot counts unknown" in result.stderr
     finally:
         real_condor.run(["condor_on", "-daemon", "SCHEDD"])
     real_condor.wait_for(
@@ -114,7 +117,8 @@ def test_depth_over_cycles_and_a_schedd_stopped_mid_run(real_condor: HTCondorPoo
         result = stand.cycle(hung)
     finally:
         os.kill(schedd, signal.SIGCONT)
-    assert "submitted 0" in result.stderr and "pilot counts unknown" in result.stderr, result.stderr
+    assert "submitted 0" in result.stderr, result.stderr
+    assert "pilot counts unknown" in result.stderr, result.stderr
     assert sum(condor_census(real_condor.jobs(), label).values()) == 6
     real_condor.run(["condor_rm", "-all"])
     real_condor.wait_for(lambda: not ours(real_condor.jobs()), what="the pilots removed")

@@ -11,7 +11,7 @@ import requests
 from autopyfactory.monitor_service.auth import token_digest
 from autopyfactory.monitor_service.errors import AlreadyExists
 from autopyfactory.monitor_service.models import Factory
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 Write = Callable[[FactoryClient, dict[str, str]], requests.Response]
 

@@ -30,12 +30,14 @@ def test_db_after_the_command(tmp_path: Path) -> None:
     db = tmp_path / "monitor.sqlite"
     added = monitor("add-factory", "f1", "--db", db, "--service-user", me())
     assert added.returncode == 0, added.stderr
-    assert added.stdout.startswith("apfm_") and db.exists()
+    assert added.stdout.startswith("apfm_")
+    assert db.exists()
     expired = monitor("expire", "--db", db, "--created-hours", "2")
     assert expired.returncode == 0, expired.stderr
     assert expired.stdout.startswith("expiry: done=0")
     again = monitor("--db", tmp_path / "other.sqlite", "add-factory", "f1", "--db", db)
-    assert again.returncode == 1 and "exists; use --new-token" in again.stderr  # the later --db wins
+    assert again.returncode == 1
+    assert "exists; use --new-token" in again.stderr  # the later --db wins
     assert not (tmp_path / "other.sqlite").exists()
 
 

@@ -17,11 +17,12 @@ _VALUES = st.one_of(
     st.none(),
     st.lists(st.integers(), max_size=2),
 )
+_DIGESTS = st.one_of(st.sampled_from(["", "0" * 64, "A" * 64, "f" * 63]), _VALUES)
 _GOOD = {"cid": st.just("7.0"), "label": st.just("L1"), "factory": st.just("f1")}
 _ITEMS = st.one_of(
-    st.fixed_dictionaries(_GOOD, optional={"extra": _VALUES}),
+    st.fixed_dictionaries(_GOOD, optional={"extra": _VALUES, "key_sha256": _DIGESTS}),
     st.fixed_dictionaries({"cid": _VALUES, "label": _VALUES, "factory": _VALUES}),
-    st.dictionaries(st.sampled_from(["cid", "label", "factory", "extra"]), _VALUES),
+    st.dictionaries(st.sampled_from(["cid", "label", "factory", "extra", "key_sha256"]), _VALUES),
     st.integers(),
     st.text(max_size=4),
 )
@@ -29,7 +30,7 @@ _ITEMS = st.one_of(
 
 def _as_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     jobs, rejected = valid_items(JobIn, items)
-    return [job.model_dump() for job in jobs] + [r.model_dump() for r in rejected]
+    return [job.model_dump(exclude_unset=True) for job in jobs] + [r.model_dump() for r in rejected]
 
 
 @settings(max_examples=300, deadline=None)

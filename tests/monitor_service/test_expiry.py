@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -10,7 +9,8 @@ import pytest
 from autopyfactory.monitor_service.cli import main
 from autopyfactory.monitor_service.expiry import Expiry, span
 from autopyfactory.monitor_service.settings import ExpiryRules
-from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
+from tests.support.monitor import FactoryClient, Monitor, local_session, new_factory, running_monitor
+from tests.support.waiting import wait_for
 
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 
@@ -132,23 +132,13 @@ def test_cli_expire_and_clean(
 
 def test_in_process_expiry(monitor: Monitor) -> None:
     """A second service on the same database, with expiry running inside it every 50 ms."""
-    inside = start_monitor(monitor.settings.db_url, expire_every=0.05)
-    try:
-        import requests
-
-        with requests.Session() as session:
-            session.trust_env = False
-            factory = new_factory(inside, session)
-            factory.create("L", "8.0")
-            factory.pilot("8.0", state="running")
-            factory.pilot("8.0", state="exiting", rc="0")
-            inside.clock.advance(31 * MINUTE)
-            deadline = time.monotonic() + 10
-            while factory.job("8.0")["state"] != "DONE":
-                assert time.monotonic() < deadline, "in-process expiry did not run"
-                time.sleep(0.05)
-    finally:
-        inside.server.stop()
+    with running_monitor(monitor.settings.db_url, expire_every=0.05) as inside, local_session() as session:
+        factory = new_factory(inside, session)
+        factory.create("L", "8.0")
+        factory.pilot("8.0", state="running")
+        factory.pilot("8.0", state="exiting", rc="0")
+        inside.clock.advance(31 * MINUTE)
+        wait_for(lambda: factory.job("8.0")["state"] == "DONE", 10, "the in-process expiry")
 
 
 @pytest.mark.parametrize(

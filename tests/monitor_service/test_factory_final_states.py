@@ -9,7 +9,7 @@ import pytest
 
 from autopyfactory.monitor_service.states import JobState
 from autopyfactory.monitor_service.store import batch_plan
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "CERN-PROD_UCORE-ce503.cern.ch-condor"
 
@@ -47,6 +47,25 @@ def test_completed_while_created_is_a_fault(factory: FactoryClient) -> None:
     assert (job["result"], job["state"]) == ("changed", "FAULT")
     assert "never reported running" in job["detail"]
     assert factory.job("2.0")["rc"] == 1
+
+
+def test_completed_while_created_but_ran_passes_through_exiting(factory: FactoryClient) -> None:
+    """All the wrapper's reports were lost (a monitor outage); the factory says from the batch
+    system's exit code that the pilot ran: CREATED -> EXITING -> DONE with its rc, not FAULT."""
+    factory.create(LABEL, "2.2", "2.3")
+    body = _post(
+        factory,
+        {"cid": "2.2", "state": "done", "rc": 20, "ran": True},
+        {"cid": "2.3", "state": "exiting", "rc": 0, "ran": True},
+    )
+    done, exiting = body["jobs"]  # type: ignore[misc]
+    assert (done["result"], done["state"]) == ("changed", "DONE")
+    assert done["detail"].startswith(
+        "CREATED -> EXITING -> DONE (finished in the batch system, its exit code"
+    )
+    assert (factory.job("2.2")["state"], factory.job("2.2")["rc"]) == ("DONE", 20)
+    assert _events(factory, "2.2")[-2:] == [("CREATED", "EXITING"), ("EXITING", "DONE")]
+    assert (exiting["state"], factory.job("2.3")["rc"]) == ("EXITING", 0)
 
 
 def test_wrapper_rc_wins_and_exiting_becomes_done(factory: FactoryClient) -> None:
@@ -112,7 +131,8 @@ def test_bad_reports_are_left_out_and_the_good_ones_applied(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert [item["index"] for item in body["rejected"]] == [0]
-    assert body["changed"] == 1 and factory.job("9.0")["state"] == "FAULT"
+    assert body["changed"] == 1
+    assert factory.job("9.0")["state"] == "FAULT"
 
 
 def test_the_list_is_bounded(factory: FactoryClient) -> None:
@@ -127,10 +147,12 @@ def test_many_reports_in_one_request(factory: FactoryClient) -> None:
     assert body["changed"] == 600
 
 
+@pytest.mark.parametrize("ran", [False, True])
 @pytest.mark.parametrize("state", list(JobState))
 @pytest.mark.parametrize("request_", ["done", "exiting", "fault", "flag"])
-def test_every_planned_move_is_legal(state: JobState, request_: str) -> None:
-    plan = batch_plan(request_, state, flagged=False)
+def test_every_planned_move_is_legal(state: JobState, request_: str, ran: bool) -> None:
+    plan = batch_plan(request_, state, flagged=False, ran=ran)
     assert not (plan.path and state.final)
     if state.final:
-        assert plan.path == () and not plan.flag
+        assert plan.path == ()
+        assert not plan.flag

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
@@ -13,7 +15,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.monitor_service.conftest import FactoryClient, Monitor
+from autopyfactory.monitor_service.deps import fields_of
+from autopyfactory.monitor_service.errors import MonitorError
+from autopyfactory.monitor_service.schemas import JobUpdateIn
+from tests.support.monitor import FactoryClient, Monitor
 
 
 def assert_refused(answer: requests.Response, status: int | tuple[int, ...]) -> str:
@@ -91,7 +96,8 @@ def test_repeated_form_field(factory: FactoryClient, http: requests.Session) -> 
         (b'{"state": "running\\u0000"}', "application/json", 422),
         (b'{"state": "\\ud800"}', "application/json", 422),
         (b"\xff\xfe", "application/json", 400),
-        (b"[" * 100000 + b"]" * 100000, "application/json", 400),
+        (b"[" * 4000 + b"]" * 4000, "application/json", 400),  # nested too deep
+        (b"[" * 100000 + b"]" * 100000, "application/json", 413),  # a report is a few hundred bytes
         (b"state=%ff%fe", "application/x-www-form-urlencoded", 422),
     ],
 )
@@ -434,3 +440,186 @@ def test_random_input_never_500(
     assert answer.status_code < 500, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     answer.json()
+
+
+# --- exit codes, JSON encodings, trailing slashes: strict ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rc", ["true", "1.0", "1_0", "+5", "0\n", " 5", "5 ", "\u0663", "0x1", "-0", "256", "1e2"]
+)
+def test_a_form_rc_is_decimal_digits_only(factory: FactoryClient, rc: str) -> None:
+    factory.create("L", "1.0")
+    detail = assert_refused(factory.pilot("1.0", state="exiting", rc=rc), 422)
+    assert "rc" in detail
+    assert factory.job("1.0")["state"] == "CREATED"
+
+
+@pytest.mark.parametrize("rc", [True, False, 1.0, "1_0", "+5", "0\n", 256, -1, "1e2", [1]])
+def test_a_json_rc_is_an_integer(factory: FactoryClient, http: requests.Session, rc: object) -> None:
+    factory.create("L", "1.0")
+    answer = http.post(
+        f"{factory.monitor.api}/jobs/{factory.name}:1.0", json={"state": "exiting", "rc": rc}, timeout=10
+    )
+    assert "rc" in assert_refused(answer, 422)
+    assert factory.job("1.0")["state"] == "CREATED"
+
+
+@pytest.mark.parametrize(("rc", "read"), [("7", 7), ("007", 7), ("255", 255), ("0", 0), ("", None)])
+def test_decimal_rcs_are_read_as_written(factory: FactoryClient, rc: str, read: int | None) -> None:
+    factory.create("L", "1.0")
+    assert factory.pilot("1.0", state="fault", rc=rc).status_code == 200
+    assert factory.job("1.0")["rc"] == read
+
+
+@pytest.mark.parametrize("rc", ["0%0a", "%2B5", "1_0", "1.0", "256", "%205", "%D9%A3"])
+def test_a_v1_rc_in_the_path_is_decimal_digits_only(
+    factory: FactoryClient, http: requests.Session, rc: str
+) -> None:
+    factory.create("L", "1.0")
+    answer = http.get(f"{factory.monitor.url}/mon/ex/{factory.name}/1.0/{rc}/", timeout=10)
+    assert_refused(answer, 422)
+    assert factory.job("1.0")["state"] == "CREATED"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_json_must_be_utf8(factory: FactoryClient, http: requests.Session, encoding: str) -> None:
+    """RFC 8259: JSON between systems is UTF-8; json.loads of bytes would also read these."""
+    factory.create("L", "1.0")
+    report = json.dumps({"state": "running"}).encode(encoding)
+    answer = http.post(
+        f"{factory.monitor.api}/jobs/{factory.name}:1.0",
+        data=report,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert "UTF-8" in assert_refused(answer, 400)
+    labels = json.dumps([{"name": "L", "factory": factory.name, "batchqueue": "PQ"}]).encode(encoding)
+    answer = factory.session.put(
+        f"{factory.monitor.api}/labels",
+        data=labels,
+        headers={"Authorization": f"Bearer {factory.token}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert "UTF-8" in assert_refused(answer, 400)
+    assert factory.job("1.0")["state"] == "CREATED"
+
+
+def test_a_report_with_a_trailing_slash_is_answered_not_redirected(
+    factory: FactoryClient, http: requests.Session
+) -> None:
+    factory.create("L", "1.0", "2.0")
+    url = f"{factory.monitor.api}/jobs/{factory.name}:1.0/"
+    answer = http.post(url, data={"state": "running"}, allow_redirects=False, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert factory.job("1.0")["state"] == "RUNNING"
+    json_answer = http.post(
+        f"{factory.monitor.api}/jobs/{factory.name}:2.0/",
+        json={"state": "fault"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert json_answer.status_code == 200, json_answer.text
+    assert factory.job("2.0")["state"] == "FAULT"
+
+
+# --- bounded bodies: an unauthenticated client cannot make the service parse megabytes ----------
+
+TWO_MILLION_FIELDS = b"&" * (2 * 1024 * 1024 - 1) + b"state=running"  # 2 MiB of empty fields, then one
+FOUR_MIB_FORM = b"&".join([b"a="] * (4 * 1024 * 1024 // 3))
+
+
+def test_a_large_report_is_refused_before_its_body_is_read(factory: FactoryClient, monitor: Monitor) -> None:
+    """The headers alone announce 4 MiB: 413 comes back while the body has not been sent."""
+    factory.create("L", "1.0")
+    head = (
+        f"POST /api/jobs/{factory.name}:1.0 HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4194304\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", monitor.server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(65536)
+    assert answer.split(b" ", 2)[1] == b"413", answer
+    assert b"8192" in answer
+
+
+def test_millions_of_fields_or_keys_are_refused_and_reads_go_on(
+    factory: FactoryClient, http: requests.Session
+) -> None:
+    """The 4 MiB body of two million empty form fields and the 4 MiB JSON of 400,000 unknown keys
+    (both once accepted for parsing) are refused by size, several at once, while the factory list
+    keeps being answered."""
+    factory.create("L", "1.0")
+    url = f"{factory.monitor.api}/jobs/{factory.name}:1.0"
+    keys = json.dumps({"state": "running", **{f"k{n}": n for n in range(400000)}}).encode()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    bodies = [(FOUR_MIB_FORM, form), (keys, {"Content-Type": "application/json"})] * 3
+
+    def post(item: tuple[bytes, dict[str, str]]) -> int:
+        with requests.Session() as session:
+            session.trust_env = False
+            return session.post(url, data=item[0], headers=item[1], timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        posted = pool.map(post, bodies)
+        listed = [http.get(f"{factory.monitor.api}/factories", timeout=60).status_code for _ in range(10)]
+        statuses = list(posted)
+    assert statuses == [413] * len(bodies)
+    assert listed == [200] * 10
+    assert factory.job("1.0")["state"] == "CREATED"
+
+
+def test_form_fields_are_counted_while_splitting() -> None:
+    """Two million fields are refused after the first 20, without building the list of two
+    million that parse_qsl made (hundreds of MB): measured by the parser's peak memory."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(MonitorError, match="too many form fields"):
+            fields_of("application/x-www-form-urlencoded", TWO_MILLION_FIELDS, JobUpdateIn)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(TWO_MILLION_FIELDS) + 1024 * 1024, peak
+
+
+@pytest.mark.parametrize(("extra", "status"), [(19, 200), (20, 400)])
+def test_a_json_report_has_at_most_20_keys(
+    factory: FactoryClient, http: requests.Session, extra: int, status: int
+) -> None:
+    """Unknown keys are ignored (wrappers in the field are old and varied), up to a bound."""
+    factory.create("L", "1.0")
+    body = {"state": "running", **{f"unknown{n}": n for n in range(extra)}}
+    answer = http.post(f"{factory.monitor.api}/jobs/{factory.name}:1.0", json=body, timeout=10)
+    assert answer.status_code == status, answer.text
+
+
+def test_a_chunked_report_is_bounded_too(factory: FactoryClient, http: requests.Session) -> None:
+    factory.create("L", "1.0")
+
+    def chunks() -> Iterator[bytes]:
+        yield b"state=running"
+        for _ in range(64):
+            yield b"&pad=" + b"x" * 1024
+
+    answer = http.post(
+        f"{factory.monitor.api}/jobs/{factory.name}:1.0",
+        data=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert_refused(answer, 413)
+    assert factory.job("1.0")["state"] == "CREATED"
+
+
+def test_a_bulk_body_is_read_only_after_the_token(factory: FactoryClient, http: requests.Session) -> None:
+    """Without a valid token the body of a bulk write is never parsed: 401, not a JSON error."""
+    for headers in ({}, {"Authorization": "Bearer apfm_" + "x" * 43}):
+        answer = http.put(
+            f"{factory.monitor.api}/jobs",
+            data=b"[{not json" + b" " * 100000,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert_refused(answer, 401)
+    answer = factory.call("PUT", "/jobs", None, {"Authorization": f"Bearer {factory.token}"})
+    assert_refused(answer, 422)  # with the token, the bad body is refused for what it is

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from tests.monitor_service.conftest import FactoryClient, Monitor
+from tests.support.monitor import FactoryClient, Monitor
 
 LABEL = "CERN-PROD_UCORE-ce503.cern.ch-condor"
 
@@ -270,7 +270,7 @@ def test_jobs_for_an_unannounced_label_create_it(factory: FactoryClient, http: r
 def test_health(monitor: Monitor, http: requests.Session) -> None:
     answer = http.get(monitor.api + "/health", timeout=10).json()
     assert answer["status"] == "ok"
-    assert answer["schema_revision"] == "0001"
+    assert answer["schema_revision"] == "0002"
 
 
 def test_label_messages_in_bulk(factory: FactoryClient, monitor: Monitor, http: requests.Session) -> None:
@@ -301,3 +301,21 @@ def test_label_messages_in_bulk(factory: FactoryClient, monitor: Monitor, http: 
         (1, "label"),
     ]
     assert http.get(f"{monitor.api}/labels/{factory.name}:B", timeout=10).json()["last_message"] == "good"
+
+
+def test_a_late_exiting_report_is_accepted_for_a_pilot_still_created(
+    factory: FactoryClient, http: requests.Session
+) -> None:
+    """The running report was lost (a monitor outage, or sent before the factory announced the
+    pilot): the exiting report still lands, with its rc and PanDA ids, v2 and v1 alike."""
+    factory.create(LABEL, "50.0", "51.0")
+    answer = factory.pilot("50.0", state="exiting", rc="0", ids="6543210987")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["detail"] == "CREATED -> EXITING"
+    job = factory.job("50.0")
+    assert (job["state"], job["rc"], job["ids"]) == ("EXITING", 0, "6543210987")
+    assert factory.pilot("50.0", state="running").status_code == 409  # the lost report, too late
+    assert (
+        http.get(f"{factory.monitor.url}/mon/ex/{factory.name}/51.0/0/", timeout=10).json()["state"]
+        == "EXITING"
+    )

@@ -4,7 +4,6 @@ an installed command would run it."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.migrations import current_revision, head_revision, upgrade
 from autopyfactory.monitor_service.models import Base
 from autopyfactory.monitor_service.settings import database_url
-from tests.monitor_service.conftest import Monitor
+from tests.support.monitor import Monitor
+from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,9 +83,7 @@ def test_cli_reports_a_database_it_cannot_open(tmp_path: Path, capsys: pytest.Ca
 
 def test_serve(tmp_path: Path) -> None:
     """``serve`` as an operator starts it: the schema is created and the API answers."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "autopyfactory.monitor_service", "--db", str(tmp_path / "m.sqlite")]
     server = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,19 +14,17 @@ import requests
 from autopyfactory.monitor_service import pages
 from autopyfactory.monitor_service.charts import Frame, activity_svg, points
 from autopyfactory.monitor_service.queries import like
-from tests.monitor_service.conftest import FactoryClient, Monitor, new_factory, start_monitor
-
-MESSAGE = (
-    "NDGF-T1-arc01.ndgf.org-atlas pq=NDGF-T1 activated=812 share=406 idle=3 running=10 held=0 "
-    "decision=12 submitted=12 ids=5.0..5.11 | Ready: in=0 activated=406 offset=0 pending=3 -> 403; "
-    "MaxPending: in=403 pending=3 max=15 -> 12"
+from tests.support.monitor import Monitor, local_session, new_factory, running_monitor, sqlite_url
+from tests.support.monitor_dataset import (
+    BNL_UCORE,
+    EVIL,
+    MCORE,
+    MESSAGE,
+    T0,
+    UCORE,
+    Dataset,
+    fill,
 )
-UCORE, MCORE = "CERN-PROD_UCORE-ce503.cern.ch-condor", "CERN-PROD_MCORE-ce504.cern.ch-condor"
-BNL, BNL_UCORE = "BNL_PROD-gridgk01.racf.bnl.gov-condor", "CERN-PROD_UCORE-ce505.cern.ch-condor"
-STALE = "INFN-T1-ce01.cr.cnaf.infn.it-condor"
-EVIL = "<script>alert('x')</script> & done"
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
 
 # --- pure helpers ---------------------------------------------------------------------------------
 
@@ -105,11 +102,14 @@ def test_log_links_use_the_utc_day_of_creation() -> None:
 
 def test_activity_svg_is_escaped_and_scaled() -> None:
     svg = activity_svg({"created": [0, 4, 2], "fault": [1, 0, 0]}, span="<24 h>")
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
-    assert "&lt;24 h&gt;" in svg and "<24 h>" not in svg
+    assert svg.startswith("<svg")
+    assert svg.endswith("</svg>")
+    assert "&lt;24 h&gt;" in svg
+    assert "<24 h>" not in svg
     assert "created 6, running 0, done 0, fault 1 in &lt;24 h&gt;" in svg
     assert svg.count("<polyline") == 1  # created; running and done are zero throughout
-    assert '<g class="series-fault" fill="#d62728"><rect ' in svg and svg.count("<rect ") == 1
+    assert '<g class="series-fault" fill="#d62728"><rect ' in svg
+    assert svg.count("<rect ") == 1
     frame = Frame(width=20, height=30, left=0, right=0, top=0, bottom=10)
     assert points([0, 2, 4], 4, frame) == "0.0,20.0 10.0,10.0 20.0,0.0"
     assert points([0, 0], 0, frame) == "0.0,20.0 20.0,20.0"
@@ -117,10 +117,12 @@ def test_activity_svg_is_escaped_and_scaled() -> None:
 
 def test_zero_faults_draw_nothing_red() -> None:
     quiet = activity_svg({"created": [3, 4, 2], "running": [1, 2, 2], "done": [0, 1, 0], "fault": [0, 0, 0]})
-    assert "series-fault" not in quiet and "#d62728" not in quiet
+    assert "series-fault" not in quiet
+    assert "#d62728" not in quiet
     assert quiet.count("<polyline") == 3
     some = activity_svg({"created": [3, 4, 2], "fault": [0, 2, 0]})
-    assert some.count("<rect ") == 1 and "<title>fault 2</title>" in some
+    assert some.count("<rect ") == 1
+    assert "<title>fault 2</title>" in some
 
 
 def test_chart_windows_fit_the_range_and_a_young_factory() -> None:
@@ -148,87 +150,10 @@ def test_like_escapes_wildcards() -> None:
 # --- a realistic data set ----------------------------------------------------------------------------
 
 
-@dataclass
-class Dataset:
-    monitor: Monitor
-    cern: FactoryClient
-    bnl: FactoryClient
-    stale: FactoryClient
-
-
-def _labels(client: FactoryClient, pq_of: dict[str, str]) -> None:
-    """Each label with its PQ and the CE its name says (``<PQ>-<CE host>-<queue>``)."""
-    for name, pq in pq_of.items():
-        host = name.removeprefix(f"{pq}-").rsplit("-", 1)[0]
-        assert client.labels(name, pq=pq, resource=f"{host}:9619").status_code == 200
-
-
-def _hour(client: FactoryClient, label: str, cluster: int, hour: int, faulty: bool) -> None:
-    """Four pilots created now; those of an hour ago run; those of two hours ago exit or fault."""
-    assert client.create(label, *(f"{cluster + hour}.{i}" for i in range(4))).status_code == 200
-    if hour >= 1:
-        for i in range(4):
-            client.pilot(f"{cluster + hour - 1}.{i}", state="running")
-    if hour >= 2:
-        old = cluster + hour - 2
-        for i, rc in enumerate(("0", "0", "20", "0")):
-            if faulty and i >= 2:
-                client.pilot(f"{old}.{i}", state="fault")
-            else:
-                client.pilot(f"{old}.{i}", state="exiting", rc=rc)
-
-
-def cycle_message(label: str, pq: str, submitted: int) -> str:
-    """MESSAGE as the factory writes it for ``label`` of ``pq`` (the pages show it as it is)."""
-    head = MESSAGE.replace("NDGF-T1-arc01.ndgf.org-atlas pq=NDGF-T1", f"{label} pq={pq}")
-    return head.replace("submitted=12", f"submitted={submitted}")
-
-
-def fill(monitor: Monitor, http: requests.Session) -> Dataset:
-    """Three factories over 24 simulated hours: CERN fresh (ok), BNL 42 min old (warning), one
-    silent for hours (error); one label with many faults; one PQ served by two factories."""
-    store = monitor.services.store
-    clients = {}
-    for name in ("CERN-apf01", "BNL-apf02", "stale-apf03"):
-        clients[name] = FactoryClient(name, store.add_factory(name), monitor, http)
-    cern, bnl, stale = clients["CERN-apf01"], clients["BNL-apf02"], clients["stale-apf03"]
-    monitor.clock.advance(T0 - monitor.clock())
-    _labels(cern, {UCORE: "CERN-PROD_UCORE", MCORE: "CERN-PROD_MCORE"})
-    _labels(bnl, {BNL: "BNL_PROD", BNL_UCORE: "CERN-PROD_UCORE"})
-    _labels(stale, {STALE: "INFN-T1"})
-    plan = [(cern, UCORE, 1000, False), (cern, MCORE, 2000, True), (bnl, BNL, 3000, False)]
-    plan += [(bnl, BNL_UCORE, 4000, False), (stale, STALE, 5000, False)]
-    for hour in range(24):
-        for client, label, cluster, faulty in plan:
-            if client is not stale or hour < 20:
-                _hour(client, label, cluster, hour, faulty)
-        if hour == 20:
-            stale.heartbeat()
-            stale.message(STALE, EVIL)
-        monitor.services.expiry.run()
-        monitor.clock.advance(timedelta(hours=1))
-    bnl.heartbeat()
-    bnl.message(BNL, cycle_message(BNL, "BNL_PROD", 11))
-    bnl.message(BNL_UCORE, "just a note from an older factory")
-    monitor.clock.advance(timedelta(minutes=25))
-    cern.message(MCORE, cycle_message(MCORE, "CERN-PROD_MCORE", 12))
-    monitor.clock.advance(timedelta(minutes=15))
-    cern.heartbeat()
-    for n in (3, 7, 12):
-        cern.message(UCORE, cycle_message(UCORE, "CERN-PROD_UCORE", n))
-    monitor.clock.advance(timedelta(minutes=2))
-    return Dataset(monitor, cern, bnl, stale)
-
-
 @pytest.fixture(scope="module")
 def data(db_url: str) -> Iterator[Dataset]:
-    service = start_monitor(db_url)
-    try:
-        with requests.Session() as http:
-            http.trust_env = False
-            yield fill(service, http)
-    finally:
-        service.server.stop()
+    with running_monitor(db_url) as service, local_session() as http:
+        yield fill(service, http)
 
 
 def get(data: Dataset, path: str, status: int = 200) -> str:
@@ -271,7 +196,8 @@ def test_factory_view(data: Dataset) -> None:
     assert health == {MCORE: "warning", UCORE: "ok"}
     ucore = next(row for row in page.context["labels"] if row["label"].name == UCORE)
     assert ucore["human"].startswith("12 pilots submitted: 812 activated")
-    assert ucore["label"].counts.FAULT == 0 and ucore["label"].counts.RUNNING == 4
+    assert ucore["label"].counts.FAULT == 0
+    assert ucore["label"].counts.RUNNING == 4
     assert "<svg" in page.context["chart"]
 
 
@@ -281,7 +207,8 @@ def test_label_view(data: Dataset) -> None:
     assert [m["human"].split(" ")[0] for m in ctx["messages"]] == ["12", "7", "3"]
     assert len(ctx["jobs"]) == ctx["total"] == 96
     newest = ctx["jobs"][0]
-    assert newest["job"].cid == "1023.3" and newest["job"].state.value == "CREATED"
+    assert newest["job"].cid == "1023.3"
+    assert newest["job"].state.value == "CREATED"
     assert newest["logs"][0] == ("out", f"http://CERN-apf01.example.org/logs/2025-03-02/{UCORE}/1023.3.out")
     # 22 hours of exits in the last 24 h: rc 0, 0, 20, 0 per hour (two hours' DONE left the window)
     assert (ctx["outcomes"].payload, ctx["outcomes"].miss, ctx["outcomes"].other) == (66, 22, 0)
@@ -329,16 +256,16 @@ def test_index_page(data: Dataset) -> None:
     assert 'class="health ok"' in row_of(html, "CERN-apf01")
     assert 'class="health warning"' in row_of(html, "BNL-apf02")
     assert 'class="health error"' in row_of(html, "stale-apf03")
-    assert (
-        "<svg" in row_of(html, "CERN-apf01") and "http://" not in html.split("<svg", 1)[0].split("<body>")[1]
-    )
+    assert "<svg" in row_of(html, "CERN-apf01")
+    assert "http://" not in html.split("<svg", 1)[0].split("<body>")[1]
     assert 'href="/api/overview"' in html
     assert 'href="/static/monitor.css"' in html
 
 
 def test_pages_escape_what_factories_send(data: Dataset) -> None:
     html = get(data, "/factory/stale-apf03")
-    assert EVIL not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; done" in html
+    assert EVIL not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; done" in html
 
 
 def test_label_page(data: Dataset) -> None:
@@ -352,11 +279,14 @@ def test_label_page(data: Dataset) -> None:
 
 def test_chart_range_links(data: Dataset) -> None:
     six = get(data, "/factory/CERN-apf01?hours=6")
-    assert "Activity, last 6 h</h2>" in six and "<strong>6 h</strong>" in six
-    assert 'href="/factory/CERN-apf01?hours=24"' in six and 'href="/factory/CERN-apf01?hours=168"' in six
+    assert "Activity, last 6 h</h2>" in six
+    assert "<strong>6 h</strong>" in six
+    assert 'href="/factory/CERN-apf01?hours=24"' in six
+    assert 'href="/factory/CERN-apf01?hours=168"' in six
     assert 'href="/api/factories/CERN-apf01/activity?hours=6"' in six
     week = get(data, "/factory/CERN-apf01?hours=168")
-    assert "<strong>7 d</strong>" in week and "(all there is so far)" in week  # about a day old
+    assert "<strong>7 d</strong>" in week
+    assert "(all there is so far)" in week  # about a day old
     label = get(data, f"/factory/CERN-apf01/{UCORE}?hours=6")
     assert f'href="/factory/CERN-apf01/{UCORE}?hours=168"' in label
     assert 'href="/pq/CERN-PROD_UCORE?hours=6"' in get(data, "/pq/CERN-PROD_UCORE?hours=24")
@@ -370,9 +300,12 @@ def test_factory_page_sorts_and_filters_labels_worst_first(data: Dataset) -> Non
     assert '<span class="muted" id="shown">2 of 2 labels, <strong>worst first ▾</strong>' in html
     assert 'href="/factory/CERN-apf01?hours=24&amp;q=&amp;health=&amp;sort=name"' in html
     one = get(data, "/factory/CERN-apf01?q=prod_ucore")
-    assert f'data-label="{UCORE}"' in one and f'data-label="{MCORE}"' not in one and ">1 of 2 labels" in one
+    assert f'data-label="{UCORE}"' in one
+    assert f'data-label="{MCORE}"' not in one
+    assert ">1 of 2 labels" in one
     warning = get(data, "/factory/CERN-apf01?health=warning&sort=name")
-    assert f'data-label="{MCORE}"' in warning and f'data-label="{UCORE}"' not in warning
+    assert f'data-label="{MCORE}"' in warning
+    assert f'data-label="{UCORE}"' not in warning
     assert "<strong>label ▾</strong>" in warning
     get(data, "/factory/CERN-apf01?sort=nonsense", status=422)
 
@@ -391,7 +324,8 @@ def test_worst_first_order() -> None:
 
 def test_job_and_pq_and_report_pages(data: Dataset) -> None:
     html = get(data, "/job/CERN-apf01:2005.3")
-    assert "FAULT" in html and "127.0.0.1" in html
+    assert "FAULT" in html
+    assert "127.0.0.1" in html
     assert "BNL-apf02" in get(data, "/pq/CERN-PROD_UCORE")
     report = get(data, "/report?hours=24&min_created=10&min_percent=20")
     assert MCORE in row_of(report, "suspect")
@@ -401,7 +335,8 @@ def test_job_and_pq_and_report_pages(data: Dataset) -> None:
 
 def test_search_page(data: Dataset) -> None:
     html = get(data, "/search?q=bnl")
-    assert 'href="/factory/BNL-apf02"' in html and 'value="bnl"' in html
+    assert 'href="/factory/BNL-apf02"' in html
+    assert 'value="bnl"' in html
     assert "Nothing matches" in get(data, "/search?q=nothing-like-this")
 
 
@@ -412,7 +347,8 @@ def test_unknown_names_are_404_pages(data: Dataset) -> None:
 
 def test_static_css(data: Dataset) -> None:
     answer = requests.get(data.monitor.url + "/static/monitor.css", timeout=10)
-    assert answer.status_code == 200 and ".health.ok" in answer.text
+    assert answer.status_code == 200
+    assert ".health.ok" in answer.text
 
 
 def test_json_twins(data: Dataset) -> None:
@@ -426,7 +362,8 @@ def test_json_twins(data: Dataset) -> None:
     assert sum(label["created"]) == 92
     outcomes = requests.get(f"{base}/labels/CERN-apf01:{UCORE}/outcomes", timeout=10).json()
     assert outcomes == {
-        "hours": 24, "payload": 66, "miss": 22, "getjob_failure": 0, "killed": 0, "wrapper": 0, "other": 0,
+        "hours": 24, "payload": 66, "miss": 22, "refused": 0, "getjob_failure": 0, "killed": 0, "wrapper": 0,
+        "other": 0, "exited": 88, "no_job_percent": 25.0, "refused_percent": 0.0,
     }  # fmt: skip
     pq = requests.get(base + "/pqs/CERN-PROD_UCORE/activity", timeout=10).json()
     assert sum(pq["created"]) == 184
@@ -436,11 +373,8 @@ def test_json_twins(data: Dataset) -> None:
 
 
 def test_empty_service_pages(tmp_path: Path, http: requests.Session) -> None:
-    monitor = start_monitor(f"sqlite:///{tmp_path}/empty.sqlite")
-    try:
+    with running_monitor(sqlite_url(tmp_path)) as monitor:
         _empty_pages(monitor, http)
-    finally:
-        monitor.server.stop()
 
 
 def _empty_pages(monitor: Monitor, http: requests.Session) -> None:
@@ -448,7 +382,8 @@ def _empty_pages(monitor: Monitor, http: requests.Session) -> None:
     client = new_factory(monitor, http)
     client.labels("L1")
     html = http.get(f"{monitor.url}/factory/{client.name}", timeout=10).text
-    assert "never" in html and "(no message yet)" in html
+    assert "never" in html
+    assert "(no message yet)" in html
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.monitor_service.conftest import Monitor, start_monitor
-from tests.monitor_service.test_pages import MCORE, UCORE, fill
+from tests.support.monitor import Monitor, local_session, running_monitor, sqlite_url
+from tests.support.monitor_dataset import MCORE, UCORE, fill
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = (
@@ -49,14 +49,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
     reason = _missing()
     if reason:
         pytest.skip(f"browser test not run: {reason}")
-    monitor = start_monitor("sqlite:///" + str(tmp_path_factory.mktemp("browser") / "monitor.sqlite"))
-    try:
-        with requests.Session() as http:
-            http.trust_env = False
+    with running_monitor(sqlite_url(tmp_path_factory.mktemp("browser"))) as monitor:
+        with local_session() as http:
             fill(monitor, http)
         yield monitor
-    finally:
-        monitor.server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +123,9 @@ def test_factory_label_job_by_links(service: Monitor, browser: Any, shots: Path)
     assert browser.current_url == service.url + "/job/CERN-apf01:1000.0"
     assert browser.find_element(By.ID, "state").text == "DONE"
     timeline = browser.find_element(By.ID, "timeline").text
-    assert "CREATED" in timeline and "RUNNING → EXITING" in timeline and "expiry" in timeline
+    assert "CREATED" in timeline
+    assert "RUNNING → EXITING" in timeline
+    assert "expiry" in timeline
 
 
 def test_other_pages(service: Monitor, browser: Any, shots: Path) -> None:

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import sqlalchemy as sa
 
-from tests.monitor_service.conftest import FactoryClient
+from tests.support.monitor import FactoryClient
 
 LABEL = "L"
 
@@ -16,7 +17,7 @@ LABEL = "L"
 @pytest.mark.parametrize(
     ("steps", "refused", "final_state"),
     [
-        (["exiting"], "exiting", "CREATED"),  # exiting only from running
+        (["exiting", "running"], "running", "EXITING"),  # running never after exiting
         (["running", "exiting", "running"], "running", "EXITING"),
         (["fault", "running"], "running", "FAULT"),  # FAULT is final
         (["fault", "exiting"], "exiting", "FAULT"),
@@ -74,9 +75,34 @@ def test_replayed_creates_are_idempotent(factory: FactoryClient) -> None:
     factory.pilot("4.0", state="running")
     again = factory.create(LABEL, "4.0", "4.1", "4.2", "4.2")
     assert again.status_code == 200
-    assert again.json() == {"created": 1, "duplicates": 3, "labels_created": 0, "rejected": []}
+    # 4.0 and 4.1 are recorded as asked already, 4.2 is new; its repetition is the duplicate
+    assert again.json() == {"created": 3, "duplicates": 1, "labels_created": 0, "rejected": []}
     assert factory.job("4.0")["state"] == "RUNNING"  # a replayed create does not reset the job
     assert len(factory.job("4.1")["events"]) == 1  # type: ignore[arg-type]
+    other_label = factory.create("OTHER", "4.1")
+    assert other_label.json() == {"created": 0, "duplicates": 1, "labels_created": 1, "rejected": []}
+    assert factory.job("4.1")["label"] == LABEL  # the first announcement stands
+
+
+def test_a_repeated_bulk_create_is_answered_as_the_first(factory: FactoryClient) -> None:
+    """A slow monitor's client sends a timed-out create again: the server writes nothing more
+    (no row, no event) and gives the same answer, so the factory's accounting is unchanged."""
+    cids = [f"8.{n}" for n in range(50)]
+    first = factory.create(LABEL, *cids)
+    assert first.status_code == 200
+    with factory.monitor.services.db.read() as session:
+        before = session.execute(
+            sa.text("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events)")
+        ).one()
+    second = factory.create(LABEL, *cids)
+    assert second.status_code == 200
+    assert {**second.json(), "labels_created": 0} == {**first.json(), "labels_created": 0}
+    assert second.json()["created"] == 50
+    with factory.monitor.services.db.read() as session:
+        after = session.execute(
+            sa.text("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events)")
+        ).one()
+    assert tuple(after) == tuple(before)
 
 
 def test_replayed_labels_update_in_place(factory: FactoryClient, http: requests.Session) -> None:
@@ -141,9 +167,9 @@ def test_concurrent_bulk_creates(factory: FactoryClient) -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(create, range(4)))
-    assert sum(r["created"] for r in results) == 200
-    assert sum(r["duplicates"] for r in results) == 600
+    assert [(r["created"], r["duplicates"]) for r in results] == [(200, 0)] * 4  # each as if it were first
     assert sum(r["labels_created"] for r in results) == 1
+    assert [e["new_state"] for e in factory.job(cids[0])["events"]] == ["CREATED"]  # type: ignore[index]
 
 
 def test_concurrent_bulk_creates_in_opposite_orders(factory: FactoryClient) -> None:
@@ -168,7 +194,6 @@ def test_concurrent_bulk_creates_in_opposite_orders(factory: FactoryClient) -> N
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(create, work))
     assert [status for status, _ in answers] == [200] * len(work), answers
-    assert sum(body["created"] for _, body in answers) == 6 * 300
-    assert sum(body["duplicates"] for _, body in answers) == 6 * 300 * 3
+    assert [(body["created"], body["duplicates"]) for _, body in answers] == [(300, 0)] * len(work)
     for cids in rounds:
         assert [e["new_state"] for e in factory.job(cids[-1])["events"]] == ["CREATED"]  # type: ignore[index]

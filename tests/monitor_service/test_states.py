@@ -17,7 +17,7 @@ from autopyfactory.monitor_service.states import (
 
 C, R, E, D, F = JobState.CREATED, JobState.RUNNING, JobState.EXITING, JobState.DONE, JobState.FAULT
 
-LEGAL = {(C, R), (R, E), (E, D), (C, F), (R, F), (E, F)}
+LEGAL = {(C, R), (R, E), (E, D), (C, F), (R, F), (E, F), (C, E)}  # C -> E: the running report was lost
 
 
 @pytest.mark.parametrize("current", list(JobState))

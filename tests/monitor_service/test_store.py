@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from autopyfactory.monitor_service.bulk import insert_events
 from autopyfactory.monitor_service.db import Database
 from autopyfactory.monitor_service.errors import MonitorError
 from autopyfactory.monitor_service.group_commit import Batch
@@ -18,7 +17,7 @@ from autopyfactory.monitor_service.models import Factory, Job, JobEvent
 from autopyfactory.monitor_service.schemas import JobRow
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState, legacy_exit_target
 from autopyfactory.monitor_service.store import PilotReport, Store, TargetRule
-from tests.monitor_service.support import FakeClock
+from tests.support.monitor import FakeClock
 
 JOBS = ["1.0", "2.0", "3.0", "4.0"]
 
@@ -88,7 +87,7 @@ def test_reports_together_as_one_at_a_time(db: Database) -> None:
     one_by_one = []
     for cid, target, rc, ids in REPORTS:
         try:
-            one_by_one.append(answer(store.report("alone", cid, target, "127.0.0.1", rc, ids)))
+            one_by_one.append(answer(store.report(PilotReport("alone", cid, target, "127.0.0.1", rc, ids))))
         except MonitorError as exc:
             one_by_one.append(answer(exc))
     reports = [PilotReport("together", cid, target, "127.0.0.1", rc, ids) for cid, target, rc, ids in REPORTS]
@@ -96,7 +95,7 @@ def test_reports_together_as_one_at_a_time(db: Database) -> None:
     with db.write.begin() as session:  # a batch, as the group commit makes it
         batch = Batch(session, FakeClock()())
         outcomes = store.reports_in(batch, reports)
-        insert_events(session.connection(), batch.events)
+        batch.finish()
     assert [answer(value) for _ok, value in outcomes[:-1]] == one_by_one
     assert [ok for ok, _value in outcomes] == [not isinstance(value, MonitorError) for _ok, value in outcomes]
     assert answer(outcomes[-1][1]) == ("NotFound", 404, " the factory has not announced it")

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import Gauge, generate_latest
 
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.observers.metrics import FactoryMetrics
-from tests.observers.test_monitor import CONF, DUMP, report_for
+from tests.support.cycle_data import observed_labels, observed_report
 
 
 def test_metrics_reuse_label_children(tmp_path, monkeypatch):
-    path = tmp_path / "factory.conf"
-    path.write_text(CONF)
-    labels = build_labels(config.load(path), DUMP).labels
+    labels = observed_labels(tmp_path)
     metrics = FactoryMetrics()
-    metrics.cycle_done(report_for(labels), labels)
+    metrics.cycle_done(observed_report(labels), labels)
     calls = []
     original = Gauge.labels
 
@@ -24,7 +20,7 @@ def test_metrics_reuse_label_children(tmp_path, monkeypatch):
         return original(self, *values, **kw)
 
     monkeypatch.setattr(Gauge, "labels", counting)
-    metrics.cycle_done(report_for(labels), labels)
+    metrics.cycle_done(observed_report(labels), labels)
     assert [c for c in calls if c and c[0].startswith("NDGF")] == []
     text = generate_latest(metrics.registry).decode()
     assert 'apf_pilots_submitted_total{label="NDGF-T1-arc01.ndgf.org-atlas"} 4.0' in text

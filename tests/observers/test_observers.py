@@ -14,9 +14,7 @@ from autopyfactory.cycle.report import CycleReport
 from autopyfactory.domain.label import Label
 from autopyfactory.runtime.service import RunOptions, Service
 from autopyfactory.runtime.systemd import Notifier
-from tests.cycle.test_e2e import stand, write_config
-
-__all__ = ["stand"]  # the fixture, used by name
+from tests.support.e2e import write_config
 
 
 class Recorder:

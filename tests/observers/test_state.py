@@ -24,12 +24,17 @@ from autopyfactory.observers.state import (
     StateWriter,
     read_state,
 )
-from tests.domain.test_planning import labels  # noqa: F401  (fixture)
+from tests.support.cycle_data import planning_labels
 
 T0 = 1_780_000_000.0
 
 
-def report_for(labels, cycle: int, submitted: int, problems=()) -> CycleReport:  # noqa: F811
+@pytest.fixture
+def labels(tmp_path):
+    return planning_labels(tmp_path)
+
+
+def report_for(labels, cycle: int, submitted: int, problems=()) -> CycleReport:
     census = Census({label.name: Supply() for label in labels}, total=0)
     reading = PandaReading({"CERN": SiteJobs({"activated": 40})}, T0 + cycle, "", T0 + cycle)
     plans = plan(labels, reading.stats, census, 1, FactoryCaps(), cycle=cycle)
@@ -41,7 +46,7 @@ def report_for(labels, cycle: int, submitted: int, problems=()) -> CycleReport: 
     return CycleReport(cycle, T0 + 100 * cycle, 2.0, results, problems, panda=reading, credentials=(check,))
 
 
-def test_what_is_written_is_read_back(tmp_path: Path, labels) -> None:  # noqa: F811
+def test_what_is_written_is_read_back(tmp_path: Path, labels) -> None:
     writer = StateWriter(tmp_path, "f")
     report = report_for(labels, 0, 2, (Problem(EdgeKind.BATCH, "condor_q: timed out"),))
     writer.cycle_done(report, labels)
@@ -51,17 +56,19 @@ def test_what_is_written_is_read_back(tmp_path: Path, labels) -> None:  # noqa: 
                             EdgeKind.CONTROL: True}  # fmt: skip
     assert record.credentials[0].state is CredentialState.WARN
     first = labels[0].name
-    assert record.labels[first].submitted == 2 and record.labels[first].last_submit == T0
+    assert record.labels[first].submitted == 2
+    assert record.labels[first].last_submit == T0
     assert record.labels[first].activated == 40
     assert json.loads((tmp_path / STATE_FILE).read_text()) == record.to_json()
 
 
-def test_the_last_submit_time_carries_over_also_after_a_restart(tmp_path: Path, labels) -> None:  # noqa: F811
+def test_the_last_submit_time_carries_over_also_after_a_restart(tmp_path: Path, labels) -> None:
     StateWriter(tmp_path, "f").cycle_done(report_for(labels, 0, 2), labels)
     restarted = StateWriter(tmp_path, "f")  # reads the previous file
     restarted.cycle_done(report_for(labels, 1, 0), labels)
     record = read_state(tmp_path / STATE_FILE)
-    assert record.cycle == 1 and record.labels[labels[0].name].last_submit == T0
+    assert record.cycle == 1
+    assert record.labels[labels[0].name].last_submit == T0
     assert record.labels[labels[1].name].last_submit is None
 
 

@@ -9,74 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import pytest
 import requests
 
 from autopyfactory.batch.condor.bulk import SUBMITTER
-from tests.cycle.test_e2e import Stand, per_label, write_config
 from tests.support.condor_emulator.ads import JobStatus
+from tests.support.daemon import start
+from tests.support.e2e import per_label, write_config
 from tests.support.proxies import proxy
-
-
-@pytest.fixture
-def stand(httpserver):
-    return Stand(httpserver)
-
-
-def wait_for(condition, seconds=30.0, what="condition"):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-class Daemon:
-    """``autopyfactory run`` in the background, its log in a file."""
-
-    def __init__(self, conf: Path, condor, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        argv = [sys.executable, "-m", "autopyfactory", "run", "-c", str(conf), "--log-file", str(log), *args]
-        self.process = subprocess.Popen(
-            argv, env=env or condor.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
-    def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-    def wait_log(self, fragment: str, count: int = 1, seconds: float = 30.0) -> None:
-        wait_for(
-            lambda: self.text().count(fragment) >= count or self.process.poll() is not None,
-            seconds,
-            f"{count} x {fragment!r}",
-        )
-        assert self.text().count(fragment) >= count, self.text() + self.process.stderr.read()
-
-    def stop(self, seconds: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(seconds)
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(10)
-
-
-def start(daemons, *args, **kwargs) -> Daemon:
-    daemon = Daemon(*args, **kwargs)
-    daemons.append(daemon)
-    return daemon
+from tests.support.waiting import free_port, wait_for
 
 
 def test_sighup_applies_a_good_config_and_rejects_a_broken_one(tmp_path, stand, condor, daemons):
@@ -132,7 +73,8 @@ def test_sigterm_during_a_submission_finishes_it_and_submits_nothing_more(tmp_pa
     assert daemon.text().count(f"error='outcome unknown: {hung}") == 1  # the label it was at
     assert daemon.text().count(f"error='not submitted: {hung}") == 12  # the labels it had not reached
     state = json.loads((tmp_path / "state" / "status.json").read_text())
-    assert state["cycle"] == 0 and len(state["labels"]) == 13
+    assert state["cycle"] == 0
+    assert len(state["labels"]) == 13
 
 
 def test_a_second_factory_with_the_same_pidfile_refuses_to_start(tmp_path, stand, condor, daemons):
@@ -187,7 +129,8 @@ def test_systemd_notifications(tmp_path, stand, condor, daemons):
     assert daemon.process.wait(30) == 0
     assert messages[0].startswith("READY=1\nSTATUS=cycle 0 started")
     statuses = [m for m in messages if m.startswith("STATUS=cycle")]
-    assert len(statuses) == 2 and all(m.endswith("WATCHDOG=1") for m in statuses)
+    assert len(statuses) == 2
+    assert all(m.endswith("WATCHDOG=1") for m in statuses)
     assert ", decided" in statuses[0]
 
 
@@ -243,9 +186,7 @@ def test_a_proxy_near_expiry_stops_submission_for_its_queues(tmp_path, stand, co
 
 
 def test_status_and_metrics_while_running(tmp_path, stand, condor, daemons):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     stand.stats = {"NDGF-T1": {"activated": 7}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]", factory=f"metricsPort = {port}")
     # One cycle only while we look: with the usual 1 s sleep the next cycle (which submits nothing,

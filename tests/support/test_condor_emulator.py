@@ -72,15 +72,21 @@ def test_submit_queues_n_jobs_with_custom_attributes_and_expanded_macros(
     jobs = condor.jobs()
     assert [(job["ClusterId"], job["ProcId"]) for job in jobs] == [(1, 0), (1, 1), (1, 2)]
     job = jobs[1]
-    assert job["JobStatus"] == JobStatus.IDLE and job["JobRunCount"] == 0
+    assert job["JobStatus"] == JobStatus.IDLE
+    assert job["JobRunCount"] == 0
     assert before <= job["QDate"] == job["EnteredCurrentStatus"] <= time.time()
-    assert job["JobUniverse"] == 9 and job["GridResource"] == CE
-    assert job["FactoryId"] == "fac" and job["MATCH_APF_QUEUE"] == "CERN-PROD-ce1" and job["xcount"] == 8
+    assert job["JobUniverse"] == 9
+    assert job["GridResource"] == CE
+    assert job["FactoryId"] == "fac"
+    assert job["MATCH_APF_QUEUE"] == "CERN-PROD-ce1"
+    assert job["xcount"] == 8
     assert job["Environment"] == "APFCID=1.1 APFFID=fac GTAG=http://logs/1.1.out"  # sorted, as condor_submit
     assert (job["Out"], job["UserLog"]) == (f"{logs}/1.1.out", f"{logs}/1.1.log")
-    assert job["Cmd"] == "/bin/true" and job["Args"] == "-s CERN -h CERN-PROD"
+    assert job["Cmd"] == "/bin/true"
+    assert job["Args"] == "-s CERN -h CERN-PROD"
     assert job["PeriodicRemove"] == "/Expr(JobStatus == 5 && time() - EnteredCurrentStatus > 3600)/"
-    assert job["Owner"] and "GridJobStatus" not in job  # no CE has seen it yet
+    assert job["Owner"]
+    assert "GridJobStatus" not in job  # no CE has seen it yet
 
     again = run("condor_submit", str(pilot_file))
     assert again.stdout == "Submitting job(s)...\n3 job(s) submitted to cluster 2.\n"
@@ -104,7 +110,8 @@ def test_invalid_submit_file_fails_like_condor_submit_and_queues_nothing(
 
     result = run("condor_submit", "-terse", str(path))
 
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 1
+    assert result.stdout == ""
     assert error in result.stderr
     assert condor.jobs() == []
     assert condor.submit(pilot_text(logs, count=1)) == ["1.0"]  # the failure used no cluster id
@@ -146,7 +153,8 @@ def test_condor_q_prints_nothing_at_all_when_no_job_matches(condor: CondorEmulat
 def test_condor_q_rejects_a_constraint_that_does_not_parse(condor: CondorEmulator) -> None:
     result = run("condor_q", "-constraint", "FactoryId == ", "-json")
 
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 1
+    assert result.stdout == ""
     assert result.stderr == "Error: Argument 2 (FactoryId == ) is not a valid constraint\n"
 
 
@@ -203,7 +211,8 @@ def test_condor_release_releases_held_jobs_only(condor: CondorEmulator, logs: Pa
     assert (idle.returncode, idle.stderr) == (1, "Job 1.1 not held to be released\n")
     assert rest.stdout == "All jobs matching constraint (JobStatus == 5) have been released\n"
     released = condor.job("1.0")
-    assert released["JobStatus"] == JobStatus.IDLE and "HoldReason" not in released
+    assert released["JobStatus"] == JobStatus.IDLE
+    assert "HoldReason" not in released
     assert (released["LastHoldReason"], released["LastHoldReasonCode"]) == ("proxy expired", 16)
     assert {job["JobStatus"] for job in condor.jobs()} == {JobStatus.IDLE}
 
@@ -223,11 +232,15 @@ def test_name_selects_a_schedds_own_queue_and_unknown_schedds_fail(
     unknown_q = run("condor_q", "-name", "nowhere", "-json")
     unknown_submit = run("condor_submit", "-name", "nowhere", "-terse", str(pilot_file))
 
-    assert submitted.stdout == "1.0 - 1.2\n" and len(one) == 3 and two.stdout == ""
-    assert len(condor.jobs("schedd1@host")) == 3 and condor.jobs() == []
+    assert submitted.stdout == "1.0 - 1.2\n"
+    assert len(one) == 3
+    assert two.stdout == ""
+    assert len(condor.jobs("schedd1@host")) == 3
+    assert condor.jobs() == []
     assert unknown_q.returncode == 1
     assert unknown_q.stderr == "Error: Collector has no record of schedd/submitter\n"
-    assert unknown_submit.returncode == 1 and "Can't find address of schedd nowhere" in unknown_submit.stderr
+    assert unknown_submit.returncode == 1
+    assert "Can't find address of schedd nowhere" in unknown_submit.stderr
     assert [call.schedd for call in condor.calls("condor_q")] == ["schedd1@host", "schedd2@host", "nowhere"]
     assert condor.calls("condor_submit")[0].argv[-1] == str(pilot_file)
 
@@ -277,7 +290,8 @@ def test_hang_fault_outlives_the_callers_timeout_and_a_short_hang_is_just_slow(
     start = time.monotonic()
     slow = run("condor_q", "-json")
 
-    assert time.monotonic() - start >= 0.3 and len(json_out(slow)) == 1
+    assert time.monotonic() - start >= 0.3
+    assert len(json_out(slow)) == 1
 
 
 def test_commands_left_hanging_are_killed_by_the_driver(condor: CondorEmulator) -> None:
@@ -324,10 +338,12 @@ def test_driver_moves_pilots_like_the_schedd_and_the_ce(condor: CondorEmulator, 
 
     running = condor.history()[0]
     assert (running["JobStatus"], running["ExitCode"], running["JobRunCount"]) == (JobStatus.COMPLETED, 20, 1)
-    assert running["JobCurrentStartDate"] == 5000 and running["GridJobStatus"] == "COMPLETED"
+    assert running["JobCurrentStartDate"] == 5000
+    assert running["GridJobStatus"] == "COMPLETED"
     assert running["GridJobId"] == f"{CE} 1.0"
     released, accepted = condor.jobs()
-    assert released["LastHoldReason"] == "CE said no" and "HoldReason" not in released
+    assert released["LastHoldReason"] == "CE said no"
+    assert "HoldReason" not in released
     assert accepted["GridJobStatus"] == "REALLY-IDLE"
     assert time.time() - accepted["QDate"] >= 25 * 3600
     with pytest.raises(LookupError):
@@ -346,7 +362,8 @@ def test_run_periodic_applies_the_jobs_own_policy_expressions(condor: CondorEmul
     assert first == {"hold": ["1.0"], "release": [], "remove": []}
     assert second == {"hold": [], "release": [], "remove": ["1.0"]}
     removed = condor.job("1.0")
-    assert removed["JobStatus"] == JobStatus.REMOVED and removed["LastHoldReasonCode"] == 3
+    assert removed["JobStatus"] == JobStatus.REMOVED
+    assert removed["LastHoldReasonCode"] == 3
     assert removed["RemoveReason"].startswith("The job attribute PeriodicRemove expression 'JobStatus == 5")
     assert [job["JobStatus"] for job in condor.jobs()] == [JobStatus.IDLE]
 

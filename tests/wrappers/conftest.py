@@ -1,5 +1,5 @@
 """Fixtures for the pilot wrapper tests: a recording HTTP server on 127.0.0.1, a wrapper runner
-(tests/wrappers/harness.py) and a directory nobody can write to."""
+(tests/support/wrapper_harness.py) and a directory nobody can write to."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.wrappers.harness import Wrapper
-from tests.wrappers.servers import RecordingServer
+from tests.support.wrapper_harness import Wrapper
+from tests.support.wrapper_servers import RecordingServer
 
 
 @pytest.fixture

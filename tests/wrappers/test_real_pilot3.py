@@ -31,10 +31,10 @@ from autopyfactory.config import loader as config
 from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.demo.pilot3_tarball import PILOT3_VERSION, tarball_from_sdist
 from autopyfactory.domain.label import Label
-from tests.batch.condor.test_submit import decode_new_syntax
+from tests.support.condor_submit import decode_new_syntax
 from tests.support.pilot3 import cached_pilot3_sdist
-from tests.wrappers.harness import WRAPPER, clean_environ
-from tests.wrappers.panda_standin import PandaStandIn
+from tests.support.pilot3_panda import PandaStandIn
+from tests.support.wrapper_harness import WRAPPER, clean_environ
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,9 @@ def test_default_arguments_pass_pilot3s_own_parser(tmp_path: Path, panda: PandaS
         )
 
 
-def test_wrapper_runs_real_pilot3_up_to_get_job(tmp_path: Path, panda: PandaStandIn):
+def start_wrapper(tmp_path: Path, panda: PandaStandIn) -> tuple[Label, subprocess.Popen[bytes], Path]:
+    """The real wrapper with the real pilot 3 and the factory's rendered arguments and environment,
+    on a node whose CVMFS has the queue's CRIC record; its output goes to the returned file."""
     cvmfs = tmp_path / "cvmfs"
     etc = cvmfs / "atlas.cern.ch/repo/sw/local/etc"
     etc.mkdir(parents=True)
@@ -166,6 +168,11 @@ def test_wrapper_runs_real_pilot3_up_to_get_job(tmp_path: Path, panda: PandaStan
         proc = subprocess.Popen(
             ["bash", str(WRAPPER), *words], env=environ, cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT
         )
+    return label, proc, out
+
+
+def test_wrapper_runs_real_pilot3_up_to_get_job(tmp_path: Path, panda: PandaStandIn):
+    label, proc, out = start_wrapper(tmp_path, panda)
     try:
         asked = panda.wait_for_get_job(within=45)
         stopped = time.monotonic()
@@ -192,3 +199,26 @@ def test_wrapper_runs_real_pilot3_up_to_get_job(tmp_path: Path, panda: PandaStan
     states = [call["state"][0] for call in panda.monitor_calls()]
     assert states == ["running", "exiting"]
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_refused_get_job_is_not_reported_as_no_job(tmp_path: Path, panda: PandaStandIn):
+    """The dispatcher refuses getJob with HTTP 403 (as panda-server does over plain http, or for a
+    bad proxy or token): pilot 3 logs "fatal error in job download loop" and exits 0 without a
+    job. The wrapper tells this from "no job": exit code and monitor rc 119, not 20."""
+    panda.refuse_get_job = True
+    _label, proc, out = start_wrapper(tmp_path, panda)
+    try:
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = out.read_text(errors="replace")
+    assert panda.get_jobs(), output[-5000:]
+    assert "fatal error in job download loop" in output
+    assert "==== pilot END: exit code 0 ====" in output  # pilot 3 itself says nothing is wrong
+    assert rc == 119, output[-3000:]
+    assert "pilot log:" in output
+    assert "method getJob is forbidden" in output
+    exits = [call for call in panda.monitor_calls() if call["state"] == ["exiting"]]
+    assert [call["rc"] for call in exits] == [["119"]]

@@ -1,6 +1,6 @@
 """wrappers/runpilot3-wrapper.sh, run with real bash and real curl against servers on 127.0.0.1.
 
-Each test runs the wrapper as the batch system would; the served test pilot (tests/wrappers/pilots.py)
+Each test runs the wrapper as the batch system would; the served test pilot (tests/support/pilot_tarballs.py)
 records what it saw, and the server records every monitor call.
 """
 
@@ -13,14 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.wrappers.harness import ARGS, CID, FID, JOB_ID, JOB_PATH, PILOT_ARGV, WRAPPER, Wrapper
-from tests.wrappers.pilots import make_tarball, write_tarball
-from tests.wrappers.servers import RecordingServer, SilentServer, closed_port
+from tests.support.pilot_tarballs import make_tarball, write_tarball
+from tests.support.waiting import free_port as closed_port
+from tests.support.wrapper_harness import ARGS, CID, FID, JOB_ID, JOB_PATH, PILOT_ARGV, WRAPPER, Wrapper
+from tests.support.wrapper_servers import RecordingServer, SilentServer
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +30,15 @@ pytestmark = pytest.mark.slow
 def v2(state: str, **fields: str) -> tuple[str, str, dict[str, list[str]]]:
     """The v2 monitor call the wrapper should make."""
     return ("POST", JOB_PATH, {"state": [state], **{name: [value] for name, value in fields.items()}})
+
+
+def ended_with_fault(server: RecordingServer, rc: str) -> None:
+    """The monitor heard ``fault`` with ``rc`` last, after at most the running report: that one is
+    sent in the background and may not have gone out when the wrapper failed or was signalled
+    early (the fault report supersedes it)."""
+    calls = server.monitor_calls()
+    assert calls[-1] == v2("fault", rc=rc), calls
+    assert calls[:-1] in ([], [v2("running")]), calls
 
 
 def only_error(result_errors: list[str], prefix: str) -> None:
@@ -147,10 +158,9 @@ def test_monitor_v1_wrapper_failure_reports_exit_code(wrapper: Wrapper, server: 
     result = wrapper.run()
 
     assert result.rc == 116
-    assert server.monitor_calls() == [
-        ("GET", f"/mon/rn/{FID}/{CID}/", {}),
-        ("GET", f"/mon/ex/{FID}/{CID}/116/", {}),
-    ]
+    calls = server.monitor_calls()
+    assert calls[-1] == ("GET", f"/mon/ex/{FID}/{CID}/116/", {})
+    assert calls[:-1] in ([], [("GET", f"/mon/rn/{FID}/{CID}/", {})])  # running: in the background
 
 
 def test_no_monitor_when_apfmon_unset(wrapper: Wrapper, server: RecordingServer):
@@ -173,9 +183,12 @@ def test_monitor_down_never_stops_the_pilot(wrapper: Wrapper, server: RecordingS
     assert result.rc == 4
     assert result.ran_pilot
     assert result.errors == []
-    for state in ("running", "exiting"):
-        assert len(result.log_lines(f"WARNING: monitor: {state} attempt")) == 3
-        assert result.log_lines(f"WARNING: monitor: giving up on {state}; the pilot is not affected")
+    # running, in the background, gives way when the pilot ends; exiting has all its attempts
+    assert 1 <= len(result.log_lines("WARNING: monitor: running attempt")) <= 3
+    assert len(result.log_lines("WARNING: monitor: exiting attempt")) == 3
+    assert result.log_lines(
+        "WARNING: monitor: giving up on exiting after 3 attempts; the pilot is not affected"
+    )
 
 
 def test_monitor_hanging_costs_only_the_configured_timeouts(wrapper: Wrapper):
@@ -194,26 +207,243 @@ def test_monitor_hanging_costs_only_the_configured_timeouts(wrapper: Wrapper):
 
         assert result.rc == 0
         assert result.ran_pilot
-        # running and exiting, two attempts each, every one cut at 0.5 s
-        assert silent.wait_accepted(4, within=5) == 4
-        assert 2.0 <= result.elapsed < 2.0 + 8, result.elapsed
-        assert result.log_lines("WARNING: monitor: running attempt 2 failed (curl exit 28")
+        # running (in the background, one or two attempts before the pilot ends, the one under way
+        # finished), then exiting: two attempts, every one cut at 0.5 s
+        assert silent.wait_accepted(3, within=5) >= 3
+        assert len(result.log_lines("WARNING: monitor: exiting attempt")) == 2
+        assert 1.0 <= result.elapsed < 2.0 + 8, result.elapsed
+        assert result.log_lines("WARNING: monitor: exiting attempt 2 failed (curl exit 28")
     finally:
         silent.stop()
 
 
-@pytest.mark.parametrize(("status", "calls_per_state"), [(500, 2), (404, 2), (409, 1), (422, 1)])
+@pytest.mark.parametrize(
+    ("status", "calls_per_state"), [(500, 2), (503, 2), (429, 2), (404, 2), (403, 1), (409, 1), (422, 1)]
+)
 def test_monitor_retries_server_errors_but_not_refusals(
     wrapper: Wrapper, server: RecordingServer, status: int, calls_per_state: int
 ):
     server.monitor_status = status
-    wrapper.env["APFMON_RETRIES"] = "1"
+    wrapper.env.update({"APFMON_RETRIES": "1", "TEST_PILOT_SLEEP": "1"})  # time for running's retries
 
     result = wrapper.run()
 
     assert result.rc == 0
-    states = [form["state"][0] for _, _, form in server.monitor_calls()]
-    assert states == ["running"] * calls_per_state + ["exiting"] * calls_per_state
+    assert server.monitor_states() == ["running"] * calls_per_state + ["exiting"] * calls_per_state
+
+
+# ---- riding out a monitor outage, never holding up the pilot ------------------------------------
+
+# The harness makes every monitor call a single attempt; these tests use the production retry
+# settings, with short pauses (the first one 0.1 s, doubling).
+_PRODUCTION_RETRIES = {"APFMON_RETRY_DELAY": "0.1"}
+
+
+def _production_retries(wrapper: Wrapper) -> None:
+    del wrapper.env["APFMON_RETRIES"]
+    wrapper.env.update(_PRODUCTION_RETRIES)
+
+
+def test_the_running_report_does_not_hold_up_the_pilot(
+    wrapper: Wrapper, server: RecordingServer, tmp_path: Path
+):
+    """A monitor that takes its time with the running report: the pilot starts meanwhile (a
+    synchronous report held the pilot for the whole APFMON_MAX_TIME, here longer than the wait)."""
+    wrapper.env["APFMON_MAX_TIME"] = "60"
+    server.hold.set()
+    proc, out = _start(wrapper, tmp_path)
+    try:
+        started = _wait_for(wrapper.marker_path, proc, within=20)
+        held = [call.form["state"] for call in server.calls if call.path == JOB_PATH]
+        server.released.set()
+        rc = proc.wait(timeout=40)
+    finally:
+        server.released.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = out.read_text()
+    assert started, output  # the pilot ran while the monitor still held the running report
+    assert held == [["running"]], output
+    assert rc == 0, output
+    assert server.monitor_states() == ["running", "exiting"], output
+
+
+def test_reports_ride_out_a_monitor_outage(wrapper: Wrapper, server: RecordingServer):
+    """The monitor is away for the first 5 calls (running) and again for 4 (exiting): both reports
+    get through, as the soak's 2-minute outage needed (the wrappers once gave up after 3 tries)."""
+    _production_retries(wrapper)
+    wrapper.env["TEST_PILOT_SLEEP"] = "5"  # the running report is retried while the pilot runs
+    server.monitor_script = [503] * 5 + [200] + [503] * 4 + [200]
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    assert server.monitor_states() == ["running"] * 6 + ["exiting"] * 5
+    assert result.log_lines("monitor: running reported (HTTP 200)")
+    assert result.log_lines("monitor: exiting reported (HTTP 200)")
+    assert len(result.log_lines("WARNING: monitor: exiting attempt")) == 4
+
+
+def test_the_first_report_waits_for_the_announcement(wrapper: Wrapper, server: RecordingServer):
+    """The pilot reports before its factory has announced it (404): retried until it is there."""
+    _production_retries(wrapper)
+    wrapper.env["TEST_PILOT_SLEEP"] = "3"
+    server.monitor_script = [404] * 4
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    assert server.monitor_states() == ["running"] * 5 + ["exiting"]
+    assert result.log_lines("WARNING: monitor: running attempt 4 failed (curl exit 0, HTTP 404)")
+
+
+def test_a_pilot_done_before_its_running_report_exits_reporting_exiting(
+    wrapper: Wrapper, server: RecordingServer
+):
+    """The monitor is away while the (short) pilot runs: the running report gives way, the
+    exiting report gets through when the monitor is back (the monitor accepts CREATED -> EXITING)."""
+    _production_retries(wrapper)
+    server.monitor_status = 503
+    server.monitor_script = []
+
+    def back_after(calls: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(server.monitor_states()) < calls:
+            time.sleep(0.02)
+        server.monitor_status = 200
+
+    helper = threading.Thread(target=back_after, args=(6,), daemon=True)
+    helper.start()
+    result = wrapper.run()
+    helper.join(5)
+
+    assert result.rc == 0, result.stdout
+    states = server.monitor_states()
+    assert states[-1] == "exiting", states
+    assert "exiting" in states[:-1], states
+    assert result.log_lines("monitor: exiting reported (HTTP 200)")
+
+
+def test_the_retry_windows_bound_the_reports(wrapper: Wrapper, server: RecordingServer):
+    """A monitor that never answers well: no attempt starts after the window (here 2 s after the
+    pilot ended for exiting), whatever APFMON_RETRIES allows."""
+    _production_retries(wrapper)
+    wrapper.env.update({"APFMON_RETRY_DELAY": "0.5", "APFMON_EXIT_WINDOW": "2", "APFMON_RUNNING_WINDOW": "1"})
+    server.monitor_status = 503
+
+    result = wrapper.run(timeout=60)
+
+    assert result.rc == 0
+    exits = result.log_lines("WARNING: monitor: exiting attempt")
+    assert 2 <= len(exits) <= 3, exits  # at 0, 0.5, 1.5 s; the next pause would end after 2 s
+    assert result.log_lines("WARNING: monitor: giving up on exiting after")
+    assert result.elapsed < 2 + 2 * 5 + 5, result.elapsed
+
+
+def test_the_wrapper_exit_is_bounded_by_the_exit_window(wrapper: Wrapper):
+    """A monitor that accepts and never answers: the exit is still bounded (window + max time)."""
+    silent = SilentServer()
+    try:
+        _production_retries(wrapper)
+        wrapper.env.update(
+            {"APFMON": silent.base + "/api", "APFMON_MAX_TIME": "1", "APFMON_EXIT_WINDOW": "2"}
+        )
+        result = wrapper.run(timeout=60)
+    finally:
+        silent.stop()
+    assert result.rc == 0
+    assert result.elapsed < 1 + 2 + 1 + 1 + 5, result.elapsed  # running's attempt, window, one attempt
+
+
+# ---- the pilot's key for its own record at the monitor ----------------------------------------
+
+PILOT_KEY = "apfp_" + "k" * 40 + "-_9"
+
+
+def test_the_pilot_key_is_sent_and_kept_from_the_pilot(wrapper: Wrapper, server: RecordingServer):
+    wrapper.env.update({"APFMON_KEY": PILOT_KEY, "TEST_PILOT_SHOW_ENV": "APFMON_KEY,APF_FORCE_APFMON_KEY"})
+
+    result = wrapper.run()
+
+    assert result.rc == 0, result.stdout
+    reports = [call for call in server.calls if call.path == JOB_PATH]
+    assert [call.authorization for call in reports] == [f"Bearer {PILOT_KEY}"] * 2
+    assert result.marker()["env"] == {"APFMON_KEY": None, "APF_FORCE_APFMON_KEY": None}
+    assert PILOT_KEY not in result.stdout + result.stderr
+    assert result.log_lines("monitor: reports carry this pilot's key (APFMON_KEY)")
+    assert list(wrapper.tmpdir.iterdir()) == []  # the scratch dir with the curl config is gone
+
+
+@pytest.mark.parametrize(
+    ("key", "api", "warning"),
+    [
+        ("apfp_short", "v2", "APFMON_KEY is not a pilot key"),
+        ('apfp_"' + "x" * 42, "v2", "APFMON_KEY is not a pilot key"),  # would break the curl config
+        (PILOT_KEY, "v1", "API v1 reports cannot carry APFMON_KEY"),
+    ],
+)
+def test_a_key_that_cannot_be_sent_is_not(
+    wrapper: Wrapper, server: RecordingServer, key: str, api: str, warning: str
+):
+    wrapper.env.update({"APFMON_KEY": key, "APFMON_API": api, "TEST_PILOT_SHOW_ENV": "APFMON_KEY"})
+    if api == "v1":
+        wrapper.env["APFMON"] = server.base + "/mon"
+
+    result = wrapper.run()
+
+    assert result.rc == 0
+    assert {call.authorization for call in server.calls} == {None}
+    assert len(server.monitor_calls()) == 2
+    assert result.log_lines(f"WARNING: {warning}")
+    assert result.marker()["env"] == {"APFMON_KEY": None}
+
+
+# ---- honest outcomes: getJob refused ------------------------------------------------------------
+
+FATAL = "2026-03-01 12:00:00,000 | CRITICAL | fatal error in job download loop - cannot continue\n"
+FORBIDDEN = (
+    "2026-03-01 11:59:59,000 | WARNING  | json.loads() failed to parse output=ERROR : method getJob is"
+    " forbidden: Expecting value: line 1 column 1 (char 0)\n"
+)
+
+
+def test_getjob_refused_is_told_from_no_job(wrapper: Wrapper, server: RecordingServer):
+    """Pilot 3 exits 0 without a job both when PanDA had none and when PanDA refused its getJob;
+    its log tells the second: the wrapper exits 119 and reports it."""
+    del wrapper.env["TEST_PILOT_PANDAIDS"]
+    wrapper.env["TEST_PILOT_LOG"] = FORBIDDEN + FATAL
+
+    result = wrapper.run()
+
+    assert result.rc == 119, result.stdout
+    assert server.monitor_calls()[-1] == v2("exiting", rc="119")
+    assert result.log_lines("pilot outcome: 119, getJob refused: PanDA's dispatcher refused the job request")
+    assert result.log_lines(
+        "pilot log: 2026-03-01 11:59:59,000 | WARNING  | json.loads() failed to parse output=ERROR"
+    )
+
+
+@pytest.mark.parametrize("log", [None, "2026-03-01 | WARNING | did not get a job -- sleep 60 s and repeat\n"])
+def test_no_job_stays_20_without_the_refusal_in_the_log(
+    wrapper: Wrapper, server: RecordingServer, log: str | None
+):
+    del wrapper.env["TEST_PILOT_PANDAIDS"]
+    if log is not None:
+        wrapper.env["TEST_PILOT_LOG"] = log
+
+    result = wrapper.run()
+
+    assert result.rc == 20
+    assert server.monitor_calls()[-1] == v2("exiting", rc="20")
+
+
+def test_a_job_that_ran_is_0_whatever_the_log_says(wrapper: Wrapper):
+    wrapper.env["TEST_PILOT_LOG"] = FATAL  # a later getJob of a multi-job pilot failed
+
+    result = wrapper.run()
+
+    assert result.rc == 0
 
 
 # ---- pilot sources -------------------------------------------------------------------------
@@ -255,7 +485,7 @@ def test_all_sources_failing(wrapper: Wrapper, server: RecordingServer):
     assert result.log_lines(f"source failed: {nopilot}: the tarball holds no pilot.py")
     assert result.log_lines(f"source failed: {corrupt}: not a readable gzip tarball")
     assert result.log_lines(f"source failed: {refused}: download failed (curl exit 7)")
-    assert server.monitor_calls() == [v2("running"), v2("fault", rc="116")]
+    ended_with_fault(server, "116")
     assert not result.ran_pilot
     assert list(wrapper.tmpdir.iterdir()) == []
 
@@ -328,7 +558,7 @@ def test_no_usable_work_dir(wrapper: Wrapper, server: RecordingServer, readonly_
         "WRAPPER ERROR: no usable work directory (tried OSG_WN_TMP, TMPDIR, current dir)"
     ]
     assert len(result.log_lines("WARNING: cannot make a work dir in")) == 3
-    assert server.monitor_calls() == [v2("running"), v2("fault", rc="115")]
+    ended_with_fault(server, "115")
     assert server.fetches() == []
 
 
@@ -417,7 +647,7 @@ def test_signal_before_the_pilot_starts(wrapper: Wrapper, server: RecordingServe
     assert rc == 128 + signal.SIGTERM, output
     errors = [line for line in output.splitlines() if line.startswith("WRAPPER ERROR:")]
     assert errors == ["WRAPPER ERROR: got SIGTERM before the pilot was started"]
-    assert server.monitor_calls() == [v2("running"), v2("fault", rc="143")]
+    ended_with_fault(server, "143")
     assert not wrapper.marker_path.exists()
     assert list(wrapper.tmpdir.iterdir()) == []
 
@@ -471,25 +701,30 @@ def test_sigterm_stops_a_slow_download_at_once(wrapper: Wrapper, server: Recordi
     output = out.read_text()
     assert rc == 128 + signal.SIGTERM, output
     assert elapsed < EARLY_BOUND, (elapsed, output)
-    assert server.monitor_calls() == [v2("running"), v2("fault", rc="143")]
+    ended_with_fault(server, "143")
     assert list(wrapper.tmpdir.iterdir()) == []  # work dir removed
     assert _processes_mentioning(url) == []  # no curl left behind
 
 
+_HUNG_MONITOR = {
+    "APFMON_CONNECT_TIMEOUT": "60",
+    "APFMON_MAX_TIME": "60",
+    "APFMON_RETRIES": "2",
+    "APFMON_RETRY_DELAY": "10",
+}
+
+
 def test_sigterm_while_a_hung_monitor_is_told_running(wrapper: Wrapper, tmp_path: Path):
+    """Before the pilot started (its download hangs too): the running report in the background
+    is stopped at once with the rest, fault gets one short attempt."""
     silent = SilentServer()
     try:
+        monitor = f"{silent.base}/api-{tmp_path.name}"
         wrapper.env.update(
-            {
-                "APFMON": silent.base + "/api",
-                "APFMON_CONNECT_TIMEOUT": "60",
-                "APFMON_MAX_TIME": "60",
-                "APFMON_RETRIES": "2",
-                "APFMON_RETRY_DELAY": "10",
-            }
+            {**_HUNG_MONITOR, "APFMON": monitor, "PILOT_HTTP_SOURCES": silent.base + "/pilot3.tar.gz"}
         )
         proc, out = _start(wrapper, tmp_path)
-        assert silent.wait_accepted(1, within=20) >= 1, out.read_text()
+        assert silent.wait_accepted(2, within=20) >= 2, out.read_text()  # running and the download
         rc, elapsed = _signal_and_time(proc, signal.SIGTERM)
     finally:
         silent.stop()
@@ -500,6 +735,31 @@ def test_sigterm_while_a_hung_monitor_is_told_running(wrapper: Wrapper, tmp_path
     assert "WRAPPER ERROR: got SIGTERM before the pilot was started" in output
     assert "monitor: fault attempt 1 failed (curl exit 28" in output  # one short attempt
     assert not wrapper.marker_path.exists()
+    assert _processes_mentioning(monitor) == []  # the background report's curl is gone too
+
+
+def test_sigterm_while_the_wrapper_waits_for_a_hung_running_report(wrapper: Wrapper, tmp_path: Path):
+    """The pilot has ended; the wrapper lets the running report's attempt under way finish (up to
+    APFMON_MAX_TIME): a signal then stops it at once, and exiting gets one short attempt."""
+    silent = SilentServer()
+    try:
+        monitor = f"{silent.base}/api-{tmp_path.name}"
+        wrapper.env.update({**_HUNG_MONITOR, "APFMON": monitor})
+        proc, out = _start(wrapper, tmp_path)
+        deadline = time.monotonic() + 20
+        while "==== pilot END" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "==== pilot END" in out.read_text()
+        rc, elapsed = _signal_and_time(proc, signal.SIGTERM)
+    finally:
+        silent.stop()
+
+    output = out.read_text()
+    assert rc == 0, output
+    assert elapsed < EARLY_BOUND, (elapsed, output)
+    assert "got SIGTERM after the pilot ended" in output
+    assert "monitor: exiting attempt 1 failed (curl exit 28" in output  # one short attempt
+    assert _processes_mentioning(monitor) == []
 
 
 def test_pilot_ignoring_sigterm_is_killed_after_the_grace(
@@ -684,7 +944,7 @@ def test_debug_information_with_secrets_masked(wrapper: Wrapper):
 
 # The tools the wrapper uses besides python; bash, curl, tar and gzip are required for these tests.
 _TOOLS = ("bash", "curl", "tar", "gzip", "mktemp", "rm", "chmod", "date", "hostname", "uname", "id")
-_TOOLS += ("df", "od", "head", "tr", "sort", "sleep", "timeout", "cat")
+_TOOLS += ("df", "od", "head", "tr", "sort", "sleep", "timeout", "cat", "grep", "tail")
 
 
 def _bin_without_python(tmp_path: Path) -> Path:
@@ -715,7 +975,7 @@ def test_no_working_python(wrapper: Wrapper, server: RecordingServer, tmp_path: 
     assert result.errors == [f"WRAPPER ERROR: no working python (tried python3 python; PATH={bindir})"]
     assert result.log_lines("WARNING: python: python3 does not run")
     assert result.log_lines("python: python not found")
-    assert server.monitor_calls() == [v2("running"), v2("fault", rc="117")]
+    ended_with_fault(server, "117")
     assert not result.ran_pilot
     assert list(wrapper.tmpdir.iterdir()) == []
 

@@ -24,8 +24,8 @@ from autopyfactory.batch.interface import BatchError
 from autopyfactory.domain.model import JobStatus, Pilot, Supply
 
 ATTRIBUTES = (
-    "ClusterId", "ProcId", "JobStatus", "GridJobStatus", "EnteredCurrentStatus", "MATCH_APF_QUEUE",
-    "JobRunCount", "HoldReason", "HoldReasonCode", "QDate", "NumHolds",
+    "ClusterId", "ProcId", "JobStatus", "EnteredCurrentStatus", "MATCH_APF_QUEUE", "HoldReason",
+    "HoldReasonCode", "QDate", "NumHolds",
 )  # fmt: skip
 
 
@@ -285,11 +285,9 @@ def _pilot(ad: object, origin: str) -> Pilot:
             status=status,
             entered_status=_int(ad, "EnteredCurrentStatus", 0),
             queued=_int(ad, "QDate", 0),
-            run_count=_int(ad, "JobRunCount", 0),
             hold_reason=_text(ad, "HoldReason"),
             hold_reason_code=_int(ad, "HoldReasonCode", None) if "HoldReasonCode" in ad else None,
             num_holds=_int(ad, "NumHolds", 0),
-            grid_status=_text(ad, "GridJobStatus"),
         )
     except (ValueError, TypeError) as exc:
         raise BatchError(f"{origin}: bad job ad {json.dumps(ad)[:120]}: {exc}") from None

@@ -404,7 +404,7 @@ def _check_queue(text: str, qargs: str) -> None:
 def _check_expression(key: str, value: str) -> None:
     try:
         classad2.ExprTree(value)
-    except Exception as exc:  # classad2 raises its own ClassAdException
+    except classad2.ClassAdException as exc:
         name = key.removeprefix("MY.")
         raise SubmitRenderError(f"{name} = {value!r} is not a ClassAd expression: {exc}") from None
 

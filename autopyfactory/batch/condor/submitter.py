@@ -128,7 +128,7 @@ def submit_all(
         try:
             check_executable(request.description)
             cluster, first, procs = client.submit(request.description, request.count)
-        except Exception as exc:  # the bindings raise HTCondorException, parsing ValueError/RuntimeError
+        except Exception as exc:  # noqa: BLE001  the bindings raise HTCondorException, ValueError, RuntimeError
             verdict = judge(str(exc))
             emit({"label": request.label, "outcome": verdict.outcome, "error": verdict.error})
             stopped = verdict.error if verdict.stop else ""
@@ -205,7 +205,7 @@ def run(argv: Sequence[str], connect: Connect, out: IO[str]) -> int:
     try:
         client: ScheddClient | None = connect(name, pool)
         why = ""
-    except Exception as exc:  # a schedd that cannot be found or asked: every label says why
+    except Exception as exc:  # noqa: BLE001  a schedd that cannot be found or asked: every label says why
         client, why = None, " ".join(str(exc).split()) or type(exc).__name__
     submit_all(requests, client, emit, why)
     return 0

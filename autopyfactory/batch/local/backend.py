@@ -154,7 +154,7 @@ class LocalBackend:
         for label, n in requests:
             try:
                 outcomes[label.name] = self._submit_label(label, n, context)
-            except Exception as exc:  # one label's failure never stops the others
+            except Exception as exc:  # noqa: BLE001  one label's failure never stops the others
                 outcomes[label.name] = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
         return outcomes
 

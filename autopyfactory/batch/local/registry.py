@@ -84,7 +84,7 @@ class LocalPilot:
         running = self.state is RunState.RUNNING
         entered = self.started if running and self.started is not None else self.queued
         status = JobStatus.RUNNING if running else JobStatus.IDLE
-        return Pilot(self.job_id, self.label, status, int(entered), int(self.queued), int(running))
+        return Pilot(self.job_id, self.label, status, int(entered), int(self.queued))
 
     def to_json(self) -> str:
         data = _common_json(self) | {
@@ -144,8 +144,7 @@ class FinishedPilot:
     def pilot(self) -> Pilot:
         """As a batch pilot: REMOVED or COMPLETED, entered that status when it ended."""
         status = JobStatus.REMOVED if self.removed else JobStatus.COMPLETED
-        runs = int(self.started is not None)
-        return Pilot(self.job_id, self.label, status, int(self.ended), int(self.queued), runs)
+        return Pilot(self.job_id, self.label, status, int(self.ended), int(self.queued))
 
     def to_json(self) -> str:
         data = _common_json(self) | {

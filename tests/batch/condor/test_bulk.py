@@ -19,27 +19,11 @@ from autopyfactory.batch.condor.bulk import BATCH_DIR, BlockCache, assign, read_
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.condor.submit import render_submit, write_submit_file
 from autopyfactory.batch.interface import SubmitContext
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
 from tests.support.condor_emulator.driver import CondorEmulator
-from tests.support.paths import DATA
+from tests.support.factory_conf import labels_from, write_factory_conf
 
-DUMP = DATA / "cric_dump.json"
 PROGRAM = "autopyfactory-condor-submit"
-CONF = """\
-[Factory]
-factoryId = bulk-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.cern.ch:25443
-schedconfig = file:///nonexistent/cric.json
-
-[QueueDefaults]
-executable = {wrapper}
-
-[CERN]
-[NDGF-T1]
-"""
 BIG_MEMORY = {
     "MEMCAP": [
         "maxMemory =?= undefined || maxMemory <= 40000",
@@ -52,10 +36,13 @@ BIG_MEMORY = {
 def labels(tmp_path: Path) -> dict[str, Label]:
     wrapper = tmp_path / "wrapper.sh"
     wrapper.write_text("#!/bin/sh\n")
-    path = tmp_path / "factory.conf"
-    path.write_text(CONF.format(wrapper=wrapper))
-    result = build_labels(config.load(path), json.loads(DUMP.read_text()))
-    return {label.name: label for label in result.labels}
+    path = write_factory_conf(
+        tmp_path,
+        factory={"factoryId": "bulk-factory"},
+        defaults={"executable": wrapper},
+        queues={"CERN": {}, "NDGF-T1": {}},
+    )
+    return {label.name: label for label in labels_from(path)}
 
 
 def context(tmp_path: Path, dry_run: bool = False) -> SubmitContext:
@@ -80,7 +67,8 @@ def with_memory(label: Label, maxrss: int) -> Label:
 def test_one_run_per_schedd_one_cluster_per_label_ids_exact(labels, tmp_path, condor):
     requests = [(labels[CERN[0]], 3), (labels[CERN[1]], 1), (labels[CERN[2]], 2)]
     result = submit_batch(requests, context(tmp_path), Schedd(), timeout=30)
-    assert result.calls == 1 and len(condor.calls(PROGRAM)) == 1
+    assert result.calls == 1
+    assert len(condor.calls(PROGRAM)) == 1
     assert condor.calls("condor_submit") == []
     assert by_cluster(condor) == {1: [CERN[0]] * 3, 2: [CERN[1]], 3: [CERN[2]] * 2}
     outcomes = result.outcomes
@@ -93,7 +81,8 @@ def test_one_run_per_schedd_one_cluster_per_label_ids_exact(labels, tmp_path, co
 def test_the_request_file_holds_each_label_s_own_description_and_is_kept(labels, tmp_path, condor):
     result = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30)
     path = Path(result.outcomes[CERN[0]].submit_file)
-    assert path.parent == tmp_path / "logs" / "2026-03-01" / BATCH_DIR and path.suffix == ".json"
+    assert path.parent == tmp_path / "logs" / "2026-03-01" / BATCH_DIR
+    assert path.suffix == ".json"
     request = json.loads(path.read_text())
     assert [(e["label"], e["count"]) for e in request["labels"]] == [(CERN[0], 2), (CERN[1], 1)]
     for entry in request["labels"]:  # each exactly what that label alone renders
@@ -123,11 +112,10 @@ def test_no_setting_of_one_label_reaches_another(labels, tmp_path, condor):
     assert {k: v for k, v in mine.items() if k not in ignore} == {
         k: v for k, v in reference.items() if k not in ignore
     }
-    assert "SITE_SECRET" not in mine["Environment"] and "AccountingGroup" not in mine
-    assert (
-        together[CERN[0]]["AccountingGroup"] == "group_a"
-        and "SITE_SECRET=s3cret" in together[CERN[0]]["Environment"]
-    )
+    assert "SITE_SECRET" not in mine["Environment"]
+    assert "AccountingGroup" not in mine
+    assert together[CERN[0]]["AccountingGroup"] == "group_a"
+    assert "SITE_SECRET=s3cret" in together[CERN[0]]["Environment"]
 
 
 def test_a_refused_label_costs_only_itself_and_says_why(labels, tmp_path, condor):
@@ -135,14 +123,17 @@ def test_a_refused_label_costs_only_itself_and_says_why(labels, tmp_path, condor
     big = with_memory(labels[CERN[1]], 64000)
     requests = [(labels[CERN[0]], 2), (big, 1), (labels[CERN[2]], 1)]
     result = submit_batch(requests, context(tmp_path), Schedd(), 30)
-    assert result.calls == 1 and len(condor.calls(PROGRAM)) == 1
+    assert result.calls == 1
+    assert len(condor.calls(PROGRAM)) == 1
     outcomes = result.outcomes
     assert outcomes[CERN[1]].job_ids == ()
     assert outcomes[CERN[1]].error == "not submitted: maxMemory 64000 MB is over the site limit of 40000 MB"
-    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1") and outcomes[CERN[2]].job_ids == ("2.0",)
+    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1")
+    assert outcomes[CERN[2]].job_ids == ("2.0",)
     assert by_cluster(condor) == {1: [CERN[0]] * 2, 2: [CERN[2]]}
     again = submit_batch(requests, context(tmp_path), Schedd(), 30)  # the next cycle: one run again
-    assert again.calls == 1 and len(condor.calls(PROGRAM)) == 2
+    assert again.calls == 1
+    assert len(condor.calls(PROGRAM)) == 2
 
 
 def test_max_jobs_per_owner_refuses_the_labels_that_do_not_fit(labels, tmp_path, condor):
@@ -161,7 +152,8 @@ def test_max_jobs_per_owner_refuses_the_labels_that_do_not_fit(labels, tmp_path,
 def test_ids_printed_before_a_failure_are_kept(labels, tmp_path, condor):
     condor.fail_next(PROGRAM, "queued-exit", message="Segmentation fault\n", exit_code=139)
     result = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30)
-    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1") and result.outcomes[CERN[1]].job_ids == ("2.0",)
+    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1")
+    assert result.outcomes[CERN[1]].job_ids == ("2.0",)
     assert all(o.error == "" for o in result.outcomes.values())  # each one's own submission worked
 
 
@@ -181,7 +173,8 @@ def test_a_schedd_hanging_mid_run_leaves_the_label_in_flight_unknown_and_the_res
     condor.fail_next(PROGRAM, "hang-in", after=1, seconds=60)
     requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 1), (labels[CERN[2]], 1)]
     outcomes = submit_batch(requests, context(tmp_path), Schedd(), timeout=3).outcomes
-    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1") and outcomes[CERN[0]].error == ""
+    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1")
+    assert outcomes[CERN[0]].error == ""
     assert outcomes[CERN[1]].error.startswith(
         "outcome unknown: autopyfactory-condor-submit (local schedd): no answer"
     )
@@ -205,7 +198,8 @@ def test_a_label_that_cannot_be_rendered_drops_out_alone(labels, tmp_path, condo
         [(labels[CERN[0]], 1), (broken, 1), (labels[CERN[2]], 1)], context(tmp_path), Schedd(), 30
     )
     assert "cannot name a directory" in result.outcomes["a/b"].error
-    assert result.outcomes[CERN[0]].job_ids == ("1.0",) and result.outcomes[CERN[2]].job_ids == ("2.0",)
+    assert result.outcomes[CERN[0]].job_ids == ("1.0",)
+    assert result.outcomes[CERN[2]].job_ids == ("2.0",)
 
 
 def test_a_missing_wrapper_is_refused_like_condor_submit_refuses_it(labels, tmp_path, condor):
@@ -222,7 +216,8 @@ def test_a_missing_wrapper_is_refused_like_condor_submit_refuses_it(labels, tmp_
 
 def test_dry_run_writes_the_request_file_and_runs_nothing(labels, tmp_path, condor):
     result = submit_batch([(labels[CERN[0]], 1)], context(tmp_path, dry_run=True), Schedd(), 30)
-    assert condor.calls() == [] and result.calls == 0
+    assert condor.calls() == []
+    assert result.calls == 0
     request = json.loads(Path(result.outcomes[CERN[0]].submit_file).read_text())
     assert request["labels"][0]["description"].rstrip().endswith("queue 1")
 
@@ -235,7 +230,8 @@ def test_schedds_are_submitted_to_concurrently_each_once(labels, tmp_path, condo
     outcomes = backend.submit([(labels[CERN[0]], 2), (moved, 3), (labels[CERN[2]], 1)], context(tmp_path))
     assert len(condor.calls(PROGRAM)) == 2
     assert [j["MATCH_APF_QUEUE"] for j in condor.jobs("s2.example.org")] == [CERN[1]] * 3
-    assert outcomes[CERN[1]].job_ids == ("1.0", "1.1", "1.2") and outcomes[CERN[2]].job_ids == ("2.0",)
+    assert outcomes[CERN[1]].job_ids == ("1.0", "1.1", "1.2")
+    assert outcomes[CERN[2]].job_ids == ("2.0",)
 
 
 def test_a_program_that_cannot_run_submits_nothing(labels, tmp_path, condor, monkeypatch):
@@ -263,7 +259,8 @@ def test_lines_a_cut_last_line_and_stray_lines():
     )
     found, stray = read_lines(output, labels)
     assert list(found) == ["A"]
-    assert stray[0] == "Submitting job(s)." and "X" in stray[1]
+    assert stray[0] == "Submitting job(s)."
+    assert "X" in stray[1]
 
 
 def test_outcomes_in_order_after_a_stop():
@@ -273,11 +270,13 @@ def test_outcomes_in_order_after_a_stop():
         "B": {"label": "B", "outcome": "refused", "error": "too big"},
     }
     outcomes = assign(asked, lines, "killed")
-    assert outcomes["A"].job_ids == ("5.0", "5.1") and outcomes["B"].error == "not submitted: too big"
+    assert outcomes["A"].job_ids == ("5.0", "5.1")
+    assert outcomes["B"].error == "not submitted: too big"
     assert outcomes["C"].error == "outcome unknown: killed"  # the one it was at
     assert outcomes["D"].error == "not submitted: killed"  # not reached
     clean = assign(asked, lines, "")  # ended well, yet silent on C and D: unknown, never "not submitted"
-    assert clean["C"].error.startswith("outcome unknown") and clean["D"].error.startswith("outcome unknown")
+    assert clean["C"].error.startswith("outcome unknown")
+    assert clean["D"].error.startswith("outcome unknown")
     assert assign(asked, {}, "cannot run", started=False)["A"].error == "not submitted: cannot run"
 
 
@@ -300,7 +299,8 @@ def test_pilots_of_a_failed_submission_are_listed_by_the_next_censuses(labels, t
     backend = CondorBackend("bulk-factory", Schedd(), timeout=30)
     label, other = labels[CERN[0]], labels[CERN[1]]
     outcomes = backend.submit([(label, 2)], context(tmp_path))
-    assert outcomes[CERN[0]].job_ids == () and outcomes[CERN[0]].error.startswith("outcome unknown")
+    assert outcomes[CERN[0]].job_ids == ()
+    assert outcomes[CERN[0]].error.startswith("outcome unknown")
     condor.submit(  # another label's pilot of this factory, not listed
         "universe = vanilla\nexecutable = /bin/true\ntransfer_executable = False\n"
         f'+FactoryId = "bulk-factory"\n+MATCH_APF_QUEUE = "{CERN[1]}"\nqueue 1\n'
@@ -326,3 +326,20 @@ def test_a_steady_cycle_renders_and_validates_each_label_once(labels, tmp_path, 
     assert rendered == [CERN[0]]
     cache.description(label, 5, context(tmp_path, dry_run=True))  # another context: rendered again
     assert rendered == [CERN[0]] * 2
+
+
+def test_hanging_schedds_are_asked_at_the_same_time(labels, tmp_path, condor):
+    """Two schedds that hang cost one condorTimeout, not two: both condor_q start at once."""
+    for schedd in ("old.example.org", "new.example.org"):
+        condor.add_schedd(schedd)
+    moved = [
+        dataclasses.replace(labels[name], submit=dataclasses.replace(labels[name].submit, schedd=schedd))
+        for name, schedd in ((CERN[0], "old.example.org"), (CERN[1], "new.example.org"))
+    ]
+    condor.fail_next("condor_q", "hang", count=2, seconds=60)
+    timeout = 10.0
+    census = CondorBackend("bulk-factory", Schedd(), timeout=timeout).census(moved)
+    assert census.supply == {CERN[0]: None, CERN[1]: None}
+    assert census.total is None
+    first, second = (call.time for call in condor.calls("condor_q"))
+    assert abs(second - first) < timeout  # one after the other, the second would start a timeout later

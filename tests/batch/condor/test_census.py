@@ -39,7 +39,6 @@ def test_real_shape_is_parsed():
     assert held.hold_reason_code == 2
     assert held.hold_reason.startswith("Error from ce504")
     assert pilots[0].hold_reason_code is None
-    assert pilots[1].run_count == 1
 
 
 def test_counts_per_label():
@@ -478,9 +477,11 @@ def test_the_real_condor_q_answer_in_any_split_and_through_the_pipe(real_condor)
     whole = read_census([raw], "condor_q", keep_all={"A", "B"})
     assert whole.supply == count_by_label(reference)
     assert whole.supply["A"] == Supply(idle=2, held=1, total=3)
-    assert b'\\"no\\"' in raw and "é 🙂".encode() in raw  # escapes and raw UTF-8 in the real bytes
+    assert b'\\"no\\"' in raw
+    assert "é 🙂".encode() in raw  # escapes and raw UTF-8 in the real bytes
     reason = next(p.hold_reason for p in reference if p.hold_reason)
-    assert reason.startswith('operator said "no" \\') and reason.endswith("} ] , { – é 🙂")
+    assert reason.startswith('operator said "no" \\')
+    assert reason.endswith("} ] , { – é 🙂")
     assert [p.hold_reason for p in whole.pilots["A"] if p.hold_reason] == [reason]
     assert all(
         read_census([raw[:cut], raw[cut:]], "condor_q", keep_all={"A", "B"}) == whole

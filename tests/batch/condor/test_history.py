@@ -28,9 +28,11 @@ def test_an_operator_s_removal_is_withdrawn_other_removals_are_removed(condor):
         ended[first].reason
         == "Removed: autopyfactory pilots remove ab12cd34 by alice: CE retired (by user alice)"
     )
-    assert ended[second].end is End.REMOVED and ended[third].end is End.COMPLETED
+    assert ended[second].end is End.REMOVED
+    assert ended[third].end is End.COMPLETED
 
 
 def test_removed_pilot_without_a_reason():
     assert removed_pilot("1.0", "") == removed_pilot("1.0", "")
-    assert removed_pilot("1.0", "").reason == "Removed" and removed_pilot("1.0", "").end is End.REMOVED
+    assert removed_pilot("1.0", "").reason == "Removed"
+    assert removed_pilot("1.0", "").end is End.REMOVED

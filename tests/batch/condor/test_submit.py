@@ -32,58 +32,13 @@ from autopyfactory.batch.condor.submit import (
 )
 from autopyfactory.batch.interface import SubmitContext
 from autopyfactory.batch.pilot import SubmitRenderError
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
-from tests.support.paths import DATA
-
-DUMP = DATA / "cric_dump.json"
-
-FACTORY_CONF = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.cern.ch:25443
-schedconfig = file:///nonexistent/cric.json
-
-[QueueDefaults]
-x509userproxy = /tmp/x509up_u1000
-
-[CERN]
-[NDGF-T1]
-
-[NDGF-MCORE]
-wmsqueue = NDGF-T1
-corecount = 8
-
-[MYLOCAL]
-autoconfigure = false
-ceFlavour = LOCAL
-corecount = 4
-maxrss = 8000
-maxwdir = 20000
-holdRerun = true
-"""
-
-CONTEXT = SubmitContext(
-    factory_id="test-factory",
-    pandaserver="https://pandaserver.cern.ch:25443",
-    base_log_dir="/var/log/apf/pilots",
-    base_log_dir_url="http://factory.example.org/pilots",
-    monitor_url="http://apfmon.example.org/api",
-    date="2026-03-01",
-)
+from tests.support.condor_submit import CONTEXT, decode_new_syntax, expanded, submit_labels
 
 
 @pytest.fixture(scope="module")
 def labels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Label]:
-    path = tmp_path_factory.mktemp("conf") / "factory.conf"
-    path.write_text(FACTORY_CONF)
-    cfg = config.load(path)
-    assert cfg.errors == ()
-    result = build_labels(cfg, json.loads(DUMP.read_text()))
-    assert result.problems == ()
-    return {label.name: label for label in result.labels}
+    return {label.name: label for label in submit_labels(tmp_path_factory.mktemp("conf"))}
 
 
 def lines(text: str) -> list[str]:
@@ -93,40 +48,6 @@ def lines(text: str) -> list[str]:
 def value(text: str, key: str) -> str:
     """The value of ``key`` as HTCondor's own submit parser reads it (no macro expansion)."""
     return str(htcondor2.Submit(text)[key])
-
-
-def expanded(text: str, key: str) -> str:
-    """The value of ``key`` after condor_submit's macro expansion ($(DOLLAR) -> $)."""
-    return str(htcondor2.Submit(text).expand(key))
-
-
-def decode_new_syntax(text: str) -> list[str]:
-    """Condor's new syntax for arguments/environment, decoded by the manual's rules:
-    outer double quotes, "" is a literal ", whitespace separates, '...' groups, '' inside is '."""
-    assert text.startswith('"') and text.endswith('"'), text
-    inner = text[1:-1].replace('""', '"')
-    words: list[str] = []
-    current: str | None = None
-    quoted = False
-    i = 0
-    while i < len(inner):
-        c = inner[i]
-        if quoted and c == "'" and inner[i + 1 : i + 2] == "'":
-            current = (current or "") + "'"
-            i += 2
-            continue
-        if c == "'":
-            quoted = not quoted
-            current = current or ""
-        elif c.isspace() and not quoted:
-            if current is not None:
-                words.append(current)
-            current = None
-        else:
-            current = (current or "") + c
-        i += 1
-    assert not quoted, text
-    return [*words, current] if current is not None else words
 
 
 def test_the_decoder_follows_the_manual_examples():
@@ -663,7 +584,8 @@ def test_the_program_is_given_the_schedd_and_the_request_file(labels, tmp_path, 
     line = json.dumps({"label": LABEL, "outcome": "submitted", "cluster": 7, "first": 0, "count": 3})
     calls = fake_program(on_path, f"echo '{line}'")
     outcome = submit_batch([(labels[LABEL], 3)], context_in(tmp_path), SCHEDD, timeout=5).outcomes[LABEL]
-    assert outcome.error == "" and outcome.job_ids == ("7.0", "7.1", "7.2")
+    assert outcome.error == ""
+    assert outcome.job_ids == ("7.0", "7.1", "7.2")
     assert calls.read_text().split() == [
         "-name", "schedd.example.org", "-pool", "collector.example.org:9618", outcome.submit_file,
     ]  # fmt: skip
@@ -685,7 +607,8 @@ def test_a_hanging_program_times_out(labels, tmp_path, on_path):
     started = time.monotonic()
     outcome = submit_batch([(labels[LABEL], 1)], context_in(tmp_path), Schedd(), timeout=0.5).outcomes[LABEL]
     assert time.monotonic() - started < 10
-    assert "no answer within 0.5 s" in outcome.error and outcome.job_ids == ()
+    assert "no answer within 0.5 s" in outcome.error
+    assert outcome.job_ids == ()
 
 
 def test_a_render_error_writes_nothing_and_runs_nothing(labels, tmp_path, on_path):
@@ -702,7 +625,8 @@ def test_a_render_error_writes_nothing_and_runs_nothing(labels, tmp_path, on_pat
 def test_an_unwritable_log_dir_is_an_outcome_not_an_exception(labels, tmp_path, on_path):
     (tmp_path / "logs").write_text("a file where the directory should be")
     outcome = submit_batch([(labels[LABEL], 1)], context_in(tmp_path), Schedd(), timeout=5).outcomes[LABEL]
-    assert outcome.error and outcome.job_ids == ()
+    assert outcome.error
+    assert outcome.job_ids == ()
 
 
 # ---- `$` and `$$` ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -24,33 +24,24 @@ from autopyfactory.batch.interface import SubmitContext, SubmitOutcome, Tidy
 from autopyfactory.batch.local.backend import LocalBackend, describe
 from autopyfactory.batch.local.processes import process_identity
 from autopyfactory.batch.local.registry import LocalPilot, Registry, RunState
-from autopyfactory.config import loader as config
-from autopyfactory.config.autoconfigure import build_labels
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, JobStatus, Supply
+from tests.support.factory_conf import factory_conf, labels_from, write_factory_conf
 from tests.support.paths import REPO
-from tests.wrappers.harness import WRAPPER, clean_environ
-from tests.wrappers.pilots import write_tarball
+from tests.support.pilot_tarballs import write_tarball
+from tests.support.waiting import wait_for
+from tests.support.wrapper_harness import WRAPPER, clean_environ
 
 FID = "test-factory"
 DATE = "2026-03-01"
 A, B = "LOCALQ-local", "OTHERQ-local"
 
-FACTORY_CONF = """\
-[Factory]
-factoryId = test-factory
-factoryOwner = admin@example.org
-pandaserver = https://pandaserver.example.org:25443
-schedconfig = file:///nonexistent/cric.json
-
-[LOCALQ]
-autoconfigure = false
-batch = local
-
-[OTHERQ]
-autoconfigure = false
-batch = local
-"""
+FACTORY_CONF = factory_conf(
+    queues={
+        "LOCALQ": {"autoconfigure": False, "batch": "local"},
+        "OTHERQ": {"autoconfigure": False, "batch": "local"},
+    }
+)
 
 PILOT = """\
 import json, os, signal, sys, time
@@ -82,32 +73,12 @@ if env.get("PILOT_KILL_SELF"):
 sys.exit(int(env.get("PILOT_RC", "0")))
 """
 
-T = TypeVar("T")
-
-
-def wait_for(what: Callable[[], T], timeout: float = 10.0, message: str = "") -> T:
-    """Poll ``what`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message or what}")
-        time.sleep(0.02)
-
-
 # ---- labels, context and the pilot (also used by the child "factory" process) ----------------
 
 
 def load_labels(conf_dir: Path) -> dict[str, Label]:
-    path = conf_dir / "factory.conf"
-    path.write_text(FACTORY_CONF)
-    cfg = config.load(path)
-    assert cfg.errors == ()
-    result = build_labels(cfg, None)
-    assert result.problems == ()
-    return {label.name: label for label in result.labels}
+    labels = labels_from(write_factory_conf(conf_dir, FACTORY_CONF), dump=None)
+    return {label.name: label for label in labels}
 
 
 def with_pilot(label: Label, executable: str, environ: dict[str, str], arguments: str | None = None) -> Label:
@@ -224,7 +195,7 @@ def test_ids_are_cluster_proc_and_never_repeat(
     restarted = LocalBackend(FID, state)
     assert submit(restarted, label, 1, make_context(tmp_path)).job_ids == ("2.0",)
     assert (state / "local" / "cluster").read_text() == "2\n"
-    wait_for(finished(restarted, [label], 3), message="three pilots to finish")
+    wait_for(finished(restarted, [label], 3), what="three pilots to finish")
     (state / "local" / "cluster").unlink()  # lost counter: continue after the highest id on disk
     assert submit(restarted, label, 1, make_context(tmp_path)).job_ids == ("3.0",)
     wait_for(finished(restarted, [label], 4))
@@ -271,7 +242,8 @@ def test_pilot_sees_rendered_arguments_and_condor_environment(
         "id=$(Cluster)",
     ]  # the operator's $(Cluster) is text: only the factory's own macros expand
     env = seen["env"]
-    assert env["APFFID"] == FID and env["PANDA_JSID"] == FID  # environ cannot override the factory's
+    assert env["APFFID"] == FID
+    assert env["PANDA_JSID"] == FID  # environ cannot override the factory's
     assert env["APFCID"] == "1.0"
     assert env["APFMON"] == "http://apfmon.example.org/api"
     assert env["FACTORYQUEUE"] == A
@@ -297,7 +269,8 @@ def test_logs_exit_code_and_census_while_running_and_after(
 
     census = backend.census([labels[A], labels[B]])
     assert census.supply == {A: Supply(running=1), B: Supply()}
-    assert census.total == 1 and census.problems == ()
+    assert census.total == 1
+    assert census.problems == ()
     (running,) = census.pilots[A]
     assert (running.job_id, running.label, running.status) == ("1.0", A, JobStatus.RUNNING)
     assert (running.queued, running.entered_status) == (1_000_000, 1_000_000)
@@ -305,10 +278,12 @@ def test_logs_exit_code_and_census_while_running_and_after(
     gate.touch()
     wait_for(finished(backend, [label], 1))
     census = backend.census([label])
-    assert census.supply == {A: Supply()} and census.pilots == {}
+    assert census.supply == {A: Supply()}
+    assert census.pilots == {}
     (done,) = backend.history()
     assert (done.job_id, done.rc, done.removed, done.reason) == ("1.0", 3, False, "exited")
-    assert done.started == 1_000_000.0 and done.ended > 1_000_000.0  # the supervisor's real end time
+    assert done.started == 1_000_000.0
+    assert done.ended > 1_000_000.0  # the supervisor's real end time
     assert done.pilot.status is JobStatus.COMPLETED
 
     logs = tmp_path / "logs" / DATE / A
@@ -316,7 +291,8 @@ def test_logs_exit_code_and_census_while_running_and_after(
     assert (logs / "1.0.err").read_text() == "hello stderr 1.0\n"
     lines = (logs / "1.0.log").read_text().splitlines()
     assert [line.split()[:2] for line in lines] == [["000", "(1.0)"], ["001", "(1.0)"], ["005", "(1.0)"]]
-    assert "started: pid " in lines[1] and str(pilot) in lines[1]
+    assert "started: pid " in lines[1]
+    assert str(pilot) in lines[1]
     assert lines[2].endswith("ended: exit code 3")
     assert not list((state / "local" / "pilots").iterdir())
     assert not list((state / "local" / "rc").iterdir())
@@ -355,7 +331,8 @@ def test_bad_executable_or_template_is_an_error_and_registers_nothing(
     backend = LocalBackend(FID, state)
     missing = with_pilot(labels[A], str(tmp_path / "no-such-wrapper"), {})
     outcome = submit(backend, missing, 1, make_context(tmp_path))
-    assert outcome.job_ids == () and "not an executable file" in outcome.error
+    assert outcome.job_ids == ()
+    assert "not an executable file" in outcome.error
     bad = with_pilot(labels[A], str(pilot), {}, arguments="-s %(nosuchfield)s")
     assert "unknown field %(nosuchfield)s" in submit(backend, bad, 1, make_context(tmp_path)).error
     assert not (state / "local" / "pilots").exists()
@@ -366,7 +343,8 @@ def test_dry_run_starts_and_writes_nothing(
 ):
     label = with_pilot(labels[A], str(pilot), {"X": "a b"})
     outcome = submit(LocalBackend(FID, state), label, 3, make_context(tmp_path, dry_run=True))
-    assert outcome.job_ids == () and outcome.error == ""
+    assert outcome.job_ids == ()
+    assert outcome.error == ""
     assert (
         outcome.extra["command"]
         == f"{pilot} -q LOCALQ -r LOCALQ -s LOCALQ -j managed -i PR --pilot-user ATLAS"
@@ -374,7 +352,8 @@ def test_dry_run_starts_and_writes_nothing(
     )
     assert "'APFCID=$(Cluster).$(Process)'" in outcome.extra["environment"]
     assert "'X=a b'" in outcome.extra["environment"]
-    assert not state.exists() and not (tmp_path / "logs").exists()
+    assert not state.exists()
+    assert not (tmp_path / "logs").exists()
 
 
 # ---- restarts and the pid-reuse guard ------------------------------------------------------------
@@ -475,7 +454,8 @@ def test_max_running_queues_pilots_and_starts_them_first_in_first_out(
     assert (counts(census, A), counts(census, B), census.total) == ((1, 1), (2, 0), 4)
     assert {p.job_id: p.status for p in census.pilots[B]} == {"2.0": JobStatus.IDLE, "2.1": JobStatus.IDLE}
     supply_b = census.supply[B]
-    assert supply_b is not None and supply_b.pending == 2
+    assert supply_b is not None
+    assert supply_b.pending == 2
 
     gate.touch()  # every started pilot now ends at once; a census starts the next one
     wait_for(finished(backend, [label_a, label_b], 4))
@@ -515,11 +495,13 @@ def test_remove_terminates_kills_the_stubborn_and_drops_the_waiting(
         "2.0": (None, True, "removed"),
         "3.0": (None, True, "removed before it started"),
     }
-    assert history["3.0"].started is None and history["1.0"].pilot.status is JobStatus.REMOVED
+    assert history["3.0"].started is None
+    assert history["1.0"].pilot.status is JobStatus.REMOVED
     assert backend.census([polite, stubborn]).total == 0
     assert not (record / "3.0.json").exists()  # never ran
     log_lines = (tmp_path / "logs" / DATE / A / "1.0.log").read_text().splitlines()
-    assert log_lines[-1].split()[0] == "009" and log_lines[-1].endswith("removed")
+    assert log_lines[-1].split()[0] == "009"
+    assert log_lines[-1].endswith("removed")
     assert backend.tidy([Tidy(polite, release=("1.0",))]) == {}  # nothing is ever held: a no-op
 
 
@@ -541,12 +523,14 @@ def test_a_corrupt_entry_makes_its_label_unknown_and_is_reported(
     assert census.supply == {A: None, B: Supply()}
     assert census.total == 1
     (problem,) = census.problems
-    assert "5.0.json" in problem and "missing" in problem
+    assert "5.0.json" in problem
+    assert "missing" in problem
 
     (directory / "6.0.json").write_text("{not json")  # whose label nobody can tell: all unknown
     census = backend.census([labels[A], labels[B]])
     assert census.supply == {A: None, B: None}
-    assert len(census.problems) == 2 and census.total == 2
+    assert len(census.problems) == 2
+    assert census.total == 2
     assert (directory / "6.0.json").exists()  # kept for the operator
 
 
@@ -573,7 +557,7 @@ def test_runs_the_real_wrapper_with_a_file_pilot_source(
     backend = LocalBackend(FID, state)
     outcome = submit(backend, label, 1, make_context(tmp_path, monitor_url=""))
     assert outcome.job_ids == ("1.0",)
-    wait_for(finished(backend, [label], 1), timeout=60, message="the wrapper to finish")
+    wait_for(finished(backend, [label], 1), 60, "the wrapper to finish")
 
     (done,) = backend.history()
     out = (tmp_path / "logs" / DATE / A / "1.0.out").read_text()
@@ -642,7 +626,7 @@ def test_no_zombie_children_after_many_pilots(
     backend = LocalBackend(FID, state)
     for _ in range(4):
         assert len(submit(backend, label, 10, make_context(tmp_path)).job_ids) == 10
-    wait_for(finished(backend, [label], 40), timeout=30)
+    wait_for(finished(backend, [label], 40), 30)
     pids = _started_pids(tmp_path / "logs" / DATE / A)
     assert len(pids) == 40
     assert _zombie_children(list(pids.values())) == []
@@ -677,7 +661,7 @@ def test_a_started_pilot_whose_registry_write_fails_is_killed_not_forgotten(
     supply = census.supply[A]
     counted = 0 if supply is None else supply.all
     assert counted == int(_alive(pid)), "a live pilot process that the census does not count"
-    wait_for(lambda: not _alive(pid), timeout=5, message="the untracked pilot to be killed")
+    wait_for(lambda: not _alive(pid), 5, "the untracked pilot to be killed")
     assert _zombie_children([pid]) == []
 
 
@@ -692,4 +676,5 @@ def test_a_pilot_whose_start_failed_is_not_submitted(labels, pilot, tmp_path, st
     assert outcome.error.count("not started") == 2
     assert counts(backend.census([labels[A]])) == (0, 0)
     ended = backend.finished(lambda _source: 0.0).pilots
-    assert sorted(p.job_id for p in ended) == ["1.0", "1.1"] and all("not started" in p.reason for p in ended)
+    assert sorted(p.job_id for p in ended) == ["1.0", "1.1"]
+    assert all("not started" in p.reason for p in ended)

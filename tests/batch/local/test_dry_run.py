@@ -13,7 +13,8 @@ from pathlib import Path
 
 from autopyfactory.batch.local.processes import process_identity
 from autopyfactory.batch.local.registry import LocalPilot
-from tests.cycle.test_e2e import Stand
+from tests.support.e2e import Stand
+from tests.support.factory_conf import write_factory_conf
 
 
 def registry(state: Path) -> dict[str, bytes]:
@@ -37,27 +38,20 @@ def test_dry_run_reads_the_local_registry_and_changes_nothing(tmp_path: Path, ht
     pilot = tmp_path / "pilot.sh"
     pilot.write_text("#!/bin/sh\nexit 0\n")  # ends at once: its slot is free for the next
     pilot.chmod(0o755)
-    conf = tmp_path / "factory.conf"
-    conf.write_text(f"""
-[Factory]
-factoryId = dry-run-factory
-factoryOwner = ops@cern.ch
-pandaserver = {stand.panda_url}
-schedconfig = {stand.cric_url}
-baseLogDir = {tmp_path}/logs
-baseLogDirUrl = http://factory1.cern.ch/pilots
-stateDir = {tmp_path}/state
-httpTimeout = 5
-httpRetries = 0
-localMaxRunning = 1
-logMinFreeGB = 0
-
-[LOCALQ]
-autoconfigure = false
-batch = local
-executable = {pilot}
-nqueue = 3
-""")
+    own = {
+        "factoryId": "dry-run-factory",
+        "pandaserver": stand.panda_url,
+        "schedconfig": stand.cric_url,
+        "baseLogDir": f"{tmp_path}/logs",
+        "baseLogDirUrl": "http://factory1.cern.ch/pilots",
+        "stateDir": f"{tmp_path}/state",
+        "httpTimeout": 5,
+        "httpRetries": 0,
+        "localMaxRunning": 1,
+        "logMinFreeGB": 0,
+    }
+    queue = {"autoconfigure": False, "batch": "local", "executable": pilot, "nqueue": 3}
+    conf = write_factory_conf(tmp_path, factory=own, queues={"LOCALQ": queue})
     state = tmp_path / "state"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -82,6 +76,7 @@ nqueue = 3
         done = run("--dry-run", "--dry-run-dir", str(tmp_path / "dry"))
         # (the live daemon's next census settles the ended pilot and starts the next one)
         assert registry(state) == before  # nothing started, settled, locked or written
-        assert "LOCALQ-local" in done.stderr and "idle=2 running=0" in done.stderr
+        assert "LOCALQ-local" in done.stderr
+        assert "idle=2 running=0" in done.stderr
     finally:
         kill_pilots(state)

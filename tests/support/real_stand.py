@@ -2,9 +2,10 @@
 
 The factory runs as the pool's user (``HTCondorPool.command``) in a work directory that user
 owns; PanDA statistics and the CRIC dump are served from this process on 127.0.0.1 (the
-``httpserver`` fixture). Pilots run the real wrapper with a test ``pilot.py`` (tests/wrappers/
-pilots.py) fetched from a ``file://`` tarball, so a pilot's life is a few seconds unless the test
-steers it otherwise (``TEST_PILOT_*`` variables through the queue's ``environ``).
+``httpserver`` fixture). Pilots run the real wrapper with a test ``pilot.py``
+(tests/support/pilot_tarballs.py) fetched from a ``file://`` tarball, so a pilot's life is a few
+seconds unless the test steers it otherwise (``TEST_PILOT_*`` variables through the queue's
+``environ``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from werkzeug import Request, Response
 
 from autopyfactory.demo import panda_standin
 from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
+from tests.support.factory_conf import write_factory_conf
 from tests.support.htcondor_pool import Ad, HTCondorPool
-from tests.wrappers.pilots import write_tarball
+from tests.support.paths import REPO
+from tests.support.pilot_tarballs import write_tarball
 
-ROOT = Path(__file__).resolve().parents[2]
-WRAPPER = ROOT / "wrappers" / "runpilot3-wrapper.sh"
+WRAPPER = REPO / "wrappers" / "runpilot3-wrapper.sh"
 HELD, IDLE, RUNNING, COMPLETED = 5, 1, 2, 4
 
 
@@ -96,30 +98,21 @@ class RealStand:
         condor_timeout: int = 30,
     ) -> Path:
         """factory.conf: ``queues`` as written, [QueueDefaults] = wrapper, nqueue 3, ``defaults``."""
-        values = {"executable": WRAPPER, "nqueue": 3, **(defaults or {})}
-        queue_defaults = "\n".join(f"{key} = {value}" for key, value in values.items())
-        path = self.work / "factory.conf"
-        path.write_text(f"""
-[Factory]
-factoryId = {factory_id}
-factoryOwner = ops@example.org
-pandaserver = {self.server.url_for("/").rstrip("/")}
-schedconfig = {self.server.url_for("/cric.json")}
-baseLogDir = {self.work}/logs
-baseLogDirUrl = http://logs.example.org/pilots
-stateDir = {self.work}/state
-sleep = 1
-condorTimeout = {condor_timeout}
-httpTimeout = 5
-httpRetries = 0
-logMinFreeGB = 0
-{factory}
-
-[QueueDefaults]
-{queue_defaults}
-
-{queues}
-""")
+        own = {
+            "factoryId": factory_id,
+            "pandaserver": self.server.url_for("/").rstrip("/"),
+            "schedconfig": self.server.url_for("/cric.json"),
+            "baseLogDir": f"{self.work}/logs",
+            "baseLogDirUrl": "http://logs.example.org/pilots",
+            "stateDir": f"{self.work}/state",
+            "sleep": 1,
+            "condorTimeout": condor_timeout,
+            "httpTimeout": 5,
+            "httpRetries": 0,
+            "logMinFreeGB": 0,
+        }
+        defaults = {"executable": WRAPPER, "nqueue": 3, **(defaults or {})}
+        path = write_factory_conf(self.work, factory=[own, factory], defaults=defaults, queues=queues)
         return path
 
     def factory(

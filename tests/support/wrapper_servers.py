@@ -16,6 +16,7 @@ class Call:
     method: str
     path: str
     form: dict[str, list[str]]
+    authorization: str | None = None
 
 
 @dataclass
@@ -29,11 +30,16 @@ class Route:
 @dataclass
 class RecordingServer:
     """Serves ``routes`` (GET) and answers the monitor (``/api/...`` POST, ``/mon/...`` GET)
-    with ``monitor_status``; records every request in ``calls``."""
+    with ``monitor_status``, or first with the statuses queued in ``monitor_script`` (one per
+    call); records every request in ``calls``. While ``hold`` is set, a monitor call waits (at
+    most 30 s) until it is cleared: a monitor that takes its time."""
 
     routes: dict[str, Route] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     monitor_status: int = 200
+    monitor_script: list[int] = field(default_factory=list)
+    hold: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         owner = self
@@ -52,10 +58,14 @@ class RecordingServer:
             def _handle(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
-                owner.calls.append(Call(method, self.path, parse_qs(body, keep_blank_values=True)))
+                form = parse_qs(body, keep_blank_values=True)
+                owner.calls.append(Call(method, self.path, form, self.headers.get("Authorization")))
                 route = owner.routes.get(self.path)
                 if self.path.startswith(("/api/", "/mon/")):
-                    self._answer(owner.monitor_status, b'{"ok": true}', "application/json")
+                    if owner.hold.is_set():
+                        owner.released.wait(30)
+                    status = owner.monitor_script.pop(0) if owner.monitor_script else owner.monitor_status
+                    self._answer(status, b'{"ok": true}', "application/json")
                 elif route is None:
                     self._answer(404, b"<html><body>404 Not Found</body></html>", "text/html")
                 elif route.fail_first > 0:
@@ -101,6 +111,10 @@ class RecordingServer:
 
     def monitor_calls(self) -> list[tuple[str, str, dict[str, list[str]]]]:
         return [(c.method, c.path, c.form) for c in self.calls if c.path.startswith(("/api/", "/mon/"))]
+
+    def monitor_states(self) -> list[str]:
+        """The ``state`` of every v2 monitor call, in order."""
+        return [c.form["state"][0] for c in self.calls if c.path.startswith("/api/") and "state" in c.form]
 
     def fetches(self) -> list[str]:
         return [c.path for c in self.calls if not c.path.startswith(("/api/", "/mon/"))]
@@ -148,10 +162,3 @@ class SilentServer:
         for conn in self._held:
             conn.close()
         self._sock.close()
-
-
-def closed_port() -> int:
-    """A local port with nothing listening (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.wrappers.pilots import make_tarball
-from tests.wrappers.servers import RecordingServer
+from tests.support.paths import REPO
+from tests.support.pilot_tarballs import make_tarball
+from tests.support.wrapper_servers import RecordingServer
 
-WRAPPER = Path(__file__).resolve().parents[2] / "wrappers" / "runpilot3-wrapper.sh"
+WRAPPER = REPO / "wrappers" / "runpilot3-wrapper.sh"
 FID, CID = "testfactory", "12.3"
 JOB_PATH = f"/api/jobs/{FID}:{CID}"
 # The wrapper's arguments as the factory renders them by default (pilot 3's grammar), and what the

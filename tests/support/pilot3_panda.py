@@ -5,7 +5,9 @@ asks for a job, answered as the real services do (CONTRACTS §4).
 - ``GET /cache/schedconfig/<queue>.all.json``: the queue's CRIC record (pilot 3's
   ``--queuedata-url``; a record, not keyed by queue);
 - ``GET /cache/ddmendpoints.json``: DDM endpoints (``--storagedata-url``), none;
-- ``POST /server/panda/getJob``: recorded; "no job" (``StatusCode`` 20) unless ``job`` is set;
+- ``POST /server/panda/getJob``: recorded; "no job" (``StatusCode`` 20) unless ``job`` is set,
+  or refused as panda-server 1.0.4 refuses it over plain http (403, ``ERROR : method getJob is
+  forbidden``) when ``refuse_get_job`` is set;
 - any other ``POST /server/panda/...``: ``StatusCode`` 0;
 - ``/api/...``: the monitor's wrapper reports, recorded and accepted.
 """
@@ -28,6 +30,7 @@ class PandaStandIn:
     records: dict[str, dict[str, Any]]
     tarball: bytes
     job: dict[str, Any] | None = None
+    refuse_get_job: bool = False
     calls: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -69,6 +72,8 @@ class PandaStandIn:
             return 200, json.dumps(record).encode(), "application/json"
         if method == "GET" and path == "/cache/ddmendpoints.json":
             return 200, b"{}", "application/json"
+        if method == "POST" and path == "/server/panda/getJob" and self.refuse_get_job:
+            return 403, b"ERROR : method getJob is forbidden", "text/plain"
         if method == "POST" and path == "/server/panda/getJob":
             answer = self.job if self.job is not None else {"StatusCode": NO_JOBS}
             return 200, json.dumps(answer).encode(), "application/json"

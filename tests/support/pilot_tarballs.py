@@ -5,8 +5,10 @@ The test pilot is steered by environment variables (the wrapper passes its envir
 - ``TEST_PILOT_MARKER``: path of a JSON file the pilot writes at start: argv, cwd, its interpreter,
   its virtual memory limit and the variables named in ``TEST_PILOT_SHOW_ENV`` (comma separated).
 - ``TEST_PILOT_RC``: exit code (default 0).
-- ``TEST_PILOT_STATUSCODE`` / ``TEST_PILOT_PANDAIDS``: text written to ``STATUSCODE`` /
-  ``pandaIDs.out`` in the pilot's working directory.
+- ``TEST_PILOT_STATUSCODE`` / ``TEST_PILOT_PANDAIDS`` / ``TEST_PILOT_LOG``: text written to
+  ``STATUSCODE`` / ``pandaIDs.out`` / ``pilotlog.txt`` (pilot 3's log) in the pilot's working
+  directory.
+- ``TEST_PILOT_SLEEP``: seconds to sleep before exiting (a pilot that runs a while).
 - ``TEST_PILOT_WAIT_SIGNAL``: ``handlers`` (exit 200+N on signal N for TERM, INT, USR1, QUIT),
   ``default`` (keep the default dispositions) or ``ignore`` (ignore TERM, INT, USR1, QUIT, like a
   pilot busy telling PanDA about its job); the pilot then writes ``<marker>.ready`` and sleeps
@@ -47,6 +49,10 @@ if "TEST_PILOT_STATUSCODE" in env:
 if "TEST_PILOT_PANDAIDS" in env:
     with open("pandaIDs.out", "w") as out:
         out.write(env["TEST_PILOT_PANDAIDS"])
+if "TEST_PILOT_LOG" in env:
+    with open("pilotlog.txt", "w") as out:
+        out.write(env["TEST_PILOT_LOG"])
+time.sleep(float(env.get("TEST_PILOT_SLEEP", "0")))
 
 mode = env.get("TEST_PILOT_WAIT_SIGNAL")
 if mode:

@@ -70,7 +70,7 @@ class Rendered:
     def description(self, n: int) -> str:
         label = self.label
         comment = " ".join(
-            f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".split("\n")
+            f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".splitlines()
         )
         return f"{comment}\n{self.body}queue {n}\n"
 

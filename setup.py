@@ -3,8 +3,9 @@
 Two kinds of install use this file:
 
 * ``pip install .`` (or ``-e .``): the Python package, its data (``autopyfactory/data``: the
-  pilot wrapper; the monitor's templates, static files and alembic migrations) and the two
-  console scripts ``autopyfactory`` and ``autopyfactory-monitor``. Nothing else: no file with an
+  pilot wrapper; the monitor's templates, static files and alembic migrations) and the
+  console scripts ``autopyfactory``, ``autopyfactory-monitor`` and ``autopyfactory-condor-submit``
+  (the HTCondor backend's submission program). Nothing else: no file with an
   absolute path, so even ``pip install .`` as root into a virtualenv never writes to ``/etc`` or
   ``/usr/libexec``.
 
@@ -223,6 +224,7 @@ setup(
         "console_scripts": [
             "autopyfactory=autopyfactory.cli.main:main",
             "autopyfactory-monitor=autopyfactory.monitor_service.cli:main",
+            "autopyfactory-condor-submit=autopyfactory.batch.condor.submitter:main",
         ]
     },
     scripts=[],

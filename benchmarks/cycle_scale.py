@@ -25,6 +25,18 @@ Run by hand:
   calls per tool, and the ratio of the wall time to a bare ``json.loads`` of the same condor_q
   answer measured in the same process. The per-label variants are run up to
   ``--max-per-label-variants`` labels (at 10,000 labels they would need 10,000 process starts).
+* ``python benchmarks/cycle_scale.py forms --old-tree DIR [--labels 400] [--pilots-per-label 2]``
+  compares the ways to submit one cycle's pilots to one schedd, on a real HTCondor personal pool
+  (``APF_TEST_HTCONDOR``, as the ``htcondor`` tests; tests/support/htcondor_pool.py), side by side
+  in one run: (1) the previous factory's one condor_submit with one ``queue`` statement per label
+  (run from ``DIR``, a checkout of the previous commit), (2) one condor_submit of one ``queue ...
+  from`` table, one row per pilot, every per-label value a row variable, (3) the same table through
+  the Python bindings (``Schedd.submit(..., itemdata=...)``), (4) one condor_submit per label, (5)
+  this factory: one ``autopyfactory-condor-submit`` run, one ``Schedd.submit`` (one cluster) per
+  label. Labels: queues x 2 CEs at an unreachable HTCondor-CE (the pilots stay idle), half of the
+  queues with a site variable in ``environ`` and each its own ``maxrss``. Reported per form: the
+  submission's wall time (in a process of the pool user), the calls, the clusters, and the labels
+  whose pilots carry another label's environment variable or memory (cross-talk).
 """
 
 from __future__ import annotations
@@ -68,8 +80,9 @@ from autopyfactory.observers.metrics import FactoryMetrics
 from autopyfactory.runtime.service import cycle_settings
 
 FACTORY_ID = "bench"
+REPO = Path(__file__).resolve().parents[1]
 NOW = 1_780_000_000
-TOOLS = ("condor_q", "condor_submit", "condor_rm", "condor_release")
+TOOLS = ("condor_q", "condor_submit", "autopyfactory-condor-submit", "condor_rm", "condor_release")
 
 
 def dump(queues: int, ces: int) -> dict[str, dict[str, object]]:
@@ -143,6 +156,19 @@ awk -v c="$c" -v out="$BENCH_COUNTS/cluster" \\
 SHIM_OTHER = """#!/bin/sh
 echo >> "$BENCH_COUNTS/{tool}"
 """
+#: The submission program's stand-in: counts its call and answers every label "submitted".
+SHIM_PROGRAM = """#!{python}
+import json, os, sys
+with open(os.path.join(os.environ["BENCH_COUNTS"], "autopyfactory-condor-submit"), "a") as out:
+    out.write("\\n")
+path = os.path.join(os.environ["BENCH_COUNTS"], "cluster")
+cluster = int(open(path).read()) if os.path.exists(path) else 1000
+for entry in json.load(open(sys.argv[-1]))["labels"]:
+    print(json.dumps({{"label": entry["label"], "outcome": "submitted", "cluster": cluster, "first": 0,
+                      "count": entry["count"]}}))
+    cluster += 1
+open(path, "w").write(str(cluster))
+"""
 
 
 def job_ads(labels: Sequence[str], per_label: int) -> list[dict[str, object]]:
@@ -191,6 +217,7 @@ def prepare(work: Path, n_labels: int, per_label: int) -> None:
         (bin_dir / tool).write_text(text)
     for tool in ("condor_rm", "condor_release"):
         (bin_dir / tool).write_text(SHIM_OTHER.format(tool=tool))
+    (bin_dir / "autopyfactory-condor-submit").write_text(SHIM_PROGRAM.format(python=sys.executable))
     for shim in bin_dir.iterdir():
         shim.chmod(0o755)
     wrapper = work / "wrapper.sh"
@@ -229,11 +256,23 @@ class PerLabelBackend(CondorBackend):
 
     def submit(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:
         return {
-            label.name: condor_submit_module.submit_pilots(
-                label, n, context, self.schedd_of(label), self._timeout
-            )
+            label.name: submit_one(label, n, context, self.schedd_of(label), self._timeout)
             for label, n in requests
         }
+
+
+def submit_one(label: Label, n: int, context: SubmitContext, schedd: Schedd, timeout: float) -> SubmitOutcome:
+    """The per-label path as it was: the label's own submit file next to its logs, one
+    ``condor_submit -terse`` for it."""
+    text = condor_submit_module.render_submit(label, n, context)
+    condor_submit_module.validate(text)
+    directory = Path(context.base_log_dir, context.date, label.name)
+    path = condor_submit_module.write_submit_file(directory, text)
+    output = run_condor("condor_submit", schedd, ["-terse", str(path)], timeout)
+    first, last = (part.strip() for part in output.strip().split("-"))
+    cluster = first.split(".")[0]
+    procs = range(int(first.split(".")[1]), int(last.split(".")[1]) + 1)
+    return SubmitOutcome(tuple(f"{cluster}.{proc}" for proc in procs), str(path))
 
 
 class Apf1Backend(PerLabelBackend):
@@ -333,7 +372,7 @@ def _cpu() -> float:
 
 def cycles(sizes: Sequence[int], per_label: int, variants: Sequence[str], per_label_max: int) -> None:
     print("| variant | labels | pilots | condor_q answer | wall | factory CPU | peak RSS | condor_q | "
-          "condor_submit | condor_rm+release | wall / json.loads | pilots submitted |")  # fmt: skip
+          "submissions | condor_rm+release | wall / json.loads | pilots submitted |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="apf-cycle-scale-") as tmp:
@@ -350,14 +389,166 @@ def cycles(sizes: Sequence[int], per_label: int, variants: Sequence[str], per_la
                 c = r["calls"]
                 print(f"| ({r['variant']}) | {r['labels']} | {r['pilots']} | {r['answer_mb']:.1f} MB | "
                       f"{r['wall']:.2f} s | {r['cpu']:.2f} s | {r['peak_mib']:.0f} MiB | {c['condor_q']} | "
-                      f"{c['condor_submit']} | {c['condor_rm'] + c['condor_release']} | "
+                      f"{c['condor_submit'] + c['autopyfactory-condor-submit']} | "
+                      f"{c['condor_rm'] + c['condor_release']} | "
                       f"{r['wall'] / r['parse']:.1f} × ({r['parse']:.2f} s) | {r['submitted']} |",
                       flush=True)  # fmt: skip
+
+
+# ---- the submit forms, on a real pool ---------------------------------------------------------
+
+FORMS = {
+    "several-queues": "(1) one condor_submit, one queue statement per label (previous factory)",
+    "table": "(2) one condor_submit, one queue ... from table (one cluster)",
+    "bindings-table": "(3) bindings: one Schedd.submit with itemdata (one cluster)",
+    "per-label": "(4) one condor_submit per label",
+    "program": "(5) autopyfactory-condor-submit: one Schedd.submit per label (this factory)",
+}
+DATE = "2026-03-01"
+
+
+def form_dump(queues: int) -> dict[str, dict[str, object]]:
+    """Queues x 2 CEs at an unreachable HTCondor-CE; even queues carry a site variable."""
+    records = dump(queues, 2)
+    for q, record in enumerate(records.values()):
+        record["environ"] = (
+            f"SITE_SECRET_{q}=s{q} HTTP_PROXY_X=http://squid{q}.example:3128" if q % 2 == 0 else ""
+        )
+        record["maxrss"] = 2000 + q
+        record["queues"] = [
+            dict(ce, ce_endpoint=f"127.0.0.{c + 1}:9") for c, ce in enumerate(record["queues"])
+        ]  # type: ignore[attr-defined]
+    return records
+
+
+def form_child(form: str, work: Path, per_label: int) -> dict[str, object]:
+    """One form's submission, as the pool user in a fresh process; what it cost."""
+    from autopyfactory.batch.condor.bulk import submit_batch  # the previous tree's or this one's
+
+    records = json.loads((work / "cric.json").read_text())
+    labels = build_labels(config.load(work / "factory.conf"), records).labels
+    context = SubmitContext(FACTORY_ID, "https://pandaserver.example:25443", str(work / "logs"), "", "", DATE)
+    schedd = Schedd(os.environ["BENCH_SCHEDD"])
+    requests = [(label, per_label) for label in labels]
+    for label in labels:
+        Path(context.base_log_dir, DATE, label.name).mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if form in ("several-queues", "program"):
+        result = submit_batch(requests, context, schedd, 600)
+        calls, errors = result.calls, sum(1 for o in result.outcomes.values() if o.error)
+    elif form == "per-label":
+        outcomes = [submit_one(label, n, context, schedd, 600) for label, n in requests]
+        calls, errors = len(outcomes), sum(1 for o in outcomes if o.error)
+    else:
+        calls, errors = submit_table(form, requests, context, schedd, work), 0
+    return {"form": form, "wall": time.perf_counter() - started, "calls": calls, "errors": errors}
+
+
+def _table(requests: SubmitRequests, context: SubmitContext) -> tuple[str, list[dict[str, str]]]:
+    """Every label's description as rows of one table: the description's keys as row variables,
+    one row per pilot, empty where a label has no such key."""
+    described = []
+    for label, _ in requests:
+        lines = condor_submit_module.render_submit(label, 1, context).splitlines()[1:-1]
+        described.append(dict(line.split(" = ", 1) for line in lines))
+    keys = list(dict.fromkeys(key for pairs in described for key in pairs))
+    names = [
+        f"apf{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(len(keys))
+    ]  # no digits: "a_0" is a count
+    head = "".join(f"{key} = $({name})\n" for key, name in zip(keys, names, strict=True))
+    rows = [
+        {name: pairs.get(key, "") for key, name in zip(keys, names, strict=True)}
+        for pairs, (_, n) in zip(described, requests, strict=True)
+        for _ in range(n)
+    ]
+    return head, rows
+
+
+def submit_table(
+    form: str, requests: SubmitRequests, context: SubmitContext, schedd: Schedd, work: Path
+) -> int:
+    head, rows = _table(requests, context)
+    if form == "table":
+        names = ",".join(rows[0])
+        items = "".join("\x1f".join(row.values()) + "\n" for row in rows)
+        path = work / "table.sub"
+        path.write_text(f"{head}queue {names} from (\n{items})\n")
+        run_condor("condor_submit", schedd, ["-terse", str(path)], 600)
+        return 1
+    import htcondor2
+
+    ad = htcondor2.Collector().locate(htcondor2.DaemonType.Schedd, schedd.name)
+    htcondor2.Schedd(ad).submit(htcondor2.Submit(head), itemdata=iter(rows))
+    return 1
+
+
+def cross_talk(jobs: Sequence[dict[str, object]], records: dict[str, dict[str, object]]) -> int:
+    """Labels whose pilots carry another label's site variable or memory."""
+    own = {f"PQ{q:05d}": q for q in range(len(records))}
+    leaked = set()
+    for job in jobs:
+        label = str(job.get("MATCH_APF_QUEUE", ""))
+        q = own[label.split("-")[0]]
+        variables = {word.split("=")[0] for word in str(job.get("Environment", "")).split()}
+        foreign = {v for v in variables if v.startswith("SITE_SECRET_") and v != f"SITE_SECRET_{q}"}
+        if foreign or (q % 2 and "HTTP_PROXY_X" in variables) or job.get("maxMemory") != 2000 + q:
+            leaked.add(label)
+    return len(leaked)
+
+
+def forms(n_labels: int, per_label: int, old_tree: Path) -> None:
+    sys.path.insert(0, str(REPO))  # the test suite's pool (tests/support/htcondor_pool.py)
+    from tests.support.htcondor_pool import running_pool
+
+    with running_pool(os.environ) as pool:
+        work = pool.workdir("forms")
+        records = form_dump(n_labels // 2)
+        (work / "cric.json").write_text(json.dumps(records))
+        wrapper = work / "wrapper.sh"
+        wrapper.write_text("#!/bin/sh\n")
+        wrapper.chmod(0o755)
+        (work / "factory.conf").write_text(
+            factory_conf(n_labels // 2, f"baseLogDir = {work}/logs\n").replace(
+                "[QueueDefaults]\n", f"[QueueDefaults]\nexecutable = {wrapper}\nx509userproxy =\n"
+            )
+        )
+        os.chmod(work, 0o777)
+        print("| form | labels | pilots | wall | calls | clusters | labels with another label's values |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for form, title in FORMS.items():
+            pool.remove_all()
+            pool.wait_for(lambda: pool.jobs() == [], what="an empty queue")
+            env = {**pool.python_env, "BENCH_SCHEDD": pool.submit_schedd}
+            if form == "several-queues":  # the previous tree first, this one not at all
+                rest = [path for path in env.get("PYTHONPATH", "").split(":") if path and Path(path) != REPO]
+                env["PYTHONPATH"] = ":".join([str(old_tree), *rest])
+            argv = pool.python_command([str(Path(__file__).resolve()), "--form-child", form, str(work),
+                                        str(per_label)], env)  # fmt: skip
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=3600, cwd=work)
+            if out.returncode != 0:
+                raise SystemExit(f"form {form} failed:\n{out.stderr}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            jobs = pool.jobs()
+            clusters = len({job["ClusterId"] for job in jobs})
+            print(f"| {title} | {n_labels} | {len(jobs)} | {r['wall']:.2f} s | {r['calls']} | {clusters} | "
+                  f"{cross_talk(jobs, records)} |", flush=True)  # fmt: skip
+        pool.remove_all()
 
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) >= 2 and argv[0] == "--child":
         print(json.dumps(child(argv[1], Path(argv[2]))))
+        return
+    if len(argv) >= 4 and argv[0] == "--form-child":
+        print(json.dumps(form_child(argv[1], Path(argv[2]), int(argv[3]))))
+        return
+    if argv and argv[0] == "forms":
+        parser = argparse.ArgumentParser(description="the submit forms on a real pool")
+        parser.add_argument("--old-tree", type=Path, required=True, help="a checkout of the previous commit")
+        parser.add_argument("--labels", type=int, default=400)
+        parser.add_argument("--pilots-per-label", type=int, default=2)
+        args = parser.parse_args(argv[1:])
+        forms(args.labels, args.pilots_per_label, args.old_tree.resolve())
         return
     if argv and argv[0].isdigit():
         pure_parts(int(argv[0]), int(argv[1]) if len(argv) > 1 else 3)

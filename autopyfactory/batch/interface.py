@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from autopyfactory.domain.control import OPERATOR_REMOVAL
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, JobStatus
 
@@ -65,7 +66,8 @@ class End(enum.Enum):
     """How a pilot left the batch system."""
 
     COMPLETED = "completed"  # it ran and exited
-    REMOVED = "removed"  # removed before it finished (by the factory, an operator, a policy)
+    REMOVED = "removed"  # removed before it finished (by the factory's housekeeping, a policy, by hand)
+    WITHDRAWN = "withdrawn"  # removed on an operator's request (autopyfactory pilots remove): no fault
     LOST = "lost"  # the batch system keeps no trace of it
 
 
@@ -78,6 +80,14 @@ class EndedPilot:
     end: End
     rc: int | None = None
     reason: str = ""
+
+
+def removed_pilot(job_id: str, remove_reason: str) -> EndedPilot:
+    """A pilot removed before it finished; WITHDRAWN when an operator's request removed it (its
+    RemoveReason starts with the request, see domain/control.py), REMOVED otherwise."""
+    reason = f"Removed: {remove_reason}".strip(": ")
+    withdrawn = remove_reason.startswith(OPERATOR_REMOVAL)
+    return EndedPilot(job_id, End.WITHDRAWN if withdrawn else End.REMOVED, None, reason)
 
 
 @dataclass(frozen=True)

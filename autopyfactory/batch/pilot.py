@@ -3,8 +3,8 @@
 Both backends start the same wrapper with the same words and variables; only the way they hand
 them over differs. This module returns them exactly as the pilot must see them. A backend that
 writes them into a file another program reads applies that program's escaping itself (the
-HTCondor submit layer writes ``$`` as ``$(DOLLAR)`` so that condor_submit expands no macro of the
-operator's); the local backend passes them to ``posix_spawn`` as they are.
+HTCondor submit layer writes ``$`` as ``$(DOLLAR)`` and ``$$`` as ``$$(DOLLARDOLLAR)``, so that HTCondor
+expands no macro of the operator's); the local backend passes them to ``posix_spawn`` as they are.
 
 ``arguments`` is a template: it is split into words like a shell would (quotes group words, a
 backslash escapes, nothing is expanded), then ``%(field)s`` is filled in each word, and each word

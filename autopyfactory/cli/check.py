@@ -154,9 +154,13 @@ def print_label(label: Label) -> None:
     print_demand(label)
     width = max(len(key) for key in label.settings)
     for key, setting in sorted(label.settings.items(), key=lambda item: item[0].lower()):
-        shown = preflight.show(setting.value)
         where = "" if setting.origin == "built-in" else f"  ({setting.origin})"
-        print(f"  {key:<{width}}  {setting.source.value:<13}  {shown}{where}")
+        if key == "submitAttributes" and isinstance(setting.value, tuple) and setting.value:
+            print(f"  {key:<{width}}  {setting.source.value:<13}  {len(setting.value)} commands{where}")
+            for name, value in setting.value:  # one submit command per line, as the site wrote it
+                print(f"  {'':<{width}}  {'':<13}    {name} = {value}")
+            continue
+        print(f"  {key:<{width}}  {setting.source.value:<13}  {preflight.show(setting.value)}{where}")
 
 
 def print_demand(label: Label) -> None:

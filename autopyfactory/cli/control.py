@@ -3,6 +3,10 @@
 The commands only write ``<stateDir>/control.json`` (under its lock); the running daemon acts on
 it from its next cycle. They refuse names that are neither a queue section, a PQ, nor a label the
 factory knows (from its last state file), so a typo cannot silently disable nothing.
+
+``pilots remove`` is carried out in the daemon's next cycle: one ``condor_rm`` per schedd with the
+request and ``--reason`` as the pilots' RemoveReason; a request whose removal failed stays pending
+(``queue list``) and the last cycle's note says why (``status``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def register(commands: Commands) -> None:
     remove.add_argument("--pq", default="", help="the pilots of this PQ's labels")
     remove.add_argument("--ce", default="", help="the pilots sent to this CE (host or host:port)")
     remove.add_argument("--idle-only", action="store_true", help="only pilots that have not started")
+    remove.add_argument(
+        "--reason", default="", help="why: the pilots' RemoveReason (with the request), shown by the monitor"
+    )
     _add_common(remove)
 
 
@@ -116,9 +123,8 @@ def run_pilots(args: argparse.Namespace) -> int:
         print("autopyfactory pilots remove: give --label, --pq or --ce", file=sys.stderr)
         return EXIT_USAGE
     loaded = config.load(args.config)
-    removal = Removal(
-        new_removal_id(), time.time(), args.label, args.pq, args.ce, args.idle_only, getpass.getuser()
-    )
+    selectors = (args.label, args.pq, args.ce, args.idle_only)
+    removal = Removal(new_removal_id(), time.time(), *selectors, by=getpass.getuser(), reason=args.reason)
     try:
         for name in (args.label, args.pq):
             if name:

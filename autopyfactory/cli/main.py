@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from autopyfactory import __version__
-from autopyfactory.cli import check, control, cron, demo, migrate, reference, run, simulate, status
+from autopyfactory.cli import check, control, cron, demo, migrate, reference, run, schedd, simulate, status
 from autopyfactory.cli.command import EXIT_ERROR, EXIT_USAGE, Commands, UsageError
 from autopyfactory.config.loader import ConfigError
 
@@ -25,7 +25,9 @@ class CommandModule(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: tuple[CommandModule, ...] = (check, run, status, demo, simulate, reference, control, migrate, cron)
+COMMANDS: tuple[CommandModule, ...] = (
+    check, run, status, demo, simulate, reference, control, schedd, migrate, cron,
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

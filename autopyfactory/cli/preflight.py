@@ -44,7 +44,7 @@ import requests
 from autopyfactory.config import schema
 from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.config.schema import Scope
-from autopyfactory.domain.credentials import CredentialKind, CredentialState
+from autopyfactory.domain.credentials import CredentialKind, CredentialState, missing_credential
 from autopyfactory.domain.demand import PandaError
 from autopyfactory.domain.label import Label, Setting, Source, needs_detailed_statistics
 from autopyfactory.domain.policy import ClassicOptions
@@ -199,12 +199,14 @@ def credential_findings(
 
 def arc_credential_findings(labels: Sequence[Label]) -> Iterator[Finding]:
     """An ARC-CE label needs a proxy or a token: without one HTCondor's gridmanager holds every
-    pilot ("ARC job has no credentials") before it reaches the CE."""
-    bare = [label.name for label in labels if label.ce.flavour == "ARC-CE"
-            and not (label.submit.x509userproxy or label.submit.scitokens_file)]  # fmt: skip
-    if bare:
-        yield Finding(ERROR, f"ARC-CE without x509userproxy or scitokensFile: HTCondor would hold every"
-                      f" pilot (\"ARC job has no credentials\") ({_used_by(bare)})")  # fmt: skip
+    pilot ("ARC job has no credentials") before it reaches the CE. The run applies the same rule
+    (domain/credentials.py) and submits nothing for such a label."""
+    missing: dict[str, list[str]] = {}
+    for label in labels:
+        if why := missing_credential(label):
+            missing.setdefault(why, []).append(label.name)
+    for why, names in missing.items():
+        yield Finding(ERROR, f"{why} ({_used_by(names)})")
 
 
 def executable_findings(labels: Sequence[Label]) -> Iterator[Finding]:

@@ -429,6 +429,7 @@ def _submit(value: Mapping[str, Any]) -> SubmitSettings:
         remove_held_after=int(value["removeHeldAfter"]),
         remove_idle_after=int(value["removeIdleAfter"]),
         remove_running_after=int(value["removeRunningAfter"]),
+        site_attributes=tuple(value["submitAttributes"]),
     )
 
 

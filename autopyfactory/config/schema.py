@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from autopyfactory.config.selection import parse_selection
+from autopyfactory.config.submit_attributes import parse_submit_attributes
 from autopyfactory.domain.names import label_problem
 from autopyfactory.domain.policy import DEFAULT_CHAIN, STEPS, PolicyOption
 
@@ -183,6 +184,7 @@ RESOURCE_TYPES = Kind("auto, or a list of resource types", _resource_types)
 INT_SET = Kind("comma-separated whole numbers", _parse_int_list)
 IDENT = Kind("identifier", _identifier)
 PLUGIN_LIST = Kind("comma-separated plugin names", _plugins)
+SUBMIT_ATTRIBUTES = Kind("HTCondor submit commands, one `key = value` per line", parse_submit_attributes)
 
 
 @dataclass(frozen=True)
@@ -559,6 +561,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("pilotExtraArgs", STR, "", "More pilot.py arguments, appended as shell-like words (e.g. -d)."),
     Option("x509userproxy", STR, "", "X.509 proxy the pilots carry (condor x509userproxy)."),
     Option("scitokensFile", STR, "", "Token file the pilots carry (condor scitokens_file)."),
+    Option(
+        "submitAttributes",
+        SUBMIT_ATTRIBUTES,
+        (),
+        "The site's own submit commands for the queue's pilots, one `key = value` per line (a"
+        " multi-line value), written as in a submit file: accounting_group, +AccountingGroup,"
+        " requirements, rank, + attributes a CE needs. Checked with HTCondor's submit parser; keys the"
+        " factory writes itself (FactoryId, MATCH_APF_QUEUE, APF_*, periodic_*, credentials,"
+        " environment, arguments, executable, output/error/log, universe, grid_resource, the pilot's"
+        " size, queue) are refused.",
+    ),
     Option("condorSchedd", STR, "", "Override of [Factory] condorSchedd for this queue."),
     Option("condorPool", STR, "", "Override of [Factory] condorPool for this queue."),
     Option(

@@ -25,7 +25,14 @@ from autopyfactory.cycle.ports import (
     RuntimeControl,
 )
 from autopyfactory.cycle.report import CycleObserver, CycleReport, LabelResult, Problem
-from autopyfactory.domain.control import ControlError, Controls, drop_removals, plan_removals, removal_views
+from autopyfactory.domain.control import (
+    ControlError,
+    Controls,
+    Removal,
+    drop_removals,
+    plan_removals,
+    removal_views,
+)
 from autopyfactory.domain.credentials import CredentialVerdicts
 from autopyfactory.domain.demand import JobStats, PandaReading
 from autopyfactory.domain.housekeeping import Action, ActionKind, plan_actions, removals_by_cause, summarize
@@ -170,26 +177,59 @@ class Factory:
                 self._observer_failed(name)
 
     def _remove_requested(self, controls: Controls, labels: Sequence[Label], census: Census) -> list[str]:
-        """Carry out the ``autopyfactory pilots remove`` requests; returns one note per request."""
+        """Carry out the ``autopyfactory pilots remove`` requests: each backend once for all of
+        them (one ``condor_rm`` per schedd and request, the request as the pilots' RemoveReason);
+        a request is dropped only when all its removals worked. Returns one note per request."""
         if self._controls is None or not controls.removals or self._dry_run:
             return []
         targets = controls.removal_targets(labels)  # the census listed every pilot of these
-        removals = plan_removals(controls.removals, removal_views(labels, census, targets))
-        notes = list(removals.notes)
-        by_name = {label.name: label for label in labels}
-        for name, job_ids in removals.by_label.items():
-            label, backend = by_name[name], self._backends.get(by_name[name].batch)
-            try:
-                if backend is not None:
-                    backend.remove(label, job_ids)
-            except BatchError as exc:
-                notes.append(f"{name}: removing {len(job_ids)} pilots failed: {exc}")
-        done = removals.done
+        plan = plan_removals(controls.removals, removal_views(labels, census, targets))
+        notes = list(plan.notes)
+        requests = {removal.id: removal for removal in controls.removals}
+        failed = self._remove_pilots(plan.by_request, requests, {label.name: label for label in labels})
+        for request_id, labels_failed in failed.items():
+            errors, names = "; ".join(sorted(set(labels_failed.values()))), ", ".join(sorted(labels_failed))
+            notes.append(
+                f"{requests[request_id].describe()}: removing the pilots of {names} failed ({errors}):"
+                " kept, tried again next cycle"
+            )
+        done = [request_id for request_id in plan.by_request if request_id not in failed]
         try:
             self._controls.update(lambda current: drop_removals(current, done))
         except (ControlError, OSError) as exc:  # the pilots are gone; a repeat would find none
             log.error("could not mark removal requests done: %s", exc)
         return notes
+
+    def _remove_pilots(
+        self,
+        by_request: Mapping[str, Mapping[str, tuple[str, ...]]],
+        requests: Mapping[str, Removal],
+        by_name: Mapping[str, Label],
+    ) -> dict[str, dict[str, str]]:
+        """The removals of every request, each backend asked once; request -> label -> error of
+        those that failed."""
+        work: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {}  # backend -> label -> reason -> ids
+        for request_id, found in by_request.items():
+            reason = requests[request_id].remove_reason()
+            for name, job_ids in found.items():
+                work.setdefault(by_name[name].batch, {}).setdefault(name, {})[reason] = job_ids
+        errors: dict[str, str] = {}
+        for batch, items in work.items():
+            backend = self._backends.get(batch)
+            try:
+                if backend is None:
+                    raise BatchError(f"no batch backend {batch!r}")
+                errors |= backend.tidy(
+                    [Tidy(by_name[name], (), removals) for name, removals in items.items()]
+                )
+            except Exception as exc:  # noqa: BLE001  one backend's failure never stops the others
+                errors |= dict.fromkeys(items, f"{type(exc).__name__}: {exc}")
+        failed: dict[str, dict[str, str]] = {}
+        for request_id, found in by_request.items():
+            mine = {name: errors[name] for name in found if name in errors}
+            if mine:
+                failed[request_id] = mine
+        return failed
 
     def _labels(self, problems: list[Problem]) -> LabelSet:
         """This cycle's labels; without schedconfig those of the queues that need none."""

@@ -8,8 +8,11 @@ request takes effect from the next cycle, and a restart keeps it.
   policy step with its reason, so its decision is 0 and the reason shows in the log line, the
   monitor's label message and ``status``. Housekeeping of its pilots goes on.
 * A removal request removes, in the next cycle, the matching pilots the census sees (all, or the
-  idle ones only) and is then dropped. While a matching label's pilots are unknown (condor did not
-  answer) the request waits for a later cycle.
+  idle ones only): one ``condor_rm`` per schedd, with the request as the pilots' ``RemoveReason``
+  (:meth:`Removal.remove_reason`: ``autopyfactory pilots remove <id> by <user>: <reason>``, which
+  the cron helpers tell apart from faults). It is dropped once every pilot it matched was
+  removed; while a matching label's pilots are unknown (condor did not answer) or a removal failed,
+  it stays pending (``queue list``, ``status``) and is tried again in the next cycle.
 * An unreadable control file disables every queue (the operator may have disabled some of them:
   submitting to those would break the promise) until it is fixed; the problem is reported.
 
@@ -33,6 +36,8 @@ from autopyfactory.domain.model import Census, JobStatus, Pilot, plural
 
 #: The format of control.json (``"format"``); another one is refused, never guessed at.
 FORMAT = 1
+#: How every ``RemoveReason`` of an operator's removal starts (see :meth:`Removal.remove_reason`).
+OPERATOR_REMOVAL = "autopyfactory pilots remove"
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -95,6 +100,7 @@ class Removal:
     ce: str = ""  # a CE host, or host:port
     idle_only: bool = False
     by: str = ""
+    reason: str = ""  # the operator's --reason
 
     def matches(self, label: str, pq: str, ce_endpoint: str) -> bool:
         return (
@@ -107,7 +113,16 @@ class Removal:
         pairs = (("label", self.label), ("pq", self.pq), ("ce", self.ce))
         selectors = " ".join(f"--{key} {value}" for key, value in pairs if value)
         what = "idle pilots" if self.idle_only else "pilots"
-        return f"removal {self.id} ({what}, {selectors})"
+        why = f": {self.reason}" if self.reason else ""
+        return f"removal {self.id} ({what}, {selectors}){why}"
+
+    def takes(self, status: JobStatus) -> bool:
+        """Whether this request removes a pilot in ``status``."""
+        return not self.idle_only or status is JobStatus.IDLE
+
+    def remove_reason(self) -> str:
+        """The removed pilots' ``RemoveReason``: the request and the operator's reason."""
+        return f"{OPERATOR_REMOVAL} {self.id} by {self.by or 'unknown'}: {self.reason or 'no reason given'}"
 
 
 @dataclass(frozen=True)
@@ -202,10 +217,10 @@ class LabelView:
 
 @dataclass(frozen=True)
 class RemovalPlan:
-    """Job ids to remove per label, the requests done, and one note per request."""
+    """Per request that can be carried out now (its id): the job ids to remove per label; one
+    note per request (those waiting say why)."""
 
-    by_label: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    done: tuple[str, ...] = ()
+    by_request: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
 
@@ -226,8 +241,7 @@ def removal_views(labels: Sequence[Label], census: Census, targets: AbstractSet[
 
 def plan_removals(removals: Sequence[Removal], labels: Sequence[LabelView]) -> RemovalPlan:
     """Which pilots each request removes now; a request touching an unknown census waits."""
-    by_label: dict[str, set[str]] = {}
-    done: list[str] = []
+    by_request: dict[str, dict[str, tuple[str, ...]]] = {}
     notes: list[str] = []
     for removal in removals:
         matching = [v for v in labels if removal.matches(v.name, v.pq, v.ce_endpoint)]
@@ -235,11 +249,11 @@ def plan_removals(removals: Sequence[Removal], labels: Sequence[LabelView]) -> R
         if unknown:
             notes.append(f"{removal.describe()}: waiting, pilots unknown for {', '.join(unknown)}")
             continue
-        count = 0
-        for view in matching:
-            ids = [p.job_id for p in view.pilots or () if not removal.idle_only or p.status is JobStatus.IDLE]
-            by_label.setdefault(view.name, set()).update(ids)
-            count += len(ids)
-        done.append(removal.id)
+        found = {
+            view.name: tuple(sorted(p.job_id for p in view.pilots or () if removal.takes(p.status)))
+            for view in matching
+        }
+        by_request[removal.id] = {name: ids for name, ids in found.items() if ids}
+        count = sum(len(ids) for ids in found.values())
         notes.append(f"{removal.describe()}: {plural(count, 'pilot')} of {plural(len(matching), 'label')}")
-    return RemovalPlan({k: tuple(sorted(v)) for k, v in by_label.items()}, tuple(done), tuple(notes))
+    return RemovalPlan(by_request, tuple(notes))

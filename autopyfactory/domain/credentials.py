@@ -4,7 +4,8 @@ A pilot submitted with a proxy or token that expires before the pilot starts (or
 pilot that fails at the CE or pulls a job it cannot finish. Below ``proxyMinLifetime`` nothing is
 submitted for the labels that carry the file; below twice that the factory warns. :func:`assess`
 is that rule, on a lifetime in seconds; reading the files (certificates, JWTs, VOMS) is the edge's
-work (``edges/credentials.py``).
+work (``edges/credentials.py``). A label whose CE needs a credential it does not carry gets
+nothing either (:func:`missing_credential`); ``check`` reports the same rule as an error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from autopyfactory.domain.label import Label
+
+#: Why an ARC-CE label without a credential gets nothing (HTCondor's gridmanager words in quotes).
+ARC_WITHOUT_CREDENTIAL = (
+    'ARC-CE without x509userproxy or scitokensFile: HTCondor would hold every pilot ("ARC job has no'
+    ' credentials")'
+)
 
 
 class CredentialKind(enum.StrEnum):
@@ -78,6 +87,18 @@ def assess(
             f"{left}, below 2 x proxyMinLifetime {format_duration(2 * min_lifetime)}: renew it soon",
         )
     return CredentialState.OK, left
+
+
+def missing_credential(label: Label) -> str:
+    """Why ``label``'s pilots cannot reach their CE for want of a credential, or "".
+
+    HTCondor's gridmanager holds an ARC job that carries neither a proxy nor a token before it
+    reaches the CE; an HTCondor-CE may map a pilot by other means (host certificate, site
+    configuration), and a local pilot needs none.
+    """
+    if label.ce.flavour == "ARC-CE" and not (label.submit.x509userproxy or label.submit.scitokens_file):
+        return ARC_WITHOUT_CREDENTIAL
+    return ""
 
 
 def format_duration(seconds: float) -> str:

@@ -66,6 +66,8 @@ class SubmitSettings:
     remove_held_after: int
     remove_idle_after: int
     remove_running_after: int
+    #: The site's own submit commands (``submitAttributes``), (key, value) in the order written.
+    site_attributes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

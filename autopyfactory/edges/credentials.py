@@ -35,6 +35,7 @@ from autopyfactory.domain.credentials import (
     CredentialState,
     CredentialVerdicts,
     assess,
+    missing_credential,
 )
 from autopyfactory.domain.label import Label
 
@@ -242,10 +243,13 @@ class CredentialChecker:
 
     def check_labels(self, labels: Sequence[Label], now: float) -> CredentialVerdicts:
         """The cycle's credential gate: a new cycle at ``now``, each credential the labels' pilots
-        carry checked once, and the labels whose credential blocks submission."""
+        carry checked once, and the labels whose credential blocks submission or who lack one
+        their CE needs (domain/credentials.py, the rule ``check`` applies too)."""
         self.new_cycle(datetime.fromtimestamp(now, UTC))
         blocked: dict[str, str] = {}
         for label in labels:
+            if missing := missing_credential(label):
+                blocked[label.name] = missing
             for path, kind in (
                 (label.submit.x509userproxy, CredentialKind.PROXY),
                 (label.submit.scitokens_file, CredentialKind.TOKEN),

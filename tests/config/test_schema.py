@@ -225,6 +225,7 @@ def test_submit_keys_exist() -> None:
         "removeHeldAfter",
         "removeIdleAfter",
         "removeRunningAfter",
+        "submitAttributes",
     }
     assert len(submit_keys) == len(dataclasses.fields(SubmitSettings))
     for key in submit_keys:

@@ -3,6 +3,7 @@ acted on by the real ``autopyfactory run`` against the HTCondor emulator."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 import sys
@@ -122,6 +123,56 @@ def test_pilots_remove_idle_only_removes_the_idle_pilots_of_that_label_once(tmp_
     assert per_label(condor.jobs()) == {ARC1: 1}
 
 
+def test_pilots_remove_is_one_condor_rm_per_schedd_with_the_request_as_reason(tmp_path, stand, condor):
+    condor.add_schedd("s2.example.org")
+    stand.stats = {"NDGF-T1": {"activated": 50}, "TEST-SITE": {"activated": 5}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]\n[TEST-SITE]\ncondorSchedd = s2.example.org\n")
+    run(conf, condor, "--once")
+    for queue in ("NDGF-T1", "TEST-SITE"):
+        assert apf("queue", "disable", queue, "-c", str(conf)).returncode == 0  # drain: no refill
+    request = apf("pilots", "remove", "--pq", "NDGF-T1", "--reason", "CE retired", "-c", str(conf))
+    assert request.returncode == 0, request.stderr
+    other = apf("pilots", "remove", "--pq", "TEST-SITE", "--reason", "site down", "-c", str(conf))
+    assert other.returncode == 0, other.stderr
+    ids = {
+        r["pq"]: r["id"] for r in json.loads((tmp_path / "state" / "control.json").read_text())["removals"]
+    }
+    run(conf, condor, "--once")
+    assert condor.jobs() == []
+    assert condor.jobs("s2.example.org") == []
+    calls = condor.calls("condor_rm")
+    assert len(calls) == 2  # one per schedd (and request), not one per label
+    user = getpass.getuser()
+    reasons = {call.schedd: call.argv[call.argv.index("-reason") + 1] for call in calls}
+    assert reasons == {
+        None: f"autopyfactory pilots remove {ids['NDGF-T1']} by {user}: CE retired",
+        "s2.example.org": f"autopyfactory pilots remove {ids['TEST-SITE']} by {user}: site down",
+    }
+    removed = {ad["RemoveReason"] for ad in condor.history()}
+    assert removed == {f"autopyfactory pilots remove {ids['NDGF-T1']} by {user}: CE retired (by user {user})"}
+
+
+def test_a_failed_condor_rm_keeps_the_request_pending_and_visible(tmp_path, stand, condor):
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]")
+    run(conf, condor, "--once")
+    assert apf("queue", "disable", "NDGF-T1", "-c", str(conf)).returncode == 0
+    assert apf("pilots", "remove", "--pq", "NDGF-T1", "--reason", "drain", "-c", str(conf)).returncode == 0
+    condor.fail_next("condor_rm", "exit")
+    result = run(conf, condor, "--once")
+    assert len(condor.jobs()) == 10
+    assert "removing the pilots of" in result.stderr
+    assert "kept, tried again next cycle" in result.stderr
+    listed = apf("queue", "list", "-c", str(conf)).stdout
+    assert "(pilots, --pq NDGF-T1): drain: requested by" in listed
+    assert listed.rstrip().endswith("pending")
+    status = apf("status", "-c", str(conf)).stdout
+    assert "kept, tried again next cycle" in status
+    run(conf, condor, "--once")  # condor_rm works again
+    assert condor.jobs() == []
+    assert "removal" not in apf("queue", "list", "-c", str(conf)).stdout
+
+
 def test_the_running_daemon_picks_up_a_disable_from_its_next_cycle(tmp_path, stand, condor, daemons):
     stand.stats = {"NDGF-T1": {"activated": 50}}
     conf = write_config(tmp_path, stand, "[NDGF-T1]")
@@ -177,11 +228,19 @@ def test_a_removal_waits_while_the_census_is_unknown():
     pilot = Pilot("1.0", "L", JobStatus.IDLE, 0, 0)
     removal = Removal("r1", 0.0, pq="P")
     waiting = plan_removals([removal], [View("L", "P", "ce:9619", None)])
-    assert waiting.done == ()
+    assert waiting.by_request == {}
     assert "waiting, pilots unknown for L" in waiting.notes[0]
     done = plan_removals([removal], [View("L", "P", "ce:9619", (pilot,)), View("M", "Q", "c", ())])
-    assert done.done == ("r1",)
-    assert done.by_label == {"L": ("1.0",)}
+    assert done.by_request == {"r1": {"L": ("1.0",)}}
+
+
+def test_the_remove_reason_names_the_request_the_operator_and_the_reason():
+    removal = Removal("ab12cd34", 0.0, pq="P", by="alice", reason="CE retired")
+    assert removal.remove_reason() == "autopyfactory pilots remove ab12cd34 by alice: CE retired"
+    assert (
+        Removal("x", 0.0, pq="P").remove_reason()
+        == "autopyfactory pilots remove x by unknown: no reason given"
+    )
 
 
 def test_state_dir_is_created_by_the_first_request(tmp_path, stand):

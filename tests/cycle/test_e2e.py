@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from autopyfactory.batch.condor.bulk import SUBMITTER
 from autopyfactory.edges.panda import DETAILED_PATH, STATS_PATH
 from tests.support.condor_emulator.ads import JobStatus
 from tests.support.e2e import CERN_CES, DUMP, job_ids, per_label, run, write_config
@@ -57,7 +58,7 @@ def test_condor_is_asked_once_per_cycle_and_submitted_once_per_schedd(tmp_path, 
     stand.stats = {"CERN": {"activated": 26}}
     run(write_config(tmp_path, stand, "[CERN]"), condor, "--once")
     assert len(condor.calls("condor_q")) == 1
-    assert len(condor.calls("condor_submit")) == 1  # 13 labels, one cluster each
+    assert len(condor.calls(SUBMITTER)) == 1  # 13 labels, one cluster each
     clusters: dict[int, set[str]] = {}
     for job in condor.jobs():
         clusters.setdefault(job["ClusterId"], set()).add(job["MATCH_APF_QUEUE"])
@@ -216,36 +217,38 @@ def test_condor_q_failing_means_nothing_is_submitted(tmp_path, stand, condor, ki
     condor.fail_next("condor_q", kind)
     result = run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
     assert condor.jobs() == []
-    assert condor.calls("condor_submit") == []
+    assert condor.calls(SUBMITTER) == []
     assert "NoData: in=0 pilot counts unknown or stale -> 0" in result.stderr
 
 
 def test_one_failing_schedd_does_not_stop_the_other(tmp_path, stand, condor):
-    condor.add_schedd("schedd2.example.org")
     stand.stats = {"NDGF-T1": {"activated": 50}, "TEST-SITE": {"activated": 5}}
-    queues = "[NDGF-T1]\ncondorSchedd = schedd2.example.org\n[TEST-SITE]\n"
-    condor.fail_next("condor_q", "exit")  # the first query fails: NDGF's schedd comes first
-    run(write_config(tmp_path, stand, queues), condor, "--once")
-    assert condor.jobs("schedd2.example.org") == []
+    queues = "[NDGF-T1]\ncondorSchedd = schedd2.example.org\n[TEST-SITE]\n"  # a schedd the pool does not know
+    result = run(write_config(tmp_path, stand, queues), condor, "--once")
+    assert "condor_q (schedd2.example.org) exited 1" in result.stderr
+    assert [call.schedd for call in condor.calls(SUBMITTER)] == [None]
     assert per_label(condor.jobs()) == {"TEST-SITE-ce01.test.example-default": 1}
 
 
-def test_a_failing_condor_submit_is_not_retried_and_the_next_cycle_decides_again(tmp_path, stand, condor):
+def test_a_failing_submission_is_not_retried_and_the_next_cycle_decides_again(tmp_path, stand, condor):
     stand.stats = {"NDGF-T1": {"activated": 50}}
-    condor.fail_next("condor_submit", "exit", count=1)
+    condor.fail_next(SUBMITTER, "exit", count=1)
     conf = write_config(tmp_path, stand, "[NDGF-T1]")
     result = run(conf, condor, "--once")
-    assert len(condor.calls("condor_submit")) == 1  # one per schedd, no retry
+    assert len(condor.calls(SUBMITTER)) == 1  # one per schedd, no retry
     assert condor.jobs() == []
-    assert result.stderr.count("submitted=0 error='not submitted: condor_submit (local schedd) exited 1") == 2
+    failed = f"{SUBMITTER} (local schedd) exited 1"
+    # it said nothing: the label it may have been at is unknown, the one after it not submitted
+    assert result.stderr.count(f"submitted=0 error='outcome unknown: {failed}") == 1
+    assert result.stderr.count(f"submitted=0 error='not submitted: {failed}") == 1
     run(conf, condor, "--once")
     assert per_label(condor.jobs()) == {"NDGF-T1-arc01.ndgf.org-atlas": 5, "NDGF-T1-arc02.ndgf.org-atlas": 5}
 
 
-def test_ids_condor_submit_printed_before_failing_are_kept(tmp_path, stand, condor):
-    """The jobs were queued and their ids printed, then condor_submit failed: the ids are kept."""
+def test_ids_printed_before_the_submission_failed_are_kept(tmp_path, stand, condor):
+    """The jobs were queued and their ids printed, then the program failed: the ids are kept."""
     stand.stats = {"NDGF-T1": {"activated": 50}}
-    condor.fail_next("condor_submit", "queued-exit")
+    condor.fail_next(SUBMITTER, "queued-exit")
     result = run(write_config(tmp_path, stand, "[NDGF-T1]"), condor, "--once")
     assert len(condor.jobs()) == 10
     assert result.stderr.count("decision=5 submitted=5 ids=") == 2
@@ -286,7 +289,7 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
         env=env, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert condor.calls("condor_submit") == []
+    assert condor.calls(SUBMITTER) == []
     assert not [r for r, _ in stand.server.log if r.path.startswith("/mon")]
     assert live.read_text() == "the live daemon's state\n"
     assert sorted(p.name for p in live.parent.iterdir()) == ["status.json"]  # no schedconfig copy
@@ -294,14 +297,13 @@ def test_dry_run_writes_only_to_its_own_directory(tmp_path, stand, condor):
     [own] = list((tmp_path / "tmp").iterdir())
     assert str(own) in result.stdout
     assert "dry run" in result.stdout
-    [path] = own.glob("logs/*/_submit/*.sub")  # one submit file per schedd, a comment per label
-    text = path.read_text()
-    comments = [line for line in text.splitlines() if line.startswith("# autopyfactory label ")]
-    assert {c.split()[3].rstrip(":") for c in comments} == {f"CERN-{host}-share" for host in CERN_CES}
-    block = text.split("# autopyfactory label CERN-ce504.cern.ch-share:")[1].split("queue 2")[0]
+    [path] = own.glob("logs/*/_submit/*.json")  # one request file per schedd, a description per label
+    request = {entry["label"]: entry for entry in json.loads(path.read_text())["labels"]}
+    assert set(request) == {f"CERN-{host}-share" for host in CERN_CES}
+    block = request["CERN-ce504.cern.ch-share"]["description"]
     assert "grid_resource = condor ce504.cern.ch ce504.cern.ch:9619" in block
     assert '+MATCH_APF_QUEUE = "CERN-ce504.cern.ch-share"' in block
-    assert text.count("\nqueue 2\n") == 13
+    assert all(entry["description"].endswith("\nqueue 2\n") for entry in request.values())
     assert json.loads((own / "status.json").read_text())["labels"]
     assert "stopped after 1 cycle\n" in result.stderr  # singular: not "1 cycles"
 
@@ -312,7 +314,7 @@ def test_dry_run_directory_can_be_given(tmp_path, stand, condor):
     conf = write_config(tmp_path, stand, "[CERN]")
     result = run(conf, condor, "--once", "--dry-run", "--dry-run-dir", str(own))
     assert str(own) in result.stdout
-    assert sorted(own.glob("logs/*/_submit/*.sub"))
+    assert sorted(own.glob("logs/*/_submit/*.json"))
     assert not (tmp_path / "logs").exists()
 
 
@@ -386,3 +388,14 @@ def test_a_cycle_cleans_old_pilot_logs_by_each_label_s_keep_days(tmp_path, stand
         assert ((today - timedelta(days=days)).isoformat(), name) in left
     for days, name in deleted:
         assert ((today - timedelta(days=days)).isoformat(), name) not in left
+
+
+def test_an_arc_ce_label_without_a_credential_gets_nothing_and_says_why(tmp_path, stand, condor):
+    """The rule ``check`` reports as an error holds in ``run``: HTCondor would hold every pilot."""
+    stand.stats = {"NDGF-T1": {"activated": 50}, "TEST-SITE": {"activated": 5}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]\nscitokensFile =\n[TEST-SITE]\nscitokensFile =\n")
+    result = run(conf, condor, "--once")
+    # an HTCondor-CE may map its pilots its own way: it gets its pilot
+    assert per_label(condor.jobs()) == {"TEST-SITE-ce01.test.example-default": 1}
+    reason = 'ARC-CE without x509userproxy or scitokensFile: HTCondor would hold every pilot ("ARC job has no'
+    assert result.stderr.count(f'Credentials: in=5 {reason} credentials") -> 0') == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from autopyfactory.domain.credentials import ARC_WITHOUT_CREDENTIAL
 from tests.support.htcondor_pool import HTCondorPool
 from tests.support.real_stand import RealStand, ours
 
@@ -34,18 +35,32 @@ def test_a_cream_ce_takes_no_share_and_fails_no_submission(real_condor: HTCondor
     assert len(ours(real_condor.jobs())) == 4
 
 
-def test_an_arc_ce_without_credentials_is_reported_by_check_and_held_by_htcondor(
+def test_an_arc_ce_without_credentials_gets_nothing_and_check_and_run_say_why(
     real_condor: HTCondorPool, httpserver
 ) -> None:
-    """An ARC-CE label without credentials: what `check` says is what the real gridmanager does."""
+    """An ARC-CE label without credentials: HTCondor's gridmanager would hold every pilot (the
+    holding itself is shown below with a pilot submitted by hand), so ``check`` reports it and
+    ``run`` submits nothing for it, with the same reason."""
     stand = RealStand(real_condor, httpserver, "arc-nocred")
     stand.dump = {"ARCPQ": stand.ce_record("ARCPQ", flavour="ARC-CE", endpoint="127.0.0.1:9")}
     stand.stats = {"ARCPQ": {"activated": 1, "assigned": 0, "running": 0}}
     conf = stand.write_config("[ARCPQ]", defaults={"nqueue": 1})
     check = stand.factory("check", "-c", str(conf), check=False)
     assert check.returncode == 1
-    assert "ARC-CE without x509userproxy or scitokensFile" in check.stdout
-    stand.cycle(conf)
+    reason = ARC_WITHOUT_CREDENTIAL
+    assert reason.startswith("ARC-CE without x509userproxy or scitokensFile: HTCondor would hold every pilot")
+    assert reason in check.stdout
+    result = stand.cycle(conf)
+    assert ours(real_condor.jobs()) == []
+    assert f"Credentials: in=1 {reason} -> 0" in result.stderr
+
+    by_hand = stand.work / "arc.sub"
+    by_hand.write_text(
+        "universe = grid\ngrid_resource = arc https://127.0.0.1:9/arex\nexecutable = /bin/true\n"
+        '+MATCH_APF_QUEUE = "by-hand"\nqueue 1\n'
+    )
+    by_hand.chmod(0o644)
+    real_condor.run(["condor_submit", str(by_hand)], cwd=stand.work)
     held = real_condor.wait_for(
         lambda: [j for j in ours(real_condor.jobs()) if j["JobStatus"] == 5], what="the ARC pilot held"
     )

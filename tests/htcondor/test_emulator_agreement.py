@@ -157,3 +157,68 @@ def test_a_factory_cycle_submits_the_same_pilots_to_the_emulator_and_to_htcondor
 def _comparable(value: Any) -> Any:
     """Job ids differ between the two schedds; everything else must not."""
     return re.sub(r"\b\d+\.\d+\b", "C.P", value) if isinstance(value, str) else value
+
+
+REQUIREMENT = ["maxMemory =?= undefined || maxMemory <= 16000", '"maxMemory over 16000 MB"']
+
+
+def _program_lines(out: str) -> list[dict[str, Any]]:
+    """The program's lines with cluster numbers left out (each schedd numbers its own)."""
+    return [{k: v for k, v in json.loads(line).items() if k != "cluster"} for line in out.splitlines()]
+
+
+def test_the_submission_program_answers_like_htcondor(real_condor: HTCondorPool, tmp_path: Path) -> None:
+    """The factory's autopyfactory-condor-submit with the emulated schedd and with the bindings
+    against the real one: the same lines for a label submitted, one refused by the schedd's
+    SUBMIT_REQUIREMENT (its reason), one whose executable is missing, and one after those."""
+    work = real_condor.workdir("agreement-program")
+    knob = real_condor.home / "pool" / "config.d" / "50-agreement.conf"
+    knob.write_text(
+        "SUBMIT_REQUIREMENT_NAMES = MEMCAP\n"
+        f"SUBMIT_REQUIREMENT_MEMCAP = {REQUIREMENT[0]}\nSUBMIT_REQUIREMENT_MEMCAP_REASON = {REQUIREMENT[1]}\n"
+    )
+    real_condor.run(["condor_reconfig", "-schedd", "-name", real_condor.submit_schedd])
+    try:
+        names = [
+            "condor_config_val",
+            "-schedd",
+            "-name",
+            real_condor.submit_schedd,
+            "SUBMIT_REQUIREMENT_NAMES",
+        ]
+        real_condor.wait_for(
+            lambda: "MEMCAP" in real_condor.run(names, check=False).stdout,
+            what="the requirement in the schedd",
+        )
+        base = 'universe = vanilla\nhold = True\n+FactoryId = "agree"\n'
+        labels = [
+            ("ok", 2, f"{base}executable = /bin/sleep\n+maxMemory = 2000\nqueue 2\n"),
+            ("huge", 1, f"{base}executable = /bin/sleep\n+maxMemory = 64000\nqueue 1\n"),
+            ("gone", 1, f"{base}executable = /nonexistent/missing.sh\nqueue 1\n"),
+            ("after", 1, f"{base}executable = /bin/sleep\nqueue 1\n"),
+        ]
+        request = {"format": 1, "labels": [{"label": n, "count": c, "description": d} for n, c, d in labels]}
+        for where in (work, tmp_path):
+            (where / "requests.json").write_text(json.dumps(request))
+            (where / "requests.json").chmod(0o644)
+        program = ["-m", "autopyfactory.batch.condor.submitter", "-name", real_condor.submit_schedd]
+        real = subprocess.run(
+            real_condor.python_command([*program, str(work / "requests.json")]),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        emulator = CondorEmulator(tmp_path / "emulator")
+        emulator.configure(SUBMIT_REQUIREMENTS={"MEMCAP": REQUIREMENT})
+        emulated = subprocess.run(
+            ["autopyfactory-condor-submit", str(tmp_path / "requests.json")],
+            env=emulator.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert (emulated.returncode, _program_lines(emulated.stdout)) == (
+            real.returncode,
+            _program_lines(real.stdout),
+        )
+        assert [line["outcome"] for line in _program_lines(real.stdout)] == [
+            "submitted", "refused", "refused", "submitted"
+        ]  # fmt: skip
+    finally:
+        knob.unlink(missing_ok=True)
+        real_condor.run(["condor_reconfig", "-schedd", "-name", real_condor.submit_schedd])

@@ -12,6 +12,7 @@ import sys
 
 import requests
 
+from autopyfactory.batch.condor.bulk import SUBMITTER
 from tests.support.condor_emulator.ads import JobStatus
 from tests.support.daemon import start
 from tests.support.e2e import per_label, write_config
@@ -61,14 +62,16 @@ def test_sighup_with_a_typo_in_a_queue_section_keeps_the_whole_old_config(tmp_pa
 
 def test_sigterm_during_a_submission_finishes_it_and_submits_nothing_more(tmp_path, stand, condor, daemons):
     stand.stats = {"CERN": {"activated": 26}}
-    condor.fail_next("condor_submit", "hang")
+    condor.fail_next(SUBMITTER, "hang")
     conf = write_config(tmp_path, stand, "[CERN]")
     daemon = start(daemons, conf, condor, tmp_path / "factory.log")
-    wait_for(lambda: condor.calls("condor_submit"), what="the first condor_submit")
+    wait_for(lambda: condor.calls(SUBMITTER), what="the first submission")
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.process.wait(30) == 0
-    assert len(condor.calls("condor_submit")) == 1  # one per schedd: all 13 labels in it
-    assert daemon.text().count("error='outcome unknown: condor_submit (local schedd): no answer within") == 13
+    assert len(condor.calls(SUBMITTER)) == 1  # one per schedd: all 13 labels in it
+    hung = f"{SUBMITTER} (local schedd): no answer within"
+    assert daemon.text().count(f"error='outcome unknown: {hung}") == 1  # the label it was at
+    assert daemon.text().count(f"error='not submitted: {hung}") == 12  # the labels it had not reached
     state = json.loads((tmp_path / "state" / "status.json").read_text())
     assert state["cycle"] == 0
     assert len(state["labels"]) == 13

@@ -27,6 +27,8 @@ DUMP = cric_dump()
 WRAPPER = REPO / "wrappers" / "runpilot3-wrapper.sh"
 CERN_CES = [q["ce_endpoint"].split(":")[0] for q in DUMP["CERN"]["queues"]]
 FACTORY_ID = "e2e-factory"
+#: A pilot token that never expires (header.payload., no signature): ARC-CE labels need a credential.
+TOKEN = "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDB9.\n"
 
 
 class Stand:
@@ -83,7 +85,10 @@ def write_config(
 ) -> Path:
     """``tmp_path/factory.conf`` for a factory that asks ``stand``, keeps its logs and state under
     ``tmp_path``, cycles every second, gives up on condor after 3 s and on HTTP after 2 s without a
-    retry, and sends 5 pilots per label with the real wrapper unless the test says otherwise."""
+    retry, and sends 5 pilots per label with the real wrapper unless the test says otherwise; the
+    pilots carry a token (``tmp_path/pilot.token``) that never expires."""
+    token = tmp_path / "pilot.token"
+    token.write_text(TOKEN)
     own = {
         "factoryId": FACTORY_ID,
         "pandaserver": stand.panda_url,
@@ -100,7 +105,7 @@ def write_config(
     return write_factory_conf(
         tmp_path,
         factory=_merged(own, factory),
-        defaults=_merged({"executable": WRAPPER, "nqueue": 5}, defaults),
+        defaults=_merged({"executable": WRAPPER, "nqueue": 5, "scitokensFile": token}, defaults),
         queues=queues,
     )
 

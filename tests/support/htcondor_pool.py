@@ -26,6 +26,9 @@ HTCONDOR-CE endpoint that makes the factory write ``grid_resource = condor <host
 ``jobs(schedd)`` (``condor_q -json`` of one schedd as a list of ads), ``processes()`` (pid ->
 command line of the pool's daemons and jobs, e.g. to SIGSTOP a schedd), ``wait_for(predicate)`` and
 ``python_command(argv)`` (this checkout's python as the pool user, e.g. ``-m autopyfactory``).
+The pool's PATH starts with a directory holding the factory's submission program
+``autopyfactory-condor-submit`` for that python, so that a factory run as the pool user submits
+with this checkout's code (a console script installed for another interpreter may be on PATH too).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import contextlib
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -100,8 +104,15 @@ class HTCondorPool:
         return self.home / "pool" / "condor_config"
 
     @property
+    def programs(self) -> Path:
+        """The directory of ``autopyfactory-condor-submit`` for the pool user (first on PATH)."""
+        return self.home / "pool" / "apf-bin"
+
+    @property
     def env(self) -> dict[str, str]:
-        path = f"{self.prefix}/bin:{self.prefix}/sbin:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        path = (
+            f"{self.programs}:{self.prefix}/bin:{self.prefix}/sbin:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        )
         return {"CONDOR_CONFIG": str(self.config), "PATH": path}
 
     @property
@@ -319,7 +330,20 @@ class _Lifecycle:
         else:
             self._start_prefix()
         self.choose_python()
+        self.write_programs()
         return self.pool
+
+    def write_programs(self) -> None:
+        """``autopyfactory-condor-submit`` for the pool user: this checkout's module, run by the
+        python the pool user can run."""
+        self.pool.programs.mkdir(parents=True, exist_ok=True)
+        script = self.pool.programs / "autopyfactory-condor-submit"
+        env = " ".join(f"{key}={shlex.quote(value)}" for key, value in self.pool.python_env.items())
+        python = shlex.quote(self.pool.python)
+        script.write_text(
+            f'#!/bin/sh\nexec env {env} {python} -m autopyfactory.batch.condor.submitter "$@"\n'
+        )
+        script.chmod(0o755)
 
     def _start_prefix(self) -> None:
         pool = self.home / "pool"
@@ -358,6 +382,20 @@ class _Lifecycle:
 
     def stop(self) -> None:
         _stop_pool(self.pool.config, self.home / "pool" / "master.pid")
+
+
+@contextlib.contextmanager
+def running_pool(environ: dict[str, str] | os._Environ[str]) -> Iterator[HTCondorPool]:
+    """A personal pool for a script (benchmarks/cycle_scale.py), started and stopped like the
+    fixture's; SystemExit with the reason when there is no HTCondor."""
+    found = find_htcondor(environ)
+    if isinstance(found, str):
+        raise SystemExit(f"no real HTCondor: {found}")
+    lifecycle = _Lifecycle(found, environ)
+    try:
+        yield lifecycle.start()
+    finally:
+        lifecycle.stop()
 
 
 @pytest.fixture(scope="session")

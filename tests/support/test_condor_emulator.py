@@ -417,3 +417,35 @@ def test_max_jobs_per_owner_refuses_the_whole_submission(condor: CondorEmulator,
         == "\nERROR: Failed to create proc\nNumber of submitted jobs would exceed MAX_JOBS_PER_OWNER\n"
     )
     assert condor.jobs() == []
+
+
+def test_a_submit_requirement_refuses_the_whole_submission_with_its_reason(
+    condor: CondorEmulator, tmp_path: Path
+) -> None:
+    condor.configure(SUBMIT_REQUIREMENTS={"MEM": ["maxMemory <= 100", 'strcat("too big: ", maxMemory)']})
+    path = tmp_path / "one.sub"
+    path.write_text("universe = vanilla\nexecutable = /bin/true\n+maxMemory = 200\nqueue 1\n")
+    refused = run("condor_submit", "-terse", str(path))
+    assert refused.returncode == 1
+    assert refused.stderr == "\nERROR: Failed to commit job submission into the queue.\nERROR: too big: 200\n"
+    assert condor.jobs() == []
+
+
+def test_the_submission_program_runs_with_the_emulated_schedd(condor: CondorEmulator, tmp_path: Path) -> None:
+    description = 'universe = vanilla\nexecutable = /bin/true\n+MATCH_APF_QUEUE = "{}"\nqueue 1\n'
+    labels = [{"label": name, "count": 2, "description": description.format(name)} for name in ("A", "B")]
+    path = tmp_path / "requests.json"
+    path.write_text(json.dumps({"format": 1, "labels": labels}))
+    result = run("autopyfactory-condor-submit", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [
+        {"label": "A", "outcome": "submitted", "cluster": 1, "first": 0, "count": 2},
+        {"label": "B", "outcome": "submitted", "cluster": 2, "first": 0, "count": 2},
+    ]
+    assert [(job["ClusterId"], job["MATCH_APF_QUEUE"]) for job in condor.jobs()] == [
+        (1, "A"),
+        (1, "A"),
+        (2, "B"),
+        (2, "B"),
+    ]

@@ -1,1 +1,1 @@
-"""HTCondor: status (condor_q), submission (condor_submit) and the backend that joins them."""
+"""HTCondor: status (condor_q), submission (one cluster per label) and the backend that joins them."""

@@ -1,4 +1,4 @@
-"""The HTCondor batch backend: census with condor_q, submission with condor_submit.
+"""The HTCondor batch backend: census with condor_q, submission with autopyfactory-condor-submit.
 
 Labels are grouped by schedd (``condorSchedd``/``condorPool``, per queue or factory-wide). Each
 schedd is asked once per cycle; when one fails, its labels' supply is unknown (None) and the
@@ -44,6 +44,8 @@ WATCH_CENSUSES = 3
 #: At most this many job ids per condor_history constraint of the cron helpers.
 IDS_PER_QUERY = 100
 AWOL = "AWOL: in neither condor_q nor condor_history"
+#: How ``autopyfactory schedd forget`` names the local schedd.
+LOCAL_NAME = "local"
 
 #: One schedd's share of a cycle's submissions.
 Requests = list[tuple[Label, int]]
@@ -74,7 +76,7 @@ class CondorBackend:
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
         self._blocks = BlockCache()
         #: labels whose last submission's outcome is not exactly known -> censuses left to list
-        #: their pilots' ids in (so the monitor hears of pilots queued by a failed condor_submit)
+        #: their pilots' ids in (so the monitor hears of pilots queued by a failed submission)
         self._watch: dict[str, int] = {}
         self._memory, self._stop = memory, stop_requested
         self._configured = tuple(configured)
@@ -96,12 +98,17 @@ class CondorBackend:
         of today's labels and every one remembered, so that the pilots of a queue that moved
         still count for their label and the factory's total (see batch/condor/schedds.py). ``keep``:
         labels whose every pilot is listed (a ``pilots remove`` request waits for them);
-        ``started_since``: see the Backend protocol."""
+        ``started_since``: see the Backend protocol.
+
+        The schedds are asked at the same time, each with its own ``condorTimeout``: schedds that
+        hang cost one timeout, not one each."""
         keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
         watched = self._next_watch()
-        answers: list[tuple[Schedd, Census]] = [
-            (schedd, self._schedd_census(schedd, members, keep_idle, set(keep), watched, started_since))
-            for schedd, members in self._schedds_to_ask(labels)
+        to_ask = self._schedds_to_ask(labels)
+        found = self._ask_all([schedd for schedd, _ in to_ask], keep_idle, set(keep), started_since)
+        answers = [
+            (schedd, self._schedd_census(schedd, members, found[schedd], watched))
+            for schedd, members in to_ask
         ]
         self._located = {}
         for schedd, answer in answers:
@@ -116,6 +123,7 @@ class CondorBackend:
         """The schedds of ``labels`` (the default one if none), then the remembered ones."""
         groups = self._by_schedd(labels)
         if self._memory is not None:
+            self._memory.refresh()
             self._memory.tidy(set(groups))
             for schedd in self._memory.schedds():
                 groups.setdefault(schedd, [])
@@ -127,25 +135,41 @@ class CondorBackend:
         self._watch = {name: left - 1 for name, left in self._watch.items() if left > 1}
         return watched
 
-    def _schedd_census(
+    def _ask_all(
         self,
-        schedd: Schedd,
-        members: Sequence[Label],
+        schedds: Sequence[Schedd],
         keep_idle: set[str],
         keep: set[str],
-        watched: set[str],
         started_since: float | None = None,
+    ) -> dict[Schedd, ScheddCensus | BatchError]:
+        """Each schedd's checked answer (or why there is none), all asked at once."""
+        recent = {schedd: self._memory.recent_ids(schedd) if self._memory else [] for schedd in schedds}
+
+        def ask(schedd: Schedd) -> ScheddCensus | BatchError:
+            try:
+                found = census_query(
+                    schedd, self._factory_id, self._timeout, keep_idle, keep, self._stop, started_since
+                )
+                self._check_plausible(schedd, found, recent[schedd])
+            except BatchError as exc:
+                return exc
+            return found
+
+        if len(schedds) == 1:
+            return {schedds[0]: ask(schedds[0])}
+        with ThreadPoolExecutor(len(schedds), "condor-census") as pool:
+            return dict(zip(schedds, pool.map(ask, schedds), strict=True))
+
+    def _schedd_census(
+        self, schedd: Schedd, members: Sequence[Label], found: ScheddCensus | BatchError, watched: set[str]
     ) -> Census:
         """One schedd's census; a failed one has its labels (also remembered ones) unknown."""
-        try:
-            found = census_query(
-                schedd, self._factory_id, self._timeout, keep_idle, keep, self._stop, started_since
-            )
-            self._check_plausible(schedd, found)
-        except BatchError as exc:
+        if isinstance(found, BatchError):
             remembered = self._memory.labels_at(schedd) if self._memory else set()
             unknown = {label.name for label in members} | remembered
-            return Census(dict.fromkeys(unknown, None), None, (str(exc),))
+            return Census(
+                dict.fromkeys(unknown, None), None, (self._failed(schedd, members, remembered, found),)
+            )
         if not members and not found.total and self._memory is not None:
             self._memory.forget(schedd)
         return Census(
@@ -157,10 +181,25 @@ class CondorBackend:
             {name: tuple(found.recent[name]) for name in watched.intersection(found.recent)},
         )
 
-    def _check_plausible(self, schedd: Schedd, found: ScheddCensus) -> None:
-        """BatchError if pilots submitted here in the last few cycles are in neither condor_q's
-        answer nor condor_history: condor_q answered wrongly (e.g. an empty answer with exit 0),
-        so its count cannot be trusted and nothing may be submitted on it.
+    @staticmethod
+    def _failed(schedd: Schedd, members: Sequence[Label], remembered: set[str], error: BatchError) -> str:
+        """The problem of a schedd that did not answer; for one the factory only remembers (a
+        queue moved away from it), which labels it blocks and how to stop asking it."""
+        moved = sorted(remembered - {label.name for label in members})
+        if not moved:
+            return str(error)
+        shown = ", ".join(moved[:10]) + (f" and {len(moved) - 10} more" if len(moved) > 10 else "")
+        where = f" --pool {schedd.pool}" if schedd.pool else ""
+        return (
+            f"{error}; schedd {schedd} is asked because this factory submitted there before (its pilots"
+            f" there still count): labels {shown} are pilots=unknown and get nothing until it answers"
+            f" or `autopyfactory schedd forget {schedd.name or LOCAL_NAME}{where}`"
+        )
+
+    def _check_plausible(self, schedd: Schedd, found: ScheddCensus, recent: Sequence[str]) -> None:
+        """BatchError if pilots submitted here in the last few cycles (``recent``) are in neither
+        condor_q's answer nor condor_history: condor_q answered wrongly (e.g. an empty answer with
+        exit 0), so its count cannot be trusted and nothing may be submitted on it.
 
         The recent window is at most census.RECENT_SECONDS, so every recently submitted pilot
         that condor_q lists is among ``found.recent`` (or ``found.pilots``)."""
@@ -168,7 +207,7 @@ class CondorBackend:
             return
         listed = {job_id for ids in found.recent.values() for job_id in ids}
         listed.update(pilot.job_id for held in found.pilots.values() for pilot in held)
-        missing = [job_id for job_id in self._memory.recent_ids(schedd) if job_id not in listed]
+        missing = [job_id for job_id in recent if job_id not in listed]
         if not missing:
             return
         try:

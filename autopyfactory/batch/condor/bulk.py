@@ -1,177 +1,104 @@
-"""One ``condor_submit`` per schedd and cycle, with each label's job ids known exactly.
+"""One submission per schedd and cycle, each label its own cluster, every job id known.
 
-Every label that gets pilots on a schedd becomes one block of the same submit description:
-its own full description (:func:`render_submit`, validated on its own, so a label that cannot be
-rendered drops out alone) followed by ``queue N``. Facts about condor_submit (checked against
-HTCondor 25.0 in ``tests/htcondor/test_bulk_real.py``) that shape the file:
+Every label that gets pilots on a schedd is rendered on its own (:func:`render_submit`, validated
+with HTCondor's parser, so a label that cannot be rendered drops out alone). The labels'
+descriptions go into one request file per schedd and cycle,
+``<baseLogDir>/<date>/_submit/<schedd>-NNNN.json`` (kept for troubleshooting:
+``autopyfactory-condor-submit -name <schedd> <file>`` replays it by hand), and one run of
+``autopyfactory-condor-submit`` (submitter.py) submits them: one transaction, one cluster per
+label, from nothing but the label's own description. So no setting of one label can reach another
+label's pilots, and a schedd's refusal of one label (its reason) costs that label only.
 
-* A new cluster starts only when ``executable`` changes value between queue statements. Blocks
-  alternate between ``<dir>/<name>`` and ``<dir>/./<name>`` (the same file), so each label gets
-  its own cluster and ``-terse`` prints one ``C.0 - C.(N-1)`` line per label, in file order.
-* Settings are inherited from the blocks above: an empty ``key =`` clears a ``+Attr`` and
-  nothing else (``request_memory``, ``environment``, ``x509userproxy`` ... keep the previous
-  block's value). So ``+Attr`` lines a block lacks are cleared, ``periodic_hold``/``periodic_remove``
-  are set to ``False`` (their default), and labels whose other keys differ go to separate
-  files (one condor_submit each; one file in the usual case of one CE flavour per schedd).
-* One condor_submit is one transaction: when the schedd refuses a job (``MAX_JOBS_PER_OWNER``)
-  nothing is queued and it exits 1 without ``-terse`` output.
-* Several ``queue`` statements are deprecated in HTCondor 25 (a warning on stderr) and
-  announced for removal in the 25.x feature series; when a condor_submit refuses them, the
-  labels are submitted one call each, as before.
+The program is found on PATH like condor's own tools, else run with this Python
+(``-m autopyfactory.batch.condor.submitter``). It prints one line per label as soon as the schedd
+answered; the factory keeps every line that arrived, also when the program then fails, hangs past
+``condorTimeout`` or prints stray lines:
 
-Ids are mapped to labels in file order. Whatever ``-terse`` printed is kept even when
-condor_submit then fails or hangs (those jobs are queued); a label whose ids are incomplete or
-unknown gets an error (and nothing more this cycle); the labels after it get "not submitted".
+* ``submitted``: the label's job ids, exactly;
+* ``refused``: "not submitted" with the schedd's reason (nothing was queued);
+* ``unknown`` or no line for a label the program was at when it stopped: "outcome unknown"
+  (the next censuses list the label's recent pilots, so nothing queued is lost);
+* no line for a label after that one: "not submitted" (the program works through the labels in
+  order and had not reached it).
+
+Nothing is submitted again in the same cycle: the next cycle decides afresh from its census.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import shutil
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from autopyfactory.batch.condor.command import Schedd, run_condor_keep
+from autopyfactory.batch.condor.command import Schedd, run_program_keep
 from autopyfactory.batch.condor.submit import render_submit, validate, write_submit_file
-from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome
+from autopyfactory.batch.condor.submitter import FORMAT
+from autopyfactory.batch.interface import SubmitContext, SubmitOutcome
 from autopyfactory.batch.pilot import SubmitRenderError, log_dir
 from autopyfactory.domain.label import Label
 
 log = logging.getLogger(__name__)
 
-NEUTRAL = {"periodic_hold": "False", "periodic_remove": "False"}  # HTCondor's defaults
+#: The submission program (setup.py's console script); without it on PATH, this Python runs it.
+SUBMITTER = "autopyfactory-condor-submit"
+SUBMITTER_MODULE = "autopyfactory.batch.condor.submitter"
 BATCH_DIR = "_submit"  # below <baseLogDir>/<date>/, beside the label directories
-_TERSE_LINE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
-_MULTI_QUEUE_REFUSED = re.compile(r"multiple queue statements", re.IGNORECASE)
 _SLUG = re.compile(r"[^A-Za-z0-9_.@-]+")
-_COUNT = re.compile(r": \d+ pilots")
+_OUTCOMES = ("submitted", "refused", "unknown")
+
+
+def submitter_command() -> list[str]:
+    """How to run the submission program: from PATH, else as a module of this Python."""
+    found = shutil.which(SUBMITTER)
+    return [found] if found else [sys.executable, "-m", SUBMITTER_MODULE]
 
 
 @dataclass(frozen=True)
-class Block:
-    """One label's part of a batch: its description without the queue statement, by key."""
+class Rendered:
+    """One label's validated description without its count (the first and last lines)."""
 
     label: Label
-    n: int
-    comment: str
-    lines: tuple[tuple[str, str], ...]  # (key, whole line), in rendered order
+    context: SubmitContext
+    body: str
 
-    @property
-    def signature(self) -> frozenset[str]:
-        """The keys that cannot be cleared, hence must be the same for all blocks of a file."""
-        return frozenset(k for k, _ in self.lines if not k.startswith("+") and k not in NEUTRAL)
+    def description(self, n: int) -> str:
+        label = self.label
+        comment = " ".join(
+            f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".splitlines()
+        )
+        return f"{comment}\n{self.body}queue {n}\n"
 
 
-def render_block(label: Label, n: int, context: SubmitContext) -> Block:
+def render_label(label: Label, context: SubmitContext) -> Rendered:
     """The label's own description, validated; raises SubmitRenderError."""
-    text = render_submit(label, n, context)
+    text = render_submit(label, 1, context)
     validate(text)
-    rendered = text.splitlines()
-    lines = tuple((line.split("=", 1)[0].strip().lower(), line) for line in rendered[1:-1] if line.strip())
-    return Block(label, n, rendered[0], lines)
+    lines = text.splitlines(keepends=True)
+    return Rendered(label, context, "".join(lines[1:-1]))
 
 
 class BlockCache:
-    """Each label's rendered and validated block, kept while the label object and the context stay
-    the same (labels are rebuilt only when schedconfig changes; the context changes daily): a
-    steady cycle renders and validates nothing again, only the count changes."""
+    """Each label's rendered and validated description, kept while the label object and the
+    context stay the same (labels are rebuilt only when schedconfig changes; the context changes
+    daily): a steady cycle renders and validates nothing again, only the count changes."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Label, SubmitContext, Block]] = {}
+        self._entries: dict[str, Rendered] = {}
         self.made_dirs: set[str] = set()  # label log directories known to exist
-        self.one_by_one: set[Schedd] = set()  # schedds whose condor_submit refuses several queues
 
-    def block(self, label: Label, n: int, context: SubmitContext) -> Block:
+    def description(self, label: Label, n: int, context: SubmitContext) -> str:
+        if n < 1:
+            raise SubmitRenderError(f"{label.name}: cannot submit {n} pilots")
         entry = self._entries.get(label.name)
-        if entry is not None and entry[0] is label and entry[1] == context:
-            cached = entry[2]
-            return (
-                cached
-                if cached.n == n
-                else replace(cached, n=n, comment=_COUNT.sub(f": {n} pilots", cached.comment, 1))
-            )
-        block = render_block(label, n, context)
-        self._entries[label.name] = (label, context, block)
-        return block
-
-
-def batch_text(blocks: Sequence[Block], header: str) -> str:
-    """One description for all blocks (same signature), one cluster per block, in order."""
-    out = [header]
-    seen: dict[str, str] = {}  # clearable keys set so far -> their original spelling
-    for index, block in enumerate(blocks):
-        keys = {key for key, _ in block.lines}
-        out.append(block.comment)
-        for key, spelled in seen.items():
-            if key not in keys:
-                out.append(f"{spelled} = {NEUTRAL.get(key, '')}".rstrip())
-        for key, line in block.lines:
-            out.append(_alias_executable(line) if key == "executable" and index % 2 else line)
-            if key.startswith("+") or key in NEUTRAL:
-                seen.setdefault(key, line.split("=", 1)[0].strip())
-        out.append(f"queue {block.n}")
-    return "\n".join(out) + "\n"
-
-
-def _alias_executable(line: str) -> str:
-    """``executable = <dir>/./<name>``: the same file, another value (starts a new cluster)."""
-    key, _, path = line.partition("=")
-    path = path.strip()
-    head, sep, tail = path.rpartition("/")
-    return f"{key.strip()} = {head}/./{tail}" if sep else f"{key.strip()} = ./{path}"
-
-
-def terse_clusters(output: str) -> list[tuple[str, ...]]:
-    """The complete ``C.first - C.last`` lines of ``-terse`` output, as job ids per line.
-
-    A last line cut short (no newline yet) is not used; other lines that are not terse lines
-    raise BatchError.
-    """
-    clusters: list[tuple[str, ...]] = []
-    lines = output.split("\n")
-    for line in lines[:-1] if not output.endswith("\n") else lines:
-        if not line.strip():
-            continue
-        match = _TERSE_LINE.match(line.strip())
-        if not match or match[1] != match[3] or int(match[2]) > int(match[4]):
-            raise BatchError(f"unexpected condor_submit output: {output.strip()[:300]!r}")
-        clusters.append(tuple(f"{match[1]}.{proc}" for proc in range(int(match[2]), int(match[4]) + 1)))
-    return clusters
-
-
-def assign(
-    blocks: Sequence[Block], clusters: Sequence[tuple[str, ...]], error: str
-) -> dict[str, SubmitOutcome]:
-    """Job ids per label, in file order: exact where ``-terse`` printed them all, else an error.
-
-    condor_submit that exited with a message and printed nothing queued nothing (one
-    transaction): every label gets "not submitted" (the backend still lists those labels' pilots
-    in the next censuses, in case jobs were queued after all). Otherwise (a timeout, or fewer ids than
-    asked for) the first label without all its ids keeps what was printed and it and all after it
-    are "outcome unknown": their pilots, if any, are found by the next census.
-    """
-    ids = [job for cluster in clusters for job in cluster]
-    if not ids and _refused(error):
-        return {b.label.name: SubmitOutcome(error=f"not submitted: {error}") for b in blocks}
-    outcomes: dict[str, SubmitOutcome] = {}
-    position, known = 0, True
-    for block in blocks:
-        mine = tuple(ids[position : position + block.n]) if known else ()
-        position += len(mine)
-        if known and len(mine) == block.n:
-            outcomes[block.label.name] = SubmitOutcome(job_ids=mine, error=error and f"batch: {error}")
-            continue
-        known = False
-        why = error or "condor_submit printed fewer job ids than asked for"
-        what = f"{len(mine)} of {block.n} pilots known" if mine else "outcome unknown"
-        outcomes[block.label.name] = SubmitOutcome(job_ids=mine, error=f"{what}: {why}")
-    return outcomes
-
-
-def _refused(error: str) -> bool:
-    """condor_submit said why and exited (not a timeout): nothing of the batch was queued."""
-    return bool(error) and " exited " in error
+        if entry is None or entry.label is not label or entry.context != context:
+            entry = self._entries[label.name] = render_label(label, context)
+        return entry.description(n)
 
 
 @dataclass(frozen=True)
@@ -190,93 +117,113 @@ def submit_batch(
     """Submit all ``requests`` (label, n) of one schedd; one outcome per label, never raises."""
     cache = cache or BlockCache()
     outcomes: dict[str, SubmitOutcome] = {}
-    groups: dict[frozenset[str], list[Block]] = {}
+    entries: list[dict[str, Any]] = []
     for label, n in requests:
         try:
-            block = _prepare(label, n, context, cache)
+            entries.append(
+                {"label": label.name, "count": n, "description": _prepare(label, n, context, cache)}
+            )
         except (SubmitRenderError, OSError) as exc:
             log.error("%s: no submission: %s", label.name, exc)
             outcomes[label.name] = SubmitOutcome(error=str(exc))
-            continue
-        groups.setdefault(block.signature, []).append(block)
-    calls = 0
-    for blocks in groups.values():
-        result, used = _submit_group(blocks, context, schedd, timeout, cache)
-        outcomes.update(result)
-        calls += used
-    return BatchResult(outcomes, calls)
+    if not entries:
+        return BatchResult(outcomes, 0)
+    text = json.dumps({"format": FORMAT, "labels": entries}, indent=1) + "\n"
+    try:
+        path = write_batch_file(Path(context.base_log_dir, context.date, BATCH_DIR), str(schedd), text)
+    except OSError as exc:
+        log.error("%s: no submission: cannot write the request file: %s", schedd, exc)
+        return BatchResult(
+            outcomes | {e["label"]: SubmitOutcome(error=f"request file: {exc}") for e in entries}, 0
+        )
+    total = sum(e["count"] for e in entries)
+    if context.dry_run:
+        log.info("%s: dry run, %d pilots of %d labels described in %s", schedd, total, len(entries), path)
+        return BatchResult(outcomes | {e["label"]: SubmitOutcome(submit_file=str(path)) for e in entries}, 0)
+    ran = run_program_keep([*submitter_command(), *schedd.options(), str(path)], SUBMITTER, schedd, timeout)
+    lines, stray = read_lines(ran.stdout, {e["label"] for e in entries})
+    if stray:
+        log.warning("%s: %s printed lines that are not its own (ignored): %s", schedd, SUBMITTER, stray[:3])
+    asked = [(e["label"], e["count"]) for e in entries]
+    found = assign(asked, lines, ran.error, ran.started)
+    _log_batch(schedd, path, asked, found, ran.error)
+    return BatchResult(outcomes | {name: _with_file(o, path) for name, o in found.items()}, 1)
 
 
-def _prepare(label: Label, n: int, context: SubmitContext, cache: BlockCache) -> Block:
-    """The label's block, and its log directory made (once per cache); raises SubmitRenderError
-    or OSError."""
-    block = cache.block(label, n, context)
+def _prepare(label: Label, n: int, context: SubmitContext, cache: BlockCache) -> str:
+    """The label's description, and its log directory made (once per cache); raises
+    SubmitRenderError or OSError."""
+    description = cache.description(label, n, context)
     directory = log_dir(context.base_log_dir, context.date, label.name)
     if directory not in cache.made_dirs:
         Path(directory).mkdir(parents=True, exist_ok=True)
         cache.made_dirs.add(directory)
-    return block
+    return description
 
 
-def _submit_group(
-    blocks: Sequence[Block], context: SubmitContext, schedd: Schedd, timeout: float, cache: BlockCache
-) -> tuple[dict[str, SubmitOutcome], int]:
-    """One submit file for ``blocks`` (same signature), and its condor_submit unless a dry run."""
-    total = sum(b.n for b in blocks)
-    header = f"# autopyfactory: {len(blocks)} labels, {total} pilots, {schedd}, one cluster per label"
-    text = batch_text(blocks, header)
+def read_lines(output: str, labels: set[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The program's line for each label, and the lines that are none (stray output).
+
+    A last line cut short (no newline yet: the program was killed while writing it) is not used.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    stray: list[str] = []
+    complete = output.split("\n")[:-1]
+    for line in complete:
+        if not line.strip():
+            continue
+        item = _line(line, labels)
+        if item is None:
+            stray.append(line.strip()[:200])
+        else:
+            found.setdefault(item["label"], item)
+    return found, stray
+
+
+def _line(line: str, labels: set[str]) -> dict[str, Any] | None:
+    """One of the program's lines, checked; None for anything else."""
     try:
-        path = write_batch_file(Path(context.base_log_dir, context.date, BATCH_DIR), str(schedd), text)
-    except OSError as exc:
-        log.error("%s: no submission: cannot write the submit file: %s", schedd, exc)
-        return {b.label.name: SubmitOutcome(error=f"submit file: {exc}") for b in blocks}, 0
-    if context.dry_run:
-        log.info("%s: dry run, %d pilots of %d labels described in %s", schedd, total, len(blocks), path)
-        return {b.label.name: SubmitOutcome(submit_file=str(path)) for b in blocks}, 0
-    if len(blocks) > 1 and schedd in cache.one_by_one:
-        return _one_by_one(blocks, context, schedd, timeout, path)
-    return _submit_file(blocks, context, schedd, timeout, cache, path)
+        item = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(item, dict) or item.get("label") not in labels or item.get("outcome") not in _OUTCOMES:
+        return None
+    if item["outcome"] != "submitted":
+        return item if isinstance(item.get("error"), str) else None
+    numbers = [item.get(key) for key in ("cluster", "first", "count")]
+    valid = all(type(n) is int and n >= 0 for n in numbers) and item["cluster"] > 0
+    return item if valid else None
 
 
-def _submit_file(
-    blocks: Sequence[Block],
-    context: SubmitContext,
-    schedd: Schedd,
-    timeout: float,
-    cache: BlockCache,
-    path: Path,
-) -> tuple[dict[str, SubmitOutcome], int]:
-    """condor_submit of the batch file: each label's ids, or one call per label from now on when
-    this condor_submit refuses several queue statements."""
-    output, error = run_condor_keep("condor_submit", schedd, ["-terse", str(path)], timeout)
-    if error and len(blocks) > 1 and _MULTI_QUEUE_REFUSED.search(error) and not output.strip():
-        log.warning("%s: condor_submit refuses several queue statements: one call per label from now", schedd)
-        cache.one_by_one.add(schedd)
-        outcomes, used = _one_by_one(blocks, context, schedd, timeout, path)
-        return outcomes, used + 1
-    try:
-        clusters = terse_clusters(output)
-    except BatchError as exc:
-        clusters, error = [], f"{exc}; {error}" if error else str(exc)
-    outcomes = assign(blocks, clusters, error)
-    _log_batch(schedd, path, blocks, outcomes, error)
-    return {name: _with_file(o, path) for name, o in outcomes.items()}, 1
+def assign(
+    asked: Sequence[tuple[str, int]], lines: Mapping[str, Mapping[str, Any]], error: str, started: bool = True
+) -> dict[str, SubmitOutcome]:
+    """Each label's outcome from the program's lines (see the module doc); ``error``: how the run
+    ended when it did not end well, ``started``: whether the program ran at all."""
+    reported = [index for index, (name, _) in enumerate(asked) if name in lines]
+    in_flight = (reported[-1] + 1) if reported else 0
+    why = error or "the submission program said nothing about it"
+    outcomes: dict[str, SubmitOutcome] = {}
+    for index, (name, n) in enumerate(asked):
+        line = lines.get(name)
+        if line is not None:
+            outcomes[name] = _outcome(name, n, line)
+        elif not started or (error and index > in_flight):
+            outcomes[name] = SubmitOutcome(error=f"not submitted: {why}")
+        else:
+            outcomes[name] = SubmitOutcome(error=f"outcome unknown: {why}")
+    return outcomes
 
 
-def _one_by_one(
-    blocks: Sequence[Block], context: SubmitContext, schedd: Schedd, timeout: float, path: Path
-) -> tuple[dict[str, SubmitOutcome], int]:
-    outcomes = {}
-    for block in blocks:
-        single = batch_text([block], f"# autopyfactory: label {block.label.name} alone")
-        own = write_batch_file(path.parent, str(schedd), single)
-        output, error = run_condor_keep("condor_submit", schedd, ["-terse", str(own)], timeout)
-        try:
-            clusters = terse_clusters(output)
-        except BatchError as exc:
-            clusters, error = [], str(exc)
-        outcomes.update({k: _with_file(v, own) for k, v in assign([block], clusters, error).items()})
-    return outcomes, len(blocks)
+def _outcome(name: str, n: int, line: Mapping[str, Any]) -> SubmitOutcome:
+    if line["outcome"] == "refused":
+        return SubmitOutcome(error=f"not submitted: {line['error']}")
+    if line["outcome"] == "unknown":
+        return SubmitOutcome(error=f"outcome unknown: {line['error']}")
+    cluster, first, count = line["cluster"], line["first"], line["count"]
+    if count != n:
+        log.warning("%s: asked for %d pilots, the schedd queued %d", name, n, count)
+    return SubmitOutcome(job_ids=tuple(f"{cluster}.{proc}" for proc in range(first, first + count)))
 
 
 def _with_file(outcome: SubmitOutcome, path: Path) -> SubmitOutcome:
@@ -284,25 +231,26 @@ def _with_file(outcome: SubmitOutcome, path: Path) -> SubmitOutcome:
 
 
 def _log_batch(
-    schedd: Schedd, path: Path, blocks: Sequence[Block], outcomes: Mapping[str, SubmitOutcome], error: str
+    schedd: Schedd,
+    path: Path,
+    asked: Sequence[tuple[str, int]],
+    outcomes: Mapping[str, SubmitOutcome],
+    error: str,
 ) -> None:
-    submitted = sum(len(o.job_ids) for o in outcomes.values())
-    wanted = sum(b.n for b in blocks)
+    submitted = sum(len(outcomes[name].job_ids) for name, _ in asked)
+    refused = sum(1 for name, _ in asked if outcomes[name].error)
+    wanted = sum(n for _, n in asked)
+    summary = (
+        f"{submitted} of {wanted} pilots submitted, {len(asked) - refused} of {len(asked)} labels ({path})"
+    )
     if error:
-        log.error(
-            "%s: condor_submit %s: %d of %d pilots known submitted: %s",
-            schedd,
-            path,
-            submitted,
-            wanted,
-            error,
-        )
+        log.error("%s: %s: %s", schedd, summary, error)
+    elif refused:
+        log.warning("%s: %s", schedd, summary)
     else:
-        log.info(
-            "%s: submitted %d pilots of %d labels in one call (%s)", schedd, submitted, len(blocks), path
-        )
+        log.info("%s: %s", schedd, summary)
 
 
 def write_batch_file(directory: Path, schedd: str, text: str) -> Path:
-    """``<schedd>-<N>.sub`` (see :func:`write_submit_file`)."""
-    return write_submit_file(directory, text, _SLUG.sub("_", schedd) or "schedd")
+    """``<schedd>-<N>.json`` (see :func:`write_submit_file`)."""
+    return write_submit_file(directory, text, _SLUG.sub("_", schedd) or "schedd", ".json")

@@ -74,28 +74,34 @@ def run_condor(
     return stdout
 
 
-def run_condor_keep(tool: str, schedd: Schedd, args: Sequence[str], timeout: float) -> tuple[str, str]:
-    """Like :func:`run_condor`, but never raises: (stdout, error message or "").
+@dataclass(frozen=True)
+class Ran:
+    """How a program run by :func:`run_program_keep` went: what it printed, how it ended ("" when
+    it exited 0), and whether it started at all."""
 
-    What the tool printed before it failed or was killed is kept: ``condor_submit -terse`` may
-    have queued jobs before it failed, and their ids must not be thrown away.
-    """
-    argv = [tool, *schedd.options(), *args]
+    stdout: str
+    error: str = ""
+    started: bool = True
+
+
+def run_program_keep(argv: Sequence[str], name: str, schedd: Schedd, timeout: float) -> Ran:
+    """Run ``argv`` (a program that talks to ``schedd``) with a timeout, like :func:`run_condor`,
+    but never raise: what it printed before it failed or was killed is kept (a submission that
+    queued jobs before it failed must not lose their ids)."""
     try:
         process = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
     except OSError as exc:
-        return "", f"{tool}: cannot run: {exc.strerror or exc}"
+        return Ran("", f"{name}: cannot run: {exc.strerror or exc}", started=False)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        stdout = _kill_group(process)
-        return stdout, f"{tool} ({schedd}): no answer within {timeout:g} s"
+        return Ran(_kill_group(process), f"{name} ({schedd}): no answer within {timeout:g} s")
     if process.returncode != 0:
-        message = " ".join((stderr or stdout).split())[:500] or "no message"
-        return stdout, f"{tool} ({schedd}) exited {process.returncode}: {message}"
-    return stdout, ""
+        message = " ".join(stderr.split())[:MESSAGE] or "no message"  # stdout is the program's answer
+        return Ran(stdout, f"{name} ({schedd}) exited {process.returncode}: {message}")
+    return Ran(stdout)
 
 
 def _kill_group(process: subprocess.Popen[str]) -> str:

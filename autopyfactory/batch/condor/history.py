@@ -9,7 +9,7 @@ from typing import Any
 
 from autopyfactory.batch.condor.census import factory_constraint
 from autopyfactory.batch.condor.command import Schedd, run_condor
-from autopyfactory.batch.interface import BatchError, End, EndedPilot
+from autopyfactory.batch.interface import BatchError, End, EndedPilot, removed_pilot
 from autopyfactory.domain.model import JobStatus
 
 #: What the cron helpers read of a finished pilot.
@@ -52,11 +52,12 @@ def history_ids(schedd: Schedd, factory_id: str, job_ids: Sequence[str], timeout
 
 
 def ended_pilot(ad: Mapping[str, Any]) -> EndedPilot | None:
-    """Completed: with its exit code; Removed: with the remove reason; None for anything else."""
+    """Completed: with its exit code; Removed (withdrawn, when an operator's request removed it):
+    with the remove reason; None for anything else."""
     cid = f"{ad.get('ClusterId')}.{ad.get('ProcId')}"
     status = ad.get("JobStatus")
     if status == JobStatus.REMOVED:
-        return EndedPilot(cid, End.REMOVED, None, f"Removed: {ad.get('RemoveReason', '')}".strip(": "))
+        return removed_pilot(cid, str(ad.get("RemoveReason") or ""))
     if status != JobStatus.COMPLETED:
         return None
     if ad.get("ExitBySignal"):

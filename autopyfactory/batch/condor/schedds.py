@@ -9,7 +9,7 @@ ids of its submissions of the last few cycles:
 * before a submission to a schedd/label not yet remembered, the pair is written (atomically);
   if that fails, nothing is submitted, so a pilot is never queued where a later census would
   not look;
-* the ids condor_submit returned are added after it (a failure to save them is a warning:
+* the ids the submission returned are added after it (a failure to save them is a warning:
   they only serve the plausibility check);
 * the census asks every remembered schedd too and counts what it finds against the labels and
   the factory caps; a schedd no label uses is forgotten once it holds none of this factory's
@@ -18,14 +18,23 @@ ids of its submissions of the last few cycles:
   that are in neither condor_q nor condor_history mean the census of that schedd cannot be
   trusted (see :meth:`CondorBackend.census <autopyfactory.condor.backend.CondorBackend.census>`).
 
+While a remembered schedd does not answer, the labels it remembers have unknown pilots and get
+nothing (never over-submit); if it is gone for good, ``autopyfactory schedd forget`` drops it
+(:func:`forget_schedd`), so that its pilots are no longer counted. Every change is a
+read-modify-write under an ``flock`` of ``.schedds.lock`` and the daemon reads the file again at
+each census, so a command and the daemon never undo each other's changes.
+
 A missing file is an empty memory; an unreadable one is logged and replaced by the next write.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +45,7 @@ from autopyfactory.edges.files import atomic_write_text
 log = logging.getLogger(__name__)
 
 MEMORY_FILE = "schedds.json"
+LOCK_FILE = ".schedds.lock"
 FORMAT = 1
 #: How long a schedd no label uses any more is still asked, after the last submission to it.
 KEEP_SECONDS = 7 * 86400.0
@@ -64,6 +74,10 @@ class SubmissionMemory:
         self._read_only = read_only  # a dry run or a cron helper: read, never write
         self._records = _load(path)
 
+    def refresh(self) -> None:
+        """Read the file again (a command may have changed it: ``schedd forget``)."""
+        self._records = _load(self.path)
+
     def schedds(self) -> list[Schedd]:
         return list(self._records)
 
@@ -87,50 +101,57 @@ class SubmissionMemory:
         steady factory does not rewrite the file for it every cycle.
         """
         now = self._clock()
-        record = self._records.setdefault(schedd, ScheddRecord())
-        if now - record.labels.get(label, float("-inf")) < self.recent_window:
+        known = self._records.get(schedd, ScheddRecord()).labels.get(label, float("-inf"))
+        if now - known < self.recent_window:
             return
-        previous = record.labels.get(label)
-        record.labels[label] = now
-        try:
-            self._save()
-        except OSError:
-            if previous is None:
-                del record.labels[label]
-            else:
-                record.labels[label] = previous
-            raise
+
+        def change(records: dict[Schedd, ScheddRecord]) -> bool:
+            records.setdefault(schedd, ScheddRecord()).labels[label] = now
+            return True
+
+        self._change(change)
 
     def note_submitted(self, schedd: Schedd, job_ids: tuple[str, ...]) -> None:
         """Remember the ids of a submission (a failure to save them is only a warning)."""
-        record = self._records.setdefault(schedd, ScheddRecord())
-        record.recent.append((self._clock(), job_ids))
-        self._prune_recent(record)
-        self._save_or_warn()
+
+        def change(records: dict[Schedd, ScheddRecord]) -> bool:
+            record = records.setdefault(schedd, ScheddRecord())
+            record.recent.append((self._clock(), job_ids))
+            self._prune_recent(record)
+            return True
+
+        self._change_or_warn(change)
 
     def tidy(self, in_use: set[Schedd]) -> None:
         """Forget recent ids older than the window and schedds not in ``in_use`` whose last
         submission is older than KEEP_SECONDS (they are no longer asked)."""
-        changed = False
-        for schedd, record in list(self._records.items()):
-            changed |= self._prune_recent(record)
-            idle_for = self._clock() - record.last_submission()
-            if schedd not in in_use and idle_for > KEEP_SECONDS:
-                log.warning(
-                    "no longer asking schedd %s for this factory's pilots: no submission to it for %.0f days",
-                    schedd,
-                    idle_for / 86400,
-                )
-                del self._records[schedd]
-                changed = True
-        if changed:
-            self._save_or_warn()
+
+        def change(records: dict[Schedd, ScheddRecord]) -> bool:
+            changed = False
+            for schedd, record in list(records.items()):
+                changed |= self._prune_recent(record)
+                idle_for = self._clock() - record.last_submission()
+                if schedd not in in_use and idle_for > KEEP_SECONDS:
+                    why = "no submission to it for %.0f days"
+                    log.warning(
+                        "no longer asking schedd %s for this factory's pilots: " + why,
+                        schedd,
+                        idle_for / 86400,
+                    )
+                    del records[schedd]
+                    changed = True
+            return changed
+
+        self._change_or_warn(change)
 
     def forget(self, schedd: Schedd) -> None:
         """A schedd no label uses that holds none of this factory's pilots: stop asking it."""
-        if self._records.pop(schedd, None) is not None:
+
+        def change(records: dict[Schedd, ScheddRecord]) -> bool:
+            return records.pop(schedd, None) is not None
+
+        if schedd in self._records and self._change_or_warn(change):
             log.info("schedd %s holds no more pilots of this factory; no longer asked", schedd)
-            self._save_or_warn()
 
     def _prune_recent(self, record: ScheddRecord) -> bool:
         since = self._clock() - self.recent_window
@@ -139,28 +160,71 @@ class SubmissionMemory:
         record.recent = kept
         return changed
 
-    def _save(self) -> None:
+    def _change(self, change: Callable[[dict[Schedd, ScheddRecord]], bool]) -> bool:
+        """Apply ``change`` to the file's current records under the lock and save them if it
+        changed something; raises OSError. A dry run changes its own copy only."""
         if self._read_only:
-            return
-        data = {
-            "format": FORMAT,
-            "schedds": [
-                {
-                    "name": schedd.name,
-                    "pool": schedd.pool,
-                    "labels": record.labels,
-                    "recent": [{"time": when, "ids": list(ids)} for when, ids in record.recent],
-                }
-                for schedd, record in self._records.items()
-            ],
-        }
-        atomic_write_text(self.path, json.dumps(data, indent=1) + "\n", mode=0o600)
+            return change(self._records)
+        with _locked(self.path):
+            records = _load(self.path)
+            changed = change(records)
+            if changed:
+                _save(self.path, records)
+            self._records = records
+        return changed
 
-    def _save_or_warn(self) -> None:
+    def _change_or_warn(self, change: Callable[[dict[Schedd, ScheddRecord]], bool]) -> bool:
         try:
-            self._save()
+            return self._change(change)
         except OSError as exc:
             log.warning("cannot save %s: %s", self.path, exc)
+            return False
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the memory's lock file (beside it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(LOCK_FILE), os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _save(path: Path, records: dict[Schedd, ScheddRecord]) -> None:
+    data = {
+        "format": FORMAT,
+        "schedds": [
+            {
+                "name": schedd.name,
+                "pool": schedd.pool,
+                "labels": record.labels,
+                "recent": [{"time": when, "ids": list(ids)} for when, ids in record.recent],
+            }
+            for schedd, record in records.items()
+        ],
+    }
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n", mode=0o600)
+
+
+def remembered(state_dir: Path) -> dict[Schedd, ScheddRecord]:
+    """The schedds a factory remembers (``<stateDir>/schedds.json``), for the commands."""
+    return _load(state_dir / MEMORY_FILE)
+
+
+def forget_schedd(state_dir: Path, schedd: Schedd) -> ScheddRecord | None:
+    """Drop ``schedd`` from the memory in ``state_dir`` (the daemon reads it again at its next
+    census): its pilots are no longer counted. The record forgotten, None if it was not there;
+    raises OSError."""
+    path = state_dir / MEMORY_FILE
+    with _locked(path):
+        records = _load(path)
+        record = records.pop(schedd, None)
+        if record is not None:
+            _save(path, records)
+    return record
 
 
 def _load(path: Path) -> dict[Schedd, ScheddRecord]:

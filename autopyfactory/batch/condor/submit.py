@@ -1,10 +1,9 @@
-"""Submission: one HTCondor submit description per label and cycle, and one ``condor_submit``.
+"""Submission: one HTCondor submit description per label and cycle.
 
 :func:`render_submit` turns a label into submit-description text. It is pure (no clock, no
 files) so the text can be tested line by line; :func:`validate` checks it with HTCondor's own
-parser; :func:`submit_pilots` writes it next to the pilots' logs and runs
-``condor_submit -terse`` once (``queue N``). A failure is reported with condor's message and is
-not retried in the same cycle: the next cycle decides again from a fresh census.
+parser. How the descriptions reach the schedds (one cluster per label, one program run per
+schedd and cycle) is ``bulk.py``'s and ``submitter.py``'s.
 
 CE flavours (CONTRACTS §3)::
 
@@ -19,19 +18,26 @@ condor_submit accepts only the grid types in :data:`GRID_TYPES`. Such CEs get no
 
 The pilot's argument words, environment and log directory come from :mod:`autopyfactory.batch.pilot`
 (the same for every backend, as the pilot must see them); this module writes them in condor's
-syntax. A ``$`` the operator wrote is passed on as it is (condor never expands it): only the
-factory's own macros (``$(Cluster)``, ``$(Process)`` in the environment) expand.
+syntax. A ``$`` the operator wrote reaches the pilot as written (condor never expands it): only the
+factory's own macros (``$(Cluster)``, ``$(Process)`` in the environment) expand. The site's own
+submit commands (``submitAttributes``, checked when the configuration is loaded) follow the
+factory's lines verbatim, in the submit language: the site writes them as it would in a submit file.
 
 Quoting: every ClassAd string (``+FactoryId = "…"`` and the like) goes through
 ``classad2.quote``; ``arguments`` and ``environment`` use condor's "new syntax" (the whole value
-in double quotes, doubled inside; single quotes group words, doubled inside); a ``$`` coming from
-configuration or schedconfig is written ``$(DOLLAR)`` so condor_submit never expands it as a
-macro. Values cannot contain line breaks (a submit description is line-based).
+in double quotes, doubled inside; single quotes group words, doubled inside). ``$`` has two
+meanings in HTCondor: ``$(name)`` is expanded by condor_submit, ``$$(name)`` later, when the job is
+matched (or handed to the gridmanager), from the machine's ad. So a single ``$`` from
+configuration or schedconfig is written ``$(DOLLAR)`` (condor_submit writes a ``$``), and each
+``$$`` is written ``$$(DOLLARDOLLAR)``, which condor_submit keeps and the match turns into ``$$``
+(a ``$(DOLLAR)$(DOLLAR)`` would become ``$$(DOLLAR)``, a reference to a machine attribute DOLLAR,
+and the job would be held: "Cannot expand $$ expression"). Paths condor_submit reads itself (the
+executable, credentials, logs) are read before any match, so they may hold a ``$`` but not ``$$``.
+Values cannot contain line breaks (a submit description is line-based).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,13 +46,10 @@ from pathlib import Path
 import classad2
 import htcondor2
 
-from autopyfactory.batch.condor.command import Schedd, run_condor
-from autopyfactory.batch.interface import BatchError, SubmitContext, SubmitOutcome
+from autopyfactory.batch.interface import SubmitContext
 from autopyfactory.batch.pilot import SubmitRenderError, log_dir, pilot_arguments, pilot_environment
 from autopyfactory.domain.label import CE, Label, Resources, SubmitSettings
 from autopyfactory.domain.model import JobStatus
-
-log = logging.getLogger(__name__)
 
 HTCONDOR_CE_PORT = 9619
 ARC_REST_PORT = 443
@@ -58,17 +61,35 @@ GRID_TYPES = frozenset({"condor", "batch", "arc", "ec2", "gce", "azure"})
 EXPRESSION_COMMANDS = ("periodic_hold", "periodic_remove")
 
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_TERSE = re.compile(r"^(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)$")
+_DOLLAR_RUN = re.compile(r"\$+")
 
 
 # ---- quoting -----------------------------------------------------------------------------------
 
 
-def literal(text: str) -> str:
-    """``text`` safe to place in a submit-description value: ``$`` never starts a macro."""
+def _no_line_break(text: str) -> str:
     if "\n" in text or "\r" in text:
         raise SubmitRenderError(f"value {text!r} contains a line break")
-    return text.replace("$", "$(DOLLAR)")
+    return text
+
+
+def _dollars(run: re.Match[str]) -> str:
+    pairs, odd = divmod(len(run[0]), 2)
+    return "$$(DOLLARDOLLAR)" * pairs + "$(DOLLAR)" * odd
+
+
+def literal(text: str) -> str:
+    """``text`` safe to place in a submit-description value that the job ad keeps and the pilot
+    sees: it reaches the pilot exactly as written, whatever its ``$`` (see the module doc)."""
+    return _DOLLAR_RUN.sub(_dollars, _no_line_break(text))
+
+
+def path_literal(text: str) -> str:
+    """A path condor_submit reads itself (executable, credential, log): ``$`` never starts a macro;
+    ``$$`` cannot be written, since condor_submit would read the unexpanded text."""
+    if "$$" in text:
+        raise SubmitRenderError(f"path {text!r}: a path with '$$' cannot be written in a submit description")
+    return _no_line_break(text).replace("$", "$(DOLLAR)")
 
 
 def classad_string(text: str) -> str:
@@ -282,9 +303,9 @@ FLAVOURS: Mapping[str, FlavourLines] = {
 
 
 def _credentials(submit: SubmitSettings) -> list[str]:
-    lines = [f"x509userproxy = {literal(submit.x509userproxy)}"] if submit.x509userproxy else []
+    lines = [f"x509userproxy = {path_literal(submit.x509userproxy)}"] if submit.x509userproxy else []
     if submit.scitokens_file:
-        lines.append(f"scitokens_file = {literal(submit.scitokens_file)}")
+        lines.append(f"scitokens_file = {path_literal(submit.scitokens_file)}")
     return lines
 
 
@@ -294,7 +315,7 @@ def _policy(submit: SubmitSettings, grid: bool) -> list[str]:
 
 
 def _files(context: SubmitContext, label: str) -> list[str]:
-    where = literal(log_dir(context.base_log_dir, context.date, label))
+    where = path_literal(log_dir(context.base_log_dir, context.date, label))
     return [
         f"{name} = {where}/$(Cluster).$(Process).{ext}"
         for name, ext in (("output", "out"), ("error", "err"), ("log", "log"))
@@ -332,7 +353,7 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
     lines = [
         " ".join(f"# autopyfactory label {label.name}: {n} pilots for PanDA queue {label.pq}".splitlines()),
         *flavour,
-        f"executable = {literal(submit.executable)}",
+        f"executable = {path_literal(submit.executable)}",
         f"arguments = {condor_arguments(words)}",
         f"environment = {condor_environment(condor_pilot_environment(label, context))}",
         f"+FactoryId = {classad_string(context.factory_id)}",
@@ -343,6 +364,7 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
         *_policy(submit, grid=label.ce.flavour != "LOCAL"),
         *STANDARD,
         *_files(context, label.name),
+        *(f"{key} = {value}" for key, value in submit.site_attributes),
         f"queue {n}",
     ]
     return "\n".join(lines) + "\n"
@@ -387,36 +409,20 @@ def _check_expression(key: str, value: str) -> None:
         raise SubmitRenderError(f"{name} = {value!r} is not a ClassAd expression: {exc}") from None
 
 
-# ---- condor_submit -----------------------------------------------------------------------------
+# ---- files -------------------------------------------------------------------------------------
 
 
-def parse_terse(output: str) -> tuple[str, ...]:
-    """Job ids from ``condor_submit -terse``: ``12.0 - 12.4`` per cluster, one line each."""
-    ids: list[str] = []
-    for line in output.splitlines():
-        if not line.strip():
-            continue
-        match = _TERSE.match(line.strip())
-        if not match or match[1] != match[3] or int(match[2]) > int(match[4]):
-            raise BatchError(f"unexpected condor_submit output: {output.strip()[:300]!r}")
-        cluster, first, last = match[1], int(match[2]), int(match[4])
-        ids.extend(f"{cluster}.{proc}" for proc in range(first, last + 1))
-    if not ids:
-        raise BatchError(f"unexpected condor_submit output: {output.strip()[:300]!r}")
-    return tuple(ids)
-
-
-def write_submit_file(directory: Path, text: str, stem: str = "submit") -> Path:
-    """Write ``<stem>-<N>.sub``, N one past the highest present; a name is reserved exclusively,
-    so two cycles of one day (or two factories sharing the directory) never overwrite each other.
-    No fsync: the file is read once, right away, by condor_submit and kept for troubleshooting.
+def write_submit_file(directory: Path, text: str, stem: str = "submit", suffix: str = ".sub") -> Path:
+    """Write ``<stem>-<N><suffix>``, N one past the highest present; a name is reserved
+    exclusively, so two cycles of one day (or two factories sharing the directory) never overwrite
+    each other. No fsync: the file is read once, right away, and kept for troubleshooting.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"^{re.escape(stem)}-(\d+)\.sub$")
+    pattern = re.compile(rf"^{re.escape(stem)}-(\d+){re.escape(suffix)}$")
     numbers = [int(m[1]) for m in (pattern.match(name) for name in os.listdir(directory)) if m]
     number = max(numbers, default=0) + 1
     while True:
-        path = directory / f"{stem}-{number:04d}.sub"
+        path = directory / f"{stem}-{number:04d}{suffix}"
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
@@ -429,32 +435,3 @@ def write_submit_file(directory: Path, text: str, stem: str = "submit") -> Path:
         path.unlink(missing_ok=True)
         raise
     return path
-
-
-def submit_pilots(
-    label: Label, n: int, context: SubmitContext, schedd: Schedd, timeout: float
-) -> SubmitOutcome:
-    """Render, validate, write and (unless dry-run) submit ``n`` pilots of ``label``, once.
-
-    Errors come back in the outcome (with the submit file if one was written), never raised for
-    rendering, file or condor failures, and are not retried: the next cycle decides afresh.
-    """
-    try:
-        text = render_submit(label, n, context)
-        validate(text)
-        path = write_submit_file(Path(log_dir(context.base_log_dir, context.date, label.name)), text)
-    except (SubmitRenderError, OSError) as exc:
-        log.error("%s: no submission: %s", label.name, exc)
-        return SubmitOutcome(error=str(exc))
-    if context.dry_run:
-        log.info("%s: dry run, %d pilots described in %s", label.name, n, path)
-        return SubmitOutcome(submit_file=str(path))
-    try:
-        ids = parse_terse(run_condor("condor_submit", schedd, ["-terse", str(path)], timeout))
-    except BatchError as exc:
-        log.error("%s: submission of %d pilots failed (%s): %s", label.name, n, path, exc)
-        return SubmitOutcome(submit_file=str(path), error=str(exc))
-    if len(ids) != n:
-        log.warning("%s: asked condor_submit for %d pilots, it reported %d", label.name, n, len(ids))
-    log.info("%s: submitted %d pilots %s..%s", label.name, len(ids), ids[0], ids[-1])
-    return SubmitOutcome(job_ids=ids, submit_file=str(path))

@@ -50,6 +50,7 @@ from autopyfactory.batch.interface import (
     SubmitOutcome,
     SubmitRequests,
     Tidy,
+    removed_pilot,
 )
 from autopyfactory.batch.local.processes import (
     KILL_GRACE,
@@ -115,7 +116,7 @@ def environment_of(label: Label, context: SubmitContext, job_id: str) -> list[tu
 def ended_pilot(record: FinishedPilot) -> EndedPilot:
     """A history record in the cron helpers' terms."""
     if record.removed:
-        return EndedPilot(record.job_id, End.REMOVED, None, f"Removed: {record.reason}")
+        return removed_pilot(record.job_id, record.reason)
     rc = record.rc if record.rc is not None and 0 <= record.rc <= 255 else None
     return EndedPilot(record.job_id, End.COMPLETED, rc, f"Completed: {record.reason}")
 
@@ -181,10 +182,12 @@ class LocalBackend:
                     job_id = f"{cluster}.{proc}"
                     environment = environment_of(label, context, job_id)
                     registered.append(self._register(label, job_id, command, environment, directory))
-                errors = self._start_waiting(self._registry.scan())
+                failed = self._start_waiting(self._registry.scan())
+                errors = [why for _, why in failed]
         except (OSError, BatchError) as exc:
-            errors = [f"{type(exc).__name__}: {exc}"]
-        ids = tuple(entry.job_id for entry in registered)
+            failed, errors = [], [f"{type(exc).__name__}: {exc}"]
+        not_started = {job_id for job_id, _ in failed}  # finished as "not started": never queued
+        ids = tuple(entry.job_id for entry in registered if entry.job_id not in not_started)
         if ids:
             log.info("%s: submitted %d local pilots %s..%s", label.name, len(ids), ids[0], ids[-1])
         for error in errors:
@@ -229,8 +232,9 @@ class LocalBackend:
         self._registry.write(entry)
         return entry
 
-    def _start_waiting(self, scan: tuple[list[LocalPilot], list[Broken]]) -> list[str]:
-        """Start idle pilots, oldest first, while there are free slots; returns start errors.
+    def _start_waiting(self, scan: tuple[list[LocalPilot], list[Broken]]) -> list[tuple[str, str]]:
+        """Start idle pilots, oldest first, while there are free slots; returns (job id, why) of
+        those whose start failed (they are finished at once, never announced).
 
         Broken registry entries count as running: the host limit holds even when one is unreadable.
         """
@@ -244,7 +248,7 @@ class LocalBackend:
             try:
                 self._start(entry)
             except OSError as exc:
-                errors.append(f"{entry.job_id} not started: {exc}")
+                errors.append((entry.job_id, f"{entry.job_id} not started: {exc}"))
                 self._finish(entry, None, self._clock(), f"not started: {exc}")
         return errors
 
@@ -306,7 +310,7 @@ class LocalBackend:
         }
         entries, broken = self._registry.scan()
         live = [entry for entry in entries if self._settle(entry)]
-        problems = self._start_waiting((live, broken))
+        problems = [why for _, why in self._start_waiting((live, broken))]
         live, broken = self._registry.scan()  # started ones are RUNNING now
         self._registry.prune_history(self._clock(), self._history_keep)
         return self._count(labels, live, broken, problems, started_since)

@@ -1,33 +1,35 @@
-"""One condor_submit per schedd: the batch file, the id mapping, failures (emulator behind the CLI).
+"""One submission per schedd and cycle, one cluster per label: ids, refusals, failures (emulator).
 
-The facts the batch file relies on (one cluster per executable change, settings inherited from
-the block above, all-or-nothing under MAX_JOBS_PER_OWNER) are checked against a real HTCondor in
-tests/htcondor/test_bulk_real.py; the emulator reproduces them (tests/support).
+The submission program is the factory's own (``autopyfactory-condor-submit``); the emulator runs
+its code with an emulated schedd in place of HTCondor's Python bindings (tests/support). What the
+real schedd does with the same requests is checked in tests/htcondor/test_bulk_real.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from autopyfactory.batch.condor.backend import CondorBackend
-from autopyfactory.batch.condor.bulk import (
-    BATCH_DIR,
-    BlockCache,
-    assign,
-    render_block,
-    submit_batch,
-    terse_clusters,
-)
+from autopyfactory.batch.condor.bulk import BATCH_DIR, BlockCache, assign, read_lines, submit_batch
 from autopyfactory.batch.condor.command import Schedd
-from autopyfactory.batch.condor.submit import write_submit_file
+from autopyfactory.batch.condor.submit import render_submit, write_submit_file
 from autopyfactory.batch.interface import SubmitContext
 from autopyfactory.domain.label import Label
 from tests.support.condor_emulator.driver import CondorEmulator
 from tests.support.factory_conf import labels_from, write_factory_conf
+
+PROGRAM = "autopyfactory-condor-submit"
+BIG_MEMORY = {
+    "MEMCAP": [
+        "maxMemory =?= undefined || maxMemory <= 40000",
+        'strcat("maxMemory ", maxMemory, " MB is over the site limit of 40000 MB")',
+    ]
+}
 
 
 @pytest.fixture
@@ -58,101 +60,166 @@ def by_cluster(condor: CondorEmulator) -> dict[int, list[str]]:
     return clusters
 
 
-def test_one_call_one_cluster_per_label_ids_exact(labels, tmp_path, condor):
-    requests = [(labels[name], n) for name, n in zip(CERN, (3, 1, 2), strict=True)]
+def with_memory(label: Label, maxrss: int) -> Label:
+    return dataclasses.replace(label, resources=dataclasses.replace(label.resources, maxrss=maxrss))
+
+
+def test_one_run_per_schedd_one_cluster_per_label_ids_exact(labels, tmp_path, condor):
+    requests = [(labels[CERN[0]], 3), (labels[CERN[1]], 1), (labels[CERN[2]], 2)]
     result = submit_batch(requests, context(tmp_path), Schedd(), timeout=30)
     assert result.calls == 1
-    assert len(condor.calls("condor_submit")) == 1
-    assert {name: o.job_ids for name, o in result.outcomes.items()} == {
-        CERN[0]: ("1.0", "1.1", "1.2"), CERN[1]: ("2.0",), CERN[2]: ("3.0", "3.1"),
-    }  # fmt: skip
-    assert all(o.error == "" for o in result.outcomes.values())
-    for name, outcome in result.outcomes.items():
-        for cid in outcome.job_ids:
-            assert condor.job(cid)["MATCH_APF_QUEUE"] == name
+    assert len(condor.calls(PROGRAM)) == 1
+    assert condor.calls("condor_submit") == []
     assert by_cluster(condor) == {1: [CERN[0]] * 3, 2: [CERN[1]], 3: [CERN[2]] * 2}
+    outcomes = result.outcomes
+    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1", "1.2")
+    assert outcomes[CERN[1]].job_ids == ("2.0",)
+    assert outcomes[CERN[2]].job_ids == ("3.0", "3.1")
+    assert all(o.error == "" for o in outcomes.values())
 
 
-def test_the_batch_file_has_a_comment_per_label_and_is_kept(labels, tmp_path, condor):
-    outcome = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30)
-    path = Path(outcome.outcomes[CERN[0]].submit_file)
+def test_the_request_file_holds_each_label_s_own_description_and_is_kept(labels, tmp_path, condor):
+    result = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30)
+    path = Path(result.outcomes[CERN[0]].submit_file)
     assert path.parent == tmp_path / "logs" / "2026-03-01" / BATCH_DIR
-    text = path.read_text()
-    assert f"# autopyfactory label {CERN[0]}: 2 pilots" in text
-    assert f"# autopyfactory label {CERN[1]}: 1" in text
+    assert path.suffix == ".json"
+    request = json.loads(path.read_text())
+    assert [(e["label"], e["count"]) for e in request["labels"]] == [(CERN[0], 2), (CERN[1], 1)]
+    for entry in request["labels"]:  # each exactly what that label alone renders
+        assert entry["description"] == render_submit(
+            labels[entry["label"]], entry["count"], context(tmp_path)
+        )
 
 
-def test_a_setting_of_the_block_above_does_not_leak(labels, tmp_path, condor):
-    """condor_submit keeps settings across queue statements: a +Attr the next label lacks is cleared,
-    periodic expressions the next label lacks are set to False."""
-    first, second = labels[CERN[0]], labels[CERN[1]]
-    first_submit = dataclasses.replace(first.submit, remove_held_after=600)
-    first = dataclasses.replace(first, ce=dataclasses.replace(first.ce, queue="special"), submit=first_submit)
-    ages = {"remove_held_after": 0, "remove_idle_after": 0, "remove_running_after": 0}
-    second_submit = dataclasses.replace(second.submit, **ages)
-    second = dataclasses.replace(second, ce=dataclasses.replace(second.ce, queue=""), submit=second_submit)
-    result = submit_batch([(first, 1), (second, 1)], context(tmp_path), Schedd(), 30)
-    a, b = (condor.job(result.outcomes[label.name].job_ids[0]) for label in (first, second))
-    assert a["remote_queue"] == "special"
-    assert b["remote_queue"] is None  # undefined, as in condor
-    assert "600" in str(a["PeriodicRemove"])
-    assert str(b["PeriodicRemove"]).lower() in (
-        "false",
-        "/expr(false)/",
+def test_no_setting_of_one_label_reaches_another(labels, tmp_path, condor):
+    """Each label's pilots have exactly the ad its own description makes alone."""
+    first = labels[CERN[0]]
+    first = dataclasses.replace(
+        first,
+        resources=dataclasses.replace(
+            first.resources, environ=(("SITE_SECRET", "s3cret"), ("HTTP_PROXY_X", "x"))
+        ),
+        submit=dataclasses.replace(first.submit, site_attributes=(("+AccountingGroup", '"group_a"'),)),
     )
+    second = labels[CERN[1]]  # no environ, no site attributes
+    submit_batch([(first, 1), (second, 1)], context(tmp_path), Schedd(), 30)
+    together = {job["MATCH_APF_QUEUE"]: job for job in condor.jobs()}
+    alone = submit_batch([(second, 1)], context(tmp_path), Schedd(), 30).outcomes[CERN[1]].job_ids
+    reference = condor.job(alone[0])
+    ignore = {"ClusterId", "ProcId", "GlobalJobId", "QDate", "EnteredCurrentStatus", "Environment"}
+    ignore |= {"Out", "Err", "UserLog"}
+    mine = together[CERN[1]]
+    assert {k: v for k, v in mine.items() if k not in ignore} == {
+        k: v for k, v in reference.items() if k not in ignore
+    }
+    assert "SITE_SECRET" not in mine["Environment"]
+    assert "AccountingGroup" not in mine
+    assert together[CERN[0]]["AccountingGroup"] == "group_a"
+    assert "SITE_SECRET=s3cret" in together[CERN[0]]["Environment"]
 
 
-def test_labels_whose_settings_differ_go_to_separate_files(labels, tmp_path, condor):
-    arc = "NDGF-T1-arc01.ndgf.org-atlas"
-    result = submit_batch([(labels[CERN[0]], 1), (labels[arc], 1)], context(tmp_path), Schedd(), 30)
-    assert result.calls == 2
-    assert condor.job(result.outcomes[arc].job_ids[0])["MATCH_APF_QUEUE"] == arc
-    assert "ArcResources" not in condor.job(result.outcomes[CERN[0]].job_ids[0])
+def test_a_refused_label_costs_only_itself_and_says_why(labels, tmp_path, condor):
+    condor.configure(SUBMIT_REQUIREMENTS=BIG_MEMORY)
+    big = with_memory(labels[CERN[1]], 64000)
+    requests = [(labels[CERN[0]], 2), (big, 1), (labels[CERN[2]], 1)]
+    result = submit_batch(requests, context(tmp_path), Schedd(), 30)
+    assert result.calls == 1
+    assert len(condor.calls(PROGRAM)) == 1
+    outcomes = result.outcomes
+    assert outcomes[CERN[1]].job_ids == ()
+    assert outcomes[CERN[1]].error == "not submitted: maxMemory 64000 MB is over the site limit of 40000 MB"
+    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1")
+    assert outcomes[CERN[2]].job_ids == ("2.0",)
+    assert by_cluster(condor) == {1: [CERN[0]] * 2, 2: [CERN[2]]}
+    again = submit_batch(requests, context(tmp_path), Schedd(), 30)  # the next cycle: one run again
+    assert again.calls == 1
+    assert len(condor.calls(PROGRAM)) == 2
 
 
-def test_max_jobs_per_owner_refuses_the_whole_batch_and_every_label_says_so(labels, tmp_path, condor):
+def test_max_jobs_per_owner_refuses_the_labels_that_do_not_fit(labels, tmp_path, condor):
     condor.configure(MAX_JOBS_PER_OWNER=3)
-    result = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 2)], context(tmp_path), Schedd(), 30)
-    assert condor.jobs() == []
-    for outcome in result.outcomes.values():
-        assert outcome.job_ids == ()
-        assert outcome.error.startswith("not submitted: condor_submit (local schedd) exited 1")
-        assert "MAX_JOBS_PER_OWNER" in outcome.error
+    requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 2), (labels[CERN[2]], 1)]
+    outcomes = submit_batch(requests, context(tmp_path), Schedd(), 30).outcomes
+    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1")
+    assert outcomes[CERN[1]].job_ids == ()
+    assert (
+        outcomes[CERN[1]].error == "not submitted: Number of submitted jobs would exceed MAX_JOBS_PER_OWNER"
+    )
+    assert outcomes[CERN[2]].job_ids == ("2.0",)  # one more still fits
+    assert len(condor.jobs()) == 3
 
 
 def test_ids_printed_before_a_failure_are_kept(labels, tmp_path, condor):
-    """condor_submit queued the jobs and printed their ids, then failed: the ids are not lost."""
-    condor.fail_next("condor_submit", "queued-exit")
+    condor.fail_next(PROGRAM, "queued-exit", message="Segmentation fault\n", exit_code=139)
     result = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30)
     assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1")
     assert result.outcomes[CERN[1]].job_ids == ("2.0",)
-    assert "lost the connection" in result.outcomes[CERN[0]].error
+    assert all(o.error == "" for o in result.outcomes.values())  # each one's own submission worked
 
 
-def test_ids_printed_before_a_hang_are_kept(labels, tmp_path, condor):
-    condor.fail_next("condor_submit", "queued-hang", seconds=60)
-    result = submit_batch([(labels[CERN[0]], 2), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 3)
-    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1")
-    assert result.outcomes[CERN[1]].job_ids == ("2.0",)
-    assert "no answer within 3 s" in result.outcomes[CERN[1]].error
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_every_printed_id_is_kept_whatever_else_was_printed(labels, tmp_path, condor, exit_code):
+    """Stray lines before, between and after the program's lines; a clean or a failed exit."""
+    condor.fail_next(PROGRAM, "queued-noise", exit_code=exit_code, message="" if exit_code == 0 else None)
+    requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 1), (labels[CERN[2]], 1)]
+    outcomes = submit_batch(requests, context(tmp_path), Schedd(), 30).outcomes
+    assert [o.job_ids for o in outcomes.values()] == [("1.0", "1.1"), ("2.0",), ("3.0",)]
+    assert all(o.error == "" for o in outcomes.values())
+
+
+def test_a_schedd_hanging_mid_run_leaves_the_label_in_flight_unknown_and_the_rest_not_submitted(
+    labels, tmp_path, condor
+):
+    condor.fail_next(PROGRAM, "hang-in", after=1, seconds=60)
+    requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 1), (labels[CERN[2]], 1)]
+    outcomes = submit_batch(requests, context(tmp_path), Schedd(), timeout=3).outcomes
+    assert outcomes[CERN[0]].job_ids == ("1.0", "1.1")
+    assert outcomes[CERN[0]].error == ""
+    assert outcomes[CERN[1]].error.startswith(
+        "outcome unknown: autopyfactory-condor-submit (local schedd): no answer"
+    )
+    assert outcomes[CERN[2]].error.startswith(
+        "not submitted: autopyfactory-condor-submit (local schedd): no answer"
+    )
+
+
+def test_an_unknown_schedd_submits_nothing_and_every_label_says_why(labels, tmp_path, condor):
+    result = submit_batch([(labels[CERN[0]], 1), (labels[CERN[1]], 1)], context(tmp_path), Schedd("gone"), 30)
+    for outcome in result.outcomes.values():
+        assert (
+            outcome.error
+            == "not submitted: not tried: cannot find the address of schedd gone in pool (local)"
+        )
 
 
 def test_a_label_that_cannot_be_rendered_drops_out_alone(labels, tmp_path, condor):
-    bad = labels[CERN[1]]
-    bad = dataclasses.replace(bad, submit=dataclasses.replace(bad.submit, arguments="%(nope)s"))
+    broken = dataclasses.replace(labels[CERN[1]], name="a/b")
     result = submit_batch(
-        [(labels[CERN[0]], 1), (bad, 1), (labels[CERN[2]], 1)], context(tmp_path), Schedd(), 30
+        [(labels[CERN[0]], 1), (broken, 1), (labels[CERN[2]], 1)], context(tmp_path), Schedd(), 30
     )
-    assert "unknown field" in result.outcomes[CERN[1]].error
+    assert "cannot name a directory" in result.outcomes["a/b"].error
     assert result.outcomes[CERN[0]].job_ids == ("1.0",)
     assert result.outcomes[CERN[2]].job_ids == ("2.0",)
 
 
-def test_dry_run_writes_the_file_and_runs_nothing(labels, tmp_path, condor):
+def test_a_missing_wrapper_is_refused_like_condor_submit_refuses_it(labels, tmp_path, condor):
+    label = labels[CERN[0]]
+    gone = dataclasses.replace(
+        label, submit=dataclasses.replace(label.submit, executable=str(tmp_path / "no.sh"))
+    )
+    outcomes = submit_batch([(gone, 1), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30).outcomes
+    assert outcomes[CERN[0]].error == (
+        f"not submitted: Can't access executable file {tmp_path / 'no.sh'}: No such file or directory"
+    )
+    assert outcomes[CERN[1]].job_ids == ("1.0",)
+
+
+def test_dry_run_writes_the_request_file_and_runs_nothing(labels, tmp_path, condor):
     result = submit_batch([(labels[CERN[0]], 1)], context(tmp_path, dry_run=True), Schedd(), 30)
-    assert condor.calls("condor_submit") == []
+    assert condor.calls() == []
     assert result.calls == 0
-    assert Path(result.outcomes[CERN[0]].submit_file).read_text().rstrip().endswith("queue 1")
+    request = json.loads(Path(result.outcomes[CERN[0]].submit_file).read_text())
+    assert request["labels"][0]["description"].rstrip().endswith("queue 1")
 
 
 def test_schedds_are_submitted_to_concurrently_each_once(labels, tmp_path, condor):
@@ -161,47 +228,63 @@ def test_schedds_are_submitted_to_concurrently_each_once(labels, tmp_path, condo
     moved = dataclasses.replace(moved, submit=dataclasses.replace(moved.submit, schedd="s2.example.org"))
     backend = CondorBackend("bulk-factory", Schedd(), timeout=30)
     outcomes = backend.submit([(labels[CERN[0]], 2), (moved, 3), (labels[CERN[2]], 1)], context(tmp_path))
-    assert len(condor.calls("condor_submit")) == 2
+    assert len(condor.calls(PROGRAM)) == 2
     assert [j["MATCH_APF_QUEUE"] for j in condor.jobs("s2.example.org")] == [CERN[1]] * 3
     assert outcomes[CERN[1]].job_ids == ("1.0", "1.1", "1.2")
     assert outcomes[CERN[2]].job_ids == ("2.0",)
 
 
-# ---- the mapping on its own -------------------------------------------------------------------
+def test_a_program_that_cannot_run_submits_nothing(labels, tmp_path, condor, monkeypatch):
+    from autopyfactory.batch.condor import bulk
 
-
-def test_terse_lines_per_cluster_and_a_cut_last_line():
-    assert terse_clusters("7.0 - 7.2\n8.0 - 8.0\n") == [("7.0", "7.1", "7.2"), ("8.0",)]
-    assert terse_clusters("7.0 - 7.2\n8.0 - 8.") == [("7.0", "7.1", "7.2")]  # cut short: unknown
-
-
-def test_partial_ids_make_that_label_and_the_rest_unknown(labels, tmp_path):
-    blocks = [
-        render_block(labels[name], n, context(tmp_path)) for name, n in zip(CERN, (2, 2, 1), strict=True)
-    ]
-    outcomes = assign(
-        blocks, [("5.0", "5.1"), ("6.0",)], "condor_submit (local schedd): no answer within 3 s"
+    monkeypatch.setattr(bulk, "submitter_command", lambda: [str(tmp_path / "missing-program")])
+    outcomes = submit_batch(
+        [(labels[CERN[0]], 1), (labels[CERN[1]], 1)], context(tmp_path), Schedd(), 30
+    ).outcomes
+    assert all(
+        o.error.startswith("not submitted: autopyfactory-condor-submit: cannot run")
+        for o in outcomes.values()
     )
-    assert outcomes[CERN[0]].job_ids == ("5.0", "5.1")
-    assert outcomes[CERN[1]].job_ids == ("6.0",)
-    assert outcomes[CERN[1]].error.startswith("1 of 2 pilots known")
-    assert outcomes[CERN[2]].job_ids == ()
-    assert outcomes[CERN[2]].error.startswith("outcome unknown")
 
 
-def test_one_cluster_for_all_labels_is_still_mapped_in_order(labels, tmp_path):
-    blocks = [
-        render_block(labels[name], n, context(tmp_path)) for name, n in zip(CERN, (2, 1, 1), strict=True)
-    ]
-    outcomes = assign(blocks, [("9.0", "9.1", "9.2", "9.3")], "")
-    assert [o.job_ids for o in outcomes.values()] == [("9.0", "9.1"), ("9.2",), ("9.3",)]
+# ---- the program's lines on their own ---------------------------------------------------------
 
 
-def test_submit_files_are_written_without_fsync(labels, tmp_path, condor, monkeypatch):
+def test_lines_a_cut_last_line_and_stray_lines():
+    labels = {"A", "B"}
+    output = (
+        'Submitting job(s).\n{"label": "A", "outcome": "submitted", "cluster": 7, "first": 0, "count": 2}\n'
+        '{"label": "X", "outcome": "submitted", "cluster": 8, "first": 0, "count": 1}\n'
+        '{"label": "B", "outcome": "submitted", "cluster": 9, "fir'
+    )
+    found, stray = read_lines(output, labels)
+    assert list(found) == ["A"]
+    assert stray[0] == "Submitting job(s)."
+    assert "X" in stray[1]
+
+
+def test_outcomes_in_order_after_a_stop():
+    asked = [("A", 2), ("B", 1), ("C", 1), ("D", 1)]
+    lines = {
+        "A": {"label": "A", "outcome": "submitted", "cluster": 5, "first": 0, "count": 2},
+        "B": {"label": "B", "outcome": "refused", "error": "too big"},
+    }
+    outcomes = assign(asked, lines, "killed")
+    assert outcomes["A"].job_ids == ("5.0", "5.1")
+    assert outcomes["B"].error == "not submitted: too big"
+    assert outcomes["C"].error == "outcome unknown: killed"  # the one it was at
+    assert outcomes["D"].error == "not submitted: killed"  # not reached
+    clean = assign(asked, lines, "")  # ended well, yet silent on C and D: unknown, never "not submitted"
+    assert clean["C"].error.startswith("outcome unknown")
+    assert clean["D"].error.startswith("outcome unknown")
+    assert assign(asked, {}, "cannot run", started=False)["A"].error == "not submitted: cannot run"
+
+
+def test_request_files_are_written_without_fsync(labels, tmp_path, condor, monkeypatch):
     """Written once, read once: durability would cost two fsyncs per file, for nothing."""
 
     def no_fsync(_fd: int) -> None:
-        raise AssertionError("fsync of a submit file")
+        raise AssertionError("fsync of a request file")
 
     monkeypatch.setattr(os, "fsync", no_fsync)
     assert write_submit_file(tmp_path / "one", "queue 1\n").read_text() == "queue 1\n"
@@ -210,14 +293,14 @@ def test_submit_files_are_written_without_fsync(labels, tmp_path, condor, monkey
 
 
 def test_pilots_of_a_failed_submission_are_listed_by_the_next_censuses(labels, tmp_path, condor):
-    """condor_submit queued the jobs but printed no id and failed; the next census
-    lists that label's pilots so that the monitor hears of them."""
-    condor.fail_next("condor_submit", "queued-exit", output="")
+    """The program queued the jobs but printed nothing and failed; the next census lists that
+    label's pilots so that the monitor hears of them."""
+    condor.fail_next(PROGRAM, "queued-exit", output="")
     backend = CondorBackend("bulk-factory", Schedd(), timeout=30)
     label, other = labels[CERN[0]], labels[CERN[1]]
     outcomes = backend.submit([(label, 2)], context(tmp_path))
     assert outcomes[CERN[0]].job_ids == ()
-    assert outcomes[CERN[0]].error
+    assert outcomes[CERN[0]].error.startswith("outcome unknown")
     condor.submit(  # another label's pilot of this factory, not listed
         "universe = vanilla\nexecutable = /bin/true\ntransfer_executable = False\n"
         f'+FactoryId = "bulk-factory"\n+MATCH_APF_QUEUE = "{CERN[1]}"\nqueue 1\n'
@@ -234,29 +317,29 @@ def test_a_steady_cycle_renders_and_validates_each_label_once(labels, tmp_path, 
     from autopyfactory.batch.condor import bulk
 
     rendered = []
-    original = bulk.render_block
-    monkeypatch.setattr(bulk, "render_block", lambda *a: rendered.append(a[0].name) or original(*a))
-    cache = bulk.BlockCache()
+    original = bulk.render_label
+    monkeypatch.setattr(bulk, "render_label", lambda *a: rendered.append(a[0].name) or original(*a))
+    cache = BlockCache()
     label = labels[CERN[0]]
-    first, second = cache.block(label, 3, context(tmp_path)), cache.block(label, 5, context(tmp_path))
+    cache.description(label, 3, context(tmp_path))
+    assert cache.description(label, 5, context(tmp_path)) == render_submit(label, 5, context(tmp_path))
     assert rendered == [CERN[0]]
-    assert second.lines == first.lines
-    assert second.n == 5
-    assert ": 5 pilots for PanDA queue" in second.comment
-    assert bulk.batch_text([second], "#") == bulk.batch_text([original(label, 5, context(tmp_path))], "#")
-    cache.block(label, 5, context(tmp_path, dry_run=True))  # another context: rendered again
+    cache.description(label, 5, context(tmp_path, dry_run=True))  # another context: rendered again
     assert rendered == [CERN[0]] * 2
 
 
-def test_a_condor_submit_without_several_queue_statements_gets_one_call_per_label(labels, tmp_path, condor):
-    """HTCondor announced the removal of several queue statements for the 25.x feature series."""
-    condor.configure(MULTI_QUEUE=False)
-    cache = BlockCache()
-    requests = [(labels[CERN[0]], 2), (labels[CERN[1]], 1)]
-    result = submit_batch(requests, context(tmp_path), Schedd(), 30, cache)
-    assert result.calls == 3
-    assert len(condor.calls("condor_submit")) == 3  # the refused one, then 2
-    assert result.outcomes[CERN[0]].job_ids == ("1.0", "1.1")
-    assert result.outcomes[CERN[1]].job_ids == ("2.0",)
-    assert all(o.error == "" for o in result.outcomes.values())
-    assert submit_batch(requests, context(tmp_path), Schedd(), 30, cache).calls == 2  # not asked again
+def test_hanging_schedds_are_asked_at_the_same_time(labels, tmp_path, condor):
+    """Two schedds that hang cost one condorTimeout, not two: both condor_q start at once."""
+    for schedd in ("old.example.org", "new.example.org"):
+        condor.add_schedd(schedd)
+    moved = [
+        dataclasses.replace(labels[name], submit=dataclasses.replace(labels[name].submit, schedd=schedd))
+        for name, schedd in ((CERN[0], "old.example.org"), (CERN[1], "new.example.org"))
+    ]
+    condor.fail_next("condor_q", "hang", count=2, seconds=60)
+    timeout = 10.0
+    census = CondorBackend("bulk-factory", Schedd(), timeout=timeout).census(moved)
+    assert census.supply == {CERN[0]: None, CERN[1]: None}
+    assert census.total is None
+    first, second = (call.time for call in condor.calls("condor_q"))
+    assert abs(second - first) < timeout  # one after the other, the second would start a timeout later

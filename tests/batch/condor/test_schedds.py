@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+from autopyfactory.batch.condor.bulk import SUBMITTER
 from tests.support.e2e import Stand, per_label, run, write_config
 
 OLD, NEW = "old.example.org", "new.example.org"
@@ -52,6 +55,64 @@ def test_an_unreachable_old_schedd_makes_its_labels_and_the_total_unknown(tmp_pa
     result = run(moved_queue(tmp_path, stand, NEW), condor, "--once")
     assert condor.jobs(NEW) == []
     assert "pilots=unknown" in result.stderr
+
+
+def factory(conf: Path, condor, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autopyfactory", *args, "-c", str(conf)],
+        env=condor.env, input=stdin, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_status_names_the_dead_old_schedd_and_the_labels_it_blocks(tmp_path, stand, condor):
+    condor.add_schedd(OLD)
+    condor.add_schedd(NEW)
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    run(moved_queue(tmp_path, stand, OLD), condor, "--once")
+    shutil.move(condor.state_dir / "schedds" / OLD, tmp_path / "gone")  # the old schedd is down
+    conf = moved_queue(tmp_path, stand, NEW)
+    result = run(conf, condor, "--once")
+    blocking = (
+        f"schedd {OLD} is asked because this factory submitted there before (its pilots there still"
+        f" count): labels {NDGF[0]}, {NDGF[1]} are pilots=unknown and get nothing until it answers or"
+        f" `autopyfactory schedd forget {OLD}`"
+    )
+    assert blocking in result.stderr
+    status = factory(conf, condor, "status")
+    assert blocking in " ".join(status.stdout.split())
+
+
+def test_a_dead_schedd_is_forgotten_only_after_a_confirmation_and_its_labels_submit_again(
+    tmp_path, stand, condor
+):
+    condor.add_schedd(OLD)
+    condor.add_schedd(NEW)
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    run(moved_queue(tmp_path, stand, OLD), condor, "--once")
+    shutil.move(condor.state_dir / "schedds" / OLD, tmp_path / "gone")
+    conf = moved_queue(tmp_path, stand, NEW)
+    run(conf, condor, "--once")
+    assert condor.jobs(NEW) == []
+
+    refused = factory(conf, condor, "schedd", "forget", OLD, stdin="yes\n")  # not a terminal: no answer
+    assert refused.returncode == 2
+    assert "nothing changed" in refused.stderr
+    assert "are no longer counted, neither for their labels" in refused.stdout
+    assert f"{NDGF[0]}, {NDGF[1]}" in refused.stdout
+    assert OLD in factory(conf, condor, "schedd", "list").stdout
+
+    forgotten = factory(conf, condor, "schedd", "forget", OLD, "--yes")
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert OLD not in factory(conf, condor, "schedd", "list").stdout
+    result = run(conf, condor, "--once")
+    assert per_label(condor.jobs(NEW)) == dict.fromkeys(NDGF, 5), result.stderr
+
+
+def test_forgetting_a_schedd_that_is_not_remembered_changes_nothing(tmp_path, stand, condor):
+    conf = write_config(tmp_path, stand, "[NDGF-T1]\n")
+    result = factory(conf, condor, "schedd", "forget", "nowhere.example.org", "--yes")
+    assert result.returncode == 1
+    assert "nowhere.example.org is not remembered" in result.stderr
 
 
 def test_an_old_schedd_with_none_of_our_pilots_left_is_forgotten(tmp_path, stand, condor):
@@ -98,7 +159,7 @@ def test_a_submission_that_cannot_be_remembered_is_not_made(tmp_path, stand, con
     stand.stats = {"NDGF-T1": {"activated": 50}}
     (tmp_path / "state" / "schedds.json").mkdir(parents=True)  # cannot be replaced by a file
     result = run(write_config(tmp_path, stand, "[NDGF-T1]\n"), condor, "--once")
-    assert condor.calls("condor_submit") == []
+    assert condor.calls(SUBMITTER) == []
     assert "nothing submitted: cannot remember the submission to local schedd in" in result.stderr
 
 
@@ -123,4 +184,4 @@ def test_a_dry_run_leaves_the_memory_alone(tmp_path, stand, condor):
     path.write_text(text)  # an old schedd with none of our pilots left: a real run forgets it
     run(write_config(tmp_path, stand, "[NDGF-T1]\n"), condor, "--once", "--dry-run")
     assert path.read_text() == text
-    assert condor.calls("condor_submit") == []
+    assert condor.calls(SUBMITTER) == []

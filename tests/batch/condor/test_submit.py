@@ -1,4 +1,4 @@
-"""Submit descriptions per CE flavour, quoting, periodic expressions, validation, condor_submit.
+"""Submit descriptions per CE flavour, quoting, `$`, periodic expressions, validation, the submission program.
 
 Labels come from the real CRIC records in tests/data/cric_dump.json through the config loader.
 The periodic expressions are not string-compared only: they are parsed by classad2 and evaluated
@@ -9,6 +9,7 @@ expand the rendered text and decoding the result with the rules of the condor_su
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 import time
@@ -19,18 +20,17 @@ import classad2
 import htcondor2
 import pytest
 
+from autopyfactory.batch.condor.bulk import submit_batch
 from autopyfactory.batch.condor.command import Schedd
 from autopyfactory.batch.condor.submit import (
     condor_arguments,
     condor_environment,
-    parse_terse,
     periodic_hold,
     periodic_remove,
     render_submit,
-    submit_pilots,
     validate,
 )
-from autopyfactory.batch.interface import BatchError, SubmitContext
+from autopyfactory.batch.interface import SubmitContext
 from autopyfactory.batch.pilot import SubmitRenderError
 from autopyfactory.domain.label import Label
 from tests.support.condor_submit import CONTEXT, decode_new_syntax, expanded, submit_labels
@@ -551,38 +551,14 @@ def test_validate_accepts():
     validate(GOOD)
 
 
-# ---- parse_terse -------------------------------------------------------------------------------
+# ---- the submission program, a fake one on PATH ------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("output", "ids"),
-    [
-        ("12.0 - 12.4\n", ("12.0", "12.1", "12.2", "12.3", "12.4")),
-        ("7.0 - 7.0\n", ("7.0",)),
-        ("3.0 - 3.1\n\n4.0 - 4.0\n", ("3.0", "3.1", "4.0")),
-    ],
-)
-def test_parse_terse(output, ids):
-    assert parse_terse(output) == ids
-
-
-@pytest.mark.parametrize(
-    "output",
-    ["", "\n", "Submitting job(s).....\n5 job(s) submitted to cluster 12.\n", "12.0 - 13.1", "12.4 - 12.0"],
-)
-def test_parse_terse_rejects(output):
-    with pytest.raises(BatchError, match="unexpected condor_submit output"):
-        parse_terse(output)
-
-
-# ---- submit_pilots with a fake condor_submit ---------------------------------------------------
-
-
-def fake_condor_submit(bin_dir: Path, body: str) -> Path:
-    """A ``condor_submit`` first on PATH: records each call's arguments, then runs ``body``."""
+def fake_program(bin_dir: Path, body: str) -> Path:
+    """An ``autopyfactory-condor-submit`` first on PATH: records each call's arguments, runs ``body``."""
     bin_dir.mkdir(exist_ok=True)
     calls = bin_dir / "calls"
-    script = bin_dir / "condor_submit"
+    script = bin_dir / "autopyfactory-condor-submit"
     script.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n{body}\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return calls
@@ -601,81 +577,93 @@ def context_in(tmp_path: Path, **changes: Any) -> SubmitContext:
 
 
 SCHEDD = Schedd("schedd.example.org", "collector.example.org:9618")
+LABEL = "CERN-ce503.cern.ch-share"
 
 
-def test_dry_run_writes_and_submits_nothing(labels, tmp_path, on_path):
-    calls = fake_condor_submit(on_path, "echo 1.0 - 1.0")
-    context = context_in(tmp_path, dry_run=True)
-    label = labels["CERN-ce503.cern.ch-share"]
-    first = submit_pilots(label, 5, context, SCHEDD, timeout=5)
-    second = submit_pilots(label, 2, context, SCHEDD, timeout=5)
-    where = tmp_path / "logs" / "2026-03-01" / "CERN-ce503.cern.ch-share"
-    assert (first.job_ids, first.error, first.submit_file) == ((), "", str(where / "submit-0001.sub"))
-    assert second.submit_file == str(where / "submit-0002.sub")
-    assert Path(first.submit_file).read_text() == render_submit(label, 5, context)
-    assert not calls.exists()
-
-
-def test_submission(labels, tmp_path, on_path):
-    calls = fake_condor_submit(on_path, "echo '7.0 - 7.2'")
-    outcome = submit_pilots(labels["CERN-ce503.cern.ch-share"], 3, context_in(tmp_path), SCHEDD, timeout=5)
+def test_the_program_is_given_the_schedd_and_the_request_file(labels, tmp_path, on_path):
+    line = json.dumps({"label": LABEL, "outcome": "submitted", "cluster": 7, "first": 0, "count": 3})
+    calls = fake_program(on_path, f"echo '{line}'")
+    outcome = submit_batch([(labels[LABEL], 3)], context_in(tmp_path), SCHEDD, timeout=5).outcomes[LABEL]
     assert outcome.error == ""
     assert outcome.job_ids == ("7.0", "7.1", "7.2")
     assert calls.read_text().split() == [
-        "-name",
-        "schedd.example.org",
-        "-pool",
-        "collector.example.org:9618",
-        "-terse",
-        outcome.submit_file,
-    ]
-    assert Path(outcome.submit_file).read_text().endswith("queue 3\n")
+        "-name", "schedd.example.org", "-pool", "collector.example.org:9618", outcome.submit_file,
+    ]  # fmt: skip
 
 
-def test_condor_failure_is_reported_once(labels, tmp_path, on_path, caplog):
-    calls = fake_condor_submit(on_path, "echo 'ERROR: Failed to connect to local queue manager' >&2\nexit 1")
-    outcome = submit_pilots(labels["CERN-ce503.cern.ch-share"], 3, context_in(tmp_path), Schedd(), timeout=5)
+def test_a_failing_program_is_reported_once_and_never_retried(labels, tmp_path, on_path, caplog):
+    calls = fake_program(on_path, "echo 'Failed to connect to schedd.' >&2\nexit 1")
+    outcome = submit_batch([(labels[LABEL], 3)], context_in(tmp_path), Schedd(), timeout=5).outcomes[LABEL]
     assert outcome.job_ids == ()
-    assert "exited 1: ERROR: Failed to connect to local queue manager" in outcome.error
+    failed = "autopyfactory-condor-submit (local schedd) exited 1: Failed to connect to schedd."
+    assert outcome.error == f"outcome unknown: {failed}"
     assert Path(outcome.submit_file).exists()
-    assert len(calls.read_text().splitlines()) == 1  # never retried
-    assert "Failed to connect to local queue manager" in caplog.text
+    assert len(calls.read_text().splitlines()) == 1
+    assert "Failed to connect to schedd" in caplog.text
 
 
-def test_hanging_condor_submit_times_out(labels, tmp_path, on_path):
-    fake_condor_submit(on_path, "exec sleep 30")
+def test_a_hanging_program_times_out(labels, tmp_path, on_path):
+    fake_program(on_path, "exec sleep 30")
     started = time.monotonic()
-    outcome = submit_pilots(
-        labels["CERN-ce503.cern.ch-share"], 1, context_in(tmp_path), Schedd(), timeout=0.5
-    )
+    outcome = submit_batch([(labels[LABEL], 1)], context_in(tmp_path), Schedd(), timeout=0.5).outcomes[LABEL]
     assert time.monotonic() - started < 10
     assert "no answer within 0.5 s" in outcome.error
     assert outcome.job_ids == ()
 
 
-def test_garbage_output_is_an_error(labels, tmp_path, on_path):
-    fake_condor_submit(on_path, "echo 'Submitting job(s).'")
-    outcome = submit_pilots(labels["CERN-ce503.cern.ch-share"], 1, context_in(tmp_path), Schedd(), timeout=5)
-    assert "unexpected condor_submit output" in outcome.error
-
-
-def test_render_error_writes_nothing_and_runs_nothing(labels, tmp_path, on_path):
-    calls = fake_condor_submit(on_path, "echo 1.0 - 1.0")
-    label = labels["CERN-ce503.cern.ch-share"]
+def test_a_render_error_writes_nothing_and_runs_nothing(labels, tmp_path, on_path):
+    calls = fake_program(on_path, "exit 0")
+    label = labels[LABEL]
     label = dataclasses.replace(label, submit=dataclasses.replace(label.submit, arguments="-x %(nope)s"))
-    outcome = submit_pilots(label, 1, context_in(tmp_path), Schedd(), timeout=5)
+    outcome = submit_batch([(label, 1)], context_in(tmp_path), Schedd(), timeout=5).outcomes[LABEL]
     assert "unknown field %(nope)s" in outcome.error
     assert outcome.submit_file == ""
     assert not (tmp_path / "logs").exists()
     assert not calls.exists()
 
 
-def test_unwritable_log_dir_is_an_outcome_not_an_exception(labels, tmp_path, on_path):
-    blocker = tmp_path / "logs"
-    blocker.write_text("a file where the directory should be")
-    outcome = submit_pilots(labels["CERN-ce503.cern.ch-share"], 1, context_in(tmp_path), Schedd(), timeout=5)
+def test_an_unwritable_log_dir_is_an_outcome_not_an_exception(labels, tmp_path, on_path):
+    (tmp_path / "logs").write_text("a file where the directory should be")
+    outcome = submit_batch([(labels[LABEL], 1)], context_in(tmp_path), Schedd(), timeout=5).outcomes[LABEL]
     assert outcome.error
     assert outcome.job_ids == ()
+
+
+# ---- `$` and `$$` ------------------------------------------------------------------------------
+
+
+def match_time(text: str) -> str:
+    """What the schedd makes of a job ad's ``$$(DOLLARDOLLAR)`` when the job is matched."""
+    return text.replace("$$(DOLLARDOLLAR)", "$$")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["$", "$$", "$$$", "a$$b", "$$(Name)", "$(HOME)", "x$y$$z$$$w", "$$$$", "$ENV(HOME)", "p$$(DOLLAR)"],
+)
+def test_every_dollar_reaches_the_pilot_as_written(labels, raw):
+    label = labels[LABEL]
+    environ = (("SITE_VALUE", raw),)
+    label = dataclasses.replace(
+        label,
+        resources=dataclasses.replace(label.resources, environ=environ),
+        pilot=dataclasses.replace(label.pilot, extra_args=f"--note '{raw}'"),
+    )
+    text = render_submit(label, 1, CONTEXT)
+    validate(text)
+    assert "$$(DOLLAR)" not in text.replace("$$(DOLLARDOLLAR)", "")  # no match-time reference to "DOLLAR"
+    env = dict(
+        entry.partition("=")[::2] for entry in decode_new_syntax(match_time(expanded(text, "environment")))
+    )
+    assert env["SITE_VALUE"] == raw
+    assert decode_new_syntax(match_time(expanded(text, "arguments")))[-1] == raw
+
+
+def test_a_path_with_two_dollars_cannot_be_written(labels):
+    label = labels[LABEL]
+    label = dataclasses.replace(label, submit=dataclasses.replace(label.submit, x509userproxy="/tmp/a$$b"))
+    with pytest.raises(SubmitRenderError, match="a path with '\\$\\$' cannot be written"):
+        render_submit(label, 1, CONTEXT)
 
 
 def test_environ_cannot_override_the_factory_variables(labels):

@@ -665,6 +665,21 @@ def test_a_started_pilot_whose_registry_write_fails_is_killed_not_forgotten(
     assert _zombie_children([pid]) == []
 
 
+def test_a_pilot_whose_start_failed_is_not_submitted(labels, pilot, tmp_path, state):
+    """Its start failed at once: the outcome carries no id for it (the cycle announces the ids it
+    gets), only the error; the registry has it as finished, never started."""
+    backend = LocalBackend(FID, state)
+    (state / "local").mkdir(parents=True)
+    (state / "local" / "work").write_text("a file where the pilots' work directories go")
+    outcome = submit(backend, with_pilot(labels[A], str(pilot), {}), 2, make_context(tmp_path))
+    assert outcome.job_ids == ()
+    assert outcome.error.count("not started") == 2
+    assert counts(backend.census([labels[A]])) == (0, 0)
+    ended = backend.finished(lambda _source: 0.0).pilots
+    assert sorted(p.job_id for p in ended) == ["1.0", "1.1"]
+    assert all("not started" in p.reason for p in ended)
+
+
 # --- pilots that started within pandaLag (Supply.started) ----------------------------------------
 
 

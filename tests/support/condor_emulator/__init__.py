@@ -1,4 +1,6 @@
-"""An HTCondor emulator for tests: condor_submit, condor_q, condor_history, condor_rm, condor_release.
+"""An HTCondor emulator for tests: condor_submit, condor_q, condor_history, condor_rm, condor_release,
+and the factory's own submission program ``autopyfactory-condor-submit`` run with an emulated
+schedd in place of HTCondor's Python bindings (bindings.py).
 
 HTCondor cannot be installed on the test machines (the PyPI ``htcondor`` wheel has only the Python
 bindings), so the ``condor`` fixture puts small executables first on PATH that behave like the real
@@ -8,7 +10,10 @@ history live in a state directory of JSON files shared by all invocations. Tests
 :class:`CondorEmulator`: move jobs between states, inject failures, read the call log.
 
 Checked against a real HTCondor 25.0 pool (tests/htcondor/test_emulator_agreement.py runs the same
-steps on both): ``condor_submit -terse`` with several clusters and its multi-queue warning,
+steps on both): the submission program's lines for a submitted label, one a ``SUBMIT_REQUIREMENT``
+refuses (with its reason) and one whose executable is missing, and the job ads it makes (the
+bindings' own defaults for memory and disk); ``condor_submit -terse`` with several clusters and
+its multi-queue warning,
 ``condor_q -json`` with the census projection and with no match (no output, exit 0), hold,
 release and ``condor_rm -reason`` texts (``<reason> (by user <user>)``), and the removed jobs'
 ``condor_history -json``. Differences found and fixed here:

@@ -1,4 +1,5 @@
-"""The emulated tools: condor_submit, condor_q, condor_history, condor_rm, condor_release.
+"""The emulated tools: condor_submit, condor_q, condor_history, condor_rm, condor_release, and the
+factory's own submission program ``autopyfactory-condor-submit`` with an emulated schedd (bindings.py).
 
 ``main(command, argv)`` is what the executables in the fixture's ``bin`` directory call. Each call
 is logged, may suffer an injected fault, and otherwise does what the real tool does for the options
@@ -8,7 +9,9 @@ queue.cpp, condor_submit) where the factory or an operator could see them.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import io
 import os
 import re
 import sys
@@ -19,8 +22,11 @@ from pathlib import Path
 
 import classad2
 
+from autopyfactory.batch.condor import submitter
+
 from . import ads as adlib
 from .ads import JobStatus
+from .bindings import EmulatedSchedd, hang
 from .state import Ad, Fault, Schedd, State, UnknownScheddError
 from .submit import MULTI_QUEUE_WARNING, Context, SubmitError, executable_of, job_ads, parse_blocks
 
@@ -28,6 +34,10 @@ TRUNCATED_JSON = '[\n{\n  "ClusterId": 1,\n  "JobStatus": 1,\n  "MATCH_APF_QUEUE
 NOT_JSON = "<html><body><h1>503 Service Unavailable</h1></body></html>\n"
 WRONG_SHAPE = '{\n  "ClusterId": 1,\n  "JobStatus": 1,\n  "ProcId": 0\n}\n'
 SUBMIT_GARBAGE = "Submitting job(s).\nLogging submit event(s).\n"
+
+SUBMITTER = "autopyfactory-condor-submit"
+#: Lines a program may print besides its answer: what ``queued-noise`` puts around each line.
+NOISE = "Submitting job(s).\n"
 
 UNKNOWN_SCHEDD = {
     "condor_submit": "\nERROR: Can't find address of schedd {name}\n",
@@ -74,6 +84,8 @@ def main(command: str, argv: list[str]) -> int:
     fault = state.begin_call(command, argv)
     if fault and fault.kind.startswith("queued-"):
         return _after_work(state, command, argv, fault)
+    if fault and fault.kind == "hang-in":
+        return _hang_in(state, argv, fault)
     outcome = _suffer(state, command, argv, fault) if fault else None
     if outcome is None:
         outcome = run(state, command, argv)
@@ -138,7 +150,10 @@ def _option(word: str, names: Sequence[str]) -> str:
 def _after_work(state: State, command: str, argv: list[str], fault: Fault) -> int:
     """Do the work and print its output, then fail (``queued-exit``) or hang (``queued-hang``)."""
     outcome = run(state, command, argv)
-    sys.stdout.write(outcome.out if fault.output is None else fault.output)
+    out = outcome.out if fault.output is None else fault.output
+    if fault.kind == "queued-noise":
+        out = NOISE + "".join(f"{line}\n{NOISE}" for line in out.splitlines())
+    sys.stdout.write(out)
     sys.stdout.flush()
     if fault.kind == "queued-hang":
         with state.hanging():
@@ -146,6 +161,16 @@ def _after_work(state: State, command: str, argv: list[str], fault: Fault) -> in
     message = fault.message if fault.message is not None else "\nERROR: lost the connection to the schedd\n"
     sys.stderr.write(message)
     return fault.exit_code
+
+
+def _hang_in(state: State, argv: list[str], fault: Fault) -> int:
+    """The submission program whose schedd hangs at its ``fault.after + 1``-th label: the lines of
+    the labels before are printed (and flushed) as they are submitted."""
+
+    def connect(name: str, pool: str) -> EmulatedSchedd:
+        return EmulatedSchedd(state, name, pool, fault.after, hang(state, fault.seconds))
+
+    return submitter.run(argv, connect, sys.stdout)
 
 
 def _suffer(state: State, command: str, argv: list[str], fault: Fault) -> Outcome | None:
@@ -207,12 +232,11 @@ def queue_clusters(state: State, schedd: str | None, text: str, cwd: str) -> lis
     """Queue the jobs of every queue statement, in one transaction: all of them or none.
 
     A new cluster starts when ``executable`` changed since the previous statement; the schedd's
-    ``MAX_JOBS_PER_OWNER`` (see :meth:`State.set_config`) refuses the whole submission.
+    ``MAX_JOBS_PER_OWNER`` and ``SUBMIT_REQUIREMENTS`` (see :meth:`State.set_config`) refuse the
+    whole submission.
     """
     blocks = parse_blocks(text)
     with state.update(schedd) as queue:
-        if len(blocks) > 1 and state.config(queue.name).get("MULTI_QUEUE") is False:
-            raise SubmitError("multiple queue statements are not supported (as announced for HTCondor 25.x)")
         limit = state.config(queue.name).get("MAX_JOBS_PER_OWNER")
         owner, now = current_user(), int(time.time())
         clusters: list[list[Ad]] = []
@@ -234,10 +258,21 @@ def queue_clusters(state: State, schedd: str | None, text: str, cwd: str) -> lis
                 "Failed to create proc\nNumber of submitted jobs would exceed MAX_JOBS_PER_OWNER"
             )
         clusters = [jobs for jobs in clusters if jobs]
+        _check_requirements(state.config(queue.name).get("SUBMIT_REQUIREMENTS", {}), clusters)
         queue.next_cluster += len(clusters)
         for jobs in clusters:
             queue.jobs.extend(jobs)
     return clusters
+
+
+def _check_requirements(requirements: dict[str, list[str]], clusters: Sequence[list[Ad]]) -> None:
+    """The schedd's SUBMIT_REQUIREMENT_<name> (expression, reason expression) for every job: one
+    that is not true refuses the whole transaction with the reason, as a real schedd does."""
+    for name, (expression, reason) in requirements.items():
+        for ad in (ad for jobs in clusters for ad in jobs):
+            if adlib.parse_expr(expression).eval(adlib.to_classad(ad)) is not True:
+                why = adlib.parse_expr(reason).eval(adlib.to_classad(ad)) if reason else f"{name} is false"
+                raise SubmitError(f"Failed to commit job submission into the queue.\nERROR: {why}")
 
 
 def current_user() -> str:
@@ -245,6 +280,18 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
+
+
+def submission_program(state: State, argv: list[str]) -> Outcome:
+    """``autopyfactory-condor-submit``: the factory's program, its schedd emulated (bindings.py)."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def connect(name: str, pool: str) -> EmulatedSchedd:
+        return EmulatedSchedd(state, name, pool)
+
+    with contextlib.redirect_stderr(err):
+        code = submitter.run(argv, connect, out)
+    return Outcome(out.getvalue(), err.getvalue(), code)
 
 
 # --- condor_q and condor_history ---------------------------------------------------------------
@@ -418,5 +465,6 @@ _COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], _Handler]] = {
                        condor_history),
     "condor_rm": (("all",), ("constraint", "reason"), condor_rm),
     "condor_release": (("all",), ("constraint",), condor_release),
+    SUBMITTER: ((), (), lambda state, _args, argv: submission_program(state, argv)),
 }  # fmt: skip
 COMMAND_NAMES = tuple(_COMMANDS)

@@ -24,7 +24,7 @@ from .commands import COMMAND_NAMES, current_user, queue_jobs, remove_job, sched
 from .state import STATE_ENV, Ad, Fault, Schedd, State
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FAULT_KINDS = ("exit", "hang", "garbage", "queued-exit", "queued-hang")
+FAULT_KINDS = ("exit", "hang", "garbage", "queued-exit", "queued-hang", "queued-noise", "hang-in")
 _EXECUTABLE = """#!{python}
 import sys
 sys.path.insert(0, {root!r})
@@ -76,7 +76,8 @@ class CondorEmulator:
 
     def configure(self, schedd: str | None = None, **knobs: object) -> None:
         """Set schedd configuration the emulator honours: ``MAX_JOBS_PER_OWNER=4``, or
-        ``MULTI_QUEUE=False`` (refuse several queue statements, as a future HTCondor may)."""
+        ``SUBMIT_REQUIREMENTS={"MEM": ["maxMemory <= 16000", '"too much memory"']}`` (name ->
+        [requirement, reason expression]: a job for which it is not true refuses the transaction)."""
         self._state.set_config(schedd, **knobs)
 
     def schedds(self) -> list[str]:
@@ -194,6 +195,7 @@ class CondorEmulator:
         message: str | None = None,
         output: str | None = None,
         seconds: float | None = None,
+        after: int = 0,
     ) -> None:
         """Make the next ``count`` calls of ``command`` fail.
 
@@ -201,12 +203,15 @@ class CondorEmulator:
         ``hang``: sleep ``seconds`` (default ``hang_seconds``) then behave normally;
         ``garbage``: print ``output`` (default: truncated JSON) and exit 0, doing nothing;
         ``queued-exit``: do the work (queue the jobs, print the ids, or ``output`` instead), then
-        print ``message`` and exit ``exit_code``; ``queued-hang``: do the work, print, then hang.
+        print ``message`` and exit ``exit_code``; ``queued-hang``: do the work, print, then hang;
+        ``queued-noise``: like ``queued-exit``, with stray lines before, between and after the
+        output lines; ``hang-in`` (the submission program only): its schedd hangs at the label
+        after the first ``after`` ones, whose lines are printed.
         """
         if command not in COMMAND_NAMES or kind not in FAULT_KINDS:
             raise ValueError(f"unknown command {command!r} or kind {kind!r} (kinds: {FAULT_KINDS})")
         seconds = self.hang_seconds if seconds is None else seconds
-        self._state.add_fault(command, Fault(kind, count, exit_code, message, output, seconds))
+        self._state.add_fault(command, Fault(kind, count, exit_code, message, output, seconds, after))
 
     def calls(self, command: str | None = None) -> list[Call]:
         calls = [Call(**call) for call in self._state.calls()]

@@ -49,6 +49,7 @@ class Fault:
     message: str | None = None  # stderr for "exit"; None means a condor-like default
     output: str | None = None  # stdout for "garbage"; None means truncated JSON
     seconds: float = 60.0  # sleep for "hang"
+    after: int = 0  # "hang-in": the submission program's schedd hangs after this many labels
 
 
 @dataclass
@@ -115,7 +116,8 @@ class State:
             self._save(schedd)
 
     def config(self, name: str) -> dict[str, Any]:
-        """The schedd's configuration knobs the emulator honours (``MAX_JOBS_PER_OWNER``)."""
+        """The schedd's configuration knobs the emulator honours (``MAX_JOBS_PER_OWNER``,
+        ``SUBMIT_REQUIREMENTS``)."""
         data = _read(self._schedd_dir(name) / "config.json", {})
         return data if isinstance(data, dict) else {}
 

@@ -14,7 +14,8 @@ The program is found on PATH like condor's own tools, else run with this Python
 answered; the factory keeps every line that arrived, also when the program then fails, hangs past
 ``condorTimeout`` or prints stray lines:
 
-* ``submitted``: the label's job ids, exactly;
+* ``submitted``: the label's job ids, exactly, and with pilot keys each job's key digest (the
+  program makes the keys, so no key is ever in the request file or in the factory);
 * ``refused``: "not submitted" with the schedd's reason (nothing was queued);
 * ``unknown`` or no line for a label the program was at when it stopped: "outcome unknown"
   (the next censuses list the label's recent pilots, so nothing queued is lost);

@@ -19,7 +19,8 @@ condor_submit accepts only the grid types in :data:`GRID_TYPES`. Such CEs get no
 The pilot's argument words, environment and log directory come from :mod:`autopyfactory.batch.pilot`
 (the same for every backend, as the pilot must see them); this module writes them in condor's
 syntax. A ``$`` the operator wrote reaches the pilot as written (condor never expands it): only the
-factory's own macros (``$(Cluster)``, ``$(Process)`` in the environment) expand. The site's own
+factory's own macros (``$(Cluster)``, ``$(Process)`` and a pilot key's ``$(APF_PILOT_KEY)`` in the
+environment) expand. The site's own
 submit commands (``submitAttributes``, checked when the configuration is loaded) follow the
 factory's lines verbatim, in the submit language: the site writes them as it would in a submit file.
 

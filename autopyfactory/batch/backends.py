@@ -53,11 +53,18 @@ class LocalView(Protocol):
     def kill_grace(self) -> float: ...
 
 
+class MonitorView(Protocol):
+    @property
+    def pilot_keys(self) -> bool: ...
+
+
 class BatchSettings(Protocol):
     """The factory settings the backends are built from (the groups of ``[Factory]`` they read)."""
 
     @property
     def identity(self) -> IdentityView: ...
+    @property
+    def monitor(self) -> MonitorView: ...
     @property
     def condor(self) -> CondorView: ...
     @property
@@ -106,6 +113,7 @@ def build_backends(
             memory=memory,
             stop_requested=stop_requested,
             configured=configured_schedds(settings, queues),
+            pilot_keys=settings.monitor.pilot_keys,
         ),
         LocalBackend.name: LocalBackend(
             identity.factory_id,
@@ -114,5 +122,6 @@ def build_backends(
             local.max_running,
             kill_grace=local.kill_grace,
             read_only=read_only,
+            pilot_keys=settings.monitor.pilot_keys,
         ),
     }

@@ -40,12 +40,15 @@ class SubmitContext:
 
 @dataclass(frozen=True)
 class SubmitOutcome:
-    """Job ids submitted (``cluster.proc``), the submit file written, or the error."""
+    """Job ids submitted (``cluster.proc``), the submit file written, or the error;
+    ``key_digests``: the SHA-256 digest of each submitted pilot's key, by job id (pilots that got
+    no key are not in it)."""
 
     job_ids: tuple[str, ...] = ()
     submit_file: str = ""
     error: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    key_digests: Mapping[str, str] = field(default_factory=dict)
 
 
 #: What one cycle asks a backend to submit: (label, number of pilots), each label once.

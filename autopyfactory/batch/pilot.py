@@ -36,7 +36,10 @@ the words of ``pilotExtraArgs`` (split like the template, passed on to ``pilot.p
 The environment is schedconfig's ``environ`` followed by the factory's own variables, which the
 wrapper and the monitor rely on: ``APFFID`` (factory id), ``APFCID`` (the pilot's job id,
 ``cluster.proc``), ``APFMON`` (the monitor's URL), ``FACTORYQUEUE`` (the label), ``GTAG`` (the URL of
-the pilot's stdout) and ``PANDA_JSID`` (factory id).
+the pilot's stdout), ``PANDA_JSID`` (factory id) and, when the factory gives its pilots keys,
+``APFMON_KEY`` (this pilot's own key for its record at the monitor, domain/pilot_keys.py). A key
+is made per pilot by the backend at the moment it queues or starts that pilot, and is kept
+nowhere else: never in a file under ``baseLogDir`` or the state directory, never in a log.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from urllib.parse import urlsplit
 
 from autopyfactory.batch.interface import SubmitContext
 from autopyfactory.domain.label import Label
+from autopyfactory.domain.pilot_keys import KEY_VARIABLE
 
 TEMPLATE_FIELDS = (
     "siteid", "pq", "label", "port", "pandaserver", "pandaserver_host", "pandaurl", "pilotUser", "jobLabel",
@@ -56,7 +60,7 @@ TEMPLATE_FIELDS = (
 )  # fmt: skip
 DEFAULT_PANDA_PORTS = {"https": 25443, "http": 25080}
 #: The variables the factory sets itself; schedconfig's ``environ`` cannot override them.
-FACTORY_VARIABLES = ("APFFID", "APFCID", "APFMON", "FACTORYQUEUE", "GTAG", "PANDA_JSID")
+FACTORY_VARIABLES = ("APFFID", "APFCID", "APFMON", "FACTORYQUEUE", "GTAG", "PANDA_JSID", KEY_VARIABLE)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -155,9 +159,12 @@ def gtag(context: SubmitContext, label: str, job_id: str) -> str:
     return f"{base}/{context.date}/{url_quote(label, safe='')}/{job_id}.out"
 
 
-def pilot_environment(label: Label, context: SubmitContext, job_id: str) -> list[tuple[str, str]]:
+def pilot_environment(
+    label: Label, context: SubmitContext, job_id: str, key: str = ""
+) -> list[tuple[str, str]]:
     """The pilot's environment: schedconfig ``environ`` first, then the factory's own variables
-    (empty ones left out); ``job_id`` is the pilot's ``cluster.proc``.
+    (empty ones left out); ``job_id`` is the pilot's ``cluster.proc``, ``key`` its pilot key
+    ("" for none).
 
     An ``environ`` entry that names one of the factory's variables is dropped (even when the
     factory leaves that variable out): the monitor and the logs rely on the factory's values.
@@ -169,6 +176,7 @@ def pilot_environment(label: Label, context: SubmitContext, job_id: str) -> list
         "FACTORYQUEUE": label.name,
         "GTAG": gtag(context, label.name, job_id),
         "PANDA_JSID": context.factory_id,
+        KEY_VARIABLE: key,
     }
     extra = [(name, value) for name, value in label.resources.environ if name not in own]
     return extra + [(name, value) for name, value in own.items() if value]

@@ -318,6 +318,13 @@ OPTIONS: tuple[Option, ...] = (
     _factory(
         "monitorToken", STR, "", "Bearer token of this factory at the monitor (see autopyfactory-monitor)."
     ),
+    _factory(
+        "monitorPilotKeys",
+        BOOL,
+        True,
+        "Give each pilot its own random key (APFMON_KEY) for its record at the monitor and announce "
+        "the key's SHA-256 digest; harmless with a monitor that does not require keys.",
+    ),
     _factory("condorSchedd", STR, "", "Schedd to submit to and query (-name); empty = the local schedd."),
     _factory("condorPool", STR, "", "Collector of the schedd's pool (-pool); empty = the local pool."),
     _factory(

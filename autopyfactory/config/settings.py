@@ -105,6 +105,7 @@ class MonitorAccess:
 
     url: str = key("monitorURL")  # "": no monitor
     token: str = key("monitorToken")
+    pilot_keys: bool = key("monitorPilotKeys")
 
 
 @dataclass(frozen=True)

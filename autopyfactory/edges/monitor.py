@@ -10,7 +10,7 @@ Requests (below the API root, e.g. ``http://apfmon.example.org/api``)::
 
     PUT  /factories/<factory>             heartbeat (log URL, owner, version)
     PUT  /labels                          the factory's labels
-    PUT  /jobs                            pilots created
+    PUT  /jobs                            pilots created (each with its key's digest, if any)
     POST /factories/<factory>/messages    the labels' one-line cycle messages (bulk)
     POST /labels/<factory>:<label>        one label's message (a monitor without the bulk call)
     GET  /factories/<factory>/labels      labels with their job counts per state
@@ -49,6 +49,13 @@ class MonitoredJob:
     cid: str
     label: str
     created_at: float  # epoch seconds
+
+
+def pilot_item(cid: str, label: str, factory: str, key_sha256: str = "") -> dict[str, str]:
+    """One pilot of a ``PUT /jobs`` announcement; ``key_sha256``: the SHA-256 digest of the
+    pilot's key, left out when the pilot has none (never the key itself)."""
+    item = {"cid": cid, "label": label, "factory": factory}
+    return item | {"key_sha256": key_sha256} if key_sha256 else item
 
 
 class MonitorClient:

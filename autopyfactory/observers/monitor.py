@@ -38,7 +38,7 @@ import requests
 from autopyfactory import __version__
 from autopyfactory.cycle.report import CycleReport
 from autopyfactory.domain.label import Label
-from autopyfactory.edges.monitor import MonitorClient
+from autopyfactory.edges.monitor import MonitorClient, pilot_item
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,11 @@ class MonitorObserver:
         s = self.settings
         heartbeat = {"url": s.log_url, "email": s.owner, "version": __version__}
         label_records = [self._label_record(label) for label in labels]
-        created = [(cid, r.plan.label.name) for r in report.results for cid in r.outcome.job_ids]
+        created = [
+            (cid, r.plan.label.name, r.outcome.key_digests.get(cid, ""))
+            for r in report.results
+            for cid in r.outcome.job_ids
+        ]
         with self._lock:
             self._heartbeat = Event("PUT", self._api.factory_path(), heartbeat, HEARTBEAT, HEARTBEAT)
             if label_records != self._last_labels:
@@ -126,11 +130,13 @@ class MonitorObserver:
                 self._message(result.plan.label.name, result.line())
             self._lock.notify()
 
-    def _announce(self, created: Sequence[tuple[str, str]], recent: Mapping[str, tuple[str, ...]]) -> None:
+    def _announce(
+        self, created: Sequence[tuple[str, str, str]], recent: Mapping[str, tuple[str, ...]]
+    ) -> None:
         """Queue the created pilots, and the census's listed ones the monitor never heard of
         (the census lists the pilots of labels whose last submission failed half-way)."""
         missing = [
-            (cid, label)
+            (cid, label, "")  # no key digest: the batch system's listing has no keys
             for label, ids in recent.items()
             for cid in ids
             if not any(cid in cycle for cycle in self._announced)
@@ -141,12 +147,12 @@ class MonitorObserver:
             )
         this_cycle: set[str] = set()
         self._announced.append(this_cycle)
-        for cid, label in (*created, *missing):
+        for cid, label, digest in (*created, *missing):
             if not self._room_for(PILOTS):
                 self._drop(PILOTS, cid)
                 continue
             this_cycle.add(cid)
-            self._pilots.append({"cid": cid, "label": label, "factory": self.settings.factory_id})
+            self._pilots.append(pilot_item(cid, label, self.settings.factory_id, digest))
 
     def _message(self, label: str, text: str) -> None:
         if label in self._messages:

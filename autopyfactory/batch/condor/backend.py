@@ -68,10 +68,12 @@ class CondorBackend:
         memory: SubmissionMemory | None = None,
         stop_requested: Callable[[], bool] | None = None,
         configured: Sequence[Schedd] = (),
+        pilot_keys: bool = False,
     ) -> None:
         """``stop_requested``: census queries are abandoned when it says the factory is stopping
         (a submission in progress is not: it finishes). ``configured``: the schedds the queue
-        sections name, for the cron helpers."""
+        sections name, for the cron helpers. ``pilot_keys``: each pilot gets its own key for
+        its record at the monitor (bulk.py)."""
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
         self._blocks = BlockCache()
@@ -80,6 +82,7 @@ class CondorBackend:
         self._watch: dict[str, int] = {}
         self._memory, self._stop = memory, stop_requested
         self._configured = tuple(configured)
+        self._pilot_keys = pilot_keys
         self._located: dict[tuple[str, str], Schedd] = {}  # (label, job id) -> schedd, from the census
 
     def schedd_of(self, label: Label) -> Schedd:
@@ -269,7 +272,7 @@ class CondorBackend:
         """One batch per schedd, in the order of ``by_schedd``; in parallel when there are several."""
 
         def one(schedd: Schedd, items: Requests) -> BatchResult:
-            return submit_batch(items, context, schedd, self._timeout, self._blocks)
+            return submit_batch(items, context, schedd, self._timeout, self._blocks, self._pilot_keys)
 
         if len(by_schedd) <= 1 or self._parallel == 1:
             return [one(schedd, items) for schedd, items in by_schedd.items()]

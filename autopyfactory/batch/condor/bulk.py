@@ -14,7 +14,8 @@ The program is found on PATH like condor's own tools, else run with this Python
 answered; the factory keeps every line that arrived, also when the program then fails, hangs past
 ``condorTimeout`` or prints stray lines:
 
-* ``submitted``: the label's job ids, exactly;
+* ``submitted``: the label's job ids, exactly, and with pilot keys each job's key digest (the
+  program makes the keys, so no key is ever in the request file or in the factory);
 * ``refused``: "not submitted" with the schedd's reason (nothing was queued);
 * ``unknown`` or no line for a label the program was at when it stopped: "outcome unknown"
   (the next censuses list the label's recent pilots, so nothing queued is lost);
@@ -42,6 +43,7 @@ from autopyfactory.batch.condor.submitter import FORMAT
 from autopyfactory.batch.interface import SubmitContext, SubmitOutcome
 from autopyfactory.batch.pilot import SubmitRenderError, log_dir
 from autopyfactory.domain.label import Label
+from autopyfactory.domain.pilot_keys import is_digest
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Rendered:
     label: Label
     context: SubmitContext
     body: str
+    keyed: bool = False
 
     def description(self, n: int) -> str:
         label = self.label
@@ -75,12 +78,12 @@ class Rendered:
         return f"{comment}\n{self.body}queue {n}\n"
 
 
-def render_label(label: Label, context: SubmitContext) -> Rendered:
+def render_label(label: Label, context: SubmitContext, keyed: bool = False) -> Rendered:
     """The label's own description, validated; raises SubmitRenderError."""
-    text = render_submit(label, 1, context)
+    text = render_submit(label, 1, context, keyed)
     validate(text)
     lines = text.splitlines(keepends=True)
-    return Rendered(label, context, "".join(lines[1:-1]))
+    return Rendered(label, context, "".join(lines[1:-1]), keyed)
 
 
 class BlockCache:
@@ -92,12 +95,12 @@ class BlockCache:
         self._entries: dict[str, Rendered] = {}
         self.made_dirs: set[str] = set()  # label log directories known to exist
 
-    def description(self, label: Label, n: int, context: SubmitContext) -> str:
+    def description(self, label: Label, n: int, context: SubmitContext, keyed: bool = False) -> str:
         if n < 1:
             raise SubmitRenderError(f"{label.name}: cannot submit {n} pilots")
         entry = self._entries.get(label.name)
-        if entry is None or entry.label is not label or entry.context != context:
-            entry = self._entries[label.name] = render_label(label, context)
+        if entry is None or entry.label is not label or entry.context != context or entry.keyed != keyed:
+            entry = self._entries[label.name] = render_label(label, context, keyed)
         return entry.description(n)
 
 
@@ -113,15 +116,22 @@ def submit_batch(
     schedd: Schedd,
     timeout: float,
     cache: BlockCache | None = None,
+    pilot_keys: bool = False,
 ) -> BatchResult:
-    """Submit all ``requests`` (label, n) of one schedd; one outcome per label, never raises."""
+    """Submit all ``requests`` (label, n) of one schedd; one outcome per label, never raises.
+
+    ``pilot_keys`` (and a monitor to report to): the program gives each pilot its own key (see
+    the module doc); the request file says only that keys are wanted."""
     cache = cache or BlockCache()
+    keyed = pilot_keys and bool(context.monitor_url)
     outcomes: dict[str, SubmitOutcome] = {}
     entries: list[dict[str, Any]] = []
     for label, n in requests:
         try:
+            description = _prepare(label, n, context, cache, keyed)
             entries.append(
-                {"label": label.name, "count": n, "description": _prepare(label, n, context, cache)}
+                {"label": label.name, "count": n, "description": description}
+                | ({"keys": True} if keyed else {})
             )
         except (SubmitRenderError, OSError) as exc:
             log.error("%s: no submission: %s", label.name, exc)
@@ -150,10 +160,10 @@ def submit_batch(
     return BatchResult(outcomes | {name: _with_file(o, path) for name, o in found.items()}, 1)
 
 
-def _prepare(label: Label, n: int, context: SubmitContext, cache: BlockCache) -> str:
+def _prepare(label: Label, n: int, context: SubmitContext, cache: BlockCache, keyed: bool) -> str:
     """The label's description, and its log directory made (once per cache); raises
     SubmitRenderError or OSError."""
-    description = cache.description(label, n, context)
+    description = cache.description(label, n, context, keyed)
     directory = log_dir(context.base_log_dir, context.date, label.name)
     if directory not in cache.made_dirs:
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -192,7 +202,19 @@ def _line(line: str, labels: set[str]) -> dict[str, Any] | None:
         return item if isinstance(item.get("error"), str) else None
     numbers = [item.get(key) for key in ("cluster", "first", "count")]
     valid = all(type(n) is int and n >= 0 for n in numbers) and item["cluster"] > 0
-    return item if valid else None
+    return item if valid and _digests_fit(item) else None
+
+
+def _digests_fit(item: Mapping[str, Any]) -> bool:
+    """A submitted line's key digests, if any: one digest per job queued, in job order."""
+    digests = item.get("key_sha256")
+    if digests is None:
+        return True
+    return (
+        isinstance(digests, list)
+        and len(digests) == item["count"]
+        and all(isinstance(d, str) and is_digest(d) for d in digests)
+    )
 
 
 def assign(
@@ -223,11 +245,13 @@ def _outcome(name: str, n: int, line: Mapping[str, Any]) -> SubmitOutcome:
     cluster, first, count = line["cluster"], line["first"], line["count"]
     if count != n:
         log.warning("%s: asked for %d pilots, the schedd queued %d", name, n, count)
-    return SubmitOutcome(job_ids=tuple(f"{cluster}.{proc}" for proc in range(first, first + count)))
+    job_ids = tuple(f"{cluster}.{proc}" for proc in range(first, first + count))
+    digests = dict(zip(job_ids, line.get("key_sha256") or (), strict=False))
+    return SubmitOutcome(job_ids=job_ids, key_digests=digests)
 
 
 def _with_file(outcome: SubmitOutcome, path: Path) -> SubmitOutcome:
-    return SubmitOutcome(outcome.job_ids, str(path), outcome.error, outcome.extra)
+    return SubmitOutcome(outcome.job_ids, str(path), outcome.error, outcome.extra, outcome.key_digests)
 
 
 def _log_batch(

@@ -19,7 +19,8 @@ condor_submit accepts only the grid types in :data:`GRID_TYPES`. Such CEs get no
 The pilot's argument words, environment and log directory come from :mod:`autopyfactory.batch.pilot`
 (the same for every backend, as the pilot must see them); this module writes them in condor's
 syntax. A ``$`` the operator wrote reaches the pilot as written (condor never expands it): only the
-factory's own macros (``$(Cluster)``, ``$(Process)`` in the environment) expand. The site's own
+factory's own macros (``$(Cluster)``, ``$(Process)`` and a pilot key's ``$(APF_PILOT_KEY)`` in the
+environment) expand. The site's own
 submit commands (``submitAttributes``, checked when the configuration is loaded) follow the
 factory's lines verbatim, in the submit language: the site writes them as it would in a submit file.
 
@@ -199,19 +200,34 @@ def condor_words(words: Iterable[str]) -> list[str]:
     return [literal(word) for word in words]
 
 
-#: Stands for the pilot's job id in the neutral environment until condor's macro replaces it. It
-#: cannot clash with a real value: an environment variable cannot hold a NUL.
+#: Stand for the pilot's job id and key in the neutral environment until condor's macros replace
+#: them. They cannot clash with a real value: an environment variable cannot hold a NUL.
 _JOB_ID = "\0job-id\0"
+_KEY = "\0pilot-key\0"
 #: condor_submit's macro for a pilot's job id.
 JOB_ID_MACRO = "$(Cluster).$(Process)"
+#: The submit variable that holds a pilot's key: each job's own item data row sets it
+#: (autopyfactory-condor-submit makes the keys, submitter.py), so each pilot of a label's cluster
+#: gets its own. Without item data it expands to nothing, and the pilot has no key.
+KEY_MACRO_NAME = "APF_PILOT_KEY"
+KEY_MACRO = f"$({KEY_MACRO_NAME})"
 
 
-def condor_pilot_environment(label: Label, context: SubmitContext) -> list[tuple[str, str]]:
+def _with_macros(value: str) -> str:
+    """A neutral value escaped for condor_submit, its placeholders as condor's macros."""
+    return JOB_ID_MACRO.join(
+        KEY_MACRO.join(literal(part) for part in piece.split(_KEY)) for piece in value.split(_JOB_ID)
+    )
+
+
+def condor_pilot_environment(
+    label: Label, context: SubmitContext, keyed: bool = False
+) -> list[tuple[str, str]]:
     """The pilot's environment (batch/pilot.py) as condor_submit must read it: values escaped,
-    the job id condor's own macro."""
+    the job id condor's own macro and, ``keyed``, the key the job's item data (:data:`KEY_MACRO`)."""
     return [
-        (literal(name), JOB_ID_MACRO.join(literal(part) for part in value.split(_JOB_ID)))
-        for name, value in pilot_environment(label, context, _JOB_ID)
+        (literal(name), _with_macros(value))
+        for name, value in pilot_environment(label, context, _JOB_ID, _KEY if keyed else "")
     ]
 
 
@@ -340,8 +356,10 @@ def _check_grid_type(name: str, lines: list[str]) -> list[str]:
     return lines
 
 
-def render_submit(label: Label, n: int, context: SubmitContext) -> str:
-    """The submit description for ``n`` pilots of ``label``: deterministic text, no I/O."""
+def render_submit(label: Label, n: int, context: SubmitContext, keyed: bool = False) -> str:
+    """The submit description for ``n`` pilots of ``label``: deterministic text, no I/O.
+    ``keyed``: each pilot's ``APFMON_KEY`` is the submit variable :data:`KEY_MACRO_NAME`, which
+    the submission sets per job from item data (the key itself is never in the text)."""
     if n < 1:
         raise SubmitRenderError(f"{label.name}: cannot submit {n} pilots")
     flavour_lines = FLAVOURS.get(label.ce.flavour)
@@ -355,7 +373,7 @@ def render_submit(label: Label, n: int, context: SubmitContext) -> str:
         *flavour,
         f"executable = {path_literal(submit.executable)}",
         f"arguments = {condor_arguments(words)}",
-        f"environment = {condor_environment(condor_pilot_environment(label, context))}",
+        f"environment = {condor_environment(condor_pilot_environment(label, context, keyed))}",
         f"+FactoryId = {classad_string(context.factory_id)}",
         f"+MATCH_APF_QUEUE = {classad_string(label.name)}",
         f"+APF_PANDA_QUEUE = {classad_string(label.pq)}",

@@ -5,7 +5,9 @@
 ``REQUESTS.json`` (written by ``bulk.py``, kept beside the pilot logs) lists each label's complete
 submit description and pilot count::
 
-    {"format": 1, "labels": [{"label": NAME, "count": N, "description": TEXT}, ...]}
+    {"format": 1, "labels": [{"label": NAME, "count": N, "description": TEXT, "keys": true}, ...]}
+
+(``keys`` optional, default false).
 
 For each label, in order, the program makes one ``Schedd.submit(Submit(description), count=N)``
 with HTCondor's Python bindings: one transaction and one cluster per label, from nothing but that
@@ -15,7 +17,8 @@ cluster), and a schedd that refuses a label (``SUBMIT_REQUIREMENT``, ``MAX_JOBS_
 refuses that label's transaction only. It prints one JSON line per label on stdout, flushed at
 once, so that whatever happens later, every submitted cluster is known to the factory::
 
-    {"label": NAME, "outcome": "submitted", "cluster": C, "first": P, "count": K}
+    {"label": NAME, "outcome": "submitted", "cluster": C, "first": P, "count": K,
+     "key_sha256": [DIGEST, ...]}                           the digests only with "keys"
     {"label": NAME, "outcome": "refused", "error": WHY}   nothing queued: the schedd said why,
                                                             or the label was never sent
     {"label": NAME, "outcome": "unknown", "error": WHY}   the schedd's answer to the commit was
@@ -24,6 +27,14 @@ once, so that whatever happens later, every submitted cluster is known to the fa
 After an unknown outcome or a broken connection the labels after it are not tried (``refused``,
 ``not tried: ...``): nothing is ever sent twice. The exit code is 0 when every label has its line,
 2 for a bad command line or request file (then nothing was submitted).
+
+**Pilot keys.** For a label with ``keys``, the program makes a fresh pilot key per job
+(domain/pilot_keys.py) and submits the label's jobs as item data, one row per job, each row
+setting the submit variable ``APF_PILOT_KEY`` that the description's ``environment`` names
+(``APFMON_KEY=$(APF_PILOT_KEY)``): still one transaction and one cluster, but each job's
+``Environment`` holds its own key. The keys live only in this process's memory and in the jobs;
+the line it prints carries their SHA-256 digests, in job order, which the factory announces to the
+monitor. The request file, which stays on disk beside the pilot logs, holds no key.
 
 Why a program of its own rather than the bindings inside the factory: the factory's deadline
 (``condorTimeout``) holds for a schedd that hangs (the program is killed, with its process group,
@@ -40,11 +51,14 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 import htcondor2
+
+from autopyfactory.batch.condor.submit import KEY_MACRO_NAME
+from autopyfactory.domain.pilot_keys import key_digest, new_pilot_key
 
 FORMAT = 1
 USAGE = "usage: autopyfactory-condor-submit [-name SCHEDD] [-pool POOL] REQUESTS.json"
@@ -66,9 +80,12 @@ _NEW_PROC = re.compile(r"Schedd says (-\d+)")
 class ScheddClient(Protocol):
     """One schedd, as far as this program uses it (the bindings' Schedd, or the test emulator's)."""
 
-    def submit(self, description: str, count: int) -> tuple[int, int, int]:
-        """Queue ``count`` jobs of ``description`` in one transaction: (cluster, first proc, procs).
-        Raises an exception whose message is the bindings' (see :func:`judge`)."""
+    def submit(
+        self, description: str, count: int, items: Sequence[Mapping[str, str]] = ()
+    ) -> tuple[int, int, int]:
+        """Queue ``count`` jobs of ``description`` in one transaction: (cluster, first proc, procs);
+        with ``items``, one job per item instead, each with the item's submit variables. Raises an
+        exception whose message is the bindings' (see :func:`judge`)."""
         ...
 
 
@@ -80,6 +97,7 @@ class Request:
     label: str
     count: int
     description: str
+    keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,23 +143,26 @@ def submit_all(
             emit({"label": request.label, "outcome": "refused", "error": f"not tried: {stopped}"})
             continue
         assert client is not None
+        keys = [new_pilot_key() for _ in range(request.count)] if request.keys else []
         try:
             check_executable(request.description)
-            cluster, first, procs = client.submit(request.description, request.count)
+            items = [{KEY_MACRO_NAME: key} for key in keys]
+            cluster, first, procs = client.submit(request.description, request.count, items)
         except Exception as exc:  # noqa: BLE001  the bindings raise HTCondorException, ValueError, RuntimeError
             verdict = judge(str(exc))
             emit({"label": request.label, "outcome": verdict.outcome, "error": verdict.error})
             stopped = verdict.error if verdict.stop else ""
             continue
-        emit(
-            {
-                "label": request.label,
-                "outcome": "submitted",
-                "cluster": cluster,
-                "first": first,
-                "count": procs,
-            }
-        )
+        line: dict[str, Any] = {
+            "label": request.label,
+            "outcome": "submitted",
+            "cluster": cluster,
+            "first": first,
+            "count": procs,
+        }
+        if keys:
+            line["key_sha256"] = [key_digest(key) for key in keys[:procs]]
+        emit(line)
 
 
 def check_executable(description: str) -> None:
@@ -163,9 +184,16 @@ def read_requests(text: str) -> list[Request]:
     requests = []
     for item in data["labels"]:
         label, count, description = item.get("label"), item.get("count"), item.get("description")
-        if not (isinstance(label, str) and isinstance(description, str) and type(count) is int and count > 0):
+        keys = item.get("keys", False)
+        if not (
+            isinstance(label, str)
+            and isinstance(description, str)
+            and type(count) is int
+            and count > 0
+            and isinstance(keys, bool)
+        ):
             raise ValueError(f"bad entry {json.dumps(item)[:120]}")
-        requests.append(Request(label, count, description))
+        requests.append(Request(label, count, description, keys))
     return requests
 
 
@@ -223,8 +251,16 @@ class BindingsSchedd:
         else:
             self._schedd = htcondor2.Schedd()
 
-    def submit(self, description: str, count: int) -> tuple[int, int, int]:
-        result = self._schedd.submit(htcondor2.Submit(description), count=count)
+    def submit(
+        self, description: str, count: int, items: Sequence[Mapping[str, str]] = ()
+    ) -> tuple[int, int, int]:
+        """``items``: one job per item (count 1 each: the description's own ``queue N`` would
+        otherwise queue N jobs per item)."""
+        submit = htcondor2.Submit(description)
+        if items:
+            result = self._schedd.submit(submit, count=1, itemdata=iter([dict(item) for item in items]))
+        else:
+            result = self._schedd.submit(submit, count=count)
         return result.cluster(), result.first_proc(), result.num_procs()
 
 

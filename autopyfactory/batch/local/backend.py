@@ -23,6 +23,13 @@ as running (never fewer pilots than there are, so a dry run never decides more t
 history is pruned after ``history_keep`` and an unreadable record is skipped, so a pilot missing
 from both does not prove that it vanished.
 
+**Pilot keys.** With ``pilot_keys`` (and a monitor), each pilot gets its own key (domain/pilot_keys.py)
+when it is registered: its digest goes into the submission's outcome, the key itself stays in
+this backend's memory and reaches only the pilot's own environment when it starts. The registry
+on disk holds the pilot's environment without the key. A pilot still waiting when the factory
+restarts has lost its key with the factory's memory: it starts without one (its reports are then
+refused by a monitor that requires keys; the factory's own reports of its end still count).
+
 Not enforced here: the label's cores, memory, disk and wall time, and the periodic hold/remove
 ages of the condor path (housekeeping's ``idleTimeout`` works, through :meth:`remove`).
 """
@@ -77,6 +84,7 @@ from autopyfactory.batch.local.registry import (
 from autopyfactory.batch.pilot import SubmitRenderError, log_dir, pilot_arguments, pilot_environment
 from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, JobStatus, Pilot, Supply
+from autopyfactory.domain.pilot_keys import KEY_VARIABLE, key_digest, new_pilot_key
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +144,7 @@ class LocalBackend:
         kill_grace: float = KILL_GRACE,
         history_keep: float = HISTORY_KEEP,
         read_only: bool = False,
+        pilot_keys: bool = False,
     ) -> None:
         if max_running is not None and max_running < 1:
             raise ValueError(f"max_running must be at least 1 (or None), got {max_running}")
@@ -144,6 +153,8 @@ class LocalBackend:
         self._registry = Registry(Path(state_dir) / "local", factory_id)
         self._unreaped: dict[int, int | None] = {}  # finished supervisors not yet reaped: pid -> ticks
         self._read_only = read_only  # a dry run: census reads, submit/remove never called
+        self._pilot_keys = pilot_keys
+        self._keys: dict[str, str] = {}  # job id -> the key of a pilot not started yet (memory only)
 
     # -- submit --
 
@@ -174,6 +185,8 @@ class LocalBackend:
         if context.dry_run:
             return self._dry_run(label, n, command, environment)
         registered: list[LocalPilot] = []
+        keyed = self._pilot_keys and bool(context.monitor_url)
+        digests: dict[str, str] = {}
         try:
             with self._registry.locked():
                 directory.mkdir(parents=True, exist_ok=True)
@@ -182,6 +195,8 @@ class LocalBackend:
                     job_id = f"{cluster}.{proc}"
                     environment = environment_of(label, context, job_id)
                     registered.append(self._register(label, job_id, command, environment, directory))
+                    if keyed:
+                        digests[job_id] = self._new_key(job_id)
                 failed = self._start_waiting(self._registry.scan())
                 errors = [why for _, why in failed]
         except (OSError, BatchError) as exc:
@@ -192,7 +207,17 @@ class LocalBackend:
             log.info("%s: submitted %d local pilots %s..%s", label.name, len(ids), ids[0], ids[-1])
         for error in errors:
             log.error("%s: %s", label.name, error)
-        return SubmitOutcome(job_ids=ids, error="; ".join(errors), extra={"log_dir": str(directory)})
+        return SubmitOutcome(
+            job_ids=ids,
+            error="; ".join(errors),
+            extra={"log_dir": str(directory)},
+            key_digests={job_id: digests[job_id] for job_id in ids if job_id in digests},
+        )
+
+    def _new_key(self, job_id: str) -> str:
+        """Make the pilot's key, keep it in memory until the pilot starts; its digest."""
+        key = self._keys[job_id] = new_pilot_key()
+        return key_digest(key)
 
     def _dry_run(
         self, label: Label, n: int, command: list[str], environment: list[tuple[str, str]]
@@ -261,7 +286,11 @@ class LocalBackend:
         rc_file.unlink(missing_ok=True)
         registry.write(replace(entry, state=RunState.STARTING))
         files = (entry.stdout, entry.stderr, entry.log)
-        pid = spawn_supervised(entry.job_id, entry.command, dict(entry.environment), files, work, rc_file)
+        environment = dict(entry.environment)
+        key = self._keys.pop(entry.job_id, "")
+        if key:
+            environment[KEY_VARIABLE] = key
+        pid = spawn_supervised(entry.job_id, entry.command, environment, files, work, rc_file)
         try:
             return self._record_started(entry, pid)
         except BaseException:
@@ -374,6 +403,7 @@ class LocalBackend:
         self, entry: LocalPilot, rc: int | None, ended: float, reason: str, removed: bool = False
     ) -> None:
         """Move ``entry`` to the history and clear what it left (registry, rc file, work dir)."""
+        self._keys.pop(entry.job_id, None)
         record = FinishedPilot(
             job_id=entry.job_id,
             label=entry.label,

@@ -13,7 +13,8 @@ a real 25.0 schedd in tests/htcondor/test_emulator_agreement.py):
 * a description the submit library rejects: ``Failed to create job ad, errmsg=...``;
 * a schedd the collector does not know: the program's own "cannot find the address" error.
 
-The count given to ``submit`` replaces the description's queue count, as in the bindings. The
+The count given to ``submit`` replaces the description's queue count, as in the bindings; item
+data (the per-job pilot keys) becomes a ``queue ... from (...)`` statement, one job per item. The
 bindings come with their own submit library (the ``htcondor`` wheel, 25.14 here), whose defaults
 for a job that asks for no memory or disk differ from condor_submit 25.0's: :data:`DEFAULTS`.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import htcondor2
 
@@ -59,13 +60,18 @@ class EmulatedSchedd:
         self._hang_at, self._on_hang = hang_at, on_hang  # a "hang-in" fault: the n-th submission hangs
         self._calls = 0
 
-    def submit(self, description: str, count: int) -> tuple[int, int, int]:
+    def submit(
+        self, description: str, count: int, items: Sequence[Mapping[str, str]] = ()
+    ) -> tuple[int, int, int]:
         from .commands import queue_clusters  # commands imports this module
 
         self._calls += 1
         if self._hang_at is not None and self._calls > self._hang_at:
             self._on_hang()
-        text = _QUEUE.sub(f"queue {count}", description) if count > 0 else description
+        if items:
+            text = _QUEUE.sub(lambda _: item_queue(items), description)
+        else:
+            text = _QUEUE.sub(f"queue {count}", description) if count > 0 else description
         asked = htcondor2.Submit(description)
         defaults = "".join(f"{key} = {value}\n" for key, value in DEFAULTS.items() if key not in asked)
         text = defaults + text
@@ -75,6 +81,14 @@ class EmulatedSchedd:
             raise htcondor2.HTCondorException(bindings_message(exc)) from None
         jobs = [ad for cluster in clusters for ad in cluster]
         return int(jobs[0]["ClusterId"]), int(jobs[0]["ProcId"]), len(jobs)
+
+
+def item_queue(items: Sequence[Mapping[str, str]]) -> str:
+    """The queue statement the bindings' ``itemdata`` stands for: one job per item, the first
+    item's keys as the variables (as the bindings do)."""
+    names = list(items[0])
+    rows = "\n".join(",".join(item[name] for name in names) for item in items)
+    return f"queue 1 {','.join(names)} from (\n{rows}\n)"
 
 
 def bindings_message(error: SubmitError) -> str:

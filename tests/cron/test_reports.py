@@ -131,6 +131,42 @@ def test_completed_and_removed_pilots_are_reported(
     assert json.loads((tmp_path / "state" / CHECKPOINT_FILE).read_text())
 
 
+def test_without_the_wrappers_reports_the_exit_code_decides_done_or_fault(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """A monitor outage lost every report of these wrappers: the monitor still has them CREATED.
+    Those whose exit code says the pilot ran (0 a job, 20 no job, 119 getJob refused) are DONE
+    with it; a wrapper failure (116), a pilot error (1) or a signal (143) is a FAULT."""
+    codes = (0, 20, 119, 1, 116, 143)
+    cids = submit(condor, factory.name, len(codes))
+    factory.create(LABEL, *cids)
+    for cid, rc in zip(cids, codes, strict=True):
+        condor.complete(cid, rc)
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0
+    assert [state(factory, cid) for cid in cids] == [
+        ("DONE", 0), ("DONE", 20), ("DONE", 119), ("FAULT", 1), ("FAULT", 116), ("FAULT", 143),
+    ]  # fmt: skip
+    assert events(factory, cids[1])[-2].startswith("CREATED->EXITING: CREATED -> EXITING, batch system: done rc=20")
+
+
+def test_local_pilots_without_the_wrappers_reports_end_by_their_exit_code(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """The same with the local backend: its history's exit code decides."""
+    factory.create(LOCAL_LABEL, "1.0", "2.0", "3.0")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    for cid, rc in (("1.0", 0), ("2.0", 20), ("3.0", 116)):
+        pilot = FinishedPilot(
+            cid, LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
+            time.time() - 60, time.time() - 50, time.time() - 10, rc, False, "exited",
+        )  # fmt: skip
+        (history / f"{cid}.json").write_text(pilot.to_json())
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
+    assert [state(factory, cid) for cid in ("1.0", "2.0", "3.0")] == [("DONE", 0), ("DONE", 20), ("FAULT", 116)]
+
+
 def test_a_second_run_changes_nothing_and_reads_from_the_checkpoint(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
@@ -236,7 +272,7 @@ def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(
     checkpoint_path = tmp_path / "state" / CHECKPOINT_FILE
     assert list(json.loads(checkpoint_path.read_text())) == ["schedd2.example.org@(local pool)"]
     assert run("mon-exiting", conf) == 0  # the next run reads the failed schedd again
-    assert state(factory, cids[0])[0] == "FAULT"  # completed, never reported running
+    assert state(factory, cids[0]) == ("DONE", 0)  # completed with rc 0: it ran
     assert len(json.loads(checkpoint_path.read_text())) == 2
 
 

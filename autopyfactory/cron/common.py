@@ -3,8 +3,8 @@
 Both helpers report with ``POST <monitorURL>/factories/<factoryId>/jobs`` through the one monitor
 client (edges/monitor.py), in chunks; a report the monitor already has changes nothing, so both
 commands are idempotent. They ask the batch backends the factory itself would build from the same
-factory.conf (batch/backends.py), each about its own pilots, and never branch on which backend
-is which.
+factory.conf (batch/backends.py) and its queue sections use, each about its own pilots, and never
+branch on which backend is which.
 """
 
 from __future__ import annotations
@@ -64,8 +64,15 @@ def report_of(pilot: EndedPilot) -> Report:
 
 
 def backends_of(loaded: config.FactoryConfig) -> dict[str, Backend]:
-    """The factory's batch backends by name, built as the factory builds them."""
-    return build_backends(loaded.factory, loaded.queues)
+    """The batch backends the factory's queue sections use (their ``batch``), by name, built as
+    the factory builds them. A backend no queue uses is not asked: a factory of ``batch = local``
+    queues alone has no HTCondor to ask, and its helpers must not fail every run for that."""
+    used = {str(queue.get("batch")) for queue in loaded.queues}
+    return {
+        name: backend
+        for name, backend in build_backends(loaded.factory, loaded.queues).items()
+        if name in used
+    }
 
 
 def send(client: MonitorClient, reports: Sequence[Report]) -> dict[str, int]:

@@ -146,7 +146,9 @@ def test_without_the_wrappers_reports_the_exit_code_decides_done_or_fault(
     assert [state(factory, cid) for cid in cids] == [
         ("DONE", 0), ("DONE", 20), ("DONE", 119), ("FAULT", 1), ("FAULT", 116), ("FAULT", 143),
     ]  # fmt: skip
-    assert events(factory, cids[1])[-2].startswith("CREATED->EXITING: CREATED -> EXITING, batch system: done rc=20")
+    assert events(factory, cids[1])[-2].startswith(
+        "CREATED->EXITING: CREATED -> EXITING, batch system: done rc=20"
+    )
 
 
 def test_local_pilots_without_the_wrappers_reports_end_by_their_exit_code(
@@ -164,7 +166,11 @@ def test_local_pilots_without_the_wrappers_reports_end_by_their_exit_code(
         (history / f"{cid}.json").write_text(pilot.to_json())
     local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
     assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
-    assert [state(factory, cid) for cid in ("1.0", "2.0", "3.0")] == [("DONE", 0), ("DONE", 20), ("FAULT", 116)]
+    assert [state(factory, cid) for cid in ("1.0", "2.0", "3.0")] == [
+        ("DONE", 0),
+        ("DONE", 20),
+        ("FAULT", 116),
+    ]
 
 
 def test_a_second_run_changes_nothing_and_reads_from_the_checkpoint(
@@ -389,6 +395,33 @@ def test_local_pilots_finished_before_the_lookback_are_found_not_left_active(
     local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
     assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
     assert state(factory, "5.0") == ("DONE", 0)
+
+
+@pytest.mark.parametrize("command", ["mon-exiting", "mon-stale"])
+def test_a_factory_of_local_queues_alone_needs_no_htcondor(
+    factory: FactoryClient, tmp_path: Path, command: str
+) -> None:
+    """No HTCondor installed (no condor tool on PATH) and every queue ``batch = local``: the
+    helpers ask the local backend only, report, and exit 0 with nothing on stderr (cron mails
+    nothing)."""
+    label = f"{LABEL}-local"
+    factory.create(label, "1.0")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    pilot = FinishedPilot(
+        "1.0", label, factory.name, ("/bin/true",), "o", "e", "l",
+        time.time() - 60, time.time() - 50, time.time() - 10, 0, False, "exited",
+    )  # fmt: skip
+    (history / "1.0.json").write_text(pilot.to_json())
+    conf = write_config(tmp_path, factory, queues="autoconfigure = false\nbatch = local")
+    done = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", command, "-c", str(conf)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"{command}: ")
+    if command == "mon-exiting":
+        assert state(factory, "1.0") == ("DONE", 0)
 
 
 # --- mon-stale -----------------------------------------------------------------------------------

@@ -9,7 +9,13 @@ import pytest
 
 from autopyfactory.domain.control import Controls, Disable, Removal, controls_from_json
 
-GOOD_DISABLE: dict[str, Any] = {"name": "PQA", "reason": "CE upgrade", "since": 1.0e9, "until": 2.0e9, "by": "ops"}
+GOOD_DISABLE: dict[str, Any] = {
+    "name": "PQA",
+    "reason": "CE upgrade",
+    "since": 1.0e9,
+    "until": 2.0e9,
+    "by": "ops",
+}
 GOOD_REMOVAL: dict[str, Any] = {
     "id": "ab12cd34", "requested": 1.0e9, "label": "", "pq": "PQA", "ce": "", "idle_only": False,
     "by": "ops", "reason": "CE retired",

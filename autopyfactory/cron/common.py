@@ -45,7 +45,7 @@ class Report:
     code says the pilot ran (see :data:`PILOT_RAN`)."""
 
     cid: str
-    state: str  # done, exiting, fault, flag
+    state: str  # done, exiting, fault, removed, flag
     rc: int | None = None
     reason: str = ""
     ran: bool = False
@@ -57,7 +57,11 @@ class Report:
 
 def report_of(pilot: EndedPilot) -> Report:
     """Completed: ``done`` with its exit code, which tells the monitor whether the pilot ran when
-    the monitor has no report of its wrapper; removed or lost: ``fault``."""
+    the monitor has no report of its wrapper; removed on an operator's request (``pilots
+    remove``): ``removed``, which the monitor keeps apart from faults; otherwise removed or lost:
+    ``fault``."""
+    if pilot.end is End.WITHDRAWN:
+        return Report(pilot.job_id, "removed", pilot.rc, pilot.reason)
     if pilot.end is not End.COMPLETED:
         return Report(pilot.job_id, "fault", pilot.rc, pilot.reason)
     return Report(pilot.job_id, "done", pilot.rc, pilot.reason, ran=pilot.rc in PILOT_RAN)

@@ -173,6 +173,42 @@ def test_local_pilots_without_the_wrappers_reports_end_by_their_exit_code(
     ]
 
 
+def test_pilots_removed_by_the_operator_are_shown_apart_from_faults(
+    condor: CondorEmulator, factory: FactoryClient, monitor: Monitor, tmp_path: Path
+) -> None:
+    """Draining a label with ``autopyfactory pilots remove`` (its RemoveReason starts with the
+    request): those pilots become REMOVED, not FAULT, whatever state the monitor had them in; a
+    removal by anyone else stays a fault. The label's counts show them apart and the fault report
+    does not list a drained label."""
+    label = "DRAINED"
+    ad = f'+FactoryId = "{factory.name}"\n+MATCH_APF_QUEUE = "{label}"\n'
+    cids = condor.submit(f"universe = vanilla\nexecutable = /bin/true\n{ad}queue 4\n")
+    factory.create(label, *cids)
+    factory.pilot(cids[1], state="running")
+    factory.pilot(cids[2], state="exiting", rc="143")
+    request = "autopyfactory pilots remove ab12cd34 by alice: CE retired"
+    for cid in cids[:3]:
+        condor.remove(cid, request)
+    condor.remove(cids[3], "PeriodicRemove: idle too long")
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0
+    assert [factory.job(cid)["state"] for cid in cids] == ["REMOVED", "REMOVED", "REMOVED", "FAULT"]
+    assert (
+        events(factory, cids[1])[-1]
+        == f"RUNNING->REMOVED: RUNNING -> REMOVED, batch system: removed: Removed: {request}"
+    )
+    assert factory.job(cids[2])["rc"] == 143  # the wrapper's own report is kept
+    detail = factory.session.get(f"{monitor.api}/labels/{factory.name}:{label}", timeout=10).json()
+    assert (detail["counts"]["REMOVED"], detail["counts"]["FAULT"]) == (3, 1)
+    report = factory.session.get(
+        f"{monitor.api}/report/faults", params={"min_created": 1, "min_percent": 50}, timeout=10
+    ).json()
+    assert label not in [row["label"] for row in report["labels"]]  # 1 of 4: not at 100 % faults
+    page = factory.session.get(f"{monitor.url}/factory/{factory.name}", timeout=10)
+    assert ">REMOVED<" in page.text
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0  # final: nothing changes again
+    assert len(events(factory, cids[0])) == 2
+
+
 def test_a_second_run_changes_nothing_and_reads_from_the_checkpoint(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:

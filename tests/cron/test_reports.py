@@ -173,6 +173,27 @@ def test_local_pilots_without_the_wrappers_reports_end_by_their_exit_code(
     ]
 
 
+def test_local_pilots_removed_by_the_operator_are_removed_not_faults(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """A local pilot ended by ``pilots remove`` (its request as the reason) is REMOVED; one ended
+    by anything else is a FAULT."""
+    factory.create(LOCAL_LABEL, "1.0", "2.0")
+    factory.pilot("1.0", state="running")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    reasons = {"1.0": "autopyfactory pilots remove ab12cd34 by alice: CE retired", "2.0": "killed"}
+    for cid, reason in reasons.items():
+        pilot = FinishedPilot(
+            cid, LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
+            time.time() - 60, time.time() - 50, time.time() - 10, None, True, reason,
+        )  # fmt: skip
+        (history / f"{cid}.json").write_text(pilot.to_json())
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
+    assert [state(factory, cid) for cid in ("1.0", "2.0")] == [("REMOVED", None), ("FAULT", None)]
+
+
 def test_pilots_removed_by_the_operator_are_shown_apart_from_faults(
     condor: CondorEmulator, factory: FactoryClient, monitor: Monitor, tmp_path: Path
 ) -> None:

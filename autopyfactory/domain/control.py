@@ -203,8 +203,13 @@ def _text(value: object) -> str:
     return value
 
 
+#: The last time a disable or request may name (9999-12-31 23:59:59 UTC): later ones cannot be shown.
+_LAST_TIME = 253402300799.0
+
+
 def _time(value: object) -> float:
-    """Epoch seconds: a finite number (JSON's NaN, Infinity and 1e400 are not; nor is a boolean)."""
+    """Epoch seconds: a finite number (JSON's NaN, Infinity and 1e400 are not; nor is a boolean)
+    that is a date (1e300 is finite but no time can be shown for it)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("is not a time (epoch seconds)")
     try:
@@ -213,6 +218,8 @@ def _time(value: object) -> float:
         raise TypeError("is not a finite time (epoch seconds)") from None
     if not math.isfinite(seconds):
         raise TypeError("is not a finite time (epoch seconds)")
+    if not 0 <= seconds <= _LAST_TIME:
+        raise TypeError("is not a time between 1970 and 9999 (epoch seconds)")
     return seconds
 
 

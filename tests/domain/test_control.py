@@ -43,6 +43,8 @@ def test_what_the_commands_write_reads_back_the_same() -> None:
         ("until", float("inf"), "disabled[0].until: inf is not a finite time"),
         ("until", 10**400, "disabled[0].until: 1000"),
         ("until", True, "disabled[0].until: true is not a time"),
+        ("until", 1e300, "disabled[0].until: 1e\\+300 is not a time between 1970 and 9999"),
+        ("since", -5, "disabled[0].since: -5 is not a time between 1970 and 9999"),
         ("since", None, "disabled[0].since: null is not a time"),
         ("name", ["PQA"], 'disabled[0].name: ["PQA"] is not a non-empty string'),
         ("name", "", 'disabled[0].name: "" is not a non-empty string'),

@@ -62,6 +62,26 @@ SYSTEM_FILES: list[tuple[str, str, int]] = [
         "/usr/lib/systemd/system/autopyfactory-monitor.service",
         0o644,
     ),
+    (
+        "etc/systemd/autopyfactory-monitor-expire.service",
+        "/usr/lib/systemd/system/autopyfactory-monitor-expire.service",
+        0o644,
+    ),
+    (
+        "etc/systemd/autopyfactory-monitor-expire.timer",
+        "/usr/lib/systemd/system/autopyfactory-monitor-expire.timer",
+        0o644,
+    ),
+    (
+        "etc/systemd/autopyfactory-monitor-clean.service",
+        "/usr/lib/systemd/system/autopyfactory-monitor-clean.service",
+        0o644,
+    ),
+    (
+        "etc/systemd/autopyfactory-monitor-clean.timer",
+        "/usr/lib/systemd/system/autopyfactory-monitor-clean.timer",
+        0o644,
+    ),
     # an example to copy into /etc/httpd/conf.d/, not active by itself
     (
         "etc/httpd/autopyfactory-pilots.conf",

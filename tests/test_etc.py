@@ -93,13 +93,83 @@ def test_the_postgresql_example_runs_several_workers():
     assert args.db.startswith("postgresql+psycopg://")
 
 
-@pytest.mark.parametrize("tool", ["autopyfactory-monitor"])
-def test_cron_lines_parse(tool):
-    lines = (ETC / "cron.d" / "autopyfactory").read_text().splitlines()
-    commands = [text.split(f"/usr/bin/{tool}", 1)[1] for text in lines if f"/usr/bin/{tool}" in text]
-    assert commands
-    for command in commands:
-        monitor_parser().parse_args(shlex.split(command))
+def test_cron_lines_run_the_shipped_helpers():
+    lines = [
+        t for t in (ETC / "cron.d" / "autopyfactory").read_text().splitlines() if t and t[0] in "*0123456789"
+    ]
+    assert [line.split()[6] for line in lines] == [
+        "/usr/libexec/autopyfactory/mon-exiting.sh",
+        "/usr/libexec/autopyfactory/mon-stale.sh",
+    ]
+
+
+# --- the monitor's expiry and retention -------------------------------------------------------
+
+MONITOR_TIMERS = {"autopyfactory-monitor-expire": "expire", "autopyfactory-monitor-clean": "clean"}
+#: The documented retention of final pilots at the monitor (docs/monitor.md), in days.
+RETENTION_DAYS = 30
+
+
+def unit_section(path: Path, section: str) -> dict[str, list[str]]:
+    """Each key of ``section`` of the unit file with all its values, in order."""
+    found: dict[str, list[str]] = {}
+    current = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def test_the_monitor_unit_brings_up_its_expiry_and_retention_timers():
+    """Enabling the monitor is enough: its unit wants both timers, and they stop with it."""
+    monitor = unit_section(ETC / "systemd" / "autopyfactory-monitor.service", "Unit")
+    wanted = {name for value in monitor["Wants"] for name in value.split()}
+    assert {f"{name}.timer" for name in MONITOR_TIMERS} <= wanted
+    for name in MONITOR_TIMERS:
+        timer = unit_section(ETC / "systemd" / f"{name}.timer", "Unit")
+        assert timer["PartOf"] == ["autopyfactory-monitor.service"]
+
+
+def test_expiry_runs_every_10_minutes_and_retention_daily():
+    expire = unit_section(ETC / "systemd" / "autopyfactory-monitor-expire.timer", "Timer")
+    assert expire["OnUnitActiveSec"] == ["10min"]
+    assert expire["OnActiveSec"]  # and soon after the monitor starts
+    clean = unit_section(ETC / "systemd" / "autopyfactory-monitor-clean.timer", "Timer")
+    assert clean["OnCalendar"] == ["*-*-* 03:30:00"]
+    assert clean["Persistent"] == ["true"]
+
+
+@pytest.mark.parametrize("values", ["sysconfig", "unit defaults"])
+def test_the_timers_run_expire_and_clean_with_the_documented_retention(values):
+    """With the shipped sysconfig, and with an older one that lacks the new variables (an RPM
+    upgrade keeps the edited file): expire with the default rules, clean with 30 days."""
+    for name, command in MONITOR_TIMERS.items():
+        path = ETC / "systemd" / f"{name}.service"
+        service = unit_section(path, "Service")
+        assert service["Type"] == ["oneshot"]
+        defaults = dict(value.split("=", 1) for value in service.get("Environment", []))
+        environment = defaults | (sysconfig() if values == "sysconfig" else {})
+        (line,) = service["ExecStart"]
+        argv = expand(line, environment)
+        assert argv[0] == "/usr/bin/autopyfactory-monitor"
+        args = monitor_parser().parse_args(argv[1:])
+        assert args.command == command
+        if command == "clean":
+            assert args.days == RETENTION_DAYS
+        else:
+            assert args.flagged_hours == 24
+    assert sysconfig()["MONITOR_RETENTION_DAYS"] == str(RETENTION_DAYS)
+
+
+def test_the_rpm_installs_every_unit_and_disables_the_timers_on_erase():
+    system_files = (REPO / "setup.py").read_text()  # its SYSTEM_FILES: what the RPM installs
+    for unit in (ETC / "systemd").iterdir():
+        assert re.search(rf'"etc/systemd/{unit.name}",\s*"/usr/lib/systemd/system/{unit.name}"', system_files)
+    preun = (REPO / "packaging" / "rpm-preun.sh").read_text()
+    assert all(f"{name}.timer" in preun for name in MONITOR_TIMERS)
 
 
 def test_the_example_config_loads_without_errors():
@@ -122,7 +192,7 @@ def test_factory_unit_reload_checks_the_config_before_the_sighup():
 
 # --- systemd hardening ----------------------------------------------------------------------
 
-UNITS = ("autopyfactory.service", "autopyfactory-monitor.service")
+UNITS = tuple(sorted(p.name for p in (ETC / "systemd").glob("*.service")))
 MAX_EXPOSURE = 5.0
 
 

@@ -60,6 +60,10 @@ EXPECTED_PATHS = [
     "/usr/libexec/autopyfactory/mon-stale.sh",
     "/usr/lib/systemd/system/autopyfactory.service",
     "/usr/lib/systemd/system/autopyfactory-monitor.service",
+    "/usr/lib/systemd/system/autopyfactory-monitor-expire.service",
+    "/usr/lib/systemd/system/autopyfactory-monitor-expire.timer",
+    "/usr/lib/systemd/system/autopyfactory-monitor-clean.service",
+    "/usr/lib/systemd/system/autopyfactory-monitor-clean.timer",
     "/var/log/autopyfactory",
     "/var/lib/autopyfactory",
 ]

@@ -32,7 +32,7 @@ from autopyfactory.domain.control import (
     format_time,
     parse_until,
 )
-from autopyfactory.edges.control import ControlStore, new_removal_id
+from autopyfactory.edges.control import ControlStore, InvalidControlFile, new_removal_id
 from autopyfactory.observers.state import STATE_FILE, StateError, read_state
 
 
@@ -95,9 +95,16 @@ def run_queue(args: argparse.Namespace) -> int:
         print(f"autopyfactory queue {args.action}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ControlError as exc:
-        print(f"autopyfactory queue {args.action}: {exc}", file=sys.stderr)
+        print(f"autopyfactory queue {args.action}: {_explain(exc)}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _explain(error: ControlError) -> str:
+    """The error, and for a wrong control file what it does to the factory and how to get out."""
+    if not isinstance(error, InvalidControlFile):
+        return str(error)
+    return f"{error}; the factory holds every queue back until the file is fixed or removed"
 
 
 def enabled_message(name: str, was_disabled: bool, others: list[Disable]) -> str:
@@ -131,7 +138,7 @@ def run_pilots(args: argparse.Namespace) -> int:
                 _require_known(name, loaded, args.force)
         ControlStore(Path(loaded.factory.identity.state_dir)).update(lambda c: add_removal(c, removal))
     except ControlError as exc:
-        print(f"autopyfactory pilots remove: {exc}", file=sys.stderr)
+        print(f"autopyfactory pilots remove: {_explain(exc)}", file=sys.stderr)
         return EXIT_ERROR
     print(f"{removal.describe()}: requested; the factory carries it out in its next cycle")
     return EXIT_OK

@@ -224,10 +224,16 @@ def size_for(rt: str, resources: Resources) -> Resources:
     return replace(resources, corecount=cores, maxrss=math.ceil(memory))
 
 
+def typed_label_name(name: str, rt: str) -> str:
+    """The name of the label of resource type ``rt`` made from the label ``name``: the one rule for
+    the factory (:func:`typed_label`) and the cron helpers (:func:`possible_label_names`)."""
+    return safe_name(f"{name}-{rt}")
+
+
 def typed_label(label: Label, rt: str, job_labels: tuple[str, ...], limits: QueueLimits) -> Label:
     return replace(
         label,
-        name=safe_name(f"{label.name}-{rt}"),
+        name=typed_label_name(label.name, rt),
         resources=size_for(rt, label.resources),
         resource_type=rt,
         job_labels=job_labels,
@@ -338,7 +344,7 @@ def possible_label_names(queue: QueueConfig) -> frozenset[str]:
         return frozenset()
     names = [str(settings["labelName"].value) or label_name_for(queue.name, ce) for ce in ces]
     return frozenset(
-        name if not rt else safe_name(f"{name}-{rt}")
+        name if not rt else typed_label_name(name, rt)
         for name in names
         for rt in ("", *schema.RESOURCE_TYPE_NAMES)
     )

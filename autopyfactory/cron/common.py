@@ -3,8 +3,8 @@
 Both helpers report with ``POST <monitorURL>/factories/<factoryId>/jobs`` through the one monitor
 client (edges/monitor.py), in chunks; a report the monitor already has changes nothing, so both
 commands are idempotent. They ask the batch backends the factory itself would build from the same
-factory.conf (batch/backends.py), each about its own pilots, and never branch on which backend
-is which.
+factory.conf (batch/backends.py) and its queue sections use, each about its own pilots, and never
+branch on which backend is which.
 """
 
 from __future__ import annotations
@@ -31,29 +31,52 @@ class ReportError(Exception):
     """The run cannot complete; nothing advanced."""
 
 
+#: The wrapper's exit codes that say its pilot ran and asked PanDA for a job (docs/wrapper.md):
+#: 0 it ran PanDA job(s), 20 there was none for it, 119 PanDA refused its getJob. A completed
+#: pilot the monitor never heard of (all its wrapper's reports lost in a monitor outage) with
+#: one of these is DONE; with any other code (the wrapper failed before the pilot ran, a pilot
+#: error, a signal) or none it is a FAULT.
+PILOT_RAN = frozenset({0, 20, 119})
+
+
 @dataclass(frozen=True)
 class Report:
-    """One pilot's state as the batch system sees it, in the monitor's terms."""
+    """One pilot's state as the batch system sees it, in the monitor's terms; ``ran``: its exit
+    code says the pilot ran (see :data:`PILOT_RAN`)."""
 
     cid: str
-    state: str  # done, exiting, fault, flag
+    state: str  # done, exiting, fault, removed, flag
     rc: int | None = None
     reason: str = ""
+    ran: bool = False
 
     def body(self) -> dict[str, object]:
         body: dict[str, object] = {"cid": self.cid, "state": self.state, "reason": self.reason[:256]}
-        return body | ({"rc": self.rc} if self.rc is not None else {})
+        return body | ({"rc": self.rc} if self.rc is not None else {}) | ({"ran": True} if self.ran else {})
 
 
 def report_of(pilot: EndedPilot) -> Report:
-    """Completed: ``done`` (the monitor tells DONE from FAULT by the exit code); removed or lost:
+    """Completed: ``done`` with its exit code, which tells the monitor whether the pilot ran when
+    the monitor has no report of its wrapper; removed on an operator's request (``pilots
+    remove``): ``removed``, which the monitor keeps apart from faults; otherwise removed or lost:
     ``fault``."""
-    return Report(pilot.job_id, "done" if pilot.end is End.COMPLETED else "fault", pilot.rc, pilot.reason)
+    if pilot.end is End.WITHDRAWN:
+        return Report(pilot.job_id, "removed", pilot.rc, pilot.reason)
+    if pilot.end is not End.COMPLETED:
+        return Report(pilot.job_id, "fault", pilot.rc, pilot.reason)
+    return Report(pilot.job_id, "done", pilot.rc, pilot.reason, ran=pilot.rc in PILOT_RAN)
 
 
 def backends_of(loaded: config.FactoryConfig) -> dict[str, Backend]:
-    """The factory's batch backends by name, built as the factory builds them."""
-    return build_backends(loaded.factory, loaded.queues)
+    """The batch backends the factory's queue sections use (their ``batch``), by name, built as
+    the factory builds them. A backend no queue uses is not asked: a factory of ``batch = local``
+    queues alone has no HTCondor to ask, and its helpers must not fail every run for that."""
+    used = {str(queue.get("batch")) for queue in loaded.queues}
+    return {
+        name: backend
+        for name, backend in build_backends(loaded.factory, loaded.queues).items()
+        if name in used
+    }
 
 
 def send(client: MonitorClient, reports: Sequence[Report]) -> dict[str, int]:

@@ -3,7 +3,10 @@
 Every backend reads its history since a checkpoint (``<stateDir>/mon-exiting.json``, one time per
 source: a schedd, the local history; written atomically; the first run, or one after a long
 pause, reads at most ``monExitingLookback`` seconds back). A completed pilot is reported
-``done`` with its exit code, a removed one ``fault`` with the reason.
+``done`` with its exit code, which also says whether the pilot ran (``common.PILOT_RAN``): a pilot
+the monitor never heard from (all its wrapper's reports lost) is then DONE or FAULT by it. One
+removed on an operator's request (``autopyfactory pilots remove``) is reported ``removed``, which
+the monitor keeps apart from faults; any other removed one ``fault``, with the reason.
 
 A pilot the monitor still has active (CREATED, RUNNING, EXITING), created more than
 ``awolGrace`` seconds ago, that no backend lists as queued or finished, is looked for in the

@@ -13,8 +13,10 @@ request takes effect from the next cycle, and a restart keeps it.
   the cron helpers tell apart from faults). It is dropped once every pilot it matched was
   removed; while a matching label's pilots are unknown (condor did not answer) or a removal failed,
   it stays pending (``queue list``, ``status``) and is tried again in the next cycle.
-* An unreadable control file disables every queue (the operator may have disabled some of them:
-  submitting to those would break the promise) until it is fixed; the problem is reported.
+* An unreadable control file, or one with a wrong field (a name that is not a string, a time that
+  is not a finite number, an unknown key), disables every queue (the operator may have disabled
+  some of them: submitting to those would break the promise) until it is fixed; the problem,
+  naming the file and the field, is reported (log, ``status``, ``queue list``).
 
 This module holds the rules, the requests as values and their JSON form; they are the domain's
 because the cycle applies them to its labels and census (which labels are disabled, which pilots
@@ -24,8 +26,10 @@ file itself, with its lock, is an edge (``edges/control.py``).
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -166,15 +170,124 @@ class Controls:
 
 
 def controls_from_json(record: object) -> Controls:
-    """Controls from the parsed file; ValueError when it is not a control file of this format."""
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ValueError(f"not an autopyfactory control file of format {FORMAT}")
-    try:
-        disabled = tuple(Disable(**entry) for entry in record.get("disabled", []))
-        removals = tuple(Removal(**entry) for entry in record.get("removals", []))
-    except TypeError as exc:
-        raise ValueError(f"bad entry: {exc}") from None
+    """Controls from the parsed file, checked as strictly as factory.conf: known keys only, each
+    field of its type (names non-empty strings, times finite numbers). ValueError naming the
+    field otherwise (``disabled[0].until: 'tomorrow' is not a time``), so that a wrong value
+    holds every queue back instead of failing later or silently dropping a disable."""
+    if not isinstance(record, dict):
+        raise ValueError("not an autopyfactory control file (not a JSON object)")
+    version = record.get("format")
+    if type(version) is not int or version != FORMAT:
+        raise ValueError(f"format: {version!r}: not an autopyfactory control file of format {FORMAT}")
+    _known_keys(record, {"format", "disabled", "removals"}, "")
+    disabled = tuple(
+        Disable(**_fields(entry, _DISABLE_FIELDS, f"disabled[{i}]"))
+        for i, entry in enumerate(_entries(record, "disabled"))
+    )
+    removals = tuple(
+        Removal(**_fields(entry, _REMOVAL_FIELDS, f"removals[{i}]"))
+        for i, entry in enumerate(_entries(record, "removals"))
+    )
     return Controls(disabled, removals)
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError("is not a non-empty string")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("is not a string")
+    return value
+
+
+#: The last time a disable or request may name (9999-12-31 23:59:59 UTC): later ones cannot be shown.
+_LAST_TIME = 253402300799.0
+
+
+def _time(value: object) -> float:
+    """Epoch seconds: a finite number (JSON's NaN, Infinity and 1e400 are not; nor is a boolean)
+    that is a date (1e300 is finite but no time can be shown for it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("is not a time (epoch seconds)")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise TypeError("is not a finite time (epoch seconds)") from None
+    if not math.isfinite(seconds):
+        raise TypeError("is not a finite time (epoch seconds)")
+    if not 0 <= seconds <= _LAST_TIME:
+        raise TypeError("is not a time between 1970 and 9999 (epoch seconds)")
+    return seconds
+
+
+def _optional_time(value: object) -> float | None:
+    return None if value is None else _time(value)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("is not true or false")
+    return value
+
+
+#: Per field of an entry: its check, and whether the entry must have it.
+_Field = tuple[Callable[[object], object], bool]
+_DISABLE_FIELDS: dict[str, _Field] = {
+    "name": (_name, True),
+    "reason": (_text, True),
+    "since": (_time, True),
+    "until": (_optional_time, False),
+    "by": (_text, False),
+}
+_REMOVAL_FIELDS: dict[str, _Field] = {
+    "id": (_name, True),
+    "requested": (_time, True),
+    "label": (_text, False),
+    "pq": (_text, False),
+    "ce": (_text, False),
+    "idle_only": (_flag, False),
+    "by": (_text, False),
+    "reason": (_text, False),
+}
+
+
+def _entries(record: Mapping[str, object], key: str) -> list[object]:
+    entries = record.get(key, [])
+    if not isinstance(entries, list):
+        raise ValueError(f"{key}: {_show(entries)} is not a list")
+    return entries
+
+
+def _fields(entry: object, checks: Mapping[str, _Field], where: str) -> dict[str, Any]:
+    """The entry's fields, each checked; ValueError naming ``where`` and the field."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: {_show(entry)} is not a JSON object")
+    _known_keys(entry, set(checks), f"{where}.")
+    missing = [key for key, (_, required) in checks.items() if required and key not in entry]
+    if missing:
+        raise ValueError(f"{where}: {', '.join(missing)} missing")
+    fields: dict[str, Any] = {}
+    for key, value in entry.items():
+        try:
+            fields[key] = checks[key][0](value)
+        except TypeError as exc:
+            raise ValueError(f"{where}.{key}: {_show(value)} {exc}") from None
+    return fields
+
+
+def _known_keys(record: Mapping[str, object], known: AbstractSet[str], where: str) -> None:
+    unknown = sorted(str(key) for key in record if key not in known)
+    if unknown:
+        raise ValueError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+
+
+def _show(value: object) -> str:
+    """The value as the error shows it: its JSON form, cut short."""
+    shown = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 # --- changes (pure) -------------------------------------------------------------------------

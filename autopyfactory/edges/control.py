@@ -25,6 +25,10 @@ CONTROL_FILE = "control.json"
 LOCK_FILE = ".control.lock"
 
 
+class InvalidControlFile(ControlError):
+    """The control file is there but is no valid control file (not JSON, a wrong field)."""
+
+
 class ControlStore:
     """``<stateDir>/control.json``, read without a lock and changed under one."""
 
@@ -33,7 +37,8 @@ class ControlStore:
         self._lock_path = state_dir / LOCK_FILE
 
     def read(self) -> Controls:
-        """The current controls; no file means none. Raises ControlError when unreadable."""
+        """The current controls; no file means none. Raises ControlError when unreadable,
+        InvalidControlFile when its content is wrong (the message names the field)."""
         try:
             text = self.path.read_text()
         except FileNotFoundError:
@@ -42,8 +47,8 @@ class ControlStore:
             raise ControlError(f"{self.path}: {exc.strerror or exc}") from None
         try:
             return controls_from_json(json.loads(text))
-        except ValueError as exc:
-            raise ControlError(f"{self.path}: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise InvalidControlFile(f"{self.path}: {exc}") from None
 
     def read_or_hold(self) -> Controls:
         """For the daemon: unreadable controls become a problem that holds every queue back."""

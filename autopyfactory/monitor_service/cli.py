@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     expire = commands.add_parser("expire", help="apply the expiry rules once (run from cron)")
     _expiry_options(expire)
 
-    clean = commands.add_parser("clean", help="delete DONE/FAULT jobs older than N days, in batches")
+    clean = commands.add_parser(
+        "clean", help="delete final (DONE/FAULT/REMOVED) jobs older than N days, in batches"
+    )
     clean.add_argument("--days", type=_days, required=True, help="age of the last change, in days")
     clean.add_argument("--batch", type=_positive_int, default=1000, help="jobs per transaction [1000]")
 
@@ -320,7 +322,7 @@ def _run(args: argparse.Namespace, settings: MonitorSettings) -> int:
             print(Expiry(db, settings.clock, expiry_rules(args)).run().line())
         elif args.command == "clean":
             deleted = Expiry(db, settings.clock, settings.expiry).clean(args.days, args.batch)
-            print(f"clean: deleted {deleted} DONE/FAULT jobs older than {args.days:g} days")
+            print(f"clean: deleted {deleted} DONE/FAULT/REMOVED jobs older than {args.days:g} days")
     finally:
         db.close()
     return 0

@@ -150,7 +150,8 @@ class Expiry:
         return len(changed), len(selected)
 
     def clean(self, days: float, batch: int = 1000) -> int:
-        """Delete DONE/FAULT jobs (and their events) whose last change is older than ``days`` days."""
+        """Delete final (DONE/FAULT/REMOVED) jobs (and their events) whose last change is older
+        than ``days`` days."""
         cutoff = self._clock() - timedelta(days=days)
         deleted = 0
         while True:

@@ -1,8 +1,8 @@
 """Read-only views: everything is counted by aggregation in the database (GROUP BY over the
 indexes of :mod:`models`), never by loading job rows; only pages of jobs are loaded.
 
-State counts mean "jobs now in CREATED/RUNNING/EXITING, and jobs that became DONE/FAULT in the
-last ``hours`` hours": the active jobs matter whatever their age, the finished ones only recently.
+State counts mean "jobs now in CREATED/RUNNING/EXITING, and jobs that became DONE/FAULT/REMOVED in
+the last ``hours`` hours": the active jobs matter whatever their age, the finished ones only recently.
 """
 
 from __future__ import annotations

@@ -34,7 +34,9 @@ router = APIRouter(tags=["read"], responses=INVALID_INPUT)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "not found"}}
 
 
-Hours = Annotated[int, Query(ge=1, le=HOURS_MAX, description="window for the DONE/FAULT counts, in hours")]
+Hours = Annotated[
+    int, Query(ge=1, le=HOURS_MAX, description="window for the DONE/FAULT/REMOVED counts, in hours")
+]
 StateFilter = Annotated[JobState | None, Query(description="only jobs in this state")]
 PqPath = Annotated[str, Path(pattern=LABEL_PATTERN, max_length=LABEL_MAX, description="PanDA queue name")]
 

@@ -228,11 +228,14 @@ def post_batch_reports(
     fid: FactoryPath, factory: FactoryAuth, items: BulkItems, svc: ServicesDep, request: Request
 ) -> BatchReportsOut:
     """What the factory's batch system saw (cron helpers): `done` (Completed), `exiting`,
-    `fault` (Removed, or vanished) or `flag` (stale), applied through legal moves only.
+    `fault` (Removed, or vanished), `removed` (removed on an operator's request) or `flag`
+    (stale), applied through legal moves only.
 
     Completed while RUNNING passes through EXITING to DONE (two events: the wrapper's own report
-    was lost); Completed while CREATED is FAULT (the pilot never reported running); a final job
-    is left as it is. The answer says per job what happened; an unknown cid is not an error.
+    was lost); Completed while CREATED is FAULT (the pilot never reported running) unless `ran`
+    says its exit code shows it ran; `removed` makes an active job REMOVED, which is final and
+    not a fault; a final job is left as it is. The answer says per job what happened; an unknown
+    cid is not an error.
     Invalid reports are left out and listed in ``rejected``; the valid ones are applied.
     """
     require_owner(factory, fid)

@@ -184,13 +184,14 @@ class ValidationErrorOut(BaseModel):
 
 
 class StateCounts(BaseModel):
-    """Jobs now in CREATED/RUNNING/EXITING, and jobs that became DONE/FAULT in the window."""
+    """Jobs now in CREATED/RUNNING/EXITING, and jobs that became DONE/FAULT/REMOVED in the window."""
 
     CREATED: int = 0
     RUNNING: int = 0
     EXITING: int = 0
     DONE: int = 0
     FAULT: int = 0
+    REMOVED: int = Field(default=0, description="removed by an operator's request: not faults")
     flagged: int = Field(default=0, description="active jobs flagged by expiry")
 
 
@@ -284,7 +285,7 @@ class KeyRefusals(BaseModel):
 class FactoryDetail(FactoryOut):
     labels: int
     counts: StateCounts
-    hours: int = Field(description="window for the DONE/FAULT counts")
+    hours: int = Field(description="window for the DONE/FAULT/REMOVED counts")
     key_refusals: KeyRefusals
 
 
@@ -434,7 +435,7 @@ class Health(BaseModel):
 
 BATCH_REPORTS_MAX = 5000  # jobs in one POST /api/factories/{fid}/jobs
 
-BatchState = Literal["done", "fault", "exiting", "flag"]
+BatchState = Literal["done", "fault", "exiting", "removed", "flag"]
 BatchResult = Literal["changed", "unchanged", "unknown", "retry"]
 
 
@@ -442,7 +443,8 @@ class BatchReportIn(StrictModel):
     """What the factory's batch system says about one of its pilots (cron helpers).
 
     ``done``: Completed; ``exiting``: Completed, but let expiry make it DONE; ``fault``: Removed or
-    vanished (AWOL); ``flag``: stale (idle or running far too long): flagged, state unchanged.
+    vanished (AWOL); ``removed``: removed on an operator's request (REMOVED: final, not a fault);
+    ``flag``: stale (idle or running far too long): flagged, state unchanged.
     ``ran``: the batch system's outcome (its exit code) says the pilot ran, so a ``done`` or
     ``exiting`` for a pilot the monitor still has as CREATED means its wrapper's reports were lost
     (a monitor outage), not that it never ran.

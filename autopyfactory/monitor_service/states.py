@@ -2,7 +2,10 @@
 
 A job is created by its factory (``CREATED``); its wrapper reports ``running`` and then
 ``exiting`` with the pilot's return code; the server's expiry turns a job that stayed in
-``EXITING`` long enough into ``DONE``. ``FAULT`` is reachable from every state that is not final.
+``EXITING`` long enough into ``DONE``. ``FAULT`` is reachable from every state that is not final,
+and so is ``REMOVED``: an operator removed the pilot on purpose (``autopyfactory pilots remove``,
+reported by the factory's ``mon-exiting``), which is neither a success nor a fault, so a drained
+queue's fault rate stays what its pilots' health makes it.
 ``CREATED -> EXITING`` is legal too: a pilot whose ``running`` report was lost (a monitor outage,
 or a report sent before the factory announced the pilot) still ends with its rc and PanDA ids.
 A report that asks for the state the job is already in is a *replay* (a wrapper retrying after a
@@ -21,13 +24,14 @@ class JobState(enum.StrEnum):
     EXITING = "EXITING"
     DONE = "DONE"
     FAULT = "FAULT"
+    REMOVED = "REMOVED"  # removed by an operator's request: final, not a fault
 
     @property
     def final(self) -> bool:
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({JobState.DONE, JobState.FAULT})
+FINAL_STATES = frozenset({JobState.DONE, JobState.FAULT, JobState.REMOVED})
 ACTIVE_STATES = frozenset(JobState) - FINAL_STATES
 
 _FORWARD = {
@@ -56,7 +60,7 @@ def is_legal(current: JobState, target: JobState) -> bool:
     """True when ``current -> target`` is one of the machine's moves."""
     if current.final:
         return False
-    return target is JobState.FAULT or (current, target) in _FORWARD
+    return target in (JobState.FAULT, JobState.REMOVED) or (current, target) in _FORWARD
 
 
 def decide(current: JobState, target: JobState) -> Decision:

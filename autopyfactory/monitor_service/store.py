@@ -124,7 +124,8 @@ _RAN_PATHS: dict[str, tuple[JobState, ...]] = {
 
 
 def batch_plan(request: str, current: JobState, flagged: bool, ran: bool = False) -> BatchPlan:
-    """Moves for a factory's report ``request`` (done, exiting, fault, flag) on a job in ``current``.
+    """Moves for a factory's report ``request`` (done, exiting, fault, removed, flag) on a job in
+    ``current``; ``removed`` (an operator's removal) makes any active job REMOVED, not FAULT.
 
     Completed (``done``/``exiting``) while the monitor still has RUNNING means the wrapper's own
     report was lost: the job passes through EXITING. Completed while still CREATED: when the
@@ -136,8 +137,9 @@ def batch_plan(request: str, current: JobState, flagged: bool, ran: bool = False
         return BatchPlan(detail=f"already {current}, final")
     if request == "flag":
         return BatchPlan(detail="already flagged") if flagged else BatchPlan(flag=True, detail="flagged")
-    if request == "fault":
-        return BatchPlan((JobState.FAULT,), detail=f"{current} -> FAULT")
+    if request in ("fault", "removed"):
+        target = JobState.FAULT if request == "fault" else JobState.REMOVED
+        return BatchPlan((target,), detail=f"{current} -> {target}")
     lost = ran and current is JobState.CREATED and request in _RAN_PATHS
     path = _RAN_PATHS[request] if lost else _BATCH_PATHS.get((request, current), ())
     if not path:

@@ -131,6 +131,105 @@ def test_completed_and_removed_pilots_are_reported(
     assert json.loads((tmp_path / "state" / CHECKPOINT_FILE).read_text())
 
 
+def test_without_the_wrappers_reports_the_exit_code_decides_done_or_fault(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """A monitor outage lost every report of these wrappers: the monitor still has them CREATED.
+    Those whose exit code says the pilot ran (0 a job, 20 no job, 119 getJob refused) are DONE
+    with it; a wrapper failure (116), a pilot error (1) or a signal (143) is a FAULT."""
+    codes = (0, 20, 119, 1, 116, 143)
+    cids = submit(condor, factory.name, len(codes))
+    factory.create(LABEL, *cids)
+    for cid, rc in zip(cids, codes, strict=True):
+        condor.complete(cid, rc)
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0
+    assert [state(factory, cid) for cid in cids] == [
+        ("DONE", 0), ("DONE", 20), ("DONE", 119), ("FAULT", 1), ("FAULT", 116), ("FAULT", 143),
+    ]  # fmt: skip
+    assert events(factory, cids[1])[-2].startswith(
+        "CREATED->EXITING: CREATED -> EXITING, batch system: done rc=20"
+    )
+
+
+def test_local_pilots_without_the_wrappers_reports_end_by_their_exit_code(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """The same with the local backend: its history's exit code decides."""
+    factory.create(LOCAL_LABEL, "1.0", "2.0", "3.0")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    for cid, rc in (("1.0", 0), ("2.0", 20), ("3.0", 116)):
+        pilot = FinishedPilot(
+            cid, LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
+            time.time() - 60, time.time() - 50, time.time() - 10, rc, False, "exited",
+        )  # fmt: skip
+        (history / f"{cid}.json").write_text(pilot.to_json())
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
+    assert [state(factory, cid) for cid in ("1.0", "2.0", "3.0")] == [
+        ("DONE", 0),
+        ("DONE", 20),
+        ("FAULT", 116),
+    ]
+
+
+def test_local_pilots_removed_by_the_operator_are_removed_not_faults(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """A local pilot ended by ``pilots remove`` (its request as the reason) is REMOVED; one ended
+    by anything else is a FAULT."""
+    factory.create(LOCAL_LABEL, "1.0", "2.0")
+    factory.pilot("1.0", state="running")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    reasons = {"1.0": "autopyfactory pilots remove ab12cd34 by alice: CE retired", "2.0": "killed"}
+    for cid, reason in reasons.items():
+        pilot = FinishedPilot(
+            cid, LOCAL_LABEL, factory.name, ("/bin/true",), "o", "e", "l",
+            time.time() - 60, time.time() - 50, time.time() - 10, None, True, reason,
+        )  # fmt: skip
+        (history / f"{cid}.json").write_text(pilot.to_json())
+    local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
+    assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
+    assert [state(factory, cid) for cid in ("1.0", "2.0")] == [("REMOVED", None), ("FAULT", None)]
+
+
+def test_pilots_removed_by_the_operator_are_shown_apart_from_faults(
+    condor: CondorEmulator, factory: FactoryClient, monitor: Monitor, tmp_path: Path
+) -> None:
+    """Draining a label with ``autopyfactory pilots remove`` (its RemoveReason starts with the
+    request): those pilots become REMOVED, not FAULT, whatever state the monitor had them in; a
+    removal by anyone else stays a fault. The label's counts show them apart and the fault report
+    does not list a drained label."""
+    label = "DRAINED"
+    ad = f'+FactoryId = "{factory.name}"\n+MATCH_APF_QUEUE = "{label}"\n'
+    cids = condor.submit(f"universe = vanilla\nexecutable = /bin/true\n{ad}queue 4\n")
+    factory.create(label, *cids)
+    factory.pilot(cids[1], state="running")
+    factory.pilot(cids[2], state="exiting", rc="143")
+    request = "autopyfactory pilots remove ab12cd34 by alice: CE retired"
+    for cid in cids[:3]:
+        condor.remove(cid, request)
+    condor.remove(cids[3], "PeriodicRemove: idle too long")
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0
+    assert [factory.job(cid)["state"] for cid in cids] == ["REMOVED", "REMOVED", "REMOVED", "FAULT"]
+    assert (
+        events(factory, cids[1])[-1]
+        == f"RUNNING->REMOVED: RUNNING -> REMOVED, batch system: removed: Removed: {request}"
+    )
+    assert factory.job(cids[2])["rc"] == 143  # the wrapper's own report is kept
+    detail = factory.session.get(f"{monitor.api}/labels/{factory.name}:{label}", timeout=10).json()
+    assert (detail["counts"]["REMOVED"], detail["counts"]["FAULT"]) == (3, 1)
+    report = factory.session.get(
+        f"{monitor.api}/report/faults", params={"min_created": 1, "min_percent": 50}, timeout=10
+    ).json()
+    assert label not in [row["label"] for row in report["labels"]]  # 1 of 4: not at 100 % faults
+    page = factory.session.get(f"{monitor.url}/factory/{factory.name}", timeout=10)
+    assert ">REMOVED<" in page.text
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0  # final: nothing changes again
+    assert len(events(factory, cids[0])) == 2
+
+
 def test_a_second_run_changes_nothing_and_reads_from_the_checkpoint(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:
@@ -236,7 +335,7 @@ def test_a_failing_schedd_is_not_advanced_and_skips_the_awol_check(
     checkpoint_path = tmp_path / "state" / CHECKPOINT_FILE
     assert list(json.loads(checkpoint_path.read_text())) == ["schedd2.example.org@(local pool)"]
     assert run("mon-exiting", conf) == 0  # the next run reads the failed schedd again
-    assert state(factory, cids[0])[0] == "FAULT"  # completed, never reported running
+    assert state(factory, cids[0]) == ("DONE", 0)  # completed with rc 0: it ran
     assert len(json.loads(checkpoint_path.read_text())) == 2
 
 
@@ -353,6 +452,33 @@ def test_local_pilots_finished_before_the_lookback_are_found_not_left_active(
     local_queue = f"\n[LOCAL]\nautoconfigure = false\nbatch = local\nwmsqueue = {LABEL}"
     assert run("mon-exiting", write_config(tmp_path, factory, queues=local_queue)) == 0
     assert state(factory, "5.0") == ("DONE", 0)
+
+
+@pytest.mark.parametrize("command", ["mon-exiting", "mon-stale"])
+def test_a_factory_of_local_queues_alone_needs_no_htcondor(
+    factory: FactoryClient, tmp_path: Path, command: str
+) -> None:
+    """No HTCondor installed (no condor tool on PATH) and every queue ``batch = local``: the
+    helpers ask the local backend only, report, and exit 0 with nothing on stderr (cron mails
+    nothing)."""
+    label = f"{LABEL}-local"
+    factory.create(label, "1.0")
+    history = tmp_path / "state" / "local" / "history"
+    history.mkdir(parents=True)
+    pilot = FinishedPilot(
+        "1.0", label, factory.name, ("/bin/true",), "o", "e", "l",
+        time.time() - 60, time.time() - 50, time.time() - 10, 0, False, "exited",
+    )  # fmt: skip
+    (history / "1.0.json").write_text(pilot.to_json())
+    conf = write_config(tmp_path, factory, queues="autoconfigure = false\nbatch = local")
+    done = subprocess.run(
+        [sys.executable, "-m", "autopyfactory", command, "-c", str(conf)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"{command}: ")
+    if command == "mon-exiting":
+        assert state(factory, "1.0") == ("DONE", 0)
 
 
 # --- mon-stale -----------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_many_reports_in_one_request(factory: FactoryClient) -> None:
 
 @pytest.mark.parametrize("ran", [False, True])
 @pytest.mark.parametrize("state", list(JobState))
-@pytest.mark.parametrize("request_", ["done", "exiting", "fault", "flag"])
+@pytest.mark.parametrize("request_", ["done", "exiting", "fault", "removed", "flag"])
 def test_every_planned_move_is_legal(state: JobState, request_: str, ran: bool) -> None:
     plan = batch_plan(request_, state, flagged=False, ran=ran)
     assert not (plan.path and state.final)

@@ -154,6 +154,7 @@ def test_labels_counts_and_messages(factory: FactoryClient, monitor: Monitor, ht
         "EXITING": 0,
         "DONE": 0,
         "FAULT": 1,
+        "REMOVED": 0,
         "flagged": 0,
     }
     assert labels["B"]["counts"]["CREATED"] == 1

@@ -84,25 +84,38 @@ def test_replayed_creates_are_idempotent(factory: FactoryClient) -> None:
     assert factory.job("4.1")["label"] == LABEL  # the first announcement stands
 
 
+def _rows(factory: FactoryClient) -> tuple[int, ...]:
+    """How many jobs, job events and labels the monitor holds, and the last job change."""
+    with factory.monitor.services.db.read() as session:
+        counts = session.execute(
+            sa.text(
+                "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events),"
+                " (SELECT count(*) FROM labels), (SELECT count(*) FROM jobs WHERE state <> 'CREATED')"
+            )
+        ).one()
+    return tuple(counts)
+
+
 def test_a_repeated_bulk_create_is_answered_as_the_first(factory: FactoryClient) -> None:
-    """A slow monitor's client sends a timed-out create again: the server writes nothing more
-    (no row, no event) and gives the same answer, so the factory's accounting is unchanged."""
-    cids = [f"8.{n}" for n in range(50)]
-    first = factory.create(LABEL, *cids)
+    """A slow monitor's client sends a timed-out create again (several labels, pilot key digests,
+    one pilot already running): the server writes nothing more (no job, event or label row, no
+    state reset) and gives the same answer, so the factory's accounting is unchanged."""
+    items = [
+        {"cid": f"8.{n}", "label": f"{LABEL}-{n % 3}", "factory": factory.name}
+        | ({"key_sha256": f"{n:064x}"} if n % 2 else {})
+        for n in range(50)
+    ]
+    first = factory.call("PUT", "/jobs", items)
     assert first.status_code == 200
-    with factory.monitor.services.db.read() as session:
-        before = session.execute(
-            sa.text("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events)")
-        ).one()
-    second = factory.create(LABEL, *cids)
-    assert second.status_code == 200
-    assert {**second.json(), "labels_created": 0} == {**first.json(), "labels_created": 0}
-    assert second.json()["created"] == 50
-    with factory.monitor.services.db.read() as session:
-        after = session.execute(
-            sa.text("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_events)")
-        ).one()
-    assert tuple(after) == tuple(before)
+    assert first.json() == {"created": 50, "duplicates": 0, "labels_created": 3, "rejected": []}
+    factory.pilot("8.0", state="running")
+    before = _rows(factory)
+    for _ in range(2):
+        again = factory.call("PUT", "/jobs", items)
+        assert again.status_code == 200
+        assert again.json() == {**first.json(), "labels_created": 0}
+        assert _rows(factory) == before
+    assert factory.job("8.0")["state"] == "RUNNING"
 
 
 def test_replayed_labels_update_in_place(factory: FactoryClient, http: requests.Session) -> None:

@@ -16,8 +16,20 @@ from autopyfactory.monitor_service.states import (
 )
 
 C, R, E, D, F = JobState.CREATED, JobState.RUNNING, JobState.EXITING, JobState.DONE, JobState.FAULT
+X = JobState.REMOVED  # an operator's removal: from every active state, final
 
-LEGAL = {(C, R), (R, E), (E, D), (C, F), (R, F), (E, F), (C, E)}  # C -> E: the running report was lost
+LEGAL = {
+    (C, R),
+    (R, E),
+    (E, D),
+    (C, F),
+    (R, F),
+    (E, F),
+    (C, E),
+    (C, X),
+    (R, X),
+    (E, X),
+}  # C -> E: running lost
 
 
 @pytest.mark.parametrize("current", list(JobState))

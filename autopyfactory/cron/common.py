@@ -70,8 +70,11 @@ def report_of(pilot: EndedPilot) -> Report:
 def backends_of(loaded: config.FactoryConfig) -> dict[str, Backend]:
     """The batch backends the factory's queue sections use (their ``batch``), by name, built as
     the factory builds them. A backend no queue uses is not asked: a factory of ``batch = local``
-    queues alone has no HTCondor to ask, and its helpers must not fail every run for that."""
+    queues alone has no HTCondor to ask, and its helpers must not fail every run for that. Queues
+    chosen from CRIC (``queues = cric: ...``) have no section: they take [QueueDefaults]' backend."""
     used = {str(queue.get("batch")) for queue in loaded.queues}
+    if loaded.factory.identity.queue_selection is not None:
+        used.add(str(loaded.queue_defaults["batch"].value))
     return {
         name: backend
         for name, backend in build_backends(loaded.factory, loaded.queues).items()

@@ -131,6 +131,28 @@ def test_completed_and_removed_pilots_are_reported(
     assert json.loads((tmp_path / "state" / CHECKPOINT_FILE).read_text())
 
 
+def test_a_factory_whose_queues_all_come_from_cric_reports_its_condor_pilots(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
+) -> None:
+    """No queue section at all, every queue chosen by ``queues = cric: ...``: the selected
+    queues take [QueueDefaults]' backend (HTCondor by default), whose pilots are still reported."""
+    (cid,) = submit(condor, factory.name, 1)
+    factory.create(LABEL, cid)
+    condor.complete(cid, 0)
+    own = {
+        "factoryId": factory.name,
+        "pandaserver": "http://127.0.0.1:9",
+        "schedconfig": f"{tmp_path}/cric.json",
+        "stateDir": f"{tmp_path}/state",
+        "condorTimeout": 5,
+        "monitorURL": factory.monitor.api,
+        "monitorToken": factory.token,
+        "queues": "cric: vo=atlas",
+    }
+    assert run("mon-exiting", write_factory_conf(tmp_path, factory=[own], queues={})) == 0
+    assert state(factory, cid) == ("DONE", 0)
+
+
 def test_without_the_wrappers_reports_the_exit_code_decides_done_or_fault(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:

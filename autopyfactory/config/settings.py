@@ -105,6 +105,7 @@ class MonitorAccess:
 
     url: str = key("monitorURL")  # "": no monitor
     token: str = key("monitorToken")
+    outbox_mb: float = key("monitorOutboxMB")
 
 
 @dataclass(frozen=True)

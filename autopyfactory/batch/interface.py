@@ -36,6 +36,18 @@ class SubmitContext:
     monitor_url: str
     date: str  # YYYY-MM-DD, from the cycle's clock: logs go to <baseLogDir>/<date>/<label>/
     dry_run: bool = False
+    #: told each label's job ids as soon as its schedd (or the label, locally) answered, before the
+    #: whole submission returns: the cycle announces them to the monitor at once. Called from the
+    #: backend's submission threads; what it raises is the caller's (it must not raise).
+    submitted: Callable[[str, tuple[str, ...]], None] | None = None
+
+    def tell_submitted(self, outcomes: Mapping[str, SubmitOutcome]) -> None:
+        """Tell :attr:`submitted` of the labels' job ids in ``outcomes`` (those with any)."""
+        if self.submitted is None:
+            return
+        for name, outcome in outcomes.items():
+            if outcome.job_ids:
+                self.submitted(name, outcome.job_ids)
 
 
 @dataclass(frozen=True)

@@ -370,8 +370,31 @@ class Factory:
                 label.name: SubmitOutcome(error="not submitted: the factory is stopping")
                 for label, _ in requests
             }
+        refused = self._mark_unsettled(requests, started)
+        if refused:
+            return refused
+        announced: dict[str, bool] = {}  # label -> whether every listener kept its pilots
+
+        def submitted(label: str, job_ids: tuple[str, ...]) -> None:
+            announced[label] = self._announce(label, job_ids)
+
+        try:
+            outcomes = backend.submit(requests, self._submit_context(started, submitted))
+        except Exception as exc:  # one backend's failure never stops the others
+            log.exception("%s: submission failed", name)
+            outcomes = {}
+            error = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
+        else:
+            error = SubmitOutcome(error="no outcome from the batch backend")
+        found = {label.name: outcomes.get(label.name, error) for label, _ in requests}
+        self._announce_submitted(found, announced)
+        return found
+
+    def _submit_context(
+        self, started: float, submitted: Callable[[str, tuple[str, ...]], None]
+    ) -> SubmitContext:
         f = self._settings
-        context = SubmitContext(
+        return SubmitContext(
             f.factory_id,
             f.pandaserver,
             f.base_log_dir,
@@ -379,19 +402,8 @@ class Factory:
             f.monitor_url,
             datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d"),
             self._dry_run,
+            submitted,
         )
-        refused = self._mark_unsettled(requests, started)
-        if refused:
-            return refused
-        try:
-            outcomes = backend.submit(requests, context)
-        except Exception as exc:  # one backend's failure never stops the others
-            log.exception("%s: submission failed", name)
-            return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}
-        missing = SubmitOutcome(error="no outcome from the batch backend")
-        found = {label.name: outcomes.get(label.name, missing) for label, _ in requests}
-        self._announce_submitted(found)
-        return found
 
     def _mark_unsettled(self, requests: Sequence[tuple[Label, int]], now: float) -> dict[str, SubmitOutcome]:
         """Record the labels as unsettled before they are submitted; when that is impossible,
@@ -405,12 +417,14 @@ class Factory:
             return {label.name: SubmitOutcome(error=error) for label, _ in requests}
         return {}
 
-    def _announce_submitted(self, outcomes: Mapping[str, SubmitOutcome]) -> None:
-        """Announce the pilots queued, now; settle the labels whose every pilot is known."""
+    def _announce_submitted(self, outcomes: Mapping[str, SubmitOutcome], announced: dict[str, bool]) -> None:
+        """Announce the pilots queued that the backend did not tell of as its schedds answered;
+        settle the labels whose every pilot is known and was announced."""
         settled = []
         for name, outcome in outcomes.items():
-            announced = self._announce(name, outcome.job_ids) if outcome.job_ids else True
-            if announced and not outcome.error:
+            if name not in announced and outcome.job_ids:
+                announced[name] = self._announce(name, outcome.job_ids)
+            if announced.get(name, True) and not outcome.error:
                 settled.append(name)
         self._settle(settled)
 

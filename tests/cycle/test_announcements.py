@@ -59,9 +59,10 @@ def test_pilots_queued_by_a_submission_the_factory_died_in_are_announced_after_a
 
     condor.fail_next("condor_q", "exit", count=3)
     second = start(daemons, conf, condor, tmp_path / "second.log")
-    second.wait_log("its last submission is settled", seconds=60)
-    wait_for(lambda: set(job_ids(condor.jobs())) <= set(monitor.announced), what="every pilot announced")
-    assert set(queued) <= set(monitor.announced)
+    wait_for(lambda: set(queued) <= set(monitor.announced), 60, "the pilots of the killed submission")
+    assert "its last submission is settled: the census lists" in second.text()
+    second.wait_log(" labels, decided ", count=5)
+    assert set(job_ids(condor.jobs())) <= set(monitor.announced)  # and those it submitted itself
     assert second.stop() == 0
 
 

@@ -1,12 +1,13 @@
 """The pilot announcements the monitor has not yet been sent, on disk, oldest first.
 
 A pilot the monitor never hears of is a pilot whose reports it turns away, so an announcement is
-written to disk before the cycle goes on: ``<stateDir>/outbox/<sequence>.json``, one segment per
-call of :meth:`PilotOutbox.add` (at most :data:`SEGMENT_ITEMS` announcements each), written
-atomically and fsync'd. The sending thread reads them back oldest first and deletes a segment once
-all of it was sent; a segment partly sent when the factory stopped is sent again whole after the
-restart (a repeated announcement changes nothing on the monitor). So a SIGKILL, a SIGTERM with the
-monitor down, a restart or a reload loses none of them.
+written to disk before the cycle goes on: ``<stateDir>/outbox/<sequence>-<tag>.json``, one segment
+per call of :meth:`PilotOutbox.add` (at most :data:`SEGMENT_ITEMS` announcements each), written
+atomically and fsync'd. The sequence number rises; the tag is the writer's own, so an outbox still
+closing and its successor never touch each other's files. The sending thread reads them back
+oldest first and deletes a segment once all of it was sent; a segment partly sent when the factory
+stopped is sent again whole after the restart (a repeated announcement changes nothing on the
+monitor). So a SIGKILL, a SIGTERM with the monitor down, a restart or a reload loses none of them.
 
 The segments together take at most ``max_bytes``. When a new segment would not fit, the oldest
 segments go first, and their announcements are counted as dropped: the newest pilots are the ones
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ Item = dict[str, str]
 
 @dataclass
 class _Segment:
-    sequence: int
+    name: str  # the file's name: <sequence>-<tag>.json
     items: list[Item]
     size: int  # bytes on disk (or would be)
     sent: int = 0  # items of it already sent (in memory only: a restart sends it again whole)
@@ -56,6 +58,7 @@ class PilotOutbox:
         self._segments: deque[_Segment] = deque()
         self._bytes = 0
         self._next = 1
+        self._tag = secrets.token_hex(4)
         if directory is not None:
             self._load(directory)
 
@@ -106,9 +109,9 @@ class PilotOutbox:
         if size > self._max_bytes:
             self._dropped(len(items))
             return
-        segment = _Segment(self._next, items, size)
+        segment = _Segment(f"{self._next:012d}-{self._tag}{_SUFFIX}", items, size)
         if self._directory is not None:
-            atomic_write_text(self._path(segment.sequence), text, mode=0o600)
+            atomic_write_text(self._directory / segment.name, text, mode=0o600)
         self._next += 1
         self._segments.append(segment)
         self._bytes += size
@@ -118,33 +121,50 @@ class PilotOutbox:
         self._bytes -= segment.size
         if self._directory is not None:
             try:
-                self._path(segment.sequence).unlink(missing_ok=True)
+                (self._directory / segment.name).unlink(missing_ok=True)
             except OSError as exc:  # sent again after a restart, which changes nothing
                 log.warning("monitor outbox: cannot delete a sent segment: %s", exc)
 
-    def _path(self, sequence: int) -> Path:
-        assert self._directory is not None
-        return self._directory / f"{sequence:012d}{_SUFFIX}"
-
     def _load(self, directory: Path) -> None:
         """The segments a previous run left, oldest first; an unreadable one is set aside."""
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in sorted(directory.glob(f"*{_SUFFIX}")):
-            try:
-                sequence = int(path.stem)
-                items = json.loads(path.read_text(encoding="utf-8"))
-                if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                    raise ValueError("not a list of announcements")
-            except (OSError, ValueError) as exc:
-                log.error("monitor outbox: %s is unreadable, set aside as .bad: %s", path, exc)
-                os.replace(path, path.with_suffix(".bad"))
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            paths = sorted(directory.glob(f"*{_SUFFIX}"), key=_sequence)
+        except OSError as exc:  # every add() will fail and say so; the cycle keeps labels unsettled
+            log.error("monitor outbox: cannot read %s: %s", directory, exc)
+            return
+        for path in paths:
+            items = _read_segment(path)
+            if items is None:
                 continue
             size = path.stat().st_size
-            self._segments.append(_Segment(sequence, items, size))
+            self._segments.append(_Segment(path.name, items, size))
             self._bytes += size
-            self._next = max(self._next, sequence + 1)
+            self._next = max(self._next, _sequence(path) + 1)
         if self._segments:
             log.info(
                 "monitor outbox: %d pilot announcements left unsent by the previous run, sending them first",
                 len(self),
             )
+
+
+def _sequence(path: Path) -> int:
+    """A segment's sequence number (0 for a name that has none: read first, set aside if bad)."""
+    head = path.stem.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _read_segment(path: Path) -> list[Item] | None:
+    """A segment's announcements; None (the file set aside as ``.bad``, said) when unreadable."""
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ValueError("not a list of announcements")
+        return items
+    except (OSError, ValueError) as exc:
+        log.error("monitor outbox: %s is unreadable, set aside as .bad: %s", path, exc)
+        try:
+            os.replace(path, path.with_suffix(".bad"))
+        except OSError as error:
+            log.error("monitor outbox: cannot set %s aside: %s", path, error)
+        return None

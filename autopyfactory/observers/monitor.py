@@ -21,7 +21,7 @@ are coalesced away), at most ``queue_size`` label messages (then the oldest labe
 drops are counted by kind. A replayed announcement changes nothing on the monitor.
 
 Requests are sized for the monitor's observed speed: the seconds per item of its recent answers
-are measured, and a request's timeout is ``timeout`` plus twice that per item (at least
+to pilots and messages are measured, and a request's timeout is ``timeout`` plus twice that per item (at least
 ``per_item_timeout``; at most ``max_timeout``), so a monitor still working on a large request is
 not sent it again and again. A timed-out attempt counts as at least its timeout. The items per
 request start at :data:`FIRST_BATCH`, double after each answer that came well within its timeout
@@ -52,6 +52,8 @@ from autopyfactory.observers.outbox import PilotOutbox
 log = logging.getLogger(__name__)
 
 PILOTS, MESSAGES, HEARTBEAT, LABELS = "pilots", "label messages", "heartbeat", "labels"
+#: The requests whose size follows the monitor's speed.
+_BULK = (PILOTS, MESSAGES)
 #: Items in the first request of pilots or messages, before the monitor's speed is known.
 FIRST_BATCH = 50
 #: The size of the outbox directory's segments (``monitorOutboxMB``) by default.
@@ -280,7 +282,10 @@ class MonitorObserver:
         return max(1, min(s.batch_size, self._batch, fits))
 
     def _answered(self, event: Event, seconds: float) -> None:
-        """Learn the monitor's speed from an answer that took ``seconds``."""
+        """Learn the monitor's speed from an answer to pilots or messages that took ``seconds``
+        (the heartbeat's and the labels' time is mostly the request's own, not per item)."""
+        if event.kind not in _BULK:
+            return
         per_item = seconds / max(1, event.items)
         # at once when it got slower, half-way when it got faster: one quick answer proves little
         self._per_item = per_item if per_item > self._per_item else (self._per_item + per_item) / 2
@@ -289,6 +294,8 @@ class MonitorObserver:
 
     def _timed_out(self, event: Event) -> None:
         """The monitor may still be working on it: it takes at least the timeout it was given."""
+        if event.kind not in _BULK:
+            return
         per_item = self.timeout_for(event.items) / max(1, event.items)
         self._per_item = min(self.settings.max_timeout, max(self._per_item, per_item))
         self._batch = max(1, min(self._batch, event.items) // 2)

@@ -26,10 +26,13 @@ class RecordingMonitor:
 
     def __init__(self, stand) -> None:
         self.announced: list[str] = []
+        self.down = False  # answers 503 to everything
         stand.server.expect_request(re.compile("/mon/.*")).respond_with_handler(self._answer)
         self.url = stand.server.url_for("/mon")
 
     def _answer(self, request: Request) -> Response:
+        if self.down:
+            return Response("down", status=503)
         if request.method == "PUT" and request.path == "/mon/jobs":
             self.announced.extend(item["cid"] for item in request.get_json())
         return Response("{}", content_type="application/json")
@@ -63,6 +66,28 @@ def test_pilots_queued_by_a_submission_the_factory_died_in_are_announced_after_a
     assert "its last submission is settled: the census lists" in second.text()
     second.wait_log(" labels, decided ", count=5)
     assert set(job_ids(condor.jobs())) <= set(monitor.announced)  # and those it submitted itself
+    assert second.stop() == 0
+
+
+def test_pilots_announced_while_the_monitor_is_down_are_sent_after_a_stop_and_a_restart(
+    tmp_path, stand, condor, daemons
+):
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    monitor = RecordingMonitor(stand)
+    monitor.down = True
+    conf = monitored_config(tmp_path, stand, monitor)
+    first = start(daemons, conf, condor, tmp_path / "first.log")
+    first.wait_log(" labels, decided ", count=2)
+    assert first.stop() == 0  # SIGTERM: the announcements cannot be sent
+    queued = job_ids(condor.jobs())
+    assert queued
+    assert not monitor.announced
+    assert "pilot announcements kept in" in first.text()
+
+    monitor.down = False
+    condor.fail_next("condor_q", "exit", count=100)  # the restarted factory submits nothing more
+    second = start(daemons, conf, condor, tmp_path / "second.log")
+    wait_for(lambda: set(queued) <= set(monitor.announced), 60, "the announcements of the stopped factory")
     assert second.stop() == 0
 
 

@@ -11,7 +11,8 @@ observers that are :class:`~autopyfactory.cycle.report.PilotListener`). A label 
 *unsettled* (port ``UnsettledLabels``, a state-dir file) before its submission starts, and settled
 once all the pilots it queued were announced: at once when the submission gave every id, else when
 a later census of that label answers (whatever happened in between: a failed submission, a
-SIGKILL, a restart, a reload, failed censuses), by announcing every pilot it lists.
+SIGKILL, a restart, a reload, failed censuses), by announcing every pilot it lists as queued
+since the label was recorded.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 #: The census of a cycle in which the factory is stopping: not asked, nothing is known.
 _NO_CENSUS = Census({}, None)
+#: Seconds the schedd's clock (a pilot's QDate) may be behind the factory's: an unsettled label's
+#: pilots queued this long before it was recorded are announced too.
+CLOCK_SKEW = 300
 
 
 def _tidy_work(label: Label, actions: Sequence[Action]) -> Tidy:
@@ -168,24 +172,31 @@ class Factory:
 
     # -- the pilots the monitor must hear of --
 
-    def _unsettled_labels(self, labels: Sequence[Label]) -> set[str]:
-        """This cycle's labels whose earlier submission is unsettled."""
+    def _unsettled_labels(self, labels: Sequence[Label]) -> dict[str, float]:
+        """This cycle's labels whose earlier submission is unsettled, each with when it was
+        recorded."""
         if self._unsettled is None:
-            return set()
+            return {}
         recorded = self._unsettled.labels()
-        return {label.name for label in labels if label.name in recorded}
+        return {label.name: recorded[label.name] for label in labels if label.name in recorded}
 
-    def _settle_listed(self, unsettled: Collection[str], census: Census) -> None:
-        """Announce every pilot the census lists of an unsettled label it answered for, and settle
-        the label (one it could not answer for stays unsettled)."""
+    def _settle_listed(self, unsettled: Mapping[str, float], census: Census) -> None:
+        """Announce the pilots the census lists of an unsettled label it answered for, those queued
+        since the label was recorded (or at an unknown time), and settle the label; one it could
+        not answer for stays unsettled."""
         settled = []
-        for name in sorted(unsettled):
+        for name, since in sorted(unsettled.items()):
             if census.supply.get(name) is None:
                 continue
-            job_ids = [pilot.job_id for pilot in census.pilots.get(name, ())]
+            job_ids = [
+                pilot.job_id
+                for pilot in census.pilots.get(name, ())
+                if pilot.queued <= 0 or pilot.queued >= since - CLOCK_SKEW
+            ]
             if self._announce(name, job_ids):
                 log.info(
-                    "%s: its last submission is settled: the census lists %d pilots, all announced",
+                    "%s: its last submission is settled: the census lists %d pilots queued since, all"
+                    " announced",
                     name,
                     len(job_ids),
                 )

@@ -36,6 +36,20 @@ class SubmitContext:
     monitor_url: str
     date: str  # YYYY-MM-DD, from the cycle's clock: logs go to <baseLogDir>/<date>/<label>/
     dry_run: bool = False
+    #: told each label's job ids as soon as its schedd (or the label, locally) answered, before the
+    #: whole submission returns: the cycle announces them to the monitor at once. Called from the
+    #: backend's submission threads; what it raises is the caller's (it must not raise). Not
+    #: compared: contexts that differ only in it describe the same pilots (bulk.py caches each
+    #: label's description by its context, and the cycle makes a new callback every time).
+    submitted: Callable[[str, SubmitOutcome], None] | None = field(default=None, compare=False)
+
+    def tell_submitted(self, outcomes: Mapping[str, SubmitOutcome]) -> None:
+        """Tell :attr:`submitted` of the labels' outcomes in ``outcomes`` (those with job ids)."""
+        if self.submitted is None:
+            return
+        for name, outcome in outcomes.items():
+            if outcome.job_ids:
+                self.submitted(name, outcome)
 
 
 @dataclass(frozen=True)

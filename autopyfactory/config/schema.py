@@ -325,6 +325,14 @@ OPTIONS: tuple[Option, ...] = (
         "Give each pilot its own random key (APFMON_KEY) for its record at the monitor and announce "
         "the key's SHA-256 digest; harmless with a monitor that does not require keys.",
     ),
+    _factory(
+        "monitorOutboxMB",
+        FLOAT,
+        100.0,
+        "Disk space for the pilot announcements the monitor has not yet been sent (<stateDir>/outbox/,"
+        " kept across restarts, sent oldest first); when full, the oldest are dropped and counted.",
+        minimum=0.01,
+    ),
     _factory("condorSchedd", STR, "", "Schedd to submit to and query (-name); empty = the local schedd."),
     _factory("condorPool", STR, "", "Collector of the schedd's pool (-pool); empty = the local pool."),
     _factory(

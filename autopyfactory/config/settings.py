@@ -106,6 +106,7 @@ class MonitorAccess:
     url: str = key("monitorURL")  # "": no monitor
     token: str = key("monitorToken")
     pilot_keys: bool = key("monitorPilotKeys")
+    outbox_mb: float = key("monitorOutboxMB")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,14 @@ The I/O happens in :class:`Factory` (one method per edge, each edge reached thro
 :func:`~autopyfactory.domain.planning.plan`, which joins the policy with the PanDA shares and the
 factory-wide caps. A failure in one label never stops the others, and a cycle that raises is
 logged with its traceback by the service, which goes on with the next one.
+
+Every pilot queued is announced to the monitor, and as soon as its submission returns (the
+observers that are :class:`~autopyfactory.cycle.report.PilotListener`). A label is recorded as
+*unsettled* (port ``UnsettledLabels``, a state-dir file) before its submission starts, and settled
+once all the pilots it queued were announced: at once when the submission gave every id, else when
+a later census of that label answers (whatever happened in between: a failed submission, a
+SIGKILL, a restart, a reload, failed censuses), by announcing every pilot it lists as queued
+since the label was recorded.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ from autopyfactory.cycle.ports import (
     LogCleanup,
     PandaSource,
     RuntimeControl,
+    UnsettledLabels,
 )
-from autopyfactory.cycle.report import CycleObserver, CycleReport, LabelResult, Problem
+from autopyfactory.cycle.report import CycleObserver, CycleReport, LabelResult, PilotListener, Problem
 from autopyfactory.domain.control import (
     ControlError,
     Controls,
@@ -46,6 +55,9 @@ log = logging.getLogger(__name__)
 
 #: The census of a cycle in which the factory is stopping: not asked, nothing is known.
 _NO_CENSUS = Census({}, None)
+#: Seconds the schedd's clock (a pilot's QDate) may be behind the factory's: an unsettled label's
+#: pilots queued this long before it was recorded are announced too.
+CLOCK_SKEW = 300
 
 
 def _tidy_work(label: Label, actions: Sequence[Action]) -> Tidy:
@@ -85,6 +97,7 @@ class Factory:
         log_cleanup: LogCleanup | None = None,
         observer_failed: Callable[[str], None] = lambda _name: None,
         controls: RuntimeControl | None = None,
+        unsettled: UnsettledLabels | None = None,
     ) -> None:
         """``observer_failed(name)`` is told when an observer raised (the metrics count it)."""
         self._settings = settings
@@ -94,6 +107,8 @@ class Factory:
         self._credentials, self._log_cleanup = credentials, log_cleanup
         self._controls = controls
         self._observer_failed = observer_failed
+        self._unsettled = unsettled
+        self._listeners = [o for o in observers if isinstance(o, PilotListener)]
 
     def run_cycle(self, cycle: int) -> CycleReport:
         """One cycle: read the edges (labels, PanDA, controls, census), decide and submit, tidy up,
@@ -104,7 +119,9 @@ class Factory:
         labels = label_set.labels
         reading = self._read_panda(labels, problems)
         controls = self._controls.read_or_hold() if self._controls else Controls()
-        census = self._take_census(labels, problems, controls, started - self._settings.panda_lag)
+        unsettled = self._unsettled_labels(labels)
+        census = self._take_census(labels, problems, controls, started - self._settings.panda_lag, unsettled)
+        self._settle_listed(unsettled, census)
         credentials = self._check_credentials(labels, started)
         disabled = controls.disabled_labels(labels, started)
         notes = self._remove_requested(controls, labels, census)
@@ -123,7 +140,6 @@ class Factory:
             tuple(problems),
             skipped_queues=label_set.problems,
             credentials=credentials.checks,
-            recent=census.recent,
             panda=reading,
             control=(*(f"{name}: {reason}" for name, reason in disabled.items()), *notes),
         )
@@ -139,14 +155,82 @@ class Factory:
         return reading
 
     def _take_census(
-        self, labels: Sequence[Label], problems: list[Problem], controls: Controls, started_since: float
+        self,
+        labels: Sequence[Label],
+        problems: list[Problem],
+        controls: Controls,
+        started_since: float,
+        unsettled: Collection[str] = (),
     ) -> Census:
         """The batch system's pilots (those started since ``started_since`` counted apart: they
-        stand for jobs PanDA still counts activated); none at all (so nothing is submitted) once a
-        stop is asked."""
+        stand for jobs PanDA still counts activated; every one of the ``unsettled`` labels
+        listed); none at all (so nothing is submitted) once a stop is asked."""
         if self._stop_requested():
             return _NO_CENSUS
-        return self._census(labels, problems, controls.removal_targets(labels), started_since)
+        keep = {*controls.removal_targets(labels), *unsettled}
+        return self._census(labels, problems, keep, started_since)
+
+    # -- the pilots the monitor must hear of --
+
+    def _unsettled_labels(self, labels: Sequence[Label]) -> dict[str, float]:
+        """This cycle's labels whose earlier submission is unsettled, each with when it was
+        recorded."""
+        if self._unsettled is None:
+            return {}
+        recorded = self._unsettled.labels()
+        return {label.name: recorded[label.name] for label in labels if label.name in recorded}
+
+    def _settle_listed(self, unsettled: Mapping[str, float], census: Census) -> None:
+        """Announce the pilots the census lists of an unsettled label it answered for, those queued
+        since the label was recorded (or at an unknown time), and settle the label; one it could
+        not answer for stays unsettled."""
+        settled = []
+        for name, since in sorted(unsettled.items()):
+            if census.supply.get(name) is None:
+                continue
+            job_ids = [
+                pilot.job_id
+                for pilot in census.pilots.get(name, ())
+                if pilot.queued <= 0 or pilot.queued >= since - CLOCK_SKEW
+            ]
+            if self._announce(name, job_ids, {}):
+                log.info(
+                    "%s: its last submission is settled: the census lists %d pilots queued since, all"
+                    " announced",
+                    name,
+                    len(job_ids),
+                )
+                settled.append(name)
+        self._settle(settled)
+
+    def _announce(self, label: str, job_ids: Sequence[str], key_digests: Mapping[str, str]) -> bool:
+        """Tell every pilot listener of these pilots (and their key digests, for those that have
+        one); False when one could not keep them."""
+        told = True
+        for listener in self._listeners:
+            try:
+                listener.pilots_created(label, job_ids, key_digests)
+            except Exception as exc:  # noqa: BLE001  a listener's failure is never the cycle's
+                name = type(listener).__name__
+                log.warning(
+                    "%s: %s could not keep %d pilots: %s: %s",
+                    label,
+                    name,
+                    len(job_ids),
+                    type(exc).__name__,
+                    exc,
+                )
+                self._observer_failed(name)
+                told = False
+        return told
+
+    def _settle(self, names: Collection[str]) -> None:
+        if self._unsettled is None or not names:
+            return
+        try:
+            self._unsettled.settle(names)
+        except OSError as exc:  # they stay unsettled: announced again after a good census
+            log.warning("could not record %d labels as settled: %s", len(names), exc)
 
     def _decide_and_submit(
         self,
@@ -298,8 +382,31 @@ class Factory:
                 label.name: SubmitOutcome(error="not submitted: the factory is stopping")
                 for label, _ in requests
             }
+        refused = self._mark_unsettled(requests, started)
+        if refused:
+            return refused
+        announced: dict[str, bool] = {}  # label -> whether every listener kept its pilots
+
+        def submitted(label: str, outcome: SubmitOutcome) -> None:
+            announced[label] = self._announce(label, outcome.job_ids, outcome.key_digests)
+
+        try:
+            outcomes = backend.submit(requests, self._submit_context(started, submitted))
+        except Exception as exc:  # one backend's failure never stops the others
+            log.exception("%s: submission failed", name)
+            outcomes = {}
+            error = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
+        else:
+            error = SubmitOutcome(error="no outcome from the batch backend")
+        found = {label.name: outcomes.get(label.name, error) for label, _ in requests}
+        self._announce_submitted(found, announced)
+        return found
+
+    def _submit_context(
+        self, started: float, submitted: Callable[[str, SubmitOutcome], None]
+    ) -> SubmitContext:
         f = self._settings
-        context = SubmitContext(
+        return SubmitContext(
             f.factory_id,
             f.pandaserver,
             f.base_log_dir,
@@ -307,14 +414,31 @@ class Factory:
             f.monitor_url,
             datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d"),
             self._dry_run,
+            submitted,
         )
+
+    def _mark_unsettled(self, requests: Sequence[tuple[Label, int]], now: float) -> dict[str, SubmitOutcome]:
+        """Record the labels as unsettled before they are submitted; when that is impossible,
+        submit none of them (their pilots could be lost to the monitor): their outcomes."""
+        if self._unsettled is None or self._dry_run:
+            return {}
         try:
-            outcomes = backend.submit(requests, context)
-        except Exception as exc:  # one backend's failure never stops the others
-            log.exception("%s: submission failed", name)
-            return {label.name: SubmitOutcome(error=f"{type(exc).__name__}: {exc}") for label, _ in requests}
-        missing = SubmitOutcome(error="no outcome from the batch backend")
-        return {label.name: outcomes.get(label.name, missing) for label, _ in requests}
+            self._unsettled.mark([label.name for label, _ in requests], now)
+        except OSError as exc:
+            error = f"nothing submitted: cannot record the submission in the state dir: {exc}"
+            return {label.name: SubmitOutcome(error=error) for label, _ in requests}
+        return {}
+
+    def _announce_submitted(self, outcomes: Mapping[str, SubmitOutcome], announced: dict[str, bool]) -> None:
+        """Announce the pilots queued that the backend did not tell of as its schedds answered;
+        settle the labels whose every pilot is known and was announced."""
+        settled = []
+        for name, outcome in outcomes.items():
+            if name not in announced and outcome.job_ids:
+                announced[name] = self._announce(name, outcome.job_ids, outcome.key_digests)
+            if announced.get(name, True) and not outcome.error:
+                settled.append(name)
+        self._settle(settled)
 
     def _tidy(self, results: Sequence[LabelResult], census: Census, now: float) -> tuple[LabelResult, ...]:
         """Release or remove the labels' held and stuck pilots (see housekeeping.py), each backend

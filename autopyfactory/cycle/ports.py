@@ -8,14 +8,16 @@ reaches it through one of these ports, built by the composition root (``runtime/
 * :class:`PandaSource`: PanDA's answer (``edges/panda.py``);
 * :class:`CredentialGate`: the credentials the labels' pilots carry (``edges/credentials.py``);
 * :class:`RuntimeControl`: disabled queues and removal requests (``edges/control.py``);
-* :class:`LogCleanup`: the pilot log tree (``edges/pilot_logs.py``).
+* :class:`LogCleanup`: the pilot log tree (``edges/pilot_logs.py``);
+* :class:`UnsettledLabels`: the labels whose last submission's pilots are not all known
+  (``edges/unsettled.py``).
 
 The batch backends are the batch interface's :class:`~autopyfactory.batch.interface.Backend`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
@@ -84,4 +86,22 @@ class LogCleanup(Protocol):
         today: date,
     ) -> None:
         """Clean the pilot logs; ``in_use`` None (the census is unknown) deletes nothing."""
+        ...
+
+
+class UnsettledLabels(Protocol):
+    """The labels whose submission may have queued pilots the monitor was not told of: recorded
+    before a submission, settled once all its pilots were announced. Kept in the state dir, so
+    that neither a restart, a reload nor failed censuses lose one."""
+
+    def labels(self) -> Mapping[str, float]:
+        """The labels recorded, each with when (epoch seconds)."""
+        ...
+
+    def mark(self, names: Collection[str], now: float) -> None:
+        """Record ``names`` before their submission starts; raises OSError when it cannot."""
+        ...
+
+    def settle(self, names: Collection[str]) -> None:
+        """Forget ``names``: all their pilots were announced; raises OSError when it cannot."""
         ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from autopyfactory.batch.interface import SubmitOutcome
 from autopyfactory.domain.credentials import CredentialCheck
@@ -82,7 +82,6 @@ class CycleReport:
     problems: tuple[Problem, ...]
     skipped_queues: tuple[str, ...] = field(default=())
     credentials: tuple[CredentialCheck, ...] = field(default=())
-    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # census: recently queued ids
     panda: PandaReading | None = None  # this cycle's PanDA answer (None: not asked)
     control: tuple[str, ...] = field(default=())  # disabled queues, pilot removals (domain/control.py)
 
@@ -117,3 +116,18 @@ class CycleObserver(Protocol):
     that raises is logged and counted, and the others are still told."""
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None: ...
+
+
+@runtime_checkable
+class PilotListener(Protocol):
+    """An observer that is told of pilots as soon as they are known to be queued (the monitor
+    client), not at the end of the cycle: a pilot may report a few seconds after its submission."""
+
+    def pilots_created(
+        self, label: str, job_ids: Sequence[str], key_digests: Mapping[str, str] | None = None
+    ) -> None:
+        """Keep these pilots of ``label`` to announce, with the digests of the keys of those that
+        have one (by job id); never blocks on the network. Raises when
+        it could not keep them: the cycle then keeps the label unsettled and announces its
+        pilots again after a good census."""
+        ...

@@ -7,20 +7,27 @@ was submitted), the labels (when they change), the pilots created (bulk ``PUT /j
 labels' one-line cycle messages (bulk ``POST /factories/<id>/messages``; the per-label call when
 the monitor is too old for that).
 
-During a monitor outage (connection errors, 5xx) the thread retries the same request with a
-growing pause (capped), so nothing is lost once it is back, and the outbox keeps only what still
-matters: the latest heartbeat, the latest label list and the latest message *per label*
-(superseded ones are coalesced away), and every pilot announcement. It is bounded
-(``queue_size`` pilots and messages): when full, label messages go first, and a pilot
-announcement is dropped only when no message is left to drop; drops are counted by kind.
-Pilots the census lists for a label whose last condor_submit failed half-way (jobs queued, ids
-unknown or kept from a failed call) and that the monitor was never told about are announced then;
-a replayed announcement changes nothing on the monitor.
+The pilots created are announced as soon as the batch system has their ids
+(:meth:`MonitorObserver.pilots_created`, called by the cycle right after each submission, not at
+the end of the cycle), so a pilot rarely reports to the monitor before the monitor knows it.
 
-Requests are sized for a slow monitor: at most ``batch_size`` items per request, a timeout that
-grows with the items (``timeout`` + ``per_item_timeout`` each, at most ``max_timeout``) and
-doubles after a timed-out attempt, so a monitor still working on a large request is not sent it
-again and again. A 4xx answer means the request itself is wrong: it is logged and dropped.
+During a monitor outage (connection errors, 5xx) the thread retries the same request with a
+growing pause (capped), so nothing is lost once it is back. The pilot announcements wait on disk,
+in the state dir's outbox (observers/outbox.py: ``<stateDir>/outbox/``, at most
+``monitorOutboxMB``, replayed oldest first, also after a restart; at that limit the oldest
+announcements are dropped and counted). The rest is kept in memory and only what still matters:
+the latest heartbeat, the latest label list and the latest message *per label* (superseded ones
+are coalesced away), at most ``queue_size`` label messages (then the oldest label's message goes);
+drops are counted by kind. A replayed announcement changes nothing on the monitor.
+
+Requests are sized for the monitor's observed speed: the seconds per item of its recent answers
+to pilots and messages are measured, and a request's timeout is ``timeout`` plus twice that per item (at least
+``per_item_timeout``; at most ``max_timeout``), so a monitor still working on a large request is
+not sent it again and again. A timed-out attempt counts as at least its timeout. The items per
+request start at :data:`FIRST_BATCH`, double after each answer that came well within its timeout
+and halve after a timeout, never more than ``batch_size`` nor than fits in half of
+``max_timeout`` at the measured speed. A 4xx answer means the request itself is wrong: it is logged
+and dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -39,11 +47,17 @@ from autopyfactory import __version__
 from autopyfactory.cycle.report import CycleReport
 from autopyfactory.domain.label import Label
 from autopyfactory.edges.monitor import MonitorClient, pilot_item
+from autopyfactory.observers.outbox import PilotOutbox
 
 log = logging.getLogger(__name__)
 
 PILOTS, MESSAGES, HEARTBEAT, LABELS = "pilots", "label messages", "heartbeat", "labels"
-ANNOUNCED_CYCLES = 10
+#: The requests whose size follows the monitor's speed.
+_BULK = (PILOTS, MESSAGES)
+#: Items in the first request of pilots or messages, before the monitor's speed is known.
+FIRST_BATCH = 50
+#: The size of the outbox directory's segments (``monitorOutboxMB``) by default.
+OUTBOX_BYTES = 100 * 2**20
 
 
 @dataclass(frozen=True)
@@ -64,11 +78,13 @@ class MonitorSettings:
     owner: str
     log_url: str
     timeout: float = 10.0
-    queue_size: int = 10000
+    queue_size: int = 10000  # label messages kept (one per label)
     max_backoff: float = 60.0
-    batch_size: int = 500  # pilots or messages per request
-    per_item_timeout: float = 0.02
+    batch_size: int = 500  # pilots or messages per request, at most
+    per_item_timeout: float = 0.02  # seconds per item a request's timeout allows at least
     max_timeout: float = 120.0
+    outbox_dir: str = ""  # the pilot announcements' outbox; "": in memory (see observers/outbox.py)
+    outbox_bytes: int = OUTBOX_BYTES
 
 
 class MonitorObserver:
@@ -87,17 +103,17 @@ class MonitorObserver:
         self._lock = threading.Condition()
         self._heartbeat: Event | None = None
         self._labels: Event | None = None
-        self._pilots: collections.deque[dict[str, str]] = collections.deque()
+        outbox = Path(settings.outbox_dir) if settings.outbox_dir else None
+        self._pilots = PilotOutbox(outbox, settings.outbox_bytes, self._pilots_dropped)
         self._messages: dict[str, str] = {}  # label -> its latest message, oldest label first
         self._closed = False
         self._stopping = threading.Event()
         self._pause = sleep or self._stopping.wait  # returns True when stopping
         self._thread = threading.Thread(target=self._work, name="monitor-client", daemon=True)
         self._last_labels: list[dict[str, str]] | None = None
-        #: cids told (or queued to tell) the monitor, per cycle, for the last ANNOUNCED_CYCLES cycles
-        self._announced: collections.deque[set[str]] = collections.deque(maxlen=ANNOUNCED_CYCLES)
         self._bulk_messages = True
-        self._slow = 1.0  # timeout factor, doubled after a timed-out attempt
+        self._per_item = 0.0  # the monitor's measured seconds per item (0: not yet measured)
+        self._batch = FIRST_BATCH  # items per request, before the bounds of batch_for()
         self.dropped_by_kind: collections.Counter[str] = collections.Counter()
         self.sent = 0
 
@@ -111,67 +127,52 @@ class MonitorObserver:
         self._thread.start()
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None:
+        """File the heartbeat, the labels (when changed) and the labels' messages; the pilots
+        were announced as the cycle submitted them (:meth:`pilots_created`)."""
         s = self.settings
         heartbeat = {"url": s.log_url, "email": s.owner, "version": __version__}
         label_records = [self._label_record(label) for label in labels]
-        created = [
-            (cid, r.plan.label.name, r.outcome.key_digests.get(cid, ""))
-            for r in report.results
-            for cid in r.outcome.job_ids
-        ]
         with self._lock:
             self._heartbeat = Event("PUT", self._api.factory_path(), heartbeat, HEARTBEAT, HEARTBEAT)
             if label_records != self._last_labels:
                 what = f"{len(label_records)} labels"
                 self._labels = Event("PUT", "/labels", label_records, what, LABELS, len(label_records))
                 self._last_labels = label_records
-            self._announce(created, report.recent)
             for result in report.results:
                 self._message(result.plan.label.name, result.line())
             self._lock.notify()
 
-    def _announce(
-        self, created: Sequence[tuple[str, str, str]], recent: Mapping[str, tuple[str, ...]]
+    def pilots_created(
+        self, label: str, job_ids: Sequence[str], key_digests: Mapping[str, str] | None = None
     ) -> None:
-        """Queue the created pilots, and the census's listed ones the monitor never heard of
-        (the census lists the pilots of labels whose last submission failed half-way)."""
-        missing = [
-            (cid, label, "")  # no key digest: the batch system's listing has no keys
-            for label, ids in recent.items()
-            for cid in ids
-            if not any(cid in cycle for cycle in self._announced)
-        ]
-        if missing:
-            log.info(
-                "monitor: announcing %d pilots found in the batch system it never heard of", len(missing)
-            )
-        this_cycle: set[str] = set()
-        self._announced.append(this_cycle)
-        for cid, label, digest in (*created, *missing):
-            if not self._room_for(PILOTS):
-                self._drop(PILOTS, cid)
-                continue
-            this_cycle.add(cid)
-            self._pilots.append(pilot_item(cid, label, self.settings.factory_id, digest))
+        """Announce these pilots of ``label`` (with their key digests, for those that have a key):
+        on disk in the outbox before this returns (raises OSError when they cannot be kept; the
+        cycle then keeps the label unsettled)."""
+        if not job_ids:
+            return
+        digests = key_digests or {}
+        with self._lock:
+            self._pilots.add([self._announcement(cid, label, digests.get(cid, "")) for cid in job_ids])
+            self._lock.notify()
+
+    def _announcement(self, cid: str, label: str, key_sha256: str) -> dict[str, str]:
+        """One pilot's announcement, the item of ``PUT /jobs``: built here and nowhere else (the
+        key's digest only; the key itself never reaches the factory)."""
+        return pilot_item(cid, label, self.settings.factory_id, key_sha256)
 
     def _message(self, label: str, text: str) -> None:
         if label in self._messages:
             del self._messages[label]  # the older message is superseded; the label moves to the end
-        elif not self._room_for(MESSAGES):
-            self._drop(MESSAGES, label)
-            return
-        self._messages[label] = text
-
-    def _room_for(self, kind: str) -> bool:
-        """Room for one more item; makes room by dropping the oldest label message for a pilot."""
-        if len(self._pilots) + len(self._messages) < self.settings.queue_size:
-            return True
-        if kind == PILOTS and self._messages:
+        elif len(self._messages) >= self.settings.queue_size:
             oldest = next(iter(self._messages))
             del self._messages[oldest]
             self._drop(MESSAGES, oldest)
-            return True
-        return False
+        self._messages[label] = text
+
+    def _pilots_dropped(self, n: int) -> None:
+        """The outbox reached its size limit and dropped ``n`` of its oldest announcements."""
+        for _ in range(n):
+            self._drop(PILOTS, "(the oldest announcement)")
 
     def _drop(self, kind: str, what: str) -> None:
         self.dropped_by_kind[kind] += 1
@@ -213,6 +214,11 @@ class MonitorObserver:
         self._thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
         if left or self.dropped:
             log.warning("monitor: stopped with %d items unsent and %d dropped", left, self.dropped)
+        with self._lock:
+            kept = len(self._pilots)
+        if kept and self.settings.outbox_dir:
+            where = self.settings.outbox_dir
+            log.warning("monitor: %d pilot announcements kept in %s, sent after the next start", kept, where)
 
     # --- the thread's side -----------------------------------------------------------------
 
@@ -225,7 +231,6 @@ class MonitorObserver:
 
     def _take(self) -> Event | None:
         """The next request to send, most important first; None when closed."""
-        s = self.settings
         with self._lock:
             while True:
                 if self._closed:
@@ -236,11 +241,11 @@ class MonitorObserver:
                 if self._labels is not None:
                     event, self._labels = self._labels, None
                     return event
-                if self._pilots:
-                    batch = [self._pilots.popleft() for _ in range(min(s.batch_size, len(self._pilots)))]
+                if len(self._pilots):
+                    batch = self._pilots.peek(self.batch_for())
                     return Event("PUT", "/jobs", batch, f"{len(batch)} created pilots", PILOTS, len(batch))
                 if self._messages:
-                    names = list(self._messages)[: s.batch_size]
+                    names = list(self._messages)[: self.batch_for()]
                     body = [{"label": name, "status": self._messages.pop(name)} for name in names]
                     what = f"{len(body)} label messages"
                     path = f"{self._api.factory_path()}/messages"
@@ -251,6 +256,9 @@ class MonitorObserver:
         backoff = 0.5
         while True:
             outcome = self._send(event)
+            if event.kind == PILOTS and outcome in ("sent", "dropped"):
+                with self._lock:
+                    self._pilots.sent(event.body)
             if outcome == "old monitor":
                 self._bulk_messages = False
                 for item in event.body:
@@ -268,7 +276,34 @@ class MonitorObserver:
     def timeout_for(self, items: int) -> float:
         """Seconds to wait for an answer to a request of ``items`` items (see the module docstring)."""
         s = self.settings
-        return min(s.max_timeout, (s.timeout + s.per_item_timeout * items) * self._slow)
+        return min(s.max_timeout, s.timeout + items * max(s.per_item_timeout, 2 * self._per_item))
+
+    def batch_for(self) -> int:
+        """Items in the next request of pilots or messages (see the module docstring)."""
+        s = self.settings
+        fits = s.batch_size
+        if self._per_item > 0:
+            fits = int((s.max_timeout / 2 - s.timeout) / (2 * self._per_item))
+        return max(1, min(s.batch_size, self._batch, fits))
+
+    def _answered(self, event: Event, seconds: float) -> None:
+        """Learn the monitor's speed from an answer to pilots or messages that took ``seconds``
+        (the heartbeat's and the labels' time is mostly the request's own, not per item)."""
+        if event.kind not in _BULK:
+            return
+        per_item = seconds / max(1, event.items)
+        # at once when it got slower, half-way when it got faster: one quick answer proves little
+        self._per_item = per_item if per_item > self._per_item else (self._per_item + per_item) / 2
+        if event.items >= self._batch and seconds < self.timeout_for(event.items) / 4:
+            self._batch = min(self.settings.batch_size, self._batch * 2)
+
+    def _timed_out(self, event: Event) -> None:
+        """The monitor may still be working on it: it takes at least the timeout it was given."""
+        if event.kind not in _BULK:
+            return
+        per_item = self.timeout_for(event.items) / max(1, event.items)
+        self._per_item = min(self.settings.max_timeout, max(self._per_item, per_item))
+        self._batch = max(1, min(self._batch, event.items) // 2)
 
     def _send(self, event: Event) -> str:
         if event.kind == MESSAGES and isinstance(event.body, list) and not self._bulk_messages:
@@ -278,7 +313,7 @@ class MonitorObserver:
                 event.method, event.path, event.body, timeout=self.timeout_for(event.items)
             )
         except requests.Timeout as exc:
-            self._slow = min(self._slow * 2, 8.0)  # it may still be working on it: wait longer next time
+            self._timed_out(event)  # it may still be working on it: wait longer next time
             log.debug("monitor: %s: %s", event.what, exc)
             return "retry"
         except requests.RequestException as exc:
@@ -292,7 +327,7 @@ class MonitorObserver:
             log.error("monitor: %s rejected: HTTP %d %s", event.what, answer.status_code, answer.text[:200])
             self.dropped_by_kind[f"rejected {event.kind}"] += 1
             return "dropped"
-        self._slow = 1.0
+        self._answered(event, answer.elapsed.total_seconds())
         self.sent += 1
         self._note_rejected(event, answer)
         return "sent"

@@ -49,6 +49,7 @@ from autopyfactory.edges.http import make_session, total_deadline
 from autopyfactory.edges.panda import PandaClient, PandaView
 from autopyfactory.edges.pilot_logs import CleanupSchedule, PilotLogCleanup
 from autopyfactory.edges.schedconfig import SchedconfigSource
+from autopyfactory.edges.unsettled import UnsettledFile
 from autopyfactory.observers.metrics import FactoryMetrics
 from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
 from autopyfactory.observers.state import StateWriter
@@ -109,6 +110,7 @@ def build_factory(
         log_cleanup=build_log_cleanup(cfg),
         observer_failed=observer_failed,
         controls=ControlStore(Path(f.identity.state_dir)),
+        unsettled=None if options.dry_run else UnsettledFile(Path(f.identity.state_dir)),
     )
 
 
@@ -161,7 +163,13 @@ def build_monitor(cfg: FactoryConfig) -> MonitorObserver | None:
         return None
     return MonitorObserver(
         MonitorSettings(
-            f.monitor.url, f.monitor.token, f.identity.factory_id, f.identity.owner, f.logs.base_url
+            f.monitor.url,
+            f.monitor.token,
+            f.identity.factory_id,
+            f.identity.owner,
+            f.logs.base_url,
+            outbox_dir=str(Path(f.identity.state_dir) / "outbox"),
+            outbox_bytes=int(f.monitor.outbox_mb * 2**20),
         )
     )
 

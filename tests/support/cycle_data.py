@@ -14,6 +14,7 @@ from autopyfactory.domain.label import Label
 from autopyfactory.domain.model import Census, Supply
 from autopyfactory.domain.planning import plan
 from autopyfactory.domain.sharing import FactoryCaps
+from autopyfactory.observers.monitor import MonitorObserver
 from tests.support.factory_conf import factory_conf, labels_from, write_factory_conf
 
 #: CERN (13 CEs, Classic) and NDGF-T1 (2 CEs, Ready then MaxPending 8), 5 pilots per label; PR
@@ -47,3 +48,12 @@ def observed_report(labels: Sequence[Label], job_ids: tuple[str, ...] = ("1.0", 
     plans = plan(labels, {"NDGF-T1": SiteJobs({"activated": 4})}, census, 1, FactoryCaps(), 0)
     results = [LabelResult(p, SubmitOutcome(job_ids=job_ids if i == 0 else ())) for i, p in enumerate(plans)]
     return CycleReport(0, 0.0, 0.1, tuple(results), ())
+
+
+def tell_cycle(observer: MonitorObserver, report: CycleReport, labels: Sequence[Label]) -> None:
+    """What the cycle tells a monitor observer: each label's pilots as its submission returned
+    (``pilots_created``), then the cycle (``cycle_done``)."""
+    for result in report.results:
+        outcome = result.outcome
+        observer.pilots_created(result.plan.label.name, outcome.job_ids, outcome.key_digests)
+    observer.cycle_done(report, labels)

@@ -272,7 +272,9 @@ class CondorBackend:
         """One batch per schedd, in the order of ``by_schedd``; in parallel when there are several."""
 
         def one(schedd: Schedd, items: Requests) -> BatchResult:
-            return submit_batch(items, context, schedd, self._timeout, self._blocks, self._pilot_keys)
+            result = submit_batch(items, context, schedd, self._timeout, self._blocks, self._pilot_keys)
+            context.tell_submitted(result.outcomes)  # this schedd's pilots, not waiting for the others
+            return result
 
         if len(by_schedd) <= 1 or self._parallel == 1:
             return [one(schedd, items) for schedd, items in by_schedd.items()]

@@ -167,6 +167,7 @@ class LocalBackend:
                 outcomes[label.name] = self._submit_label(label, n, context)
             except Exception as exc:  # noqa: BLE001  one label's failure never stops the others
                 outcomes[label.name] = SubmitOutcome(error=f"{type(exc).__name__}: {exc}")
+            context.tell_submitted({label.name: outcomes[label.name]})
         return outcomes
 
     def _submit_label(self, label: Label, n: int, context: SubmitContext) -> SubmitOutcome:

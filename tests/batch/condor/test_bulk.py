@@ -324,6 +324,9 @@ def test_a_steady_cycle_renders_and_validates_each_label_once(labels, tmp_path, 
     cache.description(label, 3, context(tmp_path))
     assert cache.description(label, 5, context(tmp_path)) == render_submit(label, 5, context(tmp_path))
     assert rendered == [CERN[0]]
+    each_cycle = dataclasses.replace(context(tmp_path), submitted=lambda name, outcome: None)
+    cache.description(label, 5, each_cycle)  # the cycle's new callback describes the same pilots
+    assert rendered == [CERN[0]]
     cache.description(label, 5, context(tmp_path, dry_run=True))  # another context: rendered again
     assert rendered == [CERN[0]] * 2
 

@@ -1,0 +1,170 @@
+"""The pilot announcements the monitor has not yet been sent, on disk, oldest first.
+
+A pilot the monitor never hears of is a pilot whose reports it turns away, so an announcement is
+written to disk before the cycle goes on: ``<stateDir>/outbox/<sequence>-<tag>.json``, one segment
+per call of :meth:`PilotOutbox.add` (at most :data:`SEGMENT_ITEMS` announcements each), written
+atomically and fsync'd. The sequence number rises; the tag is the writer's own, so an outbox still
+closing and its successor never touch each other's files. The sending thread reads them back
+oldest first and deletes a segment once all of it was sent; a segment partly sent when the factory
+stopped is sent again whole after the restart (a repeated announcement changes nothing on the
+monitor). So a SIGKILL, a SIGTERM with the monitor down, a restart or a reload loses none of them.
+
+The segments together take at most ``max_bytes``. When a new segment would not fit, the oldest
+segments go first, and their announcements are counted as dropped: the newest pilots are the ones
+whose reports are still to come, the oldest have most likely reported (and been turned away)
+already. Without a directory (tests, a factory without a state dir) the segments are kept in
+memory under the same bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autopyfactory.edges.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: At most this many announcements per segment file.
+SEGMENT_ITEMS = 1000
+_SUFFIX = ".json"
+
+Item = dict[str, str]
+
+
+@dataclass
+class _Segment:
+    name: str  # the file's name: <sequence>-<tag>.json
+    items: list[Item]
+    size: int  # bytes on disk (or would be)
+    sent: int = 0  # items of it already sent (in memory only: a restart sends it again whole)
+
+
+class PilotOutbox:
+    """Announcements kept until sent; see the module docstring. Not thread-safe: the monitor
+    observer calls it under its lock."""
+
+    def __init__(
+        self, directory: Path | None, max_bytes: int, dropped: Callable[[int], None] = lambda _n: None
+    ) -> None:
+        """``dropped(n)``: told when ``n`` announcements are dropped at the disk limit."""
+        self._directory, self._max_bytes, self._dropped = directory, max_bytes, dropped
+        self._segments: deque[_Segment] = deque()
+        self._bytes = 0
+        self._next = 1
+        self._tag = secrets.token_hex(4)
+        if directory is not None:
+            self._load(directory)
+
+    def __len__(self) -> int:
+        return sum(len(segment.items) - segment.sent for segment in self._segments)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def add(self, items: Sequence[Item]) -> None:
+        """Keep ``items`` (on disk before this returns); raises OSError when they cannot be."""
+        for start in range(0, len(items), SEGMENT_ITEMS):
+            self._add_segment(list(items[start : start + SEGMENT_ITEMS]))
+
+    def peek(self, n: int) -> list[Item]:
+        """The oldest ``n`` unsent announcements (fewer when there are fewer)."""
+        found: list[Item] = []
+        for segment in self._segments:
+            found.extend(segment.items[segment.sent : segment.sent + n - len(found)])
+            if len(found) >= n:
+                break
+        return found
+
+    def sent(self, items: Sequence[Item]) -> None:
+        """These announcements, the oldest as :meth:`peek` gave them, were sent (or refused for
+        good). Those dropped at the size limit meanwhile are no longer here and are skipped."""
+        for item in items:
+            if not self._segments:
+                return
+            head = self._segments[0]
+            if head.items[head.sent] is not item:
+                continue
+            head.sent += 1
+            if head.sent >= len(head.items):
+                self._remove_head()
+
+    # -- segments --
+
+    def _add_segment(self, items: list[Item]) -> None:
+        text = json.dumps(items, separators=(",", ":"))
+        size = len(text.encode())
+        while self._segments and self._bytes + size > self._max_bytes:
+            head = self._segments[0]
+            unsent = len(head.items) - head.sent
+            self._remove_head()
+            self._dropped(unsent)
+        if size > self._max_bytes:
+            self._dropped(len(items))
+            return
+        segment = _Segment(f"{self._next:012d}-{self._tag}{_SUFFIX}", items, size)
+        if self._directory is not None:
+            atomic_write_text(self._directory / segment.name, text, mode=0o600)
+        self._next += 1
+        self._segments.append(segment)
+        self._bytes += size
+
+    def _remove_head(self) -> None:
+        segment = self._segments.popleft()
+        self._bytes -= segment.size
+        if self._directory is not None:
+            try:
+                (self._directory / segment.name).unlink(missing_ok=True)
+            except OSError as exc:  # sent again after a restart, which changes nothing
+                log.warning("monitor outbox: cannot delete a sent segment: %s", exc)
+
+    def _load(self, directory: Path) -> None:
+        """The segments a previous run left, oldest first; an unreadable one is set aside."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            paths = sorted(directory.glob(f"*{_SUFFIX}"), key=_sequence)
+        except OSError as exc:  # every add() will fail and say so; the cycle keeps labels unsettled
+            log.error("monitor outbox: cannot read %s: %s", directory, exc)
+            return
+        for path in paths:
+            items = _read_segment(path)
+            if items is None:
+                continue
+            size = path.stat().st_size
+            self._segments.append(_Segment(path.name, items, size))
+            self._bytes += size
+            self._next = max(self._next, _sequence(path) + 1)
+        if self._segments:
+            log.info(
+                "monitor outbox: %d pilot announcements left unsent by the previous run, sending them first",
+                len(self),
+            )
+
+
+def _sequence(path: Path) -> int:
+    """A segment's sequence number (0 for a name that has none: read first, set aside if bad)."""
+    head = path.stem.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _read_segment(path: Path) -> list[Item] | None:
+    """A segment's announcements; None (the file set aside as ``.bad``, said) when unreadable."""
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ValueError("not a list of announcements")
+        return items
+    except (OSError, ValueError) as exc:
+        log.error("monitor outbox: %s is unreadable, set aside as .bad: %s", path, exc)
+        try:
+            os.replace(path, path.with_suffix(".bad"))
+        except OSError as error:
+            log.error("monitor outbox: cannot set %s aside: %s", path, error)
+        return None

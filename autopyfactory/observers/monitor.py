@@ -20,7 +20,14 @@ a replayed announcement changes nothing on the monitor.
 Requests are sized for a slow monitor: at most ``batch_size`` items per request, a timeout that
 grows with the items (``timeout`` + ``per_item_timeout`` each, at most ``max_timeout``) and
 doubles after a timed-out attempt, so a monitor still working on a large request is not sent it
-again and again. A 4xx answer means the request itself is wrong: it is logged and dropped.
+again and again. A 4xx answer means the request itself is wrong: it is logged and dropped; but
+a 401 or 403 is about the factory, not the request (a wrong ``monitorToken``, a factory the
+monitor does not know): the request stays and is retried like during an outage, and
+:attr:`MonitorObserver.refused` says why until the monitor accepts a request again.
+
+A reload builds a new observer from the new configuration: :meth:`MonitorObserver.hand_over`
+stops the old one and gives the new one everything unsent, the request in flight included, so a
+token fixed by a reload delivers what was refused under the wrong one.
 """
 
 from __future__ import annotations
@@ -100,10 +107,18 @@ class MonitorObserver:
         self._slow = 1.0  # timeout factor, doubled after a timed-out attempt
         self.dropped_by_kind: collections.Counter[str] = collections.Counter()
         self.sent = 0
+        self._refused = ""  # why the monitor refuses the factory (401/403); "" when it does not
+        self._successor: MonitorObserver | None = None  # set by hand_over
 
     @property
     def dropped(self) -> int:
         return sum(self.dropped_by_kind.values())
+
+    @property
+    def refused(self) -> str:
+        """Why the monitor refuses the factory's requests (HTTP 401/403), "" when it does not:
+        a configuration error (``monitorToken``) that only a reload with a good one mends."""
+        return self._refused
 
     # --- the cycle's side (never blocks) ---------------------------------------------------
 
@@ -253,6 +268,7 @@ class MonitorObserver:
             if outcome != "retry":
                 return
             if self._pause(backoff):
+                self._put_back(event)  # stopping: kept for the report, or for a successor
                 return
             backoff = min(backoff * 2, self.settings.max_backoff)
 
@@ -282,6 +298,8 @@ class MonitorObserver:
             return "retry"
         if answer.status_code in (404, 405) and event.kind == MESSAGES and isinstance(event.body, list):
             return "old monitor"  # no bulk message endpoint: one call per label
+        if answer.status_code in (401, 403):
+            return self._note_refused(event, answer)
         if answer.status_code >= 400:
             log.error("monitor: %s rejected: HTTP %d %s", event.what, answer.status_code, answer.text[:200])
             self.dropped_by_kind[f"rejected {event.kind}"] += 1
@@ -291,8 +309,24 @@ class MonitorObserver:
         self._note_rejected(event, answer)
         return "sent"
 
+    def _note_refused(self, event: Event, answer: requests.Response) -> str:
+        """The monitor refuses the factory itself: keep the request (retried), say why once."""
+        refused = f"HTTP {answer.status_code} {answer.text[:200]}".strip()
+        if refused != self._refused:
+            log.error(
+                "monitor: %s refused: %s; is monitorToken right? Kept and retried until the monitor"
+                " accepts it (fix the configuration and reload)",
+                event.what,
+                refused,
+            )
+        self._refused = refused
+        return "retry"
+
     def _note_rejected(self, event: Event, answer: requests.Response) -> None:
         """A bulk request is written except its invalid items, which the answer lists: log them."""
+        if self._refused:
+            log.info("monitor: accepted again (was refused: %s)", self._refused)
+            self._refused = ""
         try:
             rejected = answer.json().get("rejected") or []
         except (ValueError, AttributeError):
@@ -307,3 +341,52 @@ class MonitorObserver:
             first.get("index", "?"),
             str(first.get("detail", ""))[:200],
         )
+
+    # --- a reload's hand-over --------------------------------------------------------------
+
+    def hand_over(self, successor: MonitorObserver, timeout: float) -> None:
+        """Stop, and give ``successor`` (not started yet) all that is unsent and what was announced.
+
+        A request still in flight after ``timeout`` seconds is put back into the successor when
+        it ends unanswered. The session is closed: a reload leaves no connection behind.
+        """
+        self._stopping.set()
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._lock, successor._lock:
+            self._successor = successor
+            successor._heartbeat = successor._heartbeat or self._heartbeat
+            successor._labels = successor._labels or self._labels
+            successor._pilots.extendleft(reversed(self._pilots))
+            successor._messages = {**self._messages, **successor._messages}
+            successor._last_labels = successor._last_labels or self._last_labels
+            successor._announced.extendleft(reversed(self._announced))
+            successor._bulk_messages = self._bulk_messages
+            successor.dropped_by_kind.update(self.dropped_by_kind)
+            successor.sent += self.sent
+            self._heartbeat, self._labels, self._pilots, self._messages = None, None, collections.deque(), {}
+        self._api.close()
+
+    def _put_back(self, event: Event) -> None:
+        """An unsent request back into the outbox (the successor's, after a hand-over)."""
+        with self._lock:
+            target = self._successor
+            if target is None:
+                self._restore(event)
+                return
+        target._put_back(event)
+
+    def _restore(self, event: Event) -> None:
+        if event.kind == HEARTBEAT:
+            self._heartbeat = self._heartbeat or event
+        elif event.kind == LABELS:
+            self._labels = self._labels or event
+        elif event.kind == PILOTS:
+            self._pilots.extendleft(reversed(event.body))
+        elif event.kind == MESSAGES and isinstance(event.body, list):
+            older = {item["label"]: item["status"] for item in event.body}
+            self._messages = {**older, **self._messages}  # a newer message of a label wins
+        # a single label message (an old monitor) is not kept: the next cycle says it anew

@@ -348,7 +348,9 @@ class MonitorObserver:
         """Stop, and give ``successor`` (not started yet) all that is unsent and what was announced.
 
         A request still in flight after ``timeout`` seconds is put back into the successor when
-        it ends unanswered. The session is closed: a reload leaves no connection behind.
+        it ends unanswered. The session is closed: a reload leaves no connection behind. The
+        label list is not taken over as sent: the successor sends it with its first cycle (its
+        monitor, or its token, may be another).
         """
         self._stopping.set()
         with self._lock:
@@ -362,7 +364,6 @@ class MonitorObserver:
             successor._labels = successor._labels or self._labels
             successor._pilots.extendleft(reversed(self._pilots))
             successor._messages = {**self._messages, **successor._messages}
-            successor._last_labels = successor._last_labels or self._last_labels
             successor._announced.extendleft(reversed(self._announced))
             successor._bulk_messages = self._bulk_messages
             successor.dropped_by_kind.update(self.dropped_by_kind)

@@ -10,13 +10,15 @@ which setting. :class:`Service` runs the cycles:
   replaces the old one whole, and every edge is built anew from it (:class:`Edges`: the PanDA and
   CRIC session, the schedconfig source, the PanDA client, the batch backends, the monitor client,
   the metrics endpoint when its port or address changed); the old ones are closed, the old
-  monitor client handing its unsent outbox to the new one. The state file, the metrics' series
-  and the cycle count carry on. A broken config, also one with an error in a single queue section
-  (which at start-up would only disable that queue), or one whose edges cannot be built (a
-  metrics port already taken), is rejected with its errors and the old config and edges stay in
-  force; the rejection shows in the state file (``status``, ``status --check``) and the metrics
-  until the next accepted reload. Never a half-applied config. ``check --config-only`` answers
-  the same question beforehand (the unit's ExecReload runs it).
+  monitor client handing its unsent outbox to the new one, the old schedconfig source its dump
+  (when the location is the same: downloaded again when its refresh is due, not at each reload,
+  as parsing a dump of many MB each time left the process larger). The state file, the metrics'
+  series and the cycle count carry on. A broken config, also one with an error in a single queue
+  section (which at start-up would only disable that queue), or one whose edges cannot be built
+  (a metrics port already taken), is rejected with its errors and the old config and edges stay
+  in force; the rejection shows in the state file (``status``, ``status --check``) and the
+  metrics until the next accepted reload. Never a half-applied config. ``check --config-only``
+  answers the same question beforehand (the unit's ExecReload runs it).
 * ``--dry-run`` (``RunOptions.dry_run_dir``): everything is read as in a real run (schedconfig,
   PanDA, the batch census, the last-good schedconfig copy), but nothing is submitted and the only
   writes go to the dry run's own directory: submit files under ``<dir>/logs``, the state file
@@ -83,19 +85,11 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
     return replace(cfg, factory=replace(cfg.factory, logs=logs))
 
 
-def build_factory(
-    cfg: FactoryConfig,
-    options: RunOptions,
-    session: requests.Session,
-    observers: Sequence[CycleObserver] = (),
-    stop_requested: Callable[[], bool] = lambda: False,
-    observer_failed: Callable[[str], None] = lambda _name: None,
-) -> Factory:
-    """The factory of ``cfg``: its schedconfig source, PanDA client and batch backends, the first
-    two asking through ``session`` (the caller closes it when the factory is replaced)."""
-    cfg = for_dry_run(cfg, options)
+def schedconfig_source(
+    cfg: FactoryConfig, options: RunOptions, session: requests.Session
+) -> SchedconfigSource:
     f = cfg.factory
-    schedconfig = SchedconfigSource(
+    return SchedconfigSource(
         options.schedconfig or f.schedconfig.location,
         f.schedconfig_cache_path,
         f.schedconfig.refresh,
@@ -104,6 +98,21 @@ def build_factory(
         time.time,
         keep_copy=not options.dry_run,
     )
+
+
+def build_factory(
+    cfg: FactoryConfig,
+    options: RunOptions,
+    session: requests.Session,
+    schedconfig: SchedconfigSource,
+    observers: Sequence[CycleObserver] = (),
+    stop_requested: Callable[[], bool] = lambda: False,
+    observer_failed: Callable[[str], None] = lambda _name: None,
+) -> Factory:
+    """The factory of ``cfg``: its PanDA client (asking through ``session``, which the caller
+    closes when the factory is replaced) and batch backends, with ``schedconfig``."""
+    cfg = for_dry_run(cfg, options)
+    f = cfg.factory
     return Factory(
         cycle_settings(cfg, options.dry_run),
         SchedconfigLabels(cfg, schedconfig),
@@ -177,8 +186,9 @@ def build_monitor(cfg: FactoryConfig) -> MonitorObserver | None:
 class Edges:
     """What one configuration builds to talk to the world; a reload replaces it whole."""
 
-    factory: Factory  # with its schedconfig source, PanDA client and batch backends
+    factory: Factory  # with its PanDA client and batch backends
     session: requests.Session  # PanDA's and CRIC's
+    schedconfig: SchedconfigSource
     monitor: MonitorObserver | None
     metrics: MetricsEndpoint | None = None  # opened by Service.run, or by a reload
 
@@ -291,14 +301,21 @@ class Service:
         observers: list[CycleObserver] = [self._state, self._metrics]
         observers += [monitor] if monitor else []
         observers += self._extra_observers
+        schedconfig = schedconfig_source(cfg, self._options, session)
         try:
             factory = build_factory(
-                cfg, self._options, session, observers, self._stop.is_set, self._metrics.observer_failed
+                cfg,
+                self._options,
+                session,
+                schedconfig,
+                observers,
+                self._stop.is_set,
+                self._metrics.observer_failed,
             )
         except BaseException:
             session.close()
             raise
-        return Edges(factory, session, monitor)
+        return Edges(factory, session, schedconfig, monitor)
 
     def _metrics_endpoint(
         self, cfg: FactoryConfig, current: MetricsEndpoint | None
@@ -340,6 +357,7 @@ class Service:
     def _replace_edges(self, new: Edges) -> None:
         """Put ``new`` in force: the old monitor's outbox goes to the new one, the old edges close."""
         old, self._edges = self._edges, new
+        new.schedconfig.carry_over(old.schedconfig)  # no new download before the refresh is due
         if old.monitor is not None and new.monitor is not None:
             old.monitor.hand_over(new.monitor, timeout=MONITOR_FLUSH_SECONDS)
         elif old.monitor is not None:

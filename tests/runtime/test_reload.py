@@ -194,3 +194,28 @@ def test_repeated_reloads_leave_nothing_behind(tmp_path, stand, condor):
         reload_and_cycle(number)
     wait_for(lambda: resources(service) == before, seconds=10, what="the counts of before")
     assert metric(ports[1], 'apf_config_reloads_total{result="accepted"}') == 23.0
+
+
+def cric_downloads(stand) -> int:
+    return sum(request.path == "/cric.json" for request, _response in stand.server.log)
+
+
+def test_a_reload_keeps_the_schedconfig_dump_until_its_refresh_is_due_or_its_location_changes(
+    tmp_path, stand, condor
+):
+    """Downloading and parsing the whole dump at every reload left the process larger each time
+    (a dump of many MB): the new source starts from the old one's dump when both read the same
+    location."""
+    stand.stats = {"NDGF-T1": {"activated": 3}}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]", factory={"schedconfigRefresh": 3600})
+    service = Service(conf, config.load(conf), RunOptions(), Notifier(None))
+    service.factory.run_cycle(0)
+    for number in range(1, 4):
+        assert service.reload()
+        service.factory.run_cycle(number)
+    assert cric_downloads(stand) == 1
+
+    conf.write_text(conf.read_text().replace(stand.cric_url, stand.cric_url + "?moved"))
+    assert service.reload()
+    service.factory.run_cycle(4)
+    assert cric_downloads(stand) == 2

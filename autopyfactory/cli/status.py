@@ -87,7 +87,8 @@ def where(path: Path) -> Where:
         factory = config.load(path).factory
         return Where(Path(factory.identity.state_dir), factory.identity.sleep)
     except config.ConfigError:
-        pass
+        if not path.is_file():
+            raise  # a wrong -c: say so, not "no state file" under the default stateDir
     try:
         sections = config.read_ini(path)
     except config.ConfigError:

@@ -8,7 +8,9 @@ line per finding, and exits like a Nagios/Icinga plugin: 0 ok, 1 warning, 2 crit
   missing, unreadable); the control file is unreadable (every queue held back).
 * warning: PanDA, condor or CRIC answered badly in the last cycle (for ``--pq``/``--label``: only
   when a selected label's jobs or pilots are unknown); a credential expires soon (below 2 x
-  ``proxyMinLifetime``); a selected label's submission failed.
+  ``proxyMinLifetime``); a selected label's submission failed; the last reload was rejected (the
+  configuration read before stays in force, until a reload is accepted); the monitor refuses the
+  factory (HTTP 401/403: ``monitorToken``), what it is to be told being kept until it accepts.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from pathlib import Path
 
 from autopyfactory.cli.command import EXIT_ERROR, EXIT_OK, Commands, add_config_option
 from autopyfactory.config import loader as config
+from autopyfactory.config import schema
 from autopyfactory.domain.credentials import CredentialState
 from autopyfactory.domain.model import EdgeKind, plural
 from autopyfactory.observers.state import (
     STATE_FILE,
+    ConfigRecord,
     LabelRecord,
     MalformedState,
     PandaRecord,
@@ -67,11 +71,51 @@ def register(commands: Commands) -> None:
     parser.add_argument("--label", action="append", default=[], help="only this label (repeatable)")
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where the state file is and how often it is rewritten: stateDir and sleep."""
+
+    state_dir: Path
+    sleep: int
+
+
+def where(path: Path) -> Where:
+    """stateDir and sleep of the configuration at ``path``. A configuration with errors (what a
+    rejected reload leaves on disk, the daemon still running with the one it read before) gives
+    the two as written, or their defaults: status is most needed just then."""
+    try:
+        factory = config.load(path).factory
+        return Where(Path(factory.identity.state_dir), factory.identity.sleep)
+    except config.ConfigError:
+        if not path.is_file():
+            raise  # a wrong -c: say so, not "no state file" under the default stateDir
+    try:
+        sections = config.read_ini(path)
+    except config.ConfigError:
+        sections = []
+    written = {
+        key: value
+        for section in sections
+        if section.name == config.FACTORY_SECTION
+        for key, value, _line in section.items
+    }
+    return Where(Path(str(_lenient("stateDir", written))), int(str(_lenient("sleep", written))))
+
+
+def _lenient(key: str, written: dict[str, str]) -> object:
+    option = schema.find(key, schema.Scope.FACTORY)
+    assert option is not None, key
+    try:
+        return option.parse(written[key]) if key in written else option.default
+    except ValueError:
+        return option.default
+
+
 def run(args: argparse.Namespace) -> int:
-    loaded = config.load(args.config)
+    found = where(Path(args.config))
     now = time.time()
     try:
-        record = read_state(Path(loaded.factory.identity.state_dir) / STATE_FILE)
+        record = read_state(found.state_dir / STATE_FILE)
     except StateError as exc:
         if args.check:
             print(f"CRITICAL: {exc}")
@@ -79,17 +123,17 @@ def run(args: argparse.Namespace) -> int:
         rewritten = "; the daemon rewrites it after its next cycle" if isinstance(exc, MalformedState) else ""
         print(f"autopyfactory status: {exc}{rewritten}", file=sys.stderr)
         return EXIT_ERROR
-    return _report(args, loaded, record, now)
+    return _report(args, found.sleep, record, now)
 
 
-def _report(args: argparse.Namespace, loaded: config.FactoryConfig, record: StateRecord, now: float) -> int:
+def _report(args: argparse.Namespace, sleep: int, record: StateRecord, now: float) -> int:
     """Print the (selected) state."""
     selected = select(record, args.pq, args.label)
     if (args.pq or args.label) and not selected.labels:
         print(f"autopyfactory status: no label matches {_filters(args.pq, args.label)}", file=sys.stderr)
         return int(Level.CRITICAL) if args.check else EXIT_ERROR
     if args.check:
-        findings = check(selected, now, loaded.factory.identity.sleep, filtered=bool(args.pq or args.label))
+        findings = check(selected, now, sleep, filtered=bool(args.pq or args.label))
         print(render_check(findings, len(selected.labels)))
         return int(max((f.level for f in findings), default=Level.OK))
     if args.json:
@@ -120,6 +164,7 @@ def check(record: StateRecord, now: float, sleep: int, filtered: bool) -> list[F
             Finding(Level.CRITICAL, f"last cycle {age} s ago, more than {STALE_CYCLES} x sleep ({limit} s)")
         )
     findings += _edges(record, filtered)
+    findings += _configuration(record, now)
     findings += _credentials(record)
     for name, label in sorted(record.labels.items()):
         if label.error:
@@ -144,6 +189,45 @@ def _edges(record: StateRecord, filtered: bool) -> list[Finding]:
             detail = f": {problems[0]}" if problems else ""
             findings.append(Finding(Level.WARNING, f"{name} answered badly in the last cycle{detail}"))
     return findings
+
+
+def _configuration(record: StateRecord, now: float) -> list[Finding]:
+    """A rejected reload, and the monitor refusing the factory: both need the operator."""
+    findings = []
+    rejected = _rejected_reload(record.config, now)
+    if rejected:
+        findings.append(Finding(Level.WARNING, rejected))
+    if record.monitor_refused:
+        findings.append(Finding(Level.WARNING, _monitor_refused(record.monitor_refused)))
+    return findings
+
+
+def _rejected_reload(config_record: ConfigRecord | None, now: float) -> str:
+    """``last reload rejected 40 s ago: <its first error>; in force: ...``, "" when none was."""
+    if config_record is None or config_record.rejected_at is None:
+        return ""
+    errors = config_record.rejected_because.strip().splitlines() or ["no reason given"]
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (
+        f"last reload rejected {_when(config_record.rejected_at, now)}: {errors[0]}{more};"
+        f" in force: {_in_force(config_record, now)}"
+    )
+
+
+def _in_force(config_record: ConfigRecord, now: float) -> str:
+    return f"{config_record.path} as read {_when(config_record.read_at, now)} ({config_record.read_by})"
+
+
+def _monitor_refused(why: str) -> str:
+    return (
+        f"the monitor refuses the factory ({why}): a configuration error (monitorToken?);"
+        " what it is to be told is kept until it accepts (fix the configuration and reload)"
+    )
+
+
+def _when(moment: float, now: float) -> str:
+    stamp = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"at {stamp} ({max(0, int(now - moment))} s ago)"
 
 
 def _credentials(record: StateRecord) -> list[Finding]:
@@ -207,6 +291,7 @@ def format_status(record: StateRecord, now: float) -> str:
     panda = _panda_line(record.panda, now)
     if panda:
         lines.append(panda)  # the age of the numbers in the table, or why there are none
+    lines += _configuration_lines(record, now)
     lines += [f"problem: {problem.message}" for problem in record.problems]
     lines += [f"control: {note}" for note in record.control]
     rows = [COLUMNS] + [_row(name, label) for name, label in sorted(record.labels.items())]
@@ -216,6 +301,19 @@ def format_status(record: StateRecord, now: float) -> str:
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     lines.append(LEGEND)
     return "\n".join(lines)
+
+
+def _configuration_lines(record: StateRecord, now: float) -> list[str]:
+    """A rejected reload (all its errors, and which configuration is in force); the monitor
+    refusing the factory. Nothing when all is well."""
+    lines = []
+    rejected = _rejected_reload(record.config, now)
+    if rejected and record.config is not None:
+        lines.append(f"RELOAD REJECTED: {rejected}")
+        lines += [f"  {error}" for error in record.config.rejected_because.strip().splitlines()[1:]]
+    if record.monitor_refused:
+        lines.append(f"monitor: {_monitor_refused(record.monitor_refused)}")
+    return lines
 
 
 def _panda_line(panda: PandaRecord | None, now: float) -> str:

@@ -180,8 +180,7 @@ class Census:
     this factory's pilots, also of labels no longer configured; None if any query failed.
     ``pilots`` lists pilots by label: all of them, or (HTCondor) only those housekeeping acts on;
     ``queued`` then has the QDates (epoch seconds, maybe floored to the hour) of a label's pilots
-    for log cleanup, and ``recent`` the ids of recently queued pilots (to announce those the
-    monitor never heard of).
+    for log cleanup.
     """
 
     supply: Mapping[str, Supply | None]
@@ -189,7 +188,6 @@ class Census:
     problems: tuple[str, ...] = ()
     pilots: Mapping[str, tuple[Pilot, ...]] = field(default_factory=dict)  # by label, where known
     queued: Mapping[str, frozenset[int]] | None = None  # None: take the QDates from ``pilots``
-    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def queued_by_label(self) -> dict[str, frozenset[int]]:
         """The QDates of each label's pilots (from ``queued``, else from ``pilots``)."""
@@ -205,14 +203,13 @@ class Census:
     def merge(cls, censuses: Iterable[Census]) -> Census:
         """Several censuses as one: of several backends (each with its own labels) or of several
         schedds (a label's pilots in more than one). Per label the supplies add up, and a label
-        unknown in any of them is unknown; the total is unknown if any is; the problems, pilots,
-        QDates and recent ids are all kept."""
+        unknown in any of them is unknown; the total is unknown if any is; the problems, pilots
+        and QDates are all kept."""
         supply: dict[str, Supply | None] = {}
         total: int | None = 0
         problems: list[str] = []
         pilots: dict[str, tuple[Pilot, ...]] = {}
         queued: dict[str, frozenset[int]] = {}
-        recent: dict[str, tuple[str, ...]] = {}
         for census in censuses:
             for name, found in census.supply.items():
                 supply[name] = _added(supply[name], found) if name in supply else found
@@ -222,9 +219,7 @@ class Census:
                 pilots[name] = (*pilots.get(name, ()), *listed)
             for name, dates in census.queued_by_label().items():
                 queued[name] = queued.get(name, frozenset()) | dates
-            for name, ids in census.recent.items():
-                recent[name] = (*recent.get(name, ()), *ids)
-        return cls(supply, total, tuple(problems), pilots, queued, recent)
+        return cls(supply, total, tuple(problems), pilots, queued)
 
 
 def _added(a: Supply | None, b: Supply | None) -> Supply | None:

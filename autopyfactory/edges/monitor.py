@@ -68,6 +68,10 @@ class MonitorClient:
         self.url, self.factory_id, self.timeout = url.rstrip("/"), factory_id, timeout
         self._token, self._session = token, session
 
+    def close(self) -> None:
+        """Close the session's connections (a replaced client leaves none behind)."""
+        self._session.close()
+
     # -- URLs --
 
     def factory_path(self) -> str:

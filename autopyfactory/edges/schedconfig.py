@@ -93,6 +93,13 @@ class SchedconfigSource:
         self._current: Snapshot[dict[str, Record]] | None = None
         self._last_attempt: float | None = None
 
+    def carry_over(self, previous: SchedconfigSource) -> None:
+        """Start from ``previous``'s dump (a reload's new source) when both read the same
+        location: a reload then neither downloads nor parses the whole dump again before its
+        refresh is due (each parse of a dump of many MB left the process larger)."""
+        if previous._location == self._location and previous._current is not None:
+            self._current, self._last_attempt = previous._current, previous._last_attempt
+
     def get(self) -> Snapshot[dict[str, Record]]:
         """The dump to use now. Raises SchedconfigError only when no good copy exists at all."""
         now = self._clock()

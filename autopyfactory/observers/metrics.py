@@ -1,14 +1,18 @@
 """Prometheus metrics of the factory, updated at the end of every cycle.
 
 One registry per factory (no global default registry), served by prometheus-client's own HTTP
-server on ``metricsAddress:metricsPort`` when ``metricsPort`` is set.
+server on ``metricsAddress:metricsPort`` when ``metricsPort`` is set (:class:`MetricsEndpoint`;
+a reload that changes the port or address closes the old one and opens the new one). The
+registry and its series live as long as the process: a reload changes none of them.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -58,6 +62,20 @@ class FactoryMetrics:
         self.proxy_lifetime = Gauge(
             "apf_credential_lifetime_seconds", "Lifetime left of a credential", ["path"], registry=r
         )
+        self.reloads = Counter(
+            "apf_config_reloads", "Reloads (SIGHUP) by result (accepted, rejected)", ["result"], registry=r
+        )
+        self.reload_rejected = Gauge(
+            "apf_config_reload_rejected",
+            "1 while the last reload was rejected (the configuration read before stays in force)",
+            registry=r,
+        )
+        self.config_error = Gauge(
+            "apf_config_error",
+            "1 while an edge refuses the configured credentials (monitor: HTTP 401/403, monitorToken)",
+            ["edge"],
+            registry=r,
+        )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Gauge | Counter, *values: str) -> Any:
@@ -106,5 +124,28 @@ class FactoryMetrics:
         if lifetime is not None:
             self.proxy_lifetime.labels(path).set(lifetime)
 
-    def serve(self, port: int, address: str) -> None:
-        start_http_server(port, addr=address, registry=self.registry)
+    def reload_done(self, accepted: bool) -> None:
+        self.reloads.labels("accepted" if accepted else "rejected").inc()
+        self.reload_rejected.set(0 if accepted else 1)
+
+    def monitor_refused(self, refused: bool) -> None:
+        self.config_error.labels("monitor").set(1 if refused else 0)
+
+    def serve(self, port: int, address: str) -> MetricsEndpoint:
+        return MetricsEndpoint(self.registry, port, address)
+
+
+class MetricsEndpoint:
+    """The registry served on ``address:port`` until :meth:`close` (an OSError if it cannot bind)."""
+
+    def __init__(self, registry: CollectorRegistry, port: int, address: str) -> None:
+        self.where = (port, address)
+        self._server: WSGIServer
+        self._thread: threading.Thread
+        self._server, self._thread = start_http_server(port, addr=address, registry=registry)
+
+    def close(self) -> None:
+        """Stop serving and free the port (the serving thread ends)."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5.0)

@@ -27,7 +27,13 @@ not sent it again and again. A timed-out attempt counts as at least its timeout.
 request start at :data:`FIRST_BATCH`, double after each answer that came well within its timeout
 and halve after a timeout, never more than ``batch_size`` nor than fits in half of
 ``max_timeout`` at the measured speed. A 4xx answer means the request itself is wrong: it is logged
-and dropped.
+and dropped; but a 401 or 403 is about the factory, not the request (a wrong ``monitorToken``, a
+factory the monitor does not know): the request stays and is retried like during an outage, and
+:attr:`MonitorObserver.refused` says why until the monitor accepts a request again.
+
+A reload builds a new observer from the new configuration: :meth:`MonitorObserver.hand_over`
+stops the old one and gives the new one everything unsent, the request in flight included, so a
+token fixed by a reload delivers what was refused under the wrong one.
 """
 
 from __future__ import annotations
@@ -116,10 +122,18 @@ class MonitorObserver:
         self._batch = FIRST_BATCH  # items per request, before the bounds of batch_for()
         self.dropped_by_kind: collections.Counter[str] = collections.Counter()
         self.sent = 0
+        self._refused = ""  # why the monitor refuses the factory (401/403); "" when it does not
+        self._successor: MonitorObserver | None = None  # set by hand_over
 
     @property
     def dropped(self) -> int:
         return sum(self.dropped_by_kind.values())
+
+    @property
+    def refused(self) -> str:
+        """Why the monitor refuses the factory's requests (HTTP 401/403), "" when it does not:
+        a configuration error (``monitorToken``) that only a reload with a good one mends."""
+        return self._refused
 
     # --- the cycle's side (never blocks) ---------------------------------------------------
 
@@ -267,6 +281,7 @@ class MonitorObserver:
             if outcome != "retry":
                 return
             if self._pause(backoff):
+                self._put_back(event)  # stopping: kept for the report, or for a successor
                 return
             backoff = min(backoff * 2, self.settings.max_backoff)
 
@@ -323,6 +338,8 @@ class MonitorObserver:
             return "retry"
         if answer.status_code in (404, 405) and event.kind == MESSAGES and isinstance(event.body, list):
             return "old monitor"  # no bulk message endpoint: one call per label
+        if answer.status_code in (401, 403):
+            return self._note_refused(event, answer)
         if answer.status_code >= 400:
             log.error("monitor: %s rejected: HTTP %d %s", event.what, answer.status_code, answer.text[:200])
             self.dropped_by_kind[f"rejected {event.kind}"] += 1
@@ -332,8 +349,24 @@ class MonitorObserver:
         self._note_rejected(event, answer)
         return "sent"
 
+    def _note_refused(self, event: Event, answer: requests.Response) -> str:
+        """The monitor refuses the factory itself: keep the request (retried), say why once."""
+        refused = f"HTTP {answer.status_code} {answer.text[:200]}".strip()
+        if refused != self._refused:
+            log.error(
+                "monitor: %s refused: %s; is monitorToken right? Kept and retried until the monitor"
+                " accepts it (fix the configuration and reload)",
+                event.what,
+                refused,
+            )
+        self._refused = refused
+        return "retry"
+
     def _note_rejected(self, event: Event, answer: requests.Response) -> None:
         """A bulk request is written except its invalid items, which the answer lists: log them."""
+        if self._refused:
+            log.info("monitor: accepted again (was refused: %s)", self._refused)
+            self._refused = ""
         try:
             rejected = answer.json().get("rejected") or []
         except (ValueError, AttributeError):
@@ -348,3 +381,51 @@ class MonitorObserver:
             first.get("index", "?"),
             str(first.get("detail", ""))[:200],
         )
+
+    # --- a reload's hand-over --------------------------------------------------------------
+
+    def hand_over(self, successor: MonitorObserver, timeout: float) -> None:
+        """Stop, and give ``successor`` (not started yet) all that is unsent and what was announced.
+
+        A request still in flight after ``timeout`` seconds is put back into the successor when
+        it ends unanswered. The session is closed: a reload leaves no connection behind. The
+        label list is not taken over as sent: the successor sends it with its first cycle (its
+        monitor, or its token, may be another).
+        """
+        self._stopping.set()
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._lock, successor._lock:
+            self._successor = successor
+            successor._heartbeat = successor._heartbeat or self._heartbeat
+            successor._labels = successor._labels or self._labels
+            successor._pilots.take_over(self._pilots)
+            successor._messages = {**self._messages, **successor._messages}
+            successor._bulk_messages = self._bulk_messages
+            successor.dropped_by_kind.update(self.dropped_by_kind)
+            successor.sent += self.sent
+            self._heartbeat, self._labels, self._messages = None, None, {}
+        self._api.close()
+
+    def _put_back(self, event: Event) -> None:
+        """An unsent request back into the outbox (the successor's, after a hand-over)."""
+        with self._lock:
+            target = self._successor
+            if target is None:
+                self._restore(event)
+                return
+        target._put_back(event)
+
+    def _restore(self, event: Event) -> None:
+        """Pilots need nothing: they stay in the outbox until sent (or handed over)."""
+        if event.kind == HEARTBEAT:
+            self._heartbeat = self._heartbeat or event
+        elif event.kind == LABELS:
+            self._labels = self._labels or event
+        elif event.kind == MESSAGES and isinstance(event.body, list):
+            older = {item["label"]: item["status"] for item in event.body}
+            self._messages = {**older, **self._messages}  # a newer message of a label wins
+        # a single label message (an old monitor) is not kept: the next cycle says it anew

@@ -61,6 +61,11 @@ class PilotOutbox:
         self._tag = secrets.token_hex(4)
         if directory is not None:
             self._load(directory)
+        if self._segments:
+            log.info(
+                "monitor outbox: %d pilot announcements left unsent by the previous run, sending them first",
+                len(self),
+            )
 
     def __len__(self) -> int:
         return sum(len(segment.items) - segment.sent for segment in self._segments)
@@ -95,6 +100,27 @@ class PilotOutbox:
             head.sent += 1
             if head.sent >= len(head.items):
                 self._remove_head()
+
+    def take_over(self, old: PilotOutbox) -> None:
+        """Keep what ``old`` (an outbox whose writer has stopped) has not sent. In the same
+        directory the disk says it all: this outbox, which read the directory when it was made,
+        forgets the segments ``old`` has sent and deleted since and reads those it wrote since.
+        Elsewhere (another state dir, or none) its unsent announcements are added here and
+        ``old`` lets them go."""
+        if self._directory is not None and self._directory == old._directory:
+            self._forget_deleted()
+            self._load(self._directory)
+            return
+        unsent = old.peek(len(old))
+        if unsent:
+            self.add(unsent)
+            old.sent(unsent)
+
+    def _forget_deleted(self) -> None:
+        assert self._directory is not None
+        for segment in [s for s in self._segments if not (self._directory / s.name).exists()]:
+            self._segments.remove(segment)
+            self._bytes -= segment.size
 
     # -- segments --
 
@@ -133,7 +159,8 @@ class PilotOutbox:
         except OSError as exc:  # every add() will fail and say so; the cycle keeps labels unsettled
             log.error("monitor outbox: cannot read %s: %s", directory, exc)
             return
-        for path in paths:
+        known = {segment.name for segment in self._segments}
+        for path in (path for path in paths if path.name not in known):
             items = _read_segment(path)
             if items is None:
                 continue
@@ -141,11 +168,6 @@ class PilotOutbox:
             self._segments.append(_Segment(path.name, items, size))
             self._bytes += size
             self._next = max(self._next, _sequence(path) + 1)
-        if self._segments:
-            log.info(
-                "monitor outbox: %d pilot announcements left unsent by the previous run, sending them first",
-                len(self),
-            )
 
 
 def _sequence(path: Path) -> int:

@@ -3,7 +3,9 @@
 The file is rewritten atomically at the end of each cycle, so ``autopyfactory status`` can read
 it at any time while the daemon runs. It holds, per label, the last inputs, decision and reason,
 and the time of the last successful submission (carried over from earlier cycles); the cycle's
-problems with the edge each is about; whether each edge answered well.
+problems with the edge each is about; whether each edge answered well; and what the service
+knows beyond the cycle (:class:`RuntimeNotes`): which configuration is in force, since when, and
+why the last reload was rejected if it was; why the monitor refuses the factory if it does.
 
 :class:`StateRecord` is the one definition both sides use: :class:`StateWriter` writes it,
 :func:`read_state` reads and checks it (``cli/status.py``). Format 2 stores each problem's edge;
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +92,25 @@ class LabelRecord:
 
 
 @dataclass(frozen=True)
+class ConfigRecord:
+    """The configuration in force and the last reload, when it was rejected."""
+
+    path: str
+    read_at: float  # when the configuration in force was read
+    read_by: str  # "start-up" or "reload"
+    rejected_at: float | None = None  # the last reload, rejected (None: accepted, or none yet)
+    rejected_because: str = ""  # its errors, one per line
+
+
+@dataclass(frozen=True)
+class RuntimeNotes:
+    """What the service adds to each cycle's state (see the module docstring)."""
+
+    config: ConfigRecord | None = None
+    monitor_refused: str = ""  # why the monitor refuses the factory (401/403); "" when it does not
+
+
+@dataclass(frozen=True)
 class StateRecord:
     factory: str
     version: str
@@ -103,6 +124,8 @@ class StateRecord:
     control: tuple[str, ...] = ()
     edges: Mapping[EdgeKind, bool] = field(default_factory=dict)  # answered well (absent: not known)
     credentials: tuple[CredentialRecord, ...] = ()
+    config: ConfigRecord | None = None
+    monitor_refused: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +144,8 @@ class StateRecord:
                 {"path": c.path, "kind": c.kind.value, "state": c.state.value, "message": c.message}
                 for c in self.credentials
             ],
+            "config": None if self.config is None else dict(self.config.__dict__),
+            "monitor_refused": self.monitor_refused,
             "labels": {
                 name: {**label.__dict__, "credentials": list(label.credentials)}
                 for name, label in self.labels.items()
@@ -128,7 +153,9 @@ class StateRecord:
         }
 
 
-def state_record(report: CycleReport, factory_id: str, previous: StateRecord | None) -> StateRecord:
+def state_record(
+    report: CycleReport, factory_id: str, previous: StateRecord | None, notes: RuntimeNotes = RuntimeNotes()
+) -> StateRecord:
     """The state after ``report``; ``previous`` supplies the last submit times."""
     earlier = previous.labels if previous is not None else {}
     return StateRecord(
@@ -147,6 +174,8 @@ def state_record(report: CycleReport, factory_id: str, previous: StateRecord | N
         control=tuple(report.control),
         edges={kind: report.ok(kind) for kind in EdgeKind},
         credentials=tuple(CredentialRecord(c.path, c.kind, c.state, c.message) for c in report.credentials),
+        config=notes.config,
+        monitor_refused=notes.monitor_refused,
     )
 
 
@@ -182,9 +211,13 @@ def _label_record(result: LabelResult, now: float, earlier: LabelRecord | None) 
 class StateWriter:
     """A cycle observer writing ``status.json`` atomically after every cycle."""
 
-    def __init__(self, state_dir: Path, factory_id: str) -> None:
+    def __init__(
+        self, state_dir: Path, factory_id: str, notes: Callable[[], RuntimeNotes] = RuntimeNotes
+    ) -> None:
+        """``notes``: asked after every cycle for what the service adds to the state."""
         self.path = state_dir / STATE_FILE
         self._factory_id = factory_id
+        self._notes = notes
         self._previous: StateRecord | None = None
         try:
             self._previous = read_state(self.path)
@@ -192,7 +225,7 @@ class StateWriter:
             self._previous = None
 
     def cycle_done(self, report: CycleReport, labels: Sequence[Label]) -> None:
-        record = state_record(report, self._factory_id, self._previous)
+        record = state_record(report, self._factory_id, self._previous, self._notes())
         atomic_write_text(self.path, json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n")
         self._previous = record
 
@@ -329,6 +362,20 @@ def _record(f: _Object) -> StateRecord:
         credentials=tuple(
             _credential(_Object(c, f"credentials[{i}]")) for i, c in enumerate(f.items("credentials"))
         ),
+        config=_config(f.nested("config")),
+        monitor_refused=f.text("monitor_refused", ""),
+    )
+
+
+def _config(f: _Object | None) -> ConfigRecord | None:
+    if f is None:
+        return None
+    return ConfigRecord(
+        f.text("path"),
+        f.time("read_at"),
+        f.text("read_by"),
+        f.maybe_time("rejected_at"),
+        f.text("rejected_because", ""),
     )
 
 

@@ -7,10 +7,17 @@ which setting. :class:`Service` runs the cycles:
 * SIGTERM/SIGINT: the submission in progress finishes, no further label is submitted, the state
   is written, the monitor queue is flushed (bounded), and the process exits 0.
 * SIGHUP: factory.conf and queuesDir are read again before the next cycle. A good new config
-  replaces the old one whole (queues added, removed or changed take effect; the state file, the
-  metrics, the monitor client and the cycle count carry on); a broken one, also one with an error
-  in a single queue section (which at start-up would only disable that queue), is rejected with
-  its errors and the old one stays in force. Never a half-applied config. ``check --config-only``
+  replaces the old one whole, and every edge is built anew from it (:class:`Edges`: the PanDA and
+  CRIC session, the schedconfig source, the PanDA client, the batch backends, the monitor client,
+  the metrics endpoint when its port or address changed); the old ones are closed, the old
+  monitor client handing its unsent outbox to the new one, the old schedconfig source its dump
+  (when the location is the same: downloaded again when its refresh is due, not at each reload,
+  as parsing a dump of many MB each time left the process larger). The state file, the metrics'
+  series and the cycle count carry on. A broken config, also one with an error in a single queue
+  section (which at start-up would only disable that queue), or one whose edges cannot be built
+  (a metrics port already taken), is rejected with its errors and the old config and edges stay
+  in force; the rejection shows in the state file (``status``, ``status --check``) and the
+  metrics until the next accepted reload. Never a half-applied config. ``check --config-only``
   answers the same question beforehand (the unit's ExecReload runs it).
 * ``--dry-run`` (``RunOptions.dry_run_dir``): everything is read as in a real run (schedconfig,
   PanDA, the batch census, the last-good schedconfig copy), but nothing is submitted and the only
@@ -50,9 +57,9 @@ from autopyfactory.edges.panda import PandaClient, PandaView
 from autopyfactory.edges.pilot_logs import CleanupSchedule, PilotLogCleanup
 from autopyfactory.edges.schedconfig import SchedconfigSource
 from autopyfactory.edges.unsettled import UnsettledFile
-from autopyfactory.observers.metrics import FactoryMetrics
+from autopyfactory.observers.metrics import FactoryMetrics, MetricsEndpoint
 from autopyfactory.observers.monitor import MonitorObserver, MonitorSettings
-from autopyfactory.observers.state import StateWriter
+from autopyfactory.observers.state import ConfigRecord, RuntimeNotes, StateWriter
 from autopyfactory.runtime.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -79,17 +86,11 @@ def for_dry_run(cfg: FactoryConfig, options: RunOptions) -> FactoryConfig:
     return replace(cfg, factory=replace(cfg.factory, logs=logs))
 
 
-def build_factory(
-    cfg: FactoryConfig,
-    options: RunOptions,
-    observers: Sequence[CycleObserver] = (),
-    stop_requested: Callable[[], bool] = lambda: False,
-    observer_failed: Callable[[str], None] = lambda _name: None,
-) -> Factory:
-    cfg = for_dry_run(cfg, options)
+def schedconfig_source(
+    cfg: FactoryConfig, options: RunOptions, session: requests.Session
+) -> SchedconfigSource:
     f = cfg.factory
-    session = http_session(f.http, stop_requested)
-    schedconfig = SchedconfigSource(
+    return SchedconfigSource(
         options.schedconfig or f.schedconfig.location,
         f.schedconfig_cache_path,
         f.schedconfig.refresh,
@@ -98,6 +99,21 @@ def build_factory(
         time.time,
         keep_copy=not options.dry_run,
     )
+
+
+def build_factory(
+    cfg: FactoryConfig,
+    options: RunOptions,
+    session: requests.Session,
+    schedconfig: SchedconfigSource,
+    observers: Sequence[CycleObserver] = (),
+    stop_requested: Callable[[], bool] = lambda: False,
+    observer_failed: Callable[[str], None] = lambda _name: None,
+) -> Factory:
+    """The factory of ``cfg``: its PanDA client (asking through ``session``, which the caller
+    closes when the factory is replaced) and batch backends, with ``schedconfig``."""
+    cfg = for_dry_run(cfg, options)
+    f = cfg.factory
     return Factory(
         cycle_settings(cfg, options.dry_run),
         SchedconfigLabels(cfg, schedconfig),
@@ -174,6 +190,24 @@ def build_monitor(cfg: FactoryConfig) -> MonitorObserver | None:
     )
 
 
+@dataclass
+class Edges:
+    """What one configuration builds to talk to the world; a reload replaces it whole."""
+
+    factory: Factory  # with its PanDA client and batch backends
+    session: requests.Session  # PanDA's and CRIC's
+    schedconfig: SchedconfigSource
+    monitor: MonitorObserver | None
+    metrics: MetricsEndpoint | None = None  # opened by Service.run, or by a reload
+
+    def close(self, keep: Edges | None = None) -> None:
+        """Free what ``keep`` (the edges replacing these) does not use; a monitor is handed over
+        or flushed by the service, not here."""
+        self.session.close()
+        if self.metrics is not None and (keep is None or keep.metrics is not self.metrics):
+            self.metrics.close()
+
+
 class Service:
     """Runs cycles until stopped; see the module docstring for signals and systemd."""
 
@@ -189,19 +223,12 @@ class Service:
         self._config = cfg
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._monitor = None if options.dry_run else build_monitor(cfg)
         self._metrics = FactoryMetrics()
+        self._config_record = ConfigRecord(str(config_path), time.time(), "start-up")
         state_dir = options.dry_run_dir if options.dry_run else cfg.factory.identity.state_dir
-        self._observers: list[CycleObserver] = [
-            StateWriter(Path(state_dir), cfg.factory.identity.factory_id),
-            self._metrics,
-        ]
-        if self._monitor:
-            self._observers.append(self._monitor)
-        self._observers.extend(observers)
-        self.factory = build_factory(
-            cfg, options, self._observers, self._stop.is_set, self._metrics.observer_failed
-        )
+        self._state = StateWriter(Path(state_dir), cfg.factory.identity.factory_id, self._notes)
+        self._extra_observers = tuple(observers)
+        self._edges = self._build_edges(cfg)
         self.last_report: CycleReport | None = None
 
     @property
@@ -212,6 +239,14 @@ class Service:
     def metrics(self) -> FactoryMetrics:
         return self._metrics
 
+    @property
+    def factory(self) -> Factory:
+        return self._edges.factory
+
+    @property
+    def monitor(self) -> MonitorObserver | None:
+        return self._edges.monitor
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -220,18 +255,18 @@ class Service:
 
     def run(self) -> int:
         """Run cycles; returns the number run."""
-        if self._monitor:
-            self._monitor.start()
-        metrics = self.config.factory.metrics
-        if metrics.port and not self._options.dry_run:
-            self._metrics.serve(metrics.port, metrics.address)
+        if self._edges.monitor:
+            self._edges.monitor.start()
+        if not self._options.dry_run:
+            self._edges.metrics = self._metrics_endpoint(self.config, None)
         done = 0
         try:
             done = self._loop()
         finally:
             self._notifier.stopping()
-            if self._monitor:
-                self._monitor.close(timeout=MONITOR_FLUSH_SECONDS)
+            if self._edges.monitor:
+                self._edges.monitor.close(timeout=MONITOR_FLUSH_SECONDS)
+            self._edges.close()
         log.info("stopped after %s", plural(done, "cycle"))
         return done
 
@@ -239,7 +274,7 @@ class Service:
         done = 0
         while not self._stop.is_set():
             if self._reload.is_set():
-                self._apply_reload()
+                self.reload()
             started = time.monotonic()
             if done == 0:
                 self._notifier.ready(f"cycle 0 started, {plural(len(self.config.queues), 'queue')}")
@@ -257,25 +292,100 @@ class Service:
         except Exception:
             log.exception("cycle %d failed; going on with the next one", number)
             self._notifier.status(f"cycle {number} failed, see the log")
+        monitor = self._edges.monitor
+        self._metrics.monitor_refused(bool(monitor and monitor.refused))
 
-    def _apply_reload(self) -> None:
-        """All or nothing: any error in the new config, a queue section's too, keeps the old one."""
+    def _notes(self) -> RuntimeNotes:
+        """For the state file: the configuration in force, the last rejected reload, the monitor."""
+        monitor = self._edges.monitor
+        return RuntimeNotes(self._config_record, monitor.refused if monitor else "")
+
+    # --- the edges, and reloading them -----------------------------------------------------
+
+    def _build_edges(self, cfg: FactoryConfig) -> Edges:
+        """Every edge of ``cfg`` but the metrics endpoint (bound by :meth:`_metrics_endpoint`)."""
+        session = http_session(cfg.factory.http, self._stop.is_set)
+        monitor = None if self._options.dry_run else build_monitor(cfg)
+        observers: list[CycleObserver] = [self._state, self._metrics]
+        observers += [monitor] if monitor else []
+        observers += self._extra_observers
+        schedconfig = schedconfig_source(cfg, self._options, session)
+        try:
+            factory = build_factory(
+                cfg,
+                self._options,
+                session,
+                schedconfig,
+                observers,
+                self._stop.is_set,
+                self._metrics.observer_failed,
+            )
+        except BaseException:
+            session.close()
+            raise
+        return Edges(factory, session, schedconfig, monitor)
+
+    def _metrics_endpoint(
+        self, cfg: FactoryConfig, current: MetricsEndpoint | None
+    ) -> MetricsEndpoint | None:
+        """The endpoint ``cfg`` asks for: ``current`` if it is the same, else a new one (OSError
+        when it cannot be bound); None when metricsPort is 0."""
+        wanted = cfg.factory.metrics
+        if not wanted.port:
+            return None
+        if current is not None and current.where == (wanted.port, wanted.address):
+            return current
+        return self._metrics.serve(wanted.port, wanted.address)
+
+    def reload(self) -> bool:
+        """Read the configuration again and rebuild every edge from it; all or nothing: any error
+        in the new config (a queue section's too) or in building its edges (a metrics port that
+        cannot be bound) keeps the old config and edges. True when the new one is in force."""
         self._reload.clear()
         self._notifier.reloading()
         try:
             new = config.load(self._config_path)
             if new.errors:
                 raise config.ConfigError("\n".join(str(error) for error in new.errors))
-            factory = build_factory(
-                new, self._options, self._observers, self._stop.is_set, self._metrics.observer_failed
-            )
+            edges = self._build_edges(new)
         except (config.ConfigError, ValueError, OSError) as exc:
-            log.error("reload rejected, the previous configuration stays in force:\n%s", exc)
-            self._notifier.ready("reload rejected: configuration error, see the log")
-            return
+            self._rejected(str(exc))
+            return False
+        try:
+            if not self._options.dry_run:
+                edges.metrics = self._metrics_endpoint(new, self._edges.metrics)
+        except OSError as exc:
+            edges.close(keep=self._edges)
+            self._rejected(f"metricsPort {new.factory.metrics.port}: {exc}")
+            return False
+        self._replace_edges(edges)
+        self._accepted(new)
+        return True
+
+    def _replace_edges(self, new: Edges) -> None:
+        """Put ``new`` in force: the old monitor's outbox goes to the new one, the old edges close."""
+        old, self._edges = self._edges, new
+        new.schedconfig.carry_over(old.schedconfig)  # no new download before the refresh is due
+        if old.monitor is not None and new.monitor is not None:
+            old.monitor.hand_over(new.monitor, timeout=MONITOR_FLUSH_SECONDS)
+        elif old.monitor is not None:
+            old.monitor.close(timeout=MONITOR_FLUSH_SECONDS)  # monitorURL removed: flush, then stop
+        if new.monitor is not None:
+            new.monitor.start()
+        old.close(keep=new)
+
+    def _rejected(self, why: str) -> None:
+        log.error("reload rejected, the previous configuration stays in force:\n%s", why)
+        self._config_record = replace(self._config_record, rejected_at=time.time(), rejected_because=why)
+        self._metrics.reload_done(accepted=False)
+        self._notifier.ready("reload rejected: configuration error, see the log")
+
+    def _accepted(self, new: FactoryConfig) -> None:
         before = {q.name for q in self.config.queues}
         after = {q.name for q in new.queues}
-        self.factory, self._config = factory, new
+        self._config = new
+        self._config_record = ConfigRecord(str(self._config_path), time.time(), "reload")
+        self._metrics.reload_done(accepted=True)
         log.info(
             "configuration reloaded: %s (%d added, %d removed)",
             plural(len(after), "queue"),

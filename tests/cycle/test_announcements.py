@@ -14,7 +14,7 @@ from autopyfactory.batch.condor.bulk import SUBMITTER
 from autopyfactory.config import loader as config
 from autopyfactory.cycle.report import CycleReport
 from autopyfactory.domain.label import Label
-from autopyfactory.runtime.service import RunOptions, build_factory
+from autopyfactory.runtime.service import RunOptions, build_factory, http_session, schedconfig_source
 from tests.support.daemon import start
 from tests.support.e2e import job_ids, write_config
 from tests.support.waiting import wait_for
@@ -115,7 +115,11 @@ def test_each_schedds_pilots_are_announced_when_its_submission_returns(tmp_path,
     cfg = config.load(write_config(tmp_path, stand, queues, factory={"condorTimeout": 30}))
     condor.fail_next(SUBMITTER, "hang", seconds=3)  # whichever schedd comes first
     recorder = Recorder()
-    build_factory(cfg, RunOptions(cycles=1), [recorder]).run_cycle(0)
+    options = RunOptions(cycles=1)
+    with http_session(cfg.factory.http) as session:
+        build_factory(cfg, options, session, schedconfig_source(cfg, options, session), [recorder]).run_cycle(
+            0
+        )
     *pilots, (_, last, _) = recorder.heard
     assert last == "cycle done"
     queued = job_ids(condor.jobs()) + job_ids(condor.jobs("schedd2.example.org"))

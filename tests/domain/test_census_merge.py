@@ -20,17 +20,16 @@ def test_a_labels_supplies_add_up_and_unknown_wins() -> None:
 def test_the_total_is_unknown_when_one_is_and_every_problem_is_kept() -> None:
     merged = Census.merge([Census({}, 3, ("schedd a down",)), Census({}, None, ("schedd b down",))])
     assert (merged.total, merged.problems) == (None, ("schedd a down", "schedd b down"))
-    assert Census.merge([]) == Census({}, 0, (), {}, {}, {})
+    assert Census.merge([]) == Census({}, 0, (), {}, {})
 
 
-def test_pilots_dates_and_recent_ids_are_all_kept() -> None:
+def test_pilots_and_dates_are_all_kept() -> None:
     local = Census({"L": Supply(running=1)}, 1, (), {"L": (pilot("1.0", "L", 7200),)})  # dates from pilots
-    first = Census({}, 1, (), {"A": (pilot("5.0", "A", 0),)}, {"A": frozenset({3600})}, {"A": ("5.0",)})
-    second = Census({}, 1, (), {"A": (pilot("5.0", "A", 0),)}, {"A": frozenset({0})}, {"A": ("9.0",)})
+    first = Census({}, 1, (), {"A": (pilot("5.0", "A", 0),)}, {"A": frozenset({3600})})
+    second = Census({}, 1, (), {"A": (pilot("5.0", "A", 0),)}, {"A": frozenset({0})})
     merged = Census.merge([local, first, second])
     assert {name: [p.job_id for p in found] for name, found in merged.pilots.items()} == {
         "L": ["1.0"],
         "A": ["5.0", "5.0"],  # the same id in two schedds: two pilots
     }
     assert merged.queued_by_label() == {"L": frozenset({7200}), "A": frozenset({0, 3600})}
-    assert merged.recent == {"A": ("5.0", "9.0")}

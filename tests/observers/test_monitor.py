@@ -166,7 +166,7 @@ def test_more_labels_than_the_queue_holds_drop_the_oldest_messages_never_a_pilot
 
 
 def test_a_rejected_event_is_dropped_and_the_rest_goes_on(httpserver, labels):
-    httpserver.expect_request("/api/factories/mon-test").respond_with_data("bad token", status=401)
+    httpserver.expect_request("/api/factories/mon-test").respond_with_data("not a heartbeat", status=422)
     httpserver.expect_request("/api/labels").respond_with_json({})
     httpserver.expect_request("/api/jobs").respond_with_json({})
     httpserver.expect_request("/api/factories/mon-test/messages").respond_with_json({})

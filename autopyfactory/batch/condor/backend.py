@@ -40,7 +40,6 @@ from autopyfactory.domain.model import Census, JobStatus, Pilot, Supply
 
 log = logging.getLogger(__name__)
 
-WATCH_CENSUSES = 3
 #: At most this many job ids per condor_history constraint of the cron helpers.
 IDS_PER_QUERY = 100
 AWOL = "AWOL: in neither condor_q nor condor_history"
@@ -79,7 +78,6 @@ class CondorBackend:
         self._blocks = BlockCache()
         #: labels whose last submission's outcome is not exactly known -> censuses left to list
         #: their pilots' ids in (so the monitor hears of pilots queued by a failed submission)
-        self._watch: dict[str, int] = {}
         self._memory, self._stop = memory, stop_requested
         self._configured = tuple(configured)
         self._pilot_keys = pilot_keys
@@ -106,11 +104,10 @@ class CondorBackend:
         The schedds are asked at the same time, each with its own ``condorTimeout``: schedds that
         hang cost one timeout, not one each."""
         keep_idle = {label.name for label in labels if label.housekeeping.idle_timeout > 0}
-        watched = self._next_watch()
         to_ask = self._schedds_to_ask(labels)
         found = self._ask_all([schedd for schedd, _ in to_ask], keep_idle, set(keep), started_since)
         answers = [
-            (schedd, self._schedd_census(schedd, members, found[schedd], watched))
+            (schedd, self._schedd_census(schedd, members, found[schedd]))
             for schedd, members in to_ask
         ]
         self._located = {}
@@ -131,12 +128,6 @@ class CondorBackend:
             for schedd in self._memory.schedds():
                 groups.setdefault(schedd, [])
         return sorted(groups.items(), key=lambda item: not item[1])  # today's first
-
-    def _next_watch(self) -> set[str]:
-        """The labels whose recent pilots this census lists; one census fewer left for each."""
-        watched = set(self._watch)
-        self._watch = {name: left - 1 for name, left in self._watch.items() if left > 1}
-        return watched
 
     def _ask_all(
         self,
@@ -164,7 +155,7 @@ class CondorBackend:
             return dict(zip(schedds, pool.map(ask, schedds), strict=True))
 
     def _schedd_census(
-        self, schedd: Schedd, members: Sequence[Label], found: ScheddCensus | BatchError, watched: set[str]
+        self, schedd: Schedd, members: Sequence[Label], found: ScheddCensus | BatchError
     ) -> Census:
         """One schedd's census; a failed one has its labels (also remembered ones) unknown."""
         if isinstance(found, BatchError):
@@ -181,7 +172,6 @@ class CondorBackend:
             (),
             {name: tuple(held) for name, held in found.pilots.items()},
             {name: frozenset(dates) for name, dates in found.queued.items()},
-            {name: tuple(found.recent[name]) for name in watched.intersection(found.recent)},
         )
 
     @staticmethod
@@ -248,8 +238,8 @@ class CondorBackend:
                 if ids:
                     self._memory.note_submitted(schedd, ids)
         outcomes = {name: outcome for result in results for name, outcome in result.outcomes.items()}
-        if not context.dry_run:
-            self._watch_failed(outcomes)
+        if any(outcome.error for outcome in outcomes.values()):
+            self._blocks.made_dirs.clear()  # a log directory may have gone: make them again
         return refused | outcomes
 
     def _remembered(
@@ -280,14 +270,6 @@ class CondorBackend:
             return [one(schedd, items) for schedd, items in by_schedd.items()]
         with ThreadPoolExecutor(min(self._parallel, len(by_schedd)), "condor-submit") as pool:
             return list(pool.map(one, by_schedd.keys(), by_schedd.values()))
-
-    def _watch_failed(self, outcomes: Mapping[str, SubmitOutcome]) -> None:
-        """List the pilots of labels whose submission failed in the next censuses (condor may have
-        queued some after all, even on "not submitted")."""
-        for name, outcome in outcomes.items():
-            if outcome.error:
-                self._watch[name] = WATCH_CENSUSES
-                self._blocks.made_dirs.clear()  # a log directory may have gone: make them again
 
     def _remember(
         self, schedd: Schedd, labels: Sequence[Label], context: SubmitContext

@@ -18,7 +18,8 @@ answered; the factory keeps every line that arrived, also when the program then 
   program makes the keys, so no key is ever in the request file or in the factory);
 * ``refused``: "not submitted" with the schedd's reason (nothing was queued);
 * ``unknown`` or no line for a label the program was at when it stopped: "outcome unknown"
-  (the next censuses list the label's recent pilots, so nothing queued is lost);
+  (the label stays unsettled until a census lists its pilots, which are then announced: nothing
+  queued is lost);
 * no line for a label after that one: "not submitted" (the program works through the labels in
   order and had not reached it).
 

@@ -107,8 +107,7 @@ class CondorBackend:
         to_ask = self._schedds_to_ask(labels)
         found = self._ask_all([schedd for schedd, _ in to_ask], keep_idle, set(keep), started_since)
         answers = [
-            (schedd, self._schedd_census(schedd, members, found[schedd]))
-            for schedd, members in to_ask
+            (schedd, self._schedd_census(schedd, members, found[schedd])) for schedd, members in to_ask
         ]
         self._located = {}
         for schedd, answer in answers:

@@ -91,6 +91,7 @@ class MonitorSettings:
     max_timeout: float = 120.0
     outbox_dir: str = ""  # the pilot announcements' outbox; "": in memory (see observers/outbox.py)
     outbox_bytes: int = OUTBOX_BYTES
+    pilot_keys: bool = True  # the pilots get keys (monitorPilotKeys)
 
 
 class MonitorObserver:
@@ -124,6 +125,7 @@ class MonitorObserver:
         self.sent = 0
         self._refused = ""  # why the monitor refuses the factory (401/403); "" when it does not
         self._successor: MonitorObserver | None = None  # set by hand_over
+        self._keys_warned = False
 
     @property
     def dropped(self) -> int:
@@ -346,8 +348,25 @@ class MonitorObserver:
             return "dropped"
         self._answered(event, answer.elapsed.total_seconds())
         self.sent += 1
+        if event.kind == HEARTBEAT:
+            self._check_key_policy(answer)
         self._note_rejected(event, answer)
         return "sent"
+
+    def _check_key_policy(self, answer: requests.Response) -> None:
+        """Say once that a monitor requiring pilot keys meets a factory whose pilots get none:
+        it refuses every report of those pilots (the heartbeat's answer says which it is)."""
+        try:
+            found = answer.json()
+        except ValueError:
+            return
+        required = isinstance(found, dict) and found.get("pilot_keys") == "required"
+        if required and not self.settings.pilot_keys and not self._keys_warned:
+            log.warning(
+                "monitor: it requires pilot keys but monitorPilotKeys is off: it refuses every report"
+                " of this factory's pilots; set monitorPilotKeys = true"
+            )
+            self._keys_warned = True
 
     def _note_refused(self, event: Event, answer: requests.Response) -> str:
         """The monitor refuses the factory itself: keep the request (retried), say why once."""

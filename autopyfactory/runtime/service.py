@@ -186,6 +186,7 @@ def build_monitor(cfg: FactoryConfig) -> MonitorObserver | None:
             f.logs.base_url,
             outbox_dir=str(Path(f.identity.state_dir) / "outbox"),
             outbox_bytes=int(f.monitor.outbox_mb * 2**20),
+            pilot_keys=f.monitor.pilot_keys,
         )
     )
 

@@ -371,3 +371,20 @@ def test_a_pilot_keys_digest_goes_with_its_announcement_and_survives_the_outbox(
         {"cid": "1.1", "label": "A", "factory": "mon-test"},
     ]
     client.close(1.0)
+
+
+@pytest.mark.parametrize("pilot_keys", [False, True])
+def test_a_monitor_requiring_pilot_keys_is_pointed_out_to_a_factory_without_them(
+    httpserver, labels, caplog, pilot_keys
+):
+    """The heartbeat's answer says the monitor requires keys: a factory whose pilots get none is
+    told once (every report of its pilots would be refused); one whose pilots get keys is not."""
+    httpserver.expect_request("/api/factories/mon-test").respond_with_json({"pilot_keys": "required"})
+    answering(httpserver)
+    client = paused_client(httpserver, pilot_keys=pilot_keys)
+    for _ in range(2):
+        tell_cycle(client, report_for(labels), labels)
+    wait_for(lambda: client.pending() == 0 and client.sent >= 4)
+    client.close(1.0)
+    warnings = caplog.text.count("it requires pilot keys but monitorPilotKeys is off")
+    assert warnings == (0 if pilot_keys else 1)

@@ -25,7 +25,8 @@ to pilots and messages are measured, and a request's timeout is ``timeout`` plus
 ``per_item_timeout``; at most ``max_timeout``), so a monitor still working on a large request is
 not sent it again and again. A timed-out attempt counts as at least its timeout. The items per
 request start at :data:`FIRST_BATCH`, double after each answer that came well within its timeout
-and halve after a timeout, never more than ``batch_size`` nor than fits in half of
+and halve after a timeout (the items of a request that timed out go again at the new size,
+not in the same request), never more than ``batch_size`` nor than fits in half of
 ``max_timeout`` at the measured speed. A 4xx answer means the request itself is wrong: it is logged
 and dropped; but a 401 or 403 is about the factory, not the request (a wrong ``monitorToken``, a
 factory the monitor does not know): the request stays and is retried like during an outage, and
@@ -280,10 +281,12 @@ class MonitorObserver:
                 for item in event.body:
                     self._deliver(self._single_message(item["label"], item["status"]))
                 return
-            if outcome != "retry":
+            if outcome not in ("retry", "timed out"):
                 return
-            if self._pause(backoff):
-                self._put_back(event)  # stopping: kept for the report, or for a successor
+            if self._pause(backoff) or (outcome == "timed out" and event.kind in _BULK):
+                # stopping: kept for the report, or for a successor; a bulk request that timed out
+                # is taken again at the smaller size the timeout taught (pilots stay in the outbox)
+                self._put_back(event)
                 return
             backoff = min(backoff * 2, self.settings.max_backoff)
 
@@ -332,7 +335,7 @@ class MonitorObserver:
         except requests.Timeout as exc:
             self._timed_out(event)  # it may still be working on it: wait longer next time
             log.debug("monitor: %s: %s", event.what, exc)
-            return "retry"
+            return "timed out"
         except requests.RequestException as exc:
             log.debug("monitor: %s: %s", event.what, exc)
             return "retry"

@@ -388,3 +388,25 @@ def test_a_monitor_requiring_pilot_keys_is_pointed_out_to_a_factory_without_them
     client.close(1.0)
     warnings = caplog.text.count("it requires pilot keys but monitorPilotKeys is off")
     assert warnings == (0 if pilot_keys else 1)
+
+
+def test_a_bulk_request_that_timed_out_is_sent_again_smaller(httpserver, labels):
+    """The monitor cannot answer more than 150 items within the longest timeout: the request that
+    timed out is not sent again as it was (forever), its pilots go in smaller requests."""
+
+    def slow_when_large(request):
+        if len(request.get_json()) > 150:
+            time.sleep(2.0)
+        return Response("{}", content_type="application/json")
+
+    answering(httpserver, slow_when_large)
+    settings = dict(timeout=0.3, per_item_timeout=0.0002, batch_size=500, max_timeout=1.0)
+    client = paused_client(httpserver, **settings)
+    created = tuple(f"7.{n}" for n in range(1000))
+    client.pilots_created(labels[0].name, created)
+    wait_for(lambda: client.pending() == 0, seconds=60)
+    assert set(jobs_announced(httpserver)) == set(created)
+    sizes = [len(request.get_json()) for request, _ in httpserver.log if request.path == "/api/jobs"]
+    large = sum(size > 150 for size in sizes)  # each timed out; the size grows back after answers
+    assert large < len(sizes) - large
+    client.close(1.0)

@@ -110,6 +110,11 @@ class Factory:
         self._unsettled = unsettled
         self._listeners = [o for o in observers if isinstance(o, PilotListener)]
 
+    @property
+    def backends(self) -> Mapping[str, Backend]:
+        """The batch backends by name (a reload's new factory takes over what the old ones hold)."""
+        return self._backends
+
     def run_cycle(self, cycle: int) -> CycleReport:
         """One cycle: read the edges (labels, PanDA, controls, census), decide and submit, tidy up,
         then tell the log and every observer."""

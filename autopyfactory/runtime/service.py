@@ -41,6 +41,7 @@ from pathlib import Path
 import requests
 
 from autopyfactory.batch.backends import build_backends
+from autopyfactory.batch.local.backend import LocalBackend
 from autopyfactory.config import loader as config
 from autopyfactory.config.loader import FactoryConfig
 from autopyfactory.config.schedconfig_labels import SchedconfigLabels
@@ -367,6 +368,10 @@ class Service:
         """Put ``new`` in force: the old monitor's outbox goes to the new one, the old edges close."""
         old, self._edges = self._edges, new
         new.schedconfig.carry_over(old.schedconfig)  # no new download before the refresh is due
+        old_local = old.factory.backends.get(LocalBackend.name)
+        new_local = new.factory.backends.get(LocalBackend.name)
+        if isinstance(old_local, LocalBackend) and isinstance(new_local, LocalBackend):
+            new_local.take_over(old_local)  # its waiting pilots' keys, its unreaped supervisors
         if old.monitor is not None and new.monitor is not None:
             old.monitor.hand_over(new.monitor, timeout=MONITOR_FLUSH_SECONDS)
         elif old.monitor is not None:

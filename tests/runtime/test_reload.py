@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from autopyfactory.batch.local.backend import LocalBackend
 from autopyfactory.config import loader as config
 from autopyfactory.observers.monitor import MonitorObserver
 from autopyfactory.runtime.service import RunOptions, Service
@@ -219,3 +220,21 @@ def test_a_reload_keeps_the_schedconfig_dump_until_its_refresh_is_due_or_its_loc
     assert service.reload()
     service.factory.run_cycle(4)
     assert cric_downloads(stand) == 2
+
+
+def test_a_reload_hands_the_local_backends_waiting_pilot_keys_to_the_new_one(tmp_path, stand, condor):
+    """The keys of local pilots still waiting for a slot live in the backend's memory only: the
+    reload's new backend takes them over (else those pilots would start without their key)."""
+    api = serve_api(stand.server, TokenChecking("good"))
+    factory = {"monitorURL": api, "monitorToken": "good"}
+    conf = write_config(tmp_path, stand, "[NDGF-T1]", factory=factory)
+    service = Service(conf, config.load(conf), RunOptions(), Notifier(None))
+    old = service.factory.backends["local"]
+    assert isinstance(old, LocalBackend)
+    old._keys["7.0"] = "apfp_waiting"  # as a pilot registered, waiting for a slot, leaves it
+    assert service.reload()
+    new = service.factory.backends["local"]
+    assert isinstance(new, LocalBackend)
+    assert new is not old
+    assert new._keys == {"7.0": "apfp_waiting"}
+    assert old._keys == {}

@@ -156,6 +156,14 @@ class LocalBackend:
         self._pilot_keys = pilot_keys
         self._keys: dict[str, str] = {}  # job id -> the key of a pilot not started yet (memory only)
 
+    def take_over(self, old: LocalBackend) -> None:
+        """Carry on for ``old``, the backend of the configuration a reload replaced: the keys of
+        its pilots still waiting for a slot (memory only: without them they would start keyless)
+        and its finished supervisors not yet reaped (else zombies until the factory exits)."""
+        self._keys.update(old._keys)
+        self._unreaped.update(old._unreaped)
+        old._keys, old._unreaped = {}, {}
+
     # -- submit --
 
     def submit(self, requests: SubmitRequests, context: SubmitContext) -> dict[str, SubmitOutcome]:

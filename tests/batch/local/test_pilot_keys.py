@@ -138,3 +138,17 @@ def test_a_pilot_still_waiting_when_the_factory_restarts_starts_without_a_key(
     (tmp_path / "gate").touch()
     wait_for(lambda: restarted.census([label]) and (tmp_path / "record" / "1.1.json").exists(), 20)
     assert "APFMON_KEY" not in seen_env(tmp_path, "1.1")
+
+
+def test_a_reload_keeps_the_key_of_a_pilot_still_waiting(tmp_path: Path, state: Path, label: Label) -> None:
+    """A reload builds a new backend in the same process: it takes over the keys of the pilots
+    still waiting for a slot, which start with their own key (the digest announced)."""
+    first = LocalBackend(FID, state, max_running=1, pilot_keys=True)
+    outcome = submit(first, label, 2, context(tmp_path))
+    assert "APFMON_KEY" in seen_env(tmp_path, "1.0")
+
+    reloaded = LocalBackend(FID, state, max_running=1, pilot_keys=True)
+    reloaded.take_over(first)
+    (tmp_path / "gate").touch()
+    wait_for(lambda: reloaded.census([label]) and (tmp_path / "record" / "1.1.json").exists(), 20)
+    assert key_digest(seen_env(tmp_path, "1.1")["APFMON_KEY"]) == outcome.key_digests["1.1"]

@@ -334,6 +334,10 @@ class CondorBackend:
         remembered = self._memory.schedds() if self._memory is not None else []
         return list(dict.fromkeys([self._default, *self._configured, *remembered]))
 
+    def sources(self) -> tuple[str, ...]:
+        """Every schedd :meth:`finished` reads, by its checkpoint key."""
+        return tuple(schedd_key(schedd) for schedd in self.all_schedds())
+
     def finished(self, since: Callable[[str], float]) -> Finished:
         """Each schedd's condor_history since its time, and its condor_q (the ids still queued)."""
         ended: list[EndedPilot] = []

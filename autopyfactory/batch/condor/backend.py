@@ -76,8 +76,6 @@ class CondorBackend:
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
         self._blocks = BlockCache()
-        #: labels whose last submission's outcome is not exactly known -> censuses left to list
-        #: their pilots' ids in (so the monitor hears of pilots queued by a failed submission)
         self._memory, self._stop = memory, stop_requested
         self._configured = tuple(configured)
         self._pilot_keys = pilot_keys

@@ -178,6 +178,11 @@ class Backend(Protocol):
 
     # -- the cron helpers --
 
+    def sources(self) -> tuple[str, ...]:
+        """The sources :meth:`finished` reads (the keys of its checkpoints), known without asking
+        the batch system."""
+        ...
+
     def finished(self, since: Callable[[str], float]) -> Finished:
         """This factory's pilots that ended since ``since(source)`` (epoch seconds, per source)."""
         ...

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import requests
 
 from autopyfactory.config import loader as config
 from autopyfactory.cron.common import ReportError, backends_of
-from autopyfactory.cron.exiting import mon_exiting
+from autopyfactory.cron.exiting import checkpointed_sources, mon_exiting
 from autopyfactory.cron.stale import mon_stale
 from autopyfactory.edges.monitor import MonitorClient, MonitorError
 
@@ -30,7 +31,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not f.monitor.url:
         print(f"autopyfactory {args.command}: no monitorURL in [Factory], nothing to report")
         return 0
-    backends = backends_of(loaded)
+    backends = backends_of(loaded, checkpointed_sources(Path(f.identity.state_dir)))
     with requests.Session() as session:
         client = MonitorClient(f.monitor.url, f.monitor.token, f.identity.factory_id, session, f.http.timeout)
         try:

@@ -3,14 +3,14 @@
 Both helpers report with ``POST <monitorURL>/factories/<factoryId>/jobs`` through the one monitor
 client (edges/monitor.py), in chunks; a report the monitor already has changes nothing, so both
 commands are idempotent. They ask the batch backends the factory itself would build from the same
-factory.conf (batch/backends.py) and its queue sections use, each about its own pilots, and never
-branch on which backend is which.
+factory.conf (batch/backends.py) that its queue sections use or mon-exiting has read before,
+each about its own pilots, and never branch on which backend is which.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from autopyfactory.batch.backends import build_backends
@@ -67,10 +67,13 @@ def report_of(pilot: EndedPilot) -> Report:
     return Report(pilot.job_id, "done", pilot.rc, pilot.reason, ran=pilot.rc in PILOT_RAN)
 
 
-def backends_of(loaded: config.FactoryConfig) -> dict[str, Backend]:
-    """The batch backends the factory's queue sections use (their ``batch``), by name, built as
-    the factory builds them. A backend no queue uses is not asked: a factory of ``batch = local``
-    queues alone has no HTCondor to ask, and its helpers must not fail every run for that. Queues
+def backends_of(loaded: config.FactoryConfig, checkpointed: Collection[str] = ()) -> dict[str, Backend]:
+    """The batch backends the factory's queue sections use (their ``batch``), and those with a
+    source in ``checkpointed`` (the sources mon-exiting has read before), by name, built as the
+    factory builds them. A backend neither used nor read before is not asked: a factory of
+    ``batch = local`` queues alone has no HTCondor to ask, and its helpers must not fail every
+    run for that. A backend read before is asked even when no queue uses it any more: the pilots
+    a queue left there when it moved to another backend still end, and must be reported. Queues
     chosen from CRIC (``queues = cric: ...``) have no section: they take [QueueDefaults]' backend."""
     used = {str(queue.get("batch")) for queue in loaded.queues}
     if loaded.factory.identity.queue_selection is not None:
@@ -78,7 +81,7 @@ def backends_of(loaded: config.FactoryConfig) -> dict[str, Backend]:
     return {
         name: backend
         for name, backend in build_backends(loaded.factory, loaded.queues).items()
-        if name in used
+        if name in used or not set(backend.sources()).isdisjoint(checkpointed)
     }
 
 

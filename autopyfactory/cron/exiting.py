@@ -91,6 +91,16 @@ def read_checkpoint(path: Path, now: float) -> dict[str, float]:
     return saved
 
 
+def checkpointed_sources(state_dir: Path) -> set[str]:
+    """The sources the checkpoint in ``state_dir`` has a time for, whatever the time (which
+    :func:`read_checkpoint` judges); none when it is missing or unreadable."""
+    try:
+        data = json.loads((state_dir / CHECKPOINT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(key) for key in data} if isinstance(data, dict) else set()
+
+
 def collect_finished(
     backends: Mapping[str, Backend], saved: Mapping[str, float], now: float, lookback: float
 ) -> ExitingRun:

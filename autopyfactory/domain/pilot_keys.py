@@ -3,7 +3,7 @@ at the monitor.
 
 Each pilot gets its own random key in its own environment (:data:`KEY_VARIABLE`); the factory
 announces only the key's SHA-256 digest with the pilot, and the monitor keeps only digests. The
-monitor (monitor_service/pilot_keys.py) checks keys of exactly this format: ``apfp_`` and 43
+monitor (monitor_service/pilot_keys.py) checks keys with these very definitions: ``apfp_`` and 43
 characters of ``A-Z a-z 0-9 _ -`` (256 random bits); the wrapper sends a key of this shape and
 no other. Making a key draws from the operating system's random source, nothing else.
 """

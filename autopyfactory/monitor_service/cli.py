@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         metavar="SECONDS",
-        help="run expiry inside the service every SECONDS (default: off, use the expire command from cron)",
+        help="run expiry inside the service every SECONDS (default: off: `expire` runs from a systemd timer)",
     )
     serve.add_argument(
         "--forwarded-allow-ips",
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         default=1,
-        help="worker processes [1]; more than one needs PostgreSQL (and expiry from cron)",
+        help="worker processes [1]; more than one needs PostgreSQL (and expiry from its systemd timer)",
     )
     serve.add_argument(
         "--bulk-writers",
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept reports without a key (the default: the production ATLAS wrapper sends none)",
     )
 
-    expire = commands.add_parser("expire", help="apply the expiry rules once (run from cron)")
+    expire = commands.add_parser("expire", help="apply the expiry rules once (run by its systemd timer)")
     _expiry_options(expire)
 
     clean = commands.add_parser(
@@ -425,7 +425,10 @@ def _workers_problem(args: argparse.Namespace, settings: MonitorSettings) -> str
     if not settings.db_url.startswith("postgresql"):
         return "several workers need PostgreSQL (SQLite has one writer: serve it with one worker)"
     if args.expire_every:
-        return "--expire-every would run in every worker: run `autopyfactory-monitor expire` from cron"
+        return (
+            "--expire-every would run in every worker: run `autopyfactory-monitor expire` from its systemd"
+            " timer (autopyfactory-monitor-expire.timer) instead"
+        )
     return ""
 
 

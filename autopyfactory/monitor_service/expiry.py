@@ -9,7 +9,7 @@ Expiry, in this order (thresholds in :class:`ExpiryRules`):
 
 A pilot's legal report clears the flag. Every change is a job event with source ``expiry``. Jobs
 are changed in batches, one short transaction each, so that the wrappers' reports never wait long.
-Run by ``autopyfactory-monitor expire`` (cron) or by :class:`ExpiryThread` inside the service.
+Run by ``autopyfactory-monitor expire`` (its systemd timer) or by :class:`ExpiryThread` inside the service.
 """
 
 from __future__ import annotations

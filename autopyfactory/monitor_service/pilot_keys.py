@@ -2,10 +2,12 @@
 
 Pilot reports (``POST /api/jobs/{fid}:{cid}``) come from worker nodes and carry no factory token;
 without more, anyone who can reach the monitor could move any factory's pilots, even to FAULT.
-A factory that wants more gives each pilot a random key of its own (:func:`new_pilot_key`) in
-the pilot's environment (``APFMON_KEY``) and announces the key's SHA-256 digest with the pilot
-in its authenticated ``PUT /api/jobs`` (``key_sha256``). The wrapper sends the key with every
-report (``Authorization: Bearer <key>``); the monitor compares digests.
+A factory that wants more gives each pilot a random key of its own in the pilot's environment
+(``APFMON_KEY``) and announces the key's SHA-256 digest with the pilot in its authenticated
+``PUT /api/jobs`` (``key_sha256``). The wrapper sends the key with every report
+(``Authorization: Bearer <key>``); the monitor compares digests. The key's format and digest are
+defined once, in ``autopyfactory.domain.pilot_keys``, for the factory that makes keys and the
+monitor that checks them.
 
 Why a random key per pilot and not an HMAC under a factory secret: HTCondor assigns the cluster id
 only at ``condor_submit``, so the factory cannot derive anything from the pilot's ``cluster.proc``
@@ -36,25 +38,11 @@ unsigned.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
-import re
-import secrets
 
-PILOT_KEY_PREFIX = "apfp_"
-_KEY = re.compile(r"apfp_[A-Za-z0-9_-]{43}")
+from autopyfactory.domain.pilot_keys import PILOT_KEY_PREFIX, is_pilot_key, key_digest
+
 _BEARER = "bearer "
-DIGEST_PATTERN = r"^[0-9a-f]{64}$"
-
-
-def new_pilot_key() -> str:
-    """A fresh pilot key: the prefix and 256 random bits (what a factory gives each pilot)."""
-    return PILOT_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def key_digest(key: str) -> str:
-    """The SHA-256 digest (hex) a factory announces for ``key``; the monitor keeps only this."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def presented_key(authorization: str | None) -> str | None:
@@ -82,7 +70,7 @@ def verdict(presented: str | None, digest: str, required: bool, *, legacy: bool 
         return KeyVerdict.UNSIGNED
     if presented is None:
         return KeyVerdict.UNSIGNED if required else KeyVerdict.OK
-    if _KEY.fullmatch(presented) is None:
+    if not is_pilot_key(presented):
         return KeyVerdict.WRONG
     if not digest:
         return KeyVerdict.WRONG if required else KeyVerdict.OK

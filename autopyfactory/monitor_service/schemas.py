@@ -20,7 +20,7 @@ from pydantic import (
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from autopyfactory.domain.names import LABEL_BODY, LABEL_CHARS, LABEL_MAX, LABEL_PATTERN, label_problem
-from autopyfactory.monitor_service.pilot_keys import DIGEST_PATTERN
+from autopyfactory.domain.pilot_keys import DIGEST_PATTERN
 from autopyfactory.monitor_service.states import PILOT_REPORTS, JobState
 
 FID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"

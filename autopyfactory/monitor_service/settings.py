@@ -58,7 +58,7 @@ class MonitorSettings:
     clock: Clock = utc_now
     expiry: ExpiryRules = field(default_factory=ExpiryRules)
     limits: Limits = field(default_factory=Limits)
-    expire_every: float | None = None  # seconds between in-process expiry runs; None: off (cron)
+    expire_every: float | None = None  # seconds between in-process expiry runs; None: off (the expire timer)
     messages_kept: int = 50  # cycle messages kept per label
     heartbeat_ok: timedelta = timedelta(minutes=20)  # factory status ok below this age
     heartbeat_warning: timedelta = timedelta(hours=1)  # warning below this age, else error

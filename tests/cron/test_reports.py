@@ -153,6 +153,26 @@ def test_a_factory_whose_queues_all_come_from_cric_reports_its_condor_pilots(
     assert state(factory, cid) == ("DONE", 0)
 
 
+def test_pilots_left_in_htcondor_by_a_queue_moved_to_local_are_still_reported(
+    condor: CondorEmulator, factory: FactoryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The queue's pilots stay in the schedd after it moved to ``batch = local``: mon-exiting,
+    which read that schedd before, still reads it and reports their end (none is left active,
+    and no "no such backend" is logged)."""
+    cids = submit(condor, factory.name, 2)
+    factory.create(LABEL, *cids)
+    assert run("mon-exiting", write_config(tmp_path, factory)) == 0  # the schedd is read
+    condor.complete(cids[0], 0)
+    condor.remove(cids[1], "PeriodicRemove: idle too long")
+    capsys.readouterr()
+    assert (
+        run("mon-exiting", write_config(tmp_path, factory, queues="autoconfigure = false\nbatch = local"))
+        == 0
+    )
+    assert [state(factory, cid) for cid in cids] == [("DONE", 0), ("FAULT", None)]
+    assert "no such backend" not in capsys.readouterr().err
+
+
 def test_without_the_wrappers_reports_the_exit_code_decides_done_or_fault(
     condor: CondorEmulator, factory: FactoryClient, tmp_path: Path
 ) -> None:

@@ -10,14 +10,9 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from autopyfactory.domain.pilot_keys import key_digest, new_pilot_key
 from autopyfactory.monitor_service.cli import main
-from autopyfactory.monitor_service.pilot_keys import (
-    KeyVerdict,
-    key_digest,
-    new_pilot_key,
-    presented_key,
-    verdict,
-)
+from autopyfactory.monitor_service.pilot_keys import KeyVerdict, presented_key, verdict
 from tests.support.monitor import FactoryClient
 
 LABEL = "KEYS-L"

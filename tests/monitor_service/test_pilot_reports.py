@@ -14,7 +14,7 @@ import requests
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from autopyfactory.monitor_service.pilot_keys import key_digest, new_pilot_key
+from autopyfactory.domain.pilot_keys import key_digest, new_pilot_key
 from autopyfactory.monitor_service.pilot_reports import PilotReports, route_path
 from tests.support.monitor import Monitor, new_factory, start_monitor
 

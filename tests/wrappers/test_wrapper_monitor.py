@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from autopyfactory.monitor_service.pilot_keys import key_digest, new_pilot_key
+from autopyfactory.domain.pilot_keys import key_digest, new_pilot_key
 from tests.support.monitor import Monitor, start_monitor
 from tests.support.wrapper_harness import CID, FID, JOB_ID, Wrapper
 from tests.support.wrapper_servers import RecordingServer

@@ -76,8 +76,6 @@ class CondorBackend:
         self._factory_id, self._default, self._timeout = factory_id, default, timeout
         self._parallel = max(1, parallel)  # schedds submitted to at the same time
         self._blocks = BlockCache()
-        #: labels whose last submission's outcome is not exactly known -> censuses left to list
-        #: their pilots' ids in (so the monitor hears of pilots queued by a failed submission)
         self._memory, self._stop = memory, stop_requested
         self._configured = tuple(configured)
         self._pilot_keys = pilot_keys
@@ -333,6 +331,10 @@ class CondorBackend:
         moved leaves its pilots in the old one: they must be neither lost nor AWOL), each once."""
         remembered = self._memory.schedds() if self._memory is not None else []
         return list(dict.fromkeys([self._default, *self._configured, *remembered]))
+
+    def sources(self) -> tuple[str, ...]:
+        """Every schedd :meth:`finished` reads, by its checkpoint key."""
+        return tuple(schedd_key(schedd) for schedd in self.all_schedds())
 
     def finished(self, since: Callable[[str], float]) -> Finished:
         """Each schedd's condor_history since its time, and its condor_q (the ids still queued)."""

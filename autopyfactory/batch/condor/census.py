@@ -56,8 +56,9 @@ class ScheddCensus:
     ``queued``: per label the QDates, floored to the hour (enough for the log directories'
     dates; 0 = unknown). ``recent``: per label the ids of
     pilots queued at most RECENT_SECONDS before the newest pilot of the schedd (no clock needed):
-    what a submission of the last cycles queued (so that pilots of a half-failed submission that the
-    monitor never heard of are announced, and recent submissions that vanished are noticed).
+    what a submission of the last cycles queued, for the plausibility check only (recent
+    submissions that condor_q does not list make its answer suspect, see
+    ``CondorBackend._check_plausible``).
     """
 
     supply: dict[str, Supply] = field(default_factory=dict)

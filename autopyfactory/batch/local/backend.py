@@ -504,6 +504,9 @@ class LocalBackend:
 
     # -- the cron helpers --
 
+    def sources(self) -> tuple[str, ...]:
+        return (SOURCE,)
+
     def finished(self, since: Callable[[str], float]) -> Finished:
         """The history since ``since(SOURCE)``, and the registry's pilots as queued. Without a
         ``<stateDir>/local`` directory this factory never ran a local pilot: nothing is read."""

@@ -331,7 +331,7 @@ OPTIONS: tuple[Option, ...] = (
         100.0,
         "Disk space for the pilot announcements the monitor has not yet been sent (<stateDir>/outbox/,"
         " kept across restarts, sent oldest first); when full, the oldest are dropped and counted.",
-        minimum=0.01,
+        minimum=1.0,
     ),
     _factory("condorSchedd", STR, "", "Schedd to submit to and query (-name); empty = the local schedd."),
     _factory("condorPool", STR, "", "Collector of the schedd's pool (-pool); empty = the local pool."),

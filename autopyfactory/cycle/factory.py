@@ -124,7 +124,7 @@ class Factory:
         labels = label_set.labels
         reading = self._read_panda(labels, problems)
         controls = self._controls.read_or_hold() if self._controls else Controls()
-        unsettled = self._unsettled_labels(labels)
+        unsettled = self._unsettled_labels(labels, problems)
         census = self._take_census(labels, problems, controls, started - self._settings.panda_lag, unsettled)
         self._settle_listed(unsettled, census)
         credentials = self._check_credentials(labels, started)
@@ -177,12 +177,17 @@ class Factory:
 
     # -- the pilots the monitor must hear of --
 
-    def _unsettled_labels(self, labels: Sequence[Label]) -> dict[str, float]:
+    def _unsettled_labels(self, labels: Sequence[Label], problems: list[Problem]) -> dict[str, float]:
         """This cycle's labels whose earlier submission is unsettled, each with when it was
-        recorded."""
+        recorded; none when they cannot be read: a problem, and as recording a submission then
+        fails too, nothing is submitted (and nothing settled) until they can."""
         if self._unsettled is None:
             return {}
-        recorded = self._unsettled.labels()
+        try:
+            recorded = self._unsettled.labels()
+        except OSError as exc:
+            problems.append(Problem(EdgeKind.STATE, f"cannot read the unsettled labels: {exc}"))
+            return {}
         return {label.name: recorded[label.name] for label in labels if label.name in recorded}
 
     def _settle_listed(self, unsettled: Mapping[str, float], census: Census) -> None:

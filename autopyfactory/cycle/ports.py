@@ -95,7 +95,8 @@ class UnsettledLabels(Protocol):
     that neither a restart, a reload nor failed censuses lose one."""
 
     def labels(self) -> Mapping[str, float]:
-        """The labels recorded, each with when (epoch seconds)."""
+        """The labels recorded, each with when (epoch seconds); raises OSError when they cannot
+        be read (then :meth:`mark` and :meth:`settle` raise it too)."""
         ...
 
     def mark(self, names: Collection[str], now: float) -> None:

@@ -45,6 +45,7 @@ class EdgeKind(enum.StrEnum):
     PANDA = "panda"
     BATCH = "batch"
     CONTROL = "control"
+    STATE = "state"  # the state dir's own files (the unsettled labels)
 
 
 class JobStatus(enum.IntEnum):

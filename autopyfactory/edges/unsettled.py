@@ -5,6 +5,12 @@ announced to the monitor: right after a submission that gave all its ids, or whe
 census lists the label's pilots. A file, not memory, so that a SIGKILL during the submission, a
 restart, a reload or failed censuses in a row cannot make the factory forget to look. Only the
 daemon writes it (atomically, see edges/files.py); the cycle reaches it through its port.
+
+A file that cannot be parsed is set aside as ``unsettled.bad`` (and said), so it cannot block
+every later submission. A file that cannot be read (EACCES, EIO) is not: it may be whole, and its
+labels are not known, so every method raises OSError. The cycle then reports the problem, settles
+nothing and submits nothing, as when the file cannot be written: a submission that cannot be
+recorded could lose its pilots to the monitor.
 """
 
 from __future__ import annotations
@@ -29,30 +35,38 @@ class UnsettledFile:
         self.path = state_dir / UNSETTLED_FILE
 
     def labels(self) -> dict[str, float]:
-        """The labels recorded; an unreadable file is set aside (and said), so it cannot block
-        every later submission."""
+        """The labels recorded; a file that cannot be parsed is set aside (and said) and counts
+        as none; raises OSError when the file cannot be read."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            labels = data["labels"]
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            labels = json.loads(data.decode("utf-8"))["labels"]
             if not isinstance(labels, dict):
                 raise ValueError("labels is not an object")
             return {str(name): float(since) for name, since in labels.items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("%s is unreadable, set aside as .bad: %s", self.path, exc)
-            os.replace(self.path, self.path.with_suffix(".bad"))
+        except (ValueError, KeyError, TypeError) as exc:
+            self._set_aside(exc)
             return {}
 
+    def _set_aside(self, exc: Exception) -> None:
+        log.error("%s is unreadable, set aside as .bad: %s", self.path, exc)
+        try:
+            os.replace(self.path, self.path.with_suffix(".bad"))
+        except OSError as error:  # the next write replaces it (or fails and says so)
+            log.error("cannot set %s aside: %s", self.path, error)
+
     def mark(self, names: Collection[str], now: float) -> None:
-        """Record ``names`` as unsettled (those already recorded keep their time); raises OSError."""
+        """Record ``names`` as unsettled (those already recorded keep their time); raises OSError,
+        also when the file cannot be read."""
         labels = self.labels()
         new = {name: now for name in names if name not in labels}
         if new:
             self._write(labels | new)
 
     def settle(self, names: Collection[str]) -> None:
-        """Forget ``names``; raises OSError."""
+        """Forget ``names``; raises OSError, also when the file cannot be read."""
         labels = self.labels()
         kept = {name: since for name, since in labels.items() if name not in names}
         if len(kept) != len(labels):

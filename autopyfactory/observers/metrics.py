@@ -40,7 +40,10 @@ class FactoryMetrics:
         self.cycle_seconds = Gauge("apf_cycle_duration_seconds", "Duration of the last cycle", registry=r)
         self.cycles = Counter("apf_cycles", "Cycles run", registry=r)
         self.errors = Counter(
-            "apf_errors", "Errors by kind (schedconfig, panda, batch, submit)", ["kind"], registry=r
+            "apf_errors",
+            "Errors by kind (schedconfig, panda, batch, control, state, submit)",
+            ["kind"],
+            registry=r,
         )
         self.last_success = Gauge(
             "apf_last_success_timestamp_seconds",

@@ -117,6 +117,9 @@ def test_minimum() -> None:
         option("corecount").parse("0")
     with pytest.raises(ValueError, match=r"^must be at least 0\.1, got 0\.05$"):
         option("httpTimeout", Scope.FACTORY).parse("0.05")
+    # less than a megabyte (some ten thousand announcements) would drop pilots in a short outage
+    with pytest.raises(ValueError, match=r"^must be at least 1(\.0)?, got 0\.5$"):
+        option("monitorOutboxMB", Scope.FACTORY).parse("0.5")
 
 
 def test_required_value_must_not_be_empty() -> None:

@@ -14,6 +14,7 @@ from autopyfactory.batch.condor.bulk import SUBMITTER
 from autopyfactory.config import loader as config
 from autopyfactory.cycle.report import CycleReport
 from autopyfactory.domain.label import Label
+from autopyfactory.domain.model import EdgeKind
 from autopyfactory.runtime.service import RunOptions, build_factory, http_session, schedconfig_source
 from tests.support.daemon import start
 from tests.support.e2e import job_ids, write_config
@@ -130,3 +131,22 @@ def test_each_schedds_pilots_are_announced_when_its_submission_returns(tmp_path,
     }
     assert all(by_schedd.values())
     assert abs(max(by_schedd["schedd2"]) - max(by_schedd["local"])) > 2  # the quick one did not wait
+
+
+def test_unsettled_labels_that_cannot_be_read_are_a_problem_and_nothing_is_submitted(tmp_path, stand, condor):
+    """An unsettled.json that cannot be read (here a directory; EACCES or EIO alike) is neither
+    set aside nor taken for no labels: the cycle runs, says so, and submits nothing."""
+    stand.stats = {"NDGF-T1": {"activated": 50}}
+    cfg = config.load(write_config(tmp_path, stand, "[NDGF-T1]"))
+    (tmp_path / "state" / "unsettled.json").mkdir(parents=True)
+    options = RunOptions(cycles=1)
+    with http_session(cfg.factory.http) as session:
+        report = build_factory(
+            cfg, options, session, schedconfig_source(cfg, options, session), []
+        ).run_cycle(0)
+    assert [problem.kind for problem in report.problems] == [EdgeKind.STATE]
+    assert "cannot read the unsettled labels" in report.problems[0].message
+    assert report.results
+    assert {result.outcome.error.split(":")[0] for result in report.results} == {"nothing submitted"}
+    assert condor.jobs() == []
+    assert (tmp_path / "state" / "unsettled.json").is_dir()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from autopyfactory.observers.outbox import SEGMENT_ITEMS, PilotOutbox
+import os
+import time
+
+from autopyfactory.observers.outbox import SEGMENT_ITEMS, STALE_TEMPORARY_SECONDS, PilotOutbox
 
 
 def pilots(*cids: str) -> list[dict[str, str]]:
@@ -54,3 +57,48 @@ def test_announcements_dropped_meanwhile_are_not_counted_as_sent(tmp_path):
     outbox.sent(sending)
     assert dropped == [1]
     assert [item["cid"] for item in outbox.peek(5)] == ["2.0"]
+
+
+def test_an_announcement_that_can_never_fit_drops_only_itself(tmp_path):
+    dropped: list[int] = []
+    size = len('[{"cid":"1.0","label":"A","factory":"f"}]')
+    outbox = PilotOutbox(tmp_path, size, dropped.append)
+    outbox.add(pilots("1.0"))
+    outbox.add(pilots("2." + "0" * size))
+    assert dropped == [1]
+    assert [item["cid"] for item in outbox.peek(5)] == ["1.0"]
+
+
+def test_a_call_larger_than_the_limit_keeps_its_newest_announcements(tmp_path):
+    dropped: list[int] = []
+    size = len('[{"cid":"2.0","label":"A","factory":"f"},{"cid":"3.0","label":"A","factory":"f"}]')
+    outbox = PilotOutbox(tmp_path, size, dropped.append)
+    outbox.add(pilots("1.0"))
+    outbox.add(pilots("2.0", "3.0", "4.0"))  # two segments that fit, not one that cannot
+    assert [item["cid"] for item in outbox.peek(5)] == ["4.0"]
+    assert sum(dropped) == 3
+    assert outbox.bytes <= size
+    assert [item["cid"] for item in PilotOutbox(tmp_path, size).peek(5)] == ["4.0"]
+
+
+def test_a_segment_deleted_by_another_outbox_meanwhile_is_skipped_silently(tmp_path, caplog):
+    PilotOutbox(tmp_path, 10**6).add(pilots("1.0"))
+    # listed, then gone when read: what a segment the outbox still closing sends and deletes looks like
+    (tmp_path / "000000000000-gone.json").symlink_to(tmp_path / "deleted.json")
+    outbox = PilotOutbox(tmp_path, 10**6)
+    assert [item["cid"] for item in outbox.peek(5)] == ["1.0"]
+    assert not (tmp_path / "000000000000-gone.bad").exists()
+    assert "unreadable" not in caplog.text
+
+
+def test_the_stale_temporary_files_of_an_interrupted_write_are_removed(tmp_path):
+    stale = tmp_path / ".000000000001-dead.json.x1y2z3.tmp"
+    fresh = tmp_path / ".000000000001-live.json.a1b2c3.tmp"  # a writer still closing, mid-write
+    for path in (stale, fresh):
+        path.write_text('[{"cid":')
+    old = time.time() - 2 * STALE_TEMPORARY_SECONDS
+    os.utime(stale, (old, old))
+    outbox = PilotOutbox(tmp_path, 10**6)
+    assert len(outbox) == 0
+    assert not stale.exists()
+    assert fresh.exists()

@@ -53,7 +53,7 @@ def test_what_is_written_is_read_back(tmp_path: Path, labels) -> None:
     record = read_state(tmp_path / STATE_FILE)
     assert record.problems == (ProblemRecord(EdgeKind.BATCH, "condor_q: timed out"),)
     assert record.edges == {EdgeKind.SCHEDCONFIG: True, EdgeKind.PANDA: True, EdgeKind.BATCH: False,
-                            EdgeKind.CONTROL: True}  # fmt: skip
+                            EdgeKind.CONTROL: True, EdgeKind.STATE: True}  # fmt: skip
     assert record.credentials[0].state is CredentialState.WARN
     first = labels[0].name
     assert record.labels[first].submitted == 2

@@ -152,7 +152,15 @@ def _processes_with(tmpdir: Path) -> dict[int, str]:
 def _own_group_pilots(tmpdir: Path) -> list[int]:
     """Pilots (pilot.py) that moved into a process group of their own, as pilot 3 does with a job."""
     return [pid for pid, command in _processes_with(tmpdir).items()
-            if "pilot.py" in command and os.getpgid(pid) == pid]  # fmt: skip
+            if "pilot.py" in command and _group_of(pid) == pid]  # fmt: skip
+
+
+def _group_of(pid: int) -> int | None:
+    """The process group of ``pid``; None when it has ended since it was listed."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def _interrupt_when_pilots_run_jobs(tmp_path: Path, args: list[str], wait: float) -> tuple[float, str]:

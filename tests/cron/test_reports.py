@@ -65,10 +65,15 @@ def set_monitor_time(monitor: Monitor, epoch: float) -> None:
 
 
 def write_config(
-    tmp_path: Path, factory: FactoryClient, extra: str = "", queues: str = "", monitor_url: str | None = None
+    tmp_path: Path,
+    factory: FactoryClient,
+    extra: str = "",
+    queues: str | None = "",
+    monitor_url: str | None = None,
 ) -> Path:
     """The factory.conf of ``factory`` with its monitor (or ``monitor_url``), the queue [CERN-PROD]
-    (``queues`` is the rest of its section and may add sections) and ``extra`` in [Factory]."""
+    (``queues`` is the rest of its section and may add sections; None: no queue section at all)
+    and ``extra`` in [Factory]."""
     own = {
         "factoryId": factory.name,
         "pandaserver": "http://127.0.0.1:9",
@@ -79,7 +84,8 @@ def write_config(
         "monitorURL": factory.monitor.api if monitor_url is None else monitor_url,
         "monitorToken": factory.token,
     }
-    return write_factory_conf(tmp_path, factory=[own, extra], queues={LABEL: queues})
+    sections = {} if queues is None else {LABEL: queues}
+    return write_factory_conf(tmp_path, factory=[own, extra], queues=sections)
 
 
 def submit(condor: CondorEmulator, fid: str, n: int, schedd: str | None = None) -> list[str]:
@@ -139,17 +145,8 @@ def test_a_factory_whose_queues_all_come_from_cric_reports_its_condor_pilots(
     (cid,) = submit(condor, factory.name, 1)
     factory.create(LABEL, cid)
     condor.complete(cid, 0)
-    own = {
-        "factoryId": factory.name,
-        "pandaserver": "http://127.0.0.1:9",
-        "schedconfig": f"{tmp_path}/cric.json",
-        "stateDir": f"{tmp_path}/state",
-        "condorTimeout": 5,
-        "monitorURL": factory.monitor.api,
-        "monitorToken": factory.token,
-        "queues": "cric: vo=atlas",
-    }
-    assert run("mon-exiting", write_factory_conf(tmp_path, factory=[own], queues={})) == 0
+    conf = write_config(tmp_path, factory, "queues = cric: vo=atlas", queues=None)
+    assert run("mon-exiting", conf) == 0
     assert state(factory, cid) == ("DONE", 0)
 
 

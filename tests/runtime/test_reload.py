@@ -195,13 +195,18 @@ def test_repeated_reloads_leave_nothing_behind(tmp_path, stand, condor):
         reload_and_cycle(number)
 
     def grown() -> dict[str, tuple[int, int]]:
-        """What grew over 20 reloads (before, now). A count may also be lower: what the third
-        reload's old edges still held when ``before`` was taken (a thread still stopping on a
-        loaded machine) is gone since."""
+        """What grew by a third of a reload's worth or more over 20 reloads (before, now): what
+        a reload leaves behind grows by one or more per reload. A count may grow by a few once (a
+        series for an error kind first seen, a connection pool thread started late on a loaded
+        machine) or be lower (the third reload's old edges still stopping when ``before`` was
+        taken)."""
         now = resources(service)
-        return {name: (before[name], now[name]) for name in before if now[name] > before[name]}
+        return {name: (before[name], now[name]) for name in before if now[name] >= before[name] + 7}
 
-    wait_for(lambda: not grown(), seconds=30, what="no count above what it was before")
+    try:
+        wait_for(lambda: not grown(), seconds=30, what="no count grown with the reloads")
+    except AssertionError:
+        pytest.fail(f"grown over 20 reloads (before, now): {grown()}")
     assert metric(ports[1], 'apf_config_reloads_total{result="accepted"}') == 23.0
 
 
